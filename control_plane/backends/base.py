@@ -1,0 +1,67 @@
+"""The one interface every execution backend implements (local processes, containers, Kubernetes Jobs)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+from pydantic import BaseModel
+
+
+class LaunchSpec(BaseModel):
+    """Everything a backend needs to start the runner of one execution. Parameters are NOT in here: the
+    runner fetches them from the control plane with its token, so they never reach a process table or a
+    Job spec."""
+
+    execution_id: str
+    workflow_name: str
+    org_id: str | None
+    token: str
+    timeout_seconds: int
+    api_url: str
+    nats_url: str
+    workspace_dir: str
+    memory_limit_mb: int | None = None
+
+    def runner_env(self) -> dict[str, str]:
+        """The runner's whole configuration, as environment variables (see `bifrost_runner.config`)."""
+        return {
+            "BIFROST_EXECUTION_ID": self.execution_id,
+            "BIFROST_EXECUTION_TOKEN": self.token,
+            "BIFROST_API_URL": self.api_url,
+            "BIFROST_NATS_URL": self.nats_url,
+            "BIFROST_WORKSPACE_DIR": self.workspace_dir,
+            "BIFROST_TIMEOUT_SECONDS": str(self.timeout_seconds),
+        }
+
+
+class RunnerExit(BaseModel):
+    """A runner is gone. The control plane closes the execution with `reason` if no `finished` event
+    arrives for it shortly after."""
+
+    execution_id: str
+    exit_code: int | None
+    reason: str
+
+
+ExitCallback = Callable[[RunnerExit], Awaitable[None]]
+
+
+class Backend(Protocol):
+    name: str
+
+    async def start(self, on_exit: ExitCallback) -> None:
+        """Begin serving launches; `on_exit` is called once for every runner that ends, however it ends."""
+
+    async def stop(self) -> None:
+        """Stop launching; runners already running are left to finish."""
+
+    async def launch(self, spec: LaunchSpec) -> None:
+        """Start the runner of `spec.execution_id`. Idempotent: a second call for the same id is a no-op."""
+
+    async def kill(self, execution_id: str) -> None:
+        """Terminate what is left of a runner (after the cancel grace period, or on timeout)."""
+
+    async def reconcile(self, active_execution_ids: list[str]) -> None:
+        """After a control-plane restart: re-attach to the runners of these still-active executions, and
+        report (via `on_exit`) those whose runner no longer exists."""

@@ -1,0 +1,141 @@
+"""The wire contract between runners and the control plane.
+
+Runners publish events on NATS JetStream; the control plane ingests them. Both sides import these models, so
+a field added here is seen by both at once.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field, TypeAdapter
+
+EVENTS_STREAM = "BIFROST_EVENTS"
+QUEUE_STREAM = "BIFROST_QUEUE"
+QUEUE_SUBJECT = "bifrost.queue.executions"
+EVENTS_SUBJECT_WILDCARD = "bifrost.runs.*.events"
+
+
+def events_subject(execution_id: str) -> str:
+    return f"bifrost.runs.{execution_id}.events"
+
+
+def control_subject(execution_id: str) -> str:
+    return f"bifrost.runs.{execution_id}.control"
+
+
+def message_id(execution_id: str, seq: int) -> str:
+    """The `Nats-Msg-Id` of one event: JetStream drops a second publish with the same id."""
+    return f"{execution_id}:{seq}"
+
+
+class ExecutionStatus(enum.StrEnum):
+    PENDING = "Pending"
+    RUNNING = "Running"
+    SUCCESS = "Success"
+    COMPLETED_WITH_ERRORS = "CompletedWithErrors"
+    FAILED = "Failed"
+    TIMEOUT = "Timeout"
+    CANCELLED = "Cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self not in (ExecutionStatus.PENDING, ExecutionStatus.RUNNING)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class _EventBase(BaseModel):
+    execution_id: str
+    seq: int = Field(ge=1, description="Per-execution sequence number, starting at 1, without gaps.")
+    ts: datetime = Field(default_factory=_now)
+
+
+class StartedEvent(_EventBase):
+    type: Literal["started"] = "started"
+    pid: int | None = None
+    hostname: str | None = None
+    workspace_revision: str | None = None
+    sync_seconds: float | None = None
+
+
+class LogRecord(BaseModel):
+    ts: datetime
+    level: str
+    logger: str
+    message: str
+
+
+class LogEvent(_EventBase):
+    type: Literal["log"] = "log"
+    records: list[LogRecord]
+    dropped: int = Field(0, description="Records dropped by the runner's hard cap before this batch.")
+
+
+class VariablesEvent(_EventBase):
+    type: Literal["variables"] = "variables"
+    variables: dict[str, Any]
+
+
+class ResultEvent(_EventBase):
+    type: Literal["result"] = "result"
+    result: Any
+
+
+class FinishedEvent(_EventBase):
+    type: Literal["finished"] = "finished"
+    status: ExecutionStatus
+    error_type: str | None = None
+    error_message: str | None = None
+    traceback: str | None = None
+    duration_ms: float | None = None
+
+
+Event = Annotated[
+    StartedEvent | LogEvent | VariablesEvent | ResultEvent | FinishedEvent,
+    Field(discriminator="type"),
+]
+_event_adapter: TypeAdapter[Event] = TypeAdapter(Event)
+
+
+def parse_event(data: bytes | str) -> Event:
+    return _event_adapter.validate_json(data)
+
+
+class CancelRequest(BaseModel):
+    """Published on the control subject to cancel a running workflow."""
+
+    type: Literal["cancel"] = "cancel"
+    reason: str = "Cancelled by user"
+
+
+class UserInfo(BaseModel):
+    id: str
+    email: str | None = None
+    name: str | None = None
+
+
+class OrganizationInfo(BaseModel):
+    id: str
+    name: str
+
+
+class RunPayload(BaseModel):
+    """What a runner fetches from the control plane with its execution token before it starts."""
+
+    execution_id: str
+    workflow_name: str
+    file: str = Field(description="Path of the workflow's module, relative to the workspace root.")
+    function_name: str
+    parameters: dict[str, Any]
+    user: UserInfo
+    organization: OrganizationInfo | None
+    is_platform_admin: bool = False
+    timeout_seconds: int
+    workspace_revision: str | None = None
+    parent_execution_id: str | None = None
+    max_result_bytes: int = 10 * 1024 * 1024
