@@ -54,7 +54,8 @@ class NatsServer:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            [nats_server_binary(), "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.store_dir)],
+            [nats_server_binary(), "-a", "127.0.0.1", "-p", str(self.port),
+             "-js", "-sd", str(self.store_dir)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

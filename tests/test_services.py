@@ -1,5 +1,3 @@
-import asyncio
-from pathlib import Path
 
 import nats
 import psycopg

@@ -1,0 +1,128 @@
+"""The tables. Every tenant-owned row carries `org_id` (NULL = global)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, Integer, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from bifrost.protocol import ExecutionStatus
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def _required_timestamp() -> Any:
+    return Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+def _optional_timestamp() -> Any:
+    return Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+
+
+class Organization(SQLModel, table=True):
+    __tablename__ = "organizations"
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    name: str = Field(unique=True)
+    created_at: datetime = _required_timestamp()
+
+
+class User(SQLModel, table=True):
+    __tablename__ = "users"
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    email: str = Field(unique=True)
+    name: str | None = None
+    org_id: str | None = Field(default=None, foreign_key="organizations.id", index=True)
+    is_platform_admin: bool = False
+    created_at: datetime = _required_timestamp()
+
+
+class ApiKey(SQLModel, table=True):
+    __tablename__ = "api_keys"
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    prefix: str = Field(index=True, description="The first characters of the key, to identify it in lists.")
+    key_hash: str = Field(unique=True, description="SHA-256 of the key; the key itself is never stored.")
+    name: str
+    user_id: str = Field(foreign_key="users.id", index=True)
+    org_id: str | None = Field(default=None, foreign_key="organizations.id", index=True)
+    created_at: datetime = _required_timestamp()
+    expires_at: datetime | None = _optional_timestamp()
+    revoked_at: datetime | None = _optional_timestamp()
+    last_used_at: datetime | None = _optional_timestamp()
+
+
+class Workflow(SQLModel, table=True):
+    """The registry: what discovery found in the workspace. Rewritten on every scan."""
+
+    __tablename__ = "workflows"
+
+    name: str = Field(primary_key=True)
+    kind: str = Field(default="workflow", description="`workflow` or `data_provider`.")
+    description: str | None = Field(default=None, sa_column=Column(Text))
+    category: str | None = None
+    file: str
+    function_name: str
+    execution_mode: str = "async"
+    endpoint_enabled: bool = False
+    schedule: str | None = None
+    timeout_seconds: int = 1800
+    meta: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    parameters_schema: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    updated_at: datetime = _required_timestamp()
+
+
+class Execution(SQLModel, table=True):
+    __tablename__ = "executions"
+    __table_args__ = (
+        Index("ix_executions_org_created", "org_id", "created_at"),
+        Index("ix_executions_workflow_created", "workflow_name", "created_at"),
+    )
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    org_id: str | None = Field(default=None, foreign_key="organizations.id", index=True)
+    user_id: str = Field(foreign_key="users.id", index=True)
+    workflow_name: str = Field(index=True)
+    status: ExecutionStatus = Field(default=ExecutionStatus.PENDING, index=True)
+    parameters: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    result: Any = Field(default=None, sa_column=Column(JSON, nullable=True))
+    variables: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    error_type: str | None = None
+    error_message: str | None = Field(default=None, sa_column=Column(Text))
+    traceback: str | None = Field(default=None, sa_column=Column(Text))
+    parent_execution_id: str | None = Field(default=None, foreign_key="executions.id", index=True)
+    workspace_revision: str | None = None
+    backend: str | None = None
+    runner_ref: str | None = Field(default=None, description="Backend handle: pid, container or Job name.")
+    last_event_seq: int = Field(default=0, description="Highest event seq ingested: makes ingest idempotent.")
+    log_count: int = 0
+    created_at: datetime = _required_timestamp()
+    started_at: datetime | None = _optional_timestamp()
+    finished_at: datetime | None = _optional_timestamp()
+    duration_ms: float | None = None
+
+
+class ExecutionLog(SQLModel, table=True):
+    __tablename__ = "execution_logs"
+    __table_args__ = (UniqueConstraint("execution_id", "line", name="uq_execution_logs_line"),)
+
+    id: int | None = Field(
+        default=None,
+        sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    )
+    execution_id: str = Field(foreign_key="executions.id", index=True)
+    line: int = Field(description="Position of the record within its execution, from 1.")
+    ts: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    level: str
+    logger: str
+    message: str = Field(sa_column=Column(Text, nullable=False))
