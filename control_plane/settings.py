@@ -8,8 +8,23 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlparse
 
-from pydantic import Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# A Kubernetes CPU quantity: cores ("1", "0.5") or millicores ("250m").
+CPU_QUANTITY = r"^([0-9]+(\.[0-9]+)?|[0-9]+m)$"
+
+
+class K8sToleration(BaseModel):
+    """One toleration of the runner pods, as in a pod spec."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    key: str | None = None
+    operator: Literal["Equal", "Exists"] = "Equal"
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    tolerationSeconds: int | None = None
 
 
 class Settings(BaseSettings):
@@ -26,6 +41,15 @@ class Settings(BaseSettings):
     bootstrap_api_key: SecretStr | None = Field(None, description="Sets the admin API key non-interactively.")
     secret_key: SecretStr | None = Field(None, description="Signs execution tokens; default: kept in data_dir.")
 
+    s3_endpoint_url: str | None = Field(None, description="S3-compatible endpoint of an s3:// workspace.")
+    s3_access_key_id: str | None = Field(None, description="Default: the usual AWS credential chain.")
+    s3_secret_access_key: SecretStr | None = None
+    s3_region: str | None = None
+    s3_runner_access_key_id: str | None = Field(
+        None, description="Read-only S3 credentials handed to runners; default: the runner's own AWS chain."
+    )
+    s3_runner_secret_access_key: SecretStr | None = None
+
     sync_wait_seconds: float = Field(30.0, description="How long a sync request waits before answering 202.")
     max_concurrency: int = Field(20, ge=1, description="Executions running at once, over all workflows.")
     max_concurrency_per_workflow: int = Field(10, ge=1)
@@ -37,6 +61,37 @@ class Settings(BaseSettings):
 
     local_pool_size: int = Field(2, ge=0, description="Pre-started runner processes of the local backend.")
     local_memory_limit_mb: int | None = Field(None, description="Address-space limit of a local runner.")
+
+    k8s_namespace: str = Field("bifrost", description="Where the kubernetes backend creates runner Jobs.")
+    runner_image: str = Field("bifrost-runner:0.1.0", description="The runner image of every Job.")
+    runner_image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    runner_image_pull_secrets: list[str] = Field(
+        default_factory=list, description="Names of docker-registry Secrets in the runner namespace (JSON list)."
+    )
+    k8s_node_selector: dict[str, str] = Field(default_factory=dict, description="Runner pods' nodeSelector (JSON).")
+    k8s_tolerations: list[K8sToleration] = Field(
+        default_factory=list, description="Runner pods' tolerations (JSON)."
+    )
+    k8s_cpu_request: str = Field("100m", pattern=CPU_QUANTITY, description="A runner's CPU request, e.g. 250m.")
+    k8s_cpu_limit: str | None = Field("1", pattern=CPU_QUANTITY, description="A runner's CPU limit; unset: none.")
+    k8s_memory_request_mb: int = Field(256, ge=16)
+    k8s_memory_limit_mb: int = Field(1024, ge=16, description="Workflows may raise it with memory_mb.")
+    k8s_run_as_user: int = Field(10001, ge=1, description="The non-root uid (and gid) runner containers run as.")
+    k8s_qps: float = Field(50.0, gt=0, description="Kubernetes API requests per second, all runners together.")
+    k8s_burst: int = Field(100, ge=1, description="Requests allowed at once above k8s_qps.")
+    k8s_api_workers: int = Field(8, ge=1, description="Threads making Kubernetes API calls.")
+    k8s_api_retry_seconds: float = Field(
+        60.0, ge=0, description="How long a failing API call (429, 5xx, unreachable) is retried before it fails."
+    )
+    k8s_ttl_seconds_after_finished: int = Field(3600, ge=0, description="Finished Jobs are kept this long.")
+    k8s_deadline_grace_seconds: int = Field(
+        60, ge=0, description="activeDeadlineSeconds = the workflow's timeout + this (the runner times out first)."
+    )
+    k8s_pending_timeout_seconds: float = Field(
+        600.0, gt=0, description="A runner pod not running after this long fails its execution."
+    )
+    k8s_watch_timeout_seconds: int = Field(300, ge=1, description="Server-side lifetime of one watch request.")
+    k8s_log_tail_lines: int = Field(50, ge=0, description="Log lines of a failed runner kept in its reason.")
 
     @cached_property
     def workspace_dir(self) -> Path:

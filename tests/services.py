@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from bifrost.protocol import MAX_EVENT_BYTES
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -53,9 +55,12 @@ class NatsServer:
         return f"nats://127.0.0.1:{self.port}"
 
     def start(self) -> None:
+        # Like the embedded server: messages as large as the largest event (a result near its limit).
+        config = self.store_dir.with_name(f"{self.store_dir.name}.conf")
+        config.write_text(f"max_payload: {MAX_EVENT_BYTES}\n")
         self.process = subprocess.Popen(
             [nats_server_binary(), "-a", "127.0.0.1", "-p", str(self.port),
-             "-js", "-sd", str(self.store_dir)],
+             "-js", "-sd", str(self.store_dir), "-c", str(config)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

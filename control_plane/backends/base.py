@@ -5,7 +5,19 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
+
+from bifrost.protocol import ExecutionStatus
+from control_plane.settings import CPU_QUANTITY
+
+
+class RunnerResources(BaseModel):
+    """Per-workflow resources of a runner (from the `@workflow` decorator); unset fields keep the defaults."""
+
+    cpu_request: str | None = Field(None, pattern=CPU_QUANTITY, description="CPU cores or millicores: 0.5, 250m.")
+    cpu_limit: str | None = Field(None, pattern=CPU_QUANTITY)
+    memory_request_mb: int | None = Field(None, ge=16)
+    memory_limit_mb: int | None = Field(None, ge=16)
 
 
 class LaunchSpec(BaseModel):
@@ -22,6 +34,9 @@ class LaunchSpec(BaseModel):
     nats_url: str
     workspace_dir: str
     memory_limit_mb: int | None = None
+    resources: RunnerResources | None = Field(
+        None, description="The workflow's own resource requests/limits; None: the backend's defaults."
+    )
 
     def runner_env(self) -> dict[str, str]:
         """The runner's whole configuration, as environment variables (see `bifrost_runner.config`)."""
@@ -42,6 +57,10 @@ class RunnerExit(BaseModel):
     execution_id: str
     exit_code: int | None
     reason: str
+    status: ExecutionStatus | None = Field(
+        None, description="The status to close with (`Timeout` for a deadline); None: `Failed` unless reported."
+    )
+    log_tail: str | None = Field(None, description="The last lines the runner printed, when it failed.")
 
 
 ExitCallback = Callable[[RunnerExit], Awaitable[None]]

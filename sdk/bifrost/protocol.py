@@ -16,6 +16,10 @@ EVENTS_STREAM = "BIFROST_EVENTS"
 QUEUE_STREAM = "BIFROST_QUEUE"
 QUEUE_SUBJECT = "bifrost.queue.executions"
 EVENTS_SUBJECT_WILDCARD = "bifrost.runs.*.events"
+# The largest event message: a result of up to `RunPayload.max_result_bytes` plus its envelope. The events
+# stream accepts messages up to this size, and the embedded nats-server is started with it as max_payload
+# (an external server needs `max_payload` at least this large for results near the limit).
+MAX_EVENT_BYTES = 16 * 1024 * 1024
 
 
 def events_subject(execution_id: str) -> str:
@@ -139,3 +143,41 @@ class RunPayload(BaseModel):
     workspace_revision: str | None = None
     parent_execution_id: str | None = None
     max_result_bytes: int = 10 * 1024 * 1024
+
+
+# The local backend's runner template (`python -m bifrost_runner.zygote`): it reads one `RunnerClaim` per line
+# on its stdin and writes one `RunnerForked` / `RunnerEnded` / `RunnerForkFailed` per line on its stdout.
+
+
+class RunnerClaim(BaseModel):
+    """Start the runner of one execution, with exactly this environment."""
+
+    execution_id: str
+    env: dict[str, str]
+    log_path: str = Field(description="The runner's stdout and stderr go to this file.")
+    memory_limit_bytes: int | None = None
+    cpu_limit_seconds: int | None = None
+
+
+class RunnerForked(BaseModel):
+    type: Literal["forked"] = "forked"
+    execution_id: str
+    pid: int
+
+
+class RunnerEnded(BaseModel):
+    type: Literal["ended"] = "ended"
+    execution_id: str
+    pid: int
+    exit_code: int | None = Field(description="Set when the runner exited by itself.")
+    signal: int | None = Field(description="Set when a signal killed the runner.")
+
+
+class RunnerForkFailed(BaseModel):
+    type: Literal["fork_failed"] = "fork_failed"
+    execution_id: str
+    error: str
+
+
+TemplateMessage = Annotated[RunnerForked | RunnerEnded | RunnerForkFailed, Field(discriminator="type")]
+template_message_adapter: TypeAdapter[TemplateMessage] = TypeAdapter(TemplateMessage)

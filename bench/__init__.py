@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m bench` runs every module's `main()` and prints comparable figures."""

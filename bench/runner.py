@@ -1,0 +1,138 @@
+"""Local backend latency: from `launch` to the run's `finished` event, for trivial runs (target: p50 under 25 ms
+on 2 cores), sequential ~10 ms runs, and 1,000 runs queued behind a concurrency limit of 20."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import nats
+from nats.aio.msg import Msg
+
+from bifrost.protocol import EVENTS_SUBJECT_WILDCARD, RunPayload, UserInfo, parse_event
+from bifrost_runner.connection import ensure_streams
+from control_plane.backends.base import LaunchSpec, RunnerExit
+from control_plane.backends.local import LocalBackend
+from control_plane.settings import Settings
+from tests.runner.runner_api import RunnerApi, ServedRunnerApi
+from tests.services import running_nats
+
+TARGET_P50_MS = 25.0
+WORKFLOWS = """
+    import time
+    from bifrost import workflow
+
+    @workflow
+    def trivial():
+        return {"ok": True}
+
+    @workflow
+    def ten_ms():
+        time.sleep(0.01)
+        return {"ok": True}
+"""
+
+
+class Bench:
+    def __init__(self, api: RunnerApi, api_url: str, nats_url: str, workspace: Path, backend: LocalBackend) -> None:
+        self.api = api
+        self.api_url = api_url
+        self.nats_url = nats_url
+        self.workspace = workspace
+        self.backend = backend
+        self.finished: dict[str, asyncio.Future[float]] = {}
+        self.counter = 0
+
+    async def on_event(self, msg: Msg) -> None:
+        event = parse_event(msg.data)
+        waiter = self.finished.get(event.execution_id)
+        if event.type == "finished" and waiter and not waiter.done():
+            waiter.set_result(time.perf_counter())
+
+    async def run(self, function_name: str) -> float:
+        """Milliseconds from launch to the finished event."""
+        self.counter += 1
+        execution_id = f"bench-{self.counter}"
+        payload = RunPayload(
+            execution_id=execution_id, workflow_name=function_name, file="flows.py", function_name=function_name,
+            parameters={}, user=UserInfo(id="bench"), organization=None, timeout_seconds=60,
+        )
+        token = self.api.register(payload)
+        finished = self.finished[execution_id] = asyncio.get_running_loop().create_future()
+        started = time.perf_counter()
+        await self.backend.launch(
+            LaunchSpec(
+                execution_id=execution_id, workflow_name=function_name, org_id=None, token=token,
+                timeout_seconds=60, api_url=self.api_url, nats_url=self.nats_url, workspace_dir=str(self.workspace),
+            )
+        )
+        done = await asyncio.wait_for(finished, 60)
+        del self.finished[execution_id]
+        return (done - started) * 1000
+
+
+def _summary(label: str, latencies: list[float]) -> str:
+    ordered = sorted(latencies)
+    p95 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))]
+    return f"{label}: n={len(ordered)} p50={statistics.median(ordered):.1f} ms p95={p95:.1f} ms max={ordered[-1]:.1f} ms"
+
+
+async def _measure(tmp: Path, nats_url: str, served: ServedRunnerApi) -> float:
+    workspace = tmp / "workspace"
+    workspace.mkdir()
+    (workspace / "flows.py").write_text(textwrap.dedent(WORKFLOWS))
+    nc = await nats.connect(nats_url)
+    await ensure_streams(nc.jetstream())
+
+    async def on_exit(_: RunnerExit) -> None:
+        return None
+
+    backend = LocalBackend(Settings(data_dir=tmp / "data", local_pool_size=2))
+    await backend.start(on_exit)
+    bench = Bench(served.api, served.url, nats_url, workspace, backend)
+    await nc.subscribe(EVENTS_SUBJECT_WILDCARD, cb=bench.on_event)
+    try:
+        for _ in range(5):
+            await bench.run("trivial")
+        trivial = [await bench.run("trivial") for _ in range(40)]
+        print(_summary("trivial sync run, sequential", trivial), flush=True)
+        ten = [await bench.run("ten_ms") for _ in range(40)]
+        print(_summary("~10 ms sync run, sequential", ten), flush=True)
+
+        limit = asyncio.Semaphore(20)
+
+        async def queued() -> float:
+            async with limit:
+                return await bench.run("trivial")
+
+        started = time.perf_counter()
+        many = await asyncio.gather(*(queued() for _ in range(1000)))
+        elapsed = time.perf_counter() - started
+        print(_summary("1,000 queued trivial runs, 20 at once", many), flush=True)
+        print(f"1,000 queued trivial runs: {1000 / elapsed:.0f} runs/s", flush=True)
+    finally:
+        await backend.stop()
+        await nc.close()
+    return statistics.median(trivial)
+
+
+def main() -> None:
+    served = ServedRunnerApi(RunnerApi())
+    served.start()
+    try:
+        with tempfile.TemporaryDirectory() as folder, running_nats(Path(folder)) as server:
+            p50 = asyncio.run(_measure(Path(folder), server.url, served))
+    finally:
+        served.stop()
+    verdict = "ok" if p50 < TARGET_P50_MS else "over target"
+    print(f"trivial run p50 {p50:.1f} ms (target < {TARGET_P50_MS:.0f} ms): {verdict}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
+    sys.exit(0)

@@ -1,0 +1,126 @@
+"""Request and response bodies of the HTTP API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from bifrost.protocol import ExecutionStatus
+from control_plane.db.models import Execution, ExecutionLog
+from control_plane.executions import as_utc
+
+
+class ExecuteRequest(BaseModel):
+    parameters: dict[str, Any] = Field(default_factory=dict, description="The workflow's parameters by name.")
+
+
+class ExecutionAccepted(BaseModel):
+    """The execution was created and runs (or waits to run) in the background."""
+
+    execution_id: str
+    status: ExecutionStatus
+
+
+class ExecutionError(BaseModel):
+    type: str | None
+    message: str | None
+    traceback: str | None
+
+
+class ExecutionOut(BaseModel):
+    execution_id: str
+    workflow_name: str
+    status: ExecutionStatus
+    parameters: dict[str, Any]
+    result: Any
+    error: ExecutionError | None
+    org_id: str | None
+    user_id: str
+    parent_execution_id: str | None
+    workspace_revision: str | None
+    log_count: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration_ms: float | None
+
+    @classmethod
+    def of(cls, execution: Execution) -> ExecutionOut:
+        has_error = execution.error_type is not None or execution.error_message is not None
+        return cls(
+            execution_id=execution.id,
+            workflow_name=execution.workflow_name,
+            status=execution.status,
+            parameters=execution.parameters,
+            result=execution.result,
+            error=ExecutionError(
+                type=execution.error_type, message=execution.error_message, traceback=execution.traceback
+            )
+            if has_error
+            else None,
+            org_id=execution.org_id,
+            user_id=execution.user_id,
+            parent_execution_id=execution.parent_execution_id,
+            workspace_revision=execution.workspace_revision,
+            log_count=execution.log_count,
+            created_at=as_utc(execution.created_at),
+            started_at=as_utc(execution.started_at) if execution.started_at else None,
+            finished_at=as_utc(execution.finished_at) if execution.finished_at else None,
+            duration_ms=execution.duration_ms,
+        )
+
+
+class ExecutionPage(BaseModel):
+    executions: list[ExecutionOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next (older) page; null on the last.")
+
+
+class LogLine(BaseModel):
+    line: int
+    ts: datetime
+    level: str
+    logger: str
+    message: str
+
+    @classmethod
+    def of(cls, log: ExecutionLog) -> LogLine:
+        return cls(line=log.line, ts=as_utc(log.ts), level=log.level, logger=log.logger, message=log.message)
+
+
+class LogPage(BaseModel):
+    logs: list[LogLine]
+    next_after: int = Field(description="Pass as `after` to get the lines after this page.")
+    has_more: bool = Field(description="Whether more lines were already stored when this page was read.")
+
+
+class VariablesOut(BaseModel):
+    execution_id: str
+    variables: dict[str, Any] | None
+
+
+class ResultOut(BaseModel):
+    execution_id: str
+    status: ExecutionStatus
+    result: Any
+
+
+class ChildExecutionOut(BaseModel):
+    """What a running workflow learns about a sub-workflow it started."""
+
+    execution_id: str
+    status: ExecutionStatus
+    result: Any
+    error_type: str | None
+    error_message: str | None
+
+
+class WorkspaceProblemOut(BaseModel):
+    file: str
+    line: int | None
+    message: str
+
+
+class ValueOut(BaseModel):
+    value: Any

@@ -1,0 +1,117 @@
+"""The routes a running workflow calls with its execution token, and nothing else does."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, status
+from starlette.concurrency import run_in_threadpool
+
+from bifrost.protocol import OrganizationInfo, RunPayload, UserInfo
+from control_plane.api.dependencies import RunnerDep, Services, ServicesDep
+from control_plane.api.models import ChildExecutionOut, ExecuteRequest, ExecutionAccepted, ValueOut
+from control_plane.api.starting import start_or_raise
+from control_plane.auth import ExecutionClaims
+from control_plane.db.models import Execution, Organization, User
+from control_plane.db.session import session_scope
+from control_plane.executions import Starter
+
+router = APIRouter(prefix="/api/runner", tags=["runner"])
+
+MAX_WAIT_SECONDS = 60
+
+
+def _own_execution(services: Services, claims: ExecutionClaims) -> tuple[Execution, User, Organization | None]:
+    with session_scope(services.db_engine) as session:
+        execution = session.get(Execution, claims.execution_id)
+        user = session.get(User, claims.user_id)
+        org = session.get(Organization, claims.org_id) if claims.org_id else None
+    if execution is None or user is None:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="the token's execution or user no longer exists")
+    return execution, user, org
+
+
+def _still_running(execution: Execution) -> None:
+    """A token outlives its execution until it expires; a finished execution may no longer act."""
+    if execution.status.is_terminal:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, detail=f"execution {execution.id} already finished ({execution.status.value})"
+        )
+
+
+@router.get("/payload")
+def payload(claims: RunnerDep, services: ServicesDep) -> RunPayload:
+    """What the runner needs to run its execution."""
+    execution, user, org = _own_execution(services, claims)
+    _still_running(execution)
+    workflow = services.registry.get(execution.workflow_name)
+    if workflow is None:
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND, detail=f"workflow {execution.workflow_name!r} is no longer in the workspace"
+        )
+    return RunPayload(
+        execution_id=execution.id,
+        workflow_name=workflow.name,
+        file=workflow.file,
+        function_name=workflow.function_name,
+        parameters=execution.parameters,
+        user=UserInfo(id=user.id, email=user.email, name=user.name),
+        organization=OrganizationInfo(id=org.id, name=org.name) if org else None,
+        is_platform_admin=user.is_platform_admin,
+        timeout_seconds=workflow.timeout_seconds,
+        workspace_revision=execution.workspace_revision,
+        parent_execution_id=execution.parent_execution_id,
+        max_result_bytes=services.settings.max_result_bytes,
+    )
+
+
+@router.post("/workflows/{name}/run", status_code=status.HTTP_202_ACCEPTED)
+async def run_child(name: str, claims: RunnerDep, services: ServicesDep, request: ExecuteRequest) -> ExecutionAccepted:
+    """Start a sub-workflow as the same user and organization. It is launched at once, bypassing the queue:
+    its parent already holds a run slot and waits for it, so queueing it could deadlock a full system."""
+    parent, _, _ = await run_in_threadpool(_own_execution, services, claims)
+    _still_running(parent)
+    starter = Starter(user_id=claims.user_id, org_id=claims.org_id)
+    execution, _ = await start_or_raise(
+        services, name, request.parameters, starter=starter, sync=True, parent_execution_id=claims.execution_id
+    )
+    return ExecutionAccepted(execution_id=execution.id, status=execution.status)
+
+
+@router.get("/executions/{execution_id}")
+async def child_execution(
+    execution_id: str,
+    claims: RunnerDep,
+    services: ServicesDep,
+    wait: Annotated[float, Query(ge=0, le=MAX_WAIT_SECONDS, description="Seconds to wait for it to finish.")] = 0,
+) -> ChildExecutionOut:
+    """A sub-workflow this execution started; with `wait`, answers as soon as it finishes."""
+    child = await run_in_threadpool(_child, services, claims, execution_id)
+    if not child.status.is_terminal and wait > 0:
+        await services.engine.wait_terminal(execution_id, wait)
+        child = await run_in_threadpool(_child, services, claims, execution_id)
+    return ChildExecutionOut(
+        execution_id=child.id,
+        status=child.status,
+        result=child.result,
+        error_type=child.error_type,
+        error_message=child.error_message,
+    )
+
+
+def _child(services: Services, claims: ExecutionClaims, execution_id: str) -> Execution:
+    with session_scope(services.db_engine) as session:
+        child = session.get(Execution, execution_id)
+    if child is None or child.parent_execution_id != claims.execution_id:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no sub-workflow execution {execution_id!r}")
+    return child
+
+
+@router.get("/secrets/{name}", responses={404: {"description": "No such secret."}})
+def secret(name: str, _claims: RunnerDep) -> ValueOut:
+    raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no secret named {name!r}")
+
+
+@router.get("/config/{name}", responses={404: {"description": "No such config entry."}})
+def config(name: str, _claims: RunnerDep) -> ValueOut:
+    raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no config entry named {name!r}")

@@ -1,0 +1,56 @@
+"""Starting an execution over HTTP: the answers every route that starts one gives."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import HTTPException, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from bifrost.schema import ParameterValidationError
+from control_plane.api.dependencies import Services
+from control_plane.api.models import ExecutionAccepted, ExecutionOut
+from control_plane.db.models import Execution
+from control_plane.executions import Starter, WorkflowNotFoundError
+
+
+async def start_or_raise(
+    services: Services,
+    workflow_name: str,
+    parameters: dict[str, Any],
+    *,
+    starter: Starter,
+    sync: bool | None,
+    parent_execution_id: str | None = None,
+) -> tuple[Execution, bool]:
+    """Start an execution; 404 for an unknown workflow, 422 with per-field errors for bad parameters."""
+    try:
+        return await services.executions.start(
+            workflow_name, parameters, starter=starter, sync=sync, parent_execution_id=parent_execution_id
+        )
+    except WorkflowNotFoundError as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from exc
+    except ParameterValidationError as exc:
+        # The same 422 body FastAPI gives for a malformed request, located under `parameters`.
+        raise RequestValidationError(
+            [{"loc": ("parameters", *_path(e.field)), "msg": e.message, "type": e.type} for e in exc.errors]
+        ) from exc
+
+
+async def start_and_answer(
+    services: Services, workflow_name: str, parameters: dict[str, Any], *, starter: Starter, sync: bool | None
+) -> JSONResponse:
+    """200 with the finished execution when it ran sync and finished in time, else 202 with its id."""
+    execution, ran_sync = await start_or_raise(services, workflow_name, parameters, starter=starter, sync=sync)
+    if ran_sync:
+        finished = await services.executions.wait_finished(execution.id, services.settings.sync_wait_seconds)
+        if finished is not None:
+            return JSONResponse(ExecutionOut.of(finished).model_dump(mode="json"))
+    accepted = ExecutionAccepted(execution_id=execution.id, status=execution.status)
+    return JSONResponse(accepted.model_dump(mode="json"), status_code=status.HTTP_202_ACCEPTED)
+
+
+def _path(dotted_field: str) -> tuple[str | int, ...]:
+    """`items.2.name` as ("items", 2, "name"), the way FastAPI locates errors."""
+    return tuple(int(part) if part.isdigit() else part for part in dotted_field.split(".") if part)

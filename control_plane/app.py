@@ -1,0 +1,69 @@
+"""The control plane's FastAPI application and everything it starts and stops with it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+from fastapi import FastAPI
+
+from control_plane.api import api_router
+from control_plane.api.dependencies import Services
+from control_plane.auth import TokenIssuer, bootstrap, load_secret_key
+from control_plane.backends import create_backend
+from control_plane.db.migrate import upgrade_database
+from control_plane.db.session import make_engine
+from control_plane.engine import Engine
+from control_plane.executions import ExecutionService
+from control_plane.registry import Registry
+from control_plane.settings import Settings
+from control_plane.workspace_store import store_from_settings
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as started:
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+            db_engine = make_engine(settings.resolved_database_url)
+            started.callback(db_engine.dispose)
+            await asyncio.to_thread(upgrade_database, db_engine)
+            admin_key = await asyncio.to_thread(bootstrap, db_engine, settings)
+            if admin_key is not None:
+                _announce_admin_key(admin_key)
+            tokens = TokenIssuer(load_secret_key(settings))
+            registry = Registry(store_from_settings(settings), db_engine)
+            await registry.start()
+            started.push_async_callback(registry.stop)
+            engine = Engine(settings, db_engine, create_backend(settings), tokens)
+            await engine.start()
+            started.push_async_callback(engine.stop)
+            app.state.services = Services(
+                settings=settings,
+                db_engine=db_engine,
+                registry=registry,
+                engine=engine,
+                executions=ExecutionService(db_engine, registry, engine),
+                tokens=tokens,
+            )
+            yield
+
+    app = FastAPI(
+        title="Bifrost",
+        summary="Run plain Python workflows: discovered, typed, isolated, streamed live.",
+        lifespan=lifespan,
+    )
+    app.include_router(api_router())
+    return app
+
+
+def _announce_admin_key(key: str) -> None:
+    # Printed, not logged: it is shown this once and only its hash is kept, so it must reach the operator's
+    # terminal whatever the logging configuration.
+    print(
+        "\nBifrost admin API key (shown only this once, store it now):\n\n"
+        f"    {key}\n\n"
+        "Send it as `Authorization: Bearer <key>` or `X-Bifrost-Key: <key>`.\n",
+        flush=True,
+    )

@@ -1,0 +1,280 @@
+"""The `kubernetes` backend: one `batch/v1` Job per execution, one shared watch per kind, failure diagnosis.
+
+Launch creates the Job suspended, then the execution's token Secret owned by that Job, then lets the Job run:
+a pod never starts without its token, and the Secret is deleted with the Job. Every state change of every
+Job and pod reaches the backend through two shared watches (Jobs, pods) of the runner namespace; there is no
+request per execution besides launching, a failed runner's log tail and deleting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes.client.exceptions import ApiException
+
+from control_plane.backends.base import ExitCallback, LaunchSpec, RunnerExit
+from control_plane.backends.kubernetes_api import KubernetesApi, load_api_client
+from control_plane.backends.kubernetes_diagnosis import (
+    Diagnosis,
+    diagnose,
+    diagnose_pending,
+    job_deleted,
+    job_finished,
+    job_vanished,
+    pod_started,
+    runner_state,
+)
+from control_plane.backends.kubernetes_spec import (
+    RUNNER_CONTAINER,
+    build_job,
+    build_secret,
+    execution_id_of,
+    inspect_commands,
+    job_name,
+)
+from control_plane.backends.kubernetes_watch import SharedWatch
+from control_plane.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+# Jobs of no active execution younger than this are left alone by `reconcile`: another replica may have
+# launched them after our list of active executions was taken.
+ORPHAN_MIN_AGE_SECONDS = 120.0
+
+
+@dataclass
+class _Run:
+    """What the backend knows of one execution it launched or re-attached."""
+
+    execution_id: str
+    job_name: str
+    since: float
+    job: dict[str, Any] | None = None
+    pod: dict[str, Any] | None = None
+    pod_gone: bool = False
+
+
+@dataclass(frozen=True)
+class RunnerDetails:
+    """Where an execution runs, for the execution detail view."""
+
+    namespace: str
+    job_name: str
+    pod_name: str | None
+    kubectl: list[str]
+
+
+class KubernetesBackend:
+    name = "kubernetes"
+
+    def __init__(self, settings: Settings, api: KubernetesApi | None = None) -> None:
+        self._settings = settings
+        self._api = api or KubernetesApi(settings, load_api_client(settings.k8s_api_workers))
+        self._runs: dict[str, _Run] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._watches: list[SharedWatch] = []
+        self._sweeper: asyncio.Task[None] | None = None
+        self._on_exit: ExitCallback | None = None
+
+    @property
+    def watches(self) -> list[SharedWatch]:
+        return list(self._watches)
+
+    async def start(self, on_exit: ExitCallback) -> None:
+        self._on_exit = on_exit
+        loop = asyncio.get_running_loop()
+
+        def to_loop(callback: Any) -> Any:
+            return lambda *args: loop.call_soon_threadsafe(callback, *args)
+
+        namespace, timeout = self._settings.k8s_namespace, self._settings.k8s_watch_timeout_seconds
+        self._watches = [
+            SharedWatch("jobs", self._api.batch.list_namespaced_job, namespace,
+                        to_loop(self._jobs_listed), to_loop(self._job_event), timeout),
+            SharedWatch("pods", self._api.core.list_namespaced_pod, namespace,
+                        to_loop(self._pods_listed), to_loop(self._pod_event), timeout),
+        ]
+        for watch in self._watches:
+            watch.start()
+        self._sweeper = asyncio.create_task(self._sweep_pending())
+
+    async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+        await asyncio.gather(*(asyncio.to_thread(watch.stop) for watch in self._watches))
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=10)
+        await asyncio.to_thread(self._api.close)
+
+    async def launch(self, spec: LaunchSpec) -> None:
+        if spec.execution_id in self._runs:
+            return
+        name = job_name(spec.execution_id)
+        self._runs[spec.execution_id] = _Run(spec.execution_id, name, time.monotonic())
+        try:
+            try:
+                job = await self._api.create_job(build_job(spec, self._settings))
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise
+                job = await self._api.read_job(name)
+                if not job.get("spec", {}).get("suspend"):
+                    self._runs[spec.execution_id].job = job
+                    return
+            uid = job.get("metadata", {}).get("uid", "")
+            try:
+                await self._api.create_secret(build_secret(spec, self._settings, uid))
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise
+            await self._api.patch_job(name, {"spec": {"suspend": False}})
+        except BaseException:
+            self._runs.pop(spec.execution_id, None)
+            raise
+
+    async def kill(self, execution_id: str) -> None:
+        run = self._runs.pop(execution_id, None)
+        name = job_name(execution_id)
+        await self._api.delete_job(name, "Foreground")
+        if run is not None:
+            await self._report(RunnerExit(
+                execution_id=execution_id,
+                exit_code=None,
+                reason=f"Bifrost deleted the Job {name} (the execution was cancelled or timed out).",
+            ))
+
+    async def reconcile(self, active_execution_ids: list[str]) -> None:
+        jobs = {execution_id_of(job): job for job in await self._api.list_jobs()}
+        pods = {execution_id_of(pod): pod for pod in await self._api.list_pods()}
+        now = time.monotonic()
+        for execution_id in active_execution_ids:
+            job = jobs.get(execution_id)
+            if job is None:
+                await self._report(self._exit(execution_id, job_vanished(job_name(execution_id))))
+                continue
+            run = self._runs.setdefault(execution_id, _Run(execution_id, job_name(execution_id), now))
+            run.job, run.pod = job, pods.get(execution_id, run.pod)
+            self._evaluate(run)
+        active = set(active_execution_ids)
+        for owner, job in jobs.items():
+            if owner is None or owner in active:
+                continue
+            if job_finished(job) or _age_seconds(job) > ORPHAN_MIN_AGE_SECONDS:
+                await self._api.delete_job(job["metadata"]["name"], "Background")
+
+    def details(self, execution_id: str) -> RunnerDetails:
+        """The Job (and pod, while known) of an execution, and the kubectl commands to inspect them."""
+        namespace, name = self._settings.k8s_namespace, job_name(execution_id)
+        run = self._runs.get(execution_id)
+        pod = (run.pod or {}).get("metadata", {}).get("name") if run else None
+        return RunnerDetails(namespace, name, pod, inspect_commands(namespace, name))
+
+    def _jobs_listed(self, jobs: list[dict[str, Any]], listed_at: float) -> None:
+        seen = {execution_id_of(job): job for job in jobs}
+        for run in list(self._runs.values()):
+            job = seen.get(run.execution_id)
+            if job is not None:
+                run.job = job
+                self._evaluate(run)
+            elif run.job is not None and run.since < listed_at:
+                self._conclude(run, job_vanished(run.job_name))
+
+    def _pods_listed(self, pods: list[dict[str, Any]], _listed_at: float) -> None:
+        for pod in pods:
+            self._pod_event("MODIFIED", pod)
+
+    def _job_event(self, kind: str, job: dict[str, Any]) -> None:
+        run = self._runs.get(execution_id_of(job) or "")
+        if run is None:
+            return
+        if kind == "DELETED":
+            self._conclude(run, job_deleted(run.job_name))
+            return
+        run.job = job
+        self._evaluate(run)
+
+    def _pod_event(self, kind: str, pod: dict[str, Any]) -> None:
+        run = self._runs.get(execution_id_of(pod) or "")
+        if run is None:
+            return
+        run.pod, run.pod_gone = pod, kind == "DELETED"
+        self._evaluate(run)
+
+    def _evaluate(self, run: _Run) -> None:
+        diagnosis = diagnose(run.job, run.pod, run.pod_gone)
+        if diagnosis is not None:
+            self._conclude(run, diagnosis)
+
+    async def _sweep_pending(self) -> None:
+        """One timer for all executions: fail those whose pod has not started within the pending timeout."""
+        limit = self._settings.k8s_pending_timeout_seconds
+        while True:
+            await asyncio.sleep(min(5.0, limit / 4))
+            now = time.monotonic()
+            for run in list(self._runs.values()):
+                if run.job is not None and not pod_started(run.pod) and now - run.since > limit:
+                    self._conclude(run, diagnose_pending(run.job_name, run.pod, now - run.since))
+
+    def _conclude(self, run: _Run, diagnosis: Diagnosis) -> None:
+        """Report the end of `run` exactly once: it leaves the tracked runs here, synchronously."""
+        if self._runs.pop(run.execution_id, None) is None:
+            return
+        task = asyncio.create_task(self._finish(run, diagnosis))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _finish(self, run: _Run, diagnosis: Diagnosis) -> None:
+        log_tail = await self._log_tail(run.pod) if diagnosis.container_ran and run.pod is not None else None
+        if diagnosis.job_active:
+            try:
+                await self._api.delete_job(run.job_name, "Foreground")
+            except Exception:
+                logger.exception("could not delete the Job %s of a failed execution", run.job_name)
+        await self._report(self._exit(run.execution_id, diagnosis, log_tail))
+
+    async def _log_tail(self, pod: dict[str, Any]) -> str | None:
+        """The pod's last log lines; the container's termination message when the log cannot be read."""
+        lines = self._settings.k8s_log_tail_lines
+        if lines:
+            try:
+                return await self._api.pod_log_tail(pod["metadata"]["name"], RUNNER_CONTAINER, lines) or None
+            except Exception as exc:
+                logger.warning("could not read the log of pod %s: %s", pod["metadata"]["name"], exc)
+        message = (runner_state(pod).get("terminated") or {}).get("message")
+        return str(message) if message else None
+
+    def _exit(self, execution_id: str, diagnosis: Diagnosis, log_tail: str | None = None) -> RunnerExit:
+        reason = diagnosis.reason
+        if log_tail:
+            reason = f"{reason}\n\nLast lines of the runner's log:\n{log_tail.rstrip()}"
+        return RunnerExit(
+            execution_id=execution_id,
+            exit_code=diagnosis.exit_code,
+            reason=reason,
+            status=diagnosis.status,
+            log_tail=log_tail,
+        )
+
+    async def _report(self, runner_exit: RunnerExit) -> None:
+        if self._on_exit is None:
+            raise RuntimeError("KubernetesBackend.start() was not called")
+        try:
+            await self._on_exit(runner_exit)
+        except Exception:
+            logger.exception("reporting the end of execution %s failed", runner_exit.execution_id)
+
+
+def _age_seconds(job: dict[str, Any]) -> float:
+    created = job.get("metadata", {}).get("creationTimestamp")
+    if not created:
+        return 0.0
+    return (datetime.now(UTC) - datetime.fromisoformat(created.replace("Z", "+00:00"))).total_seconds()
+

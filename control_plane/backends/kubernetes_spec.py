@@ -1,0 +1,212 @@
+"""The Kubernetes objects of one execution: its Job (the runner's pod template) and its token Secret.
+
+Names and labels are derived from the execution id alone, so a second launch of the same execution finds the
+first one's Job. Label values must be label-safe; the exact values go into annotations.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+from typing import Any
+
+from control_plane.backends.base import LaunchSpec, RunnerResources
+from control_plane.settings import Settings
+
+MANAGED_BY = "bifrost"
+EXECUTION_ID = "bifrost.io/execution-id"
+WORKFLOW = "bifrost.io/workflow"
+ORG = "bifrost.io/org"
+# Every object of ours carries these; the shared watch and the reconciliation select on them.
+MANAGED_SELECTOR = f"app.kubernetes.io/managed-by={MANAGED_BY}"
+RUNNER_CONTAINER = "runner"
+JOB_NAME_PREFIX = "bifrost-run-"
+# Environment variables whose values are credentials: they go into the execution's Secret, never the Job.
+_CREDENTIAL_MARKERS = ("TOKEN", "SECRET", "PASSWORD")
+
+_LABEL_MAX = 63
+_NOT_LABEL_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
+_NOT_NAME_CHARS = re.compile(r"[^a-z0-9-]+")
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+def label_value(text: str) -> str:
+    """`text` as a valid label value: itself when it already is one, else a readable part plus a hash."""
+    safe = _NOT_LABEL_CHARS.sub("-", text).strip("-_.")
+    if safe == text and len(safe) <= _LABEL_MAX:
+        return text
+    return f"{safe[: _LABEL_MAX - 11].rstrip('-_.')}-{_digest(text)}".lstrip("-")
+
+
+def job_name(execution_id: str) -> str:
+    """The Job's name: a DNS label derived from the execution id only (the launch idempotency key)."""
+    safe = _NOT_NAME_CHARS.sub("-", execution_id.lower()).strip("-")
+    name = f"{JOB_NAME_PREFIX}{safe}"
+    # The job controller puts the Job's name into a pod label, so it must stay a label (63 characters).
+    if safe == execution_id and len(name) <= _LABEL_MAX:
+        return name
+    return f"{name[: _LABEL_MAX - 11].rstrip('-')}-{_digest(execution_id)}"
+
+
+def secret_name(execution_id: str) -> str:
+    return f"{job_name(execution_id)}-token"
+
+
+def inspect_commands(namespace: str, job: str) -> list[str]:
+    """The kubectl commands that show an execution's Job, its pod and its logs."""
+    return [
+        f"kubectl -n {namespace} get job {job}",
+        f"kubectl -n {namespace} describe job {job}",
+        f"kubectl -n {namespace} get pods -l job-name={job}",
+        f"kubectl -n {namespace} logs job/{job}",
+    ]
+
+
+def runner_labels(spec: LaunchSpec) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": "bifrost-runner",
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+        "app.kubernetes.io/part-of": "bifrost",
+        EXECUTION_ID: label_value(spec.execution_id),
+        WORKFLOW: label_value(spec.workflow_name),
+        ORG: label_value(spec.org_id or "global"),
+    }
+
+
+def runner_annotations(spec: LaunchSpec) -> dict[str, str]:
+    return {EXECUTION_ID: spec.execution_id, WORKFLOW: spec.workflow_name, ORG: spec.org_id or "global"}
+
+
+def execution_id_of(obj: dict[str, Any]) -> str | None:
+    """The execution a Job, pod or Secret of ours belongs to (from the exact annotation)."""
+    annotations: dict[str, str] = obj.get("metadata", {}).get("annotations") or {}
+    return annotations.get(EXECUTION_ID)
+
+
+def is_credential(env_name: str) -> bool:
+    return any(marker in env_name for marker in _CREDENTIAL_MARKERS)
+
+
+def _resources(spec: LaunchSpec, settings: Settings) -> dict[str, dict[str, str]]:
+    wanted = spec.resources or RunnerResources()
+    memory_limit = wanted.memory_limit_mb or spec.memory_limit_mb or settings.k8s_memory_limit_mb
+    memory_request = min(wanted.memory_request_mb or settings.k8s_memory_request_mb, memory_limit)
+    requests = {"cpu": wanted.cpu_request or settings.k8s_cpu_request, "memory": f"{memory_request}Mi"}
+    limits = {"memory": f"{memory_limit}Mi"}
+    cpu_limit = wanted.cpu_limit or settings.k8s_cpu_limit
+    if cpu_limit is not None:
+        limits["cpu"] = cpu_limit
+    return {"requests": requests, "limits": limits}
+
+
+def _env(spec: LaunchSpec) -> list[dict[str, Any]]:
+    env: list[dict[str, Any]] = [
+        {"name": "PYTHONUNBUFFERED", "value": "1"},
+        {"name": "HOME", "value": "/tmp"},
+    ]
+    for name, value in spec.runner_env().items():
+        if is_credential(name):
+            ref = {"name": secret_name(spec.execution_id), "key": name}
+            env.append({"name": name, "valueFrom": {"secretKeyRef": ref}})
+        else:
+            env.append({"name": name, "value": value})
+    return env
+
+
+def build_job(spec: LaunchSpec, settings: Settings) -> dict[str, Any]:
+    """The execution's Job, created suspended: it starts once its Secret exists (see `build_secret`)."""
+    labels = runner_labels(spec)
+    annotations = runner_annotations(spec)
+    uid = settings.k8s_run_as_user
+    container: dict[str, Any] = {
+        "name": RUNNER_CONTAINER,
+        "image": settings.runner_image,
+        "imagePullPolicy": settings.runner_image_pull_policy,
+        "command": ["python", "-m", "bifrost_runner"],
+        "env": _env(spec),
+        "resources": _resources(spec, settings),
+        "volumeMounts": [
+            {"name": "workspace", "mountPath": "/workspace"},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+        # The end of the log becomes the termination message of a crashed runner: it survives the pod's logs.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": uid,
+            "runAsGroup": uid,
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+    }
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": uid,
+            "runAsGroup": uid,
+            "fsGroup": uid,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [container],
+        "volumes": [{"name": "workspace", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}],
+    }
+    if settings.runner_image_pull_secrets:
+        pod_spec["imagePullSecrets"] = [{"name": name} for name in settings.runner_image_pull_secrets]
+    if settings.k8s_node_selector:
+        pod_spec["nodeSelector"] = dict(settings.k8s_node_selector)
+    if settings.k8s_tolerations:
+        pod_spec["tolerations"] = [t.model_dump(exclude_none=True) for t in settings.k8s_tolerations]
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": job_name(spec.execution_id),
+            "namespace": settings.k8s_namespace,
+            "labels": labels,
+            "annotations": annotations,
+        },
+        "spec": {
+            "suspend": True,
+            "backoffLimit": 0,
+            "activeDeadlineSeconds": spec.timeout_seconds + settings.k8s_deadline_grace_seconds,
+            "ttlSecondsAfterFinished": settings.k8s_ttl_seconds_after_finished,
+            "template": {"metadata": {"labels": labels, "annotations": annotations}, "spec": pod_spec},
+        },
+    }
+
+
+def build_secret(spec: LaunchSpec, settings: Settings, job_uid: str) -> dict[str, Any]:
+    """The execution's credentials, owned by its Job: Kubernetes deletes the Secret with the Job."""
+    credentials = {name: value for name, value in spec.runner_env().items() if is_credential(name)}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "immutable": True,
+        "metadata": {
+            "name": secret_name(spec.execution_id),
+            "namespace": settings.k8s_namespace,
+            "labels": runner_labels(spec),
+            "annotations": runner_annotations(spec),
+            "ownerReferences": [
+                {
+                    "apiVersion": "batch/v1",
+                    "kind": "Job",
+                    "name": job_name(spec.execution_id),
+                    "uid": job_uid,
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "data": {name: base64.b64encode(value.encode()).decode() for name, value in credentials.items()},
+    }

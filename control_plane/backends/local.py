@@ -1,0 +1,312 @@
+"""The `local` backend: a fresh OS process per execution, forked from a warm runner template.
+
+The template (`python -m bifrost_runner.zygote`, see `local_template`) has the runner's imports loaded and
+keeps forks ready, so a run costs a fork, not an interpreter start; each fork serves one execution and exits.
+Runners get only their own configuration in their environment, never the control plane's, and run in a session
+of their own under memory and CPU-time limits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import os
+import signal
+import time
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from bifrost.protocol import ExecutionStatus, RunnerClaim, RunnerEnded
+from control_plane.backends.base import ExitCallback, LaunchSpec, RunnerExit
+from control_plane.backends.local_records import RunnerRecord, RunnerRecords, is_same_process, process_start_time
+from control_plane.backends.local_template import LaunchError, RunnerTemplate, TemplateGoneError
+from control_plane.settings import Settings
+
+log = logging.getLogger(__name__)
+
+KILL_GRACE_SECONDS = 3.0
+"""After `kill` sends SIGTERM, how long the runner has before SIGKILL."""
+TEMPLATE_RESTART_DELAY_SECONDS = 0.5
+TEMPLATE_WAIT_SECONDS = 30.0
+LOST_REASON = "runner process lost (control plane restarted)"
+LOG_TAIL_LINES = 50
+"""Of a runner that failed, this many of its last output lines go with its exit report."""
+
+_BASIC_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR")
+
+
+def basic_environment() -> dict[str, str]:
+    """The few variables a process needs to behave normally; nothing of the control plane's configuration."""
+    return {name: os.environ[name] for name in _BASIC_ENV if name in os.environ}
+
+
+def exit_reason(exit_code: int | None, signum: int | None, note: str | None = None) -> str:
+    if signum is not None:
+        try:
+            name = signal.Signals(signum).name
+        except ValueError:
+            name = "unknown signal"
+        reason = f"runner killed by signal {signum} ({name})"
+        if signum == signal.SIGXCPU:
+            reason += ": its CPU-time limit was reached"
+    elif exit_code is not None:
+        reason = f"runner exited with code {exit_code}"
+    else:
+        reason = "runner ended; its exit status is unknown"
+    return f"{reason} {note}" if note else reason
+
+
+@dataclass
+class _Runner:
+    execution_id: str
+    pid: int
+    start_time: int | None
+    kill_note: str | None = None
+    """Why the backend itself stopped the runner, added to the exit reason."""
+    timed_out: bool = False
+    backstop: asyncio.TimerHandle | None = None
+    watch: asyncio.Task[None] | None = None
+    """Polls the pid of a runner the template does not report on (adopted after a restart, or orphaned)."""
+
+
+class LocalBackend:
+    name = "local"
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._records = RunnerRecords(settings.data_dir.resolve() / "runners")
+        self._runners: dict[str, _Runner] = {}
+        self._launching: set[str] = set()
+        self._ended_while_launching: dict[str, RunnerEnded] = {}
+        self._template: RunnerTemplate | None = None
+        self._template_ready = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stopping = False
+
+    @property
+    def template_pid(self) -> int | None:
+        return self._template.pid if self._template and self._template_ready.is_set() else None
+
+    async def start(self, on_exit: ExitCallback) -> None:
+        self._on_exit = on_exit
+        self._stopping = False
+        await self._start_template()
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._template_ready.clear()
+        for runner in self._runners.values():
+            if runner.backstop:
+                runner.backstop.cancel()
+            if runner.watch:
+                runner.watch.cancel()
+        if self._template:
+            await self._template.close()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def launch(self, spec: LaunchSpec) -> None:
+        execution_id = spec.execution_id
+        if execution_id in self._runners or execution_id in self._launching:
+            return
+        self._launching.add(execution_id)
+        try:
+            if not self._records.create(execution_id):
+                return  # launched before, possibly by an earlier control-plane process
+            try:
+                pid = await self._fork(spec)
+            except LaunchError:
+                self._records.remove(execution_id)
+                raise
+            runner = _Runner(execution_id, pid, process_start_time(pid))
+            kill_at = time.time() + spec.timeout_seconds + self._settings.cancel_grace_seconds
+            self._records.write(
+                RunnerRecord(execution_id=execution_id, pid=pid, start_time=runner.start_time, kill_at=kill_at)
+            )
+            self._adopt(runner, kill_at, timeout_seconds=spec.timeout_seconds)
+        finally:
+            self._launching.discard(execution_id)
+        ended = self._ended_while_launching.pop(execution_id, None)
+        if ended:
+            self._runner_ended(ended)
+
+    async def kill(self, execution_id: str) -> None:
+        runner = self._runners.get(execution_id)
+        if runner is None:
+            return
+        runner.kill_note = runner.kill_note or "at the control plane's request"
+        self._signal(runner, signal.SIGTERM)
+        self._spawn(self._kill_after_grace(runner))
+
+    async def reconcile(self, active_execution_ids: list[str]) -> None:
+        """Re-attach to the runners of `active_execution_ids` (those this backend launched): a runner still alive
+        is watched until it ends; one that is gone is reported at once."""
+        for execution_id in active_execution_ids:
+            if execution_id in self._runners or execution_id in self._launching:
+                continue
+            record = self._records.read(execution_id)
+            if record is not None and record.ended:
+                self._report(RunnerExit(execution_id=execution_id, exit_code=record.exit_code, reason=record.reason))
+            elif record is not None and record.pid is not None and is_same_process(record.pid, record.start_time):
+                runner = _Runner(execution_id, record.pid, record.start_time)
+                self._adopt(runner, record.kill_at, timeout_seconds=None)
+                runner.watch = self._spawn(self._watch(runner, "(it outlived a control-plane restart)"))
+            else:
+                self._finish_record(execution_id, None, LOST_REASON)
+
+    async def _fork(self, spec: LaunchSpec) -> int:
+        memory_limit_mb = (
+            (spec.resources and spec.resources.memory_limit_mb)
+            or spec.memory_limit_mb
+            or self._settings.local_memory_limit_mb
+        )
+        claim = RunnerClaim(
+            execution_id=spec.execution_id,
+            env=basic_environment() | spec.runner_env(),
+            log_path=str(self._records.log_path(spec.execution_id)),
+            memory_limit_bytes=memory_limit_mb * 1024 * 1024 if memory_limit_mb else None,
+            cpu_limit_seconds=spec.timeout_seconds + math.ceil(self._settings.cancel_grace_seconds),
+        )
+        template = await self._ready_template()
+        try:
+            return await template.fork(claim)
+        except TemplateGoneError:
+            # The claim reached no runner: wait for the restarted template and try once more.
+            if self._template is template:
+                self._template_ready.clear()
+            return await (await self._ready_template()).fork(claim)
+
+    async def _ready_template(self) -> RunnerTemplate:
+        try:
+            await asyncio.wait_for(self._template_ready.wait(), TEMPLATE_WAIT_SECONDS)
+        except TimeoutError:
+            raise LaunchError(f"the runner template is not running after {TEMPLATE_WAIT_SECONDS:.0f} s") from None
+        assert self._template is not None
+        return self._template
+
+    def _adopt(self, runner: _Runner, kill_at: float | None, timeout_seconds: int | None) -> None:
+        self._runners[runner.execution_id] = runner
+        if kill_at is not None:
+            note = (
+                f"after exceeding its timeout of {timeout_seconds} s"
+                if timeout_seconds is not None
+                else "after exceeding its timeout"
+            )
+            delay = max(0.0, kill_at - time.time())
+            runner.backstop = asyncio.get_running_loop().call_later(delay, self._timeout_backstop, runner, note)
+
+    def _timeout_backstop(self, runner: _Runner, note: str) -> None:
+        if self._runners.get(runner.execution_id) is runner:
+            runner.kill_note = note
+            runner.timed_out = True
+            self._signal(runner, signal.SIGKILL)
+
+    async def _kill_after_grace(self, runner: _Runner) -> None:
+        await asyncio.sleep(KILL_GRACE_SECONDS)
+        if self._runners.get(runner.execution_id) is runner:
+            self._signal(runner, signal.SIGKILL)
+
+    @staticmethod
+    def _signal(runner: _Runner, signum: int) -> None:
+        """Signal the runner's whole session (the workflow's own subprocesses too) if it is still that process."""
+        if is_same_process(runner.pid, runner.start_time):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(runner.pid, signum)
+
+    async def _watch(self, runner: _Runner, note: str) -> None:
+        """Wait for a runner that is not (or no longer) the template's child to end; its exit status is lost."""
+        try:
+            pidfd = os.pidfd_open(runner.pid)
+        except ProcessLookupError:
+            pidfd = None
+        if pidfd is not None:
+            loop = asyncio.get_running_loop()
+            try:
+                # Checked after opening the pidfd: it then surely refers to the runner, not a reused pid.
+                if is_same_process(runner.pid, runner.start_time):
+                    exited = asyncio.Event()
+                    loop.add_reader(pidfd, exited.set)
+                    await exited.wait()
+            finally:
+                loop.remove_reader(pidfd)
+                os.close(pidfd)
+        self._finish(runner, None, exit_reason(None, None, note))
+
+    def _runner_ended(self, ended: RunnerEnded) -> None:
+        runner = self._runners.get(ended.execution_id)
+        if runner is None or runner.pid != ended.pid:
+            if ended.execution_id in self._launching:
+                self._ended_while_launching[ended.execution_id] = ended
+            return
+        reason = exit_reason(ended.exit_code, ended.signal, runner.kill_note)
+        self._finish(runner, ended.exit_code, reason, failed=ended.exit_code != 0)
+
+    def _finish(self, runner: _Runner, exit_code: int | None, reason: str, failed: bool = False) -> None:
+        if self._runners.get(runner.execution_id) is not runner:
+            return
+        del self._runners[runner.execution_id]
+        if runner.backstop:
+            runner.backstop.cancel()
+        if runner.watch and runner.watch is not asyncio.current_task():
+            runner.watch.cancel()
+        status = ExecutionStatus.TIMEOUT if runner.timed_out else None
+        self._finish_record(runner.execution_id, exit_code, reason, status=status, with_log_tail=failed)
+
+    def _finish_record(
+        self,
+        execution_id: str,
+        exit_code: int | None,
+        reason: str,
+        status: ExecutionStatus | None = None,
+        with_log_tail: bool = False,
+    ) -> None:
+        record = self._records.read(execution_id) or RunnerRecord(execution_id=execution_id)
+        self._records.write(record.model_copy(update={"exit_code": exit_code, "reason": reason}))
+        log_tail = self._records.log_tail(execution_id, LOG_TAIL_LINES) if with_log_tail else None
+        self._report(
+            RunnerExit(execution_id=execution_id, exit_code=exit_code, reason=reason, status=status, log_tail=log_tail)
+        )
+
+    def _report(self, runner_exit: RunnerExit) -> None:
+        self._spawn(self._call_on_exit(runner_exit))
+
+    async def _call_on_exit(self, runner_exit: RunnerExit) -> None:
+        try:
+            await self._on_exit(runner_exit)
+        except Exception:
+            log.exception("on_exit failed for execution %s", runner_exit.execution_id)
+
+    async def _start_template(self) -> None:
+        template = RunnerTemplate(
+            self._settings.local_pool_size, basic_environment(), self._runner_ended, self._template_gone
+        )
+        await template.start()
+        self._template = template
+        self._template_ready.set()
+
+    def _template_gone(self) -> None:
+        """The template died: watch its runners by pid from now on, and start a new template."""
+        self._template_ready.clear()
+        for runner in self._runners.values():
+            if runner.watch is None:
+                runner.watch = self._spawn(self._watch(runner, "(the runner template that started it had died)"))
+        if not self._stopping:
+            log.warning("the local runner template exited; restarting it")
+            self._spawn(self._restart_template())
+
+    async def _restart_template(self) -> None:
+        while not self._stopping:
+            await asyncio.sleep(TEMPLATE_RESTART_DELAY_SECONDS)
+            try:
+                await self._start_template()
+                return
+            except OSError:
+                log.exception("could not restart the local runner template")
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task

@@ -1,0 +1,98 @@
+"""The local backend's record of each runner: one small JSON file per execution in `{data_dir}/runners/`.
+
+It makes `launch` idempotent across control-plane restarts (the file is created exclusively, once per
+execution) and lets a restarted control plane find its runners again: the pid together with the process's
+start time identifies a process even when the pid has been reused since.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from pydantic import BaseModel
+
+_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+class RunnerRecord(BaseModel):
+    execution_id: str
+    pid: int | None = None
+    start_time: int | None = None
+    """Start time of the process in clock ticks after boot (field 22 of /proc/<pid>/stat)."""
+    kill_at: float | None = None
+    """Wall-clock time (epoch seconds) after which the runner is killed: its timeout plus a grace period."""
+    exit_code: int | None = None
+    reason: str | None = None
+    """Set once the runner has ended: the human-readable reason."""
+
+    @property
+    def ended(self) -> bool:
+        return self.reason is not None
+
+
+def process_start_time(pid: int) -> int | None:
+    """The start time of a live (not zombie) process, or None when there is no such process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    # The command name (field 2) is in parentheses and may contain spaces: split after its closing one.
+    state, *fields = stat[stat.rindex(")") + 2 :].split()
+    if state in ("Z", "X"):
+        return None
+    return int(fields[18])
+
+
+def is_same_process(pid: int, start_time: int | None) -> bool:
+    return start_time is not None and process_start_time(pid) == start_time
+
+
+class RunnerRecords:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def _path(self, execution_id: str, suffix: str) -> Path:
+        if not _SAFE_ID.match(execution_id):
+            raise ValueError(f"execution id {execution_id!r} is not usable as a file name")
+        return self.folder / f"{execution_id}{suffix}"
+
+    def log_path(self, execution_id: str) -> Path:
+        return self._path(execution_id, ".log")
+
+    def create(self, execution_id: str) -> bool:
+        """Record a new runner; False when one was already recorded for this execution."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(self._path(execution_id, ".json"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "w") as file:
+            file.write(RunnerRecord(execution_id=execution_id).model_dump_json())
+        return True
+
+    def write(self, record: RunnerRecord) -> None:
+        path = self._path(record.execution_id, ".json")
+        temporary = path.with_suffix(".json.tmp")
+        temporary.write_text(record.model_dump_json())
+        temporary.replace(path)
+
+    def read(self, execution_id: str) -> RunnerRecord | None:
+        try:
+            return RunnerRecord.model_validate_json(self._path(execution_id, ".json").read_text())
+        except FileNotFoundError:
+            return None
+
+    def log_tail(self, execution_id: str, lines: int) -> str | None:
+        """The last `lines` lines the runner wrote to its stdout and stderr."""
+        try:
+            with self.log_path(execution_id).open("rb") as log:
+                log.seek(max(0, log.seek(0, os.SEEK_END) - 256 * lines))
+                text = log.read().decode(errors="replace")
+        except FileNotFoundError:
+            return None
+        return "\n".join(text.splitlines()[-lines:]) or None
+
+    def remove(self, execution_id: str) -> None:
+        self._path(execution_id, ".json").unlink(missing_ok=True)

@@ -1,0 +1,295 @@
+"""Launching executions: the queue's durable consumer (shared by every replica) and the concurrency limits.
+
+A queue message is acked only once the backend accepted the launch and the launch is recorded on the row; a
+redelivered message finds the row launched (or finished) and is acked without a second launch. Messages that
+hit a limit are parked, unacked, until an execution finishes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, timedelta
+
+import nats.errors
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from sqlalchemy.exc import SQLAlchemyError
+
+from bifrost.protocol import QUEUE_STREAM, QUEUE_SUBJECT, ExecutionStatus
+from control_plane.auth import TokenIssuer
+from control_plane.backends.base import Backend, LaunchSpec
+from control_plane.db.models import utcnow
+from control_plane.engine.store import Committed, ExecutionStore, LaunchTarget
+from control_plane.engine.streams import DISPATCH_CONSUMER, dispatch_consumer_config
+from control_plane.engine.tasks import cancel_and_wait
+from control_plane.metrics import DISPATCH_LATENCY, QUEUE_DEPTH, RUNNING
+from control_plane.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+FETCH_BATCH = 10
+IDLE_POLL_SECONDS = 1.0
+PARKED_POLL_SECONDS = 0.25
+RETRY_SECONDS = 0.5
+# Parked messages beyond this are left in the stream (for other replicas) until room frees up.
+PARK_LIMIT = 1_000
+# A message whose launch failed this many times closes its execution as Failed.
+MAX_LAUNCH_ATTEMPTS = 5
+QUEUE_DEPTH_INTERVAL_SECONDS = 1.0
+# The execution token outlives the workflow's timeout by this much, for the runner's last reports.
+TOKEN_GRACE = timedelta(minutes=5)
+
+Announce = Callable[[list[Committed]], Awaitable[None]]
+
+
+class LaunchOutcome(enum.Enum):
+    LAUNCHED = "launched"
+    SKIPPED = "skipped"  # already launched, finished, closed here, or unknown
+    GLOBAL_LIMIT = "global_limit"
+    WORKFLOW_LIMIT = "workflow_limit"
+
+
+class LaunchError(Exception):
+    """The backend did not accept a launch."""
+
+
+@dataclass
+class _Parked:
+    message: Msg
+    execution_id: str
+    workflow_name: str
+    last_progress: float
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        settings: Settings,
+        store: ExecutionStore,
+        backend: Backend,
+        tokens: TokenIssuer,
+        announce: Announce,
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._backend = backend
+        self._tokens = tokens
+        self._announce = announce
+        self._nats_url = ""
+        self._lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._parked: list[_Parked] = []
+        self._saturated = False
+        self._queue_depth_at = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self, js: JetStreamContext, nats_url: str) -> None:
+        self._nats_url = nats_url
+        subscription = await js.pull_subscribe(
+            QUEUE_SUBJECT, durable=DISPATCH_CONSUMER, stream=QUEUE_STREAM, config=dispatch_consumer_config()
+        )
+        self._task = asyncio.create_task(self._run(subscription), name="bifrost-dispatch")
+
+    async def stop(self) -> None:
+        """Stop dispatching. Parked messages stay unacked and are redelivered to the next dispatcher."""
+        if self._task is not None:
+            await cancel_and_wait(self._task)
+            self._task = None
+        self._parked.clear()
+
+    def capacity_freed(self, _execution_id: str) -> None:
+        self._wake.set()
+
+    async def launch_now(self, execution_id: str) -> LaunchOutcome:
+        """Launch without the queue (sync requests). A launch the backend refuses closes the execution."""
+        try:
+            outcome, _workflow_name = await self._try_launch(execution_id)
+        except LaunchError as exc:
+            await self._close_unlaunchable(execution_id, str(exc))
+            return LaunchOutcome.SKIPPED
+        return outcome
+
+    async def _run(self, subscription: JetStreamContext.PullSubscription) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                await self._retry_parked()
+                if self._saturated or len(self._parked) >= PARK_LIMIT:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), IDLE_POLL_SECONDS)
+                    self._saturated = False
+                    continue
+                for message in await self._fetch(subscription):
+                    await self._handle(message)
+                await self._update_queue_depth(subscription)
+            except SQLAlchemyError:
+                logger.exception("dispatching failed on a database error; retrying")
+                await asyncio.sleep(RETRY_SECONDS)
+
+    async def _fetch(self, subscription: JetStreamContext.PullSubscription) -> list[Msg]:
+        timeout = PARKED_POLL_SECONDS if self._parked else IDLE_POLL_SECONDS
+        try:
+            return await subscription.fetch(FETCH_BATCH, timeout=timeout)
+        except TimeoutError:
+            return []
+        except nats.errors.Error as exc:
+            logger.debug("fetching from the queue failed (%s); retrying", exc)
+            await asyncio.sleep(RETRY_SECONDS)
+            return []
+
+    async def _handle(self, message: Msg) -> None:
+        execution_id = message.data.decode(errors="replace")
+        if self._saturated:
+            self._park(message, execution_id, workflow_name="")
+            return
+        try:
+            outcome, workflow_name = await self._try_launch(execution_id)
+        except LaunchError as exc:
+            await self._launch_failed(message, execution_id, str(exc))
+            return
+        if outcome in (LaunchOutcome.LAUNCHED, LaunchOutcome.SKIPPED):
+            await _settle(message.ack())
+            return
+        self._saturated = outcome is LaunchOutcome.GLOBAL_LIMIT
+        self._park(message, execution_id, workflow_name)
+
+    def _park(self, message: Msg, execution_id: str, workflow_name: str) -> None:
+        self._parked.append(_Parked(message, execution_id, workflow_name, last_progress=time.monotonic()))
+
+    async def _retry_parked(self) -> None:
+        if not self._parked:
+            return
+        counts = await asyncio.to_thread(self._store.active_counts)
+        total = sum(counts.values())
+        still_parked: list[_Parked] = []
+        for index, parked in enumerate(self._parked):
+            if total >= self._settings.max_concurrency:
+                self._saturated = True
+                still_parked.extend(self._parked[index:])
+                break
+            workflow_full = counts.get(parked.workflow_name, 0) >= self._settings.max_concurrency_per_workflow
+            if parked.workflow_name and workflow_full:
+                still_parked.append(parked)
+                continue
+            try:
+                outcome, parked.workflow_name = await self._try_launch(parked.execution_id)
+            except LaunchError as exc:
+                await self._launch_failed(parked.message, parked.execution_id, str(exc))
+                continue
+            if outcome is LaunchOutcome.LAUNCHED:
+                total += 1
+                counts[parked.workflow_name] = counts.get(parked.workflow_name, 0) + 1
+            if outcome in (LaunchOutcome.LAUNCHED, LaunchOutcome.SKIPPED):
+                await _settle(parked.message.ack())
+            else:
+                still_parked.append(parked)
+        self._parked = still_parked
+        await self._keep_parked_alive()
+
+    async def _keep_parked_alive(self) -> None:
+        """Tell JetStream parked messages are still being worked on, so they are not redelivered meanwhile."""
+        now = time.monotonic()
+        interval = dispatch_consumer_config().ack_wait or 60.0
+        for parked in self._parked:
+            if now - parked.last_progress > interval / 3:
+                parked.last_progress = now
+                await _settle(parked.message.in_progress())
+
+    async def _try_launch(self, execution_id: str) -> tuple[LaunchOutcome, str]:
+        """Launch if the row still needs it and the limits allow; the outcome and the workflow's name."""
+        async with self._lock:
+            target = await asyncio.to_thread(self._store.launch_target, execution_id)
+            if target is None:
+                logger.warning("not launching execution %s: it does not exist", execution_id)
+                return LaunchOutcome.SKIPPED, ""
+            workflow_name = target.workflow_name
+            if target.status.is_terminal or target.launched:
+                return LaunchOutcome.SKIPPED, workflow_name
+            # A sub-workflow runs within its parent's slot: the parent waits for it, so holding it back for
+            # a slot could deadlock a full system.
+            if target.parent_execution_id is None:
+                counts = await asyncio.to_thread(self._store.active_counts)
+                RUNNING.set(sum(counts.values()))
+                if sum(counts.values()) >= self._settings.max_concurrency:
+                    return LaunchOutcome.GLOBAL_LIMIT, workflow_name
+                if counts.get(workflow_name, 0) >= self._settings.max_concurrency_per_workflow:
+                    return LaunchOutcome.WORKFLOW_LIMIT, workflow_name
+            if target.timeout_seconds is None:
+                await self._close_unlaunchable(
+                    execution_id, f"workflow {workflow_name!r} is not in the registry", "WorkflowNotFound"
+                )
+                return LaunchOutcome.SKIPPED, workflow_name
+            await self._launch(target, target.timeout_seconds)
+            RUNNING.inc()
+            return LaunchOutcome.LAUNCHED, workflow_name
+
+    async def _launch(self, target: LaunchTarget, timeout_seconds: int) -> None:
+        token = self._tokens.issue(
+            execution_id=target.execution_id,
+            org_id=target.org_id,
+            user_id=target.user_id,
+            expires_at=utcnow() + timedelta(seconds=timeout_seconds) + TOKEN_GRACE,
+        )
+        spec = LaunchSpec(
+            execution_id=target.execution_id,
+            workflow_name=target.workflow_name,
+            org_id=target.org_id,
+            token=token,
+            timeout_seconds=timeout_seconds,
+            api_url=self._settings.api_url,
+            nats_url=self._nats_url,
+            workspace_dir=str(self._settings.workspace_dir),
+            memory_limit_mb=self._settings.local_memory_limit_mb,
+        )
+        try:
+            await self._backend.launch(spec)
+        except Exception as exc:
+            raise LaunchError(f"the {self._backend.name} backend could not start the runner: {exc}") from exc
+        status = await asyncio.to_thread(self._store.record_launch, target.execution_id, self._backend.name)
+        if status is ExecutionStatus.CANCELLED:
+            await self._backend.kill(target.execution_id)
+        created_at = target.created_at if target.created_at.tzinfo else target.created_at.replace(tzinfo=UTC)
+        DISPATCH_LATENCY.observe((utcnow() - created_at).total_seconds())
+
+    async def _launch_failed(self, message: Msg, execution_id: str, reason: str) -> None:
+        attempts = message.metadata.num_delivered or 1
+        if attempts < MAX_LAUNCH_ATTEMPTS:
+            logger.warning("launch attempt %d of execution %s failed: %s", attempts, execution_id, reason)
+            await _settle(message.nak(delay=float(2**attempts)))
+            return
+        await self._close_unlaunchable(execution_id, f"{reason} (after {attempts} attempts)")
+        await _settle(message.ack())
+
+    async def _close_unlaunchable(self, execution_id: str, reason: str, error_type: str = "LaunchFailed") -> None:
+        logger.error("execution %s cannot be launched: %s", execution_id, reason)
+        closed = await asyncio.to_thread(
+            self._store.close, execution_id, ExecutionStatus.FAILED, error_type=error_type, error_message=reason
+        )
+        if closed is not None:
+            await self._announce([closed])
+
+    async def _update_queue_depth(self, subscription: JetStreamContext.PullSubscription) -> None:
+        now = time.monotonic()
+        if now - self._queue_depth_at < QUEUE_DEPTH_INTERVAL_SECONDS:
+            return
+        self._queue_depth_at = now
+        try:
+            info = await subscription.consumer_info()
+        except (nats.errors.Error, TimeoutError) as exc:
+            logger.debug("reading the queue depth failed: %s", exc)
+            return
+        QUEUE_DEPTH.set((info.num_pending or 0) + (info.num_ack_pending or 0))
+
+
+async def _settle(reply: Awaitable[None]) -> None:
+    """Acks are best effort: a lost one means a redelivery, which finds the row launched and is skipped."""
+    try:
+        await reply
+    except nats.errors.Error as exc:
+        logger.debug("settling a queue message failed: %s", exc)

@@ -1,0 +1,329 @@
+"""The execution engine: NATS, the queue and its dispatcher, event ingestion, runner exits, cancel, live events."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any
+
+import nats
+import nats.errors
+import sqlalchemy
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
+from pydantic import BaseModel, ValidationError
+
+from bifrost.protocol import (
+    EVENTS_STREAM,
+    QUEUE_STREAM,
+    QUEUE_SUBJECT,
+    CancelRequest,
+    ExecutionStatus,
+    control_subject,
+    events_subject,
+    parse_event,
+)
+from control_plane.auth import TokenIssuer
+from control_plane.backends.base import Backend, RunnerExit
+from control_plane.engine.dispatch import Dispatcher, LaunchOutcome
+from control_plane.engine.ingest import Ingestor
+from control_plane.engine.live import LiveEvent, LiveHub, LiveSubscription
+from control_plane.engine.nats_server import EmbeddedNats
+from control_plane.engine.store import Committed, ExecutionStore
+from control_plane.engine.streams import ensure_streams
+from control_plane.metrics import EXECUTIONS_FINISHED, RUN_DURATION, RUNNING
+from control_plane.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+# Committed changes are re-announced here, so waiters and live subscribers on every replica hear of them.
+LIVE_SUBJECT_WILDCARD = "bifrost.live.*"
+HEALTH_TIMEOUT_SECONDS = 2.0
+
+
+def live_subject(execution_id: str) -> str:
+    return f"bifrost.live.{execution_id}"
+
+
+class ExecutionNotFoundError(LookupError):
+    def __init__(self, execution_id: str) -> None:
+        super().__init__(f"execution {execution_id!r} does not exist")
+        self.execution_id = execution_id
+
+
+class EngineNotStartedError(RuntimeError):
+    """An engine method that needs NATS was called before `start()` (or after `stop()`)."""
+
+
+class _LiveBroadcast(BaseModel):
+    origin: str
+    execution_id: str
+    terminal: bool
+    events: list[LiveEvent]
+
+
+class Engine:
+    def __init__(self, settings: Settings, db: sqlalchemy.Engine, backend: Backend, tokens: TokenIssuer) -> None:
+        self._settings = settings
+        self._backend = backend
+        self._store = ExecutionStore(db)
+        self._hub = LiveHub()
+        self._dispatcher = Dispatcher(settings, self._store, backend, tokens, self._announce)
+        self._hub.on_terminal(self._dispatcher.capacity_freed)
+        self._origin = uuid.uuid4().hex
+        self._embedded_nats: EmbeddedNats | None = None
+        self._nats: NatsClient | None = None
+        self._js: JetStreamContext | None = None
+        self._ingestor: Ingestor | None = None
+        self._nats_url = ""
+        self._background: set[asyncio.Task[None]] = set()
+
+    @property
+    def nats_url(self) -> str:
+        if not self._nats_url:
+            raise EngineNotStartedError("the engine has not been started")
+        return self._nats_url
+
+    async def start(self) -> None:
+        if self._settings.nats_url:
+            self._nats_url = self._settings.nats_url
+        else:
+            self._embedded_nats = EmbeddedNats(self._settings.data_dir / "nats")
+            self._nats_url = await asyncio.to_thread(self._embedded_nats.start)
+        self._nats = await nats.connect(
+            self._nats_url,
+            name="bifrost-control-plane",
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.25,
+            error_cb=self._on_nats_error,
+            disconnected_cb=self._on_nats_disconnected,
+            reconnected_cb=self._on_nats_reconnected,
+        )
+        self._js = self._nats.jetstream()
+        await ensure_streams(self._js)
+        await self._nats.subscribe(LIVE_SUBJECT_WILDCARD, cb=self._on_live_broadcast)
+        self._ingestor = Ingestor(self._js, self._store, self._announce)
+        await self._ingestor.start()
+        await self._backend.start(self._on_runner_exit)
+        await self._backend.reconcile(await asyncio.to_thread(self._store.launched_active_ids, self._backend.name))
+        await self._dispatcher.start(self._js, self._nats_url)
+        for execution_id in await asyncio.to_thread(self._store.unlaunched_pending_ids):
+            await self._enqueue(execution_id)
+        logger.info("engine started: NATS at %s, %s backend", self._nats_url, self._backend.name)
+
+    async def stop(self) -> None:
+        await self._dispatcher.stop()
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        await self._backend.stop()
+        if self._ingestor is not None:
+            await self._ingestor.stop()
+            self._ingestor = None
+        if self._nats is not None:
+            with contextlib.suppress(nats.errors.Error):
+                await self._nats.close()
+            self._nats, self._js = None, None
+        if self._embedded_nats is not None:
+            await asyncio.to_thread(self._embedded_nats.stop)
+            self._embedded_nats = None
+        self._nats_url = ""
+
+    async def submit(self, execution_id: str, *, sync: bool) -> None:
+        """Hand a Pending execution over for launch: at once when `sync` (and a slot is free), else queued."""
+        await self._require_execution(execution_id)
+        if sync:
+            outcome = await self._dispatcher.launch_now(execution_id)
+            if outcome not in (LaunchOutcome.GLOBAL_LIMIT, LaunchOutcome.WORKFLOW_LIMIT):
+                return
+        await self._enqueue(execution_id)
+
+    async def wait_terminal(self, execution_id: str, timeout: float) -> bool:  # noqa: ASYNC109 (the API's contract)
+        """Whether the execution reached a terminal status within `timeout` seconds."""
+        waiter = self._hub.terminal_waiter(execution_id)
+        try:
+            status = await self._require_execution(execution_id)
+            if status.is_terminal:
+                return True
+            try:
+                await asyncio.wait_for(waiter, timeout)
+            except TimeoutError:
+                return False
+            return True
+        finally:
+            self._hub.discard_waiter(execution_id, waiter)
+
+    @contextlib.asynccontextmanager
+    async def live(self, execution_id: str) -> AsyncIterator[LiveSubscription]:
+        """The execution's changes from now on, each after its commit: subscribe, then read the backlog."""
+        subscription = self._hub.subscribe(execution_id)
+        try:
+            yield subscription
+        finally:
+            self._hub.unsubscribe(subscription)
+
+    async def cancel(self, execution_id: str, reason: str = "Cancelled by user") -> None:
+        """Cancel an execution. Returns at once; a runner that ignores the request is killed after the grace."""
+        status = await self._require_execution(execution_id)
+        if status.is_terminal:
+            return
+        closed = await asyncio.to_thread(
+            self._store.close,
+            execution_id,
+            ExecutionStatus.CANCELLED,
+            error_type="Cancelled",
+            error_message=reason,
+            only_unlaunched=True,
+        )
+        if closed is not None:
+            await self._announce([closed])
+            return
+        request = CancelRequest(reason=reason).model_dump_json().encode()
+        await self._connected().publish(control_subject(execution_id), request)
+        self._spawn(self._kill_after_cancel_grace(execution_id, reason))
+
+    async def healthy(self) -> bool:
+        if self._nats is None or self._js is None or not self._nats.is_connected:
+            return False
+        try:
+            for stream in (EVENTS_STREAM, QUEUE_STREAM):
+                await self._js.stream_info(stream)
+        except (nats.errors.Error, TimeoutError):
+            return False
+        return True
+
+    async def _require_execution(self, execution_id: str) -> ExecutionStatus:
+        status = await asyncio.to_thread(self._store.status, execution_id)
+        if status is None:
+            raise ExecutionNotFoundError(execution_id)
+        return status
+
+    def _connected(self) -> NatsClient:
+        if self._nats is None:
+            raise EngineNotStartedError("the engine has not been started")
+        return self._nats
+
+    def _jetstream(self) -> JetStreamContext:
+        if self._js is None:
+            raise EngineNotStartedError("the engine has not been started")
+        return self._js
+
+    async def _enqueue(self, execution_id: str) -> None:
+        await self._jetstream().publish(
+            QUEUE_SUBJECT, execution_id.encode(), stream=QUEUE_STREAM, headers={"Nats-Msg-Id": execution_id}
+        )
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _kill_after_cancel_grace(self, execution_id: str, reason: str) -> None:
+        if await self.wait_terminal(execution_id, self._settings.cancel_grace_seconds):
+            return
+        closed = await asyncio.to_thread(
+            self._store.close,
+            execution_id,
+            ExecutionStatus.CANCELLED,
+            error_type="Cancelled",
+            error_message=f"{reason}; the runner did not stop within {self._settings.cancel_grace_seconds:g}s "
+            "and was killed",
+        )
+        await self._backend.kill(execution_id)
+        if closed is not None:
+            await self._announce([closed])
+
+    async def _on_runner_exit(self, runner_exit: RunnerExit) -> None:
+        self._spawn(self._close_after_runner_exit(runner_exit))
+
+    async def _close_after_runner_exit(self, runner_exit: RunnerExit) -> None:
+        """A runner is gone: give its last events time to be ingested, then close the execution if they
+        never brought a final status."""
+        execution_id = runner_exit.execution_id
+        try:
+            while True:
+                if await self.wait_terminal(execution_id, self._settings.runner_exit_grace_seconds):
+                    return
+                if not await self._events_waiting(execution_id):
+                    break
+        except ExecutionNotFoundError:
+            logger.warning("a runner exited for execution %s, which does not exist", execution_id)
+            return
+        status = runner_exit.status if runner_exit.status and runner_exit.status.is_terminal else ExecutionStatus.FAILED
+        closed = await asyncio.to_thread(
+            self._store.close,
+            execution_id,
+            status,
+            error_type="Timeout" if status is ExecutionStatus.TIMEOUT else "RunnerExited",
+            error_message=runner_exit.reason,
+            traceback=runner_exit.log_tail,
+        )
+        if closed is not None:
+            logger.warning("execution %s failed: %s", execution_id, runner_exit.reason)
+            await self._announce([closed])
+
+    async def _events_waiting(self, execution_id: str) -> bool:
+        """Whether the events stream holds an event of this execution that ingest has not applied yet."""
+        try:
+            last = await self._jetstream().get_last_msg(EVENTS_STREAM, events_subject(execution_id))
+        except NotFoundError:
+            return False
+        except (nats.errors.Error, TimeoutError) as exc:
+            logger.debug("cannot read the last event of %s (%s); waiting longer", execution_id, exc)
+            return True
+        if last.data is None:
+            return False
+        try:
+            last_seq = parse_event(last.data).seq
+        except ValidationError:
+            return False
+        ingested = await asyncio.to_thread(self._store.last_event_seq, execution_id)
+        return ingested is not None and last_seq > ingested
+
+    async def _announce(self, committed: list[Committed]) -> None:
+        for change in committed:
+            terminal = change.terminal_status is not None
+            if change.terminal_status is not None:
+                EXECUTIONS_FINISHED.labels(change.terminal_status.value).inc()
+                if change.duration_ms is not None:
+                    RUN_DURATION.observe(change.duration_ms / 1000)
+                if change.launched:
+                    RUNNING.dec()
+            self._hub.deliver(change.execution_id, change.events, terminal)
+            await self._broadcast(change.execution_id, change.events, terminal)
+
+    async def _broadcast(self, execution_id: str, events: list[LiveEvent], terminal: bool) -> None:
+        if self._nats is None:
+            return
+        message = _LiveBroadcast(origin=self._origin, execution_id=execution_id, terminal=terminal, events=events)
+        payload = message.model_dump_json().encode()
+        if len(payload) > self._nats.max_payload:
+            message.events = [event for event in events if event.kind == "status"]
+            payload = message.model_dump_json().encode()
+        try:
+            await self._nats.publish(live_subject(execution_id), payload)
+        except nats.errors.Error as exc:
+            logger.debug("announcing changes of %s to other replicas failed: %s", execution_id, exc)
+
+    async def _on_live_broadcast(self, message: Msg) -> None:
+        try:
+            broadcast = _LiveBroadcast.model_validate_json(message.data)
+        except ValidationError:
+            logger.warning("ignoring a malformed live broadcast on %s", message.subject)
+            return
+        if broadcast.origin != self._origin:
+            self._hub.deliver(broadcast.execution_id, broadcast.events, broadcast.terminal)
+
+    async def _on_nats_error(self, error: Exception) -> None:
+        logger.warning("NATS error: %s", error)
+
+    async def _on_nats_disconnected(self) -> None:
+        logger.warning("disconnected from NATS at %s; reconnecting", self._nats_url)
+
+    async def _on_nats_reconnected(self) -> None:
+        logger.info("reconnected to NATS at %s", self._nats_url)

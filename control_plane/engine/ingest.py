@@ -1,0 +1,141 @@
+"""Runner events into the database: one durable pull consumer, batched transactions, ack after commit.
+
+Events are held in memory (unacked) until they can be applied in order. The database row's `last_event_seq`
+makes every write idempotent, so a redelivered or replayed event is skipped, and a restart between commit and
+ack loses and doubles nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import nats.errors
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
+
+from bifrost.protocol import EVENTS_STREAM, EVENTS_SUBJECT_WILDCARD, Event, events_subject, parse_event
+from control_plane.engine.store import Committed, ExecutionStore
+from control_plane.engine.streams import INGEST_CONSUMER, ingest_consumer_config
+from control_plane.engine.tasks import cancel_and_wait
+from control_plane.metrics import EVENTS_INGESTED
+
+logger = logging.getLogger(__name__)
+
+FETCH_BATCH = 1_000
+IDLE_POLL_SECONDS = 1.0
+HELD_POLL_SECONDS = 0.1
+RETRY_SECONDS = 0.5
+# How long an event after a missing seq waits for the missing one before it is applied anyway.
+GAP_WAIT_SECONDS = 2.0
+
+Announce = Callable[[list[Committed]], Awaitable[None]]
+
+
+@dataclass
+class _HeldEvent:
+    event: Event
+    received_at: float
+    messages: list[Msg] = field(default_factory=list)
+
+
+class Ingestor:
+    def __init__(self, js: JetStreamContext, store: ExecutionStore, announce: Announce) -> None:
+        self._js = js
+        self._store = store
+        self._announce = announce
+        self._held: dict[str, dict[int, _HeldEvent]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        subscription = await self._js.pull_subscribe(
+            EVENTS_SUBJECT_WILDCARD, durable=INGEST_CONSUMER, stream=EVENTS_STREAM, config=ingest_consumer_config()
+        )
+        self._task = asyncio.create_task(self._run(subscription), name="bifrost-ingest")
+
+    async def stop(self) -> None:
+        """Stop consuming. Held (unacked) events are redelivered to whichever ingestor runs next."""
+        if self._task is not None:
+            await cancel_and_wait(self._task)
+            self._task = None
+        self._held.clear()
+
+    async def _run(self, subscription: JetStreamContext.PullSubscription) -> None:
+        while True:
+            timeout = HELD_POLL_SECONDS if self._held else IDLE_POLL_SECONDS
+            try:
+                messages = await subscription.fetch(FETCH_BATCH, timeout=timeout)
+            except TimeoutError:
+                messages = []
+            except nats.errors.Error as exc:
+                logger.debug("fetching runner events failed (%s); retrying", exc)
+                await asyncio.sleep(RETRY_SECONDS)
+                continue
+            for message in messages:
+                await self._hold(message)
+            if self._held:
+                await self._commit()
+
+    async def _hold(self, message: Msg) -> None:
+        try:
+            event = parse_event(message.data)
+        except ValidationError as exc:
+            logger.error("dropping a malformed runner event on %s: %s", message.subject, exc)
+            await _settle(message.term())
+            return
+        if message.subject != events_subject(event.execution_id):
+            logger.error("dropping an event of execution %s published on %s", event.execution_id, message.subject)
+            await _settle(message.term())
+            return
+        held = self._held.setdefault(event.execution_id, {})
+        entry = held.get(event.seq)
+        if entry is None:
+            entry = held[event.seq] = _HeldEvent(event=event, received_at=time.monotonic())
+        entry.messages.append(message)
+
+    async def _commit(self) -> None:
+        now = time.monotonic()
+        accept_gaps = {
+            execution_id
+            for execution_id, held in self._held.items()
+            if now - min(entry.received_at for entry in held.values()) >= GAP_WAIT_SECONDS
+        }
+        batch = {execution_id: [held[seq].event for seq in sorted(held)] for execution_id, held in self._held.items()}
+        try:
+            result = await asyncio.to_thread(self._store.ingest, batch, accept_gaps)
+        except SQLAlchemyError:
+            logger.exception("writing runner events failed; retrying")
+            await asyncio.sleep(RETRY_SECONDS)
+            return
+        for execution_id in result.unknown_executions:
+            logger.warning("dropping events of execution %s: it does not exist", execution_id)
+            for entry in self._held.pop(execution_id).values():
+                await _ack_all(entry.messages)
+        for execution_id, ingested_through in result.ingested_through.items():
+            held = self._held[execution_id]
+            for seq in [seq for seq in held if seq <= ingested_through]:
+                await _ack_all(held.pop(seq).messages)
+            if not held:
+                del self._held[execution_id]
+        for event_type, count in result.event_counts.items():
+            EVENTS_INGESTED.labels(event_type).inc(count)
+        if result.committed:
+            await self._announce(result.committed)
+
+
+async def _ack_all(messages: list[Msg]) -> None:
+    for message in messages:
+        await _settle(message.ack())
+
+
+async def _settle(reply: Awaitable[None]) -> None:
+    """Acks are best effort: one lost while NATS is away means a redelivery, which ingest skips."""
+    try:
+        await reply
+    except nats.errors.Error as exc:
+        logger.debug("acknowledging a runner event failed: %s", exc)

@@ -1,0 +1,374 @@
+"""The engine's database work: blocking SQLAlchemy Core statements, called from worker threads.
+
+Every status change goes through a conditional UPDATE, so a terminal status is never overwritten and two
+replicas (or a replayed event) cannot move an execution backwards.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, Table, func, insert, select, update
+from sqlalchemy.engine import Connection, RowMapping
+
+from bifrost.protocol import (
+    Event,
+    ExecutionStatus,
+    FinishedEvent,
+    LogEvent,
+    ResultEvent,
+    StartedEvent,
+    VariablesEvent,
+)
+from control_plane.db.models import Execution, ExecutionLog, Workflow, utcnow
+from control_plane.engine.live import LiveEvent
+
+EXECUTIONS: Table = Execution.__table__  # type: ignore[attr-defined]
+EXECUTION_LOGS: Table = ExecutionLog.__table__  # type: ignore[attr-defined]
+WORKFLOWS: Table = Workflow.__table__  # type: ignore[attr-defined]
+
+ACTIVE_STATUSES = (ExecutionStatus.PENDING, ExecutionStatus.RUNNING)
+PLATFORM_LOGGER = "bifrost"
+
+
+@dataclass
+class Committed:
+    """What one commit changed for one execution, to be announced once the transaction is durable."""
+
+    execution_id: str
+    workflow_name: str
+    events: list[LiveEvent] = field(default_factory=list)
+    terminal_status: ExecutionStatus | None = None
+    launched: bool = False
+    duration_ms: float | None = None
+
+
+@dataclass
+class IngestResult:
+    ingested_through: dict[str, int] = field(default_factory=dict)
+    unknown_executions: set[str] = field(default_factory=set)
+    committed: list[Committed] = field(default_factory=list)
+    event_counts: collections.Counter[str] = field(default_factory=collections.Counter)
+
+
+@dataclass(frozen=True)
+class LaunchTarget:
+    execution_id: str
+    workflow_name: str
+    org_id: str | None
+    user_id: str
+    created_at: datetime
+    status: ExecutionStatus
+    launched: bool
+    timeout_seconds: int | None
+    parent_execution_id: str | None
+
+
+def status_data(
+    status: ExecutionStatus,
+    *,
+    error_type: str | None = None,
+    error_message: str | None = None,
+    duration_ms: float | None = None,
+) -> dict[str, Any]:
+    return {
+        "status": status.value,
+        "error_type": error_type,
+        "error_message": error_message,
+        "duration_ms": duration_ms,
+    }
+
+
+class _ExecutionChanges:
+    """The changes one ingest batch makes to one execution row, built event by event."""
+
+    def __init__(self, row: RowMapping) -> None:
+        self.execution_id: str = row["id"]
+        self.status: ExecutionStatus = row["status"]
+        self.last_event_seq: int = row["last_event_seq"]
+        self.log_count: int = row["log_count"]
+        self.has_started_at = row["started_at"] is not None
+        self.values: dict[str, Any] = {}
+        self.log_rows: list[dict[str, Any]] = []
+        self.committed = Committed(
+            execution_id=self.execution_id, workflow_name=row["workflow_name"], launched=row["backend"] is not None
+        )
+
+    def add_note(self, ts: datetime, message: str) -> None:
+        self._add_log_line(ts, "WARNING", PLATFORM_LOGGER, message)
+
+    def _add_log_line(self, ts: datetime, level: str, logger: str, message: str) -> None:
+        self.log_count += 1
+        self.log_rows.append(
+            {
+                "execution_id": self.execution_id,
+                "line": self.log_count,
+                "ts": ts,
+                "level": level,
+                "logger": logger,
+                "message": message,
+            }
+        )
+        self.committed.events.append(
+            LiveEvent(
+                kind="log",
+                id=self.log_count,
+                data={"line": self.log_count, "ts": ts.isoformat(), "level": level, "logger": logger,
+                      "message": message},
+            )
+        )
+
+    def apply(self, event: Event) -> None:
+        if isinstance(event, StartedEvent):
+            self._apply_started(event)
+        elif isinstance(event, LogEvent):
+            if event.dropped:
+                self.add_note(event.ts, f"{event.dropped} log records were dropped: the runner's log limit was hit")
+            for record in event.records:
+                self._add_log_line(record.ts, record.level, record.logger, record.message)
+        elif isinstance(event, VariablesEvent):
+            self.values["variables"] = event.variables
+            self.committed.events.append(LiveEvent(kind="variables", id=event.seq, data={"variables": event.variables}))
+        elif isinstance(event, ResultEvent):
+            self.values["result"] = event.result
+            self.committed.events.append(LiveEvent(kind="result", id=event.seq, data={"result": event.result}))
+        else:
+            self._apply_finished(event)
+        self.last_event_seq = event.seq
+
+    def _apply_started(self, event: StartedEvent) -> None:
+        if not self.has_started_at:
+            self.values["started_at"] = event.ts
+            self.has_started_at = True
+        if event.workspace_revision is not None:
+            self.values["workspace_revision"] = event.workspace_revision
+        if self.status == ExecutionStatus.PENDING:
+            self.status = ExecutionStatus.RUNNING
+            self.values["status"] = ExecutionStatus.RUNNING
+            self.committed.events.append(
+                LiveEvent(kind="status", id=event.seq, data=status_data(ExecutionStatus.RUNNING))
+            )
+
+    def _apply_finished(self, event: FinishedEvent) -> None:
+        if self.status.is_terminal:
+            return
+        status, error_type, error_message = event.status, event.error_type, event.error_message
+        if not status.is_terminal:
+            status, error_type = ExecutionStatus.FAILED, "InvalidFinalStatus"
+            error_message = f"the runner finished with the non-final status {event.status.value!r}"
+        self.status = status
+        self.values.update(
+            status=status,
+            finished_at=event.ts,
+            error_type=error_type,
+            error_message=error_message,
+            traceback=event.traceback,
+            duration_ms=event.duration_ms,
+        )
+        self.committed.terminal_status = status
+        self.committed.duration_ms = event.duration_ms
+        self.committed.events.append(
+            LiveEvent(
+                kind="status",
+                id=event.seq,
+                data=status_data(
+                    status, error_type=error_type, error_message=error_message, duration_ms=event.duration_ms
+                ),
+            )
+        )
+
+
+class ExecutionStore:
+    def __init__(self, db: Engine) -> None:
+        self._db = db
+
+    def status(self, execution_id: str) -> ExecutionStatus | None:
+        with self._db.connect() as conn:
+            status: ExecutionStatus | None = conn.execute(
+                select(EXECUTIONS.c.status).where(EXECUTIONS.c.id == execution_id)
+            ).scalar_one_or_none()
+            return status
+
+    def last_event_seq(self, execution_id: str) -> int | None:
+        with self._db.connect() as conn:
+            seq: int | None = conn.execute(
+                select(EXECUTIONS.c.last_event_seq).where(EXECUTIONS.c.id == execution_id)
+            ).scalar_one_or_none()
+            return seq
+
+    def launch_target(self, execution_id: str) -> LaunchTarget | None:
+        query = (
+            select(
+                EXECUTIONS.c.id,
+                EXECUTIONS.c.workflow_name,
+                EXECUTIONS.c.org_id,
+                EXECUTIONS.c.user_id,
+                EXECUTIONS.c.created_at,
+                EXECUTIONS.c.status,
+                EXECUTIONS.c.backend,
+                EXECUTIONS.c.parent_execution_id,
+                WORKFLOWS.c.timeout_seconds,
+            )
+            .select_from(EXECUTIONS.outerjoin(WORKFLOWS, WORKFLOWS.c.name == EXECUTIONS.c.workflow_name))
+            .where(EXECUTIONS.c.id == execution_id)
+        )
+        with self._db.connect() as conn:
+            row = conn.execute(query).mappings().one_or_none()
+        if row is None:
+            return None
+        return LaunchTarget(
+            execution_id=row["id"],
+            workflow_name=row["workflow_name"],
+            org_id=row["org_id"],
+            user_id=row["user_id"],
+            created_at=row["created_at"],
+            status=row["status"],
+            launched=row["backend"] is not None,
+            timeout_seconds=row["timeout_seconds"],
+            parent_execution_id=row["parent_execution_id"],
+        )
+
+    def active_counts(self) -> dict[str, int]:
+        """Launched, unfinished executions per workflow: what the concurrency limits count."""
+        query = (
+            select(EXECUTIONS.c.workflow_name, func.count())
+            .where(EXECUTIONS.c.status.in_(ACTIVE_STATUSES), EXECUTIONS.c.backend.is_not(None))
+            .group_by(EXECUTIONS.c.workflow_name)
+        )
+        with self._db.connect() as conn:
+            return {name: count for name, count in conn.execute(query)}
+
+    def record_launch(self, execution_id: str, backend: str) -> ExecutionStatus:
+        """Mark the execution as handed to `backend`; its status now (it may have been cancelled meanwhile)."""
+        with self._db.begin() as conn:
+            status: ExecutionStatus = conn.execute(
+                update(EXECUTIONS)
+                .where(EXECUTIONS.c.id == execution_id)
+                .values(backend=backend)
+                .returning(EXECUTIONS.c.status)
+            ).scalar_one()
+            return status
+
+    def launched_active_ids(self, backend: str) -> list[str]:
+        query = select(EXECUTIONS.c.id).where(
+            EXECUTIONS.c.status.in_(ACTIVE_STATUSES), EXECUTIONS.c.backend == backend
+        )
+        with self._db.connect() as conn:
+            return list(conn.execute(query).scalars())
+
+    def unlaunched_pending_ids(self) -> list[str]:
+        query = (
+            select(EXECUTIONS.c.id)
+            .where(EXECUTIONS.c.status == ExecutionStatus.PENDING, EXECUTIONS.c.backend.is_(None))
+            .order_by(EXECUTIONS.c.created_at)
+        )
+        with self._db.connect() as conn:
+            return list(conn.execute(query).scalars())
+
+    def close(
+        self,
+        execution_id: str,
+        status: ExecutionStatus,
+        *,
+        error_type: str,
+        error_message: str,
+        traceback: str | None = None,
+        only_unlaunched: bool = False,
+    ) -> Committed | None:
+        """Move an unfinished execution to a terminal `status` the control plane decided; None when it was
+        already terminal (or, with `only_unlaunched`, already handed to a backend)."""
+        conditions = [EXECUTIONS.c.id == execution_id, EXECUTIONS.c.status.in_(ACTIVE_STATUSES)]
+        if only_unlaunched:
+            conditions.append(EXECUTIONS.c.backend.is_(None))
+        now = utcnow()
+        with self._db.begin() as conn:
+            row = conn.execute(
+                select(EXECUTIONS.c.workflow_name, EXECUTIONS.c.last_event_seq, EXECUTIONS.c.backend)
+                .where(*conditions)
+                .with_for_update()
+            ).mappings().one_or_none()
+            if row is None:
+                return None
+            conn.execute(
+                update(EXECUTIONS)
+                .where(*conditions)
+                .values(
+                    status=status,
+                    finished_at=now,
+                    error_type=error_type,
+                    error_message=error_message,
+                    traceback=traceback,
+                )
+            )
+        data = status_data(status, error_type=error_type, error_message=error_message)
+        return Committed(
+            execution_id=execution_id,
+            workflow_name=row["workflow_name"],
+            events=[LiveEvent(kind="status", id=row["last_event_seq"] + 1, data=data)],
+            terminal_status=status,
+            launched=row["backend"] is not None,
+        )
+
+    def ingest(self, events: Mapping[str, Sequence[Event]], accept_gaps: Collection[str]) -> IngestResult:
+        """Apply runner events in one transaction. `events` holds each execution's events sorted by seq.
+        An event at or below the row's `last_event_seq` was applied before and is skipped; one after a gap
+        waits (it is left out) unless its execution is in `accept_gaps`, then the gap is noted in the log."""
+        result = IngestResult()
+        with self._db.begin() as conn:
+            rows = self._lock_rows(conn, list(events))
+            for execution_id, execution_events in events.items():
+                row = rows.get(execution_id)
+                if row is None:
+                    result.unknown_executions.add(execution_id)
+                    continue
+                changes = _ExecutionChanges(row)
+                for event in execution_events:
+                    if event.seq <= changes.last_event_seq:
+                        continue
+                    if event.seq > changes.last_event_seq + 1:
+                        if execution_id not in accept_gaps:
+                            break
+                        changes.add_note(
+                            event.ts,
+                            f"runner events {changes.last_event_seq + 1} to {event.seq - 1} never arrived",
+                        )
+                    changes.apply(event)
+                    result.event_counts[event.type] += 1
+                result.ingested_through[execution_id] = changes.last_event_seq
+                if changes.last_event_seq == row["last_event_seq"]:
+                    continue
+                self._write(conn, changes)
+                result.committed.append(changes.committed)
+        return result
+
+    @staticmethod
+    def _lock_rows(conn: Connection, execution_ids: list[str]) -> dict[str, RowMapping]:
+        query = (
+            select(
+                EXECUTIONS.c.id,
+                EXECUTIONS.c.workflow_name,
+                EXECUTIONS.c.status,
+                EXECUTIONS.c.last_event_seq,
+                EXECUTIONS.c.log_count,
+                EXECUTIONS.c.started_at,
+                EXECUTIONS.c.backend,
+            )
+            .where(EXECUTIONS.c.id.in_(execution_ids))
+            .order_by(EXECUTIONS.c.id)
+            .with_for_update()
+        )
+        return {row["id"]: row for row in conn.execute(query).mappings()}
+
+    @staticmethod
+    def _write(conn: Connection, changes: _ExecutionChanges) -> None:
+        if changes.log_rows:
+            conn.execute(insert(EXECUTION_LOGS), changes.log_rows)
+        conn.execute(
+            update(EXECUTIONS)
+            .where(EXECUTIONS.c.id == changes.execution_id)
+            .values(last_event_seq=changes.last_event_seq, log_count=changes.log_count, **changes.values)
+        )

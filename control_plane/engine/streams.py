@@ -1,0 +1,78 @@
+"""The JetStream streams and durable consumers the engine relies on, created or updated at start."""
+
+from __future__ import annotations
+
+import logging
+
+from nats.js import JetStreamContext
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.errors import BadRequestError
+
+from bifrost.protocol import EVENTS_STREAM, EVENTS_SUBJECT_WILDCARD, MAX_EVENT_BYTES, QUEUE_STREAM, QUEUE_SUBJECT
+
+logger = logging.getLogger(__name__)
+
+INGEST_CONSUMER = "bifrost-ingest"
+DISPATCH_CONSUMER = "bifrost-dispatch"
+
+# Runners retry a publish whose ack was lost; a message id seen within this window is dropped as a duplicate.
+DUPLICATE_WINDOW_SECONDS = 10 * 60.0
+# Events stay in the stream for a day after ingestion: a control plane that was down for less loses nothing.
+EVENTS_MAX_AGE_SECONDS = 24 * 3600.0
+
+EVENTS_STREAM_CONFIG = StreamConfig(
+    name=EVENTS_STREAM,
+    description="Runner events of every execution, ingested by the control plane.",
+    subjects=[EVENTS_SUBJECT_WILDCARD],
+    retention=RetentionPolicy.LIMITS,
+    storage=StorageType.FILE,
+    max_age=EVENTS_MAX_AGE_SECONDS,
+    max_msg_size=MAX_EVENT_BYTES,
+    duplicate_window=DUPLICATE_WINDOW_SECONDS,
+)
+
+QUEUE_STREAM_CONFIG = StreamConfig(
+    name=QUEUE_STREAM,
+    description="Ids of executions waiting to be launched.",
+    subjects=[QUEUE_SUBJECT],
+    retention=RetentionPolicy.WORK_QUEUE,
+    storage=StorageType.FILE,
+    duplicate_window=DUPLICATE_WINDOW_SECONDS,
+)
+
+
+def ingest_consumer_config() -> ConsumerConfig:
+    return ConsumerConfig(
+        durable_name=INGEST_CONSUMER,
+        filter_subject=EVENTS_SUBJECT_WILDCARD,
+        deliver_policy=DeliverPolicy.ALL,
+        ack_policy=AckPolicy.EXPLICIT,
+        ack_wait=30.0,
+        max_ack_pending=50_000,
+    )
+
+
+def dispatch_consumer_config() -> ConsumerConfig:
+    return ConsumerConfig(
+        durable_name=DISPATCH_CONSUMER,
+        filter_subject=QUEUE_SUBJECT,
+        ack_policy=AckPolicy.EXPLICIT,
+        ack_wait=60.0,
+        max_ack_pending=5_000,
+    )
+
+
+async def ensure_streams(js: JetStreamContext) -> None:
+    for config in (EVENTS_STREAM_CONFIG, QUEUE_STREAM_CONFIG):
+        try:
+            await js.add_stream(config=config)
+        except BadRequestError:
+            logger.info("updating the configuration of stream %s", config.name)
+            await js.update_stream(config=config)

@@ -1,0 +1,147 @@
+"""A workspace in a local folder: the embedded mode's `workspace/`, or any mounted directory."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+from bifrost.workspace import (
+    Manifest,
+    WorkspaceFileNotFoundError,
+    WorkspacePathError,
+    WorkspaceStoreError,
+    confined_path,
+    content_etag,
+    is_workspace_path,
+    normalize_workspace_path,
+    parse_recorded_manifest,
+    revision_manifest_path,
+    write_atomically,
+)
+from control_plane.workspace_store.base import StoredFile, manifest_of
+
+_FileStamp = tuple[int, int, int, int]
+"""(inode, size, mtime_ns, ctime_ns): when none of these moved, the content did not either."""
+
+
+class LocalFolderStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+        self._etags: dict[str, tuple[_FileStamp, str]] = {}
+        self._etags_lock = threading.Lock()
+
+    @property
+    def description(self) -> str:
+        return f"folder {self.root}"
+
+    def list(self) -> list[StoredFile]:
+        if not self.root.is_dir():
+            raise WorkspaceStoreError(f"the workspace folder {self.root} does not exist")
+        files = [stored for path in self._walk() if (stored := self._stored_file(path)) is not None]
+        with self._etags_lock:
+            listed = {f.path for f in files}
+            for gone in self._etags.keys() - listed:
+                del self._etags[gone]
+        return sorted(files, key=lambda f: f.path)
+
+    def read(self, path: str) -> bytes:
+        target = self._file(path)
+        try:
+            return target.read_bytes()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise WorkspaceFileNotFoundError(path, self.description) from None
+        except OSError as exc:
+            raise WorkspaceStoreError(f"cannot read {path!r} from {self.description}: {exc.strerror}") from exc
+
+    def write(self, path: str, data: bytes) -> StoredFile:
+        canonical = normalize_workspace_path(path)
+        target = self._file(canonical)
+        if target.is_dir():
+            raise WorkspacePathError(canonical, "a folder of that name exists")
+        try:
+            write_atomically(target, data)
+        except OSError as exc:
+            raise WorkspaceStoreError(f"cannot write {canonical!r} to {self.description}: {exc.strerror}") from exc
+        return StoredFile(path=canonical, etag=content_etag(data), size=len(data))
+
+    def delete(self, path: str) -> None:
+        canonical = normalize_workspace_path(path)
+        target = self._file(canonical)
+        try:
+            target.unlink()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise WorkspaceFileNotFoundError(canonical, self.description) from None
+        except OSError as exc:
+            raise WorkspaceStoreError(f"cannot delete {canonical!r} from {self.description}: {exc.strerror}") from exc
+        self._remove_empty_parents(target)
+
+    def check_writable(self) -> None:
+        if not self.root.is_dir():
+            raise WorkspaceStoreError(f"the workspace folder {self.root} does not exist")
+        if not os.access(self.root, os.W_OK):
+            raise WorkspaceStoreError(f"the workspace folder {self.root} is not writable")
+
+    def manifest(self) -> Manifest:
+        return manifest_of(self.list())
+
+    def record_revision(self, manifest: Manifest) -> str:
+        target = self.root / revision_manifest_path(manifest.revision)
+        if not target.exists():
+            write_atomically(target, manifest.model_dump_json().encode())
+        return manifest.revision
+
+    def load_revision(self, revision: str) -> Manifest:
+        target = self.root / revision_manifest_path(revision)
+        try:
+            data = target.read_bytes()
+        except FileNotFoundError:
+            raise WorkspaceFileNotFoundError(revision_manifest_path(revision), self.description) from None
+        return parse_recorded_manifest(data, revision)
+
+    def _file(self, path: str) -> Path:
+        return confined_path(self.root, normalize_workspace_path(path))
+
+    def _walk(self) -> Iterator[str]:
+        """Candidate workspace paths; hidden folders (like the revision store) and `__pycache__` are skipped
+        without descending into them."""
+        for folder, subfolders, names in os.walk(self.root):
+            subfolders[:] = [d for d in subfolders if not d.startswith(".") and d != "__pycache__"]
+            relative_folder = Path(folder).relative_to(self.root).as_posix()
+            for name in names:
+                relative = name if relative_folder == "." else f"{relative_folder}/{name}"
+                if is_workspace_path(relative):
+                    yield relative
+
+    def _stored_file(self, path: str) -> StoredFile | None:
+        """The listing entry of `path`, or None for what is not a workspace file after all (a symlink out of
+        the root, something that vanished while we listed)."""
+        try:
+            target = confined_path(self.root, path)
+            stat = target.stat()
+        except (WorkspacePathError, OSError):
+            return None
+        stamp: _FileStamp = (stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+        with self._etags_lock:
+            known = self._etags.get(path)
+        if known is not None and known[0] == stamp:
+            return StoredFile(path=path, etag=known[1], size=stat.st_size)
+        try:
+            data = target.read_bytes()
+        except OSError:
+            return None
+        etag = content_etag(data)
+        with self._etags_lock:
+            self._etags[path] = (stamp, etag)
+        return StoredFile(path=path, etag=etag, size=len(data))
+
+    def _remove_empty_parents(self, removed: Path) -> None:
+        folder = removed.parent
+        while folder != self.root and folder.is_relative_to(self.root):
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+            if folder.exists():
+                return
+            folder = folder.parent

@@ -1,0 +1,164 @@
+"""A workspace in an S3 bucket under a key prefix: AWS S3, SeaweedFS, MinIO, any S3-compatible store."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import boto3
+import botocore.session
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+from bifrost.workspace import (
+    Manifest,
+    WorkspaceFileNotFoundError,
+    WorkspaceStoreError,
+    is_workspace_path,
+    normalize_workspace_path,
+    parse_recorded_manifest,
+    revision_manifest_path,
+)
+from control_plane.workspace_store.base import StoredFile, manifest_of
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+_CREDENTIAL_ERRORS = frozenset(
+    {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken"}
+)
+_MISSING_KEY_ERRORS = frozenset({"NoSuchKey", "404", "NotFound"})
+
+
+class S3Store:
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        endpoint_url: str | None = None,
+        access_key_id: str | None = None,
+        secret_access_key: str | None = None,
+        session_token: str | None = None,
+        region: str | None = None,
+        path_style: bool | None = None,
+    ) -> None:
+        """Credentials left out come from the usual boto3 chain (environment, config files, instance role).
+        Path-style addressing is the default with a custom `endpoint_url`, as S3-compatible servers expect."""
+        if not bucket:
+            raise WorkspaceStoreError("an S3 workspace needs a bucket name")
+        self.bucket = bucket
+        self.prefix = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
+        self.endpoint_url = endpoint_url
+        use_path_style = endpoint_url is not None if path_style is None else path_style
+        botocore_session = botocore.session.get_session()
+        # A listing needs keys, ETags and sizes; parsing every LastModified would be most of its client CPU.
+        botocore_session.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=str)
+        session = boto3.session.Session(
+            botocore_session=botocore_session,
+            aws_access_key_id=access_key_id,
+            aws_secret_access_key=secret_access_key,
+            aws_session_token=session_token,
+            region_name=region or ("us-east-1" if endpoint_url else None),
+        )
+        self._client: S3Client = session.client(
+            "s3",
+            endpoint_url=endpoint_url,
+            config=Config(
+                s3={"addressing_style": "path" if use_path_style else "auto"},
+                retries={"mode": "standard", "max_attempts": 3},
+                connect_timeout=5,
+                read_timeout=30,
+                max_pool_connections=32,
+            ),
+        )
+
+    @property
+    def description(self) -> str:
+        where = f" at {self.endpoint_url}" if self.endpoint_url else ""
+        return f"s3://{self.bucket}/{self.prefix}{where}"
+
+    def list(self) -> list[StoredFile]:
+        files: list[StoredFile] = []
+        with self._errors("list"):
+            for page in self._client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.prefix):
+                for obj in page.get("Contents", []):
+                    path = obj["Key"][len(self.prefix) :]
+                    if is_workspace_path(path):
+                        files.append(StoredFile(path=path, etag=obj["ETag"].strip('"'), size=obj["Size"]))
+        return sorted(files, key=lambda f: f.path)
+
+    def read(self, path: str) -> bytes:
+        canonical = normalize_workspace_path(path)
+        return self._get(canonical, self.prefix + canonical)
+
+    def write(self, path: str, data: bytes) -> StoredFile:
+        canonical = normalize_workspace_path(path)
+        response = self._put(canonical, self.prefix + canonical, data)
+        return StoredFile(path=canonical, etag=response["ETag"].strip('"'), size=len(data))
+
+    def delete(self, path: str) -> None:
+        canonical = normalize_workspace_path(path)
+        key = self.prefix + canonical
+        with self._errors("delete", canonical):
+            self._client.head_object(Bucket=self.bucket, Key=key)
+            self._client.delete_object(Bucket=self.bucket, Key=key)
+
+    def manifest(self) -> Manifest:
+        return manifest_of(self.list())
+
+    def record_revision(self, manifest: Manifest) -> str:
+        relative = revision_manifest_path(manifest.revision)
+        self._put(relative, self.prefix + relative, manifest.model_dump_json().encode())
+        return manifest.revision
+
+    def load_revision(self, revision: str) -> Manifest:
+        relative = revision_manifest_path(revision)
+        return parse_recorded_manifest(self._get(relative, self.prefix + relative), revision)
+
+    def check_writable(self) -> None:
+        """Fail early, before a multi-file upload writes anything, when the bucket is missing or the
+        credentials are refused."""
+        with self._errors("access"):
+            self._client.head_bucket(Bucket=self.bucket)
+
+    def _get(self, path: str, key: str) -> bytes:
+        with self._errors("read", path):
+            return self._client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+
+    def _put(self, path: str, key: str, data: bytes) -> Any:
+        # Content-MD5 makes S3 refuse a body damaged on the way instead of storing it.
+        checksum = base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
+        with self._errors("write", path):
+            return self._client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentMD5=checksum)
+
+    @contextmanager
+    def _errors(self, action: str, path: str | None = None) -> Iterator[None]:
+        """S3 and network failures as WorkspaceStoreError, with a message an operator can act on."""
+        subject = f"{action} {path!r} in" if path else f"{action}"
+        try:
+            yield
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            code = str(error.get("Code", ""))
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if path is not None and (code in _MISSING_KEY_ERRORS or status == 404) and code != "NoSuchBucket":
+                raise WorkspaceFileNotFoundError(path, self.description) from None
+            if code == "NoSuchBucket" or (path is None and status == 404):
+                raise WorkspaceStoreError(f"the bucket {self.bucket!r} does not exist ({self.description})") from None
+            if code in _CREDENTIAL_ERRORS or status == 403:
+                raise WorkspaceStoreError(
+                    f"S3 refused the credentials for bucket {self.bucket!r} ({self.description}) on {action}: "
+                    f"{code or status} {error.get('Message', '')}".rstrip()
+                ) from None
+            raise WorkspaceStoreError(f"cannot {subject} {self.description}: {code or status} {error}") from exc
+        except NoCredentialsError:
+            raise WorkspaceStoreError(
+                f"no S3 credentials for {self.description}: set BIFROST_S3_ACCESS_KEY_ID and "
+                "BIFROST_S3_SECRET_ACCESS_KEY, or configure the usual AWS credential chain"
+            ) from None
+        except BotoCoreError as exc:
+            raise WorkspaceStoreError(f"cannot {subject} {self.description}: {exc}") from exc

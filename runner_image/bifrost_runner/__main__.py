@@ -1,0 +1,44 @@
+"""`python -m bifrost_runner`: run the one execution the environment describes, then exit."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+
+from bifrost_runner.config import RunnerConfig, RunnerConfigError
+from bifrost_runner.run import run_execution
+
+
+def configure_runner_logging() -> None:
+    """The runner's own messages go to its stderr, never into the execution's log."""
+    log = logging.getLogger("bifrost_runner")
+    handler = logging.StreamHandler(sys.__stderr__)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s bifrost-runner: %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+
+
+def main() -> int:
+    configure_runner_logging()
+    try:
+        config = RunnerConfig.from_env(os.environ)
+    except RunnerConfigError as exc:
+        logging.getLogger("bifrost_runner").error("%s", exc)
+        return 2
+    return asyncio.run(run_execution(config))
+
+
+def exit_now(code: int) -> None:
+    """Flush and leave without waiting for threads: a sync workflow that was cancelled or timed out may still be
+    running in one, and the execution is over."""
+    for stream in (sys.__stdout__, sys.__stderr__):
+        if stream is not None:
+            stream.flush()
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    exit_now(main())

@@ -1,0 +1,61 @@
+"""The runner's NATS connection: it keeps reconnecting for as long as the runner lives, and never buffers
+publishes inside the client while disconnected (the event publisher keeps and resends them itself)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
+
+from bifrost.protocol import EVENTS_STREAM, EVENTS_SUBJECT_WILDCARD, MAX_EVENT_BYTES
+
+log = logging.getLogger("bifrost_runner")
+
+
+class NatsUnavailableError(RuntimeError):
+    """NATS could not be reached at all."""
+
+
+async def connect_nats(url: str, give_up_after: float) -> NATS:
+    nc = NATS()
+
+    async def on_error(exc: Exception) -> None:
+        log.warning("NATS: %s", exc)
+
+    async def on_disconnected() -> None:
+        if not nc.is_closed:
+            log.warning("NATS: disconnected, reconnecting")
+
+    async def on_reconnected() -> None:
+        log.warning("NATS: reconnected")
+
+    try:
+        await asyncio.wait_for(
+            nc.connect(
+                url,
+                name="bifrost-runner",
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=0.25,  # type: ignore[arg-type]  # annotated int, used as seconds
+                connect_timeout=2,
+                pending_size=0,
+                error_cb=on_error,
+                disconnected_cb=on_disconnected,
+                reconnected_cb=on_reconnected,
+            ),
+            timeout=give_up_after,
+        )
+    except TimeoutError:
+        raise NatsUnavailableError(f"NATS at {url} unreachable for {give_up_after:.0f} s") from None
+    return nc
+
+
+async def ensure_streams(js: JetStreamContext) -> None:
+    """Create the events stream when it is missing. The control plane owns the stream's configuration; this is
+    for a runner used on its own (tests, a developer's machine)."""
+    try:
+        await js.stream_info(EVENTS_STREAM)
+    except NotFoundError:
+        await js.add_stream(name=EVENTS_STREAM, subjects=[EVENTS_SUBJECT_WILDCARD], max_msg_size=MAX_EVENT_BYTES)

@@ -1,0 +1,175 @@
+"""Capturing what a workflow logs and prints: every record is echoed to the runner's real stdout at once
+(`kubectl logs` works) and published in batches, bounded by count, size and time."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import logging
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import TextIO
+
+from bifrost.protocol import LogEvent, LogRecord
+from bifrost_runner.publisher import EventPublisher
+from bifrost_runner.redaction import Redactor
+
+BATCH_RECORDS = 500
+BATCH_BYTES = 256 * 1024
+BATCH_INTERVAL_SECONDS = 0.1
+MAX_MESSAGE_CHARS = 32 * 1024
+MAX_BUFFERED_RECORDS = 50_000
+MAX_BACKLOG_BYTES = 8 * 1024 * 1024
+
+RUNNER_LOGGERS = ("bifrost_runner", "nats")
+"""The runner's own loggers: they go to its stderr only, never into the execution's log."""
+
+runner_call: ContextVar[bool] = ContextVar("bifrost_runner_call", default=False)
+"""Set while the runner itself calls the control plane on the workflow's behalf: what libraries log during
+such a call (httpx's request lines) is the runner's business, not the execution's."""
+
+_Entry = tuple[float, str, str, str]
+
+
+def _truncated(message: str) -> str:
+    if len(message) <= MAX_MESSAGE_CHARS:
+        return message
+    return f"{message[:MAX_MESSAGE_CHARS]}… [{len(message) - MAX_MESSAGE_CHARS:,} more characters truncated]"
+
+
+class LogCollector:
+    """Takes records from any thread; `run` publishes them as `LogEvent`s from the event loop.
+
+    When NATS is slow or away, records wait here (up to MAX_BUFFERED_RECORDS); beyond that they are dropped
+    and the next batch says how many.
+    """
+
+    def __init__(self, publisher: EventPublisher, echo: TextIO, redactor: Redactor) -> None:
+        self._publisher = publisher
+        self._echo = echo
+        self._redactor = redactor
+        self._lock = threading.Lock()
+        self._buffer: deque[_Entry] = deque()
+        self._dropped = 0
+        self._wake = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+
+    def add(self, created: float, level: str, logger: str, message: str) -> None:
+        message = _truncated(self._redactor.text(message))
+        with self._lock:
+            timestamp = datetime.fromtimestamp(created, UTC)
+            self._echo.write(f"{timestamp.isoformat(timespec='milliseconds')} {level} {logger}: {message}\n")
+            if len(self._buffer) >= MAX_BUFFERED_RECORDS:
+                self._dropped += 1
+                return
+            self._buffer.append((created, level, logger, message))
+            if len(self._buffer) == BATCH_RECORDS:
+                self._loop.call_soon_threadsafe(self._wake.set)
+
+    async def run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), BATCH_INTERVAL_SECONDS)
+            self._wake.clear()
+            self.publish(final=False)
+
+    def publish(self, final: bool) -> None:
+        """Publish what is buffered; unless `final`, hold back while NATS has not caught up."""
+        while final or self._publisher.backlog_bytes < MAX_BACKLOG_BYTES:
+            records, dropped = self._take_batch()
+            if not records and not dropped:
+                return
+            self._publisher.emit(LogEvent, records=records, dropped=dropped)
+
+    def _take_batch(self) -> tuple[list[LogRecord], int]:
+        records: list[LogRecord] = []
+        size = 0
+        with self._lock:
+            self._echo.flush()
+            while self._buffer and len(records) < BATCH_RECORDS and size < BATCH_BYTES:
+                created, level, logger, message = self._buffer.popleft()
+                size += len(message) + len(logger) + 80
+                records.append(
+                    LogRecord.model_construct(
+                        ts=datetime.fromtimestamp(created, UTC), level=level, logger=logger, message=message
+                    )
+                )
+            dropped, self._dropped = self._dropped, 0
+        return records, dropped
+
+
+class _CaptureHandler(logging.Handler):
+    def __init__(self, collector: LogCollector) -> None:
+        super().__init__(logging.NOTSET)
+        self._collector = collector
+        self.setFormatter(logging.Formatter("%(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.name.startswith(RUNNER_LOGGERS) or runner_call.get():
+            return
+        try:
+            message = self.format(record)
+        except Exception:
+            self.handleError(record)
+            return
+        self._collector.add(record.created, record.levelname, record.name, message)
+
+
+class _StreamCapture(io.TextIOBase):
+    """Stands in for sys.stdout / sys.stderr: each complete line becomes one record."""
+
+    encoding = "utf-8"
+
+    def __init__(self, collector: LogCollector, name: str, level: str) -> None:
+        super().__init__()
+        self._collector = collector
+        self._name = name
+        self._level = level
+        self._partial = ""
+        self._lock = threading.Lock()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        with self._lock:
+            lines = (self._partial + text).split("\n")
+            self._partial = lines.pop()
+            now = time.time()
+            for line in lines:
+                self._collector.add(now, self._level, self._name, line)
+        return len(text)
+
+    def finish(self) -> None:
+        with self._lock:
+            if self._partial:
+                self._collector.add(time.time(), self._level, self._name, self._partial)
+                self._partial = ""
+
+
+@contextlib.contextmanager
+def captured_output(collector: LogCollector) -> Iterator[None]:
+    """Route the root logger (level INFO) and sys.stdout / sys.stderr into `collector` for the block."""
+    root = logging.getLogger()
+    handler = _CaptureHandler(collector)
+    previous_level = root.level
+    stdout = _StreamCapture(collector, "stdout", "INFO")
+    stderr = _StreamCapture(collector, "stderr", "ERROR")
+    previous_streams = sys.stdout, sys.stderr
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    sys.stdout, sys.stderr = stdout, stderr
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = previous_streams
+        stdout.finish()
+        stderr.finish()
+        root.removeHandler(handler)
+        root.setLevel(previous_level)

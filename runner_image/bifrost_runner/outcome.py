@@ -1,0 +1,94 @@
+"""Turning how the workflow call ended into the execution's final status, error and result."""
+
+from __future__ import annotations
+
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import pydantic_core
+
+from bifrost import UserError
+from bifrost.protocol import ExecutionStatus
+from bifrost_runner.execute import Interruption, Invocation
+
+_RUNNER_DIR = str(Path(__file__).parent)
+
+
+@dataclass
+class Outcome:
+    status: ExecutionStatus
+    result: Any = None
+    has_result: bool = False
+    error_type: str | None = None
+    error_message: str | None = None
+    traceback: str | None = None
+
+
+def _author_frames(tb: TracebackType | None) -> TracebackType | None:
+    """The traceback from the first frame that is not the runner's own or importlib's."""
+    while tb is not None and (
+        tb.tb_frame.f_code.co_filename.startswith(_RUNNER_DIR)
+        or tb.tb_frame.f_code.co_filename.startswith("<frozen importlib")
+    ):
+        tb = tb.tb_next
+    return tb
+
+
+def failure(exception: BaseException) -> Outcome:
+    if isinstance(exception, UserError):
+        return Outcome(ExecutionStatus.FAILED, error_type=type(exception).__name__, error_message=exception.message)
+    tb = _author_frames(exception.__traceback__) or exception.__traceback__
+    return Outcome(
+        ExecutionStatus.FAILED,
+        error_type=type(exception).__name__,
+        error_message=str(exception) or type(exception).__name__,
+        traceback="".join(traceback.format_exception(type(exception), exception, tb)),
+    )
+
+
+def _size(count: int) -> str:
+    return f"{count / 1024 / 1024:.1f} MB" if count >= 1024 * 1024 else f"{count:,} bytes"
+
+
+def returned(value: Any, max_result_bytes: int) -> Outcome:
+    try:
+        result = pydantic_core.to_jsonable_python(value)
+        size = len(pydantic_core.to_json(result))
+    except (pydantic_core.PydanticSerializationError, ValueError) as exc:
+        return Outcome(
+            ExecutionStatus.FAILED,
+            error_type="ResultNotSerializable",
+            error_message=f"the workflow returned a {type(value).__name__} that is not JSON-serialisable: {exc}",
+        )
+    if size > max_result_bytes:
+        return Outcome(
+            ExecutionStatus.FAILED,
+            error_type="ResultTooLarge",
+            error_message=f"the result is {_size(size)}, over the limit of {_size(max_result_bytes)}",
+        )
+    if isinstance(value, dict) and value.get("success") is False:
+        error = value.get("error")
+        return Outcome(
+            ExecutionStatus.COMPLETED_WITH_ERRORS,
+            result=result,
+            has_result=True,
+            error_message=None if error is None else str(error),
+        )
+    return Outcome(ExecutionStatus.SUCCESS, result=result, has_result=True)
+
+
+def outcome_of(invocation: Invocation, timeout_seconds: float, cancel_reason: str, max_result_bytes: int) -> Outcome:
+    if invocation.interruption is Interruption.TIMEOUT:
+        return Outcome(
+            ExecutionStatus.TIMEOUT,
+            error_type="TimeoutError",
+            error_message=f"the workflow did not finish within its timeout of {timeout_seconds:g} s",
+        )
+    if invocation.interruption is Interruption.CANCEL:
+        return Outcome(ExecutionStatus.CANCELLED, error_type="Cancelled", error_message=cancel_reason)
+    if invocation.exception is not None:
+        return failure(invocation.exception)
+    return returned(invocation.returned, max_result_bytes)

@@ -1,0 +1,174 @@
+"""One execution, start to finish: payload, events, the workflow call, its outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import os
+import socket
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from pydantic import ValidationError
+
+from bifrost.context import ExecutionContext, use_context
+from bifrost.protocol import (
+    CancelRequest,
+    ExecutionStatus,
+    FinishedEvent,
+    ResultEvent,
+    RunPayload,
+    StartedEvent,
+    VariablesEvent,
+    control_subject,
+)
+from bifrost.schema import ParameterValidationError, bind_arguments
+from bifrost_runner.api import ApiClient, ApiError
+from bifrost_runner.config import RunnerConfig
+from bifrost_runner.connection import NatsUnavailableError, connect_nats
+from bifrost_runner.execute import Invocation, invoke
+from bifrost_runner.loader import WorkflowLoadError, load_workflow
+from bifrost_runner.logs import LogCollector, captured_output
+from bifrost_runner.outcome import Outcome, failure, outcome_of
+from bifrost_runner.publisher import EventPublisher, EventTooLargeError
+from bifrost_runner.redaction import Redactor
+from bifrost_runner.services import ApiRuntimeServices
+from bifrost_runner.variables import capture_variables
+
+log = logging.getLogger("bifrost_runner")
+
+NATS_CONNECT_SECONDS = 120.0
+REPORT_SECONDS = 120.0
+"""How long the runner keeps trying to get its events acknowledged at the end (NATS away) before it gives up."""
+
+
+async def run_execution(config: RunnerConfig) -> int:
+    """Run the execution of `config`; the exit code is 0 once its `finished` event is stored in JetStream."""
+    api = ApiClient(config.api_url, config.token)
+    payload = asyncio.ensure_future(api.payload())
+    try:
+        nc = await connect_nats(config.nats_url, NATS_CONNECT_SECONDS)
+    except NatsUnavailableError as exc:
+        log.error("cannot report execution %s: %s", config.execution_id, exc)
+        payload.cancel()
+        await api.aclose()
+        return 1
+    publisher = EventPublisher(nc, config.execution_id)
+    await publisher.start()
+    try:
+        await _report_execution(config, api, payload, publisher, nc)
+        reported = await publisher.wait_acknowledged(REPORT_SECONDS)
+    finally:
+        await publisher.close()
+        await nc.close()
+        await api.aclose()
+    if not reported:
+        log.error("execution %s: events not acknowledged by NATS within %.0f s", config.execution_id, REPORT_SECONDS)
+    return 0 if reported else 1
+
+
+async def _cancel_signal(nc: NATS, execution_id: str) -> asyncio.Future[str]:
+    """Resolves with the reason of the first cancel request published for the execution."""
+    cancel: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+    async def on_control(msg: Msg) -> None:
+        try:
+            request = CancelRequest.model_validate_json(msg.data)
+        except ValidationError:
+            log.warning("ignored a malformed control message: %r", msg.data[:200])
+            return
+        if not cancel.done():
+            cancel.set_result(request.reason)
+
+    await nc.subscribe(control_subject(execution_id), cb=on_control)
+    return cancel
+
+
+async def _report_execution(
+    config: RunnerConfig, api: ApiClient, payload_request: asyncio.Future[RunPayload], publisher: EventPublisher,
+    nc: NATS,
+) -> None:
+    try:
+        payload = await payload_request
+    except ApiError as exc:
+        publisher.emit(
+            FinishedEvent, status=ExecutionStatus.FAILED, error_type="PayloadUnavailable", error_message=str(exc)
+        )
+        return
+    started = time.monotonic()
+    publisher.emit(
+        StartedEvent, pid=os.getpid(), hostname=socket.gethostname(), workspace_revision=payload.workspace_revision
+    )
+    cancel = await _cancel_signal(nc, config.execution_id)
+    redactor = Redactor()
+    services = ApiRuntimeServices(api, redactor)
+    collector = LogCollector(publisher, sys.__stdout__ or sys.stdout, redactor)
+    publishing_logs = asyncio.create_task(collector.run())
+    try:
+        with captured_output(collector):
+            outcome, invocation, parameter_names = await _call_workflow(config, payload, services, cancel)
+    finally:
+        publishing_logs.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await publishing_logs
+    collector.publish(final=True)
+
+    if invocation is not None and invocation.frame is not None:
+        variables = capture_variables(invocation.frame, parameter_names, redactor)
+        publisher.emit(VariablesEvent, variables=variables)
+    if outcome.has_result:
+        try:
+            publisher.emit(ResultEvent, result=redactor.value(outcome.result))
+        except EventTooLargeError as exc:
+            outcome = Outcome(ExecutionStatus.FAILED, error_type="ResultTooLarge", error_message=str(exc))
+    publisher.emit(
+        FinishedEvent,
+        status=outcome.status,
+        error_type=outcome.error_type,
+        error_message=None if outcome.error_message is None else redactor.text(outcome.error_message),
+        traceback=None if outcome.traceback is None else redactor.text(outcome.traceback),
+        duration_ms=(time.monotonic() - started) * 1000,
+    )
+
+
+def _context(payload: RunPayload, services: ApiRuntimeServices) -> ExecutionContext:
+    return ExecutionContext(
+        execution_id=payload.execution_id,
+        workflow_name=payload.workflow_name,
+        user=payload.user,
+        organization=payload.organization,
+        is_platform_admin=payload.is_platform_admin,
+        parameters=payload.parameters,
+        parent_execution_id=payload.parent_execution_id,
+    ).bind(services)
+
+
+def _parameter_names(func: Callable[..., Any]) -> set[str]:
+    return set(inspect.signature(inspect.unwrap(func)).parameters)
+
+
+async def _call_workflow(
+    config: RunnerConfig, payload: RunPayload, services: ApiRuntimeServices, cancel: asyncio.Future[str]
+) -> tuple[Outcome, Invocation | None, set[str]]:
+    ctx = _context(payload, services)
+    with use_context(ctx):
+        try:
+            func = load_workflow(config.workspace_dir, payload.file, payload.function_name)
+            kwargs = bind_arguments(func, payload.parameters, ctx)
+        except WorkflowLoadError as exc:
+            return Outcome(ExecutionStatus.FAILED, error_type="WorkflowNotFound", error_message=str(exc)), None, set()
+        except ParameterValidationError as exc:
+            outcome = Outcome(ExecutionStatus.FAILED, error_type="ParameterValidationError", error_message=str(exc))
+            return outcome, None, set()
+        except Exception as exc:  # the module failed to import: the author's error, with its traceback
+            return failure(exc), None, set()
+        invocation = await invoke(func, kwargs, payload.timeout_seconds, cancel)
+    reason = cancel.result() if cancel.done() else ""
+    outcome = outcome_of(invocation, payload.timeout_seconds, reason, payload.max_result_bytes)
+    return outcome, invocation, _parameter_names(func)

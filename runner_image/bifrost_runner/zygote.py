@@ -1,0 +1,202 @@
+"""`python -m bifrost_runner.zygote`: the local backend's runner template.
+
+It imports everything a runner needs once (never any workspace code), then forks one single-use runner per
+claim. A few forks wait ready ("spares"), so starting a run costs a pipe write, not an interpreter start. It
+reads `RunnerClaim`s, one JSON line each, on stdin; writes `RunnerForked` / `RunnerEnded` / `RunnerForkFailed`
+lines on stdout; reaps its runners; and exits when stdin closes, leaving running runners to finish.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import resource
+import selectors
+import signal
+import sys
+from collections import deque
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ValidationError
+
+from bifrost.protocol import RunnerClaim, RunnerEnded, RunnerForked, RunnerForkFailed
+from bifrost_runner import __main__ as runner_main
+from bifrost_runner import run as _run  # noqa: F401  # imported for its imports: nats, httpx, the SDK
+from bifrost_runner.api import ssl_context
+
+
+@dataclass
+class _Fork:
+    pid: int
+    pidfd: int
+    claim_fd: int | None
+    """Write end of the claim pipe while the fork waits for its claim."""
+    execution_id: str | None = None
+
+
+def _send(message: BaseModel) -> None:
+    os.write(sys.stdout.fileno(), message.model_dump_json().encode() + b"\n")
+
+
+def _close_inherited_fds(keep: int) -> None:
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd > 2 and fd != keep:
+            with contextlib.suppress(OSError):  # the fd of the listing itself, already gone
+                os.close(fd)
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while chunk := os.read(fd, 65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _apply_claim(claim: RunnerClaim) -> None:
+    log_fd = os.open(claim.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    os.close(log_fd)
+    if claim.memory_limit_bytes is not None:
+        resource.setrlimit(resource.RLIMIT_AS, (claim.memory_limit_bytes, claim.memory_limit_bytes))
+    if claim.cpu_limit_seconds is not None:
+        # SIGXCPU at the soft limit, SIGKILL at the hard one.
+        resource.setrlimit(resource.RLIMIT_CPU, (claim.cpu_limit_seconds, claim.cpu_limit_seconds + 5))
+    os.environ.clear()
+    os.environ.update(claim.env)
+
+
+def _runner_process(claim_fd: int) -> int:
+    """In the fork: detach from the template, wait for the claim, run the one execution."""
+    os.setsid()
+    for signum in (signal.SIGTERM, signal.SIGCHLD, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    _close_inherited_fds(keep=claim_fd)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.close(devnull)
+    data = _read_all(claim_fd)
+    os.close(claim_fd)
+    if not data:
+        return 0  # the template went away (or shrank its pool) before a claim came
+    _apply_claim(RunnerClaim.model_validate_json(data))
+    return runner_main.main()
+
+
+class Template:
+    def __init__(self, spares: int) -> None:
+        self._spares_wanted = spares
+        self._spares: deque[_Fork] = deque()
+        self._forks: dict[int, _Fork] = {}
+        self._selector = selectors.DefaultSelector()
+        self._input = b""
+
+    def serve(self) -> None:
+        self._selector.register(sys.stdin.fileno(), selectors.EVENT_READ)
+        self._refill()
+        while True:
+            for key, _ in self._selector.select():
+                if key.fd == sys.stdin.fileno():
+                    if not self._read_claims():
+                        self._close_spares()
+                        return
+                else:
+                    self._reap(self._forks[key.fd])
+            self._refill()
+
+    def _fork(self) -> _Fork:
+        claim_read, claim_write = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                code = _runner_process(claim_read)
+            except BaseException:
+                code = 70
+            runner_main.exit_now(code)
+        os.close(claim_read)
+        fork = _Fork(pid=pid, pidfd=os.pidfd_open(pid), claim_fd=claim_write)
+        self._forks[fork.pidfd] = fork
+        self._selector.register(fork.pidfd, selectors.EVENT_READ)
+        return fork
+
+    def _refill(self) -> None:
+        while len(self._spares) < self._spares_wanted:
+            try:
+                self._spares.append(self._fork())
+            except OSError as exc:
+                print(f"bifrost runner template: cannot fork a spare runner: {exc}", file=sys.stderr)
+                return
+
+    def _read_claims(self) -> bool:
+        data = os.read(sys.stdin.fileno(), 65536)
+        if not data:
+            return False
+        *lines, self._input = (self._input + data).split(b"\n")
+        for line in lines:
+            if line.strip():
+                self._claim(line)
+        return True
+
+    def _claim(self, line: bytes) -> None:
+        try:
+            claim = RunnerClaim.model_validate_json(line)
+        except ValidationError as exc:
+            print(f"bifrost runner template: ignored a malformed claim: {exc}", file=sys.stderr)
+            return
+        try:
+            fork = self._spares.popleft() if self._spares else self._fork()
+        except OSError as exc:
+            _send(RunnerForkFailed(execution_id=claim.execution_id, error=f"fork failed: {exc}"))
+            return
+        fork.execution_id = claim.execution_id
+        # Reported before the claim is handed over: if the template dies in between, the fork gets no claim
+        # and exits, so a launch the backend did not hear of never runs.
+        _send(RunnerForked(execution_id=claim.execution_id, pid=fork.pid))
+        assert fork.claim_fd is not None
+        with contextlib.suppress(BrokenPipeError):  # the fork died before its claim: reaping reports its end
+            os.write(fork.claim_fd, line)
+        os.close(fork.claim_fd)
+        fork.claim_fd = None
+
+    def _reap(self, fork: _Fork) -> None:
+        _, status = os.waitpid(fork.pid, 0)
+        self._selector.unregister(fork.pidfd)
+        os.close(fork.pidfd)
+        del self._forks[fork.pidfd]
+        if fork.claim_fd is not None:  # a spare that died unclaimed
+            os.close(fork.claim_fd)
+            self._spares.remove(fork)
+            return
+        assert fork.execution_id is not None
+        _send(
+            RunnerEnded(
+                execution_id=fork.execution_id,
+                pid=fork.pid,
+                exit_code=os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
+                signal=os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
+            )
+        )
+
+    def _close_spares(self) -> None:
+        for fork in self._spares:
+            if fork.claim_fd is not None:
+                os.close(fork.claim_fd)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bifrost_runner.zygote", description=__doc__)
+    parser.add_argument("--spares", type=int, default=2, help="forks kept ready for the next claims")
+    args = parser.parse_args()
+    if args.spares < 0:
+        parser.error("--spares must be 0 or more")
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the control plane stops us by closing stdin
+    ssl_context()
+    Template(args.spares).serve()
+
+
+if __name__ == "__main__":
+    main()

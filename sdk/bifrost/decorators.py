@@ -1,0 +1,111 @@
+"""`@workflow` and `@data_provider`: they validate their options, attach the function's info, and return the
+function itself, so it stays an ordinary function (callable in a unit test)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, TypeVar, overload
+
+from bifrost.metadata import DataProviderInfo, RetryPolicy, WorkflowInfo, describe_data_provider, describe_workflow
+from bifrost.signatures import function_shape
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+WORKFLOW_ATTRIBUTE = "__bifrost_workflow__"
+DATA_PROVIDER_ATTRIBUTE = "__bifrost_data_provider__"
+
+
+@overload
+def workflow(func: F, /) -> F: ...
+
+
+@overload
+def workflow(
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    category: str | None = None,
+    tags: Sequence[str] = (),
+    execution_mode: Literal["sync", "async"] | None = None,
+    schedule: str | None = None,
+    timeout_seconds: int = 1800,
+    endpoint_enabled: bool = False,
+    retries: int | dict[str, Any] | RetryPolicy = 0,
+    max_concurrency: int | None = None,
+) -> Callable[[F], F]: ...
+
+
+def workflow(func: Callable[..., Any] | None = None, /, **options: Any) -> Any:
+    """Mark a function as a workflow: `@workflow` or `@workflow(name=..., schedule=..., ...)`."""
+    return _decorate(func, options, "@workflow", _attach_workflow)
+
+
+@overload
+def data_provider(func: F, /) -> F: ...
+
+
+@overload
+def data_provider(
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    category: str | None = None,
+    timeout_seconds: int = 60,
+    cache_ttl_seconds: int = 300,
+) -> Callable[[F], F]: ...
+
+
+def data_provider(func: Callable[..., Any] | None = None, /, **options: Any) -> Any:
+    """Mark a function as a data provider: it returns the options of a form field (a list of items)."""
+    return _decorate(func, options, "@data_provider", _attach_data_provider)
+
+
+def workflow_info(func: Callable[..., Any]) -> WorkflowInfo:
+    """The info `@workflow` attached to `func`; TypeError if it is not a workflow."""
+    info = getattr(func, WORKFLOW_ATTRIBUTE, None)
+    if not isinstance(info, WorkflowInfo):
+        raise TypeError(f"{getattr(func, '__name__', func)!r} is not decorated with @workflow")
+    return info
+
+
+def data_provider_info(func: Callable[..., Any]) -> DataProviderInfo:
+    """The info `@data_provider` attached to `func`; TypeError if it is not a data provider."""
+    info = getattr(func, DATA_PROVIDER_ATTRIBUTE, None)
+    if not isinstance(info, DataProviderInfo):
+        raise TypeError(f"{getattr(func, '__name__', func)!r} is not decorated with @data_provider")
+    return info
+
+
+def _decorate(
+    func: Callable[..., Any] | None,
+    options: dict[str, Any],
+    decorator: str,
+    attach: Callable[[Callable[..., Any], dict[str, Any]], None],
+) -> Any:
+    if func is None:
+
+        def apply(target: Callable[..., Any]) -> Callable[..., Any]:
+            _require_function(target, decorator)
+            attach(target, options)
+            return target
+
+        return apply
+    _require_function(func, decorator)
+    attach(func, options)
+    return func
+
+
+def _require_function(target: Any, decorator: str) -> None:
+    if not callable(target) or not hasattr(target, "__code__"):
+        raise TypeError(
+            f"{decorator} decorates a function; options go by keyword, as in {decorator}(name=...) "
+            f"(got {target!r})"
+        )
+
+
+def _attach_workflow(func: Callable[..., Any], options: dict[str, Any]) -> None:
+    setattr(func, WORKFLOW_ATTRIBUTE, describe_workflow(function_shape(func), options))
+
+
+def _attach_data_provider(func: Callable[..., Any], options: dict[str, Any]) -> None:
+    setattr(func, DATA_PROVIDER_ATTRIBUTE, describe_data_provider(function_shape(func), options))

@@ -1,0 +1,185 @@
+"""The one parameter-schema builder: (name, annotation, default, description) in, JSON Schema out.
+
+Two front-ends feed it: `bifrost.signatures` (the live function, at decoration time) and `bifrost.discovery`
+(annotations rebuilt from the source text, without importing it). Both hand over the same `ParameterSpec`s for
+the same function, so both produce the same schema.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import json
+import typing
+import warnings
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from pydantic import Field, PydanticUserError, TypeAdapter
+from pydantic.errors import PydanticSchemaGenerationError
+from pydantic.fields import FieldInfo
+from pydantic.json_schema import PydanticJsonSchemaWarning
+
+from bifrost.context import ExecutionContext
+from bifrost.errors import WorkflowDefinitionError
+
+
+class _UnknownDefault:
+    """A default exists, but its value is only known once the module is imported (a call, a variable)."""
+
+    def __repr__(self) -> str:
+        return "<default known at import>"
+
+
+NO_DEFAULT: Any = inspect.Parameter.empty
+NO_ANNOTATION: Any = inspect.Parameter.empty
+UNKNOWN_DEFAULT: Any = _UnknownDefault()
+CONTEXT_PARAMETER_NAME = "context"
+
+
+@dataclass(frozen=True)
+class ParameterSpec:
+    name: str
+    annotation: Any = NO_ANNOTATION
+    default: Any = NO_DEFAULT
+    description: str | None = None
+    unsupported: str | None = None
+    """Set by a front-end that could not rebuild the annotation; the text of that annotation."""
+
+    @property
+    def is_context(self) -> bool:
+        return self.name == CONTEXT_PARAMETER_NAME or self.annotation is ExecutionContext
+
+
+@dataclass(frozen=True)
+class ParametersSchema:
+    schema: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)
+
+
+def build_parameters_schema(params: list[ParameterSpec]) -> ParametersSchema:
+    """The JSON Schema (an object) of a function's form parameters; the context parameter is left out."""
+    properties: dict[str, Any] = {}
+    required: list[str] = []
+    defs: dict[str, Any] = {}
+    owners: dict[str, str] = {}
+    found_warnings: list[str] = []
+    for param in params:
+        if param.is_context:
+            continue
+        prop, prop_defs, warning = _property_schema(param)
+        properties[param.name] = prop
+        if param.default is NO_DEFAULT:
+            required.append(param.name)
+        if warning:
+            found_warnings.append(warning)
+        for def_name, def_schema in prop_defs.items():
+            if def_name in defs and defs[def_name] != def_schema:
+                raise WorkflowDefinitionError(
+                    f"parameters '{owners[def_name]}' and '{param.name}' use two different types named "
+                    f"'{def_name}'; rename one of them"
+                )
+            defs[def_name] = def_schema
+            owners.setdefault(def_name, param.name)
+    schema: dict[str, Any] = {"type": "object", "properties": properties, "required": required}
+    schema["additionalProperties"] = False
+    if defs:
+        schema["$defs"] = defs
+    return ParametersSchema(schema=_copied(schema), warnings=found_warnings)
+
+
+def parameter_title(name: str) -> str:
+    return name.replace("_", " ").strip().title() or name
+
+
+def _property_schema(param: ParameterSpec) -> tuple[dict[str, Any], dict[str, Any], str | None]:
+    """(property schema, the $defs it refers to, a warning). Cached, as workspaces repeat annotation shapes:
+    the result is shared, so callers copy it before handing it out."""
+    annotation_key = _annotation_key(param.annotation)
+    key = (param.name, annotation_key, _default_key(param.default), param.description, param.unsupported)
+    try:
+        cached = _property_cache.get(key)
+    except TypeError:
+        return _compute_property_schema(param)
+    if cached is None:
+        if len(_property_cache) >= _PROPERTY_CACHE_SIZE:
+            _property_cache.clear()
+        cached = _property_cache[key] = _compute_property_schema(param)
+    return cached
+
+
+_PROPERTY_CACHE_SIZE = 4096
+_property_cache: dict[tuple[Any, ...], tuple[dict[str, Any], dict[str, Any], str | None]] = {}
+
+
+def _annotation_key(annotation: Any) -> Any:
+    """`Annotated[str, Field(...)]` rebuilt from source holds a new FieldInfo each time; FieldInfo compares by
+    identity, its repr by content."""
+    if typing.get_origin(annotation) is Annotated:
+        base, *metadata = typing.get_args(annotation)
+        return (Annotated, base, tuple(repr(item) if isinstance(item, FieldInfo) else item for item in metadata))
+    return annotation
+
+
+def _copied(schema: dict[str, Any]) -> dict[str, Any]:
+    """A private copy of a cached schema (JSON data; a JSON round trip is the fastest deep copy of it)."""
+    copied: dict[str, Any] = json.loads(json.dumps(schema))
+    return copied
+
+
+def _default_key(default: Any) -> Any:
+    if default is NO_DEFAULT or default is UNKNOWN_DEFAULT or default is None:
+        return default
+    if isinstance(default, str | int | float | bool):
+        return (type(default), default)
+    return (type(default), json.dumps(default, sort_keys=True, default=repr))
+
+
+def _compute_property_schema(param: ParameterSpec) -> tuple[dict[str, Any], dict[str, Any], str | None]:
+    if param.unsupported is not None:
+        return _any_schema(param, _unsupported_warning(param.name, param.unsupported))
+    field_kwargs: dict[str, Any] = {"title": parameter_title(param.name)}
+    if param.description:
+        field_kwargs["description"] = param.description
+    if param.default is not NO_DEFAULT and param.default is not UNKNOWN_DEFAULT:
+        field_kwargs["default"] = param.default
+    annotation = Any if param.annotation is NO_ANNOTATION else param.annotation
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", PydanticJsonSchemaWarning)
+            schema = TypeAdapter(_with_field(annotation, field_kwargs)).json_schema()
+    except PydanticJsonSchemaWarning:
+        field_kwargs.pop("default", None)
+        schema = TypeAdapter(_with_field(annotation, field_kwargs)).json_schema()
+    except (PydanticSchemaGenerationError, PydanticUserError, TypeError):
+        return _any_schema(param, _unsupported_warning(param.name, type_label(annotation)))
+    defs = schema.pop("$defs", {})
+    return schema, defs, None
+
+
+def _with_field(annotation: Any, field_kwargs: dict[str, Any]) -> Any:
+    """Our title/description/default first, so the author's own `Annotated[..., Field(...)]` wins."""
+    if typing.get_origin(annotation) is Annotated:
+        base, *metadata = typing.get_args(annotation)
+        return Annotated[(base, Field(**field_kwargs), *metadata)]
+    return Annotated[annotation, Field(**field_kwargs)]
+
+
+def _any_schema(param: ParameterSpec, warning: str) -> tuple[dict[str, Any], dict[str, Any], str]:
+    schema: dict[str, Any] = {"title": parameter_title(param.name)}
+    if param.description:
+        schema["description"] = param.description
+    if param.default is not NO_DEFAULT and param.default is not UNKNOWN_DEFAULT:
+        with contextlib.suppress(TypeError, ValueError):
+            schema["default"] = json.loads(json.dumps(param.default))
+    return schema, {}, warning
+
+
+def _unsupported_warning(name: str, annotation_text: str) -> str:
+    return f"parameter '{name}': type {annotation_text} cannot be described as a form field; it accepts any value"
+
+
+def type_label(annotation: Any) -> str:
+    if isinstance(annotation, type):
+        return annotation.__qualname__
+    return repr(annotation)

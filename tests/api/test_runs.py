@@ -1,0 +1,221 @@
+"""Workflows run end to end through the API: real runner processes, NATS, SQLite or PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.api.conftest import Bifrost, eventually, running_bifrost
+
+WORKFLOWS = """
+import asyncio
+import logging
+
+from bifrost import context, workflow, workflows
+
+logger = logging.getLogger(__name__)
+
+
+@workflow(execution_mode="sync")
+async def add(a: int, b: int):
+    total = a + b
+    return {"sum": total}
+
+
+@workflow
+async def chatty(count: int, pause: float = 0.0):
+    for i in range(count):
+        logger.info("line %d", i)
+        if pause:
+            await asyncio.sleep(pause)
+    return {"logged": count, "org": context.org_id}
+
+
+@workflow
+def explode(reason: str = "boom"):
+    raise RuntimeError(reason)
+
+
+@workflow
+async def soft_fail():
+    return {"success": False, "error": "the remote system refused the change"}
+
+
+@workflow
+async def parent(n: int):
+    child = await workflows.run("add", a=n, b=1)
+    return {"child": child}
+
+
+@workflow
+async def nap(seconds: float):
+    await asyncio.sleep(seconds)
+    return seconds
+
+
+@workflow(timeout_seconds=1)
+async def too_slow():
+    await asyncio.sleep(120)
+
+
+@workflow(endpoint_enabled=True)
+async def lookup(key: str, version: int = 1):
+    return {"key": key, "version": version}
+"""
+
+
+@pytest.fixture(scope="module")
+def bifrost(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bifrost]:
+    with running_bifrost(tmp_path_factory.mktemp("runs"), database_url, {"flows.py": WORKFLOWS}) as running:
+        yield running
+
+
+@pytest.fixture
+def api(bifrost: Bifrost) -> Iterator[httpx.Client]:
+    with bifrost.client() as client:
+        yield client
+
+
+def start(api: httpx.Client, name: str, **parameters: Any) -> str:
+    response = api.post(f"/api/workflows/{name}/execute", json={"parameters": parameters})
+    assert response.status_code == 202, response.text
+    return str(response.json()["execution_id"])
+
+
+def finished(api: httpx.Client, execution_id: str) -> dict[str, Any]:
+    def probe() -> dict[str, Any] | None:
+        execution: dict[str, Any] = api.get(f"/api/executions/{execution_id}").json()
+        return execution if execution["status"] not in ("Pending", "Running") else None
+
+    return eventually(probe, within=60, what=f"execution {execution_id} to finish")
+
+
+def read_stream(api: httpx.Client, execution_id: str) -> list[tuple[str, int, dict[str, Any]]]:
+    """Every server-sent event of an execution's stream, until the server ends it."""
+    events: list[tuple[str, int, dict[str, Any]]] = []
+    fields: dict[str, str] = {}
+    with api.stream("GET", f"/api/executions/{execution_id}/stream") as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        for line in response.iter_lines():
+            if line:
+                name, _, value = line.partition(":")
+                fields[name] = value.removeprefix(" ")
+            else:  # a blank line ends an event; keep-alive comments come without data
+                if "data" in fields:
+                    events.append((fields["event"], int(fields["id"]), json.loads(fields["data"])))
+                fields = {}
+    return events
+
+
+def test_sync_workflow_answers_with_its_result(api: httpx.Client) -> None:
+    response = api.post("/api/workflows/add/execute", json={"parameters": {"a": 2, "b": "3"}})
+    assert response.status_code == 200, response.text
+    execution = response.json()
+    assert execution["status"] == "Success"
+    assert execution["result"] == {"sum": 5}
+    assert execution["parameters"] == {"a": 2, "b": 3}
+    assert execution["error"] is None
+    assert execution["started_at"] is not None and execution["finished_at"] is not None
+    assert execution["duration_ms"] is not None
+
+
+def test_async_workflow_runs_in_the_background_with_ordered_logs(api: httpx.Client) -> None:
+    execution_id = start(api, "chatty", count=30)
+    execution = finished(api, execution_id)
+    assert execution["status"] == "Success"
+    assert execution["result"]["logged"] == 30
+    assert execution["result"]["org"] == execution["org_id"]
+    logs = api.get(f"/api/executions/{execution_id}/logs").json()["logs"]
+    workflow_lines = [log["message"] for log in logs if log["logger"] != "bifrost"]
+    assert workflow_lines == [f"line {i}" for i in range(30)]
+    assert [log["line"] for log in logs] == list(range(1, len(logs) + 1))
+
+
+def test_sync_query_parameter_waits_for_an_async_workflow(api: httpx.Client) -> None:
+    response = api.post("/api/workflows/chatty/execute", params={"sync": "true"}, json={"parameters": {"count": 1}})
+    assert response.status_code == 200
+    assert response.json()["result"]["logged"] == 1
+
+
+def test_stream_sends_backlog_then_live_events_without_gaps_or_duplicates(api: httpx.Client) -> None:
+    execution_id = start(api, "chatty", count=40, pause=0.01)
+    events = read_stream(api, execution_id)
+    log_ids = [event_id for kind, event_id, _ in events if kind == "log"]
+    assert log_ids == list(range(1, len(log_ids) + 1))
+    messages = [data["message"] for kind, _, data in events if kind == "log" and data["logger"] != "bifrost"]
+    assert messages == [f"line {i}" for i in range(40)]
+    statuses = [data["status"] for kind, _, data in events if kind == "status"]
+    assert statuses[-1] == "Success"
+    assert len(statuses) == len(set(statuses)), "no status is sent twice"
+    assert [data["result"]["logged"] for kind, _, data in events if kind == "result"] == [40]
+    assert events[-1][0] == "status", "the stream ends with the final status"
+
+
+def test_stream_of_a_finished_execution_replays_it_and_ends(api: httpx.Client) -> None:
+    execution_id = start(api, "chatty", count=3)
+    finished(api, execution_id)
+    events = read_stream(api, execution_id)
+    assert [data["message"] for kind, _, data in events if kind == "log" and data["logger"] != "bifrost"] == [
+        "line 0",
+        "line 1",
+        "line 2",
+    ]
+    assert [data["status"] for kind, _, data in events if kind == "status"] == ["Success"]
+    assert [data["result"]["logged"] for kind, _, data in events if kind == "result"] == [3]
+
+
+def test_variables_are_captured(api: httpx.Client) -> None:
+    execution = api.post("/api/workflows/add/execute", json={"parameters": {"a": 1, "b": 1}}).json()
+    variables = api.get(f"/api/executions/{execution['execution_id']}/variables").json()["variables"]
+    assert variables["total"] == 2
+
+
+def test_raising_workflow_fails_with_its_traceback(api: httpx.Client) -> None:
+    execution = finished(api, start(api, "explode", reason="disk on fire"))
+    assert execution["status"] == "Failed"
+    assert execution["error"]["type"] == "RuntimeError"
+    assert "disk on fire" in execution["error"]["message"]
+    assert "RuntimeError: disk on fire" in execution["error"]["traceback"]
+
+
+def test_success_false_completes_with_errors(api: httpx.Client) -> None:
+    execution = finished(api, start(api, "soft_fail"))
+    assert execution["status"] == "CompletedWithErrors"
+    assert execution["result"]["error"] == "the remote system refused the change"
+
+
+def test_sub_workflow_runs_as_a_child_of_its_parent(api: httpx.Client) -> None:
+    parent = finished(api, start(api, "parent", n=41))
+    assert parent["status"] == "Success", parent
+    assert parent["result"] == {"child": {"sum": 42}}
+    children = api.get("/api/executions", params={"workflow": "add"}).json()["executions"]
+    [child] = [c for c in children if c["parent_execution_id"] == parent["execution_id"]]
+    assert child["parameters"] == {"a": 41, "b": 1}
+    assert (child["user_id"], child["org_id"]) == (parent["user_id"], parent["org_id"])
+
+
+def test_cancel_stops_a_running_execution(api: httpx.Client) -> None:
+    execution_id = start(api, "nap", seconds=60)
+    eventually(
+        lambda: api.get(f"/api/executions/{execution_id}").json()["status"] == "Running", what="the nap to start"
+    )
+    response = api.post(f"/api/executions/{execution_id}/cancel")
+    assert response.status_code == 202
+    assert finished(api, execution_id)["status"] == "Cancelled"
+    assert api.post(f"/api/executions/{execution_id}/cancel").status_code == 409
+
+
+def test_timeout_ends_a_workflow_that_runs_too_long(api: httpx.Client) -> None:
+    execution = finished(api, start(api, "too_slow"))
+    assert execution["status"] == "Timeout"
+
+
+def test_endpoint_merges_query_and_body_and_answers_sync(api: httpx.Client) -> None:
+    response = api.post("/api/endpoints/lookup", params={"key": "from-query", "version": "2"}, json={"key": "body"})
+    assert response.status_code == 200, response.text
+    assert response.json()["result"] == {"key": "body", "version": 2}

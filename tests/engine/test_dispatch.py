@@ -1,0 +1,264 @@
+"""Queue and dispatch: launched once, within the limits, acked only after the backend accepted; cancel and
+runner exits close executions with a reason. The backend here only records launches (the test plays the
+runner by publishing its events on the real NATS)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import sqlalchemy
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+
+from bifrost.protocol import (
+    QUEUE_SUBJECT,
+    CancelRequest,
+    ExecutionStatus,
+    FinishedEvent,
+    StartedEvent,
+    control_subject,
+)
+from control_plane.auth import TokenIssuer
+from control_plane.engine import ExecutionNotFoundError
+from control_plane.engine.streams import ensure_streams
+from tests.engine.conftest import (
+    EngineFactory,
+    RecordingBackend,
+    eventually,
+    full_run,
+    publish,
+    read_execution,
+)
+
+
+async def finish(runner_nats: NatsClient, execution_id: str, status: ExecutionStatus = ExecutionStatus.SUCCESS) -> None:
+    js = runner_nats.jetstream()
+    await publish(js, StartedEvent(execution_id=execution_id, seq=1))
+    await publish(js, FinishedEvent(execution_id=execution_id, seq=2, status=status))
+
+
+async def test_a_queued_execution_is_launched_once_with_its_token(
+    start_engine: EngineFactory,
+    new_execution: Callable[..., str],
+    backend: RecordingBackend,
+    tokens: TokenIssuer,
+    runner_nats: NatsClient,
+    db: sqlalchemy.Engine,
+) -> None:
+    engine = await start_engine(public_url="http://bifrost.test:8000")
+    execution_id = new_execution("other")
+    await engine.submit(execution_id, sync=False)
+    await engine.submit(execution_id, sync=False)
+    # A stray redelivery with another message id must not launch it again either.
+    await runner_nats.jetstream().publish(QUEUE_SUBJECT, execution_id.encode())
+    await eventually(lambda: read_execution(db, execution_id).backend == "recording", "the launch is recorded")
+    await finish(runner_nats, execution_id)
+    assert await engine.wait_terminal(execution_id, timeout=20)
+
+    assert backend.launched_ids() == [execution_id]
+    spec = backend.launches[0]
+    assert spec.workflow_name == "other"
+    assert spec.timeout_seconds == 120
+    assert spec.api_url == "http://bifrost.test:8000"
+    assert spec.nats_url == engine.nats_url
+    claims = tokens.verify(spec.token)
+    execution = read_execution(db, execution_id)
+    assert (claims.execution_id, claims.user_id, claims.org_id) == (execution_id, execution.user_id, execution.org_id)
+
+
+async def test_limits_hold_executions_until_others_finish(
+    start_engine: EngineFactory,
+    new_execution: Callable[..., str],
+    backend: RecordingBackend,
+    runner_nats: NatsClient,
+) -> None:
+    engine = await start_engine(max_concurrency=3, max_concurrency_per_workflow=2)
+    hello = [new_execution("hello") for _ in range(4)]
+    other = [new_execution("other") for _ in range(2)]
+    for execution_id in hello + other:
+        await engine.submit(execution_id, sync=False)
+
+    await eventually(lambda: len(backend.launches) == 3, "three executions are launched")
+    finished: set[str] = set()
+    while len(finished) < 6:
+        running = [execution_id for execution_id in backend.launched_ids() if execution_id not in finished]
+        assert len(running) <= 3, "the global limit is 3"
+        assert len([execution_id for execution_id in running if execution_id in hello]) <= 2, "hello's limit is 2"
+        await finish(runner_nats, running[0])
+        assert await engine.wait_terminal(running[0], timeout=20)
+        finished.add(running[0])
+        expected = min(6, len(finished) + 3)
+        await eventually(lambda: len(backend.launches) == expected, f"{expected} executions are launched")
+    assert sorted(backend.launched_ids()) == sorted(hello + other)
+
+
+async def test_a_sync_submit_launches_without_the_queue(
+    start_engine: EngineFactory, new_execution: Callable[..., str], backend: RecordingBackend, db: sqlalchemy.Engine
+) -> None:
+    engine = await start_engine()
+    execution_id = new_execution()
+    await engine.submit(execution_id, sync=True)
+    assert backend.launched_ids() == [execution_id]
+    assert read_execution(db, execution_id).backend == "recording"
+
+
+async def test_a_sync_submit_at_the_limit_waits_in_the_queue(
+    start_engine: EngineFactory,
+    new_execution: Callable[..., str],
+    backend: RecordingBackend,
+    runner_nats: NatsClient,
+) -> None:
+    engine = await start_engine(max_concurrency=1)
+    first, second = new_execution(), new_execution()
+    await engine.submit(first, sync=True)
+    await engine.submit(second, sync=True)
+    assert backend.launched_ids() == [first]
+    await finish(runner_nats, first)
+    await eventually(lambda: backend.launched_ids() == [first, second], "the queued sync execution is launched")
+
+
+async def test_a_refused_launch_is_retried_before_the_message_is_acked(
+    start_engine: EngineFactory, new_execution: Callable[..., str], db: sqlalchemy.Engine
+) -> None:
+    flaky = RecordingBackend(fail_launches=1)
+    engine = await start_engine(backend_override=flaky)
+    execution_id = new_execution()
+    await engine.submit(execution_id, sync=False)
+    await eventually(lambda: flaky.launched_ids() == [execution_id], "the second attempt launches it")
+    assert read_execution(db, execution_id).status == ExecutionStatus.PENDING
+
+
+async def test_a_refused_sync_launch_fails_the_execution(
+    start_engine: EngineFactory, new_execution: Callable[..., str], db: sqlalchemy.Engine
+) -> None:
+    engine = await start_engine(backend_override=RecordingBackend(fail_launches=1))
+    execution_id = new_execution()
+    await engine.submit(execution_id, sync=True)
+    assert await engine.wait_terminal(execution_id, timeout=5)
+    execution = read_execution(db, execution_id)
+    assert execution.status == ExecutionStatus.FAILED
+    assert execution.error_type == "LaunchFailed"
+    assert "no runner slot available" in (execution.error_message or "")
+
+
+async def test_an_execution_of_an_unknown_workflow_fails_with_the_reason(
+    start_engine: EngineFactory, new_execution: Callable[..., str], backend: RecordingBackend, db: sqlalchemy.Engine
+) -> None:
+    engine = await start_engine()
+    execution_id = new_execution("renamed_away")
+    await engine.submit(execution_id, sync=False)
+    assert await engine.wait_terminal(execution_id, timeout=20)
+    execution = read_execution(db, execution_id)
+    assert execution.status == ExecutionStatus.FAILED
+    assert execution.error_message == "workflow 'renamed_away' is not in the registry"
+    assert backend.launches == []
+
+
+async def test_submitting_an_unknown_execution_is_refused(start_engine: EngineFactory) -> None:
+    engine = await start_engine()
+    try:
+        await engine.submit("missing-id", sync=False)
+    except ExecutionNotFoundError as exc:
+        assert str(exc) == "execution 'missing-id' does not exist"
+    else:
+        raise AssertionError("an unknown execution must be refused")
+
+
+async def test_cancelling_a_waiting_execution_means_it_never_runs(
+    start_engine: EngineFactory,
+    new_execution: Callable[..., str],
+    backend: RecordingBackend,
+    runner_nats: NatsClient,
+    db: sqlalchemy.Engine,
+) -> None:
+    engine = await start_engine(max_concurrency=1)
+    running, waiting = new_execution(), new_execution()
+    await engine.submit(running, sync=False)
+    await engine.submit(waiting, sync=False)
+    await eventually(lambda: backend.launched_ids() == [running], "the first execution is launched")
+    await engine.cancel(waiting)
+    assert read_execution(db, waiting).status == ExecutionStatus.CANCELLED
+
+    await finish(runner_nats, running)
+    assert await engine.wait_terminal(running, timeout=20)
+    third = new_execution()
+    await engine.submit(third, sync=False)
+    await eventually(lambda: backend.launched_ids() == [running, third], "the next execution is launched")
+
+
+async def test_cancelling_a_running_execution_asks_the_runner_then_kills_it(
+    start_engine: EngineFactory,
+    new_execution: Callable[..., str],
+    backend: RecordingBackend,
+    runner_nats: NatsClient,
+    db: sqlalchemy.Engine,
+) -> None:
+    engine = await start_engine()
+    requests: list[Msg] = []
+    execution_id = new_execution()
+
+    async def on_request(msg: Msg) -> None:
+        requests.append(msg)
+
+    await runner_nats.subscribe(control_subject(execution_id), cb=on_request)
+    await runner_nats.flush()
+    await engine.submit(execution_id, sync=True)
+    await publish(runner_nats.jetstream(), StartedEvent(execution_id=execution_id, seq=1))
+
+    await engine.cancel(execution_id, reason="stop the import")
+    assert await engine.wait_terminal(execution_id, timeout=20)
+    await eventually(lambda: backend.kills == [execution_id], "the runner that ignored the request is killed")
+
+    assert [CancelRequest.model_validate_json(msg.data).reason for msg in requests] == ["stop the import"]
+    execution = read_execution(db, execution_id)
+    assert execution.status == ExecutionStatus.CANCELLED
+    assert execution.error_message == "stop the import; the runner did not stop within 0.3s and was killed"
+
+
+async def test_a_runner_that_exits_without_reporting_fails_its_execution(
+    start_engine: EngineFactory, new_execution: Callable[..., str], backend: RecordingBackend, db: sqlalchemy.Engine
+) -> None:
+    engine = await start_engine()
+    execution_id = new_execution()
+    await engine.submit(execution_id, sync=True)
+    await backend.exit(execution_id, -9, "runner was killed by signal SIGKILL")
+    assert await engine.wait_terminal(execution_id, timeout=20)
+    execution = read_execution(db, execution_id)
+    assert execution.status == ExecutionStatus.FAILED
+    assert execution.error_type == "RunnerExited"
+    assert execution.error_message == "runner was killed by signal SIGKILL"
+
+
+async def test_a_runner_exit_waits_for_its_last_events(
+    start_engine: EngineFactory,
+    new_execution: Callable[..., str],
+    backend: RecordingBackend,
+    runner_nats: NatsClient,
+    db: sqlalchemy.Engine,
+) -> None:
+    execution_id = new_execution()
+    js = runner_nats.jetstream()
+    # The runner finished while no engine was consuming: its events are still in the stream.
+    await ensure_streams(js)
+    for event in full_run(execution_id, log_events=1):
+        await publish(js, event)
+    engine = await start_engine(runner_exit_grace_seconds=0.0)
+    await backend.exit(execution_id, 0, "runner exited with code 0")
+    assert await engine.wait_terminal(execution_id, timeout=20)
+    await asyncio.sleep(0.2)
+    assert read_execution(db, execution_id).status == ExecutionStatus.SUCCESS
+
+
+async def test_start_requeues_pending_executions_and_reconciles_launched_ones(
+    start_engine: EngineFactory, new_execution: Callable[..., str], backend: RecordingBackend, db: sqlalchemy.Engine
+) -> None:
+    first = await start_engine()
+    launched = new_execution()
+    await first.submit(launched, sync=True)
+    await first.stop()
+    never_queued = new_execution()
+
+    await start_engine()
+    assert backend.reconciled[-1] == [launched]
+    await eventually(lambda: backend.launched_ids() == [launched, never_queued], "the pending execution is launched")

@@ -1,0 +1,244 @@
+"""Runner events published on a real NATS reach the database once, in order, and wake waiters and live
+subscribers only after the commit."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import sqlalchemy
+from nats.aio.client import Client as NatsClient
+
+from bifrost.protocol import (
+    ExecutionStatus,
+    FinishedEvent,
+    ResultEvent,
+    StartedEvent,
+    VariablesEvent,
+)
+from control_plane.engine import ExecutionNotFoundError, LiveEvent
+from control_plane.engine.store import ExecutionStore
+from tests.engine.conftest import (
+    EngineFactory,
+    eventually,
+    full_run,
+    log_event,
+    publish,
+    read_execution,
+    read_logs,
+)
+from tests.services import NatsServer
+
+
+async def test_a_run_is_recorded_completely(
+    start_engine: EngineFactory, new_execution: Callable[..., str], runner_nats: NatsClient, db: sqlalchemy.Engine
+) -> None:
+    engine = await start_engine()
+    execution_id = new_execution()
+    js = runner_nats.jetstream()
+    await publish(js, StartedEvent(execution_id=execution_id, seq=1, workspace_revision="rev-7"))
+    await publish(js, log_event(execution_id, 2, "connecting", "connected"))
+    await publish(js, VariablesEvent(execution_id=execution_id, seq=3, variables={"count": 2}))
+    await publish(js, ResultEvent(execution_id=execution_id, seq=4, result={"users": ["ada", "bob"]}))
+    await publish(
+        js,
+        FinishedEvent(
+            execution_id=execution_id,
+            seq=5,
+            status=ExecutionStatus.COMPLETED_WITH_ERRORS,
+            error_message="one user skipped",
+            duration_ms=41.0,
+        ),
+    )
+
+    assert await engine.wait_terminal(execution_id, timeout=20)
+    execution = read_execution(db, execution_id)
+    assert execution.status == ExecutionStatus.COMPLETED_WITH_ERRORS
+    assert execution.result == {"users": ["ada", "bob"]}
+    assert execution.variables == {"count": 2}
+    assert execution.error_message == "one user skipped"
+    assert execution.workspace_revision == "rev-7"
+    assert execution.duration_ms == 41.0
+    assert execution.started_at is not None and execution.finished_at is not None
+    assert execution.last_event_seq == 5
+    assert execution.log_count == 2
+    assert [(log.line, log.message) for log in read_logs(db, execution_id)] == [(1, "connecting"), (2, "connected")]
+
+
+async def test_redelivered_and_republished_events_are_applied_once(
+    start_engine: EngineFactory, new_execution: Callable[..., str], runner_nats: NatsClient, db: sqlalchemy.Engine
+) -> None:
+    engine = await start_engine()
+    execution_id = new_execution()
+    js = runner_nats.jetstream()
+    events = full_run(execution_id)
+    for event in events[:-1]:
+        await publish(js, event)
+        # The same event again without a message id: JetStream keeps it, ingest must skip it.
+        await publish(js, event, deduplicate=False)
+    await publish(js, events[-1])
+
+    assert await engine.wait_terminal(execution_id, timeout=20)
+    assert [log.message for log in read_logs(db, execution_id)] == [f"line {n}" for n in range(1, 7)]
+    assert read_execution(db, execution_id).log_count == 6
+
+
+async def test_events_arriving_out_of_order_are_applied_in_order(
+    start_engine: EngineFactory, new_execution: Callable[..., str], runner_nats: NatsClient, db: sqlalchemy.Engine
+) -> None:
+    engine = await start_engine()
+    execution_id = new_execution()
+    js = runner_nats.jetstream()
+    first, second, third, finished = full_run(execution_id, log_events=2)
+    for event in (first, third, second, finished):
+        await publish(js, event)
+
+    assert await engine.wait_terminal(execution_id, timeout=20)
+    assert [log.message for log in read_logs(db, execution_id)] == [f"line {n}" for n in range(1, 7)]
+    assert [log.line for log in read_logs(db, execution_id)] == list(range(1, 7))
+
+
+async def test_an_event_that_never_arrives_is_noted_and_the_rest_applied(
+    start_engine: EngineFactory, new_execution: Callable[..., str], runner_nats: NatsClient, db: sqlalchemy.Engine
+) -> None:
+    engine = await start_engine()
+    execution_id = new_execution()
+    js = runner_nats.jetstream()
+    started, lost, logs, finished = full_run(execution_id, log_events=2)
+    for event in (started, logs, finished):
+        await publish(js, event)
+
+    assert await engine.wait_terminal(execution_id, timeout=20)
+    messages = [log.message for log in read_logs(db, execution_id)]
+    assert messages == ["runner events 2 to 2 never arrived", "line 4", "line 5", "line 6"]
+    assert read_execution(db, execution_id).status == ExecutionStatus.SUCCESS
+
+
+async def test_a_final_status_is_never_overwritten(
+    start_engine: EngineFactory, new_execution: Callable[..., str], runner_nats: NatsClient, db: sqlalchemy.Engine
+) -> None:
+    engine = await start_engine()
+    execution_id = new_execution()
+    js = runner_nats.jetstream()
+    for event in full_run(execution_id, log_events=1):
+        await publish(js, event)
+    assert await engine.wait_terminal(execution_id, timeout=20)
+
+    await publish(js, StartedEvent(execution_id=execution_id, seq=4))
+    await publish(js, FinishedEvent(execution_id=execution_id, seq=5, status=ExecutionStatus.FAILED))
+    await publish(js, log_event(execution_id, 6, "late line"))
+    await eventually(lambda: read_execution(db, execution_id).last_event_seq == 6, "the late events are ingested")
+
+    execution = read_execution(db, execution_id)
+    assert execution.status == ExecutionStatus.SUCCESS
+    assert execution.error_type is None
+    assert read_logs(db, execution_id)[-1].message == "late line"
+
+
+async def test_nothing_is_lost_or_doubled_across_an_engine_restart(
+    start_engine: EngineFactory, new_execution: Callable[..., str], runner_nats: NatsClient, db: sqlalchemy.Engine
+) -> None:
+    execution_id = new_execution()
+    js = runner_nats.jetstream()
+    events = full_run(execution_id, lines_per_event=5, log_events=6)
+    first = await start_engine()
+    for event in events[:3]:
+        await publish(js, event)
+    await eventually(lambda: read_execution(db, execution_id).last_event_seq == 3, "the first events are ingested")
+    await first.stop()
+
+    for event in events[3:]:
+        await publish(js, event)
+    # A crashed engine may have committed events it never acked: they come again and must be skipped.
+    ExecutionStore(db).ingest({execution_id: events[3:5]}, accept_gaps=())
+
+    second = await start_engine()
+    assert await second.wait_terminal(execution_id, timeout=20)
+    assert [log.line for log in read_logs(db, execution_id)] == list(range(1, 31))
+    assert [log.message for log in read_logs(db, execution_id)] == [f"line {n}" for n in range(1, 31)]
+
+
+async def test_ingest_resumes_after_nats_restarts(
+    start_engine: EngineFactory,
+    new_execution: Callable[..., str],
+    runner_nats: NatsClient,
+    nats_server: NatsServer,
+    db: sqlalchemy.Engine,
+) -> None:
+    engine = await start_engine()
+    execution_id = new_execution()
+    js = runner_nats.jetstream()
+    events = full_run(execution_id, log_events=4)
+    for event in events[:3]:
+        await publish(js, event)
+    await eventually(lambda: read_execution(db, execution_id).last_event_seq == 3, "the first events are ingested")
+
+    nats_server.restart()
+    await eventually(lambda: runner_nats.is_connected, "the runner reconnects")
+    for event in events[3:]:
+        await publish(js, event)
+
+    assert await engine.wait_terminal(execution_id, timeout=30)
+    assert [log.line for log in read_logs(db, execution_id)] == list(range(1, 13))
+    assert await engine.healthy()
+
+
+async def test_many_log_lines_are_numbered_without_gaps(
+    start_engine: EngineFactory, new_execution: Callable[..., str], runner_nats: NatsClient, db: sqlalchemy.Engine
+) -> None:
+    engine = await start_engine()
+    execution_ids = [new_execution() for _ in range(3)]
+    js = runner_nats.jetstream()
+    runs = [full_run(execution_id, lines_per_event=100, log_events=20) for execution_id in execution_ids]
+    for step in range(len(runs[0])):
+        for run in runs:
+            await publish(js, run[step])
+
+    for execution_id in execution_ids:
+        assert await engine.wait_terminal(execution_id, timeout=30)
+        assert [log.line for log in read_logs(db, execution_id)] == list(range(1, 2001))
+        assert read_execution(db, execution_id).log_count == 2000
+
+
+async def test_live_subscribers_get_committed_changes_in_order(
+    start_engine: EngineFactory, new_execution: Callable[..., str], runner_nats: NatsClient, db: sqlalchemy.Engine
+) -> None:
+    engine = await start_engine()
+    execution_id = new_execution()
+    js = runner_nats.jetstream()
+    received: list[LiveEvent] = []
+    async with engine.live(execution_id) as events:
+        await publish(js, StartedEvent(execution_id=execution_id, seq=1))
+        await publish(js, log_event(execution_id, 2, "one", "two"))
+        await publish(js, ResultEvent(execution_id=execution_id, seq=3, result=[1, 2]))
+        await publish(js, FinishedEvent(execution_id=execution_id, seq=4, status=ExecutionStatus.SUCCESS))
+        async for event in events:
+            if event.kind == "log":
+                # Delivered after the commit: the line is already in the database.
+                assert event.id in [log.line for log in read_logs(db, execution_id)]
+            received.append(event)
+
+    assert [(event.kind, event.id) for event in received] == [
+        ("status", 1),
+        ("log", 1),
+        ("log", 2),
+        ("result", 3),
+        ("status", 4),
+    ]
+    assert received[0].data["status"] == "Running"
+    assert received[2].data["message"] == "two"
+    assert received[3].data == {"result": [1, 2]}
+    assert received[4].data["status"] == "Success"
+
+
+async def test_waiting_on_an_unfinished_or_unknown_execution(
+    start_engine: EngineFactory, new_execution: Callable[..., str]
+) -> None:
+    engine = await start_engine()
+    execution_id = new_execution()
+    assert not await engine.wait_terminal(execution_id, timeout=0.1)
+    try:
+        await engine.wait_terminal("no-such-execution", timeout=0.1)
+    except ExecutionNotFoundError as exc:
+        assert "no-such-execution" in str(exc)
+    else:
+        raise AssertionError("waiting on an unknown execution must fail")

@@ -1,0 +1,213 @@
+"""kmock's KubernetesEmulator (a real HTTP server speaking the Kubernetes API), completed with what a real API
+server does and the backend relies on: uids, creation timestamps, resourceVersions, label selectors, watches
+that resume from a resourceVersion (410 Gone once it is compacted away), server-side watch timeouts, and the
+garbage collector deleting what a deleted object owned. Tests can also end every open watch at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+import datetime
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import attrs
+import kmock
+from kmock._internal import enums, rendering
+
+JOBS = kmock.resource("batch/v1/jobs")
+PODS = kmock.resource("v1/pods")
+SECRETS = kmock.resource("v1/secrets")
+
+
+@dataclass(frozen=True)
+class Change:
+    version: int
+    resource: kmock.resource
+    type: str
+    object: dict[str, Any]
+
+
+def _selector_matches(selector: str, labels: dict[str, str]) -> bool:
+    for term in filter(None, (part.strip() for part in selector.split(","))):
+        if "!=" in term:
+            key, value = term.split("!=", 1)
+            if labels.get(key.strip()) == value.strip():
+                return False
+        elif "=" in term:
+            key, value = term.replace("==", "=").split("=", 1)
+            if labels.get(key.strip()) != value.strip():
+                return False
+        elif term.startswith("!"):
+            if term[1:] in labels:
+                return False
+        elif term not in labels:
+            return False
+    return True
+
+
+_CHANGE_TYPES: dict[enums.action | None, str] = {
+    enums.action.CREATE: "ADDED", enums.action.UPDATE: "MODIFIED", enums.action.DELETE: "DELETED",
+}
+
+
+def now_timestamp() -> str:
+    return datetime.datetime.now(tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@attrs.define(kw_only=True)
+class ApiServer(kmock.KubernetesEmulator):
+    _version: int = attrs.field(default=0, init=False)
+    _changes: list[Change] = attrs.field(factory=list, init=False)
+    _compacted_below: int = attrs.field(default=0, init=False)
+    _changed: asyncio.Condition = attrs.field(factory=asyncio.Condition, init=False)
+    _watch_generation: int = attrs.field(default=0, init=False)
+
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()
+        for resource, kind in ((JOBS, "Job"), (PODS, "Pod"), (SECRETS, "Secret")):
+            self.resources[resource] = kmock.ResourceInfo(kind=kind, namespaced=True)
+
+    def _next_version(self) -> int:
+        self._version += 1
+        return self._version
+
+    async def _handle(self, request: rendering.Request) -> Any:
+        if request.resource is None or request.subresource == "log":
+            return await super()._handle(request)
+        if request.action == enums.action.CREATE and isinstance(request.data, dict):
+            metadata = request.data.setdefault("metadata", {})
+            metadata.setdefault("namespace", request.namespace)
+            metadata.setdefault("uid", str(uuid.uuid4()))
+            metadata.setdefault("creationTimestamp", now_timestamp())
+        key = (request.resource, request.namespace or (request.data or {}).get("metadata", {}).get("namespace"),
+               request.name or (request.data or {}).get("metadata", {}).get("name"))
+        try:
+            return await super()._handle(request)
+        finally:
+            await self._record(request, key)
+
+    async def _record(self, request: rendering.Request, key: Any) -> None:
+        change_type = _CHANGE_TYPES.get(request.action)
+        if change_type is None or key not in self.objects:
+            return
+        obj = self.objects[key]
+        if obj.deleted != (change_type == "DELETED"):
+            return
+        async with self._changed:
+            # Versions are assigned here, in the order the changes are recorded, so the history stays sorted.
+            version = self._next_version()
+            if change_type == "DELETED":
+                raw = dict(obj.last.raw)
+                raw["metadata"] = dict(raw.get("metadata", {}), resourceVersion=str(version))
+            else:
+                raw = obj.raw
+                raw["metadata"]["resourceVersion"] = str(version)  # the stored object's own metadata
+            self._changes.append(Change(version, key[0], change_type, raw))
+            self._changed.notify_all()
+        if change_type == "DELETED":
+            await self._collect_garbage(raw["metadata"].get("uid"))
+
+    async def _collect_garbage(self, owner_uid: str | None) -> None:
+        """Delete what the deleted object owned, as Kubernetes' garbage collector does."""
+        if not owner_uid:
+            return
+        for (resource, namespace, name), obj in list(self.objects.items()):
+            if obj.deleted:
+                continue
+            owners = obj.raw.get("metadata", {}).get("ownerReferences") or []
+            if any(owner.get("uid") == owner_uid for owner in owners):
+                path = f"/api/v1/namespaces/{namespace}/{resource.plural}/{name}"
+                if resource.group:
+                    path = f"/apis/{resource.group}/{resource.version}/namespaces/{namespace}/{resource.plural}/{name}"
+                async with self.delete(path) as response:
+                    await response.read()
+
+    def _visible(self, request: rendering.Request, resource: Any, obj: dict[str, Any]) -> bool:
+        metadata = obj.get("metadata", {})
+        if resource != request.resource:
+            return False
+        if request.namespace is not None and metadata.get("namespace") != request.namespace:
+            return False
+        return _selector_matches(request.params.get("labelSelector", ""), metadata.get("labels") or {})
+
+    async def _serve_list(self, request: rendering.Request) -> rendering.Payload:
+        items = [
+            obj.raw for (resource, _, _), obj in list(self.objects.items())
+            if not obj.deleted and self._visible(request, resource, obj.raw)
+        ]
+        return {"kind": "List", "apiVersion": "v1", "metadata": {"resourceVersion": str(self._version)},
+                "items": items}
+
+    async def _serve_watch(self, request: rendering.Request) -> AsyncIterator[rendering.Payload]:
+        yield b""
+        generation = self._watch_generation
+        timeout = float(request.params.get("timeoutSeconds", "3600"))
+        deadline = asyncio.get_running_loop().time() + timeout
+        since = request.params.get("resourceVersion", "")
+        if since in ("", "0"):
+            for (resource, _, _), obj in list(self.objects.items()):
+                if not obj.deleted and self._visible(request, resource, obj.raw):
+                    yield {"type": "ADDED", "object": obj.raw}
+            position = int(self._version)
+        else:
+            position = int(since)
+            if position < self._compacted_below:
+                yield {"type": "ERROR", "object": {
+                    "kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 410, "reason": "Expired",
+                    "message": f"too old resource version: {position} ({self._compacted_below})",
+                }}
+                return
+        while generation == self._watch_generation:
+            pending = self._changes_after(position)
+            for change in pending:
+                position = change.version
+                if self._visible(request, change.resource, change.object):
+                    yield {"type": change.type, "object": change.object}
+            if pending:
+                continue
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                return
+            async with self._changed:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), timeout=min(remaining, 0.5))
+
+    def _changes_after(self, version: int) -> list[Change]:
+        return self._changes[bisect.bisect_right(self._changes, version, key=lambda c: c.version):]
+
+    async def changes(self) -> AsyncIterator[Change]:
+        """Every change from now on, in order (for the test kubelet)."""
+        position = self._version
+        while True:
+            pending = self._changes_after(position)
+            for change in pending:
+                position = change.version
+                yield change
+            if not pending:
+                async with self._changed:
+                    await self._changed.wait()
+
+    def compact(self) -> None:
+        """Forget the change history, as etcd compaction does: resuming a watch from before now gets 410 Gone."""
+        self._compacted_below = self._version + 1
+        self._changes.clear()
+
+    def end_watches(self) -> None:
+        """Close every open watch stream (a load balancer or API server restart does this)."""
+        self._watch_generation += 1
+
+    def object(self, resource: kmock.resource, namespace: str, name: str) -> dict[str, Any] | None:
+        key = (resource, namespace, name)
+        if key not in self.objects or self.objects[key].deleted:
+            return None
+        raw: dict[str, Any] = self.objects[key].raw
+        return raw
+
+    def live(self, resource: kmock.resource) -> list[dict[str, Any]]:
+        return [obj.raw for (res, _, _), obj in list(self.objects.items()) if res == resource and not obj.deleted]
+

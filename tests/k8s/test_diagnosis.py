@@ -1,0 +1,129 @@
+"""Every way a runner's pod fails without the runner reporting it ends the execution with a reason a human
+understands, a suggested fix and the last lines of the pod's log."""
+
+from __future__ import annotations
+
+import pytest
+
+from bifrost.protocol import ExecutionStatus
+from control_plane.backends.kubernetes import KubernetesBackend
+from control_plane.backends.kubernetes_spec import job_name
+from control_plane.settings import Settings
+from tests.k8s.apiserver import JOBS, ApiServer
+from tests.k8s.conftest import NAMESPACE, Exits, launch_spec
+from tests.k8s.kubelet import Fault, TestKubelet
+
+LOADING = "import time; print('loading 40 GB of tickets', flush=True); time.sleep(120)"
+
+
+@pytest.mark.parametrize(
+    ("fault", "expected"),
+    [
+        (Fault.OOM_KILLED, ["ran out of memory", "1024Mi", "BIFROST_K8S_MEMORY_LIMIT_MB"]),
+        (Fault.EVICTED, ["was evicted", "low on resource: memory", "memory request"]),
+        (Fault.NODE_LOST, ["is gone: its node was lost", "run it again"]),
+    ],
+)
+async def test_a_runner_killed_by_the_cluster_fails_with_the_cause_and_its_log(
+    fault: Fault, expected: list[str], backend: KubernetesBackend, kubelet: TestKubelet, exits: Exits
+) -> None:
+    spec = launch_spec()
+    kubelet.faults[spec.execution_id] = fault
+    kubelet.scripts[spec.execution_id] = LOADING
+
+    await backend.launch(spec)
+    runner_exit = await exits.of(spec.execution_id)
+
+    assert runner_exit.status is ExecutionStatus.FAILED
+    for text in expected:
+        assert text in runner_exit.reason
+    if fault is not Fault.NODE_LOST:  # the pod, and so its log, is gone with the node
+        assert runner_exit.log_tail == "loading 40 GB of tickets\n"
+        assert "loading 40 GB of tickets" in runner_exit.reason
+
+
+async def test_a_runner_that_crashes_before_reporting_fails_with_its_exit_code_and_log_tail(
+    backend: KubernetesBackend, kubelet: TestKubelet, exits: Exits
+) -> None:
+    spec = launch_spec()
+    kubelet.scripts[spec.execution_id] = (
+        "import sys\nfor i in range(1, 9): print(f'step {i}')\nsys.exit('cannot reach NATS at nats://nats:4222')"
+    )
+
+    await backend.launch(spec)
+    runner_exit = await exits.of(spec.execution_id)
+
+    assert runner_exit.status is ExecutionStatus.FAILED
+    assert runner_exit.exit_code == 1
+    assert "exited with code 1" in runner_exit.reason
+    # The last 5 lines (k8s_log_tail_lines), read from the pod's log before the Job's TTL removes it.
+    assert runner_exit.log_tail == "step 5\nstep 6\nstep 7\nstep 8\ncannot reach NATS at nats://nats:4222\n"
+
+
+@pytest.mark.parametrize(
+    ("fault", "expected"),
+    [
+        (Fault.IMAGE_PULL, ["could not pull the runner image", "registry.example/bifrost-runner:1.2.3",
+                            "BIFROST_RUNNER_IMAGE_PULL_SECRETS"]),
+        (Fault.CONTAINER_CONFIG, ["could not create the runner container", "runAsNonRoot",
+                                  "BIFROST_K8S_RUN_AS_USER"]),
+    ],
+)
+async def test_a_pod_that_can_never_start_fails_at_once_and_its_job_is_removed(
+    fault: Fault, expected: list[str], backend: KubernetesBackend, kubelet: TestKubelet, apiserver: ApiServer,
+    exits: Exits,
+) -> None:
+    spec = launch_spec()
+    kubelet.faults[spec.execution_id] = fault
+
+    await backend.launch(spec)
+    runner_exit = await exits.of(spec.execution_id)
+
+    assert runner_exit.status is ExecutionStatus.FAILED
+    for text in expected:
+        assert text in runner_exit.reason
+    assert runner_exit.log_tail is None
+    assert apiserver.object(JOBS, NAMESPACE, job_name(spec.execution_id)) is None
+
+
+async def test_a_job_past_its_deadline_times_out(
+    backend: KubernetesBackend, kubelet: TestKubelet, exits: Exits
+) -> None:
+    spec = launch_spec(timeout_seconds=1)
+    kubelet.scripts[spec.execution_id] = LOADING
+
+    await backend.launch(spec)
+    runner_exit = await exits.of(spec.execution_id)
+
+    assert runner_exit.status is ExecutionStatus.TIMEOUT
+    assert "ran past its deadline of 1s" in runner_exit.reason
+    assert runner_exit.log_tail == "loading 40 GB of tickets\n"
+
+
+@pytest.fixture
+def impatient(settings: Settings) -> Settings:
+    return settings.model_copy(update={"k8s_pending_timeout_seconds": 0.5})
+
+
+@pytest.fixture
+async def impatient_backend(impatient: Settings, exits: Exits) -> KubernetesBackend:
+    backend = KubernetesBackend(impatient)
+    await backend.start(exits)
+    yield backend  # type: ignore[misc]
+    await backend.stop()
+
+
+async def test_an_unschedulable_pod_fails_after_the_pending_timeout_with_the_schedulers_message(
+    impatient_backend: KubernetesBackend, kubelet: TestKubelet, apiserver: ApiServer, exits: Exits
+) -> None:
+    spec = launch_spec()
+    kubelet.faults[spec.execution_id] = Fault.UNSCHEDULABLE
+
+    await impatient_backend.launch(spec)
+    runner_exit = await exits.of(spec.execution_id)
+
+    assert runner_exit.status is ExecutionStatus.FAILED
+    assert "The scheduler could not place the runner pod" in runner_exit.reason
+    assert "0/3 nodes are available: 3 Insufficient memory." in runner_exit.reason
+    assert "BIFROST_K8S_NODE_SELECTOR" in runner_exit.reason
+    assert apiserver.object(JOBS, NAMESPACE, job_name(spec.execution_id)) is None

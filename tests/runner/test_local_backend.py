@@ -1,0 +1,281 @@
+"""The `local` backend with its runner template, launching real runners against a real nats-server."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from bifrost.protocol import ExecutionStatus, RunPayload
+from control_plane.backends.base import LaunchSpec, RunnerExit
+from control_plane.backends.local import LOST_REASON, LocalBackend
+from control_plane.backends.local_records import RunnerRecord, RunnerRecords
+from control_plane.settings import Settings
+from tests.runner.conftest import Harness, logged
+
+WAIT_FOR_MARKER = """
+    import asyncio
+    import os
+    from pathlib import Path
+    from bifrost import workflow
+
+    @workflow
+    async def wait_for(marker: str):
+        print("waiting")
+        while not Path(marker).exists():
+            await asyncio.sleep(0.02)
+        return os.getpid()
+"""
+
+
+@dataclass
+class LocalRun:
+    harness: Harness
+    settings: Settings
+    backend: LocalBackend
+    exits: asyncio.Queue[RunnerExit]
+
+    def spec(self, payload: RunPayload, token: str) -> LaunchSpec:
+        return LaunchSpec(
+            execution_id=payload.execution_id,
+            workflow_name=payload.workflow_name,
+            org_id="org-1",
+            token=token,
+            timeout_seconds=payload.timeout_seconds,
+            api_url=self.harness.api_url,
+            nats_url=self.harness.nats.url,
+            workspace_dir=str(self.harness.workspace),
+        )
+
+    async def launch(self, function_name: str, **fields: object) -> RunPayload:
+        payload, token = self.harness.payload(function_name, **fields)
+        await self.backend.launch(self.spec(payload, token))
+        return payload
+
+    async def next_exit(self) -> RunnerExit:
+        return await asyncio.wait_for(self.exits.get(), timeout=60)
+
+
+async def _started_backend(settings: Settings) -> tuple[LocalBackend, asyncio.Queue[RunnerExit]]:
+    exits: asyncio.Queue[RunnerExit] = asyncio.Queue()
+
+    async def on_exit(runner_exit: RunnerExit) -> None:
+        await exits.put(runner_exit)
+
+    backend = LocalBackend(settings)
+    await backend.start(on_exit)
+    return backend, exits
+
+
+@pytest.fixture
+async def local(harness: Harness, tmp_path: Path) -> AsyncIterator[LocalRun]:
+    settings = Settings(data_dir=tmp_path / "data", local_pool_size=1, cancel_grace_seconds=1.0)
+    backend, exits = await _started_backend(settings)
+    yield LocalRun(harness, settings, backend, exits)
+    await backend.stop()
+
+
+async def _result(harness: Harness, execution_id: str) -> object:
+    events = await harness.events(execution_id)
+    finished = events[-1].event
+    assert finished.type == "finished" and finished.status is ExecutionStatus.SUCCESS, finished
+    (result,) = [stored.event for stored in events if stored.event.type == "result"]
+    return result.result  # type: ignore[union-attr]
+
+
+async def test_each_launch_runs_in_a_fresh_process_and_its_exit_is_reported(local: LocalRun) -> None:
+    local.harness.write("""
+        import os
+        from bifrost import workflow
+
+        @workflow
+        def pid():
+            return os.getpid()
+    """)
+    first = await local.launch("pid")
+    second = await local.launch("pid")
+    exits = {runner_exit.execution_id: runner_exit for runner_exit in [await local.next_exit() for _ in range(2)]}
+
+    assert exits[first.execution_id] == RunnerExit(
+        execution_id=first.execution_id, exit_code=0, reason="runner exited with code 0"
+    )
+    assert exits[second.execution_id].exit_code == 0
+    pids = {await _result(local.harness, payload.execution_id) for payload in (first, second)}
+    assert len(pids) == 2
+    assert local.backend.template_pid not in pids
+
+
+async def test_launch_is_idempotent_by_execution_id(local: LocalRun, tmp_path: Path) -> None:
+    local.harness.write("""
+        import os
+        from pathlib import Path
+        from bifrost import workflow
+
+        @workflow
+        def count(log: str):
+            with open(log, "a") as file:
+                file.write(f"{os.getpid()}\\n")
+    """)
+    runs_log = tmp_path / "runs.log"
+    payload, token = local.harness.payload("count", parameters={"log": str(runs_log)})
+    spec = local.spec(payload, token)
+
+    await asyncio.gather(local.backend.launch(spec), local.backend.launch(spec))
+    assert (await local.next_exit()).execution_id == payload.execution_id
+    await local.backend.launch(spec)
+    # A control plane restarted on the same data folder does not run it again either.
+    await local.backend.stop()
+    local.backend, local.exits = await _started_backend(local.settings)
+    await local.backend.launch(spec)
+    # Another execution through the same template: once it is done, a duplicate would have run before it.
+    other = await local.launch("count", parameters={"log": str(tmp_path / "other.log")})
+    assert (await local.next_exit()).execution_id == other.execution_id
+
+    assert len(runs_log.read_text().splitlines()) == 1
+    assert local.exits.empty()
+
+
+async def test_kill_terminates_the_runner(local: LocalRun, tmp_path: Path) -> None:
+    local.harness.write(WAIT_FOR_MARKER)
+    payload = await local.launch("wait_for", parameters={"marker": str(tmp_path / "never")})
+    await local.harness.events(payload.execution_id, until=logged("waiting"))
+
+    await local.backend.kill(payload.execution_id)
+
+    runner_exit = await local.next_exit()
+    assert (runner_exit.execution_id, runner_exit.exit_code, runner_exit.reason) == (
+        payload.execution_id, None, "runner killed by signal 15 (SIGTERM) at the control plane's request"
+    )
+
+
+async def test_a_runner_killed_from_outside_is_reported(local: LocalRun, tmp_path: Path) -> None:
+    local.harness.write(WAIT_FOR_MARKER)
+    payload = await local.launch("wait_for", parameters={"marker": str(tmp_path / "never")})
+    events = await local.harness.events(payload.execution_id, until=logged("waiting"))
+    pid = events[0].event.pid  # type: ignore[union-attr]
+
+    os.kill(pid, signal.SIGKILL)
+
+    runner_exit = await local.next_exit()
+    assert (runner_exit.execution_id, runner_exit.exit_code, runner_exit.reason, runner_exit.status) == (
+        payload.execution_id, None, "runner killed by signal 9 (SIGKILL)", None
+    )
+    # What the runner printed comes along, for the execution's error details.
+    assert runner_exit.log_tail is not None
+    assert runner_exit.log_tail.endswith("INFO stdout: waiting")
+
+
+async def test_a_hung_runner_is_killed_after_its_timeout_and_grace(local: LocalRun) -> None:
+    # Stuck while importing, before the runner's own timeout applies: only the backend can end it.
+    local.harness.write("""
+        import time
+        time.sleep(3600)
+    """)
+    payload = await local.launch("anything", timeout_seconds=1)
+
+    runner_exit = await local.next_exit()
+    assert (runner_exit.execution_id, runner_exit.reason, runner_exit.status) == (
+        payload.execution_id,
+        "runner killed by signal 9 (SIGKILL) after exceeding its timeout of 1 s",
+        ExecutionStatus.TIMEOUT,
+    )
+
+
+async def test_runner_environment_has_no_control_plane_configuration(
+    harness: Harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BIFROST_DATABASE_URL", "postgresql://admin:hunter2@db/bifrost")
+    monkeypatch.setenv("BIFROST_SECRET_KEY", "signing-key")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "aws-secret")
+    settings = Settings(data_dir=tmp_path / "data", local_pool_size=1, local_memory_limit_mb=3072)
+    backend, exits = await _started_backend(settings)
+    local = LocalRun(harness, settings, backend, exits)
+    harness.write("""
+        import os
+        import resource
+        from bifrost import workflow
+
+        @workflow
+        def environment():
+            return {
+                "env": dict(os.environ),
+                "memory": resource.getrlimit(resource.RLIMIT_AS)[0],
+                "cpu": resource.getrlimit(resource.RLIMIT_CPU)[0],
+            }
+    """)
+    try:
+        payload = await local.launch("environment", timeout_seconds=30)
+        await local.next_exit()
+        seen = await _result(harness, payload.execution_id)
+    finally:
+        await backend.stop()
+
+    assert isinstance(seen, dict)
+    env = seen["env"]
+    assert env["BIFROST_EXECUTION_ID"] == payload.execution_id
+    assert env["BIFROST_NATS_URL"] == harness.nats.url
+    assert "BIFROST_DATABASE_URL" not in env
+    assert "BIFROST_SECRET_KEY" not in env
+    assert "AWS_SECRET_ACCESS_KEY" not in env
+    runner_keys = set(local.spec(payload, "token").runner_env())
+    basics = {"PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR"}
+    assert set(env) <= runner_keys | basics
+    assert seen["memory"] == 3072 * 1024 * 1024
+    assert seen["cpu"] == 30 + 5
+
+
+async def test_the_template_is_restarted_after_it_dies(local: LocalRun, tmp_path: Path) -> None:
+    local.harness.write(WAIT_FOR_MARKER)
+    marker = tmp_path / "go"
+    running = await local.launch("wait_for", parameters={"marker": str(marker)})
+    await local.harness.events(running.execution_id, until=logged("waiting"))
+    template_pid = local.backend.template_pid
+    assert template_pid is not None
+
+    os.kill(template_pid, signal.SIGKILL)
+    marker.touch()
+    after = await local.launch("wait_for", parameters={"marker": str(marker)})
+    exits = {runner_exit.execution_id: runner_exit for runner_exit in [await local.next_exit() for _ in range(2)]}
+
+    assert exits[after.execution_id].reason == "runner exited with code 0"
+    assert local.backend.template_pid not in (None, template_pid)
+    # The runner that outlived its template is still reported, by pid, without its exit status.
+    assert exits[running.execution_id].reason == (
+        "runner ended; its exit status is unknown (the runner template that started it had died)"
+    )
+    await _result(local.harness, running.execution_id)
+
+
+async def test_reconcile_watches_live_runners_and_reports_lost_ones(local: LocalRun, tmp_path: Path) -> None:
+    local.harness.write(WAIT_FOR_MARKER)
+    marker = tmp_path / "go"
+    alive = await local.launch("wait_for", parameters={"marker": str(marker)})
+    await local.harness.events(alive.execution_id, until=logged("waiting"))
+    await local.backend.stop()  # the control plane goes away; its runner keeps running
+    finished_process = await asyncio.create_subprocess_exec("true")
+    await finished_process.wait()
+    RunnerRecords(local.settings.data_dir.resolve() / "runners").write(
+        RunnerRecord(execution_id="dead-run", pid=finished_process.pid, start_time=1)
+    )
+
+    local.backend, local.exits = await _started_backend(local.settings)
+    await local.backend.reconcile([alive.execution_id, "dead-run", "never-launched"])
+    lost = {runner_exit.execution_id: runner_exit for runner_exit in [await local.next_exit() for _ in range(2)]}
+    marker.touch()
+    reattached = await local.next_exit()
+
+    assert lost == {
+        "dead-run": RunnerExit(execution_id="dead-run", exit_code=None, reason=LOST_REASON),
+        "never-launched": RunnerExit(execution_id="never-launched", exit_code=None, reason=LOST_REASON),
+    }
+    assert reattached == RunnerExit(
+        execution_id=alive.execution_id,
+        exit_code=None,
+        reason="runner ended; its exit status is unknown (it outlived a control-plane restart)",
+    )
+    await _result(local.harness, alive.execution_id)

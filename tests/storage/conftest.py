@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from control_plane.workspace_store import LocalFolderStore, S3Store, WorkspaceStore
+from tests.s3 import ADMIN_KEY, ADMIN_SECRET, SeaweedS3, running_seaweedfs
+
+PREFIX = "teams/ops"
+
+
+@pytest.fixture(scope="session")
+def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
+    with running_seaweedfs(tmp_path_factory.mktemp("seaweedfs")) as server:
+        yield server
+
+
+@pytest.fixture
+def bucket(seaweedfs: SeaweedS3) -> str:
+    return seaweedfs.create_bucket(f"ws-{uuid.uuid4().hex[:12]}")
+
+
+def admin_store(server: SeaweedS3, bucket: str) -> S3Store:
+    return S3Store(
+        bucket, PREFIX, endpoint_url=server.endpoint_url, access_key_id=ADMIN_KEY, secret_access_key=ADMIN_SECRET
+    )
+
+
+@pytest.fixture
+def s3_store(seaweedfs: SeaweedS3, bucket: str) -> S3Store:
+    return admin_store(seaweedfs, bucket)
+
+
+@pytest.fixture
+def local_store(tmp_path: Path) -> LocalFolderStore:
+    root = tmp_path / "workspace"
+    root.mkdir()
+    return LocalFolderStore(root)
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request: pytest.FixtureRequest) -> WorkspaceStore:
+    """Each contract test runs against both implementations."""
+    chosen: WorkspaceStore = request.getfixturevalue(f"{request.param}_store")
+    return chosen
