@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import statistics
-import sys
 import tempfile
 import textwrap
 import time
@@ -71,7 +70,7 @@ class Bench:
                 timeout_seconds=60, api_url=self.api_url, nats_url=self.nats_url, workspace_dir=str(self.workspace),
             )
         )
-        done = await asyncio.wait_for(finished, 60)
+        done: float = await asyncio.wait_for(finished, 60)
         del self.finished[execution_id]
         return (done - started) * 1000
 
@@ -79,7 +78,8 @@ class Bench:
 def _summary(label: str, latencies: list[float]) -> str:
     ordered = sorted(latencies)
     p95 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))]
-    return f"{label}: n={len(ordered)} p50={statistics.median(ordered):.1f} ms p95={p95:.1f} ms max={ordered[-1]:.1f} ms"
+    p50 = statistics.median(ordered)
+    return f"{label}: n={len(ordered)} p50={p50:.1f} ms p95={p95:.1f} ms max={ordered[-1]:.1f} ms"
 
 
 async def _measure(tmp: Path, nats_url: str, served: ServedRunnerApi) -> float:
@@ -135,4 +135,3 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-    sys.exit(0)

@@ -1,6 +1,6 @@
 """Workspace sync against a real S3 server (SeaweedFS): a 5,000-file workspace into an empty runner cache,
 into a warm cache with nothing changed, and with one file changed; plus the manifest listing the control
-plane polls for re-discovery.
+plane polls for re-discovery, on S3 and on a local folder.
 
 Run: `python -m bench.workspace_sync [--files N]`.
 """
@@ -14,8 +14,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from bifrost_runner.sync import S3Source, sync_revision
-from control_plane.workspace_store import S3Store, upload_files
+from bifrost_runner.sync import sync_revision
+from bifrost_runner.workspace_source import S3Source
+from control_plane.workspace_store import LocalFolderStore, S3Store, upload_files
 from tests.s3 import ADMIN_KEY, ADMIN_SECRET, READER_KEY, READER_SECRET, running_seaweedfs
 
 _T = TypeVar("_T")
@@ -60,6 +61,12 @@ def main() -> None:
         edited = upload_files(store, {**files, changed_path: files[changed_path] + b"# edited\n"})
         one_changed = sync_revision(source, edited, cache)
 
+        (Path(tmp) / "folder").mkdir()
+        upload_files(LocalFolderStore(Path(tmp) / "folder"), files)
+        folder = LocalFolderStore(Path(tmp) / "folder")
+        _, first_folder_listing = timed(folder.manifest)
+        _, folder_listing = timed(folder.manifest)
+
     print(f"workspace sync, SeaweedFS S3, {args.files} files ({size_kb:,.0f} KiB)")
     print(f"  upload as one revision            {upload_seconds:8.3f} s")
     print(f"  manifest listing (re-discovery)   {listing_seconds:8.3f} s")
@@ -69,6 +76,9 @@ def main() -> None:
         f"  warm cache, one file changed      {one_changed.seconds:8.3f} s  "
         f"({one_changed.downloaded} downloaded, {one_changed.reused} reused)"
     )
+    print(f"local folder, {args.files} files")
+    print(f"  manifest, first listing (hashes)  {first_folder_listing:8.3f} s")
+    print(f"  manifest, next listings (stats)   {folder_listing:8.3f} s")
 
 
 if __name__ == "__main__":

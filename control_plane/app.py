@@ -33,7 +33,7 @@ def create_app(settings: Settings) -> FastAPI:
             if admin_key is not None:
                 _announce_admin_key(admin_key)
             tokens = TokenIssuer(load_secret_key(settings))
-            registry = Registry(store_from_settings(settings), db_engine)
+            registry = Registry(store_from_settings(settings), db_engine, poll_seconds=settings.workspace_poll_seconds)
             await registry.start()
             started.push_async_callback(registry.stop)
             engine = Engine(settings, db_engine, create_backend(settings), tokens)

@@ -17,7 +17,7 @@ from datetime import datetime
 from sqlalchemy import Engine, delete
 from sqlmodel import Session, col
 
-from bifrost.discovery import FileDiscovery, combine, discover_source
+from bifrost.discovery import DiscoveryError, FileDiscovery, combine, discover_source
 from bifrost.metadata import DataProviderInfo, WorkflowInfo
 from bifrost.workspace import Manifest, WorkspaceFileNotFoundError
 from control_plane.db.models import Workflow, utcnow
@@ -109,7 +109,13 @@ class Registry:
             source = self._store.read(path).decode("utf-8", errors="replace")
         except WorkspaceFileNotFoundError:
             return FileDiscovery(file=path)  # removed since the listing; the next poll drops it
-        return discover_source(path, source)
+        try:
+            return discover_source(path, source)
+        except Exception as exc:  # one file that trips discovery must not hide the rest of the workspace
+            logger.exception("discovery of %s failed", path)
+            return FileDiscovery(
+                file=path, errors=[DiscoveryError(file=path, line=None, message=f"discovery failed: {exc!r}")]
+            )
 
     def _build_snapshot(self, revision: str) -> RegistrySnapshot:
         discovery = combine(self._files[path] for path in sorted(self._files))

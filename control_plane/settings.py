@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     s3_runner_secret_access_key: SecretStr | None = None
 
     sync_wait_seconds: float = Field(30.0, description="How long a sync request waits before answering 202.")
+    workspace_poll_seconds: float = Field(
+        1.0, gt=0, description="How often the registry looks for changed workspace files."
+    )
     max_concurrency: int = Field(20, ge=1, description="Executions running at once, over all workflows.")
     max_concurrency_per_workflow: int = Field(10, ge=1)
     runner_exit_grace_seconds: float = Field(

@@ -91,16 +91,23 @@ def is_credential(env_name: str) -> bool:
     return any(marker in env_name for marker in _CREDENTIAL_MARKERS)
 
 
+def _millicores(quantity: str) -> float:
+    return float(quantity[:-1]) if quantity.endswith("m") else float(quantity) * 1000
+
+
 def _resources(spec: LaunchSpec, settings: Settings) -> dict[str, dict[str, str]]:
+    """Requests and limits: the workflow's own, else the defaults; a limit is raised to at least its request."""
     wanted = spec.resources or RunnerResources()
+    memory_request = wanted.memory_request_mb or settings.k8s_memory_request_mb
     memory_limit = wanted.memory_limit_mb or spec.memory_limit_mb or settings.k8s_memory_limit_mb
-    memory_request = min(wanted.memory_request_mb or settings.k8s_memory_request_mb, memory_limit)
-    requests = {"cpu": wanted.cpu_request or settings.k8s_cpu_request, "memory": f"{memory_request}Mi"}
-    limits = {"memory": f"{memory_limit}Mi"}
+    cpu_request = wanted.cpu_request or settings.k8s_cpu_request
     cpu_limit = wanted.cpu_limit or settings.k8s_cpu_limit
+    if wanted.memory_limit_mb or spec.memory_limit_mb:
+        memory_request = min(memory_request, memory_limit)
+    limits = {"memory": f"{max(memory_request, memory_limit)}Mi"}
     if cpu_limit is not None:
-        limits["cpu"] = cpu_limit
-    return {"requests": requests, "limits": limits}
+        limits["cpu"] = max(cpu_limit, cpu_request, key=_millicores)
+    return {"requests": {"cpu": cpu_request, "memory": f"{memory_request}Mi"}, "limits": limits}
 
 
 def _env(spec: LaunchSpec) -> list[dict[str, Any]]:

@@ -43,7 +43,8 @@ def basic_environment() -> dict[str, str]:
     return {name: os.environ[name] for name in _BASIC_ENV if name in os.environ}
 
 
-def exit_reason(exit_code: int | None, signum: int | None, note: str | None = None) -> str:
+def exit_reason(exit_code: int | None, signum: int | None, kill_note: str | None = None) -> str:
+    """`kill_note` says why the backend signalled the runner; it is kept only when a signal ended it."""
     if signum is not None:
         try:
             name = signal.Signals(signum).name
@@ -51,12 +52,11 @@ def exit_reason(exit_code: int | None, signum: int | None, note: str | None = No
             name = "unknown signal"
         reason = f"runner killed by signal {signum} ({name})"
         if signum == signal.SIGXCPU:
-            reason += ": its CPU-time limit was reached"
-    elif exit_code is not None:
-        reason = f"runner exited with code {exit_code}"
-    else:
-        reason = "runner ended; its exit status is unknown"
-    return f"{reason} {note}" if note else reason
+            return f"{reason}: its CPU-time limit was reached"
+        return f"{reason} {kill_note}" if kill_note else reason
+    if exit_code is not None:
+        return f"runner exited with code {exit_code}"
+    return "runner ended; its exit status is unknown"
 
 
 @dataclass
@@ -232,7 +232,7 @@ class LocalBackend:
             finally:
                 loop.remove_reader(pidfd)
                 os.close(pidfd)
-        self._finish(runner, None, exit_reason(None, None, note))
+        self._finish(runner, None, f"{exit_reason(None, None)} {note}")
 
     def _runner_ended(self, ended: RunnerEnded) -> None:
         runner = self._runners.get(ended.execution_id)

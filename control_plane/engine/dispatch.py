@@ -50,7 +50,8 @@ Announce = Callable[[list[Committed]], Awaitable[None]]
 
 class LaunchOutcome(enum.Enum):
     LAUNCHED = "launched"
-    SKIPPED = "skipped"  # already launched, finished, closed here, or unknown
+    SKIPPED = "skipped"  # already launched, finished, or closed here
+    UNKNOWN = "unknown"  # no such execution
     GLOBAL_LIMIT = "global_limit"
     WORKFLOW_LIMIT = "workflow_limit"
 
@@ -153,7 +154,7 @@ class Dispatcher:
         except LaunchError as exc:
             await self._launch_failed(message, execution_id, str(exc))
             return
-        if outcome in (LaunchOutcome.LAUNCHED, LaunchOutcome.SKIPPED):
+        if outcome in (LaunchOutcome.LAUNCHED, LaunchOutcome.SKIPPED, LaunchOutcome.UNKNOWN):
             await _settle(message.ack())
             return
         self._saturated = outcome is LaunchOutcome.GLOBAL_LIMIT
@@ -185,7 +186,7 @@ class Dispatcher:
             if outcome is LaunchOutcome.LAUNCHED:
                 total += 1
                 counts[parked.workflow_name] = counts.get(parked.workflow_name, 0) + 1
-            if outcome in (LaunchOutcome.LAUNCHED, LaunchOutcome.SKIPPED):
+            if outcome in (LaunchOutcome.LAUNCHED, LaunchOutcome.SKIPPED, LaunchOutcome.UNKNOWN):
                 await _settle(parked.message.ack())
             else:
                 still_parked.append(parked)
@@ -207,14 +208,14 @@ class Dispatcher:
             target = await asyncio.to_thread(self._store.launch_target, execution_id)
             if target is None:
                 logger.warning("not launching execution %s: it does not exist", execution_id)
-                return LaunchOutcome.SKIPPED, ""
+                return LaunchOutcome.UNKNOWN, ""
             workflow_name = target.workflow_name
-            if target.status.is_terminal or target.launched:
+            if not target.launchable:
                 return LaunchOutcome.SKIPPED, workflow_name
-            # A sub-workflow runs within its parent's slot: the parent waits for it, so holding it back for
-            # a slot could deadlock a full system.
-            if target.parent_execution_id is None:
-                counts = await asyncio.to_thread(self._store.active_counts)
+            # A sub-workflow (no counts read) runs within its parent's slot: the parent waits for it, so
+            # holding it back for a slot could deadlock a full system.
+            counts = target.active_counts
+            if counts is not None:
                 RUNNING.set(sum(counts.values()))
                 if sum(counts.values()) >= self._settings.max_concurrency:
                     return LaunchOutcome.GLOBAL_LIMIT, workflow_name

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import uuid
 from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
@@ -13,10 +12,9 @@ import nats
 import nats.errors
 import sqlalchemy
 from nats.aio.client import Client as NatsClient
-from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from bifrost.protocol import (
     EVENTS_STREAM,
@@ -32,22 +30,15 @@ from control_plane.auth import TokenIssuer
 from control_plane.backends.base import Backend, RunnerExit
 from control_plane.engine.dispatch import Dispatcher, LaunchOutcome
 from control_plane.engine.ingest import Ingestor
-from control_plane.engine.live import LiveEvent, LiveHub, LiveSubscription
+from control_plane.engine.live import LiveHub, LiveSubscription
 from control_plane.engine.nats_server import EmbeddedNats
+from control_plane.engine.replicas import ReplicaAnnouncer
 from control_plane.engine.store import Committed, ExecutionStore
 from control_plane.engine.streams import ensure_streams
 from control_plane.metrics import EXECUTIONS_FINISHED, RUN_DURATION, RUNNING
 from control_plane.settings import Settings
 
 logger = logging.getLogger(__name__)
-
-# Committed changes are re-announced here, so waiters and live subscribers on every replica hear of them.
-LIVE_SUBJECT_WILDCARD = "bifrost.live.*"
-HEALTH_TIMEOUT_SECONDS = 2.0
-
-
-def live_subject(execution_id: str) -> str:
-    return f"bifrost.live.{execution_id}"
 
 
 class ExecutionNotFoundError(LookupError):
@@ -60,13 +51,6 @@ class EngineNotStartedError(RuntimeError):
     """An engine method that needs NATS was called before `start()` (or after `stop()`)."""
 
 
-class _LiveBroadcast(BaseModel):
-    origin: str
-    execution_id: str
-    terminal: bool
-    events: list[LiveEvent]
-
-
 class Engine:
     def __init__(self, settings: Settings, db: sqlalchemy.Engine, backend: Backend, tokens: TokenIssuer) -> None:
         self._settings = settings
@@ -75,7 +59,7 @@ class Engine:
         self._hub = LiveHub()
         self._dispatcher = Dispatcher(settings, self._store, backend, tokens, self._announce)
         self._hub.on_terminal(self._dispatcher.capacity_freed)
-        self._origin = uuid.uuid4().hex
+        self._replicas = ReplicaAnnouncer(self._hub, self._store)
         self._embedded_nats: EmbeddedNats | None = None
         self._nats: NatsClient | None = None
         self._js: JetStreamContext | None = None
@@ -106,7 +90,7 @@ class Engine:
         )
         self._js = self._nats.jetstream()
         await ensure_streams(self._js)
-        await self._nats.subscribe(LIVE_SUBJECT_WILDCARD, cb=self._on_live_broadcast)
+        await self._replicas.start(self._nats)
         self._ingestor = Ingestor(self._js, self._store, self._announce)
         await self._ingestor.start()
         await self._backend.start(self._on_runner_exit)
@@ -125,6 +109,7 @@ class Engine:
         if self._ingestor is not None:
             await self._ingestor.stop()
             self._ingestor = None
+        self._replicas.stop()
         if self._nats is not None:
             with contextlib.suppress(nats.errors.Error):
                 await self._nats.close()
@@ -136,12 +121,15 @@ class Engine:
 
     async def submit(self, execution_id: str, *, sync: bool) -> None:
         """Hand a Pending execution over for launch: at once when `sync` (and a slot is free), else queued."""
-        await self._require_execution(execution_id)
-        if sync:
-            outcome = await self._dispatcher.launch_now(execution_id)
-            if outcome not in (LaunchOutcome.GLOBAL_LIMIT, LaunchOutcome.WORKFLOW_LIMIT):
-                return
-        await self._enqueue(execution_id)
+        if not sync:
+            await self._require_execution(execution_id)
+            await self._enqueue(execution_id)
+            return
+        outcome = await self._dispatcher.launch_now(execution_id)
+        if outcome is LaunchOutcome.UNKNOWN:
+            raise ExecutionNotFoundError(execution_id)
+        if outcome in (LaunchOutcome.GLOBAL_LIMIT, LaunchOutcome.WORKFLOW_LIMIT):
+            await self._enqueue(execution_id)
 
     async def wait_terminal(self, execution_id: str, timeout: float) -> bool:  # noqa: ASYNC109 (the API's contract)
         """Whether the execution reached a terminal status within `timeout` seconds."""
@@ -295,35 +283,14 @@ class Engine:
                 if change.launched:
                     RUNNING.dec()
             self._hub.deliver(change.execution_id, change.events, terminal)
-            await self._broadcast(change.execution_id, change.events, terminal)
-
-    async def _broadcast(self, execution_id: str, events: list[LiveEvent], terminal: bool) -> None:
-        if self._nats is None:
-            return
-        message = _LiveBroadcast(origin=self._origin, execution_id=execution_id, terminal=terminal, events=events)
-        payload = message.model_dump_json().encode()
-        if len(payload) > self._nats.max_payload:
-            message.events = [event for event in events if event.kind == "status"]
-            payload = message.model_dump_json().encode()
-        try:
-            await self._nats.publish(live_subject(execution_id), payload)
-        except nats.errors.Error as exc:
-            logger.debug("announcing changes of %s to other replicas failed: %s", execution_id, exc)
-
-    async def _on_live_broadcast(self, message: Msg) -> None:
-        try:
-            broadcast = _LiveBroadcast.model_validate_json(message.data)
-        except ValidationError:
-            logger.warning("ignoring a malformed live broadcast on %s", message.subject)
-            return
-        if broadcast.origin != self._origin:
-            self._hub.deliver(broadcast.execution_id, broadcast.events, broadcast.terminal)
+            await self._replicas.announce(change.execution_id, change.events, terminal)
 
     async def _on_nats_error(self, error: Exception) -> None:
         logger.warning("NATS error: %s", error)
 
     async def _on_nats_disconnected(self) -> None:
-        logger.warning("disconnected from NATS at %s; reconnecting", self._nats_url)
+        if self._nats is not None and not self._nats.is_closed:
+            logger.warning("disconnected from NATS at %s; reconnecting", self._nats_url)
 
     async def _on_nats_reconnected(self) -> None:
         logger.info("reconnected to NATS at %s", self._nats_url)

@@ -21,7 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from bifrost.protocol import EVENTS_STREAM, EVENTS_SUBJECT_WILDCARD, Event, events_subject, parse_event
 from control_plane.engine.store import Committed, ExecutionStore
-from control_plane.engine.streams import INGEST_CONSUMER, ingest_consumer_config
+from control_plane.engine.streams import INGEST_ACK_WAIT_SECONDS, INGEST_CONSUMER, ingest_consumer_config
 from control_plane.engine.tasks import cancel_and_wait
 from control_plane.metrics import EVENTS_INGESTED
 
@@ -29,10 +29,12 @@ logger = logging.getLogger(__name__)
 
 FETCH_BATCH = 1_000
 IDLE_POLL_SECONDS = 1.0
+DRAIN_SECONDS = 0.005
 HELD_POLL_SECONDS = 0.1
 RETRY_SECONDS = 0.5
-# How long an event after a missing seq waits for the missing one before it is applied anyway.
-GAP_WAIT_SECONDS = 2.0
+# How long an event after a missing seq waits for the missing one before it is applied anyway: longer than
+# a redelivery takes, so events a crashed control plane had fetched but not acked are never skipped.
+GAP_WAIT_SECONDS = INGEST_ACK_WAIT_SECONDS + 1.0
 
 Announce = Callable[[list[Committed]], Awaitable[None]]
 
@@ -67,11 +69,8 @@ class Ingestor:
 
     async def _run(self, subscription: JetStreamContext.PullSubscription) -> None:
         while True:
-            timeout = HELD_POLL_SECONDS if self._held else IDLE_POLL_SECONDS
             try:
-                messages = await subscription.fetch(FETCH_BATCH, timeout=timeout)
-            except TimeoutError:
-                messages = []
+                messages = await self._next_batch(subscription)
             except nats.errors.Error as exc:
                 logger.debug("fetching runner events failed (%s); retrying", exc)
                 await asyncio.sleep(RETRY_SECONDS)
@@ -80,6 +79,18 @@ class Ingestor:
                 await self._hold(message)
             if self._held:
                 await self._commit()
+
+    async def _next_batch(self, subscription: JetStreamContext.PullSubscription) -> list[Msg]:
+        """Wait for one event, then take whatever else is already there. (A single large fetch would wait
+        for its batch to fill until its timeout once events trickle in.)"""
+        try:
+            first = await subscription.fetch(1, timeout=HELD_POLL_SECONDS if self._held else IDLE_POLL_SECONDS)
+        except TimeoutError:
+            return []
+        try:
+            return first + await subscription.fetch(FETCH_BATCH - 1, timeout=DRAIN_SECONDS)
+        except TimeoutError:
+            return first
 
     async def _hold(self, message: Msg) -> None:
         try:

@@ -20,6 +20,9 @@ class LiveEvent(BaseModel):
     `id` is the log line number for `log` events and the runner's event seq otherwise. A status the control
     plane decides itself (runner gone, cancel) carries the seq the next runner event would have had, so it
     always sorts after what the database held when it was decided.
+
+    `data` by kind: log — the `ExecutionLog` row (`line`, `ts`, `level`, `logger`, `message`); status —
+    `status`, `error_type`, `error_message`, `duration_ms`; variables — `variables`; result — `result`.
     """
 
     kind: LiveKind
@@ -98,6 +101,9 @@ class LiveHub:
     def on_terminal(self, listener: Callable[[str], None]) -> None:
         """Call `listener(execution_id)` whenever an execution reaches a terminal status."""
         self._terminal_listeners.append(listener)
+
+    def has_subscribers(self, execution_id: str) -> bool:
+        return execution_id in self._subscriptions
 
     def deliver(self, execution_id: str, events: list[LiveEvent], terminal: bool) -> None:
         for subscription in self._subscriptions.get(execution_id, ()):

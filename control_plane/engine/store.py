@@ -66,6 +66,13 @@ class LaunchTarget:
     launched: bool
     timeout_seconds: int | None
     parent_execution_id: str | None
+    active_counts: dict[str, int] | None
+    """What the limits count, read with the row; None when no limit applies (not launchable, or a
+    sub-workflow)."""
+
+    @property
+    def launchable(self) -> bool:
+        return not self.launched and not self.status.is_terminal
 
 
 def status_data(
@@ -81,6 +88,11 @@ def status_data(
         "error_message": error_message,
         "duration_ms": duration_ms,
     }
+
+
+def log_live_event(row: dict[str, Any]) -> LiveEvent:
+    # Built without validation from the row just written: this runs for every log line ingested.
+    return LiveEvent.model_construct(kind="log", id=row["line"], data=row)
 
 
 class _ExecutionChanges:
@@ -103,24 +115,16 @@ class _ExecutionChanges:
 
     def _add_log_line(self, ts: datetime, level: str, logger: str, message: str) -> None:
         self.log_count += 1
-        self.log_rows.append(
-            {
-                "execution_id": self.execution_id,
-                "line": self.log_count,
-                "ts": ts,
-                "level": level,
-                "logger": logger,
-                "message": message,
-            }
-        )
-        self.committed.events.append(
-            LiveEvent(
-                kind="log",
-                id=self.log_count,
-                data={"line": self.log_count, "ts": ts.isoformat(), "level": level, "logger": logger,
-                      "message": message},
-            )
-        )
+        row = {
+            "execution_id": self.execution_id,
+            "line": self.log_count,
+            "ts": ts,
+            "level": level,
+            "logger": logger,
+            "message": message,
+        }
+        self.log_rows.append(row)
+        self.committed.events.append(log_live_event(row))
 
     def apply(self, event: Event) -> None:
         if isinstance(event, StartedEvent):
@@ -200,6 +204,22 @@ class ExecutionStore:
             ).scalar_one_or_none()
             return seq
 
+    def log_lines(self, execution_id: str, first: int, last: int) -> list[LiveEvent]:
+        query = (
+            select(
+                EXECUTION_LOGS.c.execution_id,
+                EXECUTION_LOGS.c.line,
+                EXECUTION_LOGS.c.ts,
+                EXECUTION_LOGS.c.level,
+                EXECUTION_LOGS.c.logger,
+                EXECUTION_LOGS.c.message,
+            )
+            .where(EXECUTION_LOGS.c.execution_id == execution_id, EXECUTION_LOGS.c.line.between(first, last))
+            .order_by(EXECUTION_LOGS.c.line)
+        )
+        with self._db.connect() as conn:
+            return [log_live_event(dict(row)) for row in conn.execute(query).mappings()]
+
     def launch_target(self, execution_id: str) -> LaunchTarget | None:
         query = (
             select(
@@ -218,8 +238,10 @@ class ExecutionStore:
         )
         with self._db.connect() as conn:
             row = conn.execute(query).mappings().one_or_none()
-        if row is None:
-            return None
+            if row is None:
+                return None
+            limited = row["backend"] is None and row["status"] == ExecutionStatus.PENDING
+            counts = self._active_counts(conn) if limited and row["parent_execution_id"] is None else None
         return LaunchTarget(
             execution_id=row["id"],
             workflow_name=row["workflow_name"],
@@ -230,17 +252,22 @@ class ExecutionStore:
             launched=row["backend"] is not None,
             timeout_seconds=row["timeout_seconds"],
             parent_execution_id=row["parent_execution_id"],
+            active_counts=counts,
         )
 
     def active_counts(self) -> dict[str, int]:
         """Launched, unfinished executions per workflow: what the concurrency limits count."""
+        with self._db.connect() as conn:
+            return self._active_counts(conn)
+
+    @staticmethod
+    def _active_counts(conn: Connection) -> dict[str, int]:
         query = (
             select(EXECUTIONS.c.workflow_name, func.count())
             .where(EXECUTIONS.c.status.in_(ACTIVE_STATUSES), EXECUTIONS.c.backend.is_not(None))
             .group_by(EXECUTIONS.c.workflow_name)
         )
-        with self._db.connect() as conn:
-            return {name: count for name, count in conn.execute(query)}
+        return {name: count for name, count in conn.execute(query)}
 
     def record_launch(self, execution_id: str, backend: str) -> ExecutionStatus:
         """Mark the execution as handed to `backend`; its status now (it may have been cancelled meanwhile)."""

@@ -48,13 +48,19 @@ QUEUE_STREAM_CONFIG = StreamConfig(
 )
 
 
+# Unacked events of a control plane that died are redelivered after this long. Short, because ingest waits
+# that long for a missing event before it gives up on it; a commit taking longer only causes redeliveries,
+# which ingest skips.
+INGEST_ACK_WAIT_SECONDS = 5.0
+
+
 def ingest_consumer_config() -> ConsumerConfig:
     return ConsumerConfig(
         durable_name=INGEST_CONSUMER,
         filter_subject=EVENTS_SUBJECT_WILDCARD,
         deliver_policy=DeliverPolicy.ALL,
         ack_policy=AckPolicy.EXPLICIT,
-        ack_wait=30.0,
+        ack_wait=INGEST_ACK_WAIT_SECONDS,
         max_ack_pending=50_000,
     )
 

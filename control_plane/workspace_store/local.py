@@ -7,6 +7,7 @@ import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from stat import S_ISLNK, S_ISREG
 
 from bifrost.workspace import (
     Manifest,
@@ -28,6 +29,9 @@ _FileStamp = tuple[int, int, int, int]
 
 
 class LocalFolderStore:
+    """Files under `root`. ETags are the MD5 of the content, as S3 computes them, so the same files make the
+    same revision in a folder and in a bucket; each file is hashed again only when its stat changed."""
+
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
         self._etags: dict[str, tuple[_FileStamp, str]] = {}
@@ -117,11 +121,17 @@ class LocalFolderStore:
 
     def _stored_file(self, path: str) -> StoredFile | None:
         """The listing entry of `path`, or None for what is not a workspace file after all (a symlink out of
-        the root, something that vanished while we listed)."""
+        the root, something that vanished while we listed). The walk does not follow symlinked folders, so
+        only a symlink itself can lead out of the root and needs resolving: a listing stays one `lstat` per file.
+        """
+        target = os.path.join(self.root, path)
         try:
-            target = confined_path(self.root, path)
-            stat = target.stat()
+            stat = os.lstat(target)
+            if S_ISLNK(stat.st_mode):
+                stat = confined_path(self.root, path).stat()
         except (WorkspacePathError, OSError):
+            return None
+        if not S_ISREG(stat.st_mode):
             return None
         stamp: _FileStamp = (stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
         with self._etags_lock:
@@ -129,7 +139,8 @@ class LocalFolderStore:
         if known is not None and known[0] == stamp:
             return StoredFile(path=path, etag=known[1], size=stat.st_size)
         try:
-            data = target.read_bytes()
+            with open(target, "rb") as file:
+                data = file.read()
         except OSError:
             return None
         etag = content_etag(data)

@@ -8,6 +8,7 @@ import ssl
 from typing import Any
 
 import httpx
+from pydantic import ValidationError
 
 from bifrost.protocol import RunPayload
 from bifrost_runner.logs import runner_call
@@ -40,7 +41,10 @@ class ApiClient:
 
     async def payload(self) -> RunPayload:
         response = await self._request("GET", "/api/runner/payload")
-        return RunPayload.model_validate_json(response.content)
+        try:
+            return RunPayload.model_validate_json(response.content)
+        except ValidationError as exc:
+            raise ApiError(f"GET /api/runner/payload: the control plane sent an invalid payload: {exc}") from None
 
     async def start_workflow(self, name: str, parameters: dict[str, Any]) -> str:
         response = await self._request("POST", f"/api/runner/workflows/{name}/run", json={"parameters": parameters})

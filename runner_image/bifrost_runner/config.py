@@ -36,13 +36,10 @@ class RunnerConfig(BaseModel):
         if missing:
             raise RunnerConfigError(f"missing environment variable(s): {', '.join(missing)}")
         try:
-            config = cls.model_validate({field: env[name] for name, field in _ENV_FIELDS.items()})
+            return cls.model_validate({field: env[name] for name, field in _ENV_FIELDS.items()})
         except ValidationError as exc:
             env_name = {field: name for name, field in _ENV_FIELDS.items()}
             problems = "; ".join(
                 f"{env_name.get(str(error['loc'][0]), error['loc'][0])}: {error['msg']}" for error in exc.errors()
             )
             raise RunnerConfigError(f"invalid runner environment: {problems}") from None
-        if not config.workspace_dir.is_dir():
-            raise RunnerConfigError(f"BIFROST_WORKSPACE_DIR: {config.workspace_dir} is not a directory")
-        return config

@@ -26,7 +26,8 @@ log = logging.getLogger("bifrost_runner")
 E = TypeVar("E", bound=BaseModel)
 
 ACK_TIMEOUT_SECONDS = 2.0
-_RETRY_PUBLISH_SECONDS = 0.1
+_FIRST_RETRY_SECONDS = 0.05
+_MAX_RETRY_SECONDS = 1.0
 
 
 class EventTooLargeError(ValueError):
@@ -85,9 +86,9 @@ class EventPublisher:
         self._to_send.set()
         return event
 
-    def resend_unacknowledged(self) -> None:
+    def _resend_unacknowledged(self) -> None:
         if self._unacked:
-            self._send_from = min(self._unacked)
+            self._send_from = next(iter(self._unacked))  # the oldest: events are added in seq order
             self._to_send.set()
 
     async def wait_acknowledged(self, within_seconds: float) -> bool:
@@ -100,6 +101,7 @@ class EventPublisher:
 
     async def _send_loop(self) -> None:
         loop = asyncio.get_running_loop()
+        retry_delay = _FIRST_RETRY_SECONDS
         while True:
             await self._to_send.wait()
             self._to_send.clear()
@@ -116,8 +118,10 @@ class EventPublisher:
                         )
                     except NatsError:
                         # Disconnected: the client buffers nothing, so wait for it to reconnect and retry.
-                        await asyncio.sleep(_RETRY_PUBLISH_SECONDS)
+                        await asyncio.sleep(retry_delay)
+                        retry_delay = min(retry_delay * 2, _MAX_RETRY_SECONDS)
                         continue
+                    retry_delay = _FIRST_RETRY_SECONDS
                     if seq in self._unacked:
                         self._sent_at[seq] = loop.time()
                 if self._send_from == seq:  # unless a resend moved it back meanwhile
@@ -131,15 +135,19 @@ class EventPublisher:
             await asyncio.sleep(self._ack_timeout / 4)
             if not self._unacked:
                 continue
-            sent_at = self._sent_at.get(min(self._unacked))
+            sent_at = self._sent_at.get(next(iter(self._unacked)))
             if sent_at is not None and loop.time() - sent_at > self._ack_timeout:
-                self.resend_unacknowledged()
+                self._resend_unacknowledged()
 
     async def _on_ack(self, msg: Msg) -> None:
         seq = int(msg.subject.rsplit(".", 1)[1])
         if msg.headers and msg.headers.get("Status"):
             return  # 503 "no responders": no stream takes the subject yet; the watch resends later.
-        reply = json.loads(msg.data)
+        try:
+            reply = json.loads(msg.data)
+        except ValueError:
+            log.warning("unreadable JetStream acknowledgement for event %d: %r", seq, msg.data[:200])
+            return
         if "error" in reply:
             log.warning("JetStream refused event %d: %s", seq, reply["error"])
             return

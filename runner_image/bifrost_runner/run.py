@@ -43,7 +43,6 @@ from bifrost_runner.variables import capture_variables
 
 log = logging.getLogger("bifrost_runner")
 
-NATS_CONNECT_SECONDS = 120.0
 REPORT_SECONDS = 120.0
 """How long the runner keeps trying to get its events acknowledged at the end (NATS away) before it gives up."""
 
@@ -53,7 +52,8 @@ async def run_execution(config: RunnerConfig) -> int:
     api = ApiClient(config.api_url, config.token)
     payload = asyncio.ensure_future(api.payload())
     try:
-        nc = await connect_nats(config.nats_url, NATS_CONNECT_SECONDS)
+        # Waiting for NATS longer than the workflow may run is pointless: the backend stops the runner then.
+        nc = await connect_nats(config.nats_url, give_up_after=config.timeout_seconds)
     except NatsUnavailableError as exc:
         log.error("cannot report execution %s: %s", config.execution_id, exc)
         payload.cancel()
@@ -118,7 +118,18 @@ async def _report_execution(
         with contextlib.suppress(asyncio.CancelledError):
             await publishing_logs
     collector.publish(final=True)
+    _publish_outcome(publisher, redactor, outcome, invocation, parameter_names, time.monotonic() - started)
 
+
+def _publish_outcome(
+    publisher: EventPublisher,
+    redactor: Redactor,
+    outcome: Outcome,
+    invocation: Invocation | None,
+    parameter_names: set[str],
+    seconds: float,
+) -> None:
+    """The closing events: the workflow's variables, its result, and how it finished."""
     if invocation is not None and invocation.frame is not None:
         variables = capture_variables(invocation.frame, parameter_names, redactor)
         publisher.emit(VariablesEvent, variables=variables)
@@ -133,7 +144,7 @@ async def _report_execution(
         error_type=outcome.error_type,
         error_message=None if outcome.error_message is None else redactor.text(outcome.error_message),
         traceback=None if outcome.traceback is None else redactor.text(outcome.traceback),
-        duration_ms=(time.monotonic() - started) * 1000,
+        duration_ms=seconds * 1000,
     )
 
 

@@ -9,12 +9,15 @@ lines on stdout; reaps its runners; and exits when stdin closes, leaving running
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
+import gc
 import os
 import resource
 import selectors
 import signal
 import sys
+import traceback
 from collections import deque
 from dataclasses import dataclass
 
@@ -22,8 +25,7 @@ from pydantic import BaseModel, ValidationError
 
 from bifrost.protocol import RunnerClaim, RunnerEnded, RunnerForked, RunnerForkFailed
 from bifrost_runner import __main__ as runner_main
-from bifrost_runner import run as _run  # noqa: F401  # imported for its imports: nats, httpx, the SDK
-from bifrost_runner.api import ssl_context
+from bifrost_runner.api import ApiClient
 
 
 @dataclass
@@ -54,16 +56,24 @@ def _read_all(fd: int) -> bytes:
     return b"".join(chunks)
 
 
+def _limit(kind: int, soft: int, hard: int) -> None:
+    """Lower a resource limit; never above a hard limit the template itself runs under."""
+    _, current_hard = resource.getrlimit(kind)
+    if current_hard != resource.RLIM_INFINITY:
+        hard = min(hard, current_hard)
+    resource.setrlimit(kind, (min(soft, hard), hard))
+
+
 def _apply_claim(claim: RunnerClaim) -> None:
     log_fd = os.open(claim.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     os.dup2(log_fd, 1)
     os.dup2(log_fd, 2)
     os.close(log_fd)
     if claim.memory_limit_bytes is not None:
-        resource.setrlimit(resource.RLIMIT_AS, (claim.memory_limit_bytes, claim.memory_limit_bytes))
+        _limit(resource.RLIMIT_AS, claim.memory_limit_bytes, claim.memory_limit_bytes)
     if claim.cpu_limit_seconds is not None:
         # SIGXCPU at the soft limit, SIGKILL at the hard one.
-        resource.setrlimit(resource.RLIMIT_CPU, (claim.cpu_limit_seconds, claim.cpu_limit_seconds + 5))
+        _limit(resource.RLIMIT_CPU, claim.cpu_limit_seconds, claim.cpu_limit_seconds + 5)
     os.environ.clear()
     os.environ.update(claim.env)
 
@@ -115,7 +125,8 @@ class Template:
             try:
                 code = _runner_process(claim_read)
             except BaseException:
-                code = 70
+                traceback.print_exc()  # into the runner's log once the claim is applied
+                code = os.EX_SOFTWARE
             runner_main.exit_now(code)
         os.close(claim_read)
         fork = _Fork(pid=pid, pidfd=os.pidfd_open(pid), claim_fd=claim_write)
@@ -187,6 +198,26 @@ class Template:
                 os.close(fork.claim_fd)
 
 
+async def _rehearse_http() -> None:
+    """One request through the runner's HTTP client, against a throwaway loopback server: httpx loads most of
+    its machinery (httpcore, anyio, h11, certificates) on first use, and the forks should find it loaded."""
+
+    async def not_found(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(not_found, "127.0.0.1", 0)
+    async with server:
+        port = server.sockets[0].getsockname()[1]
+        api = ApiClient(f"http://127.0.0.1:{port}", "rehearsal")
+        try:
+            await api.config("rehearsal")
+        finally:
+            await api.aclose()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bifrost_runner.zygote", description=__doc__)
     parser.add_argument("--spares", type=int, default=2, help="forks kept ready for the next claims")
@@ -194,7 +225,10 @@ def main() -> None:
     if args.spares < 0:
         parser.error("--spares must be 0 or more")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the control plane stops us by closing stdin
-    ssl_context()
+    asyncio.run(_rehearse_http())
+    # Everything loaded so far is shared with the forks copy-on-write: kept out of the collector's reach, it is
+    # not copied into each fork by garbage collection passes touching it.
+    gc.freeze()
     Template(args.spares).serve()
 
 

@@ -3,9 +3,11 @@ function itself, so it stays an ordinary function (callable in a unit test)."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, Literal, TypeVar, overload
 
+from bifrost.errors import ParameterWarning
 from bifrost.metadata import DataProviderInfo, RetryPolicy, WorkflowInfo, describe_data_provider, describe_workflow
 from bifrost.signatures import function_shape
 
@@ -80,18 +82,19 @@ def _decorate(
     func: Callable[..., Any] | None,
     options: dict[str, Any],
     decorator: str,
-    attach: Callable[[Callable[..., Any], dict[str, Any]], None],
+    attach: Callable[[Callable[..., Any], dict[str, Any], int], None],
 ) -> Any:
+    # stacklevel: warnings point at the decorated function, past _warn, attach, and apply or _decorate+workflow.
     if func is None:
 
         def apply(target: Callable[..., Any]) -> Callable[..., Any]:
             _require_function(target, decorator)
-            attach(target, options)
+            attach(target, options, 4)
             return target
 
         return apply
     _require_function(func, decorator)
-    attach(func, options)
+    attach(func, options, 5)
     return func
 
 
@@ -103,9 +106,18 @@ def _require_function(target: Any, decorator: str) -> None:
         )
 
 
-def _attach_workflow(func: Callable[..., Any], options: dict[str, Any]) -> None:
-    setattr(func, WORKFLOW_ATTRIBUTE, describe_workflow(function_shape(func), options))
+def _attach_workflow(func: Callable[..., Any], options: dict[str, Any], stacklevel: int) -> None:
+    info = describe_workflow(function_shape(func), options)
+    _warn("@workflow", info, stacklevel)
+    setattr(func, WORKFLOW_ATTRIBUTE, info)
 
 
-def _attach_data_provider(func: Callable[..., Any], options: dict[str, Any]) -> None:
-    setattr(func, DATA_PROVIDER_ATTRIBUTE, describe_data_provider(function_shape(func), options))
+def _attach_data_provider(func: Callable[..., Any], options: dict[str, Any], stacklevel: int) -> None:
+    info = describe_data_provider(function_shape(func), options)
+    _warn("@data_provider", info, stacklevel)
+    setattr(func, DATA_PROVIDER_ATTRIBUTE, info)
+
+
+def _warn(decorator: str, info: WorkflowInfo | DataProviderInfo, stacklevel: int) -> None:
+    for message in info.warnings:
+        warnings.warn(f"{decorator} {info.function_name}: {message}", ParameterWarning, stacklevel=stacklevel)

@@ -22,7 +22,5 @@ class WorkflowDefinitionError(ValueError):
     """
 
 
-def is_soft_failure(result: object) -> bool:
-    """Whether a workflow's return value reports an error (`{"success": False, ...}`): the execution then
-    ends CompletedWithErrors instead of Success."""
-    return isinstance(result, dict) and result.get("success") is False
+class ParameterWarning(UserWarning):
+    """A parameter's type cannot be described as a form field; the parameter accepts any JSON value."""

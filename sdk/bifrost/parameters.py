@@ -59,57 +59,72 @@ class ParametersSchema:
 
 def build_parameters_schema(params: list[ParameterSpec]) -> ParametersSchema:
     """The JSON Schema (an object) of a function's form parameters; the context parameter is left out."""
-    properties: dict[str, Any] = {}
+    properties: list[str] = []
     required: list[str] = []
-    defs: dict[str, Any] = {}
+    defs: dict[str, str] = {}
     owners: dict[str, str] = {}
     found_warnings: list[str] = []
     for param in params:
         if param.is_context:
             continue
-        prop, prop_defs, warning = _property_schema(param)
-        properties[param.name] = prop
+        piece = _property_schema(param)
+        properties.append(f"{json.dumps(param.name)}: {piece.schema_json}")
         if param.default is NO_DEFAULT:
             required.append(param.name)
-        if warning:
-            found_warnings.append(warning)
-        for def_name, def_schema in prop_defs.items():
-            if def_name in defs and defs[def_name] != def_schema:
+        if piece.warning:
+            found_warnings.append(piece.warning)
+        for def_name, def_json in piece.defs_json.items():
+            if def_name in defs and defs[def_name] != def_json:
                 raise WorkflowDefinitionError(
                     f"parameters '{owners[def_name]}' and '{param.name}' use two different types named "
                     f"'{def_name}'; rename one of them"
                 )
-            defs[def_name] = def_schema
+            defs[def_name] = def_json
             owners.setdefault(def_name, param.name)
-    schema: dict[str, Any] = {"type": "object", "properties": properties, "required": required}
-    schema["additionalProperties"] = False
+    # Assembled as JSON text from cached pieces: one `json.loads` gives a private copy, whatever is cached.
+    text = (
+        f'{{"type": "object", "properties": {{{", ".join(properties)}}}, "required": {json.dumps(required)}, '
+        '"additionalProperties": false'
+    )
     if defs:
-        schema["$defs"] = defs
-    return ParametersSchema(schema=_copied(schema), warnings=found_warnings)
+        text += ', "$defs": {' + ", ".join(f"{json.dumps(name)}: {schema}" for name, schema in defs.items()) + "}"
+    schema: dict[str, Any] = json.loads(text + "}")
+    return ParametersSchema(schema=schema, warnings=found_warnings)
+
+
+@dataclass(frozen=True)
+class _PropertyPiece:
+    schema_json: str
+    defs_json: dict[str, str]
+    warning: str | None
+
+
+_PROPERTY_CACHE_SIZE = 4096
+_property_cache: dict[tuple[Any, ...], _PropertyPiece] = {}
 
 
 def parameter_title(name: str) -> str:
     return name.replace("_", " ").strip().title() or name
 
 
-def _property_schema(param: ParameterSpec) -> tuple[dict[str, Any], dict[str, Any], str | None]:
-    """(property schema, the $defs it refers to, a warning). Cached, as workspaces repeat annotation shapes:
-    the result is shared, so callers copy it before handing it out."""
+def _property_schema(param: ParameterSpec) -> _PropertyPiece:
+    """One parameter's property schema and the $defs it refers to, as JSON text. Cached, as workspaces repeat
+    annotation shapes."""
     annotation_key = _annotation_key(param.annotation)
     key = (param.name, annotation_key, _default_key(param.default), param.description, param.unsupported)
     try:
-        cached = _property_cache.get(key)
+        cached: _PropertyPiece | None = _property_cache.get(key)
     except TypeError:
-        return _compute_property_schema(param)
+        return _piece(*_compute_property_schema(param))
     if cached is None:
         if len(_property_cache) >= _PROPERTY_CACHE_SIZE:
             _property_cache.clear()
-        cached = _property_cache[key] = _compute_property_schema(param)
+        cached = _property_cache[key] = _piece(*_compute_property_schema(param))
     return cached
 
 
-_PROPERTY_CACHE_SIZE = 4096
-_property_cache: dict[tuple[Any, ...], tuple[dict[str, Any], dict[str, Any], str | None]] = {}
+def _piece(schema: dict[str, Any], defs: dict[str, Any], warning: str | None) -> _PropertyPiece:
+    return _PropertyPiece(json.dumps(schema), {name: json.dumps(value) for name, value in defs.items()}, warning)
 
 
 def _annotation_key(annotation: Any) -> Any:
@@ -119,12 +134,6 @@ def _annotation_key(annotation: Any) -> Any:
         base, *metadata = typing.get_args(annotation)
         return (Annotated, base, tuple(repr(item) if isinstance(item, FieldInfo) else item for item in metadata))
     return annotation
-
-
-def _copied(schema: dict[str, Any]) -> dict[str, Any]:
-    """A private copy of a cached schema (JSON data; a JSON round trip is the fastest deep copy of it)."""
-    copied: dict[str, Any] = json.loads(json.dumps(schema))
-    return copied
 
 
 def _default_key(default: Any) -> Any:

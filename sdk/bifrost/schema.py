@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PydanticUserError, TypeAdapter, ValidationError, create_model
@@ -80,11 +81,11 @@ def bind_arguments(func: Callable[..., Any], values: dict[str, Any], ctx: Execut
     return arguments
 
 
+@dataclass(frozen=True)
 class _Binding:
-    def __init__(self, model: type[BaseModel], names: list[str], context_names: list[str]) -> None:
-        self.model = model
-        self.names = names
-        self.context_names = context_names
+    model: type[BaseModel]
+    names: list[str]
+    context_names: list[str]
 
 
 @functools.lru_cache(maxsize=256)
@@ -100,8 +101,9 @@ def _binding_for(func: Callable[..., Any]) -> _Binding:
         default = ... if spec.default is NO_DEFAULT else spec.default
         fields[field_key(len(names))] = (annotation, Field(default=default, alias=spec.name))
         names.append(spec.name)
-    config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
-    model: type[BaseModel] = create_model(f"{func.__name__}_arguments", __config__=config, **fields)
+    model: type[BaseModel] = create_model(
+        f"{func.__name__}_arguments", __config__=ConfigDict(extra="forbid"), **fields
+    )
     return _Binding(model, names, context_names)
 
 

@@ -74,7 +74,7 @@ class _ModelBuilder:
                 fields[field_key(index)] = (annotation, Field(alias=name))
             else:
                 fields[field_key(index)] = (annotation, Field(default=prop.get("default"), alias=name))
-        config = ConfigDict(extra=extra, populate_by_name=False, arbitrary_types_allowed=False)
+        config = ConfigDict(extra=extra)
         model: type[BaseModel] = create_model(title, __config__=config, **fields)
         return model
 

@@ -29,6 +29,7 @@ _TYPING_NAMES: dict[str, Any] = {
     "Union": typing.Union,
     "Literal": typing.Literal,
     "Annotated": typing.Annotated,
+    "ClassVar": typing.ClassVar,
     "List": list,
     "Dict": dict,
     "Set": set,
@@ -62,6 +63,14 @@ KNOWN_OBJECTS: dict[str, Any] = {
 }
 
 
+# What `from module import *` binds, for the modules whose names discovery understands.
+_STAR_EXPORTS: dict[str, tuple[str, ...]] = {
+    "bifrost": ("workflow", "data_provider", "ExecutionContext"),
+    "typing": tuple(_TYPING_NAMES),
+    "datetime": ("date", "datetime", "time", "timedelta"),
+    "enum": ("Enum", "StrEnum", "IntEnum", "auto"),
+    "pydantic": ("BaseModel", "Field", "ConfigDict"),
+}
 _IDENTIFIER = re.compile(r"[A-Za-z_]\w*")
 _CLASS_CACHE_SIZE = 2048
 _class_cache: dict[tuple[Any, ...], Any] = {}
@@ -94,7 +103,11 @@ class ModuleNames:
                     self.aliases[top] = top
         elif isinstance(statement, ast.ImportFrom) and statement.module and not statement.level:
             for alias in statement.names:
-                self.aliases[alias.asname or alias.name] = f"{statement.module}.{alias.name}"
+                if alias.name == "*":
+                    names = _STAR_EXPORTS.get(statement.module, ())
+                    self.aliases.update({name: f"{statement.module}.{name}" for name in names})
+                else:
+                    self.aliases[alias.asname or alias.name] = f"{statement.module}.{alias.name}"
         elif isinstance(statement, ast.ClassDef):
             self.classes[statement.name] = statement
         elif isinstance(statement, ast.Assign) and len(statement.targets) == 1:
@@ -119,6 +132,8 @@ class ModuleNames:
 
     def literal(self, node: ast.expr) -> Any:
         """The value of a literal expression, or of a name bound to one at module level."""
+        if isinstance(node, ast.Constant):
+            return node.value
         if isinstance(node, ast.Name) and node.id in self.constants:
             return self.literal(self.constants[node.id])
         try:

@@ -103,6 +103,7 @@ def make_settings(tmp: Path, database_url: str, nats_url: str, **overrides: Any)
         "bootstrap_api_key": SecretStr(ADMIN_KEY),
         "secret_key": SecretStr(SECRET_KEY),
         "local_pool_size": 1,
+        "workspace_poll_seconds": 0.2,
         **overrides,
     }
     return Settings(**values)

@@ -89,7 +89,7 @@ async def test_limits_hold_executions_until_others_finish(
         assert await engine.wait_terminal(running[0], timeout=20)
         finished.add(running[0])
         expected = min(6, len(finished) + 3)
-        await eventually(lambda: len(backend.launches) == expected, f"{expected} executions are launched")
+        await eventually(lambda: len(backend.launches) == expected, "a freed slot is used")  # noqa: B023
     assert sorted(backend.launched_ids()) == sorted(hello + other)
 
 

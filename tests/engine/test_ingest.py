@@ -9,6 +9,8 @@ import sqlalchemy
 from nats.aio.client import Client as NatsClient
 
 from bifrost.protocol import (
+    EVENTS_STREAM,
+    EVENTS_SUBJECT_WILDCARD,
     ExecutionStatus,
     FinishedEvent,
     ResultEvent,
@@ -17,6 +19,7 @@ from bifrost.protocol import (
 )
 from control_plane.engine import ExecutionNotFoundError, LiveEvent
 from control_plane.engine.store import ExecutionStore
+from control_plane.engine.streams import INGEST_CONSUMER, ensure_streams, ingest_consumer_config
 from tests.engine.conftest import (
     EngineFactory,
     eventually,
@@ -103,7 +106,7 @@ async def test_an_event_that_never_arrives_is_noted_and_the_rest_applied(
     engine = await start_engine()
     execution_id = new_execution()
     js = runner_nats.jetstream()
-    started, lost, logs, finished = full_run(execution_id, log_events=2)
+    started, _never_published, logs, finished = full_run(execution_id, log_events=2)
     for event in (started, logs, finished):
         await publish(js, event)
 
@@ -155,6 +158,28 @@ async def test_nothing_is_lost_or_doubled_across_an_engine_restart(
     assert await second.wait_terminal(execution_id, timeout=20)
     assert [log.line for log in read_logs(db, execution_id)] == list(range(1, 31))
     assert [log.message for log in read_logs(db, execution_id)] == [f"line {n}" for n in range(1, 31)]
+
+
+async def test_events_a_dead_engine_fetched_but_never_acked_are_not_skipped(
+    start_engine: EngineFactory, new_execution: Callable[..., str], runner_nats: NatsClient, db: sqlalchemy.Engine
+) -> None:
+    execution_id = new_execution()
+    js = runner_nats.jetstream()
+    await ensure_streams(js)
+    events = full_run(execution_id, log_events=3)
+    dead_engine = await js.pull_subscribe(
+        EVENTS_SUBJECT_WILDCARD, durable=INGEST_CONSUMER, stream=EVENTS_STREAM, config=ingest_consumer_config()
+    )
+    for event in events[:3]:
+        await publish(js, event)
+    assert len(await dead_engine.fetch(3, timeout=10)) == 3
+    await dead_engine.unsubscribe()
+    for event in events[3:]:
+        await publish(js, event)
+
+    engine = await start_engine()
+    assert await engine.wait_terminal(execution_id, timeout=30)
+    assert [log.message for log in read_logs(db, execution_id)] == [f"line {n}" for n in range(1, 10)]
 
 
 async def test_ingest_resumes_after_nats_restarts(

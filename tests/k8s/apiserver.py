@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import collections
 import contextlib
 import datetime
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp.web
 import attrs
 import kmock
 from kmock._internal import enums, rendering
@@ -50,6 +52,9 @@ def _selector_matches(selector: str, labels: dict[str, str]) -> bool:
     return True
 
 
+_SINGLE_OBJECT_ACTIONS = frozenset({
+    enums.action.CREATE, enums.action.FETCH, enums.action.UPDATE, enums.action.DELETE,
+})
 _CHANGE_TYPES: dict[enums.action | None, str] = {
     enums.action.CREATE: "ADDED", enums.action.UPDATE: "MODIFIED", enums.action.DELETE: "DELETED",
 }
@@ -66,6 +71,12 @@ class ApiServer(kmock.KubernetesEmulator):
     _compacted_below: int = attrs.field(default=0, init=False)
     _changed: asyncio.Condition = attrs.field(factory=asyncio.Condition, init=False)
     _watch_generation: int = attrs.field(default=0, init=False)
+    creates: collections.Counter[kmock.resource] = attrs.field(factory=collections.Counter, init=False)
+    """Create requests per resource, answered or refused (409 AlreadyExists)."""
+    direct: bool = False
+    """Serve reads and writes of single objects straight from the store, skipping kmock's reaction matching
+    (which compares every request with all earlier ones: too slow for thousands of objects). Reactions, and
+    so fault injection, then apply to lists and watches only."""
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -80,6 +91,7 @@ class ApiServer(kmock.KubernetesEmulator):
         if request.resource is None or request.subresource == "log":
             return await super()._handle(request)
         if request.action == enums.action.CREATE and isinstance(request.data, dict):
+            self.creates[request.resource] += 1
             metadata = request.data.setdefault("metadata", {})
             metadata.setdefault("namespace", request.namespace)
             metadata.setdefault("uid", str(uuid.uuid4()))
@@ -87,9 +99,37 @@ class ApiServer(kmock.KubernetesEmulator):
         key = (request.resource, request.namespace or (request.data or {}).get("metadata", {}).get("namespace"),
                request.name or (request.data or {}).get("metadata", {}).get("name"))
         try:
+            if self.direct and request.action in _SINGLE_OBJECT_ACTIONS:
+                self._requests.remove(request)
+                return self._serve_directly(request, key)
             return await super()._handle(request)
         finally:
             await self._record(request, key)
+
+    def _serve_directly(self, request: rendering.Request, key: Any) -> aiohttp.web.StreamResponse:
+        stored = self.objects[key] if key in self.objects else None  # noqa: SIM401 - no .get() on it
+        exists = stored is not None and not stored.deleted
+        if request.action == enums.action.CREATE:
+            if exists:
+                return self._render_status(409, "AlreadyExists")
+            if stored is None:
+                self.objects[key] = request.data
+            else:
+                stored.create(request.data)
+            return aiohttp.web.json_response(self.objects[key].raw, status=201)
+        if stored is None or not exists:
+            return self._render_status(404, "NotFound")
+        if request.action == enums.action.UPDATE:
+            stored.patch(request.data)
+        elif request.action == enums.action.DELETE:
+            stored.delete()
+            return aiohttp.web.json_response(stored.last.raw)
+        return aiohttp.web.json_response(stored.raw)
+
+    @staticmethod
+    def _render_status(code: int, reason: str) -> aiohttp.web.StreamResponse:
+        status = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code, "reason": reason}
+        return aiohttp.web.json_response(status, status=code)
 
     async def _record(self, request: rendering.Request, key: Any) -> None:
         change_type = _CHANGE_TYPES.get(request.action)
@@ -191,6 +231,11 @@ class ApiServer(kmock.KubernetesEmulator):
             if not pending:
                 async with self._changed:
                     await self._changed.wait()
+
+    async def wait_until(self, condition: Callable[[], bool]) -> None:
+        """Until `condition()` holds, checked after every change."""
+        async with self._changed:
+            await self._changed.wait_for(condition)
 
     def compact(self) -> None:
         """Forget the change history, as etcd compaction does: resuming a watch from before now gets 410 Gone."""

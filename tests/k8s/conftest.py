@@ -31,12 +31,9 @@ class Exits:
             self.reported.append(runner_exit)
             self._changed.notify_all()
 
-    async def of(self, execution_id: str, timeout: float = 60.0) -> RunnerExit:
-        async with self._changed:
-            await asyncio.wait_for(
-                self._changed.wait_for(lambda: any(e.execution_id == execution_id for e in self.reported)),
-                timeout,
-            )
+    async def of(self, execution_id: str) -> RunnerExit:
+        async with asyncio.timeout(60), self._changed:
+            await self._changed.wait_for(lambda: any(e.execution_id == execution_id for e in self.reported))
         return next(e for e in self.reported if e.execution_id == execution_id)
 
     def count(self, execution_id: str) -> int:

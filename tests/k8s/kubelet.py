@@ -60,6 +60,7 @@ class TestKubelet:
         self._jobs_seen: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._follower: asyncio.Task[None] | None = None
+        self._output = asyncio.Condition()
 
     async def start(self) -> None:
         self.server[PODS, kmock.subresource("log")] << self._serve_log
@@ -77,6 +78,11 @@ class TestKubelet:
 
     def log_of(self, job_name: str) -> str:
         return "".join(pod.log.decode() for pod in self.pods.values() if pod.job["metadata"]["name"] == job_name)
+
+    async def printed(self, job_name: str, text: str) -> None:
+        """Until the pod of `job_name` printed `text`."""
+        async with asyncio.timeout(60), self._output:
+            await self._output.wait_for(lambda: text in self.log_of(job_name))
 
     def _serve_log(self, request: kmock.Request) -> bytes:
         pod = self.pods.get(request.name or "")
@@ -126,14 +132,10 @@ class TestKubelet:
 
     async def _run_job(self, job: dict[str, Any]) -> None:
         execution_id = job["metadata"]["annotations"][EXECUTION_ID]
-        pod = await self._create_pod(job)
-        await self._job_status(job, {"active": 1, "startTime": now_timestamp()})
         fault = self.faults.get(execution_id)
+        pod = await self._create_pod(job, unschedulable=fault is Fault.UNSCHEDULABLE)
+        await self._job_status(job, {"active": 1, "startTime": now_timestamp()})
         if fault is Fault.UNSCHEDULABLE:
-            await self._pod_status(pod, {"phase": "Pending", "conditions": [{
-                "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-                "message": "0/3 nodes are available: 3 Insufficient memory. preemption: 0/3 nodes are available.",
-            }]})
             return
         if fault is Fault.IMAGE_PULL:
             await self._waiting(pod, "ImagePullBackOff", f'Back-off pulling image "{self._image(job)}"')
@@ -151,8 +153,14 @@ class TestKubelet:
     def _image(self, job: dict[str, Any]) -> str:
         return str(job["spec"]["template"]["spec"]["containers"][0]["image"])
 
-    async def _create_pod(self, job: dict[str, Any]) -> _Pod:
+    async def _create_pod(self, job: dict[str, Any], unschedulable: bool) -> _Pod:
         template = job["spec"]["template"]
+        status: dict[str, Any] = {"phase": "Pending"}
+        if unschedulable:
+            status["conditions"] = [{
+                "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                "message": "0/3 nodes are available: 3 Insufficient memory. preemption: 0/3 nodes are available.",
+            }]
         name = f"{job['metadata']['name']}-{secrets.token_hex(3)[:5]}"
         body = {
             "apiVersion": "v1",
@@ -165,7 +173,7 @@ class TestKubelet:
                                      "uid": job["metadata"]["uid"], "controller": True}],
             },
             "spec": template["spec"],
-            "status": {"phase": "Pending"},
+            "status": status,
         }
         async with self.server.post(f"/api/v1/namespaces/{job['metadata']['namespace']}/pods", json=body) as resp:
             await resp.read()
@@ -216,6 +224,8 @@ class TestKubelet:
         async for line in pod.process.stdout:
             pod.log.extend(line)
             pod.first_line.set()
+            async with self._output:
+                self._output.notify_all()
         pod.first_line.set()
 
     async def _supervise(self, pod: _Pod, job: dict[str, Any], fault: Fault | None) -> None:

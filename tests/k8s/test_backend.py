@@ -71,7 +71,7 @@ async def test_kill_deletes_the_job_in_the_foreground_with_its_pod_and_secret(
     spec = launch_spec()
     kubelet.scripts[spec.execution_id] = "import time; print('working', flush=True); time.sleep(120)"
     await backend.launch(spec)
-    await _printed(kubelet, spec.execution_id, "working")
+    await kubelet.printed(job_name(spec.execution_id), "working")
 
     await backend.kill(spec.execution_id)
 
@@ -96,7 +96,7 @@ async def test_a_job_deleted_from_outside_fails_its_execution(
     spec = launch_spec()
     kubelet.scripts[spec.execution_id] = "import time; print('working', flush=True); time.sleep(120)"
     await backend.launch(spec)
-    await _printed(kubelet, spec.execution_id, "working")
+    await kubelet.printed(job_name(spec.execution_id), "working")
 
     async with apiserver.delete(f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs/{job_name(spec.execution_id)}") as r:
         assert r.status == 200
@@ -104,8 +104,3 @@ async def test_a_job_deleted_from_outside_fails_its_execution(
     runner_exit = await exits.of(spec.execution_id)
     assert runner_exit.status is ExecutionStatus.FAILED
     assert "deleted from outside Bifrost" in runner_exit.reason
-
-
-async def _printed(kubelet: TestKubelet, execution_id: str, text: str) -> None:
-    while text not in kubelet.log_of(job_name(execution_id)):
-        await asyncio.sleep(0.02)

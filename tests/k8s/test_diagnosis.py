@@ -3,6 +3,8 @@ understands, a suggested fix and the last lines of the pod's log."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import pytest
 
 from bifrost.protocol import ExecutionStatus
@@ -102,14 +104,14 @@ async def test_a_job_past_its_deadline_times_out(
 
 @pytest.fixture
 def impatient(settings: Settings) -> Settings:
-    return settings.model_copy(update={"k8s_pending_timeout_seconds": 0.5})
+    return settings.model_copy(update={"k8s_pending_timeout_seconds": 2})
 
 
 @pytest.fixture
-async def impatient_backend(impatient: Settings, exits: Exits) -> KubernetesBackend:
+async def impatient_backend(impatient: Settings, exits: Exits) -> AsyncIterator[KubernetesBackend]:
     backend = KubernetesBackend(impatient)
     await backend.start(exits)
-    yield backend  # type: ignore[misc]
+    yield backend
     await backend.stop()
 
 

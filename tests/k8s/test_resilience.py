@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import kmock
 
@@ -16,16 +17,16 @@ from tests.k8s.conftest import NAMESPACE, Exits, launch_spec
 from tests.k8s.kubelet import TestKubelet
 
 
+def job_status(apiserver: ApiServer, execution_id: str) -> dict[str, Any]:
+    job = apiserver.object(JOBS, NAMESPACE, job_name(execution_id))
+    return dict((job or {}).get("status") or {})
+
+
 def wait_for_file(path: Path) -> str:
     return (
         "import os, time\nprint('working', flush=True)\n"
         f"while not os.path.exists({str(path)!r}): time.sleep(0.02)\nprint('done')"
     )
-
-
-async def printed(kubelet: TestKubelet, execution_id: str, text: str) -> None:
-    while text not in kubelet.log_of(job_name(execution_id)):
-        await asyncio.sleep(0.02)
 
 
 async def test_a_dropped_watch_resumes_and_loses_no_execution(
@@ -34,7 +35,7 @@ async def test_a_dropped_watch_resumes_and_loses_no_execution(
     spec = launch_spec()
     kubelet.scripts[spec.execution_id] = wait_for_file(tmp_path / "go")
     await backend.launch(spec)
-    await printed(kubelet, spec.execution_id, "working")
+    await kubelet.printed(job_name(spec.execution_id), "working")
     watches_before = len(apiserver[kmock.action.WATCH, JOBS])
 
     apiserver.end_watches()
@@ -52,13 +53,12 @@ async def test_410_gone_lists_again_and_loses_no_execution(
     spec = launch_spec()
     kubelet.scripts[spec.execution_id] = wait_for_file(tmp_path / "go")
     await backend.launch(spec)
-    await printed(kubelet, spec.execution_id, "working")
+    await kubelet.printed(job_name(spec.execution_id), "working")
 
     apiserver[kmock.action.WATCH, JOBS][:3] << 500
     apiserver.end_watches()
     (tmp_path / "go").touch()
-    while apiserver.object(JOBS, NAMESPACE, job_name(spec.execution_id))["status"].get("succeeded") != 1:  # type: ignore[index]
-        await asyncio.sleep(0.02)
+    await apiserver.wait_until(lambda: job_status(apiserver, spec.execution_id).get("succeeded") == 1)
     apiserver.compact()
 
     runner_exit = await exits.of(spec.execution_id)
@@ -72,7 +72,7 @@ async def test_a_job_deleted_while_the_watch_was_away_fails_its_execution(
     spec = launch_spec()
     kubelet.scripts[spec.execution_id] = wait_for_file(tmp_path / "never")
     await backend.launch(spec)
-    await printed(kubelet, spec.execution_id, "working")
+    await kubelet.printed(job_name(spec.execution_id), "working")
 
     apiserver[kmock.action.WATCH, JOBS][:3] << 500
     apiserver.end_watches()

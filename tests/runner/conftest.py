@@ -148,7 +148,7 @@ def runner_api() -> Iterator[ServedRunnerApi]:
 
 @pytest.fixture
 async def harness(runner_api: ServedRunnerApi, nats_server: NatsServer, tmp_path: Path) -> AsyncIterator[Harness]:
-    nc = await nats.connect(nats_server.url, max_reconnect_attempts=-1, reconnect_time_wait=0.1)  # type: ignore[arg-type]
+    nc = await nats.connect(nats_server.url, max_reconnect_attempts=-1, reconnect_time_wait=0.1)
     js = nc.jetstream()
     await ensure_streams(js)
     workspace = tmp_path / "workspace"

@@ -8,6 +8,7 @@ import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -52,7 +53,7 @@ class LocalRun:
             workspace_dir=str(self.harness.workspace),
         )
 
-    async def launch(self, function_name: str, **fields: object) -> RunPayload:
+    async def launch(self, function_name: str, **fields: Any) -> RunPayload:
         payload, token = self.harness.payload(function_name, **fields)
         await self.backend.launch(self.spec(payload, token))
         return payload
@@ -85,7 +86,7 @@ async def _result(harness: Harness, execution_id: str) -> object:
     finished = events[-1].event
     assert finished.type == "finished" and finished.status is ExecutionStatus.SUCCESS, finished
     (result,) = [stored.event for stored in events if stored.event.type == "result"]
-    return result.result  # type: ignore[union-attr]
+    return result.result
 
 
 async def test_each_launch_runs_in_a_fresh_process_and_its_exit_is_reported(local: LocalRun) -> None:
@@ -153,11 +154,34 @@ async def test_kill_terminates_the_runner(local: LocalRun, tmp_path: Path) -> No
     )
 
 
+async def test_kill_escalates_to_sigkill_when_sigterm_is_ignored(local: LocalRun) -> None:
+    local.harness.write("""
+        import asyncio
+        import signal
+        from bifrost import workflow
+
+        @workflow
+        async def stubborn():
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            print("ignoring SIGTERM")
+            await asyncio.sleep(3600)
+    """)
+    payload = await local.launch("stubborn")
+    await local.harness.events(payload.execution_id, until=logged("ignoring SIGTERM"))
+
+    await local.backend.kill(payload.execution_id)
+
+    runner_exit = await local.next_exit()
+    assert runner_exit.reason == "runner killed by signal 9 (SIGKILL) at the control plane's request"
+
+
 async def test_a_runner_killed_from_outside_is_reported(local: LocalRun, tmp_path: Path) -> None:
     local.harness.write(WAIT_FOR_MARKER)
     payload = await local.launch("wait_for", parameters={"marker": str(tmp_path / "never")})
     events = await local.harness.events(payload.execution_id, until=logged("waiting"))
-    pid = events[0].event.pid  # type: ignore[union-attr]
+    started = events[0].event
+    assert started.type == "started" and started.pid is not None
+    pid = started.pid
 
     os.kill(pid, signal.SIGKILL)
 

@@ -26,7 +26,6 @@ def module_name(relative_file: str) -> str:
 def import_from() -> Iterator[Callable[[Path], Importer]]:
     """Import workspace files as the runner does (the workspace root on sys.path), and forget them after."""
     roots: list[str] = []
-    before = set(sys.modules)
 
     def for_root(root: Path) -> Importer:
         roots.append(str(root))
@@ -35,10 +34,22 @@ def import_from() -> Iterator[Callable[[Path], Importer]]:
         return lambda relative_file: importlib.import_module(module_name(relative_file))
 
     yield for_root
+    imported_here = [
+        name
+        for name, module in list(sys.modules.items())
+        if any(_location(module).startswith(root) for root in roots)
+    ]
+    for name in imported_here:
+        sys.modules.pop(name, None)
     for root in roots:
         sys.path.remove(root)
-    for name in set(sys.modules) - before:
-        del sys.modules[name]
+
+
+def _location(module: ModuleType) -> str:
+    """A module's file, or for a namespace package its first folder."""
+    spec = getattr(module, "__spec__", None)
+    locations = list(getattr(spec, "submodule_search_locations", None) or [])
+    return getattr(module, "__file__", None) or (locations[0] if locations else "")
 
 
 @pytest.fixture

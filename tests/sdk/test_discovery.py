@@ -98,6 +98,12 @@ def test_every_import_style_of_the_decorators_is_recognised(
                 @dp
                 def aliased_provider(): ...
             """,
+            "star.py": """
+                from bifrost import *
+
+                @workflow
+                def via_star(): ...
+            """,
             "ops/nested/deep.py": """
                 from bifrost.decorators import workflow
 
@@ -128,6 +134,7 @@ def test_every_import_style_of_the_decorators_is_recognised(
         "via_module": "module_attr.py",
         "via_alias": "aliased.py",
         "via_module_alias": "aliased.py",
+        "via_star": "star.py",
         "in_a_plain_folder": "ops/nested/deep.py",
         "in_package_init": "pkg/__init__.py",
         "in_a_package": "pkg/sub/mod.py",
@@ -293,6 +300,7 @@ def test_types_defined_in_the_file_are_rebuilt_without_importing(
             """A person to notify."""
 
             model_config = ConfigDict(extra="forbid")
+            kind: t.ClassVar[str] = "contact"
 
             email: str = Field(description="Where to write.", max_length=200)
             phone: Optional[str] = None

@@ -9,6 +9,7 @@ import pytest
 from pydantic import BaseModel, Field
 
 from bifrost import ExecutionContext, workflow, workflow_info
+from bifrost.errors import ParameterWarning
 from bifrost.schema import ParameterValidationError, bind_arguments, validate_parameters
 
 
@@ -155,9 +156,18 @@ def test_descriptions_from_annotated_field_and_from_the_docstring() -> None:
 
 
 def test_unsupported_annotation_becomes_any_with_a_warning_not_a_crash() -> None:
-    @workflow
-    def f(thing: Widget, items: list[Widget], plain: Any, untyped) -> None:  # type: ignore[no-untyped-def]
-        ...
+    with pytest.warns(ParameterWarning) as caught:
+
+        @workflow
+        def f(thing: Widget, items: list[Widget], plain: Any, untyped) -> None:  # type: ignore[no-untyped-def]
+            ...
+
+    assert [str(warning.message) for warning in caught] == [
+        "@workflow f: parameter 'thing': type Widget cannot be described as a form field; it accepts any value",
+        f"@workflow f: parameter 'items': type {list[Widget]!r} cannot be described as a form field; it accepts "
+        "any value",
+    ]
+    assert {warning.filename for warning in caught} == {__file__}, "the warning points at the workflow"
 
     info = workflow_info(f)
     assert info.parameters_schema["properties"]["thing"] == {"title": "Thing"}
@@ -171,9 +181,11 @@ def test_unsupported_annotation_becomes_any_with_a_warning_not_a_crash() -> None
 
 
 def test_an_unresolvable_string_annotation_is_reported_not_raised() -> None:
-    @workflow
-    def f(a: NotDefinedAnywhere, b: int) -> None:  # type: ignore[name-defined]  # noqa: F821
-        ...
+    with pytest.warns(ParameterWarning):
+
+        @workflow(category="Forward references")
+        def f(a: NotDefinedAnywhere, b: int) -> None:  # type: ignore[name-defined]  # noqa: F821
+            ...
 
     info = workflow_info(f)
     assert info.parameters_schema["properties"]["b"]["type"] == "integer"
@@ -274,7 +286,7 @@ def test_bind_arguments_builds_real_python_values_and_injects_the_context(
         person: Person,
         priority: Priority,
         ident: uuid.UUID,
-        thing: Widget | None = None,
+        thing: dict[str, Any] | None = None,
         limit: int = 5,
     ) -> None: ...
 
@@ -319,7 +331,6 @@ def test_bind_arguments_reports_wrong_and_unknown_values(execution_context: Exec
 
 
 def test_bind_arguments_passes_unsupported_types_through_as_given(execution_context: ExecutionContext) -> None:
-    @workflow
     def f(thing: Widget) -> None: ...
 
     assert bind_arguments(f, {"thing": {"any": "json"}}, execution_context) == {"thing": {"any": "json"}}

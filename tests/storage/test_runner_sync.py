@@ -7,17 +7,8 @@ from pathlib import Path
 import pytest
 
 from bifrost.workspace import Manifest, RevisionChangedError
-from bifrost_runner.sync import (
-    INDEX_FILE,
-    LocalFolderSource,
-    RetryPolicy,
-    RevisionSource,
-    S3Source,
-    WorkspaceSyncError,
-    open_source,
-    sync_revision,
-    sync_workspace,
-)
+from bifrost_runner.sync import INDEX_FILE, LOCK_FILE, RetryPolicy, WorkspaceSyncError, sync_revision, sync_workspace
+from bifrost_runner.workspace_source import LocalFolderSource, RevisionSource, S3Source, open_source
 from control_plane.workspace_store import LocalFolderStore, WorkspaceStore, upload_files
 from tests.s3 import READER_KEY, READER_SECRET, SeaweedS3, running_seaweedfs
 from tests.storage.conftest import PREFIX, admin_store
@@ -36,7 +27,7 @@ def cached_files(cache: Path) -> dict[str, bytes]:
     return {
         p.relative_to(cache).as_posix(): p.read_bytes()
         for p in cache.rglob("*")
-        if p.is_file() and p.name not in (INDEX_FILE, ".bifrost-sync.lock") and "__pycache__" not in p.parts
+        if p.is_file() and p.name not in (INDEX_FILE, LOCK_FILE) and "__pycache__" not in p.parts
     }
 
 

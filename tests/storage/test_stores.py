@@ -241,3 +241,11 @@ def test_settings_open_the_store_they_name(seaweedfs: SeaweedS3, bucket: str, tm
     folder.write("flow.py", HELLO)
     assert (tmp_path / "flow.py").read_bytes() == HELLO
     assert isinstance(open_store(str(tmp_path)), LocalFolderStore)
+
+
+def test_the_same_files_are_the_same_revision_in_a_folder_and_in_a_bucket(
+    local_store: LocalFolderStore, s3_store: S3Store
+) -> None:
+    files = {"flow.py": HELLO, "data/rates.json": b'{"eur": 1}', "docs/README.md": b"# Flows\n"}
+    assert upload_files(local_store, files).revision == upload_files(s3_store, files).revision
+    assert local_store.manifest() == s3_store.manifest()

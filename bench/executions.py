@@ -1,0 +1,241 @@
+"""Executions end to end, as `bifrost serve` runs them (SQLite, embedded NATS, local backend):
+
+1. sync round trip, request to result: p50/p95/p99 over 200 calls;
+2. 40 sequential sync runs of a ~10 ms workflow: total time;
+3. 1,000 async executions: started over the API, throughput until the last one finished;
+4. ingest: 100,000 log lines published as a runner does, lines per second until all are in the database;
+5. peak memory of the control plane (this process) and of a runner (reported by the workflow itself).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import resource
+import statistics
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import nats
+import uvicorn
+from pydantic import SecretStr
+from sqlalchemy import Engine as DatabaseEngine
+from sqlalchemy import func, select
+from sqlmodel import Session, SQLModel
+
+from bifrost.protocol import (
+    ExecutionStatus,
+    FinishedEvent,
+    LogEvent,
+    LogRecord,
+    StartedEvent,
+    events_subject,
+    message_id,
+)
+from control_plane.app import create_app
+from control_plane.auth import TokenIssuer
+from control_plane.backends.local import LocalBackend
+from control_plane.db.models import Execution, Organization, User
+from control_plane.db.session import make_engine
+from control_plane.engine import Engine
+from control_plane.settings import Settings
+from tests.services import free_port
+
+KEY = "bfk_benchmark-engine-key-0123456789"
+SYNC_CALLS = 200
+SEQUENTIAL_RUNS = 40
+ASYNC_EXECUTIONS = 1_000
+LOG_LINES = 100_000
+LINES_PER_EVENT = 100
+
+WORKFLOWS = """
+import asyncio
+import resource
+
+from bifrost import workflow
+
+
+@workflow(execution_mode="sync")
+def trivial(n: int = 0):
+    return {"n": n}
+
+
+@workflow(execution_mode="sync")
+async def ten_ms():
+    await asyncio.sleep(0.01)
+    return {"peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
+
+
+@workflow
+def background(n: int = 0):
+    return {"n": n}
+"""
+
+
+@contextmanager
+def serving(settings: Settings) -> Iterator[None]:
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings), host=settings.host, port=settings.port, log_level="warning", access_log=False
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        if not thread.is_alive():
+            raise RuntimeError("Bifrost failed to start")
+        time.sleep(0.02)
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        thread.join(timeout=60)
+
+
+def percentile(durations: list[float], pct: int) -> float:
+    return statistics.quantiles(durations, n=100)[pct - 1]
+
+
+def run_sync(api: httpx.Client, workflow: str, parameters: dict[str, int]) -> dict[str, int]:
+    response = api.post(f"/api/workflows/{workflow}/execute", json={"parameters": parameters})
+    if response.status_code != 200 or response.json()["status"] != ExecutionStatus.SUCCESS.value:
+        raise RuntimeError(f"sync run of {workflow} answered {response.status_code}: {response.text[:300]}")
+    result: dict[str, int] = response.json()["result"]
+    return result
+
+
+def timed(count: int, call: Callable[[int], object]) -> list[float]:
+    durations = []
+    for index in range(count):
+        start = time.perf_counter()
+        call(index)
+        durations.append((time.perf_counter() - start) * 1000)
+    return durations
+
+
+def count_unfinished(db: DatabaseEngine, ids: list[str]) -> int:
+    active = (ExecutionStatus.PENDING, ExecutionStatus.RUNNING)
+    with Session(db) as session:
+        query = select(func.count()).where(Execution.id.in_(ids), Execution.status.in_(active))  # type: ignore[attr-defined]
+        return int(session.execute(query).scalar_one())
+
+
+def api_figures(tmp: Path) -> dict[str, str]:
+    workspace = tmp / "workspace"
+    workspace.mkdir(parents=True)
+    (workspace / "flows.py").write_text(WORKFLOWS)
+    settings = Settings(
+        data_dir=tmp / "data",
+        workspace_url=str(workspace),
+        port=free_port(),
+        bootstrap_api_key=SecretStr(KEY),
+    )
+    figures: dict[str, str] = {}
+    with serving(settings), httpx.Client(base_url=settings.api_url, headers={"X-Bifrost-Key": KEY}, timeout=60) as api:
+        timed(20, lambda n: run_sync(api, "trivial", {"n": n}))  # warm-up: runner template up, code paths loaded
+        sync = timed(SYNC_CALLS, lambda n: run_sync(api, "trivial", {"n": n}))
+        figures["1. sync round trip p50 / p95 / p99"] = (
+            f"{statistics.median(sync):.1f} / {percentile(sync, 95):.1f} / {percentile(sync, 99):.1f} ms"
+        )
+
+        peak_runner_kb = 0
+        start = time.perf_counter()
+        for _ in range(SEQUENTIAL_RUNS):
+            peak_runner_kb = max(peak_runner_kb, run_sync(api, "ten_ms", {})["peak_rss_kb"])
+        total = time.perf_counter() - start
+        figures[f"2. {SEQUENTIAL_RUNS} sequential ~10 ms runs"] = (
+            f"{total:.2f} s total, {total / SEQUENTIAL_RUNS * 1000:.1f} ms each"
+        )
+
+        start = time.perf_counter()
+        ids = []
+        for n in range(ASYNC_EXECUTIONS):
+            response = api.post("/api/workflows/background/execute", json={"parameters": {"n": n}})
+            if response.status_code != 202:
+                raise RuntimeError(f"async start answered {response.status_code}: {response.text[:300]}")
+            ids.append(response.json()["execution_id"])
+        started = time.perf_counter() - start
+        db = make_engine(settings.resolved_database_url)
+        while count_unfinished(db, ids):
+            time.sleep(0.05)
+        total = time.perf_counter() - start
+        db.dispose()
+        figures[f"3. {ASYNC_EXECUTIONS:,} async executions"] = (
+            f"{ASYNC_EXECUTIONS / total:.0f} executions/s ({total:.1f} s; all started in {started:.1f} s)"
+        )
+        figures["5. peak memory: runner"] = f"{peak_runner_kb / 1024:.0f} MB RSS (ten_ms, self-reported)"
+    return figures
+
+
+async def ingest_lines_per_second(tmp: Path) -> float:
+    """Publish LOG_LINES log lines for one execution, then time until the engine has committed them all."""
+    settings = Settings(data_dir=tmp / "data", workspace_url=str(tmp))
+    settings.data_dir.mkdir()
+    db = make_engine(settings.resolved_database_url)
+    SQLModel.metadata.create_all(db)
+    with Session(db, expire_on_commit=False) as session:
+        org = Organization(name="bench")
+        session.add(org)
+        session.flush()
+        user = User(email="bench@bifrost.local", org_id=org.id)
+        session.add(user)
+        session.flush()
+        # Marked as launched, so the engine does not try to start a runner for it: the bench plays the runner.
+        execution = Execution(org_id=org.id, user_id=user.id, workflow_name="chatty", backend="bench")
+        session.add(execution)
+        session.commit()
+    engine = Engine(settings, db, LocalBackend(settings), TokenIssuer(b"bench-signing-key"))
+    await engine.start()
+    try:
+        runner = await nats.connect(engine.nats_url)
+        js = runner.jetstream()
+        execution_id = execution.id
+        events = [StartedEvent(execution_id=execution_id, seq=1)]
+        now = datetime.now(UTC)
+        for index in range(LOG_LINES // LINES_PER_EVENT):
+            records = [
+                LogRecord(ts=now, level="INFO", logger="bench", message=f"line {index * LINES_PER_EVENT + n}")
+                for n in range(LINES_PER_EVENT)
+            ]
+            events.append(LogEvent(execution_id=execution_id, seq=index + 2, records=records))
+        events.append(FinishedEvent(execution_id=execution_id, seq=len(events) + 1, status=ExecutionStatus.SUCCESS))
+        payloads = [event.model_dump_json().encode() for event in events]
+        start = time.perf_counter()
+        acks = [
+            await js.publish_async(
+                events_subject(execution_id), payload, headers={"Nats-Msg-Id": message_id(execution_id, seq + 1)}
+            )
+            for seq, payload in enumerate(payloads)
+        ]
+        await asyncio.gather(*acks)
+        if not await engine.wait_terminal(execution_id, timeout=600):
+            raise RuntimeError("the bench execution never finished")
+        elapsed = time.perf_counter() - start
+        await runner.close()
+    finally:
+        await engine.stop()
+        db.dispose()
+    return LOG_LINES / elapsed
+
+
+def main() -> None:
+    figures: dict[str, str] = {}
+    with tempfile.TemporaryDirectory(prefix="bifrost-bench-executions-") as tmp:
+        figures |= api_figures(Path(tmp))
+    with tempfile.TemporaryDirectory(prefix="bifrost-bench-ingest-") as tmp:
+        rate = asyncio.run(ingest_lines_per_second(Path(tmp)))
+    figures[f"4. ingest of {LOG_LINES:,} log lines"] = f"{rate:,.0f} lines/s into SQLite"
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    figures["5. peak memory: control plane"] = f"{peak_kb / 1024:.0f} MB RSS (this process, bench client included)"
+    width = max(len(label) for label in figures)
+    for label in sorted(figures):
+        print(f"{label:<{width}}  {figures[label]}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+"""Committed changes announced to the other control-plane replicas over core NATS, so their terminal waiters
+and live subscribers hear of executions this replica ingested. Log lines travel as line ranges: only a
+replica that has subscribers for the execution reads them back from the database."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from typing import Annotated, Literal
+
+import nats.errors
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from pydantic import BaseModel, Field, ValidationError
+
+from control_plane.engine.live import LiveEvent, LiveHub
+from control_plane.engine.store import ExecutionStore
+
+logger = logging.getLogger(__name__)
+
+LIVE_SUBJECT_WILDCARD = "bifrost.live.*"
+ORIGIN_HEADER = "Bifrost-Origin"
+
+
+def live_subject(execution_id: str) -> str:
+    return f"bifrost.live.{execution_id}"
+
+
+class _LogRange(BaseModel):
+    kind: Literal["log_range"] = "log_range"
+    first: int
+    last: int
+
+
+class _Announcement(BaseModel):
+    execution_id: str
+    terminal: bool
+    items: list[Annotated[LiveEvent | _LogRange, Field(discriminator="kind")]]
+
+
+def _compact(events: list[LiveEvent]) -> list[LiveEvent | _LogRange]:
+    items: list[LiveEvent | _LogRange] = []
+    for event in events:
+        if event.kind != "log":
+            items.append(event)
+        elif items and isinstance(items[-1], _LogRange) and items[-1].last == event.id - 1:
+            items[-1].last = event.id
+        else:
+            items.append(_LogRange(first=event.id, last=event.id))
+    return items
+
+
+class ReplicaAnnouncer:
+    def __init__(self, hub: LiveHub, store: ExecutionStore) -> None:
+        self._hub = hub
+        self._store = store
+        self._origin = uuid.uuid4().hex
+        self._nats: NatsClient | None = None
+
+    async def start(self, client: NatsClient) -> None:
+        self._nats = client
+        await client.subscribe(LIVE_SUBJECT_WILDCARD, cb=self._receive)
+
+    def stop(self) -> None:
+        self._nats = None
+
+    async def announce(self, execution_id: str, events: list[LiveEvent], terminal: bool) -> None:
+        if self._nats is None:
+            return
+        announcement = _Announcement(execution_id=execution_id, terminal=terminal, items=_compact(events))
+        payload = announcement.model_dump_json().encode()
+        if len(payload) > self._nats.max_payload:
+            # A result or variables too large to relay: other replicas' subscribers read it from the execution.
+            announcement.items = [item for item in announcement.items if item.kind in ("status", "log_range")]
+            payload = announcement.model_dump_json().encode()
+        try:
+            await self._nats.publish(live_subject(execution_id), payload, headers={ORIGIN_HEADER: self._origin})
+        except nats.errors.Error as exc:
+            logger.debug("announcing changes of %s to other replicas failed: %s", execution_id, exc)
+
+    async def _receive(self, message: Msg) -> None:
+        if message.headers and message.headers.get(ORIGIN_HEADER) == self._origin:
+            return
+        try:
+            announcement = _Announcement.model_validate_json(message.data)
+        except ValidationError:
+            logger.warning("ignoring a malformed announcement on %s", message.subject)
+            return
+        execution_id = announcement.execution_id
+        events: list[LiveEvent] = []
+        if self._hub.has_subscribers(execution_id):
+            for item in announcement.items:
+                if isinstance(item, _LogRange):
+                    events.extend(await asyncio.to_thread(self._store.log_lines, execution_id, item.first, item.last))
+                else:
+                    events.append(item)
+        self._hub.deliver(execution_id, events, announcement.terminal)

@@ -1,0 +1,185 @@
+"""The Job and Secret of an execution: what `kubectl` users and cluster admins rely on, and schema-valid for
+every Kubernetes version we support (1.28 to 1.34)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from typing import Any
+
+import kubernetes_validate
+import pytest
+from pydantic import ValidationError
+
+from control_plane.backends.base import RunnerResources
+from control_plane.backends.kubernetes_spec import (
+    build_job,
+    build_secret,
+    inspect_commands,
+    job_name,
+    label_value,
+    secret_name,
+)
+from control_plane.settings import K8sToleration, Settings
+from tests.k8s.conftest import launch_spec
+
+SUPPORTED_VERSIONS = ["1.28", "1.34"]
+DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+LABEL_VALUE = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9]")
+
+
+@pytest.fixture
+def production() -> Settings:
+    return Settings(
+        k8s_namespace="automation",
+        runner_image="registry.example/bifrost-runner:1.2.3",
+        runner_image_pull_policy="Always",
+        runner_image_pull_secrets=["registry-creds"],
+        k8s_node_selector={"workload": "automation"},
+        k8s_tolerations=[K8sToleration(key="dedicated", operator="Equal", value="automation", effect="NoSchedule")],
+        k8s_ttl_seconds_after_finished=900,
+        k8s_deadline_grace_seconds=60,
+    )
+
+
+@pytest.mark.parametrize("version", SUPPORTED_VERSIONS)
+def test_the_job_and_secret_are_valid_for_every_supported_kubernetes_version(
+    production: Settings, version: str
+) -> None:
+    spec = launch_spec(resources=RunnerResources(cpu_request="500m", cpu_limit="2", memory_limit_mb=4096))
+    job = build_job(spec, production)
+    kubernetes_validate.validate(job, version, strict=True)
+    kubernetes_validate.validate(build_secret(spec, production, "6c1c2b0e-1111-2222-3333-444455556666"), version,
+                                 strict=True)
+
+
+def test_the_job_follows_the_runner_contract(production: Settings) -> None:
+    spec = launch_spec(timeout_seconds=300)
+    job = build_job(spec, production)
+    pod = job["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+
+    assert job["metadata"]["name"] == f"bifrost-run-{spec.execution_id}"
+    assert job["metadata"]["namespace"] == "automation"
+    assert job["metadata"]["labels"] == job["spec"]["template"]["metadata"]["labels"] == {
+        "app.kubernetes.io/name": "bifrost-runner",
+        "app.kubernetes.io/managed-by": "bifrost",
+        "app.kubernetes.io/part-of": "bifrost",
+        "bifrost.io/execution-id": spec.execution_id,
+        "bifrost.io/workflow": "create_user",
+        "bifrost.io/org": "org-1",
+    }
+    assert job["spec"]["backoffLimit"] == 0
+    assert job["spec"]["activeDeadlineSeconds"] == 360
+    assert job["spec"]["ttlSecondsAfterFinished"] == 900
+    assert pod["restartPolicy"] == "Never"
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["imagePullSecrets"] == [{"name": "registry-creds"}]
+    assert pod["nodeSelector"] == {"workload": "automation"}
+    assert pod["tolerations"] == [
+        {"key": "dedicated", "operator": "Equal", "value": "automation", "effect": "NoSchedule"}
+    ]
+    assert container["image"] == "registry.example/bifrost-runner:1.2.3"
+    assert container["imagePullPolicy"] == "Always"
+    assert container["command"] == ["python", "-m", "bifrost_runner"]
+    assert container["securityContext"] == {
+        "runAsNonRoot": True,
+        "runAsUser": 10001,
+        "runAsGroup": 10001,
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    assert {m["mountPath"] for m in container["volumeMounts"]} == {"/workspace", "/tmp"}
+    assert all("emptyDir" in volume for volume in pod["volumes"])
+    assert container["resources"] == {
+        "requests": {"cpu": "100m", "memory": "256Mi"},
+        "limits": {"cpu": "1", "memory": "1024Mi"},
+    }
+
+
+def test_the_token_is_only_in_the_secret_and_referenced_from_the_env(production: Settings) -> None:
+    spec = launch_spec()
+    job = build_job(spec, production)
+    secret = build_secret(spec, production, "uid-1")
+    env = {var["name"]: var for var in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+
+    assert spec.token not in json.dumps(job)
+    assert env["BIFROST_EXECUTION_TOKEN"] == {
+        "name": "BIFROST_EXECUTION_TOKEN",
+        "valueFrom": {"secretKeyRef": {"name": secret_name(spec.execution_id), "key": "BIFROST_EXECUTION_TOKEN"}},
+    }
+    assert env["BIFROST_EXECUTION_ID"]["value"] == spec.execution_id
+    assert base64.b64decode(secret["data"]["BIFROST_EXECUTION_TOKEN"]).decode() == spec.token
+    assert secret["metadata"]["ownerReferences"] == [{
+        "apiVersion": "batch/v1", "kind": "Job", "name": job_name(spec.execution_id), "uid": "uid-1",
+        "controller": True, "blockOwnerDeletion": True,
+    }]
+
+
+def resources_of(job: dict[str, Any]) -> dict[str, Any]:
+    resources: dict[str, Any] = job["spec"]["template"]["spec"]["containers"][0]["resources"]
+    return resources
+
+
+def test_a_workflow_can_raise_its_resources(production: Settings) -> None:
+    spec = launch_spec(resources=RunnerResources(cpu_request="2", memory_limit_mb=8192))
+    assert resources_of(build_job(spec, production)) == {
+        "requests": {"cpu": "2", "memory": "256Mi"},
+        "limits": {"cpu": "2", "memory": "8192Mi"},  # a limit below the request would be refused
+    }
+
+
+def test_a_request_above_the_default_limit_raises_the_limit(production: Settings) -> None:
+    spec = launch_spec(resources=RunnerResources(cpu_request="1500m", memory_request_mb=2048))
+    assert resources_of(build_job(spec, production)) == {
+        "requests": {"cpu": "1500m", "memory": "2048Mi"},
+        "limits": {"cpu": "1500m", "memory": "2048Mi"},
+    }
+
+
+def test_a_memory_limit_below_the_default_request_lowers_the_request(production: Settings) -> None:
+    spec = launch_spec(memory_limit_mb=128)
+    assert resources_of(build_job(spec, production))["requests"]["memory"] == "128Mi"
+
+
+def test_bad_resources_name_the_field() -> None:
+    with pytest.raises(ValidationError, match="cpu_limit"):
+        RunnerResources(cpu_limit="two cores")
+    with pytest.raises(ValidationError, match="memory_limit_mb"):
+        RunnerResources(memory_limit_mb=0)
+
+
+def test_bad_toleration_settings_name_the_field(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BIFROST_K8S_TOLERATIONS", '[{"key": "gpu", "effect": "Sometimes"}]')
+    with pytest.raises(ValidationError, match=r"k8s_tolerations\.0\.effect"):
+        Settings()
+
+
+def test_names_and_labels_stay_valid_for_any_workflow_or_org_name(production: Settings) -> None:
+    spec = launch_spec(
+        execution_id="Exec_ID.With/odd chars" * 4,
+        workflow_name="export ninjaone devices → csv (nightly run for every customer org)",
+        org_id="org/with spaces",
+    )
+    job = build_job(spec, production)
+    labels = job["metadata"]["labels"]
+
+    kubernetes_validate.validate(job, SUPPORTED_VERSIONS[-1], strict=True)
+    assert DNS_LABEL.fullmatch(job["metadata"]["name"])
+    assert all(LABEL_VALUE.fullmatch(value) for value in labels.values())
+    assert job_name(spec.execution_id) != job_name(spec.execution_id + "x")
+    assert job["metadata"]["annotations"]["bifrost.io/workflow"] == spec.workflow_name
+    assert job["metadata"]["annotations"]["bifrost.io/execution-id"] == spec.execution_id
+    assert label_value("create_user") == "create_user"
+
+
+def test_kubectl_commands_inspect_the_job_its_pod_and_its_logs() -> None:
+    assert inspect_commands("automation", "bifrost-run-1") == [
+        "kubectl -n automation get job bifrost-run-1",
+        "kubectl -n automation describe job bifrost-run-1",
+        "kubectl -n automation get pods -l job-name=bifrost-run-1",
+        "kubectl -n automation logs job/bifrost-run-1",
+    ]
