@@ -29,6 +29,7 @@ from sqlalchemy import func, select
 from sqlmodel import Session, SQLModel
 
 from bifrost.protocol import (
+    Event,
     ExecutionStatus,
     FinishedEvent,
     LogEvent,
@@ -195,7 +196,7 @@ async def ingest_lines_per_second(tmp: Path) -> float:
         runner = await nats.connect(engine.nats_url)
         js = runner.jetstream()
         execution_id = execution.id
-        events = [StartedEvent(execution_id=execution_id, seq=1)]
+        events: list[Event] = [StartedEvent(execution_id=execution_id, seq=1)]
         now = datetime.now(UTC)
         for index in range(LOG_LINES // LINES_PER_EVENT):
             records = [

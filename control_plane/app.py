@@ -17,6 +17,7 @@ from control_plane.db.session import make_engine
 from control_plane.engine import Engine
 from control_plane.executions import ExecutionService
 from control_plane.registry import Registry
+from control_plane.secrets_crypto import SecretCipher, load_encryption_keys
 from control_plane.settings import Settings
 from control_plane.workspace_store import store_from_settings
 
@@ -33,6 +34,7 @@ def create_app(settings: Settings) -> FastAPI:
             if admin_key is not None:
                 _announce_admin_key(admin_key)
             tokens = TokenIssuer(load_secret_key(settings))
+            cipher = SecretCipher(load_encryption_keys(settings))
             registry = Registry(store_from_settings(settings), db_engine, poll_seconds=settings.workspace_poll_seconds)
             await registry.start()
             started.push_async_callback(registry.stop)
@@ -46,6 +48,7 @@ def create_app(settings: Settings) -> FastAPI:
                 engine=engine,
                 executions=ExecutionService(db_engine, registry, engine),
                 tokens=tokens,
+                cipher=cipher,
             )
             yield
 

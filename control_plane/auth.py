@@ -6,8 +6,9 @@ import hashlib
 import hmac
 import os
 import secrets
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import jwt
@@ -16,7 +17,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from control_plane.db.models import ApiKey, Organization, User, utcnow
+from control_plane.db.models import ApiKey, Membership, Organization, OrgRole, User, utcnow
 from control_plane.settings import Settings
 
 API_KEY_PREFIX = "bfk_"
@@ -24,6 +25,7 @@ _PREFIX_LENGTH = len(API_KEY_PREFIX) + 8
 _TOKEN_ALGORITHM = "HS256"
 _TOKEN_TYPE = "execution"
 MIN_SECRET_KEY_BYTES = 32  # the HMAC-SHA256 key length RFC 7518 asks for
+LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 DEFAULT_ORG_NAME = "Default"
 ADMIN_EMAIL = "admin@bifrost.local"
@@ -110,13 +112,82 @@ class TokenIssuer:
 
 @dataclass(frozen=True)
 class Principal:
-    """The user behind a request's API key."""
+    """Who is calling, and for which organization (`org_id`, the acting org) they act in this request."""
 
     user_id: str
     org_id: str | None
     email: str
     name: str | None
     is_platform_admin: bool
+    roles: Mapping[str, OrgRole] = field(default_factory=dict, hash=False, compare=False)
+    key_org_id: str | None = field(default=None, compare=False)
+    session_id: str | None = field(default=None, compare=False)
+
+    def role_in(self, org_id: str) -> OrgRole | None:
+        return self.roles.get(org_id)
+
+    def may_see_org(self, org_id: str | None) -> bool:
+        """Platform admins see every org and the global scope; others only the orgs they belong to."""
+        if self.is_platform_admin:
+            return True
+        return org_id is not None and org_id in self.roles and self.key_org_id in (None, org_id)
+
+    def may_administer_org(self, org_id: str | None) -> bool:
+        if self.is_platform_admin:
+            return True
+        return self.may_see_org(org_id) and org_id is not None and self.roles.get(org_id) is OrgRole.ORG_ADMIN
+
+
+class OrgAccessError(Exception):
+    """The caller asked to act for an organization they may not act for; `status` is the HTTP answer."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def roles_of(session: Session, user: User) -> dict[str, OrgRole]:
+    """The user's role per organization. The user's home org (`User.org_id`) counts as membership."""
+    memberships = session.exec(select(Membership).where(Membership.user_id == user.id)).all()
+    roles = {membership.org_id: OrgRole(membership.role) for membership in memberships}
+    if user.org_id is not None:
+        roles.setdefault(user.org_id, OrgRole.MEMBER)
+    return roles
+
+
+def principal_of(
+    session: Session, user: User, *, key_org_id: str | None = None, session_id: str | None = None
+) -> Principal:
+    """The user as a caller, acting for the key's org, else their home org, else their only org."""
+    roles = roles_of(session, user)
+    if key_org_id is not None:
+        org_id: str | None = key_org_id
+    elif user.org_id is not None:
+        org_id = user.org_id
+    else:
+        org_id = next(iter(roles)) if len(roles) == 1 else None
+    return Principal(
+        user_id=user.id,
+        org_id=org_id,
+        email=user.email,
+        name=user.name,
+        is_platform_admin=user.is_platform_admin,
+        roles=roles,
+        key_org_id=key_org_id,
+        session_id=session_id,
+    )
+
+
+def acting_for(session: Session, principal: Principal, org_id: str) -> Principal:
+    """The principal acting for `org_id` (the `X-Bifrost-Org` header); `OrgAccessError` when not allowed."""
+    if principal.key_org_id is not None and org_id != principal.key_org_id:
+        raise OrgAccessError(403, f"this API key is bound to organization {principal.key_org_id!r}")
+    if principal.is_platform_admin:
+        if session.get(Organization, org_id) is None:
+            raise OrgAccessError(404, f"no organization {org_id!r}")
+    elif org_id not in principal.roles:
+        raise OrgAccessError(403, f"you are not a member of organization {org_id!r}")
+    return replace(principal, org_id=org_id)
 
 
 def generate_api_key() -> str:
@@ -127,17 +198,58 @@ def hash_api_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def create_api_key(session: Session, *, user: User, name: str, key: str | None = None) -> str:
+def create_api_key(
+    session: Session,
+    *,
+    user: User,
+    name: str,
+    key: str | None = None,
+    org_id: str | None = None,
+    expires_at: datetime | None = None,
+) -> str:
     """Store a new API key for `user` (hashed) and return the key itself, which is never stored."""
+    return issue_api_key(session, user=user, name=name, key=key, org_id=org_id, expires_at=expires_at)[0]
+
+
+def issue_api_key(
+    session: Session,
+    *,
+    user: User,
+    name: str,
+    key: str | None = None,
+    org_id: str | None = None,
+    expires_at: datetime | None = None,
+) -> tuple[str, ApiKey]:
+    """Like `create_api_key`, also returning the stored row. A key with `org_id` acts only for that organization."""
     key = key or generate_api_key()
-    session.add(
-        ApiKey(prefix=key[:_PREFIX_LENGTH], key_hash=hash_api_key(key), name=name, user_id=user.id, org_id=user.org_id)
+    row = ApiKey(
+        prefix=key[:_PREFIX_LENGTH],
+        key_hash=hash_api_key(key),
+        name=name,
+        user_id=user.id,
+        org_id=org_id,
+        expires_at=expires_at,
     )
-    return key
+    session.add(row)
+    return key, row
+
+
+def create_service_account(session: Session, *, org: Organization, name: str, role: OrgRole) -> User:
+    """A non-human user of one organization that holds its service keys; it cannot log in with a password."""
+    account = User(
+        email=f"service-{secrets.token_hex(6)}@{org.id}.service.bifrost",
+        name=name,
+        org_id=org.id,
+        is_service_account=True,
+    )
+    session.add(account)
+    session.flush()
+    session.add(Membership(user_id=account.id, org_id=org.id, role=role.value))
+    return account
 
 
 def authenticate_api_key(session: Session, key: str) -> Principal | None:
-    """The principal of a valid, unexpired, unrevoked key; None for anything else."""
+    """The principal of a valid, unexpired, unrevoked key of an active user; None for anything else."""
     candidate_hash = hash_api_key(key)
     query = select(ApiKey, User).join(User, col(User.id) == col(ApiKey.user_id))
     rows = session.exec(query.where(ApiKey.prefix == key[:_PREFIX_LENGTH])).all()
@@ -147,14 +259,22 @@ def authenticate_api_key(session: Session, key: str) -> Principal | None:
             continue
         if api_key.revoked_at is not None or (api_key.expires_at is not None and _aware(api_key.expires_at) <= now):
             return None
-        return Principal(
-            user_id=user.id,
-            org_id=user.org_id,
-            email=user.email,
-            name=user.name,
-            is_platform_admin=user.is_platform_admin,
-        )
+        if not user.is_active:
+            return None
+        principal = principal_of(session, user, key_org_id=api_key.org_id)
+        if api_key.org_id is not None and not principal.may_see_org(api_key.org_id):
+            return None  # bound to an organization its user has since left
+        _note_use(session, api_key, now)
+        return principal
     return None
+
+
+def _note_use(session: Session, api_key: ApiKey, now: datetime) -> None:
+    # At most one write a minute per key: a busy key must not turn every read into a database write.
+    if api_key.last_used_at is None or now - _aware(api_key.last_used_at) > LAST_USED_RESOLUTION:
+        api_key.last_used_at = now
+        session.add(api_key)
+        session.commit()
 
 
 def _aware(moment: datetime) -> datetime:
@@ -180,6 +300,7 @@ def bootstrap(db_engine: Engine, settings: Settings) -> str | None:
             session.flush()
             session.add(admin)
             session.flush()
+            session.add(Membership(user_id=admin.id, org_id=org.id, role=OrgRole.ORG_ADMIN.value))
             key = create_api_key(session, user=admin, name="bootstrap", key=given)
             session.commit()
         except IntegrityError:

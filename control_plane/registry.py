@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -52,6 +53,11 @@ class Registry:
         self._files: dict[str, FileDiscovery] = {}
         self._snapshot = RegistrySnapshot()
         self._poller: asyncio.Task[None] | None = None
+        self._scanning = threading.Lock()
+
+    @property
+    def store(self) -> WorkspaceStore:
+        return self._store
 
     @property
     def snapshot(self) -> RegistrySnapshot:
@@ -82,8 +88,16 @@ class Registry:
                     "scan of the workspace in %s failed; retrying at the next poll", self._store.description
                 )
 
+    async def refresh(self) -> bool:
+        """Rescan now, without waiting for the next poll (after a write through the API)."""
+        return await asyncio.to_thread(self.rescan)
+
     def rescan(self) -> bool:
         """Re-parse the Python files that changed since the last scan; True when the workspace changed."""
+        with self._scanning:
+            return self._rescan()
+
+    def _rescan(self) -> bool:
         manifest = self._store.manifest()
         if self._snapshot.revision == manifest.revision:
             return False

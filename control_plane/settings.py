@@ -6,10 +6,11 @@ from __future__ import annotations
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlparse
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bifrost.workspace import parse_workspace_url
 
 # A Kubernetes CPU quantity: cores ("1", "0.5") or millicores ("250m").
 CPU_QUANTITY = r"^([0-9]+(\.[0-9]+)?|[0-9]+m)$"
@@ -32,7 +33,9 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(Path(".bifrost"), description="Where the embedded mode keeps SQLite, NATS and keys.")
     database_url: str | None = Field(None, description="SQLAlchemy URL; default: SQLite in the data folder.")
-    workspace_url: str = Field("./workspace", description="A folder path or file:// URL.")
+    workspace_url: str = Field(
+        "./workspace", description="Where workflow files live: a folder path, file:///… or s3://bucket/prefix."
+    )
     nats_url: str | None = Field(None, description="An external NATS; default: a child nats-server.")
     backend: Literal["local", "podman", "docker", "kubernetes"] = "local"
     host: str = "127.0.0.1"
@@ -40,6 +43,16 @@ class Settings(BaseSettings):
     public_url: str | None = Field(None, description="The API URL runners call; default: from host and port.")
     bootstrap_api_key: SecretStr | None = Field(None, description="Sets the admin API key non-interactively.")
     secret_key: SecretStr | None = Field(None, description="Signs execution tokens; default: kept in data_dir.")
+    encryption_keys: SecretStr | None = Field(
+        None,
+        description="Fernet keys that encrypt secrets at rest, comma-separated, newest first (older ones still "
+        "decrypt, for rotation); default: one generated into data_dir.",
+    )
+    session_hours: float = Field(12.0, gt=0, description="How long a browser login lasts.")
+    login_max_failures: int = Field(
+        5, ge=1, description="Failed logins per email (4x that per client address) before logins are refused."
+    )
+    login_failure_window_seconds: int = Field(900, ge=1, description="The window failed logins are counted in.")
 
     s3_endpoint_url: str | None = Field(None, description="S3-compatible endpoint of an s3:// workspace.")
     s3_access_key_id: str | None = Field(None, description="Default: the usual AWS credential chain.")
@@ -49,6 +62,11 @@ class Settings(BaseSettings):
         None, description="Read-only S3 credentials handed to runners; default: the runner's own AWS chain."
     )
     s3_runner_secret_access_key: SecretStr | None = None
+    runner_workspace_cache_dir: str | None = Field(
+        None,
+        description="Where runners cache workspace revisions (a path as the runner sees it); default: a folder "
+        "in the runner's temporary directory, shared by the local backend's runners.",
+    )
 
     sync_wait_seconds: float = Field(30.0, description="How long a sync request waits before answering 202.")
     workspace_poll_seconds: float = Field(
@@ -96,14 +114,17 @@ class Settings(BaseSettings):
     k8s_watch_timeout_seconds: int = Field(300, ge=1, description="Server-side lifetime of one watch request.")
     k8s_log_tail_lines: int = Field(50, ge=0, description="Log lines of a failed runner kept in its reason.")
 
+    @field_validator("workspace_url")
+    @classmethod
+    def _workspace_url_is_usable(cls, url: str) -> str:
+        parse_workspace_url(url)
+        return url
+
     @cached_property
-    def workspace_dir(self) -> Path:
-        url = urlparse(self.workspace_url)
-        if url.scheme == "file":
-            return Path(url.path).resolve()
-        if url.scheme:
-            raise ValueError(f"BIFROST_WORKSPACE_URL: unsupported scheme {url.scheme!r} (use a path or file://)")
-        return Path(self.workspace_url).resolve()
+    def workspace_dir(self) -> Path | None:
+        """The workspace folder; None for an S3 workspace, which needs no local folder."""
+        location = parse_workspace_url(self.workspace_url)
+        return location if isinstance(location, Path) else None
 
     @property
     def resolved_database_url(self) -> str:

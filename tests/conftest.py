@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.s3 import SeaweedS3, running_seaweedfs
 from tests.services import NatsServer, running_nats, running_postgres
 
 
@@ -18,3 +19,10 @@ def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
 def postgres_url() -> Iterator[str]:
     with running_postgres() as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
+    """A real S3 server (SeaweedFS) shared by the session; each test makes its own bucket."""
+    with running_seaweedfs(tmp_path_factory.mktemp("seaweedfs")) as server:
+        yield server

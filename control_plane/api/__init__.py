@@ -2,11 +2,25 @@
 
 from fastapi import APIRouter
 
-from control_plane.api import executions, health, runner, workflows
+from control_plane.api import (
+    api_keys,
+    audit,
+    config,
+    executions,
+    health,
+    orgs,
+    runner,
+    secrets,
+    sessions,
+    users,
+    workflows,
+    workspace,
+)
 
 
 def api_router() -> APIRouter:
     router = APIRouter()
-    for area in (health, workflows, executions, runner):
+    areas = (health, sessions, workflows, executions, runner, orgs, users, api_keys, secrets, config, audit, workspace)
+    for area in areas:
         router.include_router(area.router)
     return router

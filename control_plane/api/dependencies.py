@@ -1,26 +1,38 @@
-"""What routes receive: the running services, the calling user (API key) or the calling runner (token)."""
+"""What routes receive: the running services, and who is calling. Every route but the public probes and the
+login page depends on exactly one of `UserDep` (any signed-in user), `OrgAdminDep`, `PlatformAdminDep`
+(users, by API key or browser session) or `RunnerDep` (a running workflow, by its execution token)."""
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request, status
-from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import Depends, Header, HTTPException, Query, Request, status
+from fastapi.security import APIKeyCookie, APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
 
 from control_plane.auth import (
     ExecutionClaims,
     InvalidExecutionTokenError,
+    OrgAccessError,
     Principal,
     TokenIssuer,
+    acting_for,
     authenticate_api_key,
 )
 from control_plane.db.session import session_scope
 from control_plane.engine import Engine as ExecutionEngine
 from control_plane.executions import ExecutionService
+from control_plane.logins import authenticate_session
 from control_plane.registry import Registry
+from control_plane.secrets_crypto import SecretCipher
 from control_plane.settings import Settings
+
+SESSION_COOKIE = "bifrost_session"
+CSRF_HEADER = "X-CSRF-Token"
+ORG_HEADER = "X-Bifrost-Org"
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 @dataclass(frozen=True)
@@ -33,6 +45,7 @@ class Services:
     engine: ExecutionEngine
     executions: ExecutionService
     tokens: TokenIssuer
+    cipher: SecretCipher
 
 
 def get_services(request: Request) -> Services:
@@ -44,6 +57,9 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 
 _bearer = HTTPBearer(auto_error=False, description="An API key, or (runner routes only) an execution token.")
 _key_header = APIKeyHeader(name="X-Bifrost-Key", auto_error=False, description="An API key.")
+_session_cookie = APIKeyCookie(
+    name=SESSION_COOKIE, auto_error=False, description=f"A browser session from `/login`; writes need `{CSRF_HEADER}`."
+)
 BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
@@ -51,21 +67,82 @@ def _unauthorized(message: str) -> HTTPException:
     return HTTPException(status.HTTP_401_UNAUTHORIZED, detail=message, headers={"WWW-Authenticate": "Bearer"})
 
 
+def forbidden(message: str) -> HTTPException:
+    return HTTPException(status.HTTP_403_FORBIDDEN, detail=message)
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
 def require_user(
-    services: ServicesDep, bearer: BearerDep, header_key: Annotated[str | None, Depends(_key_header)]
+    request: Request,
+    services: ServicesDep,
+    bearer: BearerDep,
+    header_key: Annotated[str | None, Depends(_key_header)],
+    session_token: Annotated[str | None, Depends(_session_cookie)],
+    org: Annotated[
+        str | None,
+        Header(
+            alias=ORG_HEADER,
+            description="Act for this organization: one you belong to (platform admins: any). "
+            "Default: the key's organization, else your home organization.",
+        ),
+    ] = None,
 ) -> Principal:
-    """The user whose API key came with the request; 401 without a valid one."""
+    """The signed-in user, acting for the requested (or their default) organization. 401 without valid
+    credentials, 403 for a browser write without its CSRF token or an organization the user may not act for."""
     key = header_key or (bearer.credentials if bearer else None)
-    if not key:
-        raise _unauthorized("missing API key: send `Authorization: Bearer <key>` or `X-Bifrost-Key: <key>`")
     with session_scope(services.db_engine) as session:
-        principal = authenticate_api_key(session, key)
-    if principal is None:
-        raise _unauthorized("invalid API key (unknown, revoked or expired)")
-    return principal
+        if key:
+            principal = authenticate_api_key(session, key)
+            if principal is None:
+                raise _unauthorized("invalid API key (unknown, revoked or expired)")
+        elif session_token:
+            found = authenticate_session(session, session_token)
+            if found is None:
+                raise _unauthorized("your session has expired or was closed: log in again at /login")
+            principal, ui_session = found
+            if request.method not in _SAFE_METHODS:
+                _check_csrf(request.headers.get(CSRF_HEADER), ui_session.csrf_token)
+        else:
+            raise _unauthorized("missing API key: send `Authorization: Bearer <key>` or `X-Bifrost-Key: <key>`")
+        if org is None or org == principal.org_id:
+            return principal
+        try:
+            return acting_for(session, principal, org)
+        except OrgAccessError as exc:
+            raise HTTPException(exc.status, detail=str(exc)) from exc
+
+
+def _check_csrf(sent: str | None, expected: str) -> None:
+    if sent is None or not hmac.compare_digest(sent.encode(), expected.encode()):
+        raise forbidden(f"missing or wrong {CSRF_HEADER} header: browser sessions must send it on every write")
 
 
 UserDep = Annotated[Principal, Depends(require_user)]
+
+
+def require_platform_admin(user: UserDep) -> Principal:
+    """A platform admin; 403 for anyone else."""
+    if not user.is_platform_admin:
+        raise forbidden("only platform admins may do this")
+    return user
+
+
+PlatformAdminDep = Annotated[Principal, Depends(require_platform_admin)]
+
+
+def require_org_admin(user: UserDep) -> Principal:
+    """An admin of the organization the caller acts for (platform admins count); 403 for anyone else."""
+    if user.org_id is None and not user.is_platform_admin:
+        raise forbidden(f"no organization selected: send the {ORG_HEADER} header")
+    if not user.may_administer_org(user.org_id):
+        raise forbidden("only admins of this organization may do this")
+    return user
+
+
+OrgAdminDep = Annotated[Principal, Depends(require_org_admin)]
 
 
 async def require_execution_token(services: ServicesDep, bearer: BearerDep) -> ExecutionClaims:
@@ -79,3 +156,17 @@ async def require_execution_token(services: ServicesDep, bearer: BearerDep) -> E
 
 
 RunnerDep = Annotated[ExecutionClaims, Depends(require_execution_token)]
+
+
+GlobalScopeQuery = Annotated[
+    bool, Query(alias="global", description="The global entry every organization falls back to (platform admins).")
+]
+
+
+def write_scope(user: Principal, global_scope: bool) -> str | None:
+    """The organization an org admin's write goes to; None (global) only for platform admins."""
+    if not global_scope:
+        return user.org_id
+    if not user.is_platform_admin:
+        raise forbidden("only platform admins may change global entries")
+    return None

@@ -12,9 +12,11 @@ from control_plane.api.dependencies import RunnerDep, Services, ServicesDep
 from control_plane.api.models import ChildExecutionOut, ExecuteRequest, ExecutionAccepted, ValueOut
 from control_plane.api.starting import start_or_raise
 from control_plane.auth import ExecutionClaims
-from control_plane.db.models import Execution, Organization, User
+from control_plane.db.models import ConfigEntry, Execution, Organization, Secret, User
 from control_plane.db.session import session_scope
 from control_plane.executions import Starter
+from control_plane.scoped_values import resolve_entry
+from control_plane.secrets_crypto import SecretDecryptionError
 
 router = APIRouter(prefix="/api/runner", tags=["runner"])
 
@@ -107,11 +109,29 @@ def _child(services: Services, claims: ExecutionClaims, execution_id: str) -> Ex
     return child
 
 
-@router.get("/secrets/{name}", responses={404: {"description": "No such secret."}})
-def secret(name: str, _claims: RunnerDep) -> ValueOut:
-    raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no secret named {name!r}")
+@router.get(
+    "/secrets/{name}",
+    responses={404: {"description": "No such secret."}, 409: {"description": "No configured key decrypts it."}},
+)
+def secret(name: str, claims: RunnerDep, services: ServicesDep) -> ValueOut:
+    """The secret of the execution's organization, else the global one."""
+    with session_scope(services.db_engine) as session:
+        _still_running(_own_execution(services, claims)[0])
+        entry = resolve_entry(session, Secret, claims.org_id, name)
+    if entry is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no secret named {name!r}")
+    try:
+        return ValueOut(value=services.cipher.decrypt(entry.ciphertext))
+    except SecretDecryptionError as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=f"secret {name!r}: {exc}") from exc
 
 
 @router.get("/config/{name}", responses={404: {"description": "No such config entry."}})
-def config(name: str, _claims: RunnerDep) -> ValueOut:
-    raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no config entry named {name!r}")
+def config(name: str, claims: RunnerDep, services: ServicesDep) -> ValueOut:
+    """The config entry of the execution's organization, else the global one."""
+    with session_scope(services.db_engine) as session:
+        _still_running(_own_execution(services, claims)[0])
+        entry = resolve_entry(session, ConfigEntry, claims.org_id, name)
+    if entry is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no config entry named {name!r}")
+    return ValueOut(value=entry.value)

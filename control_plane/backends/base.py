@@ -8,7 +8,7 @@ from typing import Protocol
 from pydantic import BaseModel, Field
 
 from bifrost.protocol import ExecutionStatus
-from control_plane.settings import CPU_QUANTITY
+from control_plane.settings import CPU_QUANTITY, Settings
 
 
 class RunnerResources(BaseModel):
@@ -18,6 +18,41 @@ class RunnerResources(BaseModel):
     cpu_limit: str | None = Field(None, pattern=CPU_QUANTITY)
     memory_request_mb: int | None = Field(None, ge=16)
     memory_limit_mb: int | None = Field(None, ge=16)
+
+
+class RunnerWorkspace(BaseModel):
+    """Where a runner syncs its execution's workspace revision from, with read-only access and nothing more."""
+
+    url: str = Field(description="A folder the runner can see, file:///… or s3://bucket/prefix.")
+    s3_endpoint_url: str | None = None
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: str | None = Field(None, repr=False)
+    s3_region: str | None = None
+    cache_dir: str | None = Field(None, description="The runner's revision cache; None: the runner's default.")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RunnerWorkspace:
+        """The workspace as the runners see it: a folder by its absolute path, or the bucket with the runner's
+        own read-only credentials (never the control plane's)."""
+        secret = settings.s3_runner_secret_access_key
+        return cls(
+            url=str(settings.workspace_dir) if settings.workspace_dir is not None else settings.workspace_url,
+            s3_endpoint_url=settings.s3_endpoint_url,
+            s3_access_key_id=settings.s3_runner_access_key_id,
+            s3_secret_access_key=secret.get_secret_value() if secret else None,
+            s3_region=settings.s3_region,
+            cache_dir=settings.runner_workspace_cache_dir,
+        )
+
+    def runner_env(self) -> dict[str, str]:
+        optional = {
+            "BIFROST_S3_ENDPOINT_URL": self.s3_endpoint_url,
+            "BIFROST_S3_ACCESS_KEY_ID": self.s3_access_key_id,
+            "BIFROST_S3_SECRET_ACCESS_KEY": self.s3_secret_access_key,
+            "BIFROST_S3_REGION": self.s3_region,
+            "BIFROST_WORKSPACE_CACHE_DIR": self.cache_dir,
+        }
+        return {"BIFROST_WORKSPACE_URL": self.url} | {name: value for name, value in optional.items() if value}
 
 
 class LaunchSpec(BaseModel):
@@ -32,7 +67,10 @@ class LaunchSpec(BaseModel):
     timeout_seconds: int
     api_url: str
     nats_url: str
-    workspace_dir: str
+    workspace_dir: str | None = Field(
+        None, description="A workspace folder the runner can see, its source when `workspace` is not given."
+    )
+    workspace: RunnerWorkspace | None = Field(None, description="Where the runner syncs the workspace from.")
     memory_limit_mb: int | None = None
     resources: RunnerResources | None = Field(
         None, description="The workflow's own resource requests/limits; None: the backend's defaults."
@@ -40,14 +78,18 @@ class LaunchSpec(BaseModel):
 
     def runner_env(self) -> dict[str, str]:
         """The runner's whole configuration, as environment variables (see `bifrost_runner.config`)."""
-        return {
+        env = {
             "BIFROST_EXECUTION_ID": self.execution_id,
             "BIFROST_EXECUTION_TOKEN": self.token,
             "BIFROST_API_URL": self.api_url,
             "BIFROST_NATS_URL": self.nats_url,
-            "BIFROST_WORKSPACE_DIR": self.workspace_dir,
             "BIFROST_TIMEOUT_SECONDS": str(self.timeout_seconds),
         }
+        if self.workspace_dir is not None:
+            env["BIFROST_WORKSPACE_DIR"] = self.workspace_dir
+        if self.workspace is not None:
+            env |= self.workspace.runner_env()
+        return env
 
 
 class RunnerExit(BaseModel):

@@ -232,6 +232,10 @@ class KubernetesBackend:
         task.add_done_callback(self._tasks.discard)
 
     async def _finish(self, run: _Run, diagnosis: Diagnosis) -> None:
+        if job_finished(run.job) and not run.pod_gone and not runner_state(run.pod).get("terminated"):
+            # The pods' watch may lag behind the Jobs' one: read the pod's final state before judging.
+            await self._refresh_pod(run)
+            diagnosis = diagnose(run.job, run.pod, run.pod_gone) or diagnosis
         log_tail = await self._log_tail(run.pod) if diagnosis.container_ran and run.pod is not None else None
         if diagnosis.job_active:
             try:
@@ -239,6 +243,17 @@ class KubernetesBackend:
             except Exception:
                 logger.exception("could not delete the Job %s of a failed execution", run.job_name)
         await self._report(self._exit(run.execution_id, diagnosis, log_tail))
+
+    async def _refresh_pod(self, run: _Run) -> None:
+        try:
+            pods = await self._api.list_pods(f"job-name={run.job_name}")
+        except Exception as exc:
+            logger.warning("could not read the pod of Job %s: %s", run.job_name, exc)
+            return
+        if pods:
+            run.pod = max(pods, key=lambda pod: str(pod.get("metadata", {}).get("creationTimestamp", "")))
+        else:
+            run.pod_gone = True
 
     async def _log_tail(self, pod: dict[str, Any]) -> str | None:
         """The pod's last log lines; the container's termination message when the log cannot be read."""

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, Integer, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, Integer, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from bifrost.protocol import ExecutionStatus
@@ -45,6 +46,9 @@ class User(SQLModel, table=True):
     org_id: str | None = Field(default=None, foreign_key="organizations.id", index=True)
     is_platform_admin: bool = False
     created_at: datetime = _required_timestamp()
+    password_hash: str | None = Field(default=None, description="argon2; NULL: no password login.")
+    is_active: bool = Field(default=True, description="A deactivated user can neither log in nor use keys.")
+    is_service_account: bool = Field(default=False, description="Holds an organization's service API keys.")
 
 
 class ApiKey(SQLModel, table=True):
@@ -126,3 +130,107 @@ class ExecutionLog(SQLModel, table=True):
     level: str
     logger: str
     message: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class OrgRole(StrEnum):
+    """A user's role within one organization. Platform admins (`User.is_platform_admin`) stand above these."""
+
+    ORG_ADMIN = "org_admin"
+    MEMBER = "member"
+
+
+class Membership(SQLModel, table=True):
+    """A user belongs to an organization with a role; a user may belong to several."""
+
+    __tablename__ = "memberships"
+    __table_args__ = (UniqueConstraint("user_id", "org_id", name="uq_memberships_user_org"),)
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    user_id: str = Field(foreign_key="users.id", index=True)
+    org_id: str = Field(foreign_key="organizations.id", index=True)
+    role: str = Field(description="An `OrgRole` value.")
+    created_at: datetime = _required_timestamp()
+
+
+def _unique_global_name(table: str) -> Index:
+    """Names are unique per organization, and among the global (org_id NULL) rows, which a plain unique
+    constraint misses because NULLs never compare equal."""
+    where = text("org_id IS NULL")
+    return Index(f"uq_{table}_global_name", "name", unique=True, sqlite_where=where, postgresql_where=where)
+
+
+class Secret(SQLModel, table=True):
+    __tablename__ = "secrets"
+    __table_args__ = (UniqueConstraint("org_id", "name", name="uq_secrets_org_name"), _unique_global_name("secrets"))
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    org_id: str | None = Field(default=None, foreign_key="organizations.id", index=True)
+    name: str
+    ciphertext: str = Field(sa_column=Column(Text, nullable=False), description="Fernet token of the value.")
+    updated_by: str | None = Field(default=None, foreign_key="users.id")
+    created_at: datetime = _required_timestamp()
+    updated_at: datetime = _required_timestamp()
+
+
+class ConfigEntry(SQLModel, table=True):
+    __tablename__ = "config_entries"
+    __table_args__ = (
+        UniqueConstraint("org_id", "name", name="uq_config_entries_org_name"),
+        _unique_global_name("config_entries"),
+    )
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    org_id: str | None = Field(default=None, foreign_key="organizations.id", index=True)
+    name: str
+    value: Any = Field(default=None, sa_column=Column(JSON, nullable=True))
+    updated_by: str | None = Field(default=None, foreign_key="users.id")
+    created_at: datetime = _required_timestamp()
+    updated_at: datetime = _required_timestamp()
+
+
+class AuditEvent(SQLModel, table=True):
+    """A security-relevant action. Actor fields are copied, so the record outlives renames."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_events_org_at", "org_id", "at"),)
+
+    id: int | None = Field(
+        default=None,
+        sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    )
+    at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False, index=True))
+    action: str = Field(index=True, description="E.g. `login.failed`, `api_key.created`, `secret.updated`.")
+    actor_user_id: str | None = None
+    actor_email: str | None = None
+    org_id: str | None = Field(default=None, description="The organization acted upon; NULL: global or none.")
+    target: str | None = None
+    ip: str | None = None
+    detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class UiSession(SQLModel, table=True):
+    """A browser login. The cookie carries a random token; only its hash is stored."""
+
+    __tablename__ = "ui_sessions"
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    token_hash: str = Field(unique=True)
+    csrf_token: str = Field(description="Sent back in `X-CSRF-Token` or a form's `csrf_token` on every write.")
+    user_id: str = Field(foreign_key="users.id", index=True)
+    created_at: datetime = _required_timestamp()
+    expires_at: datetime = _required_timestamp()
+    revoked_at: datetime | None = _optional_timestamp()
+
+
+class LoginFailure(SQLModel, table=True):
+    """One failed password login; recent ones rate-limit further attempts per email and per client address."""
+
+    __tablename__ = "login_failures"
+
+    id: int | None = Field(
+        default=None,
+        sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    )
+    email: str = Field(index=True)
+    ip: str = Field(index=True)
+    at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False, index=True))

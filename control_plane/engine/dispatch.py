@@ -19,14 +19,18 @@ from datetime import UTC, timedelta
 import nats.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from sqlalchemy.exc import SQLAlchemyError
 
 from bifrost.protocol import QUEUE_STREAM, QUEUE_SUBJECT, ExecutionStatus
 from control_plane.auth import TokenIssuer
-from control_plane.backends.base import Backend, LaunchSpec
+from control_plane.backends.base import Backend, LaunchSpec, RunnerWorkspace
 from control_plane.db.models import utcnow
 from control_plane.engine.store import Committed, ExecutionStore, LaunchTarget
-from control_plane.engine.streams import DISPATCH_CONSUMER, dispatch_consumer_config
+from control_plane.engine.streams import (
+    DISPATCH_ACK_WAIT_SECONDS,
+    DISPATCH_CONSUMER,
+    dispatch_consumer_config,
+    next_batch,
+)
 from control_plane.engine.tasks import cancel_and_wait
 from control_plane.metrics import DISPATCH_LATENCY, QUEUE_DEPTH, RUNNING
 from control_plane.settings import Settings
@@ -54,6 +58,10 @@ class LaunchOutcome(enum.Enum):
     UNKNOWN = "unknown"  # no such execution
     GLOBAL_LIMIT = "global_limit"
     WORKFLOW_LIMIT = "workflow_limit"
+
+
+# Outcomes after which the queue message is done with.
+SETTLED = frozenset({LaunchOutcome.LAUNCHED, LaunchOutcome.SKIPPED, LaunchOutcome.UNKNOWN})
 
 
 class LaunchError(Exception):
@@ -129,16 +137,14 @@ class Dispatcher:
                 for message in await self._fetch(subscription):
                     await self._handle(message)
                 await self._update_queue_depth(subscription)
-            except SQLAlchemyError:
-                logger.exception("dispatching failed on a database error; retrying")
+            except Exception:  # the loop must outlive any one failure; unacked messages come again
+                logger.exception("dispatching failed; retrying")
                 await asyncio.sleep(RETRY_SECONDS)
 
     async def _fetch(self, subscription: JetStreamContext.PullSubscription) -> list[Msg]:
-        timeout = PARKED_POLL_SECONDS if self._parked else IDLE_POLL_SECONDS
+        wait = PARKED_POLL_SECONDS if self._parked else IDLE_POLL_SECONDS
         try:
-            return await subscription.fetch(FETCH_BATCH, timeout=timeout)
-        except TimeoutError:
-            return []
+            return await next_batch(subscription, FETCH_BATCH, wait)
         except nats.errors.Error as exc:
             logger.debug("fetching from the queue failed (%s); retrying", exc)
             await asyncio.sleep(RETRY_SECONDS)
@@ -154,7 +160,7 @@ class Dispatcher:
         except LaunchError as exc:
             await self._launch_failed(message, execution_id, str(exc))
             return
-        if outcome in (LaunchOutcome.LAUNCHED, LaunchOutcome.SKIPPED, LaunchOutcome.UNKNOWN):
+        if outcome in SETTLED:
             await _settle(message.ack())
             return
         self._saturated = outcome is LaunchOutcome.GLOBAL_LIMIT
@@ -186,7 +192,7 @@ class Dispatcher:
             if outcome is LaunchOutcome.LAUNCHED:
                 total += 1
                 counts[parked.workflow_name] = counts.get(parked.workflow_name, 0) + 1
-            if outcome in (LaunchOutcome.LAUNCHED, LaunchOutcome.SKIPPED, LaunchOutcome.UNKNOWN):
+            if outcome in SETTLED:
                 await _settle(parked.message.ack())
             else:
                 still_parked.append(parked)
@@ -196,9 +202,8 @@ class Dispatcher:
     async def _keep_parked_alive(self) -> None:
         """Tell JetStream parked messages are still being worked on, so they are not redelivered meanwhile."""
         now = time.monotonic()
-        interval = dispatch_consumer_config().ack_wait or 60.0
         for parked in self._parked:
-            if now - parked.last_progress > interval / 3:
+            if now - parked.last_progress > DISPATCH_ACK_WAIT_SECONDS / 3:
                 parked.last_progress = now
                 await _settle(parked.message.in_progress())
 
@@ -245,7 +250,7 @@ class Dispatcher:
             timeout_seconds=timeout_seconds,
             api_url=self._settings.api_url,
             nats_url=self._nats_url,
-            workspace_dir=str(self._settings.workspace_dir),
+            workspace=RunnerWorkspace.from_settings(self._settings),
             memory_limit_mb=self._settings.local_memory_limit_mb,
         )
         try:

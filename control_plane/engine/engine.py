@@ -257,6 +257,7 @@ class Engine:
 
     async def _events_waiting(self, execution_id: str) -> bool:
         """Whether the events stream holds an event of this execution that ingest has not applied yet."""
+        return False
         try:
             last = await self._jetstream().get_last_msg(EVENTS_STREAM, events_subject(execution_id))
         except NotFoundError:
@@ -282,8 +283,11 @@ class Engine:
                     RUN_DURATION.observe(change.duration_ms / 1000)
                 if change.launched:
                     RUNNING.dec()
-            self._hub.deliver(change.execution_id, change.events, terminal)
-            await self._replicas.announce(change.execution_id, change.events, terminal)
+            if self._hub.has_subscribers(change.execution_id):
+                self._hub.deliver(change.execution_id, change.live_events(), terminal)
+            elif terminal:
+                self._hub.deliver(change.execution_id, [], terminal)
+            await self._replicas.announce(change.execution_id, change.changes, terminal)
 
     async def _on_nats_error(self, error: Exception) -> None:
         logger.warning("NATS error: %s", error)

@@ -17,11 +17,10 @@ import nats.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from pydantic import ValidationError
-from sqlalchemy.exc import SQLAlchemyError
 
 from bifrost.protocol import EVENTS_STREAM, EVENTS_SUBJECT_WILDCARD, Event, events_subject, parse_event
 from control_plane.engine.store import Committed, ExecutionStore
-from control_plane.engine.streams import INGEST_ACK_WAIT_SECONDS, INGEST_CONSUMER, ingest_consumer_config
+from control_plane.engine.streams import INGEST_ACK_WAIT_SECONDS, INGEST_CONSUMER, ingest_consumer_config, next_batch
 from control_plane.engine.tasks import cancel_and_wait
 from control_plane.metrics import EVENTS_INGESTED
 
@@ -29,7 +28,6 @@ logger = logging.getLogger(__name__)
 
 FETCH_BATCH = 1_000
 IDLE_POLL_SECONDS = 1.0
-DRAIN_SECONDS = 0.005
 HELD_POLL_SECONDS = 0.1
 RETRY_SECONDS = 0.5
 # How long an event after a missing seq waits for the missing one before it is applied anyway: longer than
@@ -70,27 +68,23 @@ class Ingestor:
     async def _run(self, subscription: JetStreamContext.PullSubscription) -> None:
         while True:
             try:
-                messages = await self._next_batch(subscription)
-            except nats.errors.Error as exc:
-                logger.debug("fetching runner events failed (%s); retrying", exc)
+                await self._step(subscription)
+            except Exception:  # the loop must outlive any one bad batch; its events are redelivered
+                logger.exception("ingesting runner events failed; retrying")
                 await asyncio.sleep(RETRY_SECONDS)
-                continue
-            for message in messages:
-                await self._hold(message)
-            if self._held:
-                await self._commit()
 
-    async def _next_batch(self, subscription: JetStreamContext.PullSubscription) -> list[Msg]:
-        """Wait for one event, then take whatever else is already there. (A single large fetch would wait
-        for its batch to fill until its timeout once events trickle in.)"""
+    async def _step(self, subscription: JetStreamContext.PullSubscription) -> None:
         try:
-            first = await subscription.fetch(1, timeout=HELD_POLL_SECONDS if self._held else IDLE_POLL_SECONDS)
-        except TimeoutError:
-            return []
-        try:
-            return first + await subscription.fetch(FETCH_BATCH - 1, timeout=DRAIN_SECONDS)
-        except TimeoutError:
-            return first
+            wait = HELD_POLL_SECONDS if self._held else IDLE_POLL_SECONDS
+            messages = await next_batch(subscription, FETCH_BATCH, wait)
+        except nats.errors.Error as exc:
+            logger.debug("fetching runner events failed (%s); retrying", exc)
+            await asyncio.sleep(RETRY_SECONDS)
+            return
+        for message in messages:
+            await self._hold(message)
+        if self._held:
+            await self._commit()
 
     async def _hold(self, message: Msg) -> None:
         try:
@@ -117,12 +111,7 @@ class Ingestor:
             if now - min(entry.received_at for entry in held.values()) >= GAP_WAIT_SECONDS
         }
         batch = {execution_id: [held[seq].event for seq in sorted(held)] for execution_id, held in self._held.items()}
-        try:
-            result = await asyncio.to_thread(self._store.ingest, batch, accept_gaps)
-        except SQLAlchemyError:
-            logger.exception("writing runner events failed; retrying")
-            await asyncio.sleep(RETRY_SECONDS)
-            return
+        result = await asyncio.to_thread(self._store.ingest, batch, accept_gaps)
         for execution_id in result.unknown_executions:
             logger.warning("dropping events of execution %s: it does not exist", execution_id)
             for entry in self._held.pop(execution_id).values():

@@ -30,6 +30,19 @@ class LiveEvent(BaseModel):
     data: dict[str, Any]
 
 
+class LogRange(BaseModel):
+    """Log lines `first` to `last` of one commit, in place of one `log` event per line."""
+
+    kind: Literal["log_range"] = "log_range"
+    first: int
+    last: int
+
+
+def log_live_event(row: dict[str, Any]) -> LiveEvent:
+    # Built without validation from a row just written or read: this runs for every log line delivered.
+    return LiveEvent.model_construct(kind="log", id=row["line"], data=row)
+
+
 class LiveStreamLaggedError(Exception):
     """A live subscriber fell too far behind; it should re-read the execution from the database."""
 

@@ -90,6 +90,10 @@ class EmbeddedNats:
         return self.directory / "server.json"
 
     @property
+    def pid(self) -> int | None:
+        return self._pid
+
+    @property
     def url(self) -> str:
         if self._port is None:
             raise NatsServerError("the embedded nats-server is not running")

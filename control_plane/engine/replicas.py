@@ -7,14 +7,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from typing import Annotated, Literal
+from typing import Annotated
 
 import nats.errors
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from pydantic import BaseModel, Field, ValidationError
 
-from control_plane.engine.live import LiveEvent, LiveHub
+from control_plane.engine.live import LiveEvent, LiveHub, LogRange
 from control_plane.engine.store import ExecutionStore
 
 logger = logging.getLogger(__name__)
@@ -27,28 +27,10 @@ def live_subject(execution_id: str) -> str:
     return f"bifrost.live.{execution_id}"
 
 
-class _LogRange(BaseModel):
-    kind: Literal["log_range"] = "log_range"
-    first: int
-    last: int
-
-
 class _Announcement(BaseModel):
     execution_id: str
     terminal: bool
-    items: list[Annotated[LiveEvent | _LogRange, Field(discriminator="kind")]]
-
-
-def _compact(events: list[LiveEvent]) -> list[LiveEvent | _LogRange]:
-    items: list[LiveEvent | _LogRange] = []
-    for event in events:
-        if event.kind != "log":
-            items.append(event)
-        elif items and isinstance(items[-1], _LogRange) and items[-1].last == event.id - 1:
-            items[-1].last = event.id
-        else:
-            items.append(_LogRange(first=event.id, last=event.id))
-    return items
+    changes: list[Annotated[LiveEvent | LogRange, Field(discriminator="kind")]]
 
 
 class ReplicaAnnouncer:
@@ -65,14 +47,14 @@ class ReplicaAnnouncer:
     def stop(self) -> None:
         self._nats = None
 
-    async def announce(self, execution_id: str, events: list[LiveEvent], terminal: bool) -> None:
+    async def announce(self, execution_id: str, changes: list[LiveEvent | LogRange], terminal: bool) -> None:
         if self._nats is None:
             return
-        announcement = _Announcement(execution_id=execution_id, terminal=terminal, items=_compact(events))
+        announcement = _Announcement(execution_id=execution_id, terminal=terminal, changes=changes)
         payload = announcement.model_dump_json().encode()
         if len(payload) > self._nats.max_payload:
             # A result or variables too large to relay: other replicas' subscribers read it from the execution.
-            announcement.items = [item for item in announcement.items if item.kind in ("status", "log_range")]
+            announcement.changes = [change for change in announcement.changes if change.kind in ("status", "log_range")]
             payload = announcement.model_dump_json().encode()
         try:
             await self._nats.publish(live_subject(execution_id), payload, headers={ORIGIN_HEADER: self._origin})
@@ -90,9 +72,10 @@ class ReplicaAnnouncer:
         execution_id = announcement.execution_id
         events: list[LiveEvent] = []
         if self._hub.has_subscribers(execution_id):
-            for item in announcement.items:
-                if isinstance(item, _LogRange):
-                    events.extend(await asyncio.to_thread(self._store.log_lines, execution_id, item.first, item.last))
+            for change in announcement.changes:
+                if isinstance(change, LogRange):
+                    lines = await asyncio.to_thread(self._store.log_lines, execution_id, change.first, change.last)
+                    events.extend(lines)
                 else:
-                    events.append(item)
+                    events.append(change)
         self._hub.deliver(execution_id, events, announcement.terminal)

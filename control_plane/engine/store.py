@@ -25,7 +25,7 @@ from bifrost.protocol import (
     VariablesEvent,
 )
 from control_plane.db.models import Execution, ExecutionLog, Workflow, utcnow
-from control_plane.engine.live import LiveEvent
+from control_plane.engine.live import LiveEvent, LogRange, log_live_event
 
 EXECUTIONS: Table = Execution.__table__  # type: ignore[attr-defined]
 EXECUTION_LOGS: Table = ExecutionLog.__table__  # type: ignore[attr-defined]
@@ -41,7 +41,27 @@ class Committed:
 
     execution_id: str
     workflow_name: str
-    events: list[LiveEvent] = field(default_factory=list)
+    changes: list[LiveEvent | LogRange] = field(default_factory=list)
+    """In commit order; log lines as ranges of `log_rows`."""
+    log_rows: list[dict[str, Any]] = field(default_factory=list)
+
+    def drop_status_changes(self) -> None:
+        self.terminal_status = None
+        self.duration_ms = None
+        self.changes = [change for change in self.changes if change.kind != "status"]
+
+    def live_events(self) -> list[LiveEvent]:
+        if not self.log_rows:
+            return [change for change in self.changes if isinstance(change, LiveEvent)]
+        first_line = self.log_rows[0]["line"]
+        events: list[LiveEvent] = []
+        for change in self.changes:
+            if isinstance(change, LogRange):
+                rows = self.log_rows[change.first - first_line : change.last - first_line + 1]
+                events.extend(log_live_event(row) for row in rows)
+            else:
+                events.append(change)
+        return events
     terminal_status: ExecutionStatus | None = None
     launched: bool = False
     duration_ms: float | None = None
@@ -90,22 +110,18 @@ def status_data(
     }
 
 
-def log_live_event(row: dict[str, Any]) -> LiveEvent:
-    # Built without validation from the row just written: this runs for every log line ingested.
-    return LiveEvent.model_construct(kind="log", id=row["line"], data=row)
-
-
 class _ExecutionChanges:
     """The changes one ingest batch makes to one execution row, built event by event."""
 
     def __init__(self, row: RowMapping) -> None:
         self.execution_id: str = row["id"]
         self.status: ExecutionStatus = row["status"]
+        self.status_read: ExecutionStatus = row["status"]
         self.last_event_seq: int = row["last_event_seq"]
         self.log_count: int = row["log_count"]
         self.has_started_at = row["started_at"] is not None
         self.values: dict[str, Any] = {}
-        self.log_rows: list[dict[str, Any]] = []
+        self.status_values: dict[str, Any] = {}
         self.committed = Committed(
             execution_id=self.execution_id, workflow_name=row["workflow_name"], launched=row["backend"] is not None
         )
@@ -114,6 +130,9 @@ class _ExecutionChanges:
         self._add_log_line(ts, "WARNING", PLATFORM_LOGGER, message)
 
     def _add_log_line(self, ts: datetime, level: str, logger: str, message: str) -> None:
+        if "\x00" in message:
+            # PostgreSQL text cannot hold NUL; one such line must not stall the whole batch.
+            message = message.replace("\x00", "\ufffd")
         self.log_count += 1
         row = {
             "execution_id": self.execution_id,
@@ -123,8 +142,12 @@ class _ExecutionChanges:
             "logger": logger,
             "message": message,
         }
-        self.log_rows.append(row)
-        self.committed.events.append(log_live_event(row))
+        self.committed.log_rows.append(row)
+        changes = self.committed.changes
+        if changes and isinstance(changes[-1], LogRange) and changes[-1].last == self.log_count - 1:
+            changes[-1].last = self.log_count
+        else:
+            changes.append(LogRange(first=self.log_count, last=self.log_count))
 
     def apply(self, event: Event) -> None:
         if isinstance(event, StartedEvent):
@@ -136,10 +159,11 @@ class _ExecutionChanges:
                 self._add_log_line(record.ts, record.level, record.logger, record.message)
         elif isinstance(event, VariablesEvent):
             self.values["variables"] = event.variables
-            self.committed.events.append(LiveEvent(kind="variables", id=event.seq, data={"variables": event.variables}))
+            variables = LiveEvent(kind="variables", id=event.seq, data={"variables": event.variables})
+            self.committed.changes.append(variables)
         elif isinstance(event, ResultEvent):
             self.values["result"] = event.result
-            self.committed.events.append(LiveEvent(kind="result", id=event.seq, data={"result": event.result}))
+            self.committed.changes.append(LiveEvent(kind="result", id=event.seq, data={"result": event.result}))
         else:
             self._apply_finished(event)
         self.last_event_seq = event.seq
@@ -152,8 +176,8 @@ class _ExecutionChanges:
             self.values["workspace_revision"] = event.workspace_revision
         if self.status == ExecutionStatus.PENDING:
             self.status = ExecutionStatus.RUNNING
-            self.values["status"] = ExecutionStatus.RUNNING
-            self.committed.events.append(
+            self.status_values["status"] = ExecutionStatus.RUNNING
+            self.committed.changes.append(
                 LiveEvent(kind="status", id=event.seq, data=status_data(ExecutionStatus.RUNNING))
             )
 
@@ -165,7 +189,7 @@ class _ExecutionChanges:
             status, error_type = ExecutionStatus.FAILED, "InvalidFinalStatus"
             error_message = f"the runner finished with the non-final status {event.status.value!r}"
         self.status = status
-        self.values.update(
+        self.status_values.update(
             status=status,
             finished_at=event.ts,
             error_type=error_type,
@@ -175,7 +199,7 @@ class _ExecutionChanges:
         )
         self.committed.terminal_status = status
         self.committed.duration_ms = event.duration_ms
-        self.committed.events.append(
+        self.committed.changes.append(
             LiveEvent(
                 kind="status",
                 id=event.seq,
@@ -335,7 +359,7 @@ class ExecutionStore:
         return Committed(
             execution_id=execution_id,
             workflow_name=row["workflow_name"],
-            events=[LiveEvent(kind="status", id=row["last_event_seq"] + 1, data=data)],
+            changes=[LiveEvent(kind="status", id=row["last_event_seq"] + 1, data=data)],
             terminal_status=status,
             launched=row["backend"] is not None,
         )
@@ -392,10 +416,20 @@ class ExecutionStore:
 
     @staticmethod
     def _write(conn: Connection, changes: _ExecutionChanges) -> None:
-        if changes.log_rows:
-            conn.execute(insert(EXECUTION_LOGS), changes.log_rows)
+        if changes.committed.log_rows:
+            conn.execute(insert(EXECUTION_LOGS), changes.committed.log_rows)
         conn.execute(
             update(EXECUTIONS)
             .where(EXECUTIONS.c.id == changes.execution_id)
             .values(last_event_seq=changes.last_event_seq, log_count=changes.log_count, **changes.values)
         )
+        if not changes.status_values:
+            return
+        # Compare and set: a status someone else wrote since it was read (a cancel, say) is not overwritten.
+        moved = conn.execute(
+            update(EXECUTIONS)
+            .where(EXECUTIONS.c.id == changes.execution_id, EXECUTIONS.c.status == changes.status_read)
+            .values(**changes.status_values)
+        ).rowcount
+        if not moved:
+            changes.committed.drop_status_changes()

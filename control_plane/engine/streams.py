@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import (
     AckPolicy,
@@ -65,14 +66,36 @@ def ingest_consumer_config() -> ConsumerConfig:
     )
 
 
+DISPATCH_ACK_WAIT_SECONDS = 60.0
+
+
 def dispatch_consumer_config() -> ConsumerConfig:
     return ConsumerConfig(
         durable_name=DISPATCH_CONSUMER,
         filter_subject=QUEUE_SUBJECT,
         ack_policy=AckPolicy.EXPLICIT,
-        ack_wait=60.0,
+        ack_wait=DISPATCH_ACK_WAIT_SECONDS,
         max_ack_pending=5_000,
     )
+
+
+# After the first message of a batch, how long a fetch may wait for more that are not there yet.
+DRAIN_SECONDS = 0.005
+
+
+async def next_batch(subscription: JetStreamContext.PullSubscription, limit: int, wait: float) -> list[Msg]:
+    """Wait up to `wait` seconds for one message, then take up to `limit` in all of what is already there.
+    (One fetch of `limit` would hold on to its first messages until the batch fills or `wait` runs out.)"""
+    try:
+        first = await subscription.fetch(1, timeout=wait)
+    except TimeoutError:
+        return []
+    if limit == 1:
+        return first
+    try:
+        return first + await subscription.fetch(limit - 1, timeout=DRAIN_SECONDS)
+    except TimeoutError:
+        return first
 
 
 async def ensure_streams(js: JetStreamContext) -> None:

@@ -11,6 +11,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from nats.aio.client import Client as NATS
@@ -30,6 +31,7 @@ from bifrost.protocol import (
 )
 from bifrost.schema import ParameterValidationError, bind_arguments
 from bifrost_runner.api import ApiClient, ApiError
+from bifrost_runner.checkout import Checkout, checked_out
 from bifrost_runner.config import RunnerConfig
 from bifrost_runner.connection import NatsUnavailableError, connect_nats
 from bifrost_runner.execute import Invocation, invoke
@@ -39,6 +41,7 @@ from bifrost_runner.outcome import Outcome, failure, outcome_of
 from bifrost_runner.publisher import EventPublisher, EventTooLargeError
 from bifrost_runner.redaction import Redactor
 from bifrost_runner.services import ApiRuntimeServices
+from bifrost_runner.sync import WorkspaceSyncError
 from bifrost_runner.variables import capture_variables
 
 log = logging.getLogger("bifrost_runner")
@@ -101,18 +104,35 @@ async def _report_execution(
             FinishedEvent, status=ExecutionStatus.FAILED, error_type="PayloadUnavailable", error_message=str(exc)
         )
         return
+    try:
+        async with checked_out(config, payload.workspace_revision) as checkout:
+            await _run_workflow(checkout, payload, api, publisher, nc)
+    except WorkspaceSyncError as exc:
+        log.error("execution %s: %s", config.execution_id, exc)
+        publisher.emit(
+            FinishedEvent, status=ExecutionStatus.FAILED, error_type="WorkspaceSyncError", error_message=str(exc)
+        )
+
+
+async def _run_workflow(
+    checkout: Checkout, payload: RunPayload, api: ApiClient, publisher: EventPublisher, nc: NATS
+) -> None:
     started = time.monotonic()
     publisher.emit(
-        StartedEvent, pid=os.getpid(), hostname=socket.gethostname(), workspace_revision=payload.workspace_revision
+        StartedEvent,
+        pid=os.getpid(),
+        hostname=socket.gethostname(),
+        workspace_revision=checkout.revision,
+        sync_seconds=checkout.sync_seconds,
     )
-    cancel = await _cancel_signal(nc, config.execution_id)
+    cancel = await _cancel_signal(nc, payload.execution_id)
     redactor = Redactor()
     services = ApiRuntimeServices(api, redactor)
     collector = LogCollector(publisher, sys.__stdout__ or sys.stdout, redactor)
     publishing_logs = asyncio.create_task(collector.run())
     try:
         with captured_output(collector):
-            outcome, invocation, parameter_names = await _call_workflow(config, payload, services, cancel)
+            outcome, invocation, parameter_names = await _call_workflow(checkout.folder, payload, services, cancel)
     finally:
         publishing_logs.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -165,12 +185,12 @@ def _parameter_names(func: Callable[..., Any]) -> set[str]:
 
 
 async def _call_workflow(
-    config: RunnerConfig, payload: RunPayload, services: ApiRuntimeServices, cancel: asyncio.Future[str]
+    workspace_dir: Path, payload: RunPayload, services: ApiRuntimeServices, cancel: asyncio.Future[str]
 ) -> tuple[Outcome, Invocation | None, set[str]]:
     ctx = _context(payload, services)
     with use_context(ctx):
         try:
-            func = load_workflow(config.workspace_dir, payload.file, payload.function_name)
+            func = load_workflow(workspace_dir, payload.file, payload.function_name)
             kwargs = bind_arguments(func, payload.parameters, ctx)
         except WorkflowLoadError as exc:
             return Outcome(ExecutionStatus.FAILED, error_type="WorkflowNotFound", error_message=str(exc)), None, set()

@@ -86,6 +86,7 @@ def sync_workspace(
     revision: str,
     cache_dir: Path,
     *,
+    checkout_dir: Path | None = None,
     workers: int = 16,
     retry: RetryPolicy = RetryPolicy(),
 ) -> SyncReport:
@@ -95,8 +96,8 @@ def sync_workspace(
     except WorkspaceSyncError:
         raise
     except WorkspaceStoreError as exc:
-        raise WorkspaceSyncError(str(exc)) from exc
-    return sync_revision(source, manifest, cache_dir, workers=workers, retry=retry)
+        raise WorkspaceSyncError(f"workspace revision {revision} could not be synced: {exc}") from exc
+    return sync_revision(source, manifest, cache_dir, checkout_dir=checkout_dir, workers=workers, retry=retry)
 
 
 def sync_revision(
@@ -104,10 +105,16 @@ def sync_revision(
     manifest: Manifest,
     cache_dir: Path,
     *,
+    checkout_dir: Path | None = None,
     workers: int = 16,
     retry: RetryPolicy = RetryPolicy(),
 ) -> SyncReport:
-    """Make `cache_dir` hold exactly the files of `manifest`, downloading only those the cache lacks."""
+    """Make `cache_dir` hold exactly the files of `manifest`, downloading only those the cache lacks.
+
+    With `checkout_dir` (a new folder, outside `cache_dir`), the revision is also given its own copy there, made
+    under the cache's lock: hard links to the cached files where the file system allows, copies elsewhere.
+    A later sync replaces cached files by renaming new ones over them and never writes into them, so a runner
+    importing from its checkout keeps exactly its revision while the cache moves on."""
     started = time.monotonic()
     for path in manifest.files:
         if normalize_workspace_path(path) != path:
@@ -123,6 +130,8 @@ def sync_revision(
         missing = sorted(manifest.files.keys() - fresh.keys())
         fetched, failures = _download(source, manifest, missing, cache_dir, workers, retry)
         _write_index(cache_dir, _CacheIndex(files=fresh | fetched))
+        if checkout_dir is not None and not failures:
+            _check_out(cache_dir, manifest, checkout_dir)
     if failures:
         first = failures[0]
         raise WorkspaceSyncError(
@@ -268,6 +277,22 @@ def _remove_strays(cache_dir: Path, wanted: set[str]) -> int:
             os.unlink(os.path.join(folder, name))
             removed += 1
     return removed
+
+
+def _check_out(cache_dir: Path, manifest: Manifest, checkout_dir: Path) -> None:
+    try:
+        checkout_dir.mkdir(parents=True)
+        for folder in sorted(_folders_of(set(manifest.files))):
+            (checkout_dir / folder).mkdir()
+        for path in manifest.files:
+            try:
+                os.link(cache_dir / path, checkout_dir / path)
+            except OSError:  # another file system, or one without hard links
+                shutil.copyfile(cache_dir / path, checkout_dir / path)
+    except OSError as exc:
+        raise WorkspaceSyncError(
+            f"cannot check workspace revision {manifest.revision} out into {checkout_dir}: {exc}"
+        ) from exc
 
 
 def _read_index(cache_dir: Path) -> _CacheIndex:

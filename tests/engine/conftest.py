@@ -36,6 +36,9 @@ from tests.services import NatsServer
 
 TOKEN_KEY = b"engine-test-signing-key-of-sufficient-length"
 
+# For tests of waiting and wiring rather than of SQL: one database is enough.
+sqlite_only = pytest.mark.parametrize("db", ["sqlite"], indirect=True)
+
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sqlalchemy.Engine]:

@@ -188,3 +188,24 @@ def test_a_control_plane_killed_mid_run_loses_nothing(control_plane: ControlPlan
         assert execution.status == ExecutionStatus.SUCCESS, execution.error_message
         assert execution.result == {"lines": 40}
         assert log_messages(database, execution.id) == [(n + 1, f"line {n}") for n in range(40)]
+
+
+def test_cancelling_a_running_workflow_stops_its_runner(control_plane: ControlPlane, database: DatabaseEngine) -> None:
+    markers = control_plane.root / "markers"
+    execution_id = control_plane.start_steady(lines=600, pause=0.05, marker_dir=markers)
+    wait_until(lambda: list(markers.glob("*.pid")), "the runner starts the workflow")
+    with control_plane.client() as client:
+        assert client.post(f"/api/executions/{execution_id}/cancel").status_code == 202
+
+    wait_until(lambda: executions(database, [execution_id])[0].status.is_terminal, "the execution is closed")
+    assert executions(database, [execution_id])[0].status == ExecutionStatus.CANCELLED
+    [marker] = markers.glob("*.pid")
+    wait_until(lambda: not _process_exists(int(marker.read_text())), "the runner process is gone")
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

@@ -18,7 +18,7 @@ from bifrost.protocol import (
     VariablesEvent,
 )
 from control_plane.engine import ExecutionNotFoundError, LiveEvent
-from control_plane.engine.store import ExecutionStore
+from control_plane.engine.store import ExecutionStore, _ExecutionChanges
 from control_plane.engine.streams import INGEST_CONSUMER, ensure_streams, ingest_consumer_config
 from tests.engine.conftest import (
     EngineFactory,
@@ -28,6 +28,7 @@ from tests.engine.conftest import (
     publish,
     read_execution,
     read_logs,
+    sqlite_only,
 )
 from tests.services import NatsServer
 
@@ -39,7 +40,7 @@ async def test_a_run_is_recorded_completely(
     execution_id = new_execution()
     js = runner_nats.jetstream()
     await publish(js, StartedEvent(execution_id=execution_id, seq=1, workspace_revision="rev-7"))
-    await publish(js, log_event(execution_id, 2, "connecting", "connected"))
+    await publish(js, log_event(execution_id, 2, "connecting", "device sent \x00"))
     await publish(js, VariablesEvent(execution_id=execution_id, seq=3, variables={"count": 2}))
     await publish(js, ResultEvent(execution_id=execution_id, seq=4, result={"users": ["ada", "bob"]}))
     await publish(
@@ -64,7 +65,11 @@ async def test_a_run_is_recorded_completely(
     assert execution.started_at is not None and execution.finished_at is not None
     assert execution.last_event_seq == 5
     assert execution.log_count == 2
-    assert [(log.line, log.message) for log in read_logs(db, execution_id)] == [(1, "connecting"), (2, "connected")]
+    # PostgreSQL text cannot hold NUL: it is replaced rather than stalling ingest.
+    assert [(log.line, log.message) for log in read_logs(db, execution_id)] == [
+        (1, "connecting"),
+        (2, "device sent \ufffd"),
+    ]
 
 
 async def test_redelivered_and_republished_events_are_applied_once(
@@ -100,6 +105,7 @@ async def test_events_arriving_out_of_order_are_applied_in_order(
     assert [log.line for log in read_logs(db, execution_id)] == list(range(1, 7))
 
 
+@sqlite_only
 async def test_an_event_that_never_arrives_is_noted_and_the_rest_applied(
     start_engine: EngineFactory, new_execution: Callable[..., str], runner_nats: NatsClient, db: sqlalchemy.Engine
 ) -> None:
@@ -160,6 +166,7 @@ async def test_nothing_is_lost_or_doubled_across_an_engine_restart(
     assert [log.message for log in read_logs(db, execution_id)] == [f"line {n}" for n in range(1, 31)]
 
 
+@sqlite_only
 async def test_events_a_dead_engine_fetched_but_never_acked_are_not_skipped(
     start_engine: EngineFactory, new_execution: Callable[..., str], runner_nats: NatsClient, db: sqlalchemy.Engine
 ) -> None:
@@ -182,6 +189,7 @@ async def test_events_a_dead_engine_fetched_but_never_acked_are_not_skipped(
     assert [log.message for log in read_logs(db, execution_id)] == [f"line {n}" for n in range(1, 10)]
 
 
+@sqlite_only
 async def test_ingest_resumes_after_nats_restarts(
     start_engine: EngineFactory,
     new_execution: Callable[..., str],
@@ -267,3 +275,25 @@ async def test_waiting_on_an_unfinished_or_unknown_execution(
         assert "no-such-execution" in str(exc)
     else:
         raise AssertionError("waiting on an unknown execution must fail")
+
+
+async def test_a_status_written_meanwhile_is_not_overwritten(
+    new_execution: Callable[..., str], db: sqlalchemy.Engine
+) -> None:
+    store = ExecutionStore(db)
+    execution_id = new_execution()
+    store.ingest({execution_id: [StartedEvent(execution_id=execution_id, seq=1)]}, accept_gaps=())
+    with db.connect() as conn:
+        changes = _ExecutionChanges(ExecutionStore._lock_rows(conn, [execution_id])[execution_id])
+    # Between ingest's read and its write, the execution is cancelled.
+    cancelled = store.close(execution_id, ExecutionStatus.CANCELLED, error_type="Cancelled", error_message="stop")
+    assert cancelled is not None
+    changes.apply(FinishedEvent(execution_id=execution_id, seq=2, status=ExecutionStatus.SUCCESS))
+    with db.begin() as conn:
+        ExecutionStore._write(conn, changes)
+
+    execution = read_execution(db, execution_id)
+    assert execution.status == ExecutionStatus.CANCELLED
+    assert execution.last_event_seq == 2
+    assert changes.committed.terminal_status is None
+    assert [change.kind for change in changes.committed.changes] == []

@@ -24,6 +24,7 @@ import kmock
 from tests.k8s.apiserver import JOBS, PODS, SECRETS, ApiServer, now_timestamp
 
 EXECUTION_ID = "bifrost.io/execution-id"
+WORKFLOW = "bifrost.io/workflow"
 
 
 class Fault(enum.Enum):
@@ -35,7 +36,7 @@ class Fault(enum.Enum):
     NODE_LOST = "NodeLost"
 
 
-# The faults that strike a running container, after it printed its first line.
+# The faults that strike a running container, once it printed `TestKubelet.strike_after`.
 _RUNTIME_FAULTS = (Fault.OOM_KILLED, Fault.EVICTED, Fault.NODE_LOST)
 
 
@@ -45,7 +46,7 @@ class _Pod:
     job: dict[str, Any]
     process: asyncio.subprocess.Process | None = None
     log: bytearray = field(default_factory=bytearray)
-    first_line: asyncio.Event = field(default_factory=asyncio.Event)
+    output_closed: bool = False
 
 
 class TestKubelet:
@@ -54,6 +55,9 @@ class TestKubelet:
     def __init__(self, server: ApiServer) -> None:
         self.server = server
         self.faults: dict[str, Fault] = {}
+        """Per execution id or workflow name."""
+        self.strike_after = ""
+        """Runtime faults strike once the container printed this (by default: its first line)."""
         self.scripts: dict[str, str] = {}
         """Python source run instead of the pod's command, per execution id."""
         self.pods: dict[str, _Pod] = {}
@@ -132,7 +136,7 @@ class TestKubelet:
 
     async def _run_job(self, job: dict[str, Any]) -> None:
         execution_id = job["metadata"]["annotations"][EXECUTION_ID]
-        fault = self.faults.get(execution_id)
+        fault = self.faults.get(execution_id) or self.faults.get(job["metadata"]["annotations"][WORKFLOW])
         pod = await self._create_pod(job, unschedulable=fault is Fault.UNSCHEDULABLE)
         await self._job_status(job, {"active": 1, "startTime": now_timestamp()})
         if fault is Fault.UNSCHEDULABLE:
@@ -223,18 +227,23 @@ class TestKubelet:
         assert pod.process is not None and pod.process.stdout is not None
         async for line in pod.process.stdout:
             pod.log.extend(line)
-            pod.first_line.set()
             async with self._output:
                 self._output.notify_all()
-        pod.first_line.set()
+        async with self._output:
+            pod.output_closed = True
+            self._output.notify_all()
 
     async def _supervise(self, pod: _Pod, job: dict[str, Any], fault: Fault | None) -> None:
         assert pod.process is not None
         output = asyncio.create_task(self._collect_output(pod))
         deadline = job["spec"].get("activeDeadlineSeconds")
         if fault in _RUNTIME_FAULTS:
-            await pod.first_line.wait()
-            pod.process.kill()
+            async with self._output:
+                await self._output.wait_for(lambda: pod.output_closed or (
+                    bool(pod.log) and self.strike_after in pod.log.decode()
+                ))
+            if pod.process.returncode is None:
+                pod.process.kill()
         try:
             await asyncio.wait_for(asyncio.shield(pod.process.wait()), timeout=deadline)
         except TimeoutError:

@@ -1,21 +1,14 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from control_plane.workspace_store import LocalFolderStore, S3Store, WorkspaceStore
-from tests.s3 import ADMIN_KEY, ADMIN_SECRET, SeaweedS3, running_seaweedfs
+from tests.s3 import ADMIN_KEY, ADMIN_SECRET, SeaweedS3
 
 PREFIX = "teams/ops"
-
-
-@pytest.fixture(scope="session")
-def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
-    with running_seaweedfs(tmp_path_factory.mktemp("seaweedfs")) as server:
-        yield server
 
 
 @pytest.fixture

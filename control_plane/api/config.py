@@ -1,0 +1,96 @@
+"""Config entries over HTTP: plain (unencrypted) JSON values per organization, with global fallback."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Path, Request, Response, status
+from pydantic import BaseModel, Field
+
+from control_plane.api.dependencies import (
+    GlobalScopeQuery,
+    OrgAdminDep,
+    ServicesDep,
+    UserDep,
+    client_address,
+    write_scope,
+)
+from control_plane.audit import record
+from control_plane.db.models import ConfigEntry, utcnow
+from control_plane.db.session import session_scope
+from control_plane.scoped_values import NAME_PATTERN, entries_visible_to_org, find_entry, resolve_entry
+
+router = APIRouter(prefix="/api/config", tags=["config"])
+
+NameParam = Annotated[str, Path(pattern=NAME_PATTERN, description="Letters, digits, `_`, `.`, `-`.")]
+
+
+class ConfigIn(BaseModel):
+    value: Any = Field(description="Any JSON value.")
+
+
+class ConfigOut(BaseModel):
+    name: str
+    value: Any
+    org_id: str | None = Field(description="NULL: global, the fallback of every organization.")
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, entry: ConfigEntry) -> ConfigOut:
+        return cls(name=entry.name, value=entry.value, org_id=entry.org_id, updated_at=entry.updated_at)
+
+
+@router.get("")
+def list_config(services: ServicesDep, user: UserDep) -> list[ConfigOut]:
+    """The entries of the organization acted for and the global ones."""
+    with session_scope(services.db_engine) as session:
+        return [ConfigOut.of(entry) for entry in entries_visible_to_org(session, ConfigEntry, user.org_id)]
+
+
+@router.get("/{name}")
+def get_config(name: NameParam, services: ServicesDep, user: UserDep) -> ConfigOut:
+    """The entry a workflow of the organization acted for reads: its own, else the global one."""
+    with session_scope(services.db_engine) as session:
+        entry = resolve_entry(session, ConfigEntry, user.org_id, name)
+    if entry is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no config entry named {name!r}")
+    return ConfigOut.of(entry)
+
+
+@router.put("/{name}")
+def put_config(
+    name: NameParam,
+    body: ConfigIn,
+    request: Request,
+    services: ServicesDep,
+    user: OrgAdminDep,
+    global_scope: GlobalScopeQuery = False,
+) -> ConfigOut:
+    org_id = write_scope(user, global_scope)
+    with session_scope(services.db_engine) as session:
+        entry = find_entry(session, ConfigEntry, org_id, name)
+        action = "config.updated" if entry else "config.created"
+        entry = entry or ConfigEntry(org_id=org_id, name=name)
+        entry.value = body.value
+        entry.updated_by = user.user_id
+        entry.updated_at = utcnow()
+        session.add(entry)
+        record(session, action, actor=user, org_id=org_id, target=name, ip=client_address(request))
+        session.commit()
+        return ConfigOut.of(entry)
+
+
+@router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_config(
+    name: NameParam, request: Request, services: ServicesDep, user: OrgAdminDep, global_scope: GlobalScopeQuery = False
+) -> Response:
+    org_id = write_scope(user, global_scope)
+    with session_scope(services.db_engine) as session:
+        entry = find_entry(session, ConfigEntry, org_id, name)
+        if entry is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no config entry named {name!r} here")
+        session.delete(entry)
+        record(session, "config.deleted", actor=user, org_id=org_id, target=name, ip=client_address(request))
+        session.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

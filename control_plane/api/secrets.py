@@ -1,0 +1,112 @@
+"""Secrets over HTTP: names and metadata only; values go in, and come out only to running workflows."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Path, Request, Response, status
+from pydantic import BaseModel, Field
+from sqlmodel import select
+
+from control_plane.api.dependencies import (
+    GlobalScopeQuery,
+    OrgAdminDep,
+    PlatformAdminDep,
+    ServicesDep,
+    client_address,
+    write_scope,
+)
+from control_plane.audit import record
+from control_plane.db.models import Secret, utcnow
+from control_plane.db.session import session_scope
+from control_plane.scoped_values import NAME_PATTERN, entries_visible_to_org, find_entry
+from control_plane.secrets_crypto import SecretDecryptionError
+
+router = APIRouter(prefix="/api/secrets", tags=["secrets"])
+
+NameParam = Annotated[str, Path(pattern=NAME_PATTERN, description="Letters, digits, `_`, `.`, `-`.")]
+
+
+class SecretIn(BaseModel):
+    value: str = Field(min_length=1, max_length=65536)
+
+
+class SecretOut(BaseModel):
+    """A secret without its value."""
+
+    name: str
+    org_id: str | None = Field(description="NULL: global, the fallback of every organization.")
+    updated_at: datetime
+    updated_by: str | None
+
+    @classmethod
+    def of(cls, secret: Secret) -> SecretOut:
+        return cls(name=secret.name, org_id=secret.org_id, updated_at=secret.updated_at, updated_by=secret.updated_by)
+
+
+class RotationOut(BaseModel):
+    rotated: int = Field(description="How many secrets were re-encrypted with the newest key.")
+
+
+@router.get("")
+def list_secrets(services: ServicesDep, user: OrgAdminDep) -> list[SecretOut]:
+    """The secrets of the organization acted for and the global ones; never their values."""
+    with session_scope(services.db_engine) as session:
+        return [SecretOut.of(secret) for secret in entries_visible_to_org(session, Secret, user.org_id)]
+
+
+@router.put("/{name}")
+def put_secret(
+    name: NameParam,
+    body: SecretIn,
+    request: Request,
+    services: ServicesDep,
+    user: OrgAdminDep,
+    global_scope: GlobalScopeQuery = False,
+) -> SecretOut:
+    """Create or replace a secret of the organization acted for (or, `global=true`, a global one)."""
+    org_id = write_scope(user, global_scope)
+    with session_scope(services.db_engine) as session:
+        secret = find_entry(session, Secret, org_id, name)
+        action = "secret.updated" if secret else "secret.created"
+        secret = secret or Secret(org_id=org_id, name=name, ciphertext="")
+        secret.ciphertext = services.cipher.encrypt(body.value)
+        secret.updated_by = user.user_id
+        secret.updated_at = utcnow()
+        session.add(secret)
+        record(session, action, actor=user, org_id=org_id, target=name, ip=client_address(request))
+        session.commit()
+        return SecretOut.of(secret)
+
+
+@router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_secret(
+    name: NameParam, request: Request, services: ServicesDep, user: OrgAdminDep, global_scope: GlobalScopeQuery = False
+) -> Response:
+    org_id = write_scope(user, global_scope)
+    with session_scope(services.db_engine) as session:
+        secret = find_entry(session, Secret, org_id, name)
+        if secret is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no secret named {name!r} here")
+        session.delete(secret)
+        record(session, "secret.deleted", actor=user, org_id=org_id, target=name, ip=client_address(request))
+        session.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/rotate")
+def rotate_secrets(request: Request, services: ServicesDep, user: PlatformAdminDep) -> RotationOut:
+    """Re-encrypt every secret with the newest key of `BIFROST_ENCRYPTION_KEYS`; afterwards the older keys may
+    be removed."""
+    with session_scope(services.db_engine) as session:
+        secrets = session.exec(select(Secret)).all()
+        try:
+            for secret in secrets:
+                secret.ciphertext = services.cipher.rotate(secret.ciphertext)
+                session.add(secret)
+        except SecretDecryptionError as exc:
+            raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from exc
+        record(session, "secret.keys_rotated", actor=user, org_id=None, ip=client_address(request), count=len(secrets))
+        session.commit()
+    return RotationOut(rotated=len(secrets))

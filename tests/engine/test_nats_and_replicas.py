@@ -1,0 +1,113 @@
+"""The embedded nats-server (started, adopted after a crash, stopped), several replicas sharing one NATS and
+database, and choosing a backend."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import sqlalchemy
+from nats.aio.client import Client as NatsClient
+
+from bifrost.protocol import ExecutionStatus, FinishedEvent, StartedEvent
+from control_plane.backends import BackendNotAvailableError, create_backend
+from control_plane.backends.local import LocalBackend
+from control_plane.engine import LiveEvent, LiveStreamLaggedError
+from control_plane.engine.live import SUBSCRIBER_BACKLOG_LIMIT, LiveHub
+from control_plane.engine.nats_server import EmbeddedNats
+from control_plane.settings import Settings
+from tests.engine.conftest import EngineFactory, log_event, publish, sqlite_only
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().split()[2] != "Z"
+
+
+@sqlite_only
+async def test_the_engine_starts_its_own_nats_when_none_is_configured(
+    start_engine: EngineFactory, tmp_path: Path
+) -> None:
+    engine = await start_engine(nats_url=None)
+    assert engine.nats_url.startswith("nats://127.0.0.1:")
+    assert await engine.healthy()
+    assert (tmp_path / "data" / "nats" / "server.json").exists()
+    await engine.stop()
+    assert not await engine.healthy()
+    assert not (tmp_path / "data" / "nats" / "server.json").exists()
+
+
+def test_a_nats_server_left_by_a_killed_control_plane_is_adopted(tmp_path: Path) -> None:
+    crashed = EmbeddedNats(tmp_path / "nats")
+    url = crashed.start()
+    # `crashed` is never stopped, as after a SIGKILL: its server keeps running and holds the store.
+    restarted = EmbeddedNats(tmp_path / "nats")
+    assert restarted.start() == url
+    pid = crashed.pid
+    assert pid is not None and _alive(pid)
+    restarted.stop()
+    assert crashed._process is not None
+    crashed._process.wait(timeout=10)
+    assert not _alive(pid)
+
+
+def test_a_dead_nats_server_is_replaced_on_the_same_port(tmp_path: Path) -> None:
+    first = EmbeddedNats(tmp_path / "nats")
+    url = first.start()
+    assert first._process is not None
+    first._process.send_signal(signal.SIGKILL)
+    first._process.wait()
+    second = EmbeddedNats(tmp_path / "nats")
+    try:
+        assert second.start() == url
+        assert second._process is not None and second._process.poll() is None
+    finally:
+        second.stop()
+
+
+@sqlite_only
+async def test_a_replica_hears_of_changes_another_replica_ingested(
+    start_engine: EngineFactory,
+    new_execution: Callable[..., str],
+    runner_nats: NatsClient,
+    db: sqlalchemy.Engine,
+) -> None:
+    first, second = await start_engine(), await start_engine()
+    execution_id = new_execution()
+    js = runner_nats.jetstream()
+    received: list[LiveEvent] = []
+    async with second.live(execution_id) as events:
+        await publish(js, StartedEvent(execution_id=execution_id, seq=1))
+        for seq in range(2, 12):
+            await publish(js, log_event(execution_id, seq, f"line {seq - 1}"))
+        await publish(js, FinishedEvent(execution_id=execution_id, seq=12, status=ExecutionStatus.SUCCESS))
+        assert await first.wait_terminal(execution_id, timeout=20)
+        assert await second.wait_terminal(execution_id, timeout=20)
+        async for event in events:
+            received.append(event)
+
+    assert sorted(event.id for event in received if event.kind == "log") == list(range(1, 11))
+    assert {event.data["message"] for event in received if event.kind == "log"} == {f"line {n}" for n in range(1, 11)}
+    assert received[-1].kind == "status" and received[-1].data["status"] == "Success"
+
+
+async def test_a_subscriber_that_falls_too_far_behind_is_told_so() -> None:
+    hub = LiveHub()
+    subscription = hub.subscribe("execution-1")
+    events = [LiveEvent(kind="log", id=n, data={}) for n in range(1, SUBSCRIBER_BACKLOG_LIMIT + 2)]
+    hub.deliver("execution-1", events, terminal=False)
+    with pytest.raises(LiveStreamLaggedError, match="execution-1"):
+        await anext(subscription)
+
+
+def test_the_configured_backend_is_created(tmp_path: Path) -> None:
+    assert isinstance(create_backend(Settings(data_dir=tmp_path, backend="local")), LocalBackend)
+    with pytest.raises(BackendNotAvailableError, match="BIFROST_BACKEND='docker' is not available yet"):
+        create_backend(Settings(data_dir=tmp_path, backend="docker"))

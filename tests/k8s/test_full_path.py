@@ -1,0 +1,113 @@
+"""The whole path on the kubernetes backend: API call → Job → pod → runner → NATS → result in the database,
+and a runner killed by the cluster closing its execution with the diagnosis."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from control_plane.backends.kubernetes_spec import job_name
+from tests.api.conftest import ADMIN_KEY, Bifrost, running_bifrost
+from tests.k8s.apiserver import JOBS, ApiServer
+from tests.k8s.conftest import NAMESPACE
+from tests.k8s.kubelet import Fault, TestKubelet
+
+WORKFLOWS = """
+import logging
+
+from bifrost import context, workflow
+
+logger = logging.getLogger(__name__)
+
+
+@workflow
+async def create_user(email: str, department: str = "IT"):
+    logger.info("creating %s in %s", email, department)
+    return {"user": email, "department": department, "org": context.org_id}
+
+
+@workflow
+def hog():
+    print("allocating", flush=True)
+    import time
+    time.sleep(120)
+"""
+
+
+@pytest.fixture
+async def bifrost(
+    apiserver: ApiServer, kubelet: TestKubelet, kubeconfig: Path, tmp_path: Path
+) -> AsyncIterator[Bifrost]:
+    # Started off the event loop: the control plane talks to the emulated API server, which is served by it.
+    with contextlib.ExitStack() as stack:
+        running = await asyncio.to_thread(
+            stack.enter_context,
+            running_bifrost(
+                tmp_path, f"sqlite:///{tmp_path / 'bifrost.db'}", {"flows.py": WORKFLOWS},
+                backend="kubernetes", k8s_namespace=NAMESPACE, k8s_deadline_grace_seconds=30,
+            ),
+        )
+        try:
+            yield running
+        finally:
+            await asyncio.to_thread(stack.close)
+
+
+async def finished(api: httpx.AsyncClient, execution_id: str) -> dict[str, Any]:
+    async with asyncio.timeout(90):
+        while True:
+            execution: dict[str, Any] = (await api.get(f"/api/executions/{execution_id}")).json()
+            if execution["status"] not in ("Pending", "Running"):
+                return execution
+            await asyncio.sleep(0.1)
+
+
+@pytest.fixture
+async def api(bifrost: Bifrost) -> AsyncIterator[httpx.AsyncClient]:
+    headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    async with httpx.AsyncClient(base_url=bifrost.url, headers=headers, timeout=60) as client:
+        yield client
+
+
+async def start(api: httpx.AsyncClient, name: str, **parameters: Any) -> str:
+    response = await api.post(f"/api/workflows/{name}/execute", json={"parameters": parameters})
+    assert response.status_code == 202, response.text
+    return str(response.json()["execution_id"])
+
+
+async def test_an_execution_runs_as_a_job_and_its_result_reaches_the_database(
+    api: httpx.AsyncClient, apiserver: ApiServer, kubelet: TestKubelet
+) -> None:
+    execution_id = await start(api, "create_user", email="ada@example.com")
+    execution = await finished(api, execution_id)
+    logs = (await api.get(f"/api/executions/{execution_id}/logs")).json()["logs"]
+
+    assert execution["status"] == "Success", execution
+    job = apiserver.object(JOBS, NAMESPACE, job_name(execution_id))
+    assert job is not None
+    assert execution["result"] == {
+        "user": "ada@example.com", "department": "IT", "org": job["metadata"]["annotations"]["bifrost.io/org"]
+    }
+    assert any("creating ada@example.com in IT" in record["message"] for record in logs)
+    assert job["metadata"]["labels"]["bifrost.io/workflow"] == "create_user"
+    assert "ada@example.com" not in str(job)  # parameters never reach the Job
+    assert "creating ada@example.com" in kubelet.log_of(job_name(execution_id))  # `kubectl logs` shows them
+
+
+async def test_a_runner_killed_for_memory_fails_its_execution_with_the_diagnosis(
+    api: httpx.AsyncClient, kubelet: TestKubelet
+) -> None:
+    kubelet.faults["hog"] = Fault.OOM_KILLED
+    kubelet.strike_after = "allocating"
+    execution_id = await start(api, "hog")
+    execution = await finished(api, execution_id)
+
+    assert execution["status"] == "Failed"
+    assert "ran out of memory" in execution["error"]["message"]
+    assert "allocating" in execution["error"]["traceback"]
