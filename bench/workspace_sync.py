@@ -1,6 +1,6 @@
 """Workspace sync against a real S3 server (SeaweedFS): a 5,000-file workspace into an empty runner cache,
-into a warm cache with nothing changed, and with one file changed; plus the manifest listing the control
-plane polls for re-discovery, on S3 and on a local folder.
+into a warm cache with nothing changed, with one file changed, and with the checkout each execution imports
+from; plus the manifest listing the control plane polls for re-discovery, on S3 and on a local folder.
 
 Run: `python -m bench.workspace_sync [--files N]`.
 """
@@ -60,6 +60,7 @@ def main() -> None:
         changed_path = next(iter(files))
         edited = upload_files(store, {**files, changed_path: files[changed_path] + b"# edited\n"})
         one_changed = sync_revision(source, edited, cache)
+        checked_out = sync_revision(source, edited, cache, checkout_dir=Path(tmp) / "runs" / "one-execution")
 
         (Path(tmp) / "folder").mkdir()
         upload_files(LocalFolderStore(Path(tmp) / "folder"), files)
@@ -76,6 +77,7 @@ def main() -> None:
         f"  warm cache, one file changed      {one_changed.seconds:8.3f} s  "
         f"({one_changed.downloaded} downloaded, {one_changed.reused} reused)"
     )
+    print(f"  warm cache + an execution's checkout {checked_out.seconds:5.3f} s  (hard links)")
     print(f"local folder, {args.files} files")
     print(f"  manifest, first listing (hashes)  {first_folder_listing:8.3f} s")
     print(f"  manifest, next listings (stats)   {folder_listing:8.3f} s")

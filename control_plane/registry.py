@@ -20,7 +20,7 @@ from sqlmodel import Session, col
 
 from bifrost.discovery import DiscoveryError, FileDiscovery, combine, discover_source
 from bifrost.metadata import DataProviderInfo, WorkflowInfo
-from bifrost.workspace import Manifest, WorkspaceFileNotFoundError
+from bifrost.workspace import Manifest, WorkspaceFileNotFoundError, WorkspaceStoreError
 from control_plane.db.models import Workflow, utcnow
 from control_plane.workspace_store import WorkspaceStore
 
@@ -83,6 +83,8 @@ class Registry:
             await asyncio.sleep(self._poll_seconds)
             try:
                 await asyncio.to_thread(self.rescan)
+            except WorkspaceStoreError as exc:
+                logger.warning("scan of the workspace failed; retrying at the next poll: %s", exc)
             except Exception:
                 logger.exception(
                     "scan of the workspace in %s failed; retrying at the next poll", self._store.description

@@ -107,12 +107,19 @@ class SeaweedS3:
                 log = (self.data_dir / "weed.log").read_text(errors="replace")[-3000:]
                 raise RuntimeError(f"weed mini exited with {self.process.returncode}:\n{log}")
             try:
-                client.list_buckets()
+                self._read_one_object_per_bucket(client)
                 return
             except (BotoCoreError, ClientError) as exc:
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"SeaweedFS S3 did not answer within {timeout}s: {exc}") from exc
                 time.sleep(0.1)
+
+    @staticmethod
+    def _read_one_object_per_bucket(client: S3Client) -> None:
+        """After a restart SeaweedFS lists buckets a while before it serves the objects stored in them."""
+        for bucket in client.list_buckets().get("Buckets", []):
+            for obj in client.list_objects_v2(Bucket=bucket["Name"], MaxKeys=1).get("Contents", []):
+                client.get_object(Bucket=bucket["Name"], Key=obj["Key"])["Body"].read()
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:

@@ -13,6 +13,7 @@ from control_plane.api import (
     secrets,
     sessions,
     users,
+    workflow_access,
     workflows,
     workspace,
 )
@@ -20,7 +21,21 @@ from control_plane.api import (
 
 def api_router() -> APIRouter:
     router = APIRouter()
-    areas = (health, sessions, workflows, executions, runner, orgs, users, api_keys, secrets, config, audit, workspace)
+    areas = (
+        health,
+        sessions,
+        workflows,
+        workflow_access,
+        executions,
+        runner,
+        orgs,
+        users,
+        api_keys,
+        secrets,
+        config,
+        audit,
+        workspace,
+    )
     for area in areas:
         router.include_router(area.router)
     return router

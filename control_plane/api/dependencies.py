@@ -1,5 +1,5 @@
 """What routes receive: the running services, and who is calling. Every route but the public probes and the
-login page depends on exactly one of `UserDep` (any signed-in user), `OrgAdminDep`, `PlatformAdminDep`
+login page depends on one of `UserDep` (any signed-in user), `OrgAdminDep`, `PlatformAdminDep`, `StarterDep`
 (users, by API key or browser session) or `RunnerDep` (a running workflow, by its execution token)."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from fastapi import Depends, Header, HTTPException, Query, Request, status
 from fastapi.security import APIKeyCookie, APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
 
+from control_plane.audit import record
 from control_plane.auth import (
     ExecutionClaims,
     InvalidExecutionTokenError,
@@ -23,11 +24,12 @@ from control_plane.auth import (
 )
 from control_plane.db.session import session_scope
 from control_plane.engine import Engine as ExecutionEngine
-from control_plane.executions import ExecutionService
+from control_plane.executions import ExecutionService, Starter
 from control_plane.logins import authenticate_session
 from control_plane.registry import Registry
 from control_plane.secrets_crypto import SecretCipher
 from control_plane.settings import Settings
+from control_plane.workflow_access import may_start
 
 SESSION_COOKIE = "bifrost_session"
 CSRF_HEADER = "X-CSRF-Token"
@@ -170,3 +172,27 @@ def write_scope(user: Principal, global_scope: bool) -> str | None:
     if not user.is_platform_admin:
         raise forbidden("only platform admins may change global entries")
     return None
+
+
+def require_starter(request: Request, services: ServicesDep, user: UserDep) -> Starter:
+    """The caller starting the workflow named in the path, for the organization they act for. 403 when the
+    workflow is restricted to roles the caller lacks there; a platform admin starting a run for an
+    organization they do not belong to is audited."""
+    workflow_name = request.path_params.get("name", "")
+    with session_scope(services.db_engine) as session:
+        if not may_start(session, user, workflow_name):
+            raise forbidden(f"workflow {workflow_name!r} is restricted to other roles")
+        if user.is_platform_admin and user.org_id is not None and user.org_id not in user.roles:
+            record(
+                session,
+                "execution.started_for_org",
+                actor=user,
+                org_id=user.org_id,
+                target=workflow_name,
+                ip=client_address(request),
+            )
+            session.commit()
+    return Starter(user_id=user.user_id, org_id=user.org_id)
+
+
+StarterDep = Annotated[Starter, Depends(require_starter)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, status
@@ -11,12 +12,13 @@ from bifrost.protocol import OrganizationInfo, RunPayload, UserInfo
 from control_plane.api.dependencies import RunnerDep, Services, ServicesDep
 from control_plane.api.models import ChildExecutionOut, ExecuteRequest, ExecutionAccepted, ValueOut
 from control_plane.api.starting import start_or_raise
-from control_plane.auth import ExecutionClaims
+from control_plane.auth import ExecutionClaims, principal_of
 from control_plane.db.models import ConfigEntry, Execution, Organization, Secret, User
 from control_plane.db.session import session_scope
 from control_plane.executions import Starter
 from control_plane.scoped_values import resolve_entry
 from control_plane.secrets_crypto import SecretDecryptionError
+from control_plane.workflow_access import may_start
 
 router = APIRouter(prefix="/api/runner", tags=["runner"])
 
@@ -73,11 +75,23 @@ async def run_child(name: str, claims: RunnerDep, services: ServicesDep, request
     its parent already holds a run slot and waits for it, so queueing it could deadlock a full system."""
     parent, _, _ = await run_in_threadpool(_own_execution, services, claims)
     _still_running(parent)
+    if not await run_in_threadpool(_may_start_child, services, claims, name):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail=f"workflow {name!r} is restricted to other roles")
     starter = Starter(user_id=claims.user_id, org_id=claims.org_id)
     execution, _ = await start_or_raise(
         services, name, request.parameters, starter=starter, sync=True, parent_execution_id=claims.execution_id
     )
     return ExecutionAccepted(execution_id=execution.id, status=execution.status)
+
+
+def _may_start_child(services: Services, claims: ExecutionClaims, name: str) -> bool:
+    """Whether the execution's user, in the execution's organization, may start workflow `name`."""
+    with session_scope(services.db_engine) as session:
+        user = session.get(User, claims.user_id)
+        if user is None:
+            return False
+        principal = replace(principal_of(session, user), org_id=claims.org_id)
+        return may_start(session, principal, name)
 
 
 @router.get("/executions/{execution_id}")

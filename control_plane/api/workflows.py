@@ -8,10 +8,9 @@ from fastapi import APIRouter, Body, HTTPException, Query, Request, status
 from fastapi.responses import JSONResponse
 
 from bifrost.metadata import WorkflowInfo
-from control_plane.api.dependencies import ServicesDep, UserDep
+from control_plane.api.dependencies import ServicesDep, StarterDep, UserDep
 from control_plane.api.models import ExecuteRequest, ExecutionAccepted, ExecutionOut, WorkspaceProblemOut
 from control_plane.api.starting import start_and_answer
-from control_plane.executions import Starter
 
 router = APIRouter(prefix="/api", tags=["workflows"])
 
@@ -49,13 +48,12 @@ def list_workspace_errors(services: ServicesDep, _user: UserDep) -> list[Workspa
 async def execute_workflow(
     name: str,
     services: ServicesDep,
-    user: UserDep,
+    starter: StarterDep,
     request: ExecuteRequest | None = None,
     sync: Annotated[bool | None, Query(description="Wait for the result; default: the workflow's mode.")] = None,
 ) -> JSONResponse:
     """Start a workflow. A sync run answers with the finished execution when it ends within the sync wait."""
     parameters = request.parameters if request else {}
-    starter = Starter(user_id=user.user_id, org_id=user.org_id)
     return await start_and_answer(services, name, parameters, starter=starter, sync=sync)
 
 
@@ -64,7 +62,7 @@ async def call_endpoint(
     name: str,
     request: Request,
     services: ServicesDep,
-    user: UserDep,
+    starter: StarterDep,
     body: Annotated[dict[str, Any] | None, Body(description="Parameters; they win over query parameters.")] = None,
 ) -> JSONResponse:
     """Call a workflow marked `endpoint_enabled` with its parameters as query parameters and/or a JSON object.
@@ -73,5 +71,4 @@ async def call_endpoint(
     if workflow is None or not workflow.endpoint_enabled:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no endpoint-enabled workflow named {name!r}")
     parameters: dict[str, Any] = {**request.query_params, **(body or {})}
-    starter = Starter(user_id=user.user_id, org_id=user.org_id)
     return await start_and_answer(services, name, parameters, starter=starter, sync=None)

@@ -8,6 +8,7 @@ exponential backoff when the API server is unreachable or failing.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -68,7 +69,9 @@ class SharedWatch:
         self._stopping.set()
         response = self._response
         if response is not None:
-            response.shutdown()
+            # Unblocks the thread's read; the response may be closing on its own at the same moment.
+            with contextlib.suppress(OSError, ValueError, RuntimeError):
+                response.shutdown()
         self._thread.join(timeout=10)
 
     def _run(self) -> None:

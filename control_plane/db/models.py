@@ -234,3 +234,15 @@ class LoginFailure(SQLModel, table=True):
     email: str = Field(index=True)
     ip: str = Field(index=True)
     at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False, index=True))
+
+
+class WorkflowAccess(SQLModel, table=True):
+    """The organization roles that may start a workflow. Without a row every signed-in user may; platform
+    admins always may."""
+
+    __tablename__ = "workflow_access"
+
+    workflow_name: str = Field(primary_key=True)
+    roles: list[str] = Field(sa_column=Column(JSON, nullable=False), description="`OrgRole` values.")
+    updated_by: str | None = Field(default=None, foreign_key="users.id")
+    updated_at: datetime = _required_timestamp()

@@ -257,7 +257,6 @@ class Engine:
 
     async def _events_waiting(self, execution_id: str) -> bool:
         """Whether the events stream holds an event of this execution that ingest has not applied yet."""
-        return False
         try:
             last = await self._jetstream().get_last_msg(EVENTS_STREAM, events_subject(execution_id))
         except NotFoundError:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel
@@ -21,7 +22,7 @@ class LiveEvent(BaseModel):
     plane decides itself (runner gone, cancel) carries the seq the next runner event would have had, so it
     always sorts after what the database held when it was decided.
 
-    `data` by kind: log — the `ExecutionLog` row (`line`, `ts`, `level`, `logger`, `message`); status —
+    `data` is JSON-ready, by kind: log — `line`, `ts` (ISO 8601, UTC), `level`, `logger`, `message`; status —
     `status`, `error_type`, `error_message`, `duration_ms`; variables — `variables`; result — `result`.
     """
 
@@ -38,9 +39,22 @@ class LogRange(BaseModel):
     last: int
 
 
-def log_live_event(row: dict[str, Any]) -> LiveEvent:
+def log_live_event(row: Mapping[str, Any]) -> LiveEvent:
     # Built without validation from a row just written or read: this runs for every log line delivered.
-    return LiveEvent.model_construct(kind="log", id=row["line"], data=row)
+    data = {
+        "line": row["line"],
+        "ts": _json_timestamp(row["ts"]),
+        "level": row["level"],
+        "logger": row["logger"],
+        "message": row["message"],
+    }
+    return LiveEvent.model_construct(kind="log", id=row["line"], data=data)
+
+
+def _json_timestamp(ts: datetime) -> str:
+    """As pydantic writes a UTC timestamp in JSON (SQLite hands timestamps back without their zone)."""
+    utc = ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+    return utc.isoformat().replace("+00:00", "Z")
 
 
 class LiveStreamLaggedError(Exception):

@@ -44,6 +44,9 @@ class Committed:
     changes: list[LiveEvent | LogRange] = field(default_factory=list)
     """In commit order; log lines as ranges of `log_rows`."""
     log_rows: list[dict[str, Any]] = field(default_factory=list)
+    terminal_status: ExecutionStatus | None = None
+    launched: bool = False
+    duration_ms: float | None = None
 
     def drop_status_changes(self) -> None:
         self.terminal_status = None
@@ -62,9 +65,6 @@ class Committed:
             else:
                 events.append(change)
         return events
-    terminal_status: ExecutionStatus | None = None
-    launched: bool = False
-    duration_ms: float | None = None
 
 
 @dataclass
@@ -417,7 +417,7 @@ class ExecutionStore:
     @staticmethod
     def _write(conn: Connection, changes: _ExecutionChanges) -> None:
         if changes.committed.log_rows:
-            conn.execute(insert(EXECUTION_LOGS), changes.committed.log_rows)
+            _insert_log_rows(conn, changes.committed.log_rows)
         conn.execute(
             update(EXECUTIONS)
             .where(EXECUTIONS.c.id == changes.execution_id)
@@ -433,3 +433,17 @@ class ExecutionStore:
         ).rowcount
         if not moved:
             changes.committed.drop_status_changes()
+
+
+_LOG_COLUMNS = ("execution_id", "line", "ts", "level", "logger", "message")
+
+
+def _insert_log_rows(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    if conn.dialect.name != "postgresql":
+        conn.execute(insert(EXECUTION_LOGS), rows)
+        return
+    # COPY, in the same transaction: several times faster than an INSERT per row.
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    with cursor.copy(f"COPY {EXECUTION_LOGS.name} ({', '.join(_LOG_COLUMNS)}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row([row[column] for column in _LOG_COLUMNS])

@@ -75,7 +75,8 @@ class RunnerConfig(BaseModel):
             return cls.model_validate(values)
         except ValidationError as exc:
             problems = "; ".join(
-                f"{_ENV_NAMES.get(str(error['loc'][0]), error['loc'][0])}: {error['msg']}" if error["loc"]
+                f"{_ENV_NAMES.get(str(error['loc'][0]), error['loc'][0])}: {error['msg']}"
+                if error["loc"]
                 else str(error["msg"])
                 for error in exc.errors()
             )

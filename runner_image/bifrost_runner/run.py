@@ -94,7 +94,10 @@ async def _cancel_signal(nc: NATS, execution_id: str) -> asyncio.Future[str]:
 
 
 async def _report_execution(
-    config: RunnerConfig, api: ApiClient, payload_request: asyncio.Future[RunPayload], publisher: EventPublisher,
+    config: RunnerConfig,
+    api: ApiClient,
+    payload_request: asyncio.Future[RunPayload],
+    publisher: EventPublisher,
     nc: NATS,
 ) -> None:
     try:

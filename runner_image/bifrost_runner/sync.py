@@ -48,7 +48,7 @@ class WorkspaceSyncError(WorkspaceStoreError):
 class RetryPolicy:
     """How often a failed fetch is tried again: `attempts` in all, waiting twice as long each time."""
 
-    attempts: int = 4
+    attempts: int = 5
     first_delay: float = 0.25
     max_delay: float = 4.0
 

@@ -3,6 +3,7 @@ subscribers only after the commit."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 import sqlalchemy
@@ -245,6 +246,7 @@ async def test_live_subscribers_get_committed_changes_in_order(
         await publish(js, ResultEvent(execution_id=execution_id, seq=3, result=[1, 2]))
         await publish(js, FinishedEvent(execution_id=execution_id, seq=4, status=ExecutionStatus.SUCCESS))
         async for event in events:
+            json.dumps(event.data)  # what the SSE route sends
             if event.kind == "log":
                 # Delivered after the commit: the line is already in the database.
                 assert event.id in [log.line for log in read_logs(db, execution_id)]
@@ -259,6 +261,7 @@ async def test_live_subscribers_get_committed_changes_in_order(
     ]
     assert received[0].data["status"] == "Running"
     assert received[2].data["message"] == "two"
+    assert received[2].data["ts"].endswith("Z")
     assert received[3].data == {"result": [1, 2]}
     assert received[4].data["status"] == "Success"
 

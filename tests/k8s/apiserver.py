@@ -213,9 +213,13 @@ class ApiServer(kmock.KubernetesEmulator):
             remaining = deadline - asyncio.get_running_loop().time()
             if remaining <= 0:
                 return
-            async with self._changed:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait(), timeout=min(remaining, 0.5))
+            # Woken by a change, or every half second to notice `end_watches()`.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changes_recorded_after(position), timeout=min(remaining, 0.5))
+
+    async def _changes_recorded_after(self, version: int) -> None:
+        async with self._changed:
+            await self._changed.wait_for(lambda: bool(self._changes_after(version)))
 
     def _changes_after(self, version: int) -> list[Change]:
         return self._changes[bisect.bisect_right(self._changes, version, key=lambda c: c.version):]
@@ -229,8 +233,7 @@ class ApiServer(kmock.KubernetesEmulator):
                 position = change.version
                 yield change
             if not pending:
-                async with self._changed:
-                    await self._changed.wait()
+                await self._changes_recorded_after(position)
 
     async def wait_until(self, condition: Callable[[], bool]) -> None:
         """Until `condition()` holds, checked after every change."""

@@ -141,9 +141,17 @@ def populate(bifrost: Bifrost) -> Tenants:
 
 
 @pytest.fixture(scope="module")
-def tenants(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Tenants]:
+def database_kind() -> str:
+    """`sqlite` or `postgresql`; a module overrides this fixture to run on the other."""
+    return "sqlite"
+
+
+@pytest.fixture(scope="module")
+def tenants(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest, database_kind: str
+) -> Iterator[Tenants]:
     tmp: Path = tmp_path_factory.mktemp("security")
-    database_url = fresh_database("sqlite", tmp, request)
+    database_url = fresh_database(database_kind, tmp, request)
     with running_bifrost(tmp, database_url, {"security_flows.py": WORKFLOWS}) as bifrost:
         with bifrost.client() as admin:
             wait_for_workflows(admin)

@@ -147,3 +147,38 @@ def test_bad_input_is_named(tenants: Tenants) -> None:
         unknown_org = platform.get("/api/session", headers={ORG_HEADER: "no-such-org"})
         assert unknown_org.status_code == 404
         assert "no-such-org" in unknown_org.text
+
+
+def test_a_workflow_restricted_to_org_admins(tenants: Tenants) -> None:
+    with tenants.platform() as platform:
+        restricted = platform.put("/api/workflows/ping/access", json={"roles": ["org_admin"]})
+        assert restricted.status_code == 200, restricted.text
+    try:
+        with tenants.client("member_a") as member_a:
+            refused = member_a.post("/api/workflows/ping/execute")
+            assert refused.status_code == 403
+            assert "ping" in refused.json()["detail"]
+            assert member_a.post("/api/endpoints/ping").status_code == 403
+            assert member_a.get("/api/workflows/ping/access").json()["roles"] == ["org_admin"]
+        with tenants.client("admin_a") as admin_a:
+            assert admin_a.post("/api/workflows/ping/execute").status_code == 200
+            assert admin_a.put("/api/workflows/ping/access", json={"roles": ["member"]}).status_code == 403
+    finally:
+        with tenants.platform() as platform:
+            assert platform.delete("/api/workflows/ping/access").status_code == 204
+    with tenants.client("member_a") as member_a:
+        assert member_a.post("/api/workflows/ping/execute").status_code == 200
+    with tenants.platform() as platform:
+        unknown_role = platform.put("/api/workflows/ping/access", json={"roles": ["owner"]})
+        assert unknown_role.status_code == 422
+        audit = platform.get("/api/audit", params={"all_orgs": True, "action": "workflow_access.changed"}).json()
+        assert [event["target"] for event in audit["events"]] == ["ping"]
+
+
+def test_runs_for_another_org_are_audited(tenants: Tenants) -> None:
+    with tenants.platform(tenants.org_b) as platform:
+        assert platform.post("/api/workflows/whoami/execute").json()["result"]["org_id"] == tenants.org_b
+        events = platform.get("/api/audit", params={"action": "execution.started_for_org"}).json()["events"]
+    assert [(e["org_id"], e["target"], e["actor_email"]) for e in events] == [
+        (tenants.org_b, "whoami", "admin@bifrost.local")
+    ]

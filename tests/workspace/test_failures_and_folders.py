@@ -134,9 +134,10 @@ def test_s3_down_during_a_runner_sync_is_retried_then_fails_clearly(tmp_path: Pa
             assert (failed["status"], failed["error"]["type"]) == ("Failed", "WorkspaceSyncError")
             message = failed["error"]["message"]
             assert f"cannot reach s3://{bucket}/" in message
-            assert "gave up after 4 attempts" in message
+            assert "gave up after 5 attempts" in message
             assert "retrying" in "".join(p.read_text(errors="replace") for p in log.rglob("*.log"))
 
             server.start()
             recovered = finished(api, start(api, "count", start=1))
             assert (recovered["status"], recovered["result"]) == ("Success", 2), recovered["error"]
+
