@@ -113,7 +113,8 @@ def _visible_to(query: SelectOfScalar[Execution], principal: Principal) -> Selec
     if principal.is_platform_admin:
         return query
     if principal.org_id is None:
-        return query.where(col(Execution.org_id).is_(None))
+        # Global executions are the platform's; a user without an organization sees only their own.
+        return query.where(col(Execution.org_id).is_(None), Execution.user_id == principal.user_id)
     return query.where(Execution.org_id == principal.org_id)
 
 

@@ -90,9 +90,7 @@ class Settings(BaseSettings):
         default_factory=list, description="Names of docker-registry Secrets in the runner namespace (JSON list)."
     )
     k8s_node_selector: dict[str, str] = Field(default_factory=dict, description="Runner pods' nodeSelector (JSON).")
-    k8s_tolerations: list[K8sToleration] = Field(
-        default_factory=list, description="Runner pods' tolerations (JSON)."
-    )
+    k8s_tolerations: list[K8sToleration] = Field(default_factory=list, description="Runner pods' tolerations (JSON).")
     k8s_cpu_request: str = Field("100m", pattern=CPU_QUANTITY, description="A runner's CPU request, e.g. 250m.")
     k8s_cpu_limit: str | None = Field("1", pattern=CPU_QUANTITY, description="A runner's CPU limit; unset: none.")
     k8s_memory_request_mb: int = Field(256, ge=16)

@@ -175,10 +175,12 @@ def write_scope(user: Principal, global_scope: bool) -> str | None:
 
 
 def require_starter(request: Request, services: ServicesDep, user: UserDep) -> Starter:
-    """The caller starting the workflow named in the path, for the organization they act for. 403 when the
-    workflow is restricted to roles the caller lacks there; a platform admin starting a run for an
-    organization they do not belong to is audited."""
+    """The caller starting the workflow named in the path, for the organization they act for (only platform
+    admins start global runs). 403 when the workflow is restricted to roles the caller lacks there; a platform
+    admin starting a run for an organization they do not belong to is audited."""
     workflow_name = request.path_params.get("name", "")
+    if user.org_id is None and not user.is_platform_admin:
+        raise forbidden(f"you belong to no organization to run workflows for (or send the {ORG_HEADER} header)")
     with session_scope(services.db_engine) as session:
         if not may_start(session, user, workflow_name):
             raise forbidden(f"workflow {workflow_name!r} is restricted to other roles")

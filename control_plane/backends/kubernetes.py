@@ -95,10 +95,22 @@ class KubernetesBackend:
 
         namespace, timeout = self._settings.k8s_namespace, self._settings.k8s_watch_timeout_seconds
         self._watches = [
-            SharedWatch("jobs", self._api.batch.list_namespaced_job, namespace,
-                        to_loop(self._jobs_listed), to_loop(self._job_event), timeout),
-            SharedWatch("pods", self._api.core.list_namespaced_pod, namespace,
-                        to_loop(self._pods_listed), to_loop(self._pod_event), timeout),
+            SharedWatch(
+                "jobs",
+                self._api.batch.list_namespaced_job,
+                namespace,
+                to_loop(self._jobs_listed),
+                to_loop(self._job_event),
+                timeout,
+            ),
+            SharedWatch(
+                "pods",
+                self._api.core.list_namespaced_pod,
+                namespace,
+                to_loop(self._pods_listed),
+                to_loop(self._pod_event),
+                timeout,
+            ),
         ]
         for watch in self._watches:
             watch.start()
@@ -127,7 +139,9 @@ class KubernetesBackend:
                     raise
                 job = await self._api.read_job(name)
                 if not job.get("spec", {}).get("suspend"):
-                    self._runs[spec.execution_id].job = job
+                    run = self._runs[spec.execution_id]
+                    run.job = job
+                    self._evaluate(run)
                     return
             uid = job.get("metadata", {}).get("uid", "")
             try:
@@ -145,11 +159,13 @@ class KubernetesBackend:
         name = job_name(execution_id)
         await self._api.delete_job(name, "Foreground")
         if run is not None:
-            await self._report(RunnerExit(
-                execution_id=execution_id,
-                exit_code=None,
-                reason=f"Bifrost deleted the Job {name} (the execution was cancelled or timed out).",
-            ))
+            await self._report(
+                RunnerExit(
+                    execution_id=execution_id,
+                    exit_code=None,
+                    reason=f"Bifrost deleted the Job {name} (the execution was cancelled or timed out).",
+                )
+            )
 
     async def reconcile(self, active_execution_ids: list[str]) -> None:
         jobs = {execution_id_of(job): job for job in await self._api.list_jobs()}
@@ -292,4 +308,3 @@ def _age_seconds(job: dict[str, Any]) -> float:
     if not created:
         return 0.0
     return (datetime.now(UTC) - datetime.fromisoformat(created.replace("Z", "+00:00"))).total_seconds()
-

@@ -39,14 +39,10 @@ def load_api_client(pool_size: int) -> client.ApiClient:
     return client.ApiClient(configuration)
 
 
-def status_of(exc: BaseException) -> int | None:
-    return exc.status if isinstance(exc, ApiException) else None
-
-
 def _retryable(exc: BaseException) -> bool:
-    status = status_of(exc)
-    if status is not None:
-        return status == 429 or status >= 500
+    """What a busy or restarting API server answers: worth another try."""
+    if isinstance(exc, ApiException):
+        return exc.status == 429 or (exc.status or 0) >= 500
     return isinstance(exc, urllib3.exceptions.HTTPError | OSError)
 
 
@@ -130,9 +126,7 @@ class KubernetesApi:
     async def delete_job(self, name: str, propagation: str) -> None:
         """Delete a Job and what it owns; a Job that is already gone is fine."""
         try:
-            await self._call(
-                self.batch.delete_namespaced_job, name, self.namespace, propagation_policy=propagation
-            )
+            await self._call(self.batch.delete_namespaced_job, name, self.namespace, propagation_policy=propagation)
         except ApiException as exc:
             if exc.status != 404:
                 raise
@@ -155,8 +149,12 @@ class KubernetesApi:
         response = await loop.run_in_executor(
             self._executor,
             lambda: self.core.read_namespaced_pod_log(
-                pod, self.namespace, container=container, tail_lines=lines,
-                _preload_content=False, _request_timeout=_REQUEST_TIMEOUT,
+                pod,
+                self.namespace,
+                container=container,
+                tail_lines=lines,
+                _preload_content=False,
+                _request_timeout=_REQUEST_TIMEOUT,
             ),
         )
         return bytes(cast(urllib3.BaseHTTPResponse, response).data).decode(errors="replace")

@@ -97,7 +97,9 @@ class SharedWatch:
 
     def _relist(self) -> None:
         started = time.monotonic()
-        response = self._list(self._namespace, label_selector=MANAGED_SELECTOR, _preload_content=False)
+        response = self._list(
+            self._namespace, label_selector=MANAGED_SELECTOR, _preload_content=False, _request_timeout=(10, 120)
+        )
         listing = json.loads(response.data)
         self.lists += 1
         self._on_listed(list(listing.get("items") or []), started)

@@ -36,7 +36,11 @@ class RunnerTemplate:
 
     async def start(self) -> None:
         self._process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bifrost_runner.zygote", "--spares", str(self._spares),
+            sys.executable,
+            "-m",
+            "bifrost_runner.zygote",
+            "--spares",
+            str(self._spares),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             env=self._env,

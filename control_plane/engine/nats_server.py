@@ -169,9 +169,7 @@ class EmbeddedNats:
         config = self.directory / "nats-server.conf"
         store_dir = json.dumps(str(self.directory))
         config.write_text(
-            f"listen: 127.0.0.1:{port}\n"
-            f"max_payload: {MAX_EVENT_BYTES}\n"
-            f"jetstream {{\n  store_dir: {store_dir}\n}}\n"
+            f"listen: 127.0.0.1:{port}\nmax_payload: {MAX_EVENT_BYTES}\njetstream {{\n  store_dir: {store_dir}\n}}\n"
         )
         return config
 
@@ -180,9 +178,7 @@ class EmbeddedNats:
         deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
         while not _port_accepts(self._port):
             if self._process.poll() is not None:
-                raise NatsServerError(
-                    f"nats-server exited with code {self._process.returncode}: {_tail(log_file)}"
-                )
+                raise NatsServerError(f"nats-server exited with code {self._process.returncode}: {_tail(log_file)}")
             if time.monotonic() > deadline:
                 self._process.kill()
                 raise NatsServerError(

@@ -305,9 +305,7 @@ class ExecutionStore:
             return status
 
     def launched_active_ids(self, backend: str) -> list[str]:
-        query = select(EXECUTIONS.c.id).where(
-            EXECUTIONS.c.status.in_(ACTIVE_STATUSES), EXECUTIONS.c.backend == backend
-        )
+        query = select(EXECUTIONS.c.id).where(EXECUTIONS.c.status.in_(ACTIVE_STATUSES), EXECUTIONS.c.backend == backend)
         with self._db.connect() as conn:
             return list(conn.execute(query).scalars())
 
@@ -337,11 +335,15 @@ class ExecutionStore:
             conditions.append(EXECUTIONS.c.backend.is_(None))
         now = utcnow()
         with self._db.begin() as conn:
-            row = conn.execute(
-                select(EXECUTIONS.c.workflow_name, EXECUTIONS.c.last_event_seq, EXECUTIONS.c.backend)
-                .where(*conditions)
-                .with_for_update()
-            ).mappings().one_or_none()
+            row = (
+                conn.execute(
+                    select(EXECUTIONS.c.workflow_name, EXECUTIONS.c.last_event_seq, EXECUTIONS.c.backend)
+                    .where(*conditions)
+                    .with_for_update()
+                )
+                .mappings()
+                .one_or_none()
+            )
             if row is None:
                 return None
             conn.execute(

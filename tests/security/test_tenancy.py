@@ -124,11 +124,16 @@ def test_removed_member_loses_access_to_the_org(tenants: Tenants) -> None:
     with tenants.platform(tenants.org_a) as platform:
         user_id = create_user(platform, tenants.org_a, "moved@a.test", "member")
     key = make_key(tenants.bifrost.url, "moved@a.test")
+    with tenants.bifrost.client(key) as moved:
+        in_a = moved.post("/api/workflows/whoami/execute").json()["execution_id"]
     with tenants.client("admin_a") as admin_a:
         assert admin_a.delete(f"/api/orgs/{tenants.org_a}/members/{user_id}").status_code == 204
     with tenants.bifrost.client(key) as moved:
         assert moved.get("/api/session").json()["org_id"] is None
         assert moved.get("/api/config", headers={ORG_HEADER: tenants.org_a}).status_code == 403
+        assert moved.get(f"/api/executions/{in_a}").status_code == 404
+        assert moved.get("/api/executions").json()["executions"] == []
+        assert moved.post("/api/workflows/whoami/execute").status_code == 403
 
 
 def test_bad_input_is_named(tenants: Tenants) -> None:

@@ -140,4 +140,3 @@ def test_s3_down_during_a_runner_sync_is_retried_then_fails_clearly(tmp_path: Pa
             server.start()
             recovered = finished(api, start(api, "count", start=1))
             assert (recovered["status"], recovered["result"]) == ("Success", 2), recovered["error"]
-
