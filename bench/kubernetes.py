@@ -100,9 +100,15 @@ def main() -> None:
                 "contexts": [{"name": "bench", "context": {"cluster": "bench", "user": "bench"}}],
                 "current-context": "bench",
             }))
+            saved = {name: os.environ.pop(name, None) for name in ("KUBECONFIG", "KUBERNETES_SERVICE_HOST")}
             os.environ["KUBECONFIG"] = str(kubeconfig)
-            os.environ.pop("KUBERNETES_SERVICE_HOST", None)
-            asyncio.run(_run(url))
+            try:
+                asyncio.run(_run(url))
+            finally:
+                for name, value in saved.items():
+                    os.environ.pop(name, None)
+                    if value is not None:
+                        os.environ[name] = value
     finally:
         server.terminate()
         server.join()

@@ -68,11 +68,13 @@ def list_keys(services: ServicesDep, user: UserDep) -> list[ApiKeyOut]:
 def create_key(body: ApiKeyIn, request: Request, services: ServicesDep, user: UserDep) -> ApiKeyCreated:
     """A personal key of the caller."""
     _check_expiry(body.expires_at)
-    if body.org_id is not None and not user.may_see_org(body.org_id):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no organization {body.org_id!r}")
     if user.key_org_id is not None and body.org_id != user.key_org_id:
         raise forbidden("a key bound to an organization may only create keys bound to the same organization")
     with session_scope(services.db_engine) as session:
+        if body.org_id is not None and (
+            not user.may_see_org(body.org_id) or not session.get(Organization, body.org_id)
+        ):
+            raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no organization {body.org_id!r}")
         owner = session.get(User, user.user_id)
         if owner is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail="your user no longer exists")

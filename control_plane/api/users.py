@@ -133,6 +133,8 @@ def update_user(user_id: str, body: UserPatch, request: Request, services: Servi
             raise forbidden("only the user themselves or a platform admin may change a user")
         if (body.is_active is not None or body.is_platform_admin is not None) and not user.is_platform_admin:
             raise forbidden("only platform admins may change is_active or is_platform_admin")
+        if target.is_platform_admin and (body.is_platform_admin is False or body.is_active is False):
+            _keep_a_platform_admin(session, target)
         changes = body.model_dump(exclude_unset=True, exclude={"password"})
         for attribute, value in changes.items():
             setattr(target, attribute, value)
@@ -154,6 +156,14 @@ def update_user(user_id: str, body: UserPatch, request: Request, services: Servi
             )
         session.commit()
         return UserOut.of(session, target)
+
+
+def _keep_a_platform_admin(session: Session, leaving: User) -> None:
+    others = select(User).where(col(User.is_platform_admin), col(User.is_active), User.id != leaving.id)
+    if session.exec(others).first() is None:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, detail=f"{leaving.email} is the last active platform admin: make another first"
+        )
 
 
 def _user(session: Session, user_id: str) -> User:

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -90,8 +91,13 @@ class KubernetesBackend:
         self._on_exit = on_exit
         loop = asyncio.get_running_loop()
 
-        def to_loop(callback: Any) -> Any:
-            return lambda *args: loop.call_soon_threadsafe(callback, *args)
+        def to_loop(callback: Callable[..., None]) -> Callable[..., None]:
+            """`callback`, called from a watch thread, runs on the event loop."""
+
+            def from_thread(*args: Any) -> None:
+                loop.call_soon_threadsafe(callback, *args)
+
+            return from_thread
 
         namespace, timeout = self._settings.k8s_namespace, self._settings.k8s_watch_timeout_seconds
         self._watches = [
@@ -212,7 +218,8 @@ class KubernetesBackend:
         if run is None:
             return
         if kind == "DELETED":
-            self._conclude(run, job_deleted(run.job_name))
+            # A Job may finish and be deleted (TTL 0) before we saw it finish: judge its last state first.
+            self._conclude(run, diagnose(job, run.pod, run.pod_gone) or job_deleted(run.job_name))
             return
         run.job = job
         self._evaluate(run)

@@ -19,7 +19,6 @@ from typing import Any
 import aiohttp.web
 import attrs
 import kmock
-from kmock._internal import enums, rendering
 
 JOBS = kmock.resource("batch/v1/jobs")
 PODS = kmock.resource("v1/pods")
@@ -53,10 +52,10 @@ def _selector_matches(selector: str, labels: dict[str, str]) -> bool:
 
 
 _SINGLE_OBJECT_ACTIONS = frozenset({
-    enums.action.CREATE, enums.action.FETCH, enums.action.UPDATE, enums.action.DELETE,
+    kmock.action.CREATE, kmock.action.FETCH, kmock.action.UPDATE, kmock.action.DELETE,
 })
-_CHANGE_TYPES: dict[enums.action | None, str] = {
-    enums.action.CREATE: "ADDED", enums.action.UPDATE: "MODIFIED", enums.action.DELETE: "DELETED",
+_CHANGE_TYPES: dict[kmock.action | None, str] = {
+    kmock.action.CREATE: "ADDED", kmock.action.UPDATE: "MODIFIED", kmock.action.DELETE: "DELETED",
 }
 
 
@@ -87,10 +86,10 @@ class ApiServer(kmock.KubernetesEmulator):
         self._version += 1
         return self._version
 
-    async def _handle(self, request: rendering.Request) -> Any:
+    async def _handle(self, request: kmock.Request) -> Any:
         if request.resource is None or request.subresource == "log":
             return await super()._handle(request)
-        if request.action == enums.action.CREATE and isinstance(request.data, dict):
+        if request.action == kmock.action.CREATE and isinstance(request.data, dict):
             self.creates[request.resource] += 1
             metadata = request.data.setdefault("metadata", {})
             metadata.setdefault("namespace", request.namespace)
@@ -106,10 +105,10 @@ class ApiServer(kmock.KubernetesEmulator):
         finally:
             await self._record(request, key)
 
-    def _serve_directly(self, request: rendering.Request, key: Any) -> aiohttp.web.StreamResponse:
+    def _serve_directly(self, request: kmock.Request, key: Any) -> aiohttp.web.StreamResponse:
         stored = self.objects[key] if key in self.objects else None  # noqa: SIM401 - no .get() on it
         exists = stored is not None and not stored.deleted
-        if request.action == enums.action.CREATE:
+        if request.action == kmock.action.CREATE:
             if exists:
                 return self._render_status(409, "AlreadyExists")
             if stored is None:
@@ -119,9 +118,9 @@ class ApiServer(kmock.KubernetesEmulator):
             return aiohttp.web.json_response(self.objects[key].raw, status=201)
         if stored is None or not exists:
             return self._render_status(404, "NotFound")
-        if request.action == enums.action.UPDATE:
+        if request.action == kmock.action.UPDATE:
             stored.patch(request.data)
-        elif request.action == enums.action.DELETE:
+        elif request.action == kmock.action.DELETE:
             stored.delete()
             return aiohttp.web.json_response(stored.last.raw)
         return aiohttp.web.json_response(stored.raw)
@@ -131,7 +130,7 @@ class ApiServer(kmock.KubernetesEmulator):
         status = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code, "reason": reason}
         return aiohttp.web.json_response(status, status=code)
 
-    async def _record(self, request: rendering.Request, key: Any) -> None:
+    async def _record(self, request: kmock.Request, key: Any) -> None:
         change_type = _CHANGE_TYPES.get(request.action)
         if change_type is None or key not in self.objects:
             return
@@ -167,7 +166,7 @@ class ApiServer(kmock.KubernetesEmulator):
                 async with self.delete(path) as response:
                     await response.read()
 
-    def _visible(self, request: rendering.Request, resource: Any, obj: dict[str, Any]) -> bool:
+    def _visible(self, request: kmock.Request, resource: Any, obj: dict[str, Any]) -> bool:
         metadata = obj.get("metadata", {})
         if resource != request.resource:
             return False
@@ -175,7 +174,7 @@ class ApiServer(kmock.KubernetesEmulator):
             return False
         return _selector_matches(request.params.get("labelSelector", ""), metadata.get("labels") or {})
 
-    async def _serve_list(self, request: rendering.Request) -> rendering.Payload:
+    async def _serve_list(self, request: kmock.Request) -> kmock.Payload:
         items = [
             obj.raw for (resource, _, _), obj in list(self.objects.items())
             if not obj.deleted and self._visible(request, resource, obj.raw)
@@ -183,7 +182,7 @@ class ApiServer(kmock.KubernetesEmulator):
         return {"kind": "List", "apiVersion": "v1", "metadata": {"resourceVersion": str(self._version)},
                 "items": items}
 
-    async def _serve_watch(self, request: rendering.Request) -> AsyncIterator[rendering.Payload]:
+    async def _serve_watch(self, request: kmock.Request) -> AsyncIterator[kmock.Payload]:
         yield b""
         generation = self._watch_generation
         timeout = float(request.params.get("timeoutSeconds", "3600"))

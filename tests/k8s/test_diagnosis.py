@@ -9,6 +9,7 @@ import pytest
 
 from bifrost.protocol import ExecutionStatus
 from control_plane.backends.kubernetes import KubernetesBackend
+from control_plane.backends.kubernetes_diagnosis import diagnose
 from control_plane.backends.kubernetes_spec import job_name
 from control_plane.settings import Settings
 from tests.k8s.apiserver import JOBS, ApiServer
@@ -129,3 +130,44 @@ async def test_an_unschedulable_pod_fails_after_the_pending_timeout_with_the_sch
     assert "0/3 nodes are available: 3 Insufficient memory." in runner_exit.reason
     assert "BIFROST_K8S_NODE_SELECTOR" in runner_exit.reason
     assert apiserver.object(JOBS, NAMESPACE, job_name(spec.execution_id)) is None
+
+
+FAILED_JOB = {
+    "metadata": {"name": "bifrost-run-1"},
+    "spec": {"activeDeadlineSeconds": 90},
+    "status": {"conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}]},
+}
+
+
+def test_a_pod_disrupted_because_its_node_became_unreachable_names_the_cause() -> None:
+    pod = {"metadata": {"name": "bifrost-run-1-x7k2p"}, "status": {"phase": "Failed", "conditions": [{
+        "type": "DisruptionTarget", "status": "True", "reason": "DeletionByTaintManager",
+        "message": "Taint manager: deleting due to NoExecute taint key node.kubernetes.io/unreachable",
+    }]}}
+
+    diagnosis = diagnose(FAILED_JOB, pod)
+
+    assert diagnosis is not None
+    assert diagnosis.status is ExecutionStatus.FAILED
+    assert "The node running pod bifrost-run-1-x7k2p went away" in diagnosis.reason
+    assert "node.kubernetes.io/unreachable" in diagnosis.reason
+
+
+def test_a_runner_killed_by_a_signal_names_the_signal() -> None:
+    pod = {"metadata": {"name": "bifrost-run-1-x7k2p"}, "status": {"phase": "Failed", "containerStatuses": [{
+        "name": "runner", "state": {"terminated": {"exitCode": 137, "reason": "Error"}},
+    }]}}
+
+    diagnosis = diagnose(FAILED_JOB, pod)
+
+    assert diagnosis is not None
+    assert diagnosis.exit_code == 137
+    assert "exited with code 137, killed by SIGKILL" in diagnosis.reason
+
+
+def test_a_job_that_is_still_running_has_no_diagnosis() -> None:
+    running_job = {"metadata": {"name": "bifrost-run-1"}, "status": {"active": 1}}
+    pod = {"metadata": {"name": "p"}, "status": {"phase": "Running", "containerStatuses": [{
+        "name": "runner", "state": {"running": {"startedAt": "2026-12-01T00:00:00Z"}},
+    }]}}
+    assert diagnose(running_job, pod) is None

@@ -37,6 +37,13 @@ def hog():
     print("allocating", flush=True)
     import time
     time.sleep(120)
+
+
+@workflow
+def stubborn():
+    import time
+    print("not listening", flush=True)
+    time.sleep(120)
 """
 
 
@@ -51,6 +58,7 @@ async def bifrost(
             running_bifrost(
                 tmp_path, f"sqlite:///{tmp_path / 'bifrost.db'}", {"flows.py": WORKFLOWS},
                 backend="kubernetes", k8s_namespace=NAMESPACE, k8s_deadline_grace_seconds=30,
+                cancel_grace_seconds=1.0,
             ),
         )
         try:
@@ -111,3 +119,23 @@ async def test_a_runner_killed_for_memory_fails_its_execution_with_the_diagnosis
     assert execution["status"] == "Failed"
     assert "ran out of memory" in execution["error"]["message"]
     assert "allocating" in execution["error"]["traceback"]
+
+
+async def test_cancel_stops_the_runner_pod_and_ends_the_execution_cancelled(
+    api: httpx.AsyncClient, kubelet: TestKubelet, apiserver: ApiServer
+) -> None:
+    execution_id = await start(api, "stubborn")
+    await kubelet.printed(job_name(execution_id), "not listening")
+
+    response = await api.post(f"/api/executions/{execution_id}/cancel")
+    assert response.status_code == 202, response.text
+    execution = await finished(api, execution_id)
+
+    assert execution["status"] == "Cancelled"
+    # The runner stops (or, after the grace period, its Job is deleted): no pod runs on.
+    await apiserver.wait_until(lambda: job_done_or_gone(apiserver, execution_id))
+
+
+def job_done_or_gone(apiserver: ApiServer, execution_id: str) -> bool:
+    job = apiserver.object(JOBS, NAMESPACE, job_name(execution_id))
+    return job is None or bool({"succeeded", "failed"} & set(job.get("status", {})))
