@@ -1,4 +1,5 @@
-"""Who is calling: user API keys (stored as SHA-256 hashes) and per-execution tokens (HMAC-SHA256 signed)."""
+"""Who is calling: users by API key (stored as SHA-256 hashes), with their role per organization and the
+organization they act for, and running workflows by per-execution token (HMAC-SHA256 signed)."""
 
 from __future__ import annotations
 

@@ -129,8 +129,8 @@ def _child(services: Services, claims: ExecutionClaims, execution_id: str) -> Ex
 )
 def secret(name: str, claims: RunnerDep, services: ServicesDep) -> ValueOut:
     """The secret of the execution's organization, else the global one."""
+    _still_running(_own_execution(services, claims)[0])
     with session_scope(services.db_engine) as session:
-        _still_running(_own_execution(services, claims)[0])
         entry = resolve_entry(session, Secret, claims.org_id, name)
     if entry is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no secret named {name!r}")
@@ -143,8 +143,8 @@ def secret(name: str, claims: RunnerDep, services: ServicesDep) -> ValueOut:
 @router.get("/config/{name}", responses={404: {"description": "No such config entry."}})
 def config(name: str, claims: RunnerDep, services: ServicesDep) -> ValueOut:
     """The config entry of the execution's organization, else the global one."""
+    _still_running(_own_execution(services, claims)[0])
     with session_scope(services.db_engine) as session:
-        _still_running(_own_execution(services, claims)[0])
         entry = resolve_entry(session, ConfigEntry, claims.org_id, name)
     if entry is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no config entry named {name!r}")

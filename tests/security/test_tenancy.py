@@ -187,3 +187,12 @@ def test_runs_for_another_org_are_audited(tenants: Tenants) -> None:
     assert [(e["org_id"], e["target"], e["actor_email"]) for e in events] == [
         (tenants.org_b, "whoami", "admin@bifrost.local")
     ]
+
+
+def test_the_last_platform_admin_cannot_be_demoted(tenants: Tenants) -> None:
+    with tenants.platform() as platform:
+        me = platform.get("/api/users/me").json()
+        refused = platform.patch(f"/api/users/{me['id']}", json={"is_platform_admin": False})
+        assert refused.status_code == 409
+        assert "last active platform admin" in refused.json()["detail"]
+        assert platform.get("/api/users/me").json()["is_platform_admin"] is True
