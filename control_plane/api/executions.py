@@ -73,7 +73,12 @@ def list_all(
 
 @router.get("/{execution_id}")
 def get_one(execution_id: str, services: ServicesDep, user: UserDep) -> ExecutionOut:
-    return ExecutionOut.of(_visible_execution(services, user, execution_id))
+    """The execution, with where its runner was launched: for Kubernetes its namespace, Job, pod (while this
+    replica tracks it) and the kubectl commands that inspect them."""
+    execution = _visible_execution(services, user, execution_id)
+    backend = services.engine.backend
+    details = backend.details(execution.id) if execution.backend == backend.name else None
+    return ExecutionOut.of(execution, details)
 
 
 @router.get("/{execution_id}/logs")
@@ -140,6 +145,7 @@ async def _execution_events(services: Services, execution_id: str) -> AsyncItera
         if execution.status.is_terminal:
             return
         last_line = logs[-1].line if logs else 0
+        live.skip_lines_through(last_line)
         try:
             async for event in live:
                 seen = last_line if event.kind == "log" else execution.last_event_seq

@@ -30,7 +30,7 @@ from control_plane.auth import TokenIssuer
 from control_plane.backends.base import Backend, RunnerExit
 from control_plane.engine.dispatch import Dispatcher, LaunchOutcome
 from control_plane.engine.ingest import Ingestor
-from control_plane.engine.live import LiveHub, LiveSubscription
+from control_plane.engine.live import LiveEvent, LiveHub, LiveSubscription
 from control_plane.engine.nats_server import EmbeddedNats
 from control_plane.engine.replicas import ReplicaAnnouncer
 from control_plane.engine.store import Committed, ExecutionStore
@@ -66,6 +66,10 @@ class Engine:
         self._ingestor: Ingestor | None = None
         self._nats_url = ""
         self._background: set[asyncio.Task[None]] = set()
+
+    @property
+    def backend(self) -> Backend:
+        return self._backend
 
     @property
     def nats_url(self) -> str:
@@ -149,11 +153,14 @@ class Engine:
     @contextlib.asynccontextmanager
     async def live(self, execution_id: str) -> AsyncIterator[LiveSubscription]:
         """The execution's changes from now on, each after its commit: subscribe, then read the backlog."""
-        subscription = self._hub.subscribe(execution_id)
+        subscription = self._hub.subscribe(execution_id, self._read_log_lines)
         try:
             yield subscription
         finally:
             self._hub.unsubscribe(subscription)
+
+    async def _read_log_lines(self, execution_id: str, first: int, last: int) -> list[LiveEvent]:
+        return await asyncio.to_thread(self._store.log_lines, execution_id, first, last)
 
     async def cancel(self, execution_id: str, reason: str = "Cancelled by user") -> None:
         """Cancel an execution. Returns at once; a runner that ignores the request is killed after the grace."""

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Mapping
+import collections
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel
+
+from bifrost.protocol import ExecutionStatus
 
 LiveKind = Literal["log", "status", "variables", "result"]
 
@@ -61,13 +64,30 @@ class LiveStreamLaggedError(Exception):
     """A live subscriber fell too far behind; it should re-read the execution from the database."""
 
 
-class LiveSubscription:
-    """The events of one execution, in commit order. Iteration ends after the terminal status event."""
+# Reads log lines `first`..`last` of an execution from the database.
+LogReader = Callable[[str, int, int], Awaitable[list[LiveEvent]]]
 
-    def __init__(self, execution_id: str) -> None:
+
+class LiveSubscription:
+    """The events of one execution, in commit order. Iteration ends after the terminal status event.
+
+    Lines committed by another replica are announced separately and may trail this replica's terminal status;
+    so before the terminal status is handed out, every line after `skip_lines_through` that was not delivered
+    live is read back from the database: a subscriber never misses the end of the log.
+    """
+
+    def __init__(self, execution_id: str, read_logs: LogReader | None = None) -> None:
         self.execution_id = execution_id
         self._queue: asyncio.Queue[LiveEvent | None] = asyncio.Queue()
         self._lagged = False
+        self._read_logs = read_logs
+        self._contiguous_line = 0
+        self._lines_above: set[int] = set()
+        self._held_back: collections.deque[LiveEvent] = collections.deque()
+
+    def skip_lines_through(self, line: int) -> None:
+        """The subscriber already has lines 1..`line` (from the database): don't read them back at the end."""
+        self._note_line(line, through=True)
 
     def _push(self, events: list[LiveEvent], terminal: bool) -> None:
         if self._lagged:
@@ -85,14 +105,40 @@ class LiveSubscription:
         return self
 
     async def __anext__(self) -> LiveEvent:
+        if self._held_back:
+            return self._held_back.popleft()
         event = await self._queue.get()
         if event is not None:
+            if event.kind == "log":
+                self._note_line(event.id)
+            elif event.kind == "status" and ExecutionStatus(event.data["status"]).is_terminal:
+                return await self._after_missing_lines(event)
             return event
         if self._lagged:
             raise LiveStreamLaggedError(
                 f"live events of execution {self.execution_id} fell more than {SUBSCRIBER_BACKLOG_LIMIT} behind"
             )
         raise StopAsyncIteration
+
+    def _note_line(self, line: int, through: bool = False) -> None:
+        if through:
+            self._contiguous_line = max(self._contiguous_line, line)
+            self._lines_above = {seen for seen in self._lines_above if seen > self._contiguous_line}
+        elif line > self._contiguous_line:
+            self._lines_above.add(line)
+        while self._contiguous_line + 1 in self._lines_above:
+            self._contiguous_line += 1
+            self._lines_above.discard(self._contiguous_line)
+
+    async def _after_missing_lines(self, terminal_status: LiveEvent) -> LiveEvent:
+        if self._read_logs is None:
+            return terminal_status
+        stored = await self._read_logs(self.execution_id, self._contiguous_line + 1, 2**62)
+        missing = [line for line in stored if line.id not in self._lines_above]
+        for line in missing:
+            self._note_line(line.id)
+        self._held_back.extend([*missing, terminal_status])
+        return self._held_back.popleft()
 
 
 class LiveHub:
@@ -101,8 +147,8 @@ class LiveHub:
         self._terminal_waiters: dict[str, set[asyncio.Future[None]]] = {}
         self._terminal_listeners: list[Callable[[str], None]] = []
 
-    def subscribe(self, execution_id: str) -> LiveSubscription:
-        subscription = LiveSubscription(execution_id)
+    def subscribe(self, execution_id: str, read_logs: LogReader | None = None) -> LiveSubscription:
+        subscription = LiveSubscription(execution_id, read_logs)
         self._subscriptions.setdefault(execution_id, set()).add(subscription)
         return subscription
 

@@ -111,3 +111,24 @@ def test_the_configured_backend_is_created(tmp_path: Path) -> None:
     assert isinstance(create_backend(Settings(data_dir=tmp_path, backend="local")), LocalBackend)
     with pytest.raises(BackendNotAvailableError, match="BIFROST_BACKEND='docker' is not available yet"):
         create_backend(Settings(data_dir=tmp_path, backend="docker"))
+
+
+async def test_lines_another_replica_committed_are_read_back_before_the_terminal_status() -> None:
+    def line(number: int) -> LiveEvent:
+        return LiveEvent(kind="log", id=number, data={"line": number})
+
+    async def read_logs(execution_id: str, first: int, last: int) -> list[LiveEvent]:
+        assert execution_id == "execution-1"
+        return [line(number) for number in range(first, min(last, 10) + 1)]
+
+    hub = LiveHub()
+    subscription = hub.subscribe("execution-1", read_logs)
+    subscription.skip_lines_through(2)  # lines 1 and 2 came from the database backlog
+    success = LiveEvent(kind="status", id=12, data={"status": "Success"})
+    # Lines 5 and 8-10 were committed by another replica whose announcement has not arrived yet.
+    hub.deliver("execution-1", [line(3), line(4), line(6), line(7), success], terminal=True)
+
+    received = [event async for event in subscription]
+
+    assert [event.id for event in received if event.kind == "log"] == [3, 4, 6, 7, 5, 8, 9, 10]
+    assert received[-1] == success
