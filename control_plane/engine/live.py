@@ -64,6 +64,9 @@ class LiveStreamLaggedError(Exception):
     """A live subscriber fell too far behind; it should re-read the execution from the database."""
 
 
+# Log line numbers are 32-bit integers in the database.
+_LAST_POSSIBLE_LINE = 2**31 - 1
+
 # Reads log lines `first`..`last` of an execution from the database.
 LogReader = Callable[[str, int, int], Awaitable[list[LiveEvent]]]
 
@@ -133,7 +136,7 @@ class LiveSubscription:
     async def _after_missing_lines(self, terminal_status: LiveEvent) -> LiveEvent:
         if self._read_logs is None:
             return terminal_status
-        stored = await self._read_logs(self.execution_id, self._contiguous_line + 1, 2**62)
+        stored = await self._read_logs(self.execution_id, self._contiguous_line + 1, _LAST_POSSIBLE_LINE)
         missing = [line for line in stored if line.id not in self._lines_above]
         for line in missing:
             self._note_line(line.id)
