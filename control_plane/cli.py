@@ -29,7 +29,7 @@ def serve(
     overrides = {key: value for key, value in (("host", host), ("port", port)) if value is not None}
     try:
         settings = Settings().model_copy(update=overrides)
-        workspace = settings.workspace_dir
+        workspace = settings.workspace_dir or settings.workspace_url
     except ValueError as exc:  # pydantic's ValidationError included: it names each wrong BIFROST_* setting
         console.print(f"[red]Invalid configuration:[/red] {exc}")
         raise typer.Exit(2) from exc

@@ -7,7 +7,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bifrost.workspace import parse_workspace_url
@@ -72,6 +72,12 @@ class Settings(BaseSettings):
     workspace_poll_seconds: float = Field(
         1.0, gt=0, description="How often the registry looks for changed workspace files."
     )
+    workspace_kept_revisions: int = Field(
+        50,
+        ge=1,
+        description="A folder workspace keeps the files of this many recently recorded revisions, so runs pinned "
+        "to them still sync after the folder was edited.",
+    )
     max_concurrency: int = Field(20, ge=1, description="Executions running at once, over all workflows.")
     max_concurrency_per_workflow: int = Field(10, ge=1)
     runner_exit_grace_seconds: float = Field(
@@ -111,12 +117,29 @@ class Settings(BaseSettings):
     )
     k8s_watch_timeout_seconds: int = Field(300, ge=1, description="Server-side lifetime of one watch request.")
     k8s_log_tail_lines: int = Field(50, ge=0, description="Log lines of a failed runner kept in its reason.")
+    k8s_workspace_volume_claim: str | None = Field(
+        None,
+        description="A PersistentVolumeClaim in the runner namespace holding the folder workspace, mounted "
+        "read-only in runner pods at the folder's path (the control plane mounts it at the same path); without "
+        "it, the kubernetes backend needs an s3:// workspace.",
+    )
 
     @field_validator("workspace_url")
     @classmethod
     def _workspace_url_is_usable(cls, url: str) -> str:
         parse_workspace_url(url)
         return url
+
+    @model_validator(mode="after")
+    def _runners_can_reach_the_workspace(self) -> Settings:
+        if self.backend == "kubernetes" and self.workspace_dir is not None and not self.k8s_workspace_volume_claim:
+            raise ValueError(
+                f"BIFROST_BACKEND=kubernetes cannot use the folder workspace {self.workspace_dir}: runner pods "
+                "cannot see the control plane's folders. Use an S3 workspace (BIFROST_WORKSPACE_URL="
+                "s3://bucket/prefix), or set BIFROST_K8S_WORKSPACE_VOLUME_CLAIM to a PersistentVolumeClaim that "
+                "holds this folder and is mounted at the same path in the control plane"
+            )
+        return self
 
     @cached_property
     def workspace_dir(self) -> Path | None:

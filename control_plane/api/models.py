@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from bifrost.protocol import ExecutionStatus
+from control_plane.backends.base import RunnerDetails
 from control_plane.db.models import Execution, ExecutionLog
 from control_plane.executions import as_utc
 
@@ -29,6 +30,13 @@ class ExecutionError(BaseModel):
     traceback: str | None
 
 
+class RunnerOut(RunnerDetails):
+    """Where the execution's runner was launched."""
+
+    backend: str = Field(description="The backend that launched it: local, kubernetes, ...")
+    runner_ref: str | None = Field(description="The backend's handle on the runner: a local pid, a Job name.")
+
+
 class ExecutionOut(BaseModel):
     execution_id: str
     workflow_name: str
@@ -45,9 +53,11 @@ class ExecutionOut(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     duration_ms: float | None
+    runner: RunnerOut | None = Field(description="Null until a backend launched the execution.")
 
     @classmethod
-    def of(cls, execution: Execution) -> ExecutionOut:
+    def of(cls, execution: Execution, runner_details: RunnerDetails | None = None) -> ExecutionOut:
+        """`runner_details`: what the backend adds about the runner (the detail view asks it; lists do not)."""
         has_error = execution.error_type is not None or execution.error_message is not None
         return cls(
             execution_id=execution.id,
@@ -69,6 +79,13 @@ class ExecutionOut(BaseModel):
             started_at=as_utc(execution.started_at) if execution.started_at else None,
             finished_at=as_utc(execution.finished_at) if execution.finished_at else None,
             duration_ms=execution.duration_ms,
+            runner=RunnerOut(
+                backend=execution.backend,
+                runner_ref=execution.runner_ref,
+                **(runner_details or RunnerDetails()).model_dump(),
+            )
+            if execution.backend is not None
+            else None,
         )
 
 

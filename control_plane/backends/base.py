@@ -92,6 +92,15 @@ class LaunchSpec(BaseModel):
         return env
 
 
+class RunnerDetails(BaseModel):
+    """Where an execution's runner is, beyond the backend's reference to it: for the execution detail view."""
+
+    namespace: str | None = Field(None, description="The Kubernetes namespace of the runner.")
+    job_name: str | None = Field(None, description="The runner's Kubernetes Job.")
+    pod_name: str | None = Field(None, description="The Job's pod, while this control plane knows it.")
+    commands: list[str] = Field(default_factory=list, description="Shell commands that inspect the runner.")
+
+
 class RunnerExit(BaseModel):
     """A runner is gone. The control plane closes the execution with `reason` if no `finished` event
     arrives for it shortly after."""
@@ -122,6 +131,13 @@ class Backend(Protocol):
 
     async def kill(self, execution_id: str) -> None:
         """Terminate what is left of a runner (after the cancel grace period, or on timeout)."""
+
+    def runner_ref(self, execution_id: str) -> str | None:
+        """The backend's handle on the runner it launched for `execution_id` (a pid, a Job name); None when it
+        has none."""
+
+    def details(self, execution_id: str) -> RunnerDetails | None:
+        """More about where the runner of `execution_id` is; None when the backend has nothing to add."""
 
     async def reconcile(self, active_execution_ids: list[str]) -> None:
         """After a control-plane restart: re-attach to the runners of these still-active executions, and

@@ -19,7 +19,7 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from control_plane.backends.base import ExitCallback, LaunchSpec, RunnerExit
+from control_plane.backends.base import ExitCallback, LaunchSpec, RunnerDetails, RunnerExit
 from control_plane.backends.kubernetes_api import KubernetesApi, load_api_client
 from control_plane.backends.kubernetes_diagnosis import (
     Diagnosis,
@@ -59,16 +59,6 @@ class _Run:
     job: dict[str, Any] | None = None
     pod: dict[str, Any] | None = None
     pod_gone: bool = False
-
-
-@dataclass(frozen=True)
-class RunnerDetails:
-    """Where an execution runs, for the execution detail view."""
-
-    namespace: str
-    job_name: str
-    pod_name: str | None
-    kubectl: list[str]
 
 
 class KubernetesBackend:
@@ -192,12 +182,19 @@ class KubernetesBackend:
             if job_finished(job) or _age_seconds(job) > ORPHAN_MIN_AGE_SECONDS:
                 await self._api.delete_job(job["metadata"]["name"], "Background")
 
+    def runner_ref(self, execution_id: str) -> str:
+        """The Job's name."""
+        return job_name(execution_id)
+
     def details(self, execution_id: str) -> RunnerDetails:
-        """The Job (and pod, while known) of an execution, and the kubectl commands to inspect them."""
+        """The Job (and pod, while this replica tracks the run) of an execution, and the kubectl commands to
+        inspect them."""
         namespace, name = self._settings.k8s_namespace, job_name(execution_id)
         run = self._runs.get(execution_id)
         pod = (run.pod or {}).get("metadata", {}).get("name") if run else None
-        return RunnerDetails(namespace, name, pod, inspect_commands(namespace, name))
+        return RunnerDetails(
+            namespace=namespace, job_name=name, pod_name=pod, commands=inspect_commands(namespace, name)
+        )
 
     def _jobs_listed(self, jobs: list[dict[str, Any]], listed_at: float) -> None:
         seen = {execution_id_of(job): job for job in jobs}

@@ -21,6 +21,8 @@ ORG = "bifrost.io/org"
 # Every object of ours carries these; the shared watch and the reconciliation select on them.
 MANAGED_SELECTOR = f"app.kubernetes.io/managed-by={MANAGED_BY}"
 RUNNER_CONTAINER = "runner"
+WORKSPACE_MOUNT = "/workspace"
+"""The runner's emptyDir, where it caches the workspace revisions it syncs."""
 JOB_NAME_PREFIX = "bifrost-run-"
 # Environment variables whose values are credentials: they go into the execution's Secret, never the Job.
 _CREDENTIAL_MARKERS = ("TOKEN", "SECRET", "PASSWORD")
@@ -115,7 +117,9 @@ def _env(spec: LaunchSpec) -> list[dict[str, Any]]:
         {"name": "PYTHONUNBUFFERED", "value": "1"},
         {"name": "HOME", "value": "/tmp"},
     ]
-    for name, value in spec.runner_env().items():
+    # The cache is the pod's own volume: a cache folder of the control plane's means nothing in a pod.
+    runner_env = spec.runner_env() | {"BIFROST_WORKSPACE_CACHE_DIR": WORKSPACE_MOUNT}
+    for name, value in runner_env.items():
         if is_credential(name):
             ref = {"name": secret_name(spec.execution_id), "key": name}
             env.append({"name": name, "valueFrom": {"secretKeyRef": ref}})
@@ -137,7 +141,7 @@ def build_job(spec: LaunchSpec, settings: Settings) -> dict[str, Any]:
         "env": _env(spec),
         "resources": _resources(spec, settings),
         "volumeMounts": [
-            {"name": "workspace", "mountPath": "/workspace"},
+            {"name": "workspace", "mountPath": WORKSPACE_MOUNT},
             {"name": "tmp", "mountPath": "/tmp"},
         ],
         # The end of the log becomes the termination message of a crashed runner: it survives the pod's logs.
@@ -166,6 +170,13 @@ def build_job(spec: LaunchSpec, settings: Settings) -> dict[str, Any]:
         "containers": [container],
         "volumes": [{"name": "workspace", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}],
     }
+    if settings.k8s_workspace_volume_claim and settings.workspace_dir is not None:
+        # The folder workspace, at the path the control plane sees it at: the runner syncs from it as is.
+        claim = {"claimName": settings.k8s_workspace_volume_claim, "readOnly": True}
+        pod_spec["volumes"].append({"name": "workspace-source", "persistentVolumeClaim": claim})
+        container["volumeMounts"].append(
+            {"name": "workspace-source", "mountPath": str(settings.workspace_dir), "readOnly": True}
+        )
     if settings.runner_image_pull_secrets:
         pod_spec["imagePullSecrets"] = [{"name": name} for name in settings.runner_image_pull_secrets]
     if settings.k8s_node_selector:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bifrost.protocol import ExecutionStatus, RunnerClaim, RunnerEnded
-from control_plane.backends.base import ExitCallback, LaunchSpec, RunnerExit
+from control_plane.backends.base import ExitCallback, LaunchSpec, RunnerDetails, RunnerExit
 from control_plane.backends.local_records import RunnerRecord, RunnerRecords, is_same_process, process_start_time
 from control_plane.backends.local_template import LaunchError, RunnerTemplate, TemplateGoneError
 from control_plane.settings import Settings
@@ -139,6 +139,17 @@ class LocalBackend:
         runner.kill_note = runner.kill_note or "at the control plane's request"
         self._signal(runner, signal.SIGTERM)
         self._spawn(self._kill_after_grace(runner))
+
+    def runner_ref(self, execution_id: str) -> str | None:
+        """The runner's pid."""
+        runner = self._runners.get(execution_id)
+        if runner is not None:
+            return str(runner.pid)
+        record = self._records.read(execution_id)
+        return str(record.pid) if record is not None and record.pid is not None else None
+
+    def details(self, execution_id: str) -> RunnerDetails | None:
+        return None
 
     async def reconcile(self, active_execution_ids: list[str]) -> None:
         """Re-attach to the runners of `active_execution_ids` (those this backend launched): a runner still alive

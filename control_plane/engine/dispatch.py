@@ -257,7 +257,12 @@ class Dispatcher:
             await self._backend.launch(spec)
         except Exception as exc:
             raise LaunchError(f"the {self._backend.name} backend could not start the runner: {exc}") from exc
-        status = await asyncio.to_thread(self._store.record_launch, target.execution_id, self._backend.name)
+        status = await asyncio.to_thread(
+            self._store.record_launch,
+            target.execution_id,
+            self._backend.name,
+            self._backend.runner_ref(target.execution_id),
+        )
         if status is ExecutionStatus.CANCELLED:
             await self._backend.kill(target.execution_id)
         created_at = target.created_at if target.created_at.tzinfo else target.created_at.replace(tzinfo=UTC)

@@ -293,13 +293,14 @@ class ExecutionStore:
         )
         return {name: count for name, count in conn.execute(query)}
 
-    def record_launch(self, execution_id: str, backend: str) -> ExecutionStatus:
-        """Mark the execution as handed to `backend`; its status now (it may have been cancelled meanwhile)."""
+    def record_launch(self, execution_id: str, backend: str, runner_ref: str | None = None) -> ExecutionStatus:
+        """Mark the execution as handed to `backend`, whose handle on its runner is `runner_ref`; its status now
+        (it may have been cancelled meanwhile)."""
         with self._db.begin() as conn:
             status: ExecutionStatus = conn.execute(
                 update(EXECUTIONS)
                 .where(EXECUTIONS.c.id == execution_id)
-                .values(backend=backend)
+                .values(backend=backend, runner_ref=runner_ref)
                 .returning(EXECUTIONS.c.status)
             ).scalar_one()
             return status

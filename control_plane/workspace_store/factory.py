@@ -18,10 +18,12 @@ def open_store(
     s3_access_key_id: str | None = None,
     s3_secret_access_key: str | None = None,
     s3_region: str | None = None,
+    kept_revisions: int = 50,
 ) -> WorkspaceStore:
+    """`kept_revisions`: how many recent revisions a folder keeps the files of (see `LocalFolderStore`)."""
     location = parse_workspace_url(workspace_url)
     if isinstance(location, Path):
-        return LocalFolderStore(location)
+        return LocalFolderStore(location, kept_revisions=kept_revisions)
     return S3Store(
         location.bucket,
         location.prefix,
@@ -40,4 +42,5 @@ def store_from_settings(settings: Settings) -> WorkspaceStore:
         s3_access_key_id=settings.s3_access_key_id,
         s3_secret_access_key=secret.get_secret_value() if secret else None,
         s3_region=settings.s3_region,
+        kept_revisions=settings.workspace_kept_revisions,
     )

@@ -1,15 +1,24 @@
-"""A workspace in a local folder: the embedded mode's `workspace/`, or any mounted directory."""
+"""A workspace in a local folder: the embedded mode's `workspace/`, or any mounted directory.
+
+A folder keeps no earlier versions of its files, so recording a revision also keeps a copy of each of its
+files under `.bifrost/files/<etag>` (content-addressed, so a file unchanged across revisions is kept once):
+a run pinned to a revision can still sync it after the folder was edited. Copies that none of the most
+recently recorded revisions needs are pruned.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import string
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from stat import S_ISLNK, S_ISREG
 
 from bifrost.workspace import (
+    REVISIONS_DIR,
     Manifest,
     WorkspaceFileNotFoundError,
     WorkspacePathError,
@@ -24,6 +33,11 @@ from bifrost.workspace import (
 )
 from control_plane.workspace_store.base import StoredFile, manifest_of
 
+logger = logging.getLogger(__name__)
+
+KEPT_FILES_DIR = ".bifrost/files"
+"""Where a folder keeps the files of its recorded revisions; the runner's `LocalFolderSource` reads it too."""
+
 _FileStamp = tuple[int, int, int, int]
 """(inode, size, mtime_ns, ctime_ns): when none of these moved, the content did not either."""
 
@@ -32,10 +46,14 @@ class LocalFolderStore:
     """Files under `root`. ETags are the MD5 of the content, as S3 computes them, so the same files make the
     same revision in a folder and in a bucket; each file is hashed again only when its stat changed."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, kept_revisions: int = 50) -> None:
+        if kept_revisions < 1:
+            raise ValueError(f"a folder workspace must keep the files of at least 1 revision, not {kept_revisions}")
         self.root = root.resolve()
+        self.kept_revisions = kept_revisions
         self._etags: dict[str, tuple[_FileStamp, str]] = {}
         self._etags_lock = threading.Lock()
+        self._recording = threading.Lock()
 
     @property
     def description(self) -> str:
@@ -92,9 +110,22 @@ class LocalFolderStore:
         return manifest_of(self.list())
 
     def record_revision(self, manifest: Manifest) -> str:
+        """Record `manifest` and keep a copy of each of its files. A file whose content no longer has the
+        manifest's ETag (edited since the listing) cannot be kept: a run of this revision fails its sync."""
         target = self.root / revision_manifest_path(manifest.revision)
-        if not target.exists():
-            write_atomically(target, manifest.model_dump_json().encode())
+        with self._recording:
+            try:
+                for path, etag in manifest.files.items():
+                    self._keep(path, etag)
+                if target.exists():
+                    os.utime(target)  # recorded again: it counts as recent for pruning
+                else:
+                    write_atomically(target, manifest.model_dump_json().encode())
+                    self._prune_kept_files()
+            except OSError as exc:
+                raise WorkspaceStoreError(
+                    f"cannot record revision {manifest.revision} in {self.description}: {exc}"
+                ) from exc
         return manifest.revision
 
     def load_revision(self, revision: str) -> Manifest:
@@ -107,6 +138,38 @@ class LocalFolderStore:
 
     def _file(self, path: str) -> Path:
         return confined_path(self.root, normalize_workspace_path(path))
+
+    def _keep(self, path: str, etag: str) -> None:
+        kept = self.root / kept_file_path(etag)
+        if kept.exists():
+            return
+        try:
+            data = self._file(path).read_bytes()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError, WorkspacePathError):
+            logger.warning("%r vanished before its revision was recorded; runs of it cannot sync it", path)
+            return
+        if content_etag(data) != etag:
+            logger.warning("%r changed before its revision was recorded; runs of it cannot sync it", path)
+            return
+        write_atomically(kept, data)
+
+    def _prune_kept_files(self) -> None:
+        """Remove the kept files that none of the `kept_revisions` most recently recorded revisions lists."""
+        revisions = sorted(
+            (self.root / REVISIONS_DIR).glob("*.json"), key=lambda path: path.stat().st_mtime_ns, reverse=True
+        )
+        needed: set[str] = set()
+        for recorded in revisions[: self.kept_revisions]:
+            try:
+                needed.update(parse_recorded_manifest(recorded.read_bytes(), recorded.stem).files.values())
+            except WorkspaceStoreError:
+                logger.warning("the recorded revision %s is unreadable; it keeps no files", recorded.name)
+        kept_files = self.root / KEPT_FILES_DIR
+        if not kept_files.is_dir():
+            return
+        for kept in kept_files.iterdir():
+            if kept.name not in needed:
+                kept.unlink(missing_ok=True)
 
     def _walk(self) -> Iterator[str]:
         """Candidate workspace paths; hidden folders (like the revision store) and `__pycache__` are skipped
@@ -156,3 +219,10 @@ class LocalFolderStore:
             if folder.exists():
                 return
             folder = folder.parent
+
+
+def kept_file_path(etag: str) -> str:
+    """Where a folder keeps the content whose ETag is `etag`, relative to the folder."""
+    if len(etag) != 32 or any(ch not in string.hexdigits for ch in etag):
+        raise ValueError(f"{etag!r} is not the ETag of a workspace file (32 hex digits)")
+    return f"{KEPT_FILES_DIR}/{etag.lower()}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import string
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -33,6 +34,8 @@ from bifrost.workspace import (
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
+KEPT_FILES_DIR = ".bifrost/files"
+"""Where a folder workspace keeps the files of its recorded revisions, by ETag (see `LocalFolderStore`)."""
 _TRANSIENT_S3_CODES = frozenset({"SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable", "503"})
 _CREDENTIAL_S3_CODES = frozenset({"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken"})
 
@@ -56,8 +59,8 @@ class RevisionSource(Protocol):
 
 
 class LocalFolderSource:
-    """A workspace folder the runner can see (the embedded mode, a mounted volume). A folder keeps no earlier
-    versions, so a file changed since its revision was recorded fails the sync."""
+    """A workspace folder the runner can see (the embedded mode, a mounted volume). A file changed since its
+    revision was recorded is read from the copy the control plane kept when it recorded the revision."""
 
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
@@ -67,19 +70,25 @@ class LocalFolderSource:
         return f"folder {self.root}"
 
     def fetch(self, path: str, etag: str) -> bytes:
-        target = confined_path(self.root, normalize_workspace_path(path))
+        live = self._read(confined_path(self.root, normalize_workspace_path(path)), path)
+        if live is not None and content_etag(live) == etag:
+            return live
+        kept = self._read(self.root / _kept_file_path(etag), path)
+        if kept is not None and content_etag(kept) == etag:
+            return kept
+        change = "was removed from" if live is None else "changed in"
+        raise RevisionChangedError(
+            f"{path!r} {change} {self.description} after the revision was recorded, and the folder no longer "
+            f"keeps its version {etag} (only the files of the most recent revisions are kept)"
+        )
+
+    def _read(self, target: Path, path: str) -> bytes | None:
         try:
-            data = target.read_bytes()
+            return target.read_bytes()
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-            raise RevisionChangedError(f"{path!r} was removed from {self.description} after the revision") from None
+            return None
         except OSError as exc:
             raise SourceUnavailableError(f"cannot read {path!r} from {self.description}: {exc.strerror}") from exc
-        if content_etag(data) != etag:
-            raise RevisionChangedError(
-                f"{path!r} changed in {self.description} after the revision was recorded, and a folder keeps "
-                "no earlier versions"
-            )
-        return data
 
     def load_manifest(self, revision: str) -> Manifest:
         relative = revision_manifest_path(revision)
@@ -225,6 +234,14 @@ class S3Source:
             raise WorkspaceStoreError(f"the runner has no S3 credentials for {self.description}") from None
         except BotoCoreError as exc:
             raise SourceUnavailableError(f"cannot reach {self.description} for {path!r}: {exc}") from exc
+
+
+def _kept_file_path(etag: str) -> Path:
+    """Where a folder workspace keeps the content of `etag` for its recorded revisions; the control plane's
+    `LocalFolderStore` writes it there."""
+    if len(etag) != 32 or any(ch not in string.hexdigits for ch in etag):
+        raise WorkspaceStoreError(f"{etag!r} is not the ETag of a workspace file (32 hex digits)")
+    return Path(KEPT_FILES_DIR, etag.lower())
 
 
 def _bucket_url(endpoint_url: str, bucket: str, path_style: bool) -> str:

@@ -76,29 +76,39 @@ def discover_workspace(root: Path) -> Discovery:
     root = Path(root)
     if not root.is_dir():
         raise NotADirectoryError(f"workspace folder {root} does not exist or is not a folder")
-    return combine(discover_file(root, path) for path in workspace_files(root))
+    return combine(_discover_relative(root, relative) for relative in _relative_files(root))
 
 
 def workspace_files(root: Path) -> list[Path]:
-    found: list[Path] = []
+    return [root / relative for relative in _relative_files(root)]
+
+
+def _relative_files(root: Path) -> list[str]:
+    """Workspace-relative POSIX paths of the `.py` files below `root`, sorted."""
+    found: list[str] = []
     for folder, dirs, files in os.walk(root):
         dirs[:] = [d for d in dirs if not d.startswith(".") and d not in _SKIPPED_DIRS]
-        found.extend(Path(folder, name) for name in files if name.endswith(".py"))
-    return sorted(found, key=lambda path: path.relative_to(root).as_posix())
+        prefix = Path(folder).relative_to(root).as_posix() + "/"
+        found.extend(("" if prefix == "./" else prefix) + name for name in files if name.endswith(".py"))
+    return sorted(found)
 
 
 def discover_file(root: Path, path: Path) -> FileDiscovery:
-    relative = path.relative_to(root).as_posix()
+    return _discover_relative(root, path.relative_to(root).as_posix())
+
+
+def _discover_relative(root: Path, relative: str) -> FileDiscovery:
     try:
-        source = path.read_text(encoding="utf-8")
+        with open(os.path.join(root, relative), encoding="utf-8") as file:
+            source = file.read()
     except (OSError, UnicodeDecodeError) as exc:
-        return FileDiscovery(file=relative, errors=[DiscoveryError(file=relative, line=None, message=str(exc))])
+        return _file_result(relative, errors=[DiscoveryError(file=relative, line=None, message=str(exc))])
     return discover_source(relative, source)
 
 
 def discover_source(path: str, source: str) -> FileDiscovery:
     """The workflows and data providers of one file's text; `path` is its workspace-relative POSIX path."""
-    result = FileDiscovery(file=path)
+    result = _file_result(path)
     if "bifrost" not in source:
         return result
     try:
@@ -108,7 +118,7 @@ def discover_source(path: str, source: str) -> FileDiscovery:
         return result
     names = ModuleNames(tree, source)
     for node in tree.body:
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.decorator_list:
             for kind, options_node in _bifrost_decorators(node, names):
                 _describe(result, path, node, kind, options_node, names)
     return result
@@ -116,26 +126,35 @@ def discover_source(path: str, source: str) -> FileDiscovery:
 
 def combine(files: Iterable[FileDiscovery]) -> Discovery:
     """One workspace result from per-file results; names claimed more than once become conflicts."""
-    discovery = Discovery()
-    claims: dict[str, list[tuple[Place, WorkflowInfo | DataProviderInfo]]] = {}
+    errors: list[DiscoveryError] = []
+    claims: dict[str, list[WorkflowInfo | DataProviderInfo]] = {}
+    files_scanned = 0
     for file in files:
-        discovery.files_scanned += 1
-        discovery.errors.extend(file.errors)
-        infos: list[WorkflowInfo | DataProviderInfo] = [*file.workflows, *file.data_providers]
-        for info in infos:
-            kind: Kind = "workflow" if isinstance(info, WorkflowInfo) else "data_provider"
-            place = Place(kind=kind, file=info.file, line=info.line, function_name=info.function_name)
-            claims.setdefault(info.name, []).append((place, info))
+        files_scanned += 1
+        errors.extend(file.errors)
+        for info in (*file.workflows, *file.data_providers):
+            claims.setdefault(info.name, []).append(info)
+    discovery = Discovery.model_construct(
+        workflows=[], data_providers=[], errors=errors, conflicts=[], files_scanned=files_scanned
+    )
     for name, claimed in claims.items():
         if len(claimed) > 1:
-            discovery.conflicts.append(NameConflict(name=name, places=[place for place, _ in claimed]))
-            continue
-        info = claimed[0][1]
-        if isinstance(info, WorkflowInfo):
-            discovery.workflows.append(info)
+            discovery.conflicts.append(NameConflict(name=name, places=[_place(info) for info in claimed]))
+        elif isinstance(claimed[0], WorkflowInfo):
+            discovery.workflows.append(claimed[0])
         else:
-            discovery.data_providers.append(info)
+            discovery.data_providers.append(claimed[0])
     return discovery
+
+
+def _file_result(path: str, errors: list[DiscoveryError] | None = None) -> FileDiscovery:
+    # Built unvalidated: one per file, from values that are ours.
+    return FileDiscovery.model_construct(file=path, workflows=[], data_providers=[], errors=errors or [])
+
+
+def _place(info: WorkflowInfo | DataProviderInfo) -> Place:
+    kind: Kind = "workflow" if isinstance(info, WorkflowInfo) else "data_provider"
+    return Place(kind=kind, file=info.file, line=info.line, function_name=info.function_name)
 
 
 def _bifrost_decorators(

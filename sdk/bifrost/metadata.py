@@ -6,7 +6,6 @@ decorator options become a `WorkflowInfo` / `DataProviderInfo`, whichever front-
 
 from __future__ import annotations
 
-import json
 from functools import cached_property
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -122,18 +121,12 @@ class DataProviderInfo(_FunctionInfo):
 
 
 _Options = TypeVar("_Options", bound=_CommonOptions)
-_OPTIONS_CACHE_SIZE = 1024
-_options_cache: dict[tuple[type[_CommonOptions], str], _CommonOptions] = {}
-
-
-# The info models are built with `model_construct`: every value comes from validated options and from the
-# schema builder, and discovery builds thousands of them per scan.
 
 
 def describe_workflow(shape: FunctionShape, options: dict[str, Any]) -> WorkflowInfo:
     opts = _validated(WorkflowOptions, "@workflow", shape.function_name, options)
     common = _common_fields("@workflow", shape, opts)
-    return WorkflowInfo.model_construct(
+    return WorkflowInfo(
         **common,
         timeout_seconds=opts.timeout_seconds,
         tags=list(opts.tags),
@@ -148,9 +141,7 @@ def describe_workflow(shape: FunctionShape, options: dict[str, Any]) -> Workflow
 def describe_data_provider(shape: FunctionShape, options: dict[str, Any]) -> DataProviderInfo:
     opts = _validated(DataProviderOptions, "@data_provider", shape.function_name, options)
     common = _common_fields("@data_provider", shape, opts)
-    return DataProviderInfo.model_construct(
-        **common, timeout_seconds=opts.timeout_seconds, cache_ttl_seconds=opts.cache_ttl_seconds
-    )
+    return DataProviderInfo(**common, timeout_seconds=opts.timeout_seconds, cache_ttl_seconds=opts.cache_ttl_seconds)
 
 
 def _common_fields(decorator: str, shape: FunctionShape, opts: _CommonOptions) -> dict[str, Any]:
@@ -177,22 +168,10 @@ def _validated(
     model: type[_Options], decorator: str, function_name: str, options: dict[str, Any]
 ) -> _Options:
     try:
-        key = (model, json.dumps(options, sort_keys=True))
-    except (TypeError, ValueError):
-        key = None
-    cached = _options_cache.get(key) if key else None
-    if isinstance(cached, model):
-        return cached
-    try:
-        validated = model.model_validate(options)
+        return model.model_validate(options)
     except ValidationError as exc:
         problems = "; ".join(_option_problem(error, model) for error in exc.errors())
         raise WorkflowDefinitionError(f"{decorator} {function_name}: {problems}") from None
-    if key:
-        if len(_options_cache) >= _OPTIONS_CACHE_SIZE:
-            _options_cache.clear()
-        _options_cache[key] = validated
-    return validated
 
 
 def _option_problem(error: Any, model: type[BaseModel]) -> str:

@@ -21,6 +21,7 @@ from pydantic.fields import FieldInfo
 from pydantic.json_schema import PydanticJsonSchemaWarning
 
 from bifrost.context import ExecutionContext
+from bifrost.direct_schemas import annotation_schema, is_json_value
 from bifrost.errors import WorkflowDefinitionError
 
 
@@ -59,43 +60,43 @@ class ParametersSchema:
 
 def build_parameters_schema(params: list[ParameterSpec]) -> ParametersSchema:
     """The JSON Schema (an object) of a function's form parameters; the context parameter is left out."""
-    properties: list[str] = []
+    properties: dict[str, Any] = {}
     required: list[str] = []
-    defs: dict[str, str] = {}
+    defs: dict[str, Any] = {}
     owners: dict[str, str] = {}
     found_warnings: list[str] = []
     for param in params:
         if param.is_context:
             continue
         piece = _property_schema(param)
-        properties.append(f"{json.dumps(param.name)}: {piece.schema_json}")
+        properties[param.name] = piece.schema
         if param.default is NO_DEFAULT:
             required.append(param.name)
         if piece.warning:
             found_warnings.append(piece.warning)
-        for def_name, def_json in piece.defs_json.items():
-            if def_name in defs and defs[def_name] != def_json:
+        for def_name, definition in piece.defs.items():
+            if def_name in defs and json.dumps(defs[def_name]) != json.dumps(definition):
                 raise WorkflowDefinitionError(
                     f"parameters '{owners[def_name]}' and '{param.name}' use two different types named "
                     f"'{def_name}'; rename one of them"
                 )
-            defs[def_name] = def_json
+            defs[def_name] = definition
             owners.setdefault(def_name, param.name)
-    # Assembled as JSON text from cached pieces: one `json.loads` gives a private copy, whatever is cached.
-    text = (
-        f'{{"type": "object", "properties": {{{", ".join(properties)}}}, "required": {json.dumps(required)}, '
-        '"additionalProperties": false'
-    )
+    schema: dict[str, Any] = {
+        "type": "object",
+        "properties": properties,
+        "required": required,
+        "additionalProperties": False,
+    }
     if defs:
-        text += ', "$defs": {' + ", ".join(f"{json.dumps(name)}: {schema}" for name, schema in defs.items()) + "}"
-    schema: dict[str, Any] = json.loads(text + "}")
+        schema["$defs"] = defs
     return ParametersSchema(schema=schema, warnings=found_warnings)
 
 
 @dataclass(frozen=True)
 class _PropertyPiece:
-    schema_json: str
-    defs_json: dict[str, str]
+    schema: dict[str, Any]
+    defs: dict[str, Any]
     warning: str | None
 
 
@@ -108,23 +109,44 @@ def parameter_title(name: str) -> str:
 
 
 def _property_schema(param: ParameterSpec) -> _PropertyPiece:
-    """One parameter's property schema and the $defs it refers to, as JSON text. Cached, as workspaces repeat
-    annotation shapes."""
+    """One parameter's property schema and the $defs it refers to, owned by the caller: written directly for a
+    simple annotation with a JSON default, else from pydantic (cached, as workspaces repeat annotation shapes)."""
+    direct = _direct_property_schema(param)
+    if direct is not None:
+        return _PropertyPiece(direct, {}, None)
     annotation_key = _annotation_key(param.annotation)
     key = (param.name, annotation_key, _default_key(param.default), param.description, param.unsupported)
     try:
         cached: _PropertyPiece | None = _property_cache.get(key)
     except TypeError:
-        return _piece(*_compute_property_schema(param))
+        return _PropertyPiece(*_compute_property_schema(param))
     if cached is None:
         if len(_property_cache) >= _PROPERTY_CACHE_SIZE:
             _property_cache.clear()
-        cached = _property_cache[key] = _piece(*_compute_property_schema(param))
-    return cached
+        cached = _property_cache[key] = _PropertyPiece(*_compute_property_schema(param))
+    return _PropertyPiece(_json_copy(cached.schema), _json_copy(cached.defs), cached.warning)
 
 
-def _piece(schema: dict[str, Any], defs: dict[str, Any], warning: str | None) -> _PropertyPiece:
-    return _PropertyPiece(json.dumps(schema), {name: json.dumps(value) for name, value in defs.items()}, warning)
+def _direct_property_schema(param: ParameterSpec) -> dict[str, Any] | None:
+    if param.unsupported is not None:
+        return None
+    has_default = param.default is not NO_DEFAULT and param.default is not UNKNOWN_DEFAULT
+    if has_default and not is_json_value(param.default):
+        return None
+    type_schema = annotation_schema(Any if param.annotation is NO_ANNOTATION else param.annotation)
+    if type_schema is None:
+        return None
+    schema = {**type_schema, "title": parameter_title(param.name)}
+    if param.description:
+        schema["description"] = param.description
+    if has_default:
+        schema["default"] = _json_copy(param.default) if isinstance(param.default, list | dict) else param.default
+    # pydantic sorts the keys of every schema object; the type schemas are written sorted already
+    return dict(sorted(schema.items()))
+
+
+def _json_copy(value: Any) -> Any:
+    return json.loads(json.dumps(value))
 
 
 def _annotation_key(annotation: Any) -> Any:

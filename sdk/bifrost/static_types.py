@@ -13,6 +13,7 @@ import collections.abc
 import datetime
 import decimal
 import enum
+import functools
 import re
 import typing
 import uuid
@@ -84,7 +85,7 @@ class ModuleNames:
     """What the top-level names of one module refer to, read from its imports, classes and constants."""
 
     def __init__(self, tree: ast.Module, source: str) -> None:
-        self._lines = source.splitlines()
+        self._source = source
         self.aliases: dict[str, str] = {}
         self.classes: dict[str, ast.ClassDef] = {}
         self.constants: dict[str, ast.expr] = {}
@@ -143,17 +144,17 @@ class ModuleNames:
 
     def default_value(self, node: ast.expr) -> Any:
         """A parameter default: its literal value, an Enum member of a class of this module, or "unknown"."""
-        try:
-            return self.literal(node)
-        except Unresolvable:
-            pass
-        if isinstance(node, ast.Attribute):
+        if not isinstance(node, ast.Attribute):
             try:
-                owner = self.resolve(node.value)
+                return self.literal(node)
             except Unresolvable:
                 return UNKNOWN_DEFAULT
-            if isinstance(owner, type) and issubclass(owner, enum.Enum) and node.attr in owner.__members__:
-                return owner[node.attr]
+        try:
+            owner = self.resolve(node.value)
+        except Unresolvable:
+            return UNKNOWN_DEFAULT
+        if isinstance(owner, type) and issubclass(owner, enum.Enum) and node.attr in owner.__members__:
+            return owner[node.attr]
         return UNKNOWN_DEFAULT
 
     def resolve(self, node: ast.expr) -> Any:
@@ -243,11 +244,15 @@ class ModuleNames:
         self._synthetic[name] = built
         return built
 
+    @functools.cached_property
+    def _source_lines(self) -> list[str]:
+        return self._source.splitlines()
+
     def _class_fingerprint(self, name: str, seen: frozenset[str]) -> tuple[Any, ...]:
         """A class's definition plus what each name it uses means here: equal fingerprints build equal
         classes, so files that repeat a class (a shared Enum, say) share one synthetic class and its schema."""
         node = self.classes[name]
-        text = "\n".join(self._lines[node.lineno - 1 : node.end_lineno])
+        text = "\n".join(self._source_lines[node.lineno - 1 : node.end_lineno])
         meanings: list[tuple[str, Any]] = []
         for used in sorted(set(_IDENTIFIER.findall(text))):
             if used in self.classes and used not in seen and used != name:

@@ -7,24 +7,36 @@ import re
 import signal
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 
+from tests.s3 import ADMIN_KEY, ADMIN_SECRET, SeaweedS3
 from tests.services import free_port, wait_for_port
 
 KEY_PATTERN = re.compile(r"bfk_[A-Za-z0-9_-]{20,}")
 
 
-@contextmanager
-def bifrost_serve(tmp_path: Path, port: int) -> Iterator[subprocess.Popen[str]]:
+BIFROST = str(Path(sys.executable).parent / "bifrost")
+
+
+def serve_environment(tmp_path: Path, **settings: str) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("BIFROST_")}
-    env |= {"BIFROST_DATA_DIR": str(tmp_path / "data"), "BIFROST_WORKSPACE_URL": str(tmp_path / "workspace")}
+    return (
+        env
+        | {"BIFROST_DATA_DIR": str(tmp_path / "data"), "BIFROST_WORKSPACE_URL": str(tmp_path / "workspace")}
+        | {f"BIFROST_{name.upper()}": value for name, value in settings.items()}
+    )
+
+
+@contextmanager
+def bifrost_serve(tmp_path: Path, port: int, **settings: str) -> Iterator[subprocess.Popen[str]]:
     process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "bifrost"), "serve", "--port", str(port)],
-        env=env,
+        [BIFROST, "serve", "--port", str(port)],
+        env=serve_environment(tmp_path, **settings),
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -50,6 +62,7 @@ def test_serve_prints_the_url_and_the_admin_key_only_on_the_first_start(tmp_path
         first.send_signal(signal.SIGINT)
         first_output, _ = first.communicate(timeout=60)
     assert url in first_output
+    assert f"Workspace: {tmp_path / 'workspace'}" in " ".join(first_output.split())
     [key] = KEY_PATTERN.findall(first_output)
 
     with bifrost_serve(tmp_path, port) as second:
@@ -60,3 +73,28 @@ def test_serve_prints_the_url_and_the_admin_key_only_on_the_first_start(tmp_path
         second_output, _ = second.communicate(timeout=60)
     assert url in second_output
     assert KEY_PATTERN.findall(second_output) == []
+
+
+def test_serve_names_the_s3_workspace_it_reads(seaweedfs: SeaweedS3, tmp_path: Path) -> None:
+    bucket = seaweedfs.create_bucket(f"ws-{uuid.uuid4().hex[:12]}")
+    port = free_port()
+    s3 = {
+        "s3_endpoint_url": seaweedfs.endpoint_url,
+        "s3_access_key_id": ADMIN_KEY,
+        "s3_secret_access_key": ADMIN_SECRET,
+    }
+    with bifrost_serve(tmp_path, port, workspace_url=f"s3://{bucket}/teams/ops", **s3) as serving:
+        serving.send_signal(signal.SIGINT)
+        output, _ = serving.communicate(timeout=60)
+    assert f"Workspace: s3://{bucket}/teams/ops" in " ".join(output.split())
+
+
+def test_serve_refuses_the_kubernetes_backend_on_a_folder_workspace(tmp_path: Path) -> None:
+    finished = subprocess.run(
+        [BIFROST, "serve"], env=serve_environment(tmp_path, backend="kubernetes"), capture_output=True, text=True
+    )
+    assert finished.returncode == 2
+    output = " ".join(finished.stdout.split())
+    assert "Invalid configuration:" in output
+    assert f"BIFROST_BACKEND=kubernetes cannot use the folder workspace {tmp_path / 'workspace'}" in output
+    assert "Use an S3 workspace" in output

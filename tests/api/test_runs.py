@@ -14,6 +14,7 @@ from tests.api.conftest import Bifrost, eventually, running_bifrost
 WORKFLOWS = """
 import asyncio
 import logging
+import os
 
 from bifrost import context, workflow, workflows
 
@@ -60,6 +61,11 @@ async def nap(seconds: float):
 @workflow(timeout_seconds=1)
 async def too_slow():
     await asyncio.sleep(120)
+
+
+@workflow
+def where_am_i():
+    return os.getpid()
 
 
 @workflow(endpoint_enabled=True)
@@ -219,3 +225,18 @@ def test_endpoint_merges_query_and_body_and_answers_sync(api: httpx.Client) -> N
     response = api.post("/api/endpoints/lookup", params={"key": "from-query", "version": "2"}, json={"key": "body"})
     assert response.status_code == 200, response.text
     assert response.json()["result"] == {"key": "body", "version": 2}
+
+
+def test_execution_detail_names_the_runner_process(api: httpx.Client) -> None:
+    execution = finished(api, start(api, "where_am_i"))
+    assert execution["status"] == "Success", execution["error"]
+    assert execution["runner"] == {
+        "backend": "local",
+        "runner_ref": str(execution["result"]),  # the pid of the process that ran the workflow
+        "namespace": None,
+        "job_name": None,
+        "pod_name": None,
+        "commands": [],
+    }
+    listed = api.get("/api/executions", params={"workflow": "where_am_i"}).json()["executions"]
+    assert [row["runner"]["runner_ref"] for row in listed] == [str(execution["result"])]

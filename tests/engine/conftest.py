@@ -27,7 +27,7 @@ from bifrost.protocol import (
     message_id,
 )
 from control_plane.auth import TokenIssuer
-from control_plane.backends.base import ExitCallback, LaunchSpec, RunnerExit
+from control_plane.backends.base import ExitCallback, LaunchSpec, RunnerDetails, RunnerExit
 from control_plane.db.models import Execution, ExecutionLog, Organization, User, Workflow, utcnow
 from control_plane.db.session import make_engine
 from control_plane.engine import Engine
@@ -142,6 +142,12 @@ class RecordingBackend:
 
     async def reconcile(self, active_execution_ids: list[str]) -> None:
         self.reconciled.append(sorted(active_execution_ids))
+
+    def runner_ref(self, execution_id: str) -> str | None:
+        return f"recorded-{execution_id}" if execution_id in self.launched_ids() else None
+
+    def details(self, execution_id: str) -> RunnerDetails | None:
+        return None
 
     def launched_ids(self) -> list[str]:
         return [spec.execution_id for spec in self.launches]

@@ -99,7 +99,8 @@ async def test_a_sync_submit_launches_without_the_queue(
     execution_id = new_execution()
     await engine.submit(execution_id, sync=True)
     assert backend.launched_ids() == [execution_id]
-    assert read_execution(db, execution_id).backend == "recording"
+    launched = read_execution(db, execution_id)
+    assert (launched.backend, launched.runner_ref) == ("recording", f"recorded-{execution_id}")
 
 
 async def test_a_sync_submit_at_the_limit_waits_in_the_queue(

@@ -91,6 +91,7 @@ def settings(kubeconfig: Path, tmp_path: Path) -> Settings:
     return Settings(
         backend="kubernetes",
         data_dir=tmp_path,
+        workspace_url="s3://bifrost-workspace/runs",
         k8s_namespace=NAMESPACE,
         runner_image="registry.example/bifrost-runner:1.2.3",
         k8s_qps=500,

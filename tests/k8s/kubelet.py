@@ -1,7 +1,8 @@
 """A test kubelet (with the bits of the job controller it needs) for the emulated API server.
 
 It follows every Job: when one is created (and not suspended) it creates the Job's pod, runs the pod's command
-as a local process with the pod's environment (secretKeyRef values read from the API server's Secrets), and
+as a local process with the pod's environment (secretKeyRef values read from the API server's Secrets; each
+emptyDir volume a fresh folder, named in place of its mount path where a variable names that path), and
 writes pod and Job status as Kubernetes does: phases, container states, exit codes, termination messages,
 Job conditions, activeDeadlineSeconds. The pod's log is served at the pod's `log` subresource. A `Fault` set
 for an execution makes its pod fail the way a real cluster does.
@@ -14,8 +15,10 @@ import base64
 import enum
 import os
 import secrets
+import shutil
 import signal
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +50,8 @@ class _Pod:
     process: asyncio.subprocess.Process | None = None
     log: bytearray = field(default_factory=bytearray)
     output_closed: bool = False
+    volumes: dict[str, str] = field(default_factory=dict)
+    """Mount path -> the local folder standing in for the emptyDir mounted there."""
 
 
 class TestKubelet:
@@ -78,6 +83,9 @@ class TestKubelet:
             if pod.process is not None and pod.process.returncode is None:
                 pod.process.kill()
                 await pod.process.wait()
+        for pod in self.pods.values():
+            for folder in pod.volumes.values():
+                shutil.rmtree(folder, ignore_errors=True)
         await asyncio.gather(*tasks, return_exceptions=True)
 
     def log_of(self, job_name: str) -> str:
@@ -205,7 +213,20 @@ class TestKubelet:
                 await self._waiting(pod, "CreateContainerConfigError", f'secret "{ref["name"]}" not found')
                 return None
             env[var["name"]] = base64.b64decode(secret["data"][ref["key"]]).decode()
-        return env
+        pod.volumes = self._empty_dirs(job, pod)
+        return {name: pod.volumes.get(value, value) for name, value in env.items()}
+
+    @staticmethod
+    def _empty_dirs(job: dict[str, Any], pod: _Pod) -> dict[str, str]:
+        """A fresh local folder for each emptyDir the container mounts, by mount path: the process sees this
+        machine's file system, not the pod's."""
+        spec = job["spec"]["template"]["spec"]
+        empty = {volume["name"] for volume in spec.get("volumes", []) if "emptyDir" in volume}
+        return {
+            mount["mountPath"]: tempfile.mkdtemp(prefix=f"{pod.name}-{mount['name']}-")
+            for mount in spec["containers"][0].get("volumeMounts", [])
+            if mount["name"] in empty
+        }
 
     async def _start(self, pod: _Pod, job: dict[str, Any], env: dict[str, str], execution_id: str) -> None:
         container = job["spec"]["template"]["spec"]["containers"][0]

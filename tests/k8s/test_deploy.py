@@ -11,6 +11,7 @@ import helm_python as helm
 import kubernetes_validate
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from control_plane.settings import K8sToleration, Settings
 from tests.k8s.test_spec import SUPPORTED_VERSIONS
@@ -36,6 +37,8 @@ CUSTOM_VALUES: dict[str, Any] = {
     },
     "kubernetesApi": {"qps": 20, "burst": 40},
     "bootstrapApiKey": {"existingSecret": "bifrost-admin", "key": "api-key"},
+    "workspaceUrl": "s3://automation-workflows/ops",
+    "s3": {"endpointUrl": "http://minio.storage:9000", "region": "eu-west-1", "existingSecret": "workspace-s3"},
 }
 
 
@@ -124,6 +127,59 @@ def test_the_plain_manifests_configure_a_working_control_plane(monkeypatch: pyte
     assert settings.backend == "kubernetes"
     assert settings.k8s_namespace == "bifrost-runs"
     assert settings.api_url == "http://bifrost.bifrost.svc:8000"
+
+
+def container_env(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    container = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    return {var["name"]: var for var in container["env"]}
+
+
+@pytest.mark.parametrize("source", ["plain", "chart-defaults", "chart-custom"])
+def test_every_replica_gets_the_shared_keys_from_a_secret_and_listens_on_all_interfaces(
+    source: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sources: dict[str, Callable[[], list[dict[str, Any]]]] = {
+        "plain": plain_manifests,
+        "chart-defaults": lambda: render({}),
+        "chart-custom": lambda: render(CUSTOM_VALUES),
+    }
+    docs = sources[source]()
+    env = container_env(docs)
+    for name in ("BIFROST_SECRET_KEY", "BIFROST_ENCRYPTION_KEYS"):
+        assert "secretKeyRef" in env[name]["valueFrom"], name
+    settings = settings_from(docs, monkeypatch)
+    assert settings.encryption_keys is not None and settings.secret_key is not None
+    assert settings.host == "0.0.0.0"  # as the control-plane image sets it: reachable through the Service
+    assert settings.workspace_url.startswith("s3://")
+
+
+def test_the_chart_takes_the_workspace_bucket_and_its_credentials_from_its_values(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    docs = render(CUSTOM_VALUES)
+    settings = settings_from(docs, monkeypatch)
+    env = container_env(docs)
+
+    assert (settings.workspace_url, settings.s3_endpoint_url, settings.s3_region) == (
+        "s3://automation-workflows/ops", "http://minio.storage:9000", "eu-west-1"
+    )
+    assert {
+        name: env[name]["valueFrom"]["secretKeyRef"]
+        for name in env
+        if name.startswith("BIFROST_S3_")
+    } == {
+        "BIFROST_S3_ACCESS_KEY_ID": {"name": "workspace-s3", "key": "access-key-id"},
+        "BIFROST_S3_SECRET_ACCESS_KEY": {"name": "workspace-s3", "key": "secret-access-key"},
+        "BIFROST_S3_RUNNER_ACCESS_KEY_ID": {"name": "workspace-s3", "key": "runner-access-key-id"},
+        "BIFROST_S3_RUNNER_SECRET_ACCESS_KEY": {"name": "workspace-s3", "key": "runner-secret-access-key"},
+    }
+    assert not any(name.startswith("BIFROST_S3_") and "KEY" in name for name in container_env(render({})))
+
+
+def test_a_folder_workspace_is_refused_by_the_chart_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    docs = render({"workspaceUrl": "/srv/workflows"})
+    with pytest.raises(ValidationError, match="cannot use the folder workspace /srv/workflows: runner pods cannot"):
+        settings_from(docs, monkeypatch)
 
 
 @pytest.mark.parametrize("source", ["plain", "chart"])

@@ -1,5 +1,6 @@
-"""The whole path on the kubernetes backend: API call → Job → pod → runner → NATS → result in the database,
-and a runner killed by the cluster closing its execution with the diagnosis."""
+"""The whole path on the kubernetes backend: API call → Job → pod → runner (syncing the S3 workspace into its
+own volume) → NATS → result in the database; where each execution runs, in its detail; and a runner killed by
+the cluster closing its execution with the diagnosis."""
 
 from __future__ import annotations
 
@@ -12,11 +13,14 @@ from typing import Any
 import httpx
 import pytest
 
-from control_plane.backends.kubernetes_spec import job_name
-from tests.api.conftest import ADMIN_KEY, Bifrost, running_bifrost
+from bifrost_runner.checkout import CACHE_FOLDER
+from control_plane.backends.kubernetes_spec import inspect_commands, job_name
+from tests.api.conftest import ADMIN_KEY, Bifrost
 from tests.k8s.apiserver import JOBS, ApiServer
 from tests.k8s.conftest import NAMESPACE
 from tests.k8s.kubelet import Fault, TestKubelet
+from tests.s3 import READER_KEY, SeaweedS3
+from tests.workspace.conftest import new_bucket, running_bifrost, s3_overrides
 
 WORKFLOWS = """
 import logging
@@ -47,21 +51,28 @@ def stubborn():
 """
 
 
+def upload_workflows(bifrost: Bifrost) -> None:
+    with bifrost.client() as api:
+        response = api.post("/api/workspace/sync", json={"files": {"flows.py": WORKFLOWS}})
+        assert response.status_code == 200, response.text
+
+
 @pytest.fixture
 async def bifrost(
-    apiserver: ApiServer, kubelet: TestKubelet, kubeconfig: Path, tmp_path: Path
+    apiserver: ApiServer, kubelet: TestKubelet, kubeconfig: Path, seaweedfs: SeaweedS3, tmp_path: Path
 ) -> AsyncIterator[Bifrost]:
     # Started off the event loop: the control plane talks to the emulated API server, which is served by it.
     with contextlib.ExitStack() as stack:
         running = await asyncio.to_thread(
             stack.enter_context,
             running_bifrost(
-                tmp_path, f"sqlite:///{tmp_path / 'bifrost.db'}", {"flows.py": WORKFLOWS},
+                tmp_path, **s3_overrides(seaweedfs, new_bucket(seaweedfs)),
                 backend="kubernetes", k8s_namespace=NAMESPACE, k8s_deadline_grace_seconds=30,
                 cancel_grace_seconds=1.0,
             ),
         )
         try:
+            await asyncio.to_thread(upload_workflows, running)
             yield running
         finally:
             await asyncio.to_thread(stack.close)
@@ -106,6 +117,46 @@ async def test_an_execution_runs_as_a_job_and_its_result_reaches_the_database(
     assert job["metadata"]["labels"]["bifrost.io/workflow"] == "create_user"
     assert "ada@example.com" not in str(job)  # parameters never reach the Job
     assert "creating ada@example.com" in kubelet.log_of(job_name(execution_id))  # `kubectl logs` shows them
+
+
+async def test_the_runner_syncs_the_s3_workspace_into_its_own_volume(
+    api: httpx.AsyncClient, apiserver: ApiServer, kubelet: TestKubelet, bifrost: Bifrost
+) -> None:
+    execution_id = await start(api, "create_user", email="ada@example.com")
+    assert (await finished(api, execution_id))["status"] == "Success"
+
+    job = apiserver.object(JOBS, NAMESPACE, job_name(execution_id))
+    assert job is not None
+    env = {var["name"]: var for var in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["BIFROST_WORKSPACE_URL"]["value"] == bifrost.settings.workspace_url
+    assert env["BIFROST_WORKSPACE_CACHE_DIR"]["value"] == "/workspace"  # the pod's emptyDir
+    assert env["BIFROST_S3_ACCESS_KEY_ID"]["value"] == READER_KEY  # the runners' read-only identity
+    assert "secretKeyRef" in env["BIFROST_S3_SECRET_ACCESS_KEY"]["valueFrom"]
+    assert str(bifrost.settings.runner_workspace_cache_dir) not in str(job)
+    [pod] = [pod for pod in kubelet.pods.values() if pod.job["metadata"]["name"] == job_name(execution_id)]
+    assert (Path(pod.volumes["/workspace"]) / CACHE_FOLDER / "flows.py").read_text() == WORKFLOWS
+
+
+async def test_the_execution_detail_names_its_job_pod_and_kubectl_commands(
+    api: httpx.AsyncClient, kubelet: TestKubelet
+) -> None:
+    execution_id = await start(api, "stubborn")
+    name = job_name(execution_id)
+    await kubelet.printed(name, "not listening")
+    [pod] = [pod.name for pod in kubelet.pods.values() if pod.job["metadata"]["name"] == name]
+
+    running = (await api.get(f"/api/executions/{execution_id}")).json()
+    assert running["runner"] == {
+        "backend": "kubernetes",
+        "runner_ref": name,
+        "namespace": NAMESPACE,
+        "job_name": name,
+        "pod_name": pod,
+        "commands": inspect_commands(NAMESPACE, name),
+    }
+    await api.post(f"/api/executions/{execution_id}/cancel")
+    ended = await finished(api, execution_id)
+    assert (ended["runner"]["runner_ref"], ended["runner"]["job_name"]) == (name, name)
 
 
 async def test_a_runner_killed_for_memory_fails_its_execution_with_the_diagnosis(

@@ -6,13 +6,14 @@ from __future__ import annotations
 import base64
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
 import pytest
 from pydantic import ValidationError
 
-from control_plane.backends.base import RunnerResources
+from control_plane.backends.base import RunnerResources, RunnerWorkspace
 from control_plane.backends.kubernetes_spec import (
     build_job,
     build_secret,
@@ -183,3 +184,50 @@ def test_kubectl_commands_inspect_the_job_its_pod_and_its_logs() -> None:
         "kubectl -n automation get pods -l job-name=bifrost-run-1",
         "kubectl -n automation logs job/bifrost-run-1",
     ]
+
+
+def test_the_runner_caches_the_workspace_in_its_own_volume_not_in_a_control_plane_folder(
+    production: Settings,
+) -> None:
+    workspace = RunnerWorkspace(
+        url="s3://bifrost-workspace/ops",
+        s3_endpoint_url="http://minio.storage:9000",
+        s3_access_key_id="runner-reader",
+        s3_secret_access_key="reader-secret",
+        cache_dir="/var/lib/bifrost/runner-cache",
+    )
+    spec = launch_spec(workspace_dir=None, workspace=workspace)
+    job = build_job(spec, production)
+    env = {var["name"]: var for var in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+
+    assert env["BIFROST_WORKSPACE_CACHE_DIR"]["value"] == "/workspace"
+    assert {"name": "workspace", "emptyDir": {}} in job["spec"]["template"]["spec"]["volumes"]
+    assert "/var/lib/bifrost/runner-cache" not in json.dumps(job)
+    assert env["BIFROST_WORKSPACE_URL"]["value"] == "s3://bifrost-workspace/ops"
+    assert "reader-secret" not in json.dumps(job)
+    secret = build_secret(spec, production, "uid-1")
+    assert base64.b64decode(secret["data"]["BIFROST_S3_SECRET_ACCESS_KEY"]).decode() == "reader-secret"
+
+
+def test_the_kubernetes_backend_refuses_a_folder_workspace_runners_cannot_see(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match=f"cannot use the folder workspace {tmp_path}: runner pods cannot see"):
+        Settings(backend="kubernetes", workspace_url=str(tmp_path))
+    assert Settings(backend="kubernetes", workspace_url="s3://bucket/ops").workspace_dir is None
+
+
+@pytest.mark.parametrize("version", SUPPORTED_VERSIONS)
+def test_a_folder_workspace_on_a_volume_claim_is_mounted_read_only_at_its_path(tmp_path: Path, version: str) -> None:
+    settings = Settings(backend="kubernetes", workspace_url=str(tmp_path), k8s_workspace_volume_claim="workflows")
+    spec = launch_spec(workspace_dir=None, workspace=RunnerWorkspace.from_settings(settings))
+    job = build_job(spec, settings)
+    pod = job["spec"]["template"]["spec"]
+
+    kubernetes_validate.validate(job, version, strict=True)
+    assert {"name": "workspace-source", "persistentVolumeClaim": {"claimName": "workflows", "readOnly": True}} in (
+        pod["volumes"]
+    )
+    assert {"name": "workspace-source", "mountPath": str(tmp_path), "readOnly": True} in (
+        pod["containers"][0]["volumeMounts"]
+    )
+    env = {var["name"]: var.get("value") for var in pod["containers"][0]["env"]}
+    assert (env["BIFROST_WORKSPACE_URL"], env["BIFROST_WORKSPACE_CACHE_DIR"]) == (str(tmp_path), "/workspace")

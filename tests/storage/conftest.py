@@ -31,7 +31,7 @@ def s3_store(seaweedfs: SeaweedS3, bucket: str) -> S3Store:
 def local_store(tmp_path: Path) -> LocalFolderStore:
     root = tmp_path / "workspace"
     root.mkdir()
-    return LocalFolderStore(root)
+    return LocalFolderStore(root, kept_revisions=1)  # like an unversioned bucket: no earlier versions kept
 
 
 @pytest.fixture(params=["local", "s3"])
