@@ -80,7 +80,7 @@ def discover_workspace(root: Path) -> Discovery:
 
 
 def workspace_files(root: Path) -> list[Path]:
-    return [root / relative for relative in _relative_files(root)]
+    return [Path(root, relative) for relative in _relative_files(root)]
 
 
 def _relative_files(root: Path) -> list[str]:
@@ -132,7 +132,8 @@ def combine(files: Iterable[FileDiscovery]) -> Discovery:
     for file in files:
         files_scanned += 1
         errors.extend(file.errors)
-        for info in (*file.workflows, *file.data_providers):
+        infos: list[WorkflowInfo | DataProviderInfo] = [*file.workflows, *file.data_providers]
+        for info in infos:
             claims.setdefault(info.name, []).append(info)
     discovery = Discovery.model_construct(
         workflows=[], data_providers=[], errors=errors, conflicts=[], files_scanned=files_scanned

@@ -8,6 +8,7 @@ the same function, so both produce the same schema.
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import json
 import typing
@@ -15,7 +16,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from pydantic import Field, PydanticUserError, TypeAdapter
+from pydantic import BaseModel, Field, PydanticUserError, TypeAdapter
 from pydantic.errors import PydanticSchemaGenerationError
 from pydantic.fields import FieldInfo
 from pydantic.json_schema import PydanticJsonSchemaWarning
@@ -101,6 +102,7 @@ class _PropertyPiece:
 
 
 _PROPERTY_CACHE_SIZE = 4096
+_BASE_MODEL_SCHEMA_HOOK = inspect.getattr_static(BaseModel, "__get_pydantic_json_schema__")
 _property_cache: dict[tuple[Any, ...], _PropertyPiece] = {}
 
 
@@ -110,10 +112,34 @@ def parameter_title(name: str) -> str:
 
 def _property_schema(param: ParameterSpec) -> _PropertyPiece:
     """One parameter's property schema and the $defs it refers to, owned by the caller: written directly for a
-    simple annotation with a JSON default, else from pydantic (cached, as workspaces repeat annotation shapes)."""
-    direct = _direct_property_schema(param)
-    if direct is not None:
-        return _PropertyPiece(direct, {}, None)
+    simple annotation or a plain model with a JSON default, else from pydantic (cached, as workspaces repeat
+    annotation shapes)."""
+    has_default = param.default is not NO_DEFAULT and param.default is not UNKNOWN_DEFAULT
+    if param.unsupported is None and (not has_default or is_json_value(param.default)):
+        annotation = Any if param.annotation is NO_ANNOTATION else param.annotation
+        type_schema = annotation_schema(annotation)
+        if type_schema is not None:
+            return _PropertyPiece(_field_schema(param, type_schema, has_default), {}, None)
+        is_model = isinstance(annotation, type) and issubclass(annotation, BaseModel)
+        definitions = _model_definitions(annotation) if is_model else None
+        if definitions is not None:
+            reference = {"$ref": f"#/$defs/{annotation.__name__}"}
+            return _PropertyPiece(_field_schema(param, reference, has_default), _json_copy(definitions), None)
+    return _pydantic_property_schema(param)
+
+
+def _field_schema(param: ParameterSpec, type_schema: dict[str, Any], has_default: bool) -> dict[str, Any]:
+    """`type_schema` with the parameter's title, description and (JSON) default, as pydantic writes a field."""
+    schema = {**type_schema, "title": parameter_title(param.name)}
+    if param.description:
+        schema["description"] = param.description
+    if has_default:
+        schema["default"] = _json_copy(param.default) if isinstance(param.default, list | dict) else param.default
+    # pydantic sorts the keys of every schema object; the type schemas are written sorted already
+    return dict(sorted(schema.items()))
+
+
+def _pydantic_property_schema(param: ParameterSpec) -> _PropertyPiece:
     annotation_key = _annotation_key(param.annotation)
     key = (param.name, annotation_key, _default_key(param.default), param.description, param.unsupported)
     try:
@@ -127,22 +153,26 @@ def _property_schema(param: ParameterSpec) -> _PropertyPiece:
     return _PropertyPiece(_json_copy(cached.schema), _json_copy(cached.defs), cached.warning)
 
 
-def _direct_property_schema(param: ParameterSpec) -> dict[str, Any] | None:
-    if param.unsupported is not None:
+@functools.lru_cache(maxsize=1024)
+def _model_definitions(model: type[BaseModel]) -> dict[str, Any] | None:
+    """The $defs a field of this model type brings along: the model's own schema under its class name, and the
+    types it refers to. None where pydantic would shape the field otherwise: models with their own JSON Schema
+    hook, generic or recursive models, names that clash (pydantic then qualifies them), defaults it drops."""
+    name = model.__name__
+    own_hook = inspect.getattr_static(model, "__get_pydantic_json_schema__") is not _BASE_MODEL_SCHEMA_HOOK
+    if own_hook or not name.isidentifier():
         return None
-    has_default = param.default is not NO_DEFAULT and param.default is not UNKNOWN_DEFAULT
-    if has_default and not is_json_value(param.default):
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", PydanticJsonSchemaWarning)
+            schema = model.model_json_schema()
+    except (PydanticJsonSchemaWarning, PydanticSchemaGenerationError, PydanticUserError, TypeError):
         return None
-    type_schema = annotation_schema(Any if param.annotation is NO_ANNOTATION else param.annotation)
-    if type_schema is None:
+    definitions: dict[str, Any] = schema.pop("$defs", {})
+    if "$ref" in schema or name in definitions or any("__" in key or not key.isidentifier() for key in definitions):
         return None
-    schema = {**type_schema, "title": parameter_title(param.name)}
-    if param.description:
-        schema["description"] = param.description
-    if has_default:
-        schema["default"] = _json_copy(param.default) if isinstance(param.default, list | dict) else param.default
-    # pydantic sorts the keys of every schema object; the type schemas are written sorted already
-    return dict(sorted(schema.items()))
+    definitions[name] = schema
+    return dict(sorted(definitions.items()))
 
 
 def _json_copy(value: Any) -> Any:
