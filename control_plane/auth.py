@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import jwt
 from pydantic import BaseModel
@@ -19,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from control_plane.db.models import ApiKey, Membership, Organization, OrgRole, User, utcnow
+from control_plane.key_files import create_key_file
 from control_plane.settings import Settings
 
 API_KEY_PREFIX = "bfk_"
@@ -52,21 +51,11 @@ def load_secret_key(settings: Settings) -> bytes:
         return configured
     path = settings.data_dir / "secret.key"
     if not path.exists():
-        _create_key_file(path)
+        create_key_file(path, secrets.token_urlsafe(48).encode())
     key = path.read_bytes().strip()
     if not key:
         raise RuntimeError(f"{path} is empty: delete it to have a new key generated, or set BIFROST_SECRET_KEY")
     return key
-
-
-def _create_key_file(path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return  # another process created it first; use theirs
-    with os.fdopen(fd, "w") as key_file:
-        key_file.write(secrets.token_urlsafe(48))
 
 
 def issue_execution_token(

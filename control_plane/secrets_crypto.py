@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
-from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
+from control_plane.key_files import create_key_file
 from control_plane.settings import Settings
 
 KEY_FILE_NAME = "encryption.key"
@@ -56,7 +55,7 @@ def load_encryption_keys(settings: Settings) -> list[bytes]:
         return keys
     path = settings.data_dir / KEY_FILE_NAME
     if not path.exists():
-        _create_key_file(path)
+        create_key_file(path, Fernet.generate_key())
     key = path.read_bytes().strip()
     _check_key(key, str(path))
     return [key]
@@ -72,11 +71,3 @@ def _check_key(key: bytes, where: str) -> None:
         ) from exc
 
 
-def _create_key_file(path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return  # another process created it first; use theirs
-    with os.fdopen(fd, "wb") as key_file:
-        key_file.write(Fernet.generate_key())
