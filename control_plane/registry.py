@@ -173,7 +173,8 @@ def _workflow_row(info: WorkflowInfo, now: datetime) -> Workflow:
         schedule=info.schedule,
         timeout_seconds=info.timeout_seconds,
         meta=info.model_dump(
-            mode="json", include={"tags", "retries", "max_concurrency", "line", "is_async", "form_fields", "warnings"}
+            mode="json",
+            include={"tags", "retries", "max_concurrency", "resources", "line", "is_async", "form_fields", "warnings"},
         ),
         parameters_schema=info.parameters_schema,
         updated_at=now,

@@ -10,10 +10,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bifrost.metadata import CPU_QUANTITY as CPU_QUANTITY
 from bifrost.workspace import parse_workspace_url
-
-# A Kubernetes CPU quantity: cores ("1", "0.5") or millicores ("250m").
-CPU_QUANTITY = r"^([0-9]+(\.[0-9]+)?|[0-9]+m)$"
 
 
 class K8sToleration(BaseModel):
@@ -100,7 +98,7 @@ class Settings(BaseSettings):
     k8s_cpu_request: str = Field("100m", pattern=CPU_QUANTITY, description="A runner's CPU request, e.g. 250m.")
     k8s_cpu_limit: str | None = Field("1", pattern=CPU_QUANTITY, description="A runner's CPU limit; unset: none.")
     k8s_memory_request_mb: int = Field(256, ge=16)
-    k8s_memory_limit_mb: int = Field(1024, ge=16, description="Workflows may raise it with memory_mb.")
+    k8s_memory_limit_mb: int = Field(1024, ge=16, description="A workflow may set its own in resources.")
     k8s_run_as_user: int = Field(10001, ge=1, description="The non-root uid (and gid) runner containers run as.")
     k8s_qps: float = Field(50.0, gt=0, description="Kubernetes API requests per second, all runners together.")
     k8s_burst: int = Field(100, ge=1, description="Requests allowed at once above k8s_qps.")

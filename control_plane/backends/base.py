@@ -7,8 +7,9 @@ from typing import Protocol
 
 from pydantic import BaseModel, Field
 
+from bifrost.metadata import CPU_QUANTITY, Resources
 from bifrost.protocol import ExecutionStatus
-from control_plane.settings import CPU_QUANTITY, Settings
+from control_plane.settings import Settings
 
 
 class RunnerResources(BaseModel):
@@ -18,6 +19,11 @@ class RunnerResources(BaseModel):
     cpu_limit: str | None = Field(None, pattern=CPU_QUANTITY)
     memory_request_mb: int | None = Field(None, ge=16)
     memory_limit_mb: int | None = Field(None, ge=16)
+
+    @classmethod
+    def of_workflow(cls, resources: Resources | None) -> RunnerResources | None:
+        """The runner resources a workflow asked for with `@workflow(resources=...)`; None when it asked for none."""
+        return None if resources is None else cls.model_validate(resources.model_dump())
 
 
 class RunnerWorkspace(BaseModel):

@@ -22,7 +22,7 @@ from nats.js import JetStreamContext
 
 from bifrost.protocol import QUEUE_STREAM, QUEUE_SUBJECT, ExecutionStatus
 from control_plane.auth import TokenIssuer
-from control_plane.backends.base import Backend, LaunchSpec, RunnerWorkspace
+from control_plane.backends.base import Backend, LaunchSpec, RunnerResources, RunnerWorkspace
 from control_plane.db.models import utcnow
 from control_plane.engine.store import Committed, ExecutionStore, LaunchTarget
 from control_plane.engine.streams import (
@@ -252,6 +252,7 @@ class Dispatcher:
             nats_url=self._nats_url,
             workspace=RunnerWorkspace.from_settings(self._settings),
             memory_limit_mb=self._settings.local_memory_limit_mb,
+            resources=RunnerResources.of_workflow(target.resources),
         )
         try:
             await self._backend.launch(spec)

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Engine, Table, func, insert, select, update
 from sqlalchemy.engine import Connection, RowMapping
 
+from bifrost.metadata import Resources
 from bifrost.protocol import (
     Event,
     ExecutionStatus,
@@ -85,6 +86,8 @@ class LaunchTarget:
     status: ExecutionStatus
     launched: bool
     timeout_seconds: int | None
+    resources: Resources | None
+    """What the workflow asked for with `@workflow(resources=...)`; None: the backend's defaults."""
     parent_execution_id: str | None
     active_counts: dict[str, int] | None
     """What the limits count, read with the row; None when no limit applies (not launchable, or a
@@ -256,6 +259,7 @@ class ExecutionStore:
                 EXECUTIONS.c.backend,
                 EXECUTIONS.c.parent_execution_id,
                 WORKFLOWS.c.timeout_seconds,
+                WORKFLOWS.c.meta,
             )
             .select_from(EXECUTIONS.outerjoin(WORKFLOWS, WORKFLOWS.c.name == EXECUTIONS.c.workflow_name))
             .where(EXECUTIONS.c.id == execution_id)
@@ -275,6 +279,7 @@ class ExecutionStore:
             status=row["status"],
             launched=row["backend"] is not None,
             timeout_seconds=row["timeout_seconds"],
+            resources=_workflow_resources(row["meta"]),
             parent_execution_id=row["parent_execution_id"],
             active_counts=counts,
         )
@@ -450,3 +455,9 @@ def _insert_log_rows(conn: Connection, rows: list[dict[str, Any]]) -> None:
     with cursor.copy(f"COPY {EXECUTION_LOGS.name} ({', '.join(_LOG_COLUMNS)}) FROM STDIN") as copy:
         for row in rows:
             copy.write_row([row[column] for column in _LOG_COLUMNS])
+
+
+def _workflow_resources(meta: Mapping[str, Any] | None) -> Resources | None:
+    """The resources the registry recorded in a workflow's `meta`; None for no workflow or none asked for."""
+    recorded = (meta or {}).get("resources")
+    return Resources.model_validate(recorded) if recorded else None

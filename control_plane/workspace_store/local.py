@@ -11,13 +11,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import string
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from stat import S_ISLNK, S_ISREG
 
 from bifrost.workspace import (
+    KEPT_FILES_DIR,
     REVISIONS_DIR,
     Manifest,
     WorkspaceFileNotFoundError,
@@ -26,6 +26,7 @@ from bifrost.workspace import (
     confined_path,
     content_etag,
     is_workspace_path,
+    kept_file_path,
     normalize_workspace_path,
     parse_recorded_manifest,
     revision_manifest_path,
@@ -34,9 +35,6 @@ from bifrost.workspace import (
 from control_plane.workspace_store.base import StoredFile, manifest_of
 
 logger = logging.getLogger(__name__)
-
-KEPT_FILES_DIR = ".bifrost/files"
-"""Where a folder keeps the files of its recorded revisions; the runner's `LocalFolderSource` reads it too."""
 
 _FileStamp = tuple[int, int, int, int]
 """(inode, size, mtime_ns, ctime_ns): when none of these moved, the content did not either."""
@@ -220,9 +218,3 @@ class LocalFolderStore:
                 return
             folder = folder.parent
 
-
-def kept_file_path(etag: str) -> str:
-    """Where a folder keeps the content whose ETag is `etag`, relative to the folder."""
-    if len(etag) != 32 or any(ch not in string.hexdigits for ch in etag):
-        raise ValueError(f"{etag!r} is not the ETag of a workspace file (32 hex digits)")
-    return f"{KEPT_FILES_DIR}/{etag.lower()}"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import string
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -25,6 +24,7 @@ from bifrost.workspace import (
     WorkspaceStoreError,
     confined_path,
     content_etag,
+    kept_file_path,
     normalize_workspace_path,
     parse_recorded_manifest,
     parse_workspace_url,
@@ -34,8 +34,6 @@ from bifrost.workspace import (
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-KEPT_FILES_DIR = ".bifrost/files"
-"""Where a folder workspace keeps the files of its recorded revisions, by ETag (see `LocalFolderStore`)."""
 _TRANSIENT_S3_CODES = frozenset({"SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable", "503"})
 _CREDENTIAL_S3_CODES = frozenset({"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken"})
 
@@ -73,7 +71,7 @@ class LocalFolderSource:
         live = self._read(confined_path(self.root, normalize_workspace_path(path)), path)
         if live is not None and content_etag(live) == etag:
             return live
-        kept = self._read(self.root / _kept_file_path(etag), path)
+        kept = self._read(self.root / kept_file_path(etag), path)
         if kept is not None and content_etag(kept) == etag:
             return kept
         change = "was removed from" if live is None else "changed in"
@@ -234,14 +232,6 @@ class S3Source:
             raise WorkspaceStoreError(f"the runner has no S3 credentials for {self.description}") from None
         except BotoCoreError as exc:
             raise SourceUnavailableError(f"cannot reach {self.description} for {path!r}: {exc}") from exc
-
-
-def _kept_file_path(etag: str) -> Path:
-    """Where a folder workspace keeps the content of `etag` for its recorded revisions; the control plane's
-    `LocalFolderStore` writes it there."""
-    if len(etag) != 32 or any(ch not in string.hexdigits for ch in etag):
-        raise WorkspaceStoreError(f"{etag!r} is not the ETag of a workspace file (32 hex digits)")
-    return Path(KEPT_FILES_DIR, etag.lower())
 
 
 def _bucket_url(endpoint_url: str, bucket: str, path_style: bool) -> str:

@@ -6,11 +6,12 @@
 from bifrost.context import ExecutionContext, config, context, secrets, workflows
 from bifrost.decorators import data_provider, data_provider_info, workflow, workflow_info
 from bifrost.errors import UserError, WorkflowDefinitionError
-from bifrost.metadata import DataProviderInfo, RetryPolicy, WorkflowInfo
+from bifrost.metadata import DataProviderInfo, Resources, RetryPolicy, WorkflowInfo
 
 __all__ = [
     "DataProviderInfo",
     "ExecutionContext",
+    "Resources",
     "RetryPolicy",
     "UserError",
     "WorkflowDefinitionError",

@@ -34,6 +34,7 @@ def workflow(
     endpoint_enabled: bool = False,
     retries: int | dict[str, Any] | RetryPolicy = 0,
     max_concurrency: int | None = None,
+    resources: dict[str, Any] | None = None,
 ) -> Callable[[F], F]: ...
 
 

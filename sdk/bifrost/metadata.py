@@ -6,8 +6,9 @@ decorator options become a `WorkflowInfo` / `DataProviderInfo`, whichever front-
 
 from __future__ import annotations
 
+import re
 from functools import cached_property
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, Self, TypeVar, get_args
 
 from croniter import croniter
 from pydantic import (
@@ -20,6 +21,7 @@ from pydantic import (
     ValidationError,
     computed_field,
     field_validator,
+    model_validator,
 )
 
 from bifrost import forms
@@ -35,6 +37,11 @@ DEFAULT_DATA_PROVIDER_TIMEOUT_SECONDS = 60
 
 Name = Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$", max_length=100)]
 Timeout = Annotated[StrictInt, Field(ge=1, le=MAX_TIMEOUT_SECONDS)]
+CPU_QUANTITY = r"^([0-9]+(\.[0-9]+)?|[0-9]+m)$"
+"""A Kubernetes CPU quantity as Bifrost accepts it: cores ("2", "0.5") or millicores ("500m")."""
+MIN_MEMORY_MB = 16
+MAX_MEMORY_MB = 1024 * 1024
+MemoryMb = Annotated[StrictInt, Field(ge=MIN_MEMORY_MB, le=MAX_MEMORY_MB)]
 
 
 class RetryPolicy(BaseModel):
@@ -49,6 +56,45 @@ class RetryPolicy(BaseModel):
     def delay_before(self, attempt: int) -> float:
         """Seconds to wait before retry number `attempt` (1 = the first retry)."""
         return float(self.backoff_seconds * self.backoff_factor ** (attempt - 1))
+
+
+def millicores(quantity: str) -> float:
+    """The CPU quantity `quantity` ("2", "0.5", "500m") in millicores."""
+    return float(quantity[:-1]) if quantity.endswith("m") else float(quantity) * 1000
+
+
+class Resources(BaseModel):
+    """What the runner of a workflow may use: CPU as Kubernetes quantities, memory in MiB. An unset field keeps
+    the platform's default. On Kubernetes they are the runner pod's requests and limits; the local backend
+    applies the memory limit to the runner process."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cpu_request: StrictStr | None = None
+    cpu_limit: StrictStr | None = None
+    memory_request_mb: MemoryMb | None = None
+    memory_limit_mb: MemoryMb | None = None
+
+    @field_validator("cpu_request", "cpu_limit")
+    @classmethod
+    def _cpu_quantity(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not re.fullmatch(CPU_QUANTITY, value):
+            raise ValueError("not a CPU quantity; give cores such as '2' or '0.5', or millicores such as '500m'")
+        if millicores(value) < 1:
+            raise ValueError("a CPU quantity must be at least 1m (0.001 cores)")
+        return value
+
+    @model_validator(mode="after")
+    def _limits_cover_requests(self) -> Self:
+        if self.cpu_request and self.cpu_limit and millicores(self.cpu_limit) < millicores(self.cpu_request):
+            raise ValueError(f"cpu_limit {self.cpu_limit!r} is below cpu_request {self.cpu_request!r}")
+        if self.memory_request_mb and self.memory_limit_mb and self.memory_limit_mb < self.memory_request_mb:
+            raise ValueError(
+                f"memory_limit_mb {self.memory_limit_mb} is below memory_request_mb {self.memory_request_mb}"
+            )
+        return self
 
 
 class _CommonOptions(BaseModel):
@@ -67,6 +113,7 @@ class WorkflowOptions(_CommonOptions):
     endpoint_enabled: StrictBool = False
     retries: RetryPolicy = RetryPolicy()
     max_concurrency: Annotated[StrictInt, Field(ge=1)] | None = None
+    resources: Resources | None = None
 
     @field_validator("schedule")
     @classmethod
@@ -114,6 +161,7 @@ class WorkflowInfo(_FunctionInfo):
     endpoint_enabled: bool
     retries: RetryPolicy
     max_concurrency: int | None
+    resources: Resources | None = Field(description="The runner's own resources; None: the platform's defaults.")
 
 
 class DataProviderInfo(_FunctionInfo):
@@ -139,6 +187,7 @@ def describe_workflow(shape: FunctionShape, options: dict[str, Any]) -> Workflow
         endpoint_enabled=opts.endpoint_enabled,
         retries=opts.retries,
         max_concurrency=opts.max_concurrency,
+        resources=opts.resources,
     )
 
 
@@ -179,7 +228,21 @@ def _validated(model: type[_Options], decorator: str, function_name: str, option
 def _option_problem(error: Any, model: type[BaseModel]) -> str:
     option = ".".join(str(part) for part in error["loc"])
     if error["type"] == "extra_forbidden":
-        valid = ", ".join(model.model_fields)
+        valid = ", ".join(_model_at(model, error["loc"][:-1]).model_fields)
         return f"unknown option '{option}' (valid options: {valid})"
     message = str(error["msg"]).removeprefix("Value error, ")
     return f"option '{option}': {message} (got {error['input']!r})"
+
+
+def _model_at(model: type[BaseModel], path: tuple[Any, ...]) -> type[BaseModel]:
+    """The options model that a nested option path ("resources",) leads to, for listing its valid keys."""
+    for part in path:
+        field = model.model_fields.get(str(part))
+        annotation = field.annotation if field else None
+        nested = [
+            arg for arg in (annotation, *get_args(annotation)) if isinstance(arg, type) and issubclass(arg, BaseModel)
+        ]
+        if not nested:
+            break
+        model = nested[0]
+    return model

@@ -24,6 +24,9 @@ _CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
 REVISIONS_DIR = ".bifrost/revisions"
 """Where a store keeps the manifest of every recorded revision, under its root. Hidden paths are never
 workspace files, so this folder never shows up in a listing."""
+KEPT_FILES_DIR = ".bifrost/files"
+"""Where a folder workspace keeps a copy of each file of its recorded revisions, named by ETag: a run pinned to
+a revision can still sync it after the folder was edited. The control plane writes it, runners read it."""
 
 
 class WorkspaceStoreError(Exception):
@@ -125,6 +128,13 @@ def revision_manifest_path(revision: str) -> str:
     if len(revision) != 64 or any(ch not in string.hexdigits for ch in revision):
         raise ValueError(f"{revision!r} is not a workspace revision (64 hex digits)")
     return f"{REVISIONS_DIR}/{revision.lower()}.json"
+
+
+def kept_file_path(etag: str) -> str:
+    """Where a folder workspace keeps the content whose ETag is `etag`, relative to the folder."""
+    if len(etag) != 32 or any(ch not in string.hexdigits for ch in etag):
+        raise WorkspaceStoreError(f"{etag!r} is not the ETag of a workspace file (32 hex digits)")
+    return f"{KEPT_FILES_DIR}/{etag.lower()}"
 
 
 class Manifest(BaseModel):

@@ -13,6 +13,7 @@ import kubernetes_validate
 import pytest
 from pydantic import ValidationError
 
+from bifrost import workflow, workflow_info
 from control_plane.backends.base import RunnerResources, RunnerWorkspace
 from control_plane.backends.kubernetes_spec import (
     build_job,
@@ -130,6 +131,20 @@ def test_a_workflow_can_raise_its_resources(production: Settings) -> None:
     assert resources_of(build_job(spec, production)) == {
         "requests": {"cpu": "2", "memory": "256Mi"},
         "limits": {"cpu": "2", "memory": "8192Mi"},  # a limit below the request would be refused
+    }
+
+
+@pytest.mark.parametrize("version", SUPPORTED_VERSIONS)
+def test_the_resources_of_a_workflow_land_in_its_job(production: Settings, version: str) -> None:
+    @workflow(resources={"cpu_request": "750m", "cpu_limit": "3", "memory_request_mb": 1536, "memory_limit_mb": 6144})
+    def rebuild_index() -> None: ...
+
+    spec = launch_spec(resources=RunnerResources.of_workflow(workflow_info(rebuild_index).resources))
+    job = build_job(spec, production)
+    kubernetes_validate.validate(job, version, strict=True)
+    assert resources_of(job) == {
+        "requests": {"cpu": "750m", "memory": "1536Mi"},
+        "limits": {"cpu": "3", "memory": "6144Mi"},
     }
 
 

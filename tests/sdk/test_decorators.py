@@ -7,6 +7,7 @@ import pytest
 
 from bifrost import (
     ExecutionContext,
+    Resources,
     RetryPolicy,
     WorkflowDefinitionError,
     data_provider,
@@ -35,6 +36,7 @@ def test_bare_decorator_returns_the_function_with_inferred_metadata() -> None:
     assert info.execution_mode == "async"
     assert info.timeout_seconds == 1800
     assert info.retries == RetryPolicy(count=0)
+    assert info.resources is None, "no resources of its own: the platform's defaults apply"
     assert asyncio.run(create_user("a@example.com", "Ada")) == {"email": "a@example.com", "department": "IT"}
 
 
@@ -49,6 +51,7 @@ def test_decorator_with_options_on_a_plain_function() -> None:
         tags=["ninjaone"],
         retries={"count": 3, "backoff_seconds": 5},
         max_concurrency=2,
+        resources={"cpu_request": "500m", "cpu_limit": "2", "memory_request_mb": 512, "memory_limit_mb": 2048},
     )
     def export(context: ExecutionContext, site: Literal["north", "south"]) -> str:
         return site
@@ -64,6 +67,7 @@ def test_decorator_with_options_on_a_plain_function() -> None:
     assert info.endpoint_enabled and info.execution_mode == "sync"
     assert info.retries == RetryPolicy(count=3, backoff_seconds=5)
     assert info.max_concurrency == 2
+    assert info.resources == Resources(cpu_request="500m", cpu_limit="2", memory_request_mb=512, memory_limit_mb=2048)
     assert list(info.parameters_schema["properties"]) == ["site"], "the context is not a form field"
     assert export(None, "north") == "north"  # type: ignore[arg-type]
 
@@ -111,6 +115,21 @@ def test_explicit_description_wins_over_the_docstring() -> None:
         ({"retries": -1}, "option 'retries.count'"),
         ({"name": "has spaces"}, "option 'name'"),
         ({"max_concurrency": 0}, "option 'max_concurrency'"),
+        ({"resources": {"cpu_request": "2 cores"}}, "option 'resources.cpu_request': not a CPU quantity"),
+        ({"resources": {"cpu_limit": "1Gi"}}, "option 'resources.cpu_limit': not a CPU quantity"),
+        ({"resources": {"cpu_request": "0m"}}, "option 'resources.cpu_request': a CPU quantity must be at least 1m"),
+        ({"resources": {"cpu_request": 2}}, "option 'resources.cpu_request'"),
+        ({"resources": {"memory_limit_mb": "512Mi"}}, "option 'resources.memory_limit_mb'"),
+        ({"resources": {"memory_request_mb": 8}}, "option 'resources.memory_request_mb'"),
+        (
+            {"resources": {"cpu_request": "1", "cpu_limit": "500m"}},
+            "option 'resources': cpu_limit '500m' is below cpu_request '1'",
+        ),
+        (
+            {"resources": {"memory_request_mb": 1024, "memory_limit_mb": 512}},
+            "option 'resources': memory_limit_mb 512 is below memory_request_mb 1024",
+        ),
+        ({"resources": "large"}, "option 'resources'"),
     ],
 )
 def test_invalid_options_raise_at_import_naming_the_option(options: dict[str, Any], message: str) -> None:
@@ -126,6 +145,23 @@ def test_unknown_option_error_lists_the_valid_ones() -> None:
         workflow(shedule="0 9 * * *")(lambda: None)
     assert "unknown option 'shedule'" in str(caught.value)
     assert "schedule" in str(caught.value).split("valid options:")[1]
+
+
+def test_an_unknown_resource_lists_the_valid_resources() -> None:
+    with pytest.raises(WorkflowDefinitionError) as caught:
+        workflow(resources={"memory": 512})(lambda: None)
+    assert "unknown option 'resources.memory' (valid options: cpu_request, cpu_limit, memory_request_mb, " in str(
+        caught.value
+    )
+
+
+def test_resources_may_set_only_some_values_and_a_limit_may_equal_its_request() -> None:
+    @workflow(resources={"cpu_request": "0.5", "cpu_limit": "500m", "memory_limit_mb": 4096})
+    def f() -> None: ...
+
+    resources = workflow_info(f).resources
+    assert resources == Resources(cpu_request="0.5", cpu_limit="500m", memory_limit_mb=4096)
+    assert resources is not None and resources.memory_request_mb is None
 
 
 def test_positional_option_is_rejected_clearly() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bifrost import data_provider_info, workflow_info
+from bifrost import Resources, WorkflowDefinitionError, data_provider_info, workflow_info
 from bifrost.discovery import Discovery, combine, discover_source, discover_workspace
 from bifrost.metadata import DataProviderInfo, WorkflowInfo
 from tests.sdk.conftest import WORKSPACE, Importer
@@ -239,6 +239,65 @@ def test_invalid_options_give_the_same_message_at_import_and_at_discovery(
     write(tmp_path, {"bad_options.py": source})
     with pytest.raises(ValueError) as caught:
         import_from(tmp_path)("bad_options.py")
+    assert str(caught.value) == error.message
+
+
+def test_resources_are_read_without_importing_exactly_as_the_decorator_reads_them(
+    tmp_path: Path, import_from: Callable[[Path], Importer]
+) -> None:
+    root = write(
+        tmp_path,
+        {
+            "heavy.py": """
+                import bifrost
+
+                LARGE = {"cpu_request": "1", "cpu_limit": "4", "memory_request_mb": 2048, "memory_limit_mb": 8192}
+
+                @bifrost.workflow(resources={"cpu_request": "250m", "memory_limit_mb": 512})
+                def small_job(): ...
+
+                @bifrost.workflow(resources=LARGE)
+                def large_job(): ...
+
+                @bifrost.workflow(resources={})
+                def empty_resources(): ...
+
+                @bifrost.workflow
+                def default_resources(): ...
+            """,
+        },
+    )
+    discovery = discover_workspace(root)
+    assert discovery.errors == []
+    by_name = {info.name: info for info in discovery.workflows}
+    assert by_name["small_job"].resources == Resources(cpu_request="250m", memory_limit_mb=512)
+    assert by_name["large_job"].resources == Resources(
+        cpu_request="1", cpu_limit="4", memory_request_mb=2048, memory_limit_mb=8192
+    )
+    assert by_name["empty_resources"].resources == Resources()
+    assert by_name["default_resources"].resources is None
+    assert_discovery_matches_import(discovery, import_from(root))
+
+
+@pytest.mark.parametrize(
+    "resources",
+    [
+        '{"cpu_limit": "two"}',
+        '{"cpu_request": "2", "cpu_limit": "1"}',
+        '{"memory_request_mb": 4096, "memory_limit_mb": 1024}',
+        '{"gpu": 1}',
+    ],
+)
+def test_bad_resources_give_the_same_error_at_import_and_at_discovery(
+    tmp_path: Path, import_from: Callable[[Path], Importer], resources: str
+) -> None:
+    source = f"from bifrost import workflow\n\n@workflow(resources={resources})\ndef f(): ...\n"
+    [error] = discover_source("bad_resources.py", source).errors
+    assert error.line == 3
+    assert error.message.startswith("@workflow f: ") and "'resources" in error.message
+    write(tmp_path, {"bad_resources.py": source})
+    with pytest.raises(WorkflowDefinitionError) as caught:
+        import_from(tmp_path)("bad_resources.py")
     assert str(caught.value) == error.message
 
 

@@ -7,11 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from bifrost.workspace import Manifest, RevisionChangedError, content_etag
+from bifrost.workspace import KEPT_FILES_DIR, Manifest, RevisionChangedError, content_etag
 from bifrost_runner.sync import WorkspaceSyncError, sync_revision, sync_workspace
 from bifrost_runner.workspace_source import LocalFolderSource
 from control_plane.workspace_store import LocalFolderStore
-from control_plane.workspace_store.local import KEPT_FILES_DIR
 from tests.storage.test_runner_sync import FAST_RETRY, cached_files
 
 
