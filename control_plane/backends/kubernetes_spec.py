@@ -11,6 +11,7 @@ import hashlib
 import re
 from typing import Any
 
+from bifrost.metadata import millicores
 from control_plane.backends.base import LaunchSpec, RunnerResources
 from control_plane.settings import Settings
 
@@ -93,10 +94,6 @@ def is_credential(env_name: str) -> bool:
     return any(marker in env_name for marker in _CREDENTIAL_MARKERS)
 
 
-def _millicores(quantity: str) -> float:
-    return float(quantity[:-1]) if quantity.endswith("m") else float(quantity) * 1000
-
-
 def _resources(spec: LaunchSpec, settings: Settings) -> dict[str, dict[str, str]]:
     """Requests and limits: the workflow's own, else the defaults; a limit is raised to at least its request."""
     wanted = spec.resources or RunnerResources()
@@ -108,7 +105,7 @@ def _resources(spec: LaunchSpec, settings: Settings) -> dict[str, dict[str, str]
         memory_request = min(memory_request, memory_limit)
     limits = {"memory": f"{max(memory_request, memory_limit)}Mi"}
     if cpu_limit is not None:
-        limits["cpu"] = max(cpu_limit, cpu_request, key=_millicores)
+        limits["cpu"] = max(cpu_limit, cpu_request, key=millicores)
     return {"requests": {"cpu": cpu_request, "memory": f"{memory_request}Mi"}, "limits": limits}
 
 
