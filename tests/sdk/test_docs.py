@@ -15,7 +15,7 @@ from tests.sdk.conftest import REPO_ROOT, Importer
 
 GUIDE = REPO_ROOT / "docs" / "workflows.md"
 # The concept page lives in the `shared/` folder beside the repository.
-CONCEPT_PAGE = Path(__file__).resolve().parents[3] / "shared" / "reference" / "workflows-concept.md"
+CONCEPT_PAGE = REPO_ROOT.parent / "shared" / "reference" / "workflows-concept.md"
 _PYTHON_BLOCK = re.compile(r"^```python\n(.*?)^```", re.MULTILINE | re.DOTALL)
 
 # The concept page calls services that only exist in its readers' systems; these stand in for exactly those
