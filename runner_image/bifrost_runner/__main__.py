@@ -8,7 +8,7 @@ import os
 import sys
 
 from bifrost_runner.config import RunnerConfig, RunnerConfigError
-from bifrost_runner.run import run_execution
+from bifrost_runner.run import Preconnected, run_execution
 
 
 def configure_runner_logging() -> None:
@@ -22,13 +22,20 @@ def configure_runner_logging() -> None:
 
 
 def main() -> int:
+    return asyncio.run(run_from_env())
+
+
+async def run_from_env(preconnected: Preconnected | None = None) -> int:
+    """Run the execution the environment describes, over the connections in `preconnected` where they fit."""
     configure_runner_logging()
     try:
         config = RunnerConfig.from_env(os.environ)
     except RunnerConfigError as exc:
         logging.getLogger("bifrost_runner").error("%s", exc)
+        if preconnected is not None:
+            await preconnected.close()
         return 2
-    return asyncio.run(run_execution(config))
+    return await run_execution(config, preconnected)
 
 
 def exit_now(code: int) -> None:

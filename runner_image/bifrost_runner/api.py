@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import ssl
 from typing import Any
@@ -38,6 +39,16 @@ class ApiClient:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+    def authorize(self, token: str) -> None:
+        """Send `token` from now on: a ready runner opens its client before it knows its execution."""
+        self._client.headers["Authorization"] = f"Bearer {token}"
+
+    async def open_connection(self) -> None:
+        """Open the keep-alive connection later requests reuse, by a request any server answers cheaply. An
+        unreachable control plane is left for the real requests to report."""
+        with contextlib.suppress(httpx.HTTPError):
+            await self._client.get("/healthz")
 
     async def payload(self) -> RunPayload:
         response = await self._request("GET", "/api/runner/payload")

@@ -11,6 +11,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,18 +51,55 @@ REPORT_SECONDS = 120.0
 """How long the runner keeps trying to get its events acknowledged at the end (NATS away) before it gives up."""
 
 
-async def run_execution(config: RunnerConfig) -> int:
-    """Run the execution of `config`; the exit code is 0 once its `finished` event is stored in JetStream."""
-    api = ApiClient(config.api_url, config.token)
-    payload = asyncio.ensure_future(api.payload())
+PRECONNECT_SECONDS = 1.0
+"""How long a ready runner tries to reach NATS in advance; past that it connects once it has its claim."""
+
+
+@dataclass
+class Preconnected:
+    """Connections a ready runner opened before its claim came, to the URLs its execution was expected to use."""
+
+    api_url: str
+    nats_url: str
+    api: ApiClient
+    nats: NATS | None
+    """None when NATS was not reachable in time."""
+
+    async def close(self) -> None:
+        if self.nats is not None:
+            await self.nats.close()
+        await self.api.aclose()
+
+
+async def preconnect(api_url: str, nats_url: str) -> Preconnected:
+    """Connect to NATS and open a keep-alive connection to the control plane's API, both at once."""
+    api = ApiClient(api_url, token="")
+    opening = asyncio.ensure_future(api.open_connection())
     try:
-        # Waiting for NATS longer than the workflow may run is pointless: the backend stops the runner then.
-        nc = await connect_nats(config.nats_url, give_up_after=config.timeout_seconds)
-    except NatsUnavailableError as exc:
-        log.error("cannot report execution %s: %s", config.execution_id, exc)
-        payload.cancel()
-        await api.aclose()
-        return 1
+        nc: NATS | None = await connect_nats(nats_url, give_up_after=PRECONNECT_SECONDS)
+    except NatsUnavailableError:
+        nc = None
+    await opening
+    return Preconnected(api_url, nats_url, api, nc)
+
+
+async def run_execution(config: RunnerConfig, preconnected: Preconnected | None = None) -> int:
+    """Run the execution of `config`; the exit code is 0 once its `finished` event is stored in JetStream.
+
+    Connections in `preconnected` are used when they lead where `config` says, and closed otherwise."""
+    api, nc = await _take_preconnected(config, preconnected)
+    if api is None:
+        api = ApiClient(config.api_url, config.token)
+    payload = asyncio.ensure_future(api.payload())
+    if nc is None:
+        try:
+            # Waiting for NATS longer than the workflow may run is pointless: the backend stops the runner then.
+            nc = await connect_nats(config.nats_url, give_up_after=config.timeout_seconds)
+        except NatsUnavailableError as exc:
+            log.error("cannot report execution %s: %s", config.execution_id, exc)
+            payload.cancel()
+            await api.aclose()
+            return 1
     publisher = EventPublisher(nc, config.execution_id)
     await publisher.start()
     try:
@@ -74,6 +112,24 @@ async def run_execution(config: RunnerConfig) -> int:
     if not reported:
         log.error("execution %s: events not acknowledged by NATS within %.0f s", config.execution_id, REPORT_SECONDS)
     return 0 if reported else 1
+
+
+async def _take_preconnected(
+    config: RunnerConfig, preconnected: Preconnected | None
+) -> tuple[ApiClient | None, NATS | None]:
+    if preconnected is None:
+        return None, None
+    api: ApiClient | None = None
+    if preconnected.api_url == config.api_url:
+        api = preconnected.api
+        api.authorize(config.token)
+    else:
+        await preconnected.api.aclose()
+    nc = preconnected.nats
+    if nc is not None and preconnected.nats_url != config.nats_url:
+        await nc.close()
+        nc = None
+    return api, nc
 
 
 async def _cancel_signal(nc: NATS, execution_id: str) -> asyncio.Future[str]:

@@ -1,7 +1,9 @@
 """`python -m bifrost_runner.zygote`: the local backend's runner template.
 
 It imports everything a runner needs once (never any workspace code), then forks one single-use runner per
-claim. A few forks wait ready ("spares"), so starting a run costs a pipe write, not an interpreter start. It
+claim. A few forks wait ready ("spares"), so starting a run costs a pipe write, not an interpreter start. A spare
+waits already connected to NATS and to the control plane's API at the URLs of the last claim; a claim sent
+elsewhere, or a spare that could not reach them, connects anew. The template
 reads `RunnerClaim`s, one JSON line each, on stdin; writes `RunnerForked` / `RunnerEnded` / `RunnerForkFailed`
 lines on stdout; reaps its runners; and exits when stdin closes, leaving running runners to finish.
 """
@@ -20,12 +22,14 @@ import sys
 import traceback
 from collections import deque
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from pydantic import BaseModel, ValidationError
 
 from bifrost.protocol import RunnerClaim, RunnerEnded, RunnerForked, RunnerForkFailed
 from bifrost_runner import __main__ as runner_main
 from bifrost_runner.api import ApiClient
+from bifrost_runner.run import preconnect
 
 
 @dataclass
@@ -47,13 +51,6 @@ def _close_inherited_fds(keep: int) -> None:
         if fd > 2 and fd != keep:
             with contextlib.suppress(OSError):  # the fd of the listing itself, already gone
                 os.close(fd)
-
-
-def _read_all(fd: int) -> bytes:
-    chunks = []
-    while chunk := os.read(fd, 65536):
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _limit(kind: int, soft: int, hard: int) -> None:
@@ -78,7 +75,43 @@ def _apply_claim(claim: RunnerClaim) -> None:
     os.environ.update(claim.env)
 
 
-def _runner_process(claim_fd: int) -> int:
+class ExpectedUrls(NamedTuple):
+    """Where the last claim's runner was sent: the next runners connect there while they wait for a claim."""
+
+    api_url: str
+    nats_url: str
+
+    @classmethod
+    def of(cls, claim: RunnerClaim) -> ExpectedUrls | None:
+        api_url, nats_url = claim.env.get("BIFROST_API_URL"), claim.env.get("BIFROST_NATS_URL")
+        return cls(api_url, nats_url) if api_url and nats_url else None
+
+
+async def _read_claim(claim_fd: int) -> bytes:
+    reader = asyncio.StreamReader()
+    transport, _ = await asyncio.get_running_loop().connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(claim_fd, "rb", buffering=0)
+    )
+    try:
+        return await reader.read()
+    finally:
+        transport.close()
+
+
+async def _serve_claim(claim_fd: int, expected: ExpectedUrls | None) -> int:
+    """Connect where the execution is expected to report while waiting for the claim, then run it."""
+    connecting = asyncio.ensure_future(preconnect(*expected)) if expected else None
+    data = await _read_claim(claim_fd)
+    preconnected = await connecting if connecting else None
+    if not data:  # the template went away (or shrank its pool) before a claim came
+        if preconnected is not None:
+            await preconnected.close()
+        return 0
+    _apply_claim(RunnerClaim.model_validate_json(data))
+    return await runner_main.run_from_env(preconnected)
+
+
+def _runner_process(claim_fd: int, expected: ExpectedUrls | None) -> int:
     """In the fork: detach from the template, wait for the claim, run the one execution."""
     os.setsid()
     for signum in (signal.SIGTERM, signal.SIGCHLD, signal.SIGHUP):
@@ -89,12 +122,7 @@ def _runner_process(claim_fd: int) -> int:
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
     os.close(devnull)
-    data = _read_all(claim_fd)
-    os.close(claim_fd)
-    if not data:
-        return 0  # the template went away (or shrank its pool) before a claim came
-    _apply_claim(RunnerClaim.model_validate_json(data))
-    return runner_main.main()
+    return asyncio.run(_serve_claim(claim_fd, expected))
 
 
 class Template:
@@ -104,6 +132,7 @@ class Template:
         self._forks: dict[int, _Fork] = {}
         self._selector = selectors.DefaultSelector()
         self._input = b""
+        self._expected: ExpectedUrls | None = None
 
     def serve(self) -> None:
         self._selector.register(sys.stdin.fileno(), selectors.EVENT_READ)
@@ -123,7 +152,7 @@ class Template:
         pid = os.fork()
         if pid == 0:
             try:
-                code = _runner_process(claim_read)
+                code = _runner_process(claim_read, self._expected)
             except BaseException:
                 traceback.print_exc()  # into the runner's log once the claim is applied
                 code = os.EX_SOFTWARE
@@ -158,6 +187,7 @@ class Template:
         except ValidationError as exc:
             print(f"bifrost runner template: ignored a malformed claim: {exc}", file=sys.stderr)
             return
+        self._expected = ExpectedUrls.of(claim) or self._expected
         try:
             fork = self._spares.popleft() if self._spares else self._fork()
         except OSError as exc:

@@ -303,3 +303,24 @@ async def test_reconcile_watches_live_runners_and_reports_lost_ones(local: Local
         reason="runner ended; its exit status is unknown (it outlived a control-plane restart)",
     )
     await _result(local.harness, alive.execution_id)
+
+
+async def test_runs_succeed_when_their_urls_differ_from_those_the_ready_runner_connected_to(local: LocalRun) -> None:
+    """A ready runner connects in advance to the URLs of the previous run; a run sent elsewhere connects anew."""
+    local.harness.write("""
+        from bifrost import workflow
+
+        @workflow
+        def hello():
+            return "hello"
+    """)
+    nats_port = local.harness.nats.url.rsplit(":", 1)[1]
+    elsewhere = {"api_url": local.harness.api_url + "/", "nats_url": f"nats://localhost:{nats_port}"}
+    launched = []
+    for urls in ({}, {}, elsewhere, elsewhere, {}):
+        payload, token = local.harness.payload("hello")
+        await local.backend.launch(local.spec(payload, token).model_copy(update=urls))
+        assert (await local.next_exit()).exit_code == 0
+        launched.append(payload)
+
+    assert [await _result(local.harness, payload.execution_id) for payload in launched] == ["hello"] * 5
