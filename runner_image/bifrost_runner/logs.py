@@ -25,6 +25,7 @@ BATCH_BYTES = 256 * 1024
 BATCH_INTERVAL_SECONDS = 0.1
 MAX_MESSAGE_CHARS = 32 * 1024
 MAX_BUFFERED_RECORDS = 50_000
+BACKPRESSURE_SECONDS = 5.0
 MAX_BACKLOG_BYTES = 8 * 1024 * 1024
 
 RUNNER_LOGGERS = ("bifrost_runner", "nats")
@@ -46,8 +47,9 @@ def _truncated(message: str) -> str:
 class LogCollector:
     """Takes records from any thread; `run` publishes them as `LogEvent`s from the event loop.
 
-    When NATS is slow or away, records wait here (up to MAX_BUFFERED_RECORDS); beyond that they are dropped
-    and the next batch says how many.
+    When NATS is slow, records wait here (up to MAX_BUFFERED_RECORDS) and a workflow thread logging faster
+    than they are published is held back; when NATS stays away, records beyond that are dropped and the next
+    batch says how many.
     """
 
     def __init__(self, publisher: EventPublisher, echo: TextIO, redactor: Redactor) -> None:
@@ -59,11 +61,13 @@ class LogCollector:
         self._dropped = 0
         self._wake = asyncio.Event()
         self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
 
     def add(self, created: float, level: str, logger: str, message: str) -> None:
         message = _truncated(self._redactor.text(message))
+        timestamp = datetime.fromtimestamp(created, UTC)
+        self._wait_for_room()
         with self._lock:
-            timestamp = datetime.fromtimestamp(created, UTC)
             self._echo.write(f"{timestamp.isoformat(timespec='milliseconds')} {level} {logger}: {message}\n")
             if len(self._buffer) >= MAX_BUFFERED_RECORDS:
                 self._dropped += 1
@@ -71,6 +75,17 @@ class LogCollector:
             self._buffer.append((created, level, logger, message))
             if len(self._buffer) == BATCH_RECORDS:
                 self._loop.call_soon_threadsafe(self._wake.set)
+
+    def _wait_for_room(self) -> None:
+        """Back-pressure: a workflow thread that logs faster than records are published waits (without the
+        lock) for the publisher to catch up. Records are dropped only when no room comes for
+        BACKPRESSURE_SECONDS (NATS is away). The event loop's own thread never waits: it drains the buffer."""
+        if len(self._buffer) < MAX_BUFFERED_RECORDS or threading.get_ident() == self._loop_thread:
+            return
+        self._loop.call_soon_threadsafe(self._wake.set)
+        deadline = time.monotonic() + BACKPRESSURE_SECONDS
+        while len(self._buffer) >= MAX_BUFFERED_RECORDS and time.monotonic() < deadline:
+            time.sleep(0.002)
 
     async def run(self) -> None:
         while True:
