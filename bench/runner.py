@@ -68,6 +68,7 @@ class Bench:
             LaunchSpec(
                 execution_id=execution_id, workflow_name=function_name, org_id=None, token=token,
                 timeout_seconds=60, api_url=self.api_url, nats_url=self.nats_url, workspace_dir=str(self.workspace),
+                payload=payload,
             )
         )
         done: float = await asyncio.wait_for(finished, 60)

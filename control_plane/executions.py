@@ -3,6 +3,7 @@ and reading them back, always within what the caller may see."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
@@ -60,10 +61,12 @@ class ExecutionService:
         starter: Starter,
         sync: bool | None = None,
         parent_execution_id: str | None = None,
+        wait_seconds: float | None = None,
     ) -> tuple[Execution, bool]:
         """Validate, record and submit one execution. `sync=None` follows the workflow's execution mode.
 
-        Returns the new execution and whether it was submitted as sync. Raises `WorkflowNotFoundError`, and
+        Returns the execution and whether it was submitted as sync; with `wait_seconds`, a sync execution is
+        returned as it finished if it finishes within that time. Raises `WorkflowNotFoundError`, and
         `bifrost.schema.ParameterValidationError` with per-field errors.
         """
         workflow = self._registry.get(workflow_name)
@@ -79,15 +82,17 @@ class ExecutionService:
         )
         await run_in_threadpool(self._insert, execution)
         run_sync = workflow.execution_mode == "sync" if sync is None else sync
-        await self._engine.submit(execution.id, sync=run_sync)
-        EXECUTIONS_CREATED.labels(mode="sync" if run_sync else "async").inc()
-        return execution, run_sync
-
-    async def wait_finished(self, execution_id: str, wait_seconds: float) -> Execution | None:
-        """The execution once it has finished, or None when it is still running after `wait_seconds`."""
-        if not await self._engine.wait_terminal(execution_id, wait_seconds):
-            return None
-        return await run_in_threadpool(self._load, execution_id)
+        # Watched from before its launch, so its end cannot slip by unseen.
+        with self._engine.watch_terminal(execution.id) as finished:
+            await self._engine.submit(execution.id, sync=run_sync)
+            EXECUTIONS_CREATED.labels(mode="sync" if run_sync else "async").inc()
+            if not run_sync or wait_seconds is None:
+                return execution, run_sync
+            try:
+                await asyncio.wait_for(finished, wait_seconds)
+            except TimeoutError:
+                return execution, run_sync
+        return await run_in_threadpool(self._load, execution.id) or execution, run_sync
 
     def _insert(self, execution: Execution) -> None:
         with session_scope(self._db_engine) as session:

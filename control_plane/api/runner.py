@@ -8,13 +8,14 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, status
 from starlette.concurrency import run_in_threadpool
 
-from bifrost.protocol import OrganizationInfo, RunPayload, UserInfo
+from bifrost.protocol import ExecutionStatus, RunPayload
 from control_plane.api.dependencies import RunnerDep, Services, ServicesDep
 from control_plane.api.models import ChildExecutionOut, ExecuteRequest, ExecutionAccepted, ValueOut
 from control_plane.api.starting import start_or_raise
 from control_plane.auth import ExecutionClaims, principal_of
-from control_plane.db.models import ConfigEntry, Execution, Organization, Secret, User
+from control_plane.db.models import ConfigEntry, Execution, Secret, User
 from control_plane.db.session import session_scope
+from control_plane.engine.store import ExecutionStore
 from control_plane.executions import Starter
 from control_plane.scoped_values import resolve_entry
 from control_plane.secrets_crypto import SecretDecryptionError
@@ -25,56 +26,42 @@ router = APIRouter(prefix="/api/runner", tags=["runner"])
 MAX_WAIT_SECONDS = 60
 
 
-def _own_execution(services: Services, claims: ExecutionClaims) -> tuple[Execution, User, Organization | None]:
+def _own_execution(services: Services, claims: ExecutionClaims) -> Execution:
     with session_scope(services.db_engine) as session:
         execution = session.get(Execution, claims.execution_id)
         user = session.get(User, claims.user_id)
-        org = session.get(Organization, claims.org_id) if claims.org_id else None
     if execution is None or user is None:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="the token's execution or user no longer exists")
-    return execution, user, org
+    return execution
 
 
-def _still_running(execution: Execution) -> None:
+def _still_running(execution_id: str, execution_status: ExecutionStatus) -> None:
     """A token outlives its execution until it expires; a finished execution may no longer act."""
-    if execution.status.is_terminal:
+    if execution_status.is_terminal:
         raise HTTPException(
-            status.HTTP_409_CONFLICT, detail=f"execution {execution.id} already finished ({execution.status.value})"
+            status.HTTP_409_CONFLICT, detail=f"execution {execution_id} already finished ({execution_status.value})"
         )
 
 
 @router.get("/payload")
 def payload(claims: RunnerDep, services: ServicesDep) -> RunPayload:
     """What the runner needs to run its execution."""
-    execution, user, org = _own_execution(services, claims)
-    _still_running(execution)
-    workflow = services.registry.get(execution.workflow_name)
-    if workflow is None:
-        raise HTTPException(
-            status.HTTP_404_NOT_FOUND, detail=f"workflow {execution.workflow_name!r} is no longer in the workspace"
-        )
-    return RunPayload(
-        execution_id=execution.id,
-        workflow_name=workflow.name,
-        file=workflow.file,
-        function_name=workflow.function_name,
-        parameters=execution.parameters,
-        user=UserInfo(id=user.id, email=user.email, name=user.name),
-        organization=OrganizationInfo(id=org.id, name=org.name) if org else None,
-        is_platform_admin=user.is_platform_admin,
-        timeout_seconds=workflow.timeout_seconds,
-        workspace_revision=execution.workspace_revision,
-        parent_execution_id=execution.parent_execution_id,
-        max_result_bytes=services.settings.max_result_bytes,
-    )
+    target = ExecutionStore(services.db_engine).run_target(claims.execution_id, services.settings.max_result_bytes)
+    if target is None:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="the token's execution no longer exists")
+    _still_running(target.execution_id, target.status)
+    if target.payload is None:
+        problem = target.problem.message if target.problem else "the execution cannot run"
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=problem)
+    return target.payload
 
 
 @router.post("/workflows/{name}/run", status_code=status.HTTP_202_ACCEPTED)
 async def run_child(name: str, claims: RunnerDep, services: ServicesDep, request: ExecuteRequest) -> ExecutionAccepted:
     """Start a sub-workflow as the same user and organization. It is launched at once, bypassing the queue:
     its parent already holds a run slot and waits for it, so queueing it could deadlock a full system."""
-    parent, _, _ = await run_in_threadpool(_own_execution, services, claims)
-    _still_running(parent)
+    parent = await run_in_threadpool(_own_execution, services, claims)
+    _still_running(parent.id, parent.status)
     if not await run_in_threadpool(_may_start_child, services, claims, name):
         raise HTTPException(status.HTTP_403_FORBIDDEN, detail=f"workflow {name!r} is restricted to other roles")
     starter = Starter(user_id=claims.user_id, org_id=claims.org_id)
@@ -129,7 +116,8 @@ def _child(services: Services, claims: ExecutionClaims, execution_id: str) -> Ex
 )
 def secret(name: str, claims: RunnerDep, services: ServicesDep) -> ValueOut:
     """The secret of the execution's organization, else the global one."""
-    _still_running(_own_execution(services, claims)[0])
+    execution = _own_execution(services, claims)
+    _still_running(execution.id, execution.status)
     with session_scope(services.db_engine) as session:
         entry = resolve_entry(session, Secret, claims.org_id, name)
     if entry is None:
@@ -143,7 +131,8 @@ def secret(name: str, claims: RunnerDep, services: ServicesDep) -> ValueOut:
 @router.get("/config/{name}", responses={404: {"description": "No such config entry."}})
 def config(name: str, claims: RunnerDep, services: ServicesDep) -> ValueOut:
     """The config entry of the execution's organization, else the global one."""
-    _still_running(_own_execution(services, claims)[0])
+    execution = _own_execution(services, claims)
+    _still_running(execution.id, execution.status)
     with session_scope(services.db_engine) as session:
         entry = resolve_entry(session, ConfigEntry, claims.org_id, name)
     if entry is None:

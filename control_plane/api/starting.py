@@ -23,11 +23,17 @@ async def start_or_raise(
     starter: Starter,
     sync: bool | None,
     parent_execution_id: str | None = None,
+    wait_seconds: float | None = None,
 ) -> tuple[Execution, bool]:
     """Start an execution; 404 for an unknown workflow, 422 with per-field errors for bad parameters."""
     try:
         return await services.executions.start(
-            workflow_name, parameters, starter=starter, sync=sync, parent_execution_id=parent_execution_id
+            workflow_name,
+            parameters,
+            starter=starter,
+            sync=sync,
+            parent_execution_id=parent_execution_id,
+            wait_seconds=wait_seconds,
         )
     except WorkflowNotFoundError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from exc
@@ -42,11 +48,12 @@ async def start_and_answer(
     services: Services, workflow_name: str, parameters: dict[str, Any], *, starter: Starter, sync: bool | None
 ) -> JSONResponse:
     """200 with the finished execution when it ran sync and finished in time, else 202 with its id."""
-    execution, ran_sync = await start_or_raise(services, workflow_name, parameters, starter=starter, sync=sync)
-    if ran_sync:
-        finished = await services.executions.wait_finished(execution.id, services.settings.sync_wait_seconds)
-        if finished is not None:
-            return JSONResponse(ExecutionOut.of(finished).model_dump(mode="json"))
+    wait_seconds = services.settings.sync_wait_seconds
+    execution, ran_sync = await start_or_raise(
+        services, workflow_name, parameters, starter=starter, sync=sync, wait_seconds=wait_seconds
+    )
+    if ran_sync and execution.status.is_terminal:
+        return JSONResponse(ExecutionOut.of(execution).model_dump(mode="json"))
     accepted = ExecutionAccepted(execution_id=execution.id, status=execution.status)
     return JSONResponse(accepted.model_dump(mode="json"), status_code=status.HTTP_202_ACCEPTED)
 

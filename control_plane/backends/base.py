@@ -8,7 +8,7 @@ from typing import Protocol
 from pydantic import BaseModel, Field
 
 from bifrost.metadata import CPU_QUANTITY, Resources
-from bifrost.protocol import ExecutionStatus
+from bifrost.protocol import ExecutionStatus, RunPayload
 from control_plane.settings import Settings
 
 
@@ -62,9 +62,11 @@ class RunnerWorkspace(BaseModel):
 
 
 class LaunchSpec(BaseModel):
-    """Everything a backend needs to start the runner of one execution. Parameters are NOT in here: the
-    runner fetches them from the control plane with its token, so they never reach a process table or a
-    Job spec."""
+    """Everything a backend needs to start the runner of one execution.
+
+    Parameters never go into the runner's environment, a process table or a Job spec: a backend either hands
+    `payload` to its runner directly (the local backend, over its template's pipe, saving the runner a request)
+    or leaves the runner to fetch it from the control plane with its token."""
 
     execution_id: str
     workflow_name: str
@@ -81,6 +83,7 @@ class LaunchSpec(BaseModel):
     resources: RunnerResources | None = Field(
         None, description="The workflow's own resource requests/limits; None: the backend's defaults."
     )
+    payload: RunPayload | None = Field(None, description="What the runner runs, for backends that hand it over.")
 
     def runner_env(self) -> dict[str, str]:
         """The runner's whole configuration, as environment variables (see `bifrost_runner.config`)."""

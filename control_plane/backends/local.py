@@ -179,6 +179,7 @@ class LocalBackend:
             log_path=str(self._records.log_path(spec.execution_id)),
             memory_limit_bytes=memory_limit_mb * 1024 * 1024 if memory_limit_mb else None,
             cpu_limit_seconds=spec.timeout_seconds + math.ceil(self._settings.cancel_grace_seconds),
+            payload=spec.payload,
         )
         template = await self._ready_template()
         try:
@@ -273,12 +274,22 @@ class LocalBackend:
         status: ExecutionStatus | None = None,
         with_log_tail: bool = False,
     ) -> None:
+        """Record how the runner ended, then report it. The files are written off the event loop, which is busy
+        finishing the runner's execution at this very moment."""
+
+        async def record_and_report() -> None:
+            log_tail = await asyncio.to_thread(self._record_end, execution_id, exit_code, reason, with_log_tail)
+            runner_exit = RunnerExit(
+                execution_id=execution_id, exit_code=exit_code, reason=reason, status=status, log_tail=log_tail
+            )
+            await self._call_on_exit(runner_exit)
+
+        self._spawn(record_and_report())
+
+    def _record_end(self, execution_id: str, exit_code: int | None, reason: str, with_log_tail: bool) -> str | None:
         record = self._records.read(execution_id) or RunnerRecord(execution_id=execution_id)
         self._records.write(record.model_copy(update={"exit_code": exit_code, "reason": reason}))
-        log_tail = self._records.log_tail(execution_id, LOG_TAIL_LINES) if with_log_tail else None
-        self._report(
-            RunnerExit(execution_id=execution_id, exit_code=exit_code, reason=reason, status=status, log_tail=log_tail)
-        )
+        return self._records.log_tail(execution_id, LOG_TAIL_LINES) if with_log_tail else None
 
     def _report(self, runner_exit: RunnerExit) -> None:
         self._spawn(self._call_on_exit(runner_exit))

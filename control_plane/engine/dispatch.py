@@ -20,11 +20,11 @@ import nats.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
-from bifrost.protocol import QUEUE_STREAM, QUEUE_SUBJECT, ExecutionStatus
+from bifrost.protocol import QUEUE_STREAM, QUEUE_SUBJECT, ExecutionStatus, RunPayload
 from control_plane.auth import TokenIssuer
 from control_plane.backends.base import Backend, LaunchSpec, RunnerResources, RunnerWorkspace
 from control_plane.db.models import utcnow
-from control_plane.engine.store import Committed, ExecutionStore, LaunchTarget
+from control_plane.engine.store import Committed, ExecutionStore, LaunchProblem, LaunchTarget
 from control_plane.engine.streams import (
     DISPATCH_ACK_WAIT_SECONDS,
     DISPATCH_CONSUMER,
@@ -210,7 +210,9 @@ class Dispatcher:
     async def _try_launch(self, execution_id: str) -> tuple[LaunchOutcome, str]:
         """Launch if the row still needs it and the limits allow; the outcome and the workflow's name."""
         async with self._lock:
-            target = await asyncio.to_thread(self._store.launch_target, execution_id)
+            target = await asyncio.to_thread(
+                self._store.launch_target, execution_id, self._settings.max_result_bytes
+            )
             if target is None:
                 logger.warning("not launching execution %s: it does not exist", execution_id)
                 return LaunchOutcome.UNKNOWN, ""
@@ -226,16 +228,16 @@ class Dispatcher:
                     return LaunchOutcome.GLOBAL_LIMIT, workflow_name
                 if counts.get(workflow_name, 0) >= self._settings.max_concurrency_per_workflow:
                     return LaunchOutcome.WORKFLOW_LIMIT, workflow_name
-            if target.timeout_seconds is None:
-                await self._close_unlaunchable(
-                    execution_id, f"workflow {workflow_name!r} is not in the registry", "WorkflowNotFound"
-                )
+            if target.payload is None:
+                problem = target.problem or LaunchProblem("LaunchFailed", "the execution cannot run")
+                await self._close_unlaunchable(execution_id, problem.message, problem.error_type)
                 return LaunchOutcome.SKIPPED, workflow_name
-            await self._launch(target, target.timeout_seconds)
+            await self._launch(target, target.payload)
             RUNNING.inc()
             return LaunchOutcome.LAUNCHED, workflow_name
 
-    async def _launch(self, target: LaunchTarget, timeout_seconds: int) -> None:
+    async def _launch(self, target: LaunchTarget, payload: RunPayload) -> None:
+        timeout_seconds = payload.timeout_seconds
         token = self._tokens.issue(
             execution_id=target.execution_id,
             org_id=target.org_id,
@@ -253,6 +255,7 @@ class Dispatcher:
             workspace=RunnerWorkspace.from_settings(self._settings),
             memory_limit_mb=self._settings.local_memory_limit_mb,
             resources=RunnerResources.of_workflow(target.resources),
+            payload=payload,
         )
         try:
             await self._backend.launch(spec)

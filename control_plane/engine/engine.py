@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from typing import Any
 
 import nats
@@ -137,16 +137,22 @@ class Engine:
 
     async def wait_terminal(self, execution_id: str, timeout: float) -> bool:  # noqa: ASYNC109 (the API's contract)
         """Whether the execution reached a terminal status within `timeout` seconds."""
-        waiter = self._hub.terminal_waiter(execution_id)
-        try:
+        with self.watch_terminal(execution_id) as finished:
             status = await self._require_execution(execution_id)
             if status.is_terminal:
                 return True
             try:
-                await asyncio.wait_for(waiter, timeout)
+                await asyncio.wait_for(finished, timeout)
             except TimeoutError:
                 return False
             return True
+
+    @contextlib.contextmanager
+    def watch_terminal(self, execution_id: str) -> Iterator[asyncio.Future[None]]:
+        """Resolves when the execution reaches a terminal status after this call (here or on another replica)."""
+        waiter = self._hub.terminal_waiter(execution_id)
+        try:
+            yield waiter
         finally:
             self._hub.discard_waiter(execution_id, waiter)
 

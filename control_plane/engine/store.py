@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, Table, func, insert, select, update
+from sqlalchemy import Engine, Select, Table, func, insert, select, update
 from sqlalchemy.engine import Connection, RowMapping
 
 from bifrost.metadata import Resources
@@ -21,16 +21,21 @@ from bifrost.protocol import (
     ExecutionStatus,
     FinishedEvent,
     LogEvent,
+    OrganizationInfo,
     ResultEvent,
+    RunPayload,
     StartedEvent,
+    UserInfo,
     VariablesEvent,
 )
-from control_plane.db.models import Execution, ExecutionLog, Workflow, utcnow
+from control_plane.db.models import Execution, ExecutionLog, Organization, User, Workflow, utcnow
 from control_plane.engine.live import LiveEvent, LogRange, log_live_event
 
 EXECUTIONS: Table = Execution.__table__  # type: ignore[attr-defined]
 EXECUTION_LOGS: Table = ExecutionLog.__table__  # type: ignore[attr-defined]
 WORKFLOWS: Table = Workflow.__table__  # type: ignore[attr-defined]
+USERS: Table = User.__table__  # type: ignore[attr-defined]
+ORGANIZATIONS: Table = Organization.__table__  # type: ignore[attr-defined]
 
 ACTIVE_STATUSES = (ExecutionStatus.PENDING, ExecutionStatus.RUNNING)
 PLATFORM_LOGGER = "bifrost"
@@ -77,6 +82,14 @@ class IngestResult:
 
 
 @dataclass(frozen=True)
+class LaunchProblem:
+    """Why an execution cannot run at all, as its error."""
+
+    error_type: str
+    message: str
+
+
+@dataclass(frozen=True)
 class LaunchTarget:
     execution_id: str
     workflow_name: str
@@ -85,13 +98,15 @@ class LaunchTarget:
     created_at: datetime
     status: ExecutionStatus
     launched: bool
-    timeout_seconds: int | None
     resources: Resources | None
     """What the workflow asked for with `@workflow(resources=...)`; None: the backend's defaults."""
     parent_execution_id: str | None
     active_counts: dict[str, int] | None
     """What the limits count, read with the row; None when no limit applies (not launchable, or a
     sub-workflow)."""
+    payload: RunPayload | None
+    """What the runner runs; None when it cannot run, because of `problem`."""
+    problem: LaunchProblem | None
 
     @property
     def launchable(self) -> bool:
@@ -247,42 +262,22 @@ class ExecutionStore:
         with self._db.connect() as conn:
             return [log_live_event(dict(row)) for row in conn.execute(query).mappings()]
 
-    def launch_target(self, execution_id: str) -> LaunchTarget | None:
-        query = (
-            select(
-                EXECUTIONS.c.id,
-                EXECUTIONS.c.workflow_name,
-                EXECUTIONS.c.org_id,
-                EXECUTIONS.c.user_id,
-                EXECUTIONS.c.created_at,
-                EXECUTIONS.c.status,
-                EXECUTIONS.c.backend,
-                EXECUTIONS.c.parent_execution_id,
-                WORKFLOWS.c.timeout_seconds,
-                WORKFLOWS.c.meta,
-            )
-            .select_from(EXECUTIONS.outerjoin(WORKFLOWS, WORKFLOWS.c.name == EXECUTIONS.c.workflow_name))
-            .where(EXECUTIONS.c.id == execution_id)
-        )
+    def launch_target(self, execution_id: str, max_result_bytes: int) -> LaunchTarget | None:
+        """The execution as the dispatcher launches it (with the counts its limits need) and as its runner
+        receives it; None when there is no such execution."""
         with self._db.connect() as conn:
-            row = conn.execute(query).mappings().one_or_none()
+            row = conn.execute(_launch_query(execution_id)).mappings().one_or_none()
             if row is None:
                 return None
             limited = row["backend"] is None and row["status"] == ExecutionStatus.PENDING
             counts = self._active_counts(conn) if limited and row["parent_execution_id"] is None else None
-        return LaunchTarget(
-            execution_id=row["id"],
-            workflow_name=row["workflow_name"],
-            org_id=row["org_id"],
-            user_id=row["user_id"],
-            created_at=row["created_at"],
-            status=row["status"],
-            launched=row["backend"] is not None,
-            timeout_seconds=row["timeout_seconds"],
-            resources=_workflow_resources(row["meta"]),
-            parent_execution_id=row["parent_execution_id"],
-            active_counts=counts,
-        )
+        return _launch_target(row, counts, max_result_bytes)
+
+    def run_target(self, execution_id: str, max_result_bytes: int) -> LaunchTarget | None:
+        """`launch_target` without the counts: what a runner asks for once it runs."""
+        with self._db.connect() as conn:
+            row = conn.execute(_launch_query(execution_id)).mappings().one_or_none()
+        return None if row is None else _launch_target(row, None, max_result_bytes)
 
     def active_counts(self) -> dict[str, int]:
         """Launched, unfinished executions per workflow: what the concurrency limits count."""
@@ -461,3 +456,72 @@ def _workflow_resources(meta: Mapping[str, Any] | None) -> Resources | None:
     """The resources the registry recorded in a workflow's `meta`; None for no workflow or none asked for."""
     recorded = (meta or {}).get("resources")
     return Resources.model_validate(recorded) if recorded else None
+
+
+def _launch_query(execution_id: str) -> Select[Any]:
+    return (
+        select(
+            EXECUTIONS.c.id,
+            EXECUTIONS.c.workflow_name,
+            EXECUTIONS.c.org_id,
+            EXECUTIONS.c.user_id,
+            EXECUTIONS.c.created_at,
+            EXECUTIONS.c.status,
+            EXECUTIONS.c.backend,
+            EXECUTIONS.c.parent_execution_id,
+            EXECUTIONS.c.parameters,
+            EXECUTIONS.c.workspace_revision,
+            WORKFLOWS.c.file,
+            WORKFLOWS.c.function_name,
+            WORKFLOWS.c.timeout_seconds,
+            WORKFLOWS.c.meta,
+            USERS.c.email.label("user_email"),
+            USERS.c.name.label("user_name"),
+            USERS.c.is_platform_admin,
+            ORGANIZATIONS.c.name.label("org_name"),
+        )
+        .select_from(
+            EXECUTIONS.outerjoin(WORKFLOWS, WORKFLOWS.c.name == EXECUTIONS.c.workflow_name)
+            .outerjoin(USERS, USERS.c.id == EXECUTIONS.c.user_id)
+            .outerjoin(ORGANIZATIONS, ORGANIZATIONS.c.id == EXECUTIONS.c.org_id)
+        )
+        .where(EXECUTIONS.c.id == execution_id)
+    )
+
+
+def _launch_target(row: RowMapping, counts: dict[str, int] | None, max_result_bytes: int) -> LaunchTarget:
+    payload: RunPayload | None = None
+    problem: LaunchProblem | None = None
+    if row["file"] is None:
+        problem = LaunchProblem("WorkflowNotFound", f"workflow {row['workflow_name']!r} is not in the registry")
+    elif row["user_email"] is None:
+        problem = LaunchProblem("UserNotFound", f"the execution's user {row['user_id']!r} no longer exists")
+    else:
+        payload = RunPayload(
+            execution_id=row["id"],
+            workflow_name=row["workflow_name"],
+            file=row["file"],
+            function_name=row["function_name"],
+            parameters=row["parameters"],
+            user=UserInfo(id=row["user_id"], email=row["user_email"], name=row["user_name"]),
+            organization=OrganizationInfo(id=row["org_id"], name=row["org_name"]) if row["org_name"] else None,
+            is_platform_admin=row["is_platform_admin"],
+            timeout_seconds=row["timeout_seconds"],
+            workspace_revision=row["workspace_revision"],
+            parent_execution_id=row["parent_execution_id"],
+            max_result_bytes=max_result_bytes,
+        )
+    return LaunchTarget(
+        execution_id=row["id"],
+        workflow_name=row["workflow_name"],
+        org_id=row["org_id"],
+        user_id=row["user_id"],
+        created_at=row["created_at"],
+        status=row["status"],
+        launched=row["backend"] is not None,
+        resources=_workflow_resources(row["meta"]),
+        parent_execution_id=row["parent_execution_id"],
+        active_counts=counts,
+        payload=payload,
+        problem=problem,
+    )

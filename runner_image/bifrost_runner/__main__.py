@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 
+from bifrost.protocol import RunPayload
 from bifrost_runner.config import RunnerConfig, RunnerConfigError
 from bifrost_runner.run import Preconnected, run_execution
 
@@ -25,8 +26,9 @@ def main() -> int:
     return asyncio.run(run_from_env())
 
 
-async def run_from_env(preconnected: Preconnected | None = None) -> int:
-    """Run the execution the environment describes, over the connections in `preconnected` where they fit."""
+async def run_from_env(preconnected: Preconnected | None = None, payload: RunPayload | None = None) -> int:
+    """Run the execution the environment describes, over the connections in `preconnected` where they fit;
+    `payload` is the execution's, when the backend handed it over (else it is fetched)."""
     configure_runner_logging()
     try:
         config = RunnerConfig.from_env(os.environ)
@@ -35,7 +37,7 @@ async def run_from_env(preconnected: Preconnected | None = None) -> int:
         if preconnected is not None:
             await preconnected.close()
         return 2
-    return await run_execution(config, preconnected)
+    return await run_execution(config, preconnected, payload)
 
 
 def exit_now(code: int) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import ssl
 from typing import Any
@@ -43,12 +42,6 @@ class ApiClient:
     def authorize(self, token: str) -> None:
         """Send `token` from now on: a ready runner opens its client before it knows its execution."""
         self._client.headers["Authorization"] = f"Bearer {token}"
-
-    async def open_connection(self) -> None:
-        """Open the keep-alive connection later requests reuse, by a request any server answers cheaply. An
-        unreachable control plane is left for the real requests to report."""
-        with contextlib.suppress(httpx.HTTPError):
-            await self._client.get("/healthz")
 
     async def payload(self) -> RunPayload:
         response = await self._request("GET", "/api/runner/payload")

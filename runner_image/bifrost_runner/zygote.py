@@ -2,10 +2,12 @@
 
 It imports everything a runner needs once (never any workspace code), then forks one single-use runner per
 claim. A few forks wait ready ("spares"), so starting a run costs a pipe write, not an interpreter start. A spare
-waits already connected to NATS and to the control plane's API at the URLs of the last claim; a claim sent
-elsewhere, or a spare that could not reach them, connects anew. The template
-reads `RunnerClaim`s, one JSON line each, on stdin; writes `RunnerForked` / `RunnerEnded` / `RunnerForkFailed`
-lines on stdout; reaps its runners; and exits when stdin closes, leaving running runners to finish.
+waits already connected to NATS and to the control plane's API at the URLs of the last claim, having rehearsed
+an execution once (see `bifrost_runner.run.rehearse`); a claim sent elsewhere, or a spare that could not reach
+them, connects anew. A used spare is replaced once its runner ends, or shortly after, so that a new fork does not
+compete with the run for a core. The template reads `RunnerClaim`s, one JSON line each, on stdin; writes
+`RunnerForked` / `RunnerEnded` / `RunnerForkFailed` lines on stdout; reaps its runners; and exits when stdin
+closes, leaving running runners to finish.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import resource
 import selectors
 import signal
 import sys
+import time
 import traceback
 from collections import deque
 from dataclasses import dataclass
@@ -29,7 +32,10 @@ from pydantic import BaseModel, ValidationError
 from bifrost.protocol import RunnerClaim, RunnerEnded, RunnerForked, RunnerForkFailed
 from bifrost_runner import __main__ as runner_main
 from bifrost_runner.api import ApiClient
-from bifrost_runner.run import preconnect
+from bifrost_runner.run import Preconnected, preconnect, rehearse
+
+REFILL_DELAY_SECONDS = 0.1
+"""The longest a used spare is not replaced while another one is ready."""
 
 
 @dataclass
@@ -98,17 +104,26 @@ async def _read_claim(claim_fd: int) -> bytes:
         transport.close()
 
 
+async def _get_ready(expected: ExpectedUrls) -> Preconnected:
+    preconnected = await preconnect(*expected)
+    # A failed rehearsal costs the execution only its head start; the runner must serve its claim regardless.
+    with contextlib.suppress(Exception):
+        await rehearse(preconnected)
+    return preconnected
+
+
 async def _serve_claim(claim_fd: int, expected: ExpectedUrls | None) -> int:
-    """Connect where the execution is expected to report while waiting for the claim, then run it."""
-    connecting = asyncio.ensure_future(preconnect(*expected)) if expected else None
+    """Connect where the execution is expected to report and rehearse while waiting for the claim, then run it."""
+    connecting = asyncio.ensure_future(_get_ready(expected)) if expected else None
     data = await _read_claim(claim_fd)
     preconnected = await connecting if connecting else None
     if not data:  # the template went away (or shrank its pool) before a claim came
         if preconnected is not None:
             await preconnected.close()
         return 0
-    _apply_claim(RunnerClaim.model_validate_json(data))
-    return await runner_main.run_from_env(preconnected)
+    claim = RunnerClaim.model_validate_json(data)
+    _apply_claim(claim)
+    return await runner_main.run_from_env(preconnected, claim.payload)
 
 
 def _runner_process(claim_fd: int, expected: ExpectedUrls | None) -> int:
@@ -133,19 +148,28 @@ class Template:
         self._selector = selectors.DefaultSelector()
         self._input = b""
         self._expected: ExpectedUrls | None = None
+        self._refill_at: float | None = None
 
     def serve(self) -> None:
         self._selector.register(sys.stdin.fileno(), selectors.EVENT_READ)
         self._refill()
         while True:
-            for key, _ in self._selector.select():
+            timeout = None if self._refill_at is None else max(0.0, self._refill_at - time.monotonic())
+            for key, _ in self._selector.select(timeout):
                 if key.fd == sys.stdin.fileno():
                     if not self._read_claims():
                         self._close_spares()
                         return
                 else:
                     self._reap(self._forks[key.fd])
-            self._refill()
+            if not self._spares or (self._refill_at is not None and time.monotonic() >= self._refill_at):
+                self._refill()
+
+    def _refill_soon(self) -> None:
+        """A fork starting up takes a core for a few ms: while a spare is left, wait until the claimed runner
+        has ended (or REFILL_DELAY_SECONDS) rather than compete with it."""
+        if self._refill_at is None:
+            self._refill_at = time.monotonic() + REFILL_DELAY_SECONDS
 
     def _fork(self) -> _Fork:
         claim_read, claim_write = os.pipe()
@@ -164,6 +188,7 @@ class Template:
         return fork
 
     def _refill(self) -> None:
+        self._refill_at = None
         while len(self._spares) < self._spares_wanted:
             try:
                 self._spares.append(self._fork())
@@ -202,6 +227,7 @@ class Template:
             os.write(fork.claim_fd, line)
         os.close(fork.claim_fd)
         fork.claim_fd = None
+        self._refill_soon()
 
     def _reap(self, fork: _Fork) -> None:
         _, status = os.waitpid(fork.pid, 0)
@@ -213,6 +239,8 @@ class Template:
             self._spares.remove(fork)
             return
         assert fork.execution_id is not None
+        if self._refill_at is not None:
+            self._refill_at = time.monotonic()
         _send(
             RunnerEnded(
                 execution_id=fork.execution_id,

@@ -157,6 +157,7 @@ class RunnerClaim(BaseModel):
     log_path: str = Field(description="The runner's stdout and stderr go to this file.")
     memory_limit_bytes: int | None = None
     cpu_limit_seconds: int | None = None
+    payload: RunPayload | None = Field(None, description="The execution's payload; None: the runner fetches it.")
 
 
 class RunnerForked(BaseModel):

@@ -1,24 +1,39 @@
-"""The runner's own copy of its revision: made from the shared cache, left alone while its runner lives, removed
-when it ends, and cleaned up by the next runner when it was killed."""
+"""One read-only checkout per workspace revision: made once from the shared cache, compiled ahead, shared by every
+run of that revision, and cleaned up when no live runner uses it."""
 
 from __future__ import annotations
 
+import fcntl
+import importlib.util
+import json
+import marshal
+import os
+import re
+import shutil
+import stat
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
+from types import CodeType
 
 import pytest
 
-from bifrost_runner.checkout import CACHE_FOLDER, CHECKOUTS_FOLDER, checked_out
+from bifrost_runner.checkout import BUILD_SUFFIX, CACHE_FOLDER, KEPT_CHECKOUTS, REVISIONS_FOLDER, checked_out
 from bifrost_runner.config import RunnerConfig
-from bifrost_runner.sync import WorkspaceSyncError
+from bifrost_runner.sync import LOCK_FILE, WorkspaceSyncError
 from control_plane.workspace_store import LocalFolderStore, upload_files
+from tests.api.conftest import eventually
 
-FILES = {"flows/report.py": b"TITLE = 'v1'\n", "flows/rates.csv": b"eur,1.0\n"}
+FILES = {
+    "flows/report.py": b"TITLE = 'v1'\n",
+    "flows/broken.py": b"def broken(:\n",
+    "flows/rates.csv": b"eur,1.0\n",
+}
 
 
-def runner_config(tmp_path: Path, execution_id: str, **fields: object) -> RunnerConfig:
+def runner_config(tmp_path: Path, execution_id: str = "run-1", **fields: object) -> RunnerConfig:
     return RunnerConfig.model_validate(
         {
             "execution_id": execution_id,
@@ -39,13 +54,43 @@ def store(tmp_path: Path) -> LocalFolderStore:
     return LocalFolderStore(tmp_path / "workspace")
 
 
-def hold_lock(lock: Path) -> subprocess.Popen[bytes]:
-    """A live runner of another execution: a process holding its checkout's lock until it is killed."""
+def revisions_folder(tmp_path: Path) -> Path:
+    return tmp_path / "runner-cache" / REVISIONS_FOLDER
+
+
+def checkouts_in(tmp_path: Path) -> set[str]:
+    return {entry.name for entry in revisions_folder(tmp_path).iterdir() if entry.is_dir() and entry.name[0] != "."}
+
+
+def files_in(folder: Path) -> dict[str, bytes]:
+    return {
+        path.relative_to(folder).as_posix(): path.read_bytes()
+        for path in folder.rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts
+    }
+
+
+def compiled_code(source: Path) -> CodeType | None:
+    """The code compiled ahead for `source`, where its import looks for it and would accept it."""
+    compiled = Path(importlib.util.cache_from_source(str(source)))
+    if not compiled.exists():
+        return None
+    data = compiled.read_bytes()
+    flags, mtime, size = (int.from_bytes(data[start : start + 4], "little") for start in (4, 8, 12))
+    written = source.stat()
+    assert (flags, mtime, size) == (0, int(written.st_mtime), written.st_size)  # what the import checks it against
+    code = marshal.loads(data[16:])
+    assert isinstance(code, CodeType)
+    return code
+
+
+def hold_shared_lock(lock: Path) -> subprocess.Popen[bytes]:
+    """A live run of another revision: a process holding that checkout's lock shared until it is killed."""
     holder = textwrap.dedent(
         f"""
-        import fcntl, os, sys, time
+        import fcntl, os, time
         descriptor = os.open({str(lock)!r}, os.O_RDWR | os.O_CREAT)
-        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        fcntl.flock(descriptor, fcntl.LOCK_SH)
         print("locked", flush=True)
         time.sleep(600)
         """
@@ -55,61 +100,198 @@ def hold_lock(lock: Path) -> subprocess.Popen[bytes]:
     return process
 
 
-def checkout_of(execution_id: str, tmp_path: Path) -> Path:
-    folder = tmp_path / "runner-cache" / CHECKOUTS_FOLDER / execution_id
-    folder.mkdir(parents=True)
-    (folder / "left.py").write_text("X = 1\n")
-    return folder
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.kill()
+    process.wait()
 
 
-async def test_a_checkout_holds_its_revision_and_goes_with_its_run(store: LocalFolderStore, tmp_path: Path) -> None:
-    revision = upload_files(store, FILES).revision
-    async with checked_out(runner_config(tmp_path, "run-1"), revision) as checkout:
-        assert checkout.revision == revision and checkout.sync_seconds is not None
-        assert {
-            p.relative_to(checkout.folder).as_posix(): p.read_bytes() for p in checkout.folder.rglob("*.*")
-        } == FILES
-        cached = tmp_path / "runner-cache" / CACHE_FOLDER / "flows" / "report.py"
-        assert (checkout.folder / "flows" / "report.py").stat().st_ino == cached.stat().st_ino  # linked, not copied
-
-        # The next revision moves the shared cache on; this run's copy keeps its own.
-        upload_files(store, {**FILES, "flows/report.py": b"TITLE = 'v2'\n"})
-        async with checked_out(runner_config(tmp_path, "run-2"), store.manifest().revision) as newer:
-            assert (newer.folder / "flows" / "report.py").read_bytes() == b"TITLE = 'v2'\n"
-            assert cached.read_bytes() == b"TITLE = 'v2'\n"
-            assert (checkout.folder / "flows" / "report.py").read_bytes() == b"TITLE = 'v1'\n"
-        assert not newer.folder.exists()
-    assert not checkout.folder.exists()
-    assert list((tmp_path / "runner-cache" / CHECKOUTS_FOLDER).iterdir()) == []
+async def check_out(tmp_path: Path, revision: str) -> Path:
+    """One run of `revision`, start to end; the folder it imported from."""
+    async with checked_out(runner_config(tmp_path), revision) as checkout:
+        return checkout.folder
 
 
-async def test_checkouts_of_killed_runners_are_removed_and_live_ones_kept(
+async def test_runs_of_one_revision_share_one_compiled_read_only_checkout(
     store: LocalFolderStore, tmp_path: Path
 ) -> None:
     revision = upload_files(store, FILES).revision
-    checkouts = tmp_path / "runner-cache" / CHECKOUTS_FOLDER
-    killed = checkout_of("killed-run", tmp_path)
-    (checkouts / "killed-run.lock").touch()  # what a runner killed mid-run leaves: its lock is free
-    alive = checkout_of("live-run", tmp_path)
-    holder = hold_lock(checkouts / "live-run.lock")
+    async with checked_out(runner_config(tmp_path, "run-1"), revision) as first:
+        assert (first.folder, first.revision) == (revisions_folder(tmp_path) / revision, revision)
+        assert first.sync_seconds is not None
+        assert files_in(first.folder) == FILES
+        cached = tmp_path / "runner-cache" / CACHE_FOLDER / "flows" / "report.py"
+        assert (first.folder / "flows" / "report.py").stat().st_ino == cached.stat().st_ino  # linked, not copied
+
+        # The storage is gone: a second run can only work from the checkout the first one made.
+        shutil.rmtree(store.root)
+        async with checked_out(runner_config(tmp_path, "run-2"), revision) as second:
+            assert second.folder == first.folder
+            assert files_in(second.folder) == FILES
+
+    for path in first.folder.rglob("*"):
+        assert stat.S_IMODE(path.stat().st_mode) == (0o555 if path.is_dir() else 0o444), path
+    assert stat.S_IMODE(first.folder.stat().st_mode) == 0o555
+
+
+async def test_python_files_are_compiled_ahead_for_the_checkout_folder(store: LocalFolderStore, tmp_path: Path) -> None:
+    folder = await check_out(tmp_path, upload_files(store, FILES).revision)
+    source = folder / "flows" / "report.py"
+    compiled = compiled_code(source)
+    assert compiled is not None and compiled.co_filename == str(source)  # tracebacks name where it is imported from
+    # A file that does not compile leaves the checkout whole; its import reports the error later.
+    assert compiled_code(folder / "flows" / "broken.py") is None
+
+
+async def test_a_new_revision_gets_its_own_checkout_while_a_run_of_the_old_keeps_its_files(
+    store: LocalFolderStore, tmp_path: Path
+) -> None:
+    revision = upload_files(store, FILES).revision
+    async with checked_out(runner_config(tmp_path, "run-1"), revision) as old:
+        newer_files = {**FILES, "flows/report.py": b"TITLE = 'v2'\n"}
+        async with checked_out(runner_config(tmp_path, "run-2"), upload_files(store, newer_files).revision) as new:
+            assert new.folder != old.folder
+            assert files_in(new.folder) == newer_files
+            cached = tmp_path / "runner-cache" / CACHE_FOLDER / "flows" / "report.py"
+            assert cached.read_bytes() == b"TITLE = 'v2'\n"  # the shared cache moved on
+            assert files_in(old.folder) == FILES
+    assert checkouts_in(tmp_path) == {old.folder.name, new.folder.name}
+
+
+async def test_unused_checkouts_beyond_the_most_recently_used_are_removed_and_live_ones_kept(
+    store: LocalFolderStore, tmp_path: Path
+) -> None:
+    assert KEPT_CHECKOUTS == 3
+    revisions = [upload_files(store, {"flows/report.py": f"TITLE = {n}\n".encode()}).revision for n in range(6)]
+    for revision in revisions[:3]:
+        await check_out(tmp_path, revision)
+    locks = [revisions_folder(tmp_path) / f"{revision}.lock" for revision in revisions]
+    an_hour_ago = time.time_ns() - 3600 * 10**9
+    for age, lock in enumerate(locks[:3]):  # used in this order, long ago
+        os.utime(lock, ns=(an_hour_ago + age, an_hour_ago + age))
+
+    await check_out(tmp_path, revisions[0])  # used again: now the most recent of the three
+    assert locks[0].stat().st_mtime_ns > an_hour_ago + 2
+    holder = hold_shared_lock(locks[1])  # the least recently used one, but a run is still using it
     try:
-        async with checked_out(runner_config(tmp_path, "run-1"), revision):
-            assert not killed.exists() and not (checkouts / "killed-run.lock").exists()
-            assert (alive / "left.py").exists()
+        await check_out(tmp_path, revisions[3])
+        await check_out(tmp_path, revisions[4])
+        assert checkouts_in(tmp_path) == {revisions[0], revisions[1], revisions[3], revisions[4]}
+        assert not locks[2].exists()
     finally:
-        holder.kill()
-        holder.wait()
+        stop(holder)
 
-    async with checked_out(runner_config(tmp_path, "run-2"), revision):
-        assert not alive.exists()
+    await check_out(tmp_path, revisions[5])  # released, it is the least recently used: it goes now
+    assert revisions[1] not in checkouts_in(tmp_path) and not locks[1].exists()
+    assert len(checkouts_in(tmp_path)) == KEPT_CHECKOUTS and {revisions[4], revisions[5]} <= checkouts_in(tmp_path)
 
 
-async def test_a_revision_that_was_never_recorded_fails_clearly(store: LocalFolderStore, tmp_path: Path) -> None:
+async def test_leftovers_of_killed_runners_are_removed_and_builds_in_progress_kept(
+    store: LocalFolderStore, tmp_path: Path
+) -> None:
+    first, second = (upload_files(store, {"flows/report.py": f"TITLE = {n}\n".encode()}).revision for n in range(2))
+    await check_out(tmp_path, first)
+    revisions = revisions_folder(tmp_path)
+    killed, live = "1" * 64, "2" * 64
+    killed_build = revisions / f".{killed}.0badc0de{BUILD_SUFFIX}"  # a runner died while building `killed`
+    (killed_build / "flows").mkdir(parents=True)
+    (killed_build / "flows" / "report.py").write_bytes(b"TITLE = 'half'\n")
+    for path, mode in ((killed_build / "flows" / "report.py", 0o444), (killed_build / "flows", 0o555)):
+        path.chmod(mode)
+    building = revisions / f".{live}.c0ffee00{BUILD_SUFFIX}"  # a live runner is building `live` right now
+    building.mkdir()
+    legacy_run = tmp_path / "runner-cache" / "runs" / "run-0"  # a per-run checkout of an earlier runner version
+    legacy_run.mkdir(parents=True)
+    holder = hold_shared_lock(revisions / f"{live}.lock")
+    try:
+        await check_out(tmp_path, second)
+        assert not killed_build.exists()
+        assert building.is_dir()
+        assert not legacy_run.parent.exists()
+        assert not (revisions / f"{killed}.lock").exists()
+    finally:
+        stop(holder)
+    assert checkouts_in(tmp_path) == {first, second}
+
+
+@pytest.mark.parametrize("revision", ["../../etc", "0" * 63, "A" * 64, "g" * 64, ""])
+async def test_a_malformed_revision_id_fails_clearly(store: LocalFolderStore, tmp_path: Path, revision: str) -> None:
+    with pytest.raises(WorkspaceSyncError, match=re.escape(f"{revision!r} is not a workspace revision")):
+        await check_out(tmp_path, revision)
+    assert not (tmp_path / "runner-cache").exists()
+
+
+async def test_a_revision_that_was_never_recorded_fails_clearly_and_leaves_no_checkout(
+    store: LocalFolderStore, tmp_path: Path
+) -> None:
     upload_files(store, FILES)
     unknown = "0" * 64
     with pytest.raises(WorkspaceSyncError, match=f"revision {unknown} was never recorded in folder"):
-        async with checked_out(runner_config(tmp_path, "run-1"), unknown):
-            pytest.fail("an unknown revision must not be checked out")
+        await check_out(tmp_path, unknown)
+    assert [entry.name for entry in revisions_folder(tmp_path).iterdir()] == [f"{unknown}.lock"]
+
+
+RACER = textwrap.dedent(
+    """
+    import asyncio, json, sys
+    from bifrost_runner.checkout import checked_out
+    from bifrost_runner.config import RunnerConfig
+
+    async def main() -> None:
+        config = RunnerConfig.model_validate_json(sys.argv[1])
+        async with checked_out(config, sys.argv[2]) as checkout:
+            print(json.dumps({"folder": str(checkout.folder), "report": (checkout.folder / sys.argv[3]).read_text()}))
+
+    asyncio.run(main())
+    """
+)
+
+
+def shared_holders(lock: Path) -> int:
+    """How many processes hold `lock` shared (flock), as the kernel lists them."""
+    if not lock.exists():
+        return 0
+    inode = lock.stat().st_ino
+    held = [line.split() for line in Path("/proc/locks").read_text().splitlines() if "->" not in line]
+    return sum(1 for fields in held if fields[1:4] == ["FLOCK", "ADVISORY", "READ"] and fields[5].endswith(f":{inode}"))
+
+
+def test_runners_racing_for_one_cold_revision_both_get_the_same_complete_checkout(
+    store: LocalFolderStore, tmp_path: Path
+) -> None:
+    files = {f"flows/step_{n}.py": f"STEP = {n}\n".encode() for n in range(50)}
+    revision = upload_files(store, files).revision
+    cache = tmp_path / "runner-cache" / CACHE_FOLDER
+    cache.mkdir(parents=True)
+    config = runner_config(tmp_path).model_dump_json()
+    # Both runners find no checkout, then queue on the cache's sync lock: both build, and both rename.
+    with open(cache / LOCK_FILE, "a+b") as sync_lock:
+        fcntl.flock(sync_lock, fcntl.LOCK_EX)
+        racers = [
+            subprocess.Popen([sys.executable, "-c", RACER, config, revision, "flows/step_7.py"], stdout=subprocess.PIPE)
+            for _ in range(2)
+        ]
+        eventually(
+            lambda: shared_holders(revisions_folder(tmp_path) / f"{revision}.lock") == 2,
+            within=60,
+            what="both runners to lock the revision",
+        )
+    outputs = [racer.communicate(timeout=60)[0] for racer in racers]
+    assert [racer.returncode for racer in racers] == [0, 0]
+    folder = revisions_folder(tmp_path) / revision
+    assert [json.loads(output) for output in outputs] == [{"folder": str(folder), "report": "STEP = 7\n"}] * 2
+    assert files_in(folder) == files
+    assert sorted(entry.name for entry in revisions_folder(tmp_path).iterdir()) == [revision, f"{revision}.lock"]
+
+
+async def test_a_run_holds_its_checkout_in_use_until_it_ends(store: LocalFolderStore, tmp_path: Path) -> None:
+    revision = upload_files(store, FILES).revision
+    lock = revisions_folder(tmp_path) / f"{revision}.lock"
+    async with checked_out(runner_config(tmp_path), revision):
+        assert shared_holders(lock) == 1
+    assert shared_holders(lock) == 0
+    async with checked_out(runner_config(tmp_path), revision):  # the warm path takes it just the same
+        assert shared_holders(lock) == 1
+    assert shared_holders(lock) == 0
 
 
 async def test_without_a_revision_only_a_folder_workspace_runs_in_place(

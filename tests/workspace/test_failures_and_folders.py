@@ -10,7 +10,7 @@ import pytest
 from pydantic import SecretStr
 
 from bifrost.workspace import WorkspaceStoreError
-from bifrost_runner.checkout import CACHE_FOLDER, CHECKOUTS_FOLDER
+from bifrost_runner.checkout import CACHE_FOLDER, REVISIONS_FOLDER
 from bifrost_runner.sync import INDEX_FILE
 from control_plane.app import create_app
 from tests.api.conftest import eventually, make_settings
@@ -68,7 +68,8 @@ def test_a_folder_workspace_runs_edits_live_from_a_shared_cache(tmp_path: Path) 
         runner_cache = Path(bifrost.settings.runner_workspace_cache_dir or "")
         assert (runner_cache / CACHE_FOLDER / INDEX_FILE).is_file()  # one cache, kept for the next runners
         assert (runner_cache / CACHE_FOLDER / "settings.py").read_text() == "STEP = 2\n"
-        assert list((runner_cache / CHECKOUTS_FOLDER).iterdir()) == []  # each run's own copy is gone with it
+        checkouts = {entry.name for entry in (runner_cache / REVISIONS_FOLDER).iterdir() if entry.is_dir()}
+        assert checkouts == {first["workspace_revision"], revision}  # one per revision, kept for the next runs
         assert not (bifrost.workspace / "ops" / "__pycache__").exists()  # nothing was imported from the folder
 
 
