@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import TypeVar
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
-from sqlalchemy import or_
+from sqlalchemy import Engine, or_
 from sqlmodel import Session, col, select
 
-from control_plane.db.models import ConfigEntry, Secret
+from control_plane.audit import record
+from control_plane.auth import Principal
+from control_plane.db.models import ConfigEntry, Secret, utcnow
+from control_plane.db.session import session_scope
 
 Entry = TypeVar("Entry", Secret, ConfigEntry)
 
@@ -32,3 +36,49 @@ def entries_visible_to_org(session: Session, model: type[Entry], org_id: str | N
         col(model.org_id).is_(None) if org_id is None else or_(col(model.org_id).is_(None), col(model.org_id) == org_id)
     )
     return list(session.exec(select(model).where(scope).order_by(col(model.name), col(model.org_id))).all())
+
+
+@dataclass(frozen=True)
+class EntryWrite:
+    """Who changes an entry of which scope (`org_id` None: the global ones), and from where: what the audit log
+    records of the change."""
+
+    org_id: str | None
+    actor: Principal
+    ip: str
+
+
+def upsert_entry(
+    db_engine: Engine,
+    model: type[Entry],
+    name: str,
+    value_columns: dict[str, Any],
+    *,
+    write: EntryWrite,
+    audit_prefix: str,
+) -> Entry:
+    """Create or replace the entry `name` of the written scope, audited as `<audit_prefix>.created` or
+    `<audit_prefix>.updated`. `value_columns` set the model's columns that hold the value (a secret's ciphertext,
+    a config entry's plain value)."""
+    with session_scope(db_engine) as session:
+        entry = find_entry(session, model, write.org_id, name)
+        action = f"{audit_prefix}.updated" if entry else f"{audit_prefix}.created"
+        entry = entry or model(org_id=write.org_id, name=name, **value_columns)
+        entry.sqlmodel_update(value_columns, update={"updated_by": write.actor.user_id, "updated_at": utcnow()})
+        session.add(entry)
+        record(session, action, actor=write.actor, org_id=write.org_id, target=name, ip=write.ip)
+        session.commit()
+        return entry
+
+
+def delete_entry(db_engine: Engine, model: type[Entry], name: str, *, write: EntryWrite, audit_prefix: str) -> bool:
+    """Delete the entry `name` of the written scope, audited as `<audit_prefix>.deleted`; False, and nothing
+    written, when there is no such entry."""
+    with session_scope(db_engine) as session:
+        entry = find_entry(session, model, write.org_id, name)
+        if entry is None:
+            return False
+        session.delete(entry)
+        record(session, f"{audit_prefix}.deleted", actor=write.actor, org_id=write.org_id, target=name, ip=write.ip)
+        session.commit()
+        return True

@@ -16,10 +16,16 @@ from control_plane.api.dependencies import (
     client_address,
     write_scope,
 )
-from control_plane.audit import record
-from control_plane.db.models import ConfigEntry, utcnow
+from control_plane.db.models import ConfigEntry
 from control_plane.db.session import session_scope
-from control_plane.scoped_values import NAME_PATTERN, entries_visible_to_org, find_entry, resolve_entry
+from control_plane.scoped_values import (
+    NAME_PATTERN,
+    EntryWrite,
+    delete_entry,
+    entries_visible_to_org,
+    resolve_entry,
+    upsert_entry,
+)
 
 router = APIRouter(prefix="/api/config", tags=["config"])
 
@@ -67,30 +73,18 @@ def put_config(
     user: OrgAdminDep,
     global_scope: GlobalScopeQuery = False,
 ) -> ConfigOut:
-    org_id = write_scope(user, global_scope)
-    with session_scope(services.db_engine) as session:
-        entry = find_entry(session, ConfigEntry, org_id, name)
-        action = "config.updated" if entry else "config.created"
-        entry = entry or ConfigEntry(org_id=org_id, name=name)
-        entry.value = body.value
-        entry.updated_by = user.user_id
-        entry.updated_at = utcnow()
-        session.add(entry)
-        record(session, action, actor=user, org_id=org_id, target=name, ip=client_address(request))
-        session.commit()
-        return ConfigOut.of(entry)
+    write = EntryWrite(write_scope(user, global_scope), user, client_address(request))
+    entry = upsert_entry(
+        services.db_engine, ConfigEntry, name, {"value": body.value}, write=write, audit_prefix="config"
+    )
+    return ConfigOut.of(entry)
 
 
 @router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_config(
     name: NameParam, request: Request, services: ServicesDep, user: OrgAdminDep, global_scope: GlobalScopeQuery = False
 ) -> Response:
-    org_id = write_scope(user, global_scope)
-    with session_scope(services.db_engine) as session:
-        entry = find_entry(session, ConfigEntry, org_id, name)
-        if entry is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no config entry named {name!r} here")
-        session.delete(entry)
-        record(session, "config.deleted", actor=user, org_id=org_id, target=name, ip=client_address(request))
-        session.commit()
+    write = EntryWrite(write_scope(user, global_scope), user, client_address(request))
+    if not delete_entry(services.db_engine, ConfigEntry, name, write=write, audit_prefix="config"):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no config entry named {name!r} here")
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -27,7 +27,10 @@ class ExecutionAccepted(BaseModel):
 class ExecutionError(BaseModel):
     type: str | None
     message: str | None
-    traceback: str | None
+    traceback: str | None = Field(description="Where the workflow raised, as the runner reported it.")
+    runner_log_tail: str | None = Field(
+        description="The last lines the runner printed, when it ended without reporting how the workflow ended."
+    )
 
 
 class RunnerOut(RunnerDetails):
@@ -66,7 +69,10 @@ class ExecutionOut(BaseModel):
             parameters=execution.parameters,
             result=execution.result,
             error=ExecutionError(
-                type=execution.error_type, message=execution.error_message, traceback=execution.traceback
+                type=execution.error_type,
+                message=execution.error_message,
+                traceback=execution.traceback,
+                runner_log_tail=execution.runner_log_tail,
             )
             if has_error
             else None,

@@ -18,9 +18,9 @@ from control_plane.api.dependencies import (
     write_scope,
 )
 from control_plane.audit import record
-from control_plane.db.models import Secret, utcnow
+from control_plane.db.models import Secret
 from control_plane.db.session import session_scope
-from control_plane.scoped_values import NAME_PATTERN, entries_visible_to_org, find_entry
+from control_plane.scoped_values import NAME_PATTERN, EntryWrite, delete_entry, entries_visible_to_org, upsert_entry
 from control_plane.secrets_crypto import SecretDecryptionError
 
 router = APIRouter(prefix="/api/secrets", tags=["secrets"])
@@ -66,32 +66,21 @@ def put_secret(
     global_scope: GlobalScopeQuery = False,
 ) -> SecretOut:
     """Create or replace a secret of the organization acted for (or, `global=true`, a global one)."""
-    org_id = write_scope(user, global_scope)
-    with session_scope(services.db_engine) as session:
-        secret = find_entry(session, Secret, org_id, name)
-        action = "secret.updated" if secret else "secret.created"
-        secret = secret or Secret(org_id=org_id, name=name, ciphertext="")
-        secret.ciphertext = services.cipher.encrypt(body.value)
-        secret.updated_by = user.user_id
-        secret.updated_at = utcnow()
-        session.add(secret)
-        record(session, action, actor=user, org_id=org_id, target=name, ip=client_address(request))
-        session.commit()
-        return SecretOut.of(secret)
+    write = EntryWrite(write_scope(user, global_scope), user, client_address(request))
+    ciphertext = services.cipher.encrypt(body.value)
+    secret = upsert_entry(
+        services.db_engine, Secret, name, {"ciphertext": ciphertext}, write=write, audit_prefix="secret"
+    )
+    return SecretOut.of(secret)
 
 
 @router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_secret(
     name: NameParam, request: Request, services: ServicesDep, user: OrgAdminDep, global_scope: GlobalScopeQuery = False
 ) -> Response:
-    org_id = write_scope(user, global_scope)
-    with session_scope(services.db_engine) as session:
-        secret = find_entry(session, Secret, org_id, name)
-        if secret is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no secret named {name!r} here")
-        session.delete(secret)
-        record(session, "secret.deleted", actor=user, org_id=org_id, target=name, ip=client_address(request))
-        session.commit()
+    write = EntryWrite(write_scope(user, global_scope), user, client_address(request))
+    if not delete_entry(services.db_engine, Secret, name, write=write, audit_prefix="secret"):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no secret named {name!r} here")
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

@@ -104,6 +104,11 @@ class Execution(SQLModel, table=True):
     error_type: str | None = None
     error_message: str | None = Field(default=None, sa_column=Column(Text))
     traceback: str | None = Field(default=None, sa_column=Column(Text))
+    runner_log_tail: str | None = Field(
+        default=None,
+        sa_column=Column(Text),
+        description="The last lines a runner printed when it ended without reporting how its workflow ended.",
+    )
     parent_execution_id: str | None = Field(default=None, foreign_key="executions.id", index=True)
     workspace_revision: str | None = None
     backend: str | None = None

@@ -137,6 +137,8 @@ class Engine:
 
     async def wait_terminal(self, execution_id: str, timeout: float) -> bool:  # noqa: ASYNC109 (the API's contract)
         """Whether the execution reached a terminal status within `timeout` seconds."""
+        if self._hub.seen_terminal(execution_id):
+            return True
         with self.watch_terminal(execution_id) as finished:
             status = await self._require_execution(execution_id)
             if status.is_terminal:
@@ -262,7 +264,7 @@ class Engine:
             status,
             error_type="Timeout" if status is ExecutionStatus.TIMEOUT else "RunnerExited",
             error_message=runner_exit.reason,
-            traceback=runner_exit.log_tail,
+            runner_log_tail=runner_exit.log_tail,
         )
         if closed is not None:
             logger.warning("execution %s failed: %s", execution_id, runner_exit.reason)

@@ -16,6 +16,8 @@ LiveKind = Literal["log", "status", "variables", "result"]
 
 # A subscriber further behind than this is cut off instead of growing without bound.
 SUBSCRIBER_BACKLOG_LIMIT = 10_000
+# How many recently finished executions the hub remembers as such.
+RECENT_TERMINAL_LIMIT = 10_000
 
 
 class LiveEvent(BaseModel):
@@ -149,6 +151,12 @@ class LiveHub:
         self._subscriptions: dict[str, set[LiveSubscription]] = {}
         self._terminal_waiters: dict[str, set[asyncio.Future[None]]] = {}
         self._terminal_listeners: list[Callable[[str], None]] = []
+        self._recently_terminal: collections.OrderedDict[str, None] = collections.OrderedDict()
+
+    def seen_terminal(self, execution_id: str) -> bool:
+        """Whether this hub delivered the execution's terminal status lately (the last RECENT_TERMINAL_LIMIT):
+        a shortcut past the database for the common question "is it over yet?" right after it ended."""
+        return execution_id in self._recently_terminal
 
     def subscribe(self, execution_id: str, read_logs: LogReader | None = None) -> LiveSubscription:
         subscription = LiveSubscription(execution_id, read_logs)
@@ -186,6 +194,9 @@ class LiveHub:
             subscription._push(events, terminal)
         if not terminal:
             return
+        self._recently_terminal[execution_id] = None
+        if len(self._recently_terminal) > RECENT_TERMINAL_LIMIT:
+            self._recently_terminal.popitem(last=False)
         for waiter in self._terminal_waiters.pop(execution_id, ()):
             if not waiter.done():
                 waiter.set_result(None)

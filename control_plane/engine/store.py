@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, Select, Table, func, insert, select, update
+from sqlalchemy import Engine, Select, Table, bindparam, func, insert, select, update
 from sqlalchemy.engine import Connection, RowMapping
 
 from bifrost.metadata import Resources
@@ -266,7 +266,7 @@ class ExecutionStore:
         """The execution as the dispatcher launches it (with the counts its limits need) and as its runner
         receives it; None when there is no such execution."""
         with self._db.connect() as conn:
-            row = conn.execute(_launch_query(execution_id)).mappings().one_or_none()
+            row = conn.execute(_LAUNCH_QUERY, {"execution_id": execution_id}).mappings().one_or_none()
             if row is None:
                 return None
             limited = row["backend"] is None and row["status"] == ExecutionStatus.PENDING
@@ -276,7 +276,7 @@ class ExecutionStore:
     def run_target(self, execution_id: str, max_result_bytes: int) -> LaunchTarget | None:
         """`launch_target` without the counts: what a runner asks for once it runs."""
         with self._db.connect() as conn:
-            row = conn.execute(_launch_query(execution_id)).mappings().one_or_none()
+            row = conn.execute(_LAUNCH_QUERY, {"execution_id": execution_id}).mappings().one_or_none()
         return None if row is None else _launch_target(row, None, max_result_bytes)
 
     def active_counts(self) -> dict[str, int]:
@@ -286,12 +286,7 @@ class ExecutionStore:
 
     @staticmethod
     def _active_counts(conn: Connection) -> dict[str, int]:
-        query = (
-            select(EXECUTIONS.c.workflow_name, func.count())
-            .where(EXECUTIONS.c.status.in_(ACTIVE_STATUSES), EXECUTIONS.c.backend.is_not(None))
-            .group_by(EXECUTIONS.c.workflow_name)
-        )
-        return {name: count for name, count in conn.execute(query)}
+        return {name: count for name, count in conn.execute(_ACTIVE_COUNTS_QUERY)}
 
     def record_launch(self, execution_id: str, backend: str, runner_ref: str | None = None) -> ExecutionStatus:
         """Mark the execution as handed to `backend`, whose handle on its runner is `runner_ref`; its status now
@@ -326,11 +321,12 @@ class ExecutionStore:
         *,
         error_type: str,
         error_message: str,
-        traceback: str | None = None,
+        runner_log_tail: str | None = None,
         only_unlaunched: bool = False,
     ) -> Committed | None:
         """Move an unfinished execution to a terminal `status` the control plane decided; None when it was
-        already terminal (or, with `only_unlaunched`, already handed to a backend)."""
+        already terminal (or, with `only_unlaunched`, already handed to a backend). `runner_log_tail`: what the
+        runner printed last, when it ended without reporting."""
         conditions = [EXECUTIONS.c.id == execution_id, EXECUTIONS.c.status.in_(ACTIVE_STATUSES)]
         if only_unlaunched:
             conditions.append(EXECUTIONS.c.backend.is_(None))
@@ -355,7 +351,7 @@ class ExecutionStore:
                     finished_at=now,
                     error_type=error_type,
                     error_message=error_message,
-                    traceback=traceback,
+                    runner_log_tail=runner_log_tail,
                 )
             )
         data = status_data(status, error_type=error_type, error_message=error_message)
@@ -401,21 +397,8 @@ class ExecutionStore:
 
     @staticmethod
     def _lock_rows(conn: Connection, execution_ids: list[str]) -> dict[str, RowMapping]:
-        query = (
-            select(
-                EXECUTIONS.c.id,
-                EXECUTIONS.c.workflow_name,
-                EXECUTIONS.c.status,
-                EXECUTIONS.c.last_event_seq,
-                EXECUTIONS.c.log_count,
-                EXECUTIONS.c.started_at,
-                EXECUTIONS.c.backend,
-            )
-            .where(EXECUTIONS.c.id.in_(execution_ids))
-            .order_by(EXECUTIONS.c.id)
-            .with_for_update()
-        )
-        return {row["id"]: row for row in conn.execute(query).mappings()}
+        rows = conn.execute(_LOCK_ROWS_QUERY, {"execution_ids": execution_ids}).mappings()
+        return {row["id"]: row for row in rows}
 
     @staticmethod
     def _write(conn: Connection, changes: _ExecutionChanges) -> None:
@@ -458,35 +441,56 @@ def _workflow_resources(meta: Mapping[str, Any] | None) -> Resources | None:
     return Resources.model_validate(recorded) if recorded else None
 
 
-def _launch_query(execution_id: str) -> Select[Any]:
-    return (
-        select(
-            EXECUTIONS.c.id,
-            EXECUTIONS.c.workflow_name,
-            EXECUTIONS.c.org_id,
-            EXECUTIONS.c.user_id,
-            EXECUTIONS.c.created_at,
-            EXECUTIONS.c.status,
-            EXECUTIONS.c.backend,
-            EXECUTIONS.c.parent_execution_id,
-            EXECUTIONS.c.parameters,
-            EXECUTIONS.c.workspace_revision,
-            WORKFLOWS.c.file,
-            WORKFLOWS.c.function_name,
-            WORKFLOWS.c.timeout_seconds,
-            WORKFLOWS.c.meta,
-            USERS.c.email.label("user_email"),
-            USERS.c.name.label("user_name"),
-            USERS.c.is_platform_admin,
-            ORGANIZATIONS.c.name.label("org_name"),
-        )
-        .select_from(
-            EXECUTIONS.outerjoin(WORKFLOWS, WORKFLOWS.c.name == EXECUTIONS.c.workflow_name)
-            .outerjoin(USERS, USERS.c.id == EXECUTIONS.c.user_id)
-            .outerjoin(ORGANIZATIONS, ORGANIZATIONS.c.id == EXECUTIONS.c.org_id)
-        )
-        .where(EXECUTIONS.c.id == execution_id)
+# The statements of every launch and every ingest batch are built once: building one costs more than running it.
+_ACTIVE_COUNTS_QUERY = (
+    select(EXECUTIONS.c.workflow_name, func.count())
+    .where(EXECUTIONS.c.status.in_(ACTIVE_STATUSES), EXECUTIONS.c.backend.is_not(None))
+    .group_by(EXECUTIONS.c.workflow_name)
+)
+
+_LOCK_ROWS_QUERY = (
+    select(
+        EXECUTIONS.c.id,
+        EXECUTIONS.c.workflow_name,
+        EXECUTIONS.c.status,
+        EXECUTIONS.c.last_event_seq,
+        EXECUTIONS.c.log_count,
+        EXECUTIONS.c.started_at,
+        EXECUTIONS.c.backend,
     )
+    .where(EXECUTIONS.c.id.in_(bindparam("execution_ids", expanding=True)))
+    .order_by(EXECUTIONS.c.id)
+    .with_for_update()
+)
+
+_LAUNCH_QUERY: Select[Any] = (
+    select(
+        EXECUTIONS.c.id,
+        EXECUTIONS.c.workflow_name,
+        EXECUTIONS.c.org_id,
+        EXECUTIONS.c.user_id,
+        EXECUTIONS.c.created_at,
+        EXECUTIONS.c.status,
+        EXECUTIONS.c.backend,
+        EXECUTIONS.c.parent_execution_id,
+        EXECUTIONS.c.parameters,
+        EXECUTIONS.c.workspace_revision,
+        WORKFLOWS.c.file,
+        WORKFLOWS.c.function_name,
+        WORKFLOWS.c.timeout_seconds,
+        WORKFLOWS.c.meta,
+        USERS.c.email.label("user_email"),
+        USERS.c.name.label("user_name"),
+        USERS.c.is_platform_admin,
+        ORGANIZATIONS.c.name.label("org_name"),
+    )
+    .select_from(
+        EXECUTIONS.outerjoin(WORKFLOWS, WORKFLOWS.c.name == EXECUTIONS.c.workflow_name)
+        .outerjoin(USERS, USERS.c.id == EXECUTIONS.c.user_id)
+        .outerjoin(ORGANIZATIONS, ORGANIZATIONS.c.id == EXECUTIONS.c.org_id)
+    )
+    .where(EXECUTIONS.c.id == bindparam("execution_id"))
+)
 
 
 def _launch_target(row: RowMapping, counts: dict[str, int] | None, max_result_bytes: int) -> LaunchTarget:

@@ -266,7 +266,12 @@ def test_execution_details_logs_variables_and_result(db: Engine, admin: httpx.Cl
 
     details = admin.get(f"/api/executions/{execution.id}").json()
     assert details["status"] == "Failed"
-    assert details["error"] == {"type": "ValueError", "message": "bad input", "traceback": "Traceback ..."}
+    assert details["error"] == {
+        "type": "ValueError",
+        "message": "bad input",
+        "traceback": "Traceback ...",
+        "runner_log_tail": None,
+    }
     first = admin.get(f"/api/executions/{execution.id}/logs", params={"limit": 3}).json()
     assert [log["message"] for log in first["logs"]] == ["line 1", "line 2", "line 3"]
     assert first["has_more"] is True

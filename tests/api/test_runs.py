@@ -42,6 +42,12 @@ def explode(reason: str = "boom"):
 
 
 @workflow
+def vanish():
+    os.write(2, b"about to vanish\\n")  # straight to the runner's stderr, as a crashing extension would
+    os._exit(3)
+
+
+@workflow
 async def soft_fail():
     return {"success": False, "error": "the remote system refused the change"}
 
@@ -187,6 +193,15 @@ def test_raising_workflow_fails_with_its_traceback(api: httpx.Client) -> None:
     assert execution["error"]["type"] == "RuntimeError"
     assert "disk on fire" in execution["error"]["message"]
     assert "RuntimeError: disk on fire" in execution["error"]["traceback"]
+
+
+def test_a_runner_that_dies_unreported_fails_with_its_exit_and_log_tail(api: httpx.Client) -> None:
+    execution = finished(api, start(api, "vanish"))
+    assert execution["status"] == "Failed"
+    assert execution["error"]["type"] == "RunnerExited"
+    assert execution["error"]["message"] == "runner exited with code 3"
+    assert "about to vanish" in execution["error"]["runner_log_tail"]
+    assert execution["error"]["traceback"] is None
 
 
 def test_success_false_completes_with_errors(api: httpx.Client) -> None:

@@ -169,7 +169,8 @@ async def test_a_runner_killed_for_memory_fails_its_execution_with_the_diagnosis
 
     assert execution["status"] == "Failed"
     assert "ran out of memory" in execution["error"]["message"]
-    assert "allocating" in execution["error"]["traceback"]
+    assert "allocating" in execution["error"]["runner_log_tail"]
+    assert execution["error"]["traceback"] is None
 
 
 async def test_cancel_stops_the_runner_pod_and_ends_the_execution_cancelled(

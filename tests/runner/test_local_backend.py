@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import nats
 import pytest
+from nats.aio.msg import Msg
 
 from bifrost.protocol import ExecutionStatus, RunPayload
+from bifrost_runner.run import preconnect, rehearse
 from control_plane.backends.base import LaunchSpec, RunnerExit
 from control_plane.backends.local import LOST_REASON, LocalBackend
 from control_plane.backends.local_records import RunnerRecord, RunnerRecords
@@ -324,3 +329,46 @@ async def test_runs_succeed_when_their_urls_differ_from_those_the_ready_runner_c
         launched.append(payload)
 
     assert [await _result(local.harness, payload.execution_id) for payload in launched] == ["hello"] * 5
+
+
+async def test_a_handed_payload_runs_without_asking_the_control_plane(local: LocalRun) -> None:
+    local.harness.write("""
+        from bifrost import workflow
+
+        @workflow
+        def double(n: int):
+            return n * 2
+    """)
+    payload, _ = local.harness.payload("double", parameters={"n": 21})
+    # The API refuses this token: the run can only succeed on the payload handed over with the claim.
+    spec = local.spec(payload, "refused-token").model_copy(update={"payload": payload})
+
+    await local.backend.launch(spec)
+
+    assert await _result(local.harness, payload.execution_id) == 42
+    assert (await local.next_exit()).exit_code == 0
+
+
+async def test_a_rehearsal_sends_nothing_and_leaves_the_process_as_it_was(harness: Harness) -> None:
+    observer = await nats.connect(harness.nats.url)
+    seen: list[str] = []
+
+    async def record(msg: Msg) -> None:
+        seen.append(msg.subject)
+
+    await observer.subscribe(">", cb=record)
+    await observer.flush()
+    root = logging.getLogger()
+    before = (sys.stdout, sys.stderr, list(root.handlers), root.level)
+    preconnected = await preconnect(harness.api_url, harness.nats.url)
+    try:
+        await rehearse(preconnected)
+        assert preconnected.nats is not None
+        await preconnected.nats.flush()
+    finally:
+        await preconnected.close()
+    await observer.flush()
+    await observer.close()
+
+    assert seen == []
+    assert (sys.stdout, sys.stderr, list(root.handlers), root.level) == before

@@ -106,3 +106,80 @@ def test_secret_changes_are_audited_without_values(tenants: Tenants) -> None:
         ("api-token", "admin@a.test", tenants.org_a)
     ]
     assert A_VALUE not in audit.text
+
+
+def changes_of(platform: httpx.Client, target: str) -> list[tuple[str, str | None, str | None, str | None]]:
+    """(action, org_id, actor_user_id, ip) of every audited change to `target`, newest first."""
+    events = platform.get("/api/audit", params={"all_orgs": True}).json()["events"]
+    return [(e["action"], e["org_id"], e["actor_user_id"], e["ip"]) for e in events if e["target"] == target]
+
+
+def test_replacing_a_secret_keeps_one_entry_and_workflows_read_the_new_value(tenants: Tenants) -> None:
+    first, second = "first-value-5a1d0c", "second-value-e27b94"
+    with tenants.platform(tenants.org_b) as platform:
+        created = platform.put("/api/secrets/b-rotating", json={"value": first})
+        replaced = platform.put("/api/secrets/b-rotating", json={"value": second})
+        listed = platform.get("/api/secrets").json()
+        changes = changes_of(platform, "b-rotating")
+        audit_text = platform.get("/api/audit", params={"all_orgs": True}).text
+    assert created.status_code == replaced.status_code == 200
+    assert [(s["name"], s["org_id"]) for s in listed if s["name"] == "b-rotating"] == [("b-rotating", tenants.org_b)]
+    actor = replaced.json()["updated_by"]
+    assert changes == [
+        ("secret.updated", tenants.org_b, actor, "127.0.0.1"),
+        ("secret.created", tenants.org_b, actor, "127.0.0.1"),
+    ]
+    assert first not in audit_text and second not in audit_text
+    with tenants.client("member_b") as member_b:
+        assert run_leak(member_b, "b-rotating")["result"]["fingerprint"] == fingerprint(second)
+
+
+def test_a_deleted_secret_is_audited_gone_from_workflows_and_a_second_delete_is_404(tenants: Tenants) -> None:
+    with tenants.platform(tenants.org_b) as platform:
+        actor = platform.put("/api/secrets/b-gone", json={"value": "short-lived-value"}).json()["updated_by"]
+        deleted = platform.delete("/api/secrets/b-gone")
+        again = platform.delete("/api/secrets/b-gone")
+        listed = platform.get("/api/secrets").json()
+        changes = changes_of(platform, "b-gone")
+    assert deleted.status_code == 204
+    assert again.status_code == 404
+    assert again.json()["detail"] == "no secret named 'b-gone' here"
+    assert "b-gone" not in {s["name"] for s in listed}
+    assert changes == [
+        ("secret.deleted", tenants.org_b, actor, "127.0.0.1"),
+        ("secret.created", tenants.org_b, actor, "127.0.0.1"),
+    ]
+    with tenants.client("member_b") as member_b:
+        assert run_leak(member_b, "b-gone")["result"]["secret"] is None
+
+
+def test_config_writes_replace_delete_only_their_scope_and_are_audited(tenants: Tenants) -> None:
+    with tenants.platform(tenants.org_b) as platform:
+        assert platform.put("/api/config/b-setting?global=true", json={"value": "everyone"}).status_code == 200
+        assert platform.put("/api/config/b-setting", json={"value": [1]}).status_code == 200
+        replaced = platform.put("/api/config/b-setting", json={"value": {"retries": 2}})
+        with tenants.client("member_b") as member_b:
+            own = member_b.get("/api/config/b-setting").json()
+            assert platform.delete("/api/config/b-setting").status_code == 204
+            again = platform.delete("/api/config/b-setting")
+            fallback = member_b.get("/api/config/b-setting").json()
+            assert platform.delete("/api/config/b-setting?global=true").status_code == 204
+            missing = member_b.get("/api/config/b-setting")
+        changes = [(action, org_id) for action, org_id, _, _ in changes_of(platform, "b-setting")]
+    assert (replaced.status_code, replaced.json()["value"], replaced.json()["org_id"]) == (
+        200,
+        {"retries": 2},
+        tenants.org_b,
+    )
+    assert (own["value"], own["org_id"]) == ({"retries": 2}, tenants.org_b)
+    assert (fallback["value"], fallback["org_id"]) == ("everyone", None)
+    assert missing.status_code == 404
+    assert again.status_code == 404
+    assert again.json()["detail"] == "no config entry named 'b-setting' here"
+    assert changes == [
+        ("config.deleted", None),
+        ("config.deleted", tenants.org_b),
+        ("config.updated", tenants.org_b),
+        ("config.created", tenants.org_b),
+        ("config.created", None),
+    ]
