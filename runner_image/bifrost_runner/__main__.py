@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import sys
+
+import uvloop
 
 from bifrost.protocol import RunPayload
 from bifrost_runner.config import RunnerConfig, RunnerConfigError
@@ -23,7 +24,7 @@ def configure_runner_logging() -> None:
 
 
 def main() -> int:
-    return asyncio.run(run_from_env())
+    return uvloop.run(run_from_env())
 
 
 async def run_from_env(preconnected: Preconnected | None = None, payload: RunPayload | None = None) -> int:

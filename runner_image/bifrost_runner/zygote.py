@@ -27,6 +27,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import NamedTuple
 
+import uvloop
 from pydantic import BaseModel, ValidationError
 
 from bifrost.protocol import RunnerClaim, RunnerEnded, RunnerForked, RunnerForkFailed
@@ -137,7 +138,7 @@ def _runner_process(claim_fd: int, expected: ExpectedUrls | None) -> int:
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
     os.close(devnull)
-    return asyncio.run(_serve_claim(claim_fd, expected))
+    return uvloop.run(_serve_claim(claim_fd, expected))
 
 
 class Template:
@@ -283,7 +284,7 @@ def main() -> None:
     if args.spares < 0:
         parser.error("--spares must be 0 or more")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the control plane stops us by closing stdin
-    asyncio.run(_rehearse_http())
+    uvloop.run(_rehearse_http())
     # Everything loaded so far is shared with the forks copy-on-write: kept out of the collector's reach, it is
     # not copied into each fork by garbage collection passes touching it.
     gc.freeze()
