@@ -4,7 +4,7 @@ shared cache and then shared by every run of that revision that uses the same ca
 Under the runner's cache directory:
 
     cache/                    the synced files of the latest revision (see `sync`)
-    revisions/<revision>/     a complete checkout: hard links into the cache, compiled, read-only
+    revisions/<revision>/     a complete checkout: hard links into the cache, read-only
     revisions/<revision>.lock held shared by every run using the checkout; its mtime is the checkout's last use
     revisions/.<revision>.<random>.tmp   a checkout being built (or removed), renamed into place when complete
 
@@ -17,12 +17,10 @@ a lock when its process ends, however it ends.
 from __future__ import annotations
 
 import asyncio
-import compileall
 import contextlib
 import fcntl
 import logging
 import os
-import py_compile
 import re
 import secrets
 import shutil
@@ -157,14 +155,6 @@ def _build(config: RunnerConfig, revision: str) -> None:
     source = _open_source(config)
     try:
         sync_workspace(source, revision, config.workspace_cache_dir / CACHE_FOLDER, checkout_dir=build)
-        # Compiled for the folder it is renamed to, so tracebacks name the files where they are imported from.
-        compileall.compile_dir(
-            build,
-            ddir=folder,
-            quiet=2,
-            workers=1,
-            invalidation_mode=py_compile.PycInvalidationMode.TIMESTAMP,
-        )
         _make_read_only(build)
         try:
             build.rename(folder)

@@ -1,12 +1,10 @@
-"""One read-only checkout per workspace revision: made once from the shared cache, compiled ahead, shared by every
-run of that revision, and cleaned up when no live runner uses it."""
+"""One read-only checkout per workspace revision: made once from the shared cache, shared by every run of that
+revision, and cleaned up when no live runner uses it."""
 
 from __future__ import annotations
 
 import fcntl
-import importlib.util
 import json
-import marshal
 import os
 import re
 import shutil
@@ -16,7 +14,6 @@ import sys
 import textwrap
 import time
 from pathlib import Path
-from types import CodeType
 
 import pytest
 
@@ -28,7 +25,6 @@ from tests.api.conftest import eventually
 
 FILES = {
     "flows/report.py": b"TITLE = 'v1'\n",
-    "flows/broken.py": b"def broken(:\n",
     "flows/rates.csv": b"eur,1.0\n",
 }
 
@@ -70,20 +66,6 @@ def files_in(folder: Path) -> dict[str, bytes]:
     }
 
 
-def compiled_code(source: Path) -> CodeType | None:
-    """The code compiled ahead for `source`, where its import looks for it and would accept it."""
-    compiled = Path(importlib.util.cache_from_source(str(source)))
-    if not compiled.exists():
-        return None
-    data = compiled.read_bytes()
-    flags, mtime, size = (int.from_bytes(data[start : start + 4], "little") for start in (4, 8, 12))
-    written = source.stat()
-    assert (flags, mtime, size) == (0, int(written.st_mtime), written.st_size)  # what the import checks it against
-    code = marshal.loads(data[16:])
-    assert isinstance(code, CodeType)
-    return code
-
-
 def hold_shared_lock(lock: Path) -> subprocess.Popen[bytes]:
     """A live run of another revision: a process holding that checkout's lock shared until it is killed."""
     holder = textwrap.dedent(
@@ -111,7 +93,7 @@ async def check_out(tmp_path: Path, revision: str) -> Path:
         return checkout.folder
 
 
-async def test_runs_of_one_revision_share_one_compiled_read_only_checkout(
+async def test_runs_of_one_revision_share_one_read_only_checkout(
     store: LocalFolderStore, tmp_path: Path
 ) -> None:
     revision = upload_files(store, FILES).revision
@@ -131,15 +113,6 @@ async def test_runs_of_one_revision_share_one_compiled_read_only_checkout(
     for path in first.folder.rglob("*"):
         assert stat.S_IMODE(path.stat().st_mode) == (0o555 if path.is_dir() else 0o444), path
     assert stat.S_IMODE(first.folder.stat().st_mode) == 0o555
-
-
-async def test_python_files_are_compiled_ahead_for_the_checkout_folder(store: LocalFolderStore, tmp_path: Path) -> None:
-    folder = await check_out(tmp_path, upload_files(store, FILES).revision)
-    source = folder / "flows" / "report.py"
-    compiled = compiled_code(source)
-    assert compiled is not None and compiled.co_filename == str(source)  # tracebacks name where it is imported from
-    # A file that does not compile leaves the checkout whole; its import reports the error later.
-    assert compiled_code(folder / "flows" / "broken.py") is None
 
 
 async def test_a_new_revision_gets_its_own_checkout_while_a_run_of_the_old_keeps_its_files(
