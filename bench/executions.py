@@ -79,21 +79,21 @@ def background(n: int = 0):
 
 
 @contextmanager
-def serving(env: dict[str, str], api_url: str) -> Iterator[subprocess.Popen[bytes]]:
-    """`bifrost serve` with `env`, once it answers ready; stopped (SIGTERM) afterwards."""
+def serving(env: dict[str, str], api_url: str, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """`bifrost serve` with `env`, its output in `log`, once it answers ready; stopped (SIGTERM) afterwards."""
     command = [str(Path(sys.executable).with_name("bifrost")), "serve"]
-    server = subprocess.Popen(command, env=os.environ | env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    with log.open("wb") as output:
+        server = subprocess.Popen(command, env=os.environ | env, stdout=output, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 60
         while not _ready(api_url):
             if server.poll() is not None or time.monotonic() > deadline:
-                stderr = server.stderr.read().decode(errors="replace") if server.poll() is not None else ""
-                raise RuntimeError(f"bifrost serve did not become ready: {stderr[-2000:]}")
+                raise RuntimeError(f"bifrost serve did not become ready: {log.read_text()[-2000:]}")
             time.sleep(0.1)
         yield server
     finally:
         server.terminate()
-        server.communicate(timeout=60)
+        server.wait(timeout=60)
 
 
 def _ready(api_url: str) -> bool:
@@ -101,6 +101,21 @@ def _ready(api_url: str) -> bool:
         return httpx.get(f"{api_url}/readyz", timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def busy_cpu_seconds() -> float:
+    """CPU time the whole machine has spent busy since boot, all cores together (/proc/stat)."""
+    # user nice system idle iowait irq softirq steal (guest time is already counted in user and nice)
+    ticks = [int(value) for value in Path("/proc/stat").read_text().split()[1:9]]
+    busy = sum(ticks) - ticks[3] - ticks[4]
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """CPU time one process has used (its own, not its children's)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def peak_rss_kb(pid: int) -> int:
@@ -153,13 +168,19 @@ def api_figures(tmp: Path) -> dict[str, str]:
     }
     figures: dict[str, str] = {}
     with (
-        serving(env, api_url) as server,
+        serving(env, api_url, tmp / "bifrost-serve.log") as server,
         httpx.Client(base_url=api_url, headers={"X-Bifrost-Key": KEY}, timeout=60) as api,
     ):
         timed(20, lambda n: run_sync(api, "trivial", {"n": n}))  # warm-up: runner template up, code paths loaded
+        machine_before, server_before = busy_cpu_seconds(), process_cpu_seconds(server.pid)
         sync = timed(SYNC_CALLS, lambda n: run_sync(api, "trivial", {"n": n}))
+        machine = (busy_cpu_seconds() - machine_before) / SYNC_CALLS * 1000
+        control_plane = (process_cpu_seconds(server.pid) - server_before) / SYNC_CALLS * 1000
         figures["1. sync round trip p50 / p95 / p99"] = (
             f"{statistics.median(sync):.1f} / {percentile(sync, 95):.1f} / {percentile(sync, 99):.1f} ms"
+        )
+        figures["1. sync round trip, CPU per call"] = (
+            f"{machine:.1f} ms on all {os.cpu_count()} cores, {control_plane:.1f} ms of it in bifrost serve"
         )
 
         peak_runner_kb = 0
