@@ -89,9 +89,11 @@ class ExecutionService:
             if not run_sync or wait_seconds is None:
                 return execution, run_sync
             try:
-                await asyncio.wait_for(finished, wait_seconds)
+                final_row = await asyncio.wait_for(finished, wait_seconds)
             except TimeoutError:
                 return execution, run_sync
+        if final_row is not None:
+            return Execution.model_validate(final_row), run_sync
         return await run_in_threadpool(self._load, execution.id) or execution, run_sync
 
     def _insert(self, execution: Execution) -> None:

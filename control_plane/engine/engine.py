@@ -30,7 +30,7 @@ from control_plane.auth import TokenIssuer
 from control_plane.backends.base import Backend, RunnerExit
 from control_plane.engine.dispatch import Dispatcher, LaunchOutcome
 from control_plane.engine.ingest import Ingestor
-from control_plane.engine.live import LiveEvent, LiveHub, LiveSubscription
+from control_plane.engine.live import FinalRow, LiveEvent, LiveHub, LiveSubscription
 from control_plane.engine.nats_server import EmbeddedNats
 from control_plane.engine.replicas import ReplicaAnnouncer
 from control_plane.engine.store import Committed, ExecutionStore
@@ -150,8 +150,9 @@ class Engine:
             return True
 
     @contextlib.contextmanager
-    def watch_terminal(self, execution_id: str) -> Iterator[asyncio.Future[None]]:
-        """Resolves when the execution reaches a terminal status after this call (here or on another replica)."""
+    def watch_terminal(self, execution_id: str) -> Iterator[asyncio.Future[FinalRow | None]]:
+        """Resolves when the execution reaches a terminal status after this call (here or on another replica): with
+        its row as it ended when this replica committed the end, else with None."""
         waiter = self._hub.terminal_waiter(execution_id)
         try:
             yield waiter
@@ -298,9 +299,9 @@ class Engine:
                 if change.launched:
                     RUNNING.dec()
             if self._hub.has_subscribers(change.execution_id):
-                self._hub.deliver(change.execution_id, change.live_events(), terminal)
+                self._hub.deliver(change.execution_id, change.live_events(), terminal, change.final_row)
             elif terminal:
-                self._hub.deliver(change.execution_id, [], terminal)
+                self._hub.deliver(change.execution_id, [], terminal, change.final_row)
             await self._replicas.announce(change.execution_id, change.changes, terminal)
 
     async def _on_nats_error(self, error: Exception) -> None:

@@ -69,6 +69,9 @@ class LiveStreamLaggedError(Exception):
 # Log line numbers are 32-bit integers in the database.
 _LAST_POSSIBLE_LINE = 2**31 - 1
 
+# An execution's database row, as the commit that ended it left it.
+FinalRow = Mapping[str, Any]
+
 # Reads log lines `first`..`last` of an execution from the database.
 LogReader = Callable[[str, int, int], Awaitable[list[LiveEvent]]]
 
@@ -149,7 +152,7 @@ class LiveSubscription:
 class LiveHub:
     def __init__(self) -> None:
         self._subscriptions: dict[str, set[LiveSubscription]] = {}
-        self._terminal_waiters: dict[str, set[asyncio.Future[None]]] = {}
+        self._terminal_waiters: dict[str, set[asyncio.Future[FinalRow | None]]] = {}
         self._terminal_listeners: list[Callable[[str], None]] = []
         self._recently_terminal: collections.OrderedDict[str, None] = collections.OrderedDict()
 
@@ -170,12 +173,12 @@ class LiveHub:
             if not subscriptions:
                 del self._subscriptions[subscription.execution_id]
 
-    def terminal_waiter(self, execution_id: str) -> asyncio.Future[None]:
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    def terminal_waiter(self, execution_id: str) -> asyncio.Future[FinalRow | None]:
+        waiter: asyncio.Future[FinalRow | None] = asyncio.get_running_loop().create_future()
         self._terminal_waiters.setdefault(execution_id, set()).add(waiter)
         return waiter
 
-    def discard_waiter(self, execution_id: str, waiter: asyncio.Future[None]) -> None:
+    def discard_waiter(self, execution_id: str, waiter: asyncio.Future[FinalRow | None]) -> None:
         waiters = self._terminal_waiters.get(execution_id)
         if waiters is not None:
             waiters.discard(waiter)
@@ -189,7 +192,11 @@ class LiveHub:
     def has_subscribers(self, execution_id: str) -> bool:
         return execution_id in self._subscriptions
 
-    def deliver(self, execution_id: str, events: list[LiveEvent], terminal: bool) -> None:
+    def deliver(
+        self, execution_id: str, events: list[LiveEvent], terminal: bool, final_row: FinalRow | None = None
+    ) -> None:
+        """Hand committed events to the execution's subscribers; once `terminal`, resolve its terminal waiters with
+        `final_row` (None when the row as it ended is not at hand, as for another replica's commit)."""
         for subscription in self._subscriptions.get(execution_id, ()):
             subscription._push(events, terminal)
         if not terminal:
@@ -199,6 +206,6 @@ class LiveHub:
             self._recently_terminal.popitem(last=False)
         for waiter in self._terminal_waiters.pop(execution_id, ()):
             if not waiter.done():
-                waiter.set_result(None)
+                waiter.set_result(final_row)
         for listener in self._terminal_listeners:
             listener(execution_id)

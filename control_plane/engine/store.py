@@ -53,6 +53,8 @@ class Committed:
     terminal_status: ExecutionStatus | None = None
     launched: bool = False
     duration_ms: float | None = None
+    final_row: dict[str, Any] | None = None
+    """The execution's whole row as this commit left it, when the commit ended the execution."""
 
     def drop_status_changes(self) -> None:
         self.terminal_status = None
@@ -132,6 +134,7 @@ class _ExecutionChanges:
     """The changes one ingest batch makes to one execution row, built event by event."""
 
     def __init__(self, row: RowMapping) -> None:
+        self.row = row
         self.execution_id: str = row["id"]
         self.status: ExecutionStatus = row["status"]
         self.status_read: ExecutionStatus = row["status"]
@@ -419,6 +422,14 @@ class ExecutionStore:
         ).rowcount
         if not moved:
             changes.committed.drop_status_changes()
+        elif changes.committed.terminal_status is not None:
+            changes.committed.final_row = {
+                **changes.row,
+                **changes.values,
+                **changes.status_values,
+                "last_event_seq": changes.last_event_seq,
+                "log_count": changes.log_count,
+            }
 
 
 _LOG_COLUMNS = ("execution_id", "line", "ts", "level", "logger", "message")
@@ -448,16 +459,9 @@ _ACTIVE_COUNTS_QUERY = (
     .group_by(EXECUTIONS.c.workflow_name)
 )
 
+# The whole row: a commit that ends an execution hands the row as it left it to whoever waits for the end.
 _LOCK_ROWS_QUERY = (
-    select(
-        EXECUTIONS.c.id,
-        EXECUTIONS.c.workflow_name,
-        EXECUTIONS.c.status,
-        EXECUTIONS.c.last_event_seq,
-        EXECUTIONS.c.log_count,
-        EXECUTIONS.c.started_at,
-        EXECUTIONS.c.backend,
-    )
+    select(EXECUTIONS)
     .where(EXECUTIONS.c.id.in_(bindparam("execution_ids", expanding=True)))
     .order_by(EXECUTIONS.c.id)
     .with_for_update()

@@ -133,6 +133,8 @@ def test_sync_workflow_answers_with_its_result(api: httpx.Client) -> None:
     assert execution["parameters"] == {"a": 2, "b": 3}
     assert execution["error"] is None
     assert execution["started_at"] is not None and execution["finished_at"] is not None
+    # The answer is the execution as stored, the same as reading it back.
+    assert api.get(f"/api/executions/{execution['execution_id']}").json() == execution
     assert execution["duration_ms"] is not None
 
 
