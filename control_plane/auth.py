@@ -188,19 +188,6 @@ def hash_api_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def create_api_key(
-    session: Session,
-    *,
-    user: User,
-    name: str,
-    key: str | None = None,
-    org_id: str | None = None,
-    expires_at: datetime | None = None,
-) -> str:
-    """Store a new API key for `user` (hashed) and return the key itself, which is never stored."""
-    return issue_api_key(session, user=user, name=name, key=key, org_id=org_id, expires_at=expires_at)[0]
-
-
 def issue_api_key(
     session: Session,
     *,
@@ -210,7 +197,8 @@ def issue_api_key(
     org_id: str | None = None,
     expires_at: datetime | None = None,
 ) -> tuple[str, ApiKey]:
-    """Like `create_api_key`, also returning the stored row. A key with `org_id` acts only for that organization."""
+    """Store a new API key for `user` (hashed); the key itself, which is never stored, and the stored row. A key
+    with `org_id` acts only for that organization."""
     key = key or generate_api_key()
     row = ApiKey(
         prefix=key[:_PREFIX_LENGTH],
@@ -291,7 +279,7 @@ def bootstrap(db_engine: Engine, settings: Settings) -> str | None:
             session.add(admin)
             session.flush()
             session.add(Membership(user_id=admin.id, org_id=org.id, role=OrgRole.ORG_ADMIN.value))
-            key = create_api_key(session, user=admin, name="bootstrap", key=given)
+            key, _ = issue_api_key(session, user=admin, name="bootstrap", key=given)
             session.commit()
         except IntegrityError:
             return None  # another replica bootstrapped the same database at the same moment

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, HTTPException, Path, Request, Response, status
+from fastapi import APIRouter, HTTPException, Request, Response, status
 from pydantic import BaseModel, Field
 
 from control_plane.api.dependencies import (
+    EntryNameParam,
     GlobalScopeQuery,
     OrgAdminDep,
     ServicesDep,
@@ -19,7 +20,6 @@ from control_plane.api.dependencies import (
 from control_plane.db.models import ConfigEntry
 from control_plane.db.session import session_scope
 from control_plane.scoped_values import (
-    NAME_PATTERN,
     EntryWrite,
     delete_entry,
     entries_visible_to_org,
@@ -28,8 +28,6 @@ from control_plane.scoped_values import (
 )
 
 router = APIRouter(prefix="/api/config", tags=["config"])
-
-NameParam = Annotated[str, Path(pattern=NAME_PATTERN, description="Letters, digits, `_`, `.`, `-`.")]
 
 
 class ConfigIn(BaseModel):
@@ -55,7 +53,7 @@ def list_config(services: ServicesDep, user: UserDep) -> list[ConfigOut]:
 
 
 @router.get("/{name}")
-def get_config(name: NameParam, services: ServicesDep, user: UserDep) -> ConfigOut:
+def get_config(name: EntryNameParam, services: ServicesDep, user: UserDep) -> ConfigOut:
     """The entry a workflow of the organization acted for reads: its own, else the global one."""
     with session_scope(services.db_engine) as session:
         entry = resolve_entry(session, ConfigEntry, user.org_id, name)
@@ -66,7 +64,7 @@ def get_config(name: NameParam, services: ServicesDep, user: UserDep) -> ConfigO
 
 @router.put("/{name}")
 def put_config(
-    name: NameParam,
+    name: EntryNameParam,
     body: ConfigIn,
     request: Request,
     services: ServicesDep,
@@ -82,7 +80,11 @@ def put_config(
 
 @router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_config(
-    name: NameParam, request: Request, services: ServicesDep, user: OrgAdminDep, global_scope: GlobalScopeQuery = False
+    name: EntryNameParam,
+    request: Request,
+    services: ServicesDep,
+    user: OrgAdminDep,
+    global_scope: GlobalScopeQuery = False,
 ) -> Response:
     write = EntryWrite(write_scope(user, global_scope), user, client_address(request))
     if not delete_entry(services.db_engine, ConfigEntry, name, write=write, audit_prefix="config"):

@@ -8,7 +8,7 @@ import hmac
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Header, HTTPException, Query, Request, status
+from fastapi import Depends, Header, HTTPException, Path, Query, Request, status
 from fastapi.security import APIKeyCookie, APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
 
@@ -27,6 +27,7 @@ from control_plane.engine import Engine as ExecutionEngine
 from control_plane.executions import ExecutionService, Starter
 from control_plane.logins import authenticate_session
 from control_plane.registry import Registry
+from control_plane.scoped_values import NAME_PATTERN
 from control_plane.secrets_crypto import SecretCipher
 from control_plane.settings import Settings
 from control_plane.workflow_access import may_start
@@ -159,6 +160,8 @@ async def require_execution_token(services: ServicesDep, bearer: BearerDep) -> E
 
 RunnerDep = Annotated[ExecutionClaims, Depends(require_execution_token)]
 
+
+EntryNameParam = Annotated[str, Path(pattern=NAME_PATTERN, description="Letters, digits, `_`, `.`, `-`.")]
 
 GlobalScopeQuery = Annotated[
     bool, Query(alias="global", description="The global entry every organization falls back to (platform admins).")

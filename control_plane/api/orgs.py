@@ -74,10 +74,7 @@ def create_org(body: OrgIn, request: Request, services: ServicesDep, user: Platf
         org = Organization(name=body.name)
         session.add(org)
         record(session, "org.created", actor=user, org_id=org.id, target=body.name, ip=client_address(request))
-        try:
-            session.commit()
-        except IntegrityError as exc:
-            raise HTTPException(status.HTTP_409_CONFLICT, detail=f"an organization named {body.name!r} exists") from exc
+        _commit_named(session, body.name)
         return OrgOut.of(org)
 
 
@@ -94,11 +91,16 @@ def rename_org(org_id: str, body: OrgIn, request: Request, services: ServicesDep
         record(session, "org.renamed", actor=user, org_id=org.id, target=body.name, ip=client_address(request))
         org.name = body.name
         session.add(org)
-        try:
-            session.commit()
-        except IntegrityError as exc:
-            raise HTTPException(status.HTTP_409_CONFLICT, detail=f"an organization named {body.name!r} exists") from exc
+        _commit_named(session, body.name)
         return OrgOut.of(org)
+
+
+def _commit_named(session: Session, name: str) -> None:
+    """Commit an organization now named `name`; 409 when another organization has that name."""
+    try:
+        session.commit()
+    except IntegrityError as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=f"an organization named {name!r} exists") from exc
 
 
 @router.get("/{org_id}/members")

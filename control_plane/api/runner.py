@@ -6,6 +6,7 @@ from dataclasses import replace
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, status
+from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
 from bifrost.protocol import ExecutionStatus, RunPayload
@@ -17,7 +18,7 @@ from control_plane.db.models import ConfigEntry, Execution, Secret, User
 from control_plane.db.session import session_scope
 from control_plane.engine.store import ExecutionStore
 from control_plane.executions import Starter
-from control_plane.scoped_values import resolve_entry
+from control_plane.scoped_values import Entry, resolve_entry
 from control_plane.secrets_crypto import SecretDecryptionError
 from control_plane.workflow_access import may_start
 
@@ -26,13 +27,14 @@ router = APIRouter(prefix="/api/runner", tags=["runner"])
 MAX_WAIT_SECONDS = 60
 
 
-def _own_execution(services: Services, claims: ExecutionClaims) -> Execution:
-    with session_scope(services.db_engine) as session:
-        execution = session.get(Execution, claims.execution_id)
-        user = session.get(User, claims.user_id)
+def _running_user(session: Session, claims: ExecutionClaims) -> User:
+    """The token's user while its execution runs: 401 when either is gone, 409 once the execution finished."""
+    execution = session.get(Execution, claims.execution_id)
+    user = session.get(User, claims.user_id)
     if execution is None or user is None:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="the token's execution or user no longer exists")
-    return execution
+    _still_running(execution.id, execution.status)
+    return user
 
 
 def _still_running(execution_id: str, execution_status: ExecutionStatus) -> None:
@@ -60,8 +62,6 @@ def payload(claims: RunnerDep, services: ServicesDep) -> RunPayload:
 async def run_child(name: str, claims: RunnerDep, services: ServicesDep, request: ExecuteRequest) -> ExecutionAccepted:
     """Start a sub-workflow as the same user and organization. It is launched at once, bypassing the queue:
     its parent already holds a run slot and waits for it, so queueing it could deadlock a full system."""
-    parent = await run_in_threadpool(_own_execution, services, claims)
-    _still_running(parent.id, parent.status)
     if not await run_in_threadpool(_may_start_child, services, claims, name):
         raise HTTPException(status.HTTP_403_FORBIDDEN, detail=f"workflow {name!r} is restricted to other roles")
     starter = Starter(user_id=claims.user_id, org_id=claims.org_id)
@@ -74,9 +74,7 @@ async def run_child(name: str, claims: RunnerDep, services: ServicesDep, request
 def _may_start_child(services: Services, claims: ExecutionClaims, name: str) -> bool:
     """Whether the execution's user, in the execution's organization, may start workflow `name`."""
     with session_scope(services.db_engine) as session:
-        user = session.get(User, claims.user_id)
-        if user is None:
-            return False
+        user = _running_user(session, claims)
         principal = replace(principal_of(session, user), org_id=claims.org_id)
         return may_start(session, principal, name)
 
@@ -116,10 +114,7 @@ def _child(services: Services, claims: ExecutionClaims, execution_id: str) -> Ex
 )
 def secret(name: str, claims: RunnerDep, services: ServicesDep) -> ValueOut:
     """The secret of the execution's organization, else the global one."""
-    execution = _own_execution(services, claims)
-    _still_running(execution.id, execution.status)
-    with session_scope(services.db_engine) as session:
-        entry = resolve_entry(session, Secret, claims.org_id, name)
+    entry = _entry_for_run(services, claims, Secret, name)
     if entry is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no secret named {name!r}")
     try:
@@ -131,10 +126,14 @@ def secret(name: str, claims: RunnerDep, services: ServicesDep) -> ValueOut:
 @router.get("/config/{name}", responses={404: {"description": "No such config entry."}})
 def config(name: str, claims: RunnerDep, services: ServicesDep) -> ValueOut:
     """The config entry of the execution's organization, else the global one."""
-    execution = _own_execution(services, claims)
-    _still_running(execution.id, execution.status)
-    with session_scope(services.db_engine) as session:
-        entry = resolve_entry(session, ConfigEntry, claims.org_id, name)
+    entry = _entry_for_run(services, claims, ConfigEntry, name)
     if entry is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no config entry named {name!r}")
     return ValueOut(value=entry.value)
+
+
+def _entry_for_run(services: Services, claims: ExecutionClaims, model: type[Entry], name: str) -> Entry | None:
+    """What the running execution reads as `name`: its organization's entry, else the global one."""
+    with session_scope(services.db_engine) as session:
+        _running_user(session, claims)
+        return resolve_entry(session, model, claims.org_id, name)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, Request, Response, status
+from fastapi import APIRouter, HTTPException, Request, Response, status
 from pydantic import BaseModel, Field
 from sqlmodel import select
 
 from control_plane.api.dependencies import (
+    EntryNameParam,
     GlobalScopeQuery,
     OrgAdminDep,
     PlatformAdminDep,
@@ -20,12 +20,10 @@ from control_plane.api.dependencies import (
 from control_plane.audit import record
 from control_plane.db.models import Secret
 from control_plane.db.session import session_scope
-from control_plane.scoped_values import NAME_PATTERN, EntryWrite, delete_entry, entries_visible_to_org, upsert_entry
+from control_plane.scoped_values import EntryWrite, delete_entry, entries_visible_to_org, upsert_entry
 from control_plane.secrets_crypto import SecretDecryptionError
 
 router = APIRouter(prefix="/api/secrets", tags=["secrets"])
-
-NameParam = Annotated[str, Path(pattern=NAME_PATTERN, description="Letters, digits, `_`, `.`, `-`.")]
 
 
 class SecretIn(BaseModel):
@@ -58,7 +56,7 @@ def list_secrets(services: ServicesDep, user: OrgAdminDep) -> list[SecretOut]:
 
 @router.put("/{name}")
 def put_secret(
-    name: NameParam,
+    name: EntryNameParam,
     body: SecretIn,
     request: Request,
     services: ServicesDep,
@@ -76,7 +74,11 @@ def put_secret(
 
 @router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_secret(
-    name: NameParam, request: Request, services: ServicesDep, user: OrgAdminDep, global_scope: GlobalScopeQuery = False
+    name: EntryNameParam,
+    request: Request,
+    services: ServicesDep,
+    user: OrgAdminDep,
+    global_scope: GlobalScopeQuery = False,
 ) -> Response:
     write = EntryWrite(write_scope(user, global_scope), user, client_address(request))
     if not delete_entry(services.db_engine, Secret, name, write=write, audit_prefix="secret"):

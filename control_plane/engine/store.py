@@ -134,7 +134,6 @@ class _ExecutionChanges:
     """The changes one ingest batch makes to one execution row, built event by event."""
 
     def __init__(self, row: RowMapping) -> None:
-        self.row = row
         self.execution_id: str = row["id"]
         self.status: ExecutionStatus = row["status"]
         self.status_read: ExecutionStatus = row["status"]
@@ -423,13 +422,9 @@ class ExecutionStore:
         if not moved:
             changes.committed.drop_status_changes()
         elif changes.committed.terminal_status is not None:
-            changes.committed.final_row = {
-                **changes.row,
-                **changes.values,
-                **changes.status_values,
-                "last_event_seq": changes.last_event_seq,
-                "log_count": changes.log_count,
-            }
+            # Read back in the same transaction for whoever waits for the end: the whole row, only when it ended.
+            final_row = conn.execute(_FINAL_ROW_QUERY, {"execution_id": changes.execution_id}).mappings().one()
+            changes.committed.final_row = dict(final_row)
 
 
 _LOG_COLUMNS = ("execution_id", "line", "ts", "level", "logger", "message")
@@ -459,13 +454,22 @@ _ACTIVE_COUNTS_QUERY = (
     .group_by(EXECUTIONS.c.workflow_name)
 )
 
-# The whole row: a commit that ends an execution hands the row as it left it to whoever waits for the end.
 _LOCK_ROWS_QUERY = (
-    select(EXECUTIONS)
+    select(
+        EXECUTIONS.c.id,
+        EXECUTIONS.c.workflow_name,
+        EXECUTIONS.c.status,
+        EXECUTIONS.c.last_event_seq,
+        EXECUTIONS.c.log_count,
+        EXECUTIONS.c.started_at,
+        EXECUTIONS.c.backend,
+    )
     .where(EXECUTIONS.c.id.in_(bindparam("execution_ids", expanding=True)))
     .order_by(EXECUTIONS.c.id)
     .with_for_update()
 )
+
+_FINAL_ROW_QUERY = select(EXECUTIONS).where(EXECUTIONS.c.id == bindparam("execution_id"))
 
 _LAUNCH_QUERY: Select[Any] = (
     select(

@@ -37,6 +37,21 @@ def eventually(probe: Callable[[], T | None], *, within: float = 20.0, what: str
         time.sleep(0.05)
 
 
+def start(api: httpx.Client, name: str, **parameters: Any) -> str:
+    """Start a workflow in the background (whatever its execution mode); its execution id."""
+    response = api.post(f"/api/workflows/{name}/execute", json={"parameters": parameters}, params={"sync": False})
+    assert response.status_code == 202, response.text
+    return str(response.json()["execution_id"])
+
+
+def finished(api: httpx.Client, execution_id: str) -> dict[str, Any]:
+    def probe() -> dict[str, Any] | None:
+        execution: dict[str, Any] = api.get(f"/api/executions/{execution_id}").json()
+        return execution if execution["status"] not in ("Pending", "Running") else None
+
+    return eventually(probe, within=60, what=f"execution {execution_id} to finish")
+
+
 def fresh_database(kind: str, tmp: Path, request: pytest.FixtureRequest) -> str:
     """An empty database of `kind`: a SQLite file, or a new database in the session's PostgreSQL."""
     if kind == "sqlite":

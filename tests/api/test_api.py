@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from bifrost.protocol import ExecutionStatus
-from control_plane.auth import TokenIssuer, create_api_key
+from control_plane.auth import TokenIssuer, issue_api_key
 from control_plane.db.models import Execution, ExecutionLog, Organization, User
 from control_plane.db.session import make_engine
 from tests.api.conftest import ADMIN_KEY, SECRET_KEY, Bifrost, eventually, running_bifrost
@@ -71,7 +71,7 @@ def other_org_key(db: Engine) -> str:
         user = User(email="ops@globex.test", org_id=org.id)
         session.add(user)
         session.flush()
-        key = create_api_key(session, user=user, name="ops")
+        key, _ = issue_api_key(session, user=user, name="ops")
         session.commit()
     return key
 

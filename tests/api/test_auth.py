@@ -14,7 +14,7 @@ from control_plane.auth import (
     TokenIssuer,
     authenticate_api_key,
     bootstrap,
-    create_api_key,
+    issue_api_key,
     load_secret_key,
 )
 from control_plane.db.migrate import upgrade_database
@@ -115,9 +115,9 @@ def test_unknown_revoked_and_expired_keys_are_refused(db: Engine, tmp_path: Path
     bootstrap(db, Settings(data_dir=tmp_path, bootstrap_api_key=None))
     with Session(db) as session:
         admin = session.exec(select(User)).one()
-        revoked = create_api_key(session, user=admin, name="revoked")
-        expired = create_api_key(session, user=admin, name="expired")
-        valid = create_api_key(session, user=admin, name="valid")
+        revoked, _ = issue_api_key(session, user=admin, name="revoked")
+        expired, _ = issue_api_key(session, user=admin, name="expired")
+        valid, _ = issue_api_key(session, user=admin, name="valid")
         session.commit()
         for row in session.exec(select(ApiKey)).all():
             if row.name == "revoked":

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.api.conftest import Bifrost, eventually, running_bifrost
+from tests.api.conftest import Bifrost, eventually, finished, running_bifrost, start
 
 WORKFLOWS = """
 import asyncio
@@ -90,20 +90,6 @@ def bifrost(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
 def api(bifrost: Bifrost) -> Iterator[httpx.Client]:
     with bifrost.client() as client:
         yield client
-
-
-def start(api: httpx.Client, name: str, **parameters: Any) -> str:
-    response = api.post(f"/api/workflows/{name}/execute", json={"parameters": parameters})
-    assert response.status_code == 202, response.text
-    return str(response.json()["execution_id"])
-
-
-def finished(api: httpx.Client, execution_id: str) -> dict[str, Any]:
-    def probe() -> dict[str, Any] | None:
-        execution: dict[str, Any] = api.get(f"/api/executions/{execution_id}").json()
-        return execution if execution["status"] not in ("Pending", "Running") else None
-
-    return eventually(probe, within=60, what=f"execution {execution_id} to finish")
 
 
 def read_stream(api: httpx.Client, execution_id: str) -> list[tuple[str, int, dict[str, Any]]]:

@@ -50,20 +50,6 @@ def new_bucket(server: SeaweedS3, *, versioned: bool = False) -> str:
     return server.create_bucket(f"ws-{uuid.uuid4().hex[:12]}", versioned=versioned)
 
 
-def start(api: httpx.Client, name: str, **parameters: Any) -> str:
-    response = api.post(f"/api/workflows/{name}/execute", json={"parameters": parameters}, params={"sync": False})
-    assert response.status_code == 202, response.text
-    return str(response.json()["execution_id"])
-
-
-def finished(api: httpx.Client, execution_id: str) -> dict[str, Any]:
-    def probe() -> dict[str, Any] | None:
-        execution: dict[str, Any] = api.get(f"/api/executions/{execution_id}").json()
-        return execution if execution["status"] not in ("Pending", "Running") else None
-
-    return eventually(probe, within=60, what=f"execution {execution_id} to finish")
-
-
 def wait_running(api: httpx.Client, execution_id: str) -> None:
     """Until the execution's runner has synced its revision and started the workflow."""
     eventually(

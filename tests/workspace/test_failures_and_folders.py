@@ -13,15 +13,13 @@ from bifrost.workspace import WorkspaceStoreError
 from bifrost_runner.checkout import CACHE_FOLDER, REVISIONS_FOLDER
 from bifrost_runner.sync import INDEX_FILE
 from control_plane.app import create_app
-from tests.api.conftest import eventually, make_settings
+from tests.api.conftest import eventually, finished, make_settings, start
 from tests.s3 import SeaweedS3, running_seaweedfs
 from tests.workspace.conftest import (
-    finished,
     new_bucket,
     registry_revision,
     running_bifrost,
     s3_overrides,
-    start,
     wait_running,
     workflow_names,
 )

@@ -12,16 +12,14 @@ import httpx
 import pytest
 
 from bifrost.workspace import content_etag
-from tests.api.conftest import Bifrost, eventually
+from tests.api.conftest import Bifrost, eventually, finished, start
 from tests.s3 import SeaweedS3
 from tests.workspace.conftest import (
     PREFIX,
-    finished,
     new_bucket,
     registry_revision,
     running_bifrost,
     s3_overrides,
-    start,
     wait_running,
     workflow_names,
 )
