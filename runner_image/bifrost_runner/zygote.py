@@ -5,7 +5,9 @@ claim. A few forks wait ready ("spares"), so starting a run costs a pipe write, 
 waits already connected to NATS and to the control plane's API at the URLs of the last claim, having rehearsed
 an execution once (see `bifrost_runner.run.rehearse`); a claim sent elsewhere, or a spare that could not reach
 them, connects anew. A used spare is replaced once its runner ends, or shortly after, so that a new fork does not
-compete with the run for a core. The template reads `RunnerClaim`s, one JSON line each, on stdin; writes
+compete with the run for a core; where the runner can take its priority back (see `priority_is_restorable`), a
+spare gets ready at the lowest CPU priority, so that it never competes with running work, and runs its claim at
+the template's priority. The template reads `RunnerClaim`s, one JSON line each, on stdin; writes
 `RunnerForked` / `RunnerEnded` / `RunnerForkFailed` lines on stdout; reaps its runners; and exits when stdin
 closes, leaving running runners to finish.
 """
@@ -113,10 +115,15 @@ async def _get_ready(expected: ExpectedUrls) -> Preconnected:
     return preconnected
 
 
-async def _serve_claim(claim_fd: int, expected: ExpectedUrls | None) -> int:
+async def _serve_claim(claim_fd: int, expected: ExpectedUrls | None, waiting_priority: int | None) -> int:
     """Connect where the execution is expected to report and rehearse while waiting for the claim, then run it."""
+    priority = os.getpriority(os.PRIO_PROCESS, 0)
+    if waiting_priority is not None:
+        os.setpriority(os.PRIO_PROCESS, 0, waiting_priority)
     connecting = asyncio.ensure_future(_get_ready(expected)) if expected else None
     data = await _read_claim(claim_fd)
+    if waiting_priority is not None:
+        os.setpriority(os.PRIO_PROCESS, 0, priority)
     preconnected = await connecting if connecting else None
     if not data:  # the template went away (or shrank its pool) before a claim came
         if preconnected is not None:
@@ -127,7 +134,7 @@ async def _serve_claim(claim_fd: int, expected: ExpectedUrls | None) -> int:
     return await runner_main.run_from_env(preconnected, claim.payload)
 
 
-def _runner_process(claim_fd: int, expected: ExpectedUrls | None) -> int:
+def _runner_process(claim_fd: int, expected: ExpectedUrls | None, waiting_priority: int | None) -> int:
     """In the fork: detach from the template, wait for the claim, run the one execution."""
     os.setsid()
     for signum in (signal.SIGTERM, signal.SIGCHLD, signal.SIGHUP):
@@ -138,12 +145,34 @@ def _runner_process(claim_fd: int, expected: ExpectedUrls | None) -> int:
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
     os.close(devnull)
-    return uvloop.run(_serve_claim(claim_fd, expected))
+    return uvloop.run(_serve_claim(claim_fd, expected, waiting_priority))
+
+
+LOWEST_PRIORITY = 19
+"""The nice value spares get ready at, where they can take the template's priority back."""
+
+
+def priority_is_restorable() -> bool:
+    """Whether a process may raise its CPU priority back after lowering it: only with CAP_SYS_NICE or a high
+    enough RLIMIT_NICE, which neither /proc nor the capability sets of a user namespace tell reliably. A
+    throwaway fork tries."""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        with contextlib.suppress(OSError):
+            priority = os.getpriority(os.PRIO_PROCESS, 0)
+            os.setpriority(os.PRIO_PROCESS, 0, LOWEST_PRIORITY)
+            os.setpriority(os.PRIO_PROCESS, 0, priority)
+            code = 0
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status) == 0
 
 
 class Template:
-    def __init__(self, spares: int) -> None:
+    def __init__(self, spares: int, waiting_priority: int | None) -> None:
         self._spares_wanted = spares
+        self._waiting_priority = waiting_priority
         self._spares: deque[_Fork] = deque()
         self._forks: dict[int, _Fork] = {}
         self._selector = selectors.DefaultSelector()
@@ -177,7 +206,7 @@ class Template:
         pid = os.fork()
         if pid == 0:
             try:
-                code = _runner_process(claim_read, self._expected)
+                code = _runner_process(claim_read, self._expected, self._waiting_priority)
             except BaseException:
                 traceback.print_exc()  # into the runner's log once the claim is applied
                 code = os.EX_SOFTWARE
@@ -288,7 +317,7 @@ def main() -> None:
     # Everything loaded so far is shared with the forks copy-on-write: kept out of the collector's reach, it is
     # not copied into each fork by garbage collection passes touching it.
     gc.freeze()
-    Template(args.spares).serve()
+    Template(args.spares, LOWEST_PRIORITY if priority_is_restorable() else None).serve()
 
 
 if __name__ == "__main__":

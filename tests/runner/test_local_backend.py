@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from nats.aio.msg import Msg
 
 from bifrost.protocol import ExecutionStatus, RunPayload
 from bifrost_runner.run import preconnect, rehearse
+from bifrost_runner.zygote import LOWEST_PRIORITY, priority_is_restorable
 from control_plane.backends.base import LaunchSpec, RunnerExit
 from control_plane.backends.local import LOST_REASON, LocalBackend
 from control_plane.backends.local_records import RunnerRecord, RunnerRecords
@@ -114,6 +116,43 @@ async def test_each_launch_runs_in_a_fresh_process_and_its_exit_is_reported(loca
     pids = {await _result(local.harness, payload.execution_id) for payload in (first, second)}
     assert len(pids) == 2
     assert local.backend.template_pid not in pids
+
+
+def _children(pid: int) -> set[int]:
+    return {int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
+
+
+async def test_spares_wait_at_low_priority_and_runs_get_the_template_priority_back(local: LocalRun) -> None:
+    local.harness.write("""
+        import os
+        from bifrost import workflow
+
+        @workflow
+        def priority():
+            return os.getpriority(os.PRIO_PROCESS, 0)
+    """)
+    template_pid = local.backend.template_pid
+    assert template_pid is not None
+    template_priority = os.getpriority(os.PRIO_PROCESS, template_pid)
+
+    payload = await local.launch("priority")
+    assert (await local.next_exit()).exit_code == 0
+    assert await _result(local.harness, payload.execution_id) == template_priority
+
+    if not priority_is_restorable():
+        print("this process may not raise its priority again: spares wait at the template's priority")
+        return
+    (spare,) = await asyncio.to_thread(_eventually_one_child, template_pid)
+    assert os.getpriority(os.PRIO_PROCESS, spare) == LOWEST_PRIORITY
+
+
+def _eventually_one_child(pid: int) -> set[int]:
+    for _ in range(100):
+        children = _children(pid)
+        if len(children) == 1:
+            return children
+        time.sleep(0.05)
+    raise AssertionError(f"the template has children {_children(pid)}, not one spare")
 
 
 async def test_launch_is_idempotent_by_execution_id(local: LocalRun, tmp_path: Path) -> None:
