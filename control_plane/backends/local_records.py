@@ -7,11 +7,14 @@ start time identifies a process even when the pid has been reused since.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from pathlib import Path
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
+
+log = logging.getLogger(__name__)
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
@@ -73,15 +76,24 @@ class RunnerRecords:
         return True
 
     def write(self, record: RunnerRecord) -> None:
-        path = self._path(record.execution_id, ".json")
-        temporary = path.with_suffix(".json.tmp")
-        temporary.write_text(record.model_dump_json())
-        temporary.replace(path)
+        """Rewrite the record in place. A new file and a rename would cost two directory updates, each a
+        journal write, on every launch; a record cut short by a crash mid-write reads as lost instead."""
+        data = record.model_dump_json().encode()
+        fd = os.open(self._path(record.execution_id, ".json"), os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            os.pwrite(fd, data, 0)
+            os.ftruncate(fd, len(data))
+        finally:
+            os.close(fd)
 
     def read(self, execution_id: str) -> RunnerRecord | None:
+        """The record; None when there is none, or only an unreadable one."""
         try:
-            return RunnerRecord.model_validate_json(self._path(execution_id, ".json").read_text())
+            return RunnerRecord.model_validate_json(self._path(execution_id, ".json").read_bytes())
         except FileNotFoundError:
+            return None
+        except ValidationError:
+            log.warning("the runner record of execution %s is unreadable; taking the runner as lost", execution_id)
             return None
 
     def log_tail(self, execution_id: str, lines: int) -> str | None:

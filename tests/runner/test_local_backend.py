@@ -327,19 +327,22 @@ async def test_reconcile_watches_live_runners_and_reports_lost_ones(local: Local
     await local.backend.stop()  # the control plane goes away; its runner keeps running
     finished_process = await asyncio.create_subprocess_exec("true")
     await finished_process.wait()
-    RunnerRecords(local.settings.data_dir.resolve() / "runners").write(
-        RunnerRecord(execution_id="dead-run", pid=finished_process.pid, start_time=1)
-    )
+    records = RunnerRecords(local.settings.data_dir.resolve() / "runners")
+    records.write(RunnerRecord(execution_id="dead-run", pid=finished_process.pid, start_time=1))
+    # Cut short by a crash while it was being written.
+    records.write(RunnerRecord(execution_id="torn-record", pid=os.getpid()))
+    torn = records.folder / "torn-record.json"
+    torn.write_bytes(torn.read_bytes()[:20])
 
     local.backend, local.exits = await _started_backend(local.settings)
-    await local.backend.reconcile([alive.execution_id, "dead-run", "never-launched"])
-    lost = {runner_exit.execution_id: runner_exit for runner_exit in [await local.next_exit() for _ in range(2)]}
+    await local.backend.reconcile([alive.execution_id, "dead-run", "never-launched", "torn-record"])
+    lost = {runner_exit.execution_id: runner_exit for runner_exit in [await local.next_exit() for _ in range(3)]}
     marker.touch()
     reattached = await local.next_exit()
 
     assert lost == {
-        "dead-run": RunnerExit(execution_id="dead-run", exit_code=None, reason=LOST_REASON),
-        "never-launched": RunnerExit(execution_id="never-launched", exit_code=None, reason=LOST_REASON),
+        execution_id: RunnerExit(execution_id=execution_id, exit_code=None, reason=LOST_REASON)
+        for execution_id in ("dead-run", "never-launched", "torn-record")
     }
     assert reattached == RunnerExit(
         execution_id=alive.execution_id,
@@ -347,6 +350,18 @@ async def test_reconcile_watches_live_runners_and_reports_lost_ones(local: Local
         reason="runner ended; its exit status is unknown (it outlived a control-plane restart)",
     )
     await _result(local.harness, alive.execution_id)
+
+
+def test_a_rewritten_record_is_exactly_the_new_one(tmp_path: Path) -> None:
+    records = RunnerRecords(tmp_path)
+    assert records.create("run-1")
+    long = RunnerRecord(execution_id="run-1", pid=4242, start_time=99, kill_at=1e9, reason="x" * 200)
+    records.write(long)
+    short = RunnerRecord(execution_id="run-1", pid=7)
+    records.write(short)
+
+    assert records.read("run-1") == short
+    assert not records.create("run-1")
 
 
 async def test_runs_succeed_when_their_urls_differ_from_those_the_ready_runner_connected_to(local: LocalRun) -> None:
