@@ -8,13 +8,13 @@ import contextlib
 import contextvars
 import enum
 import inspect
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
 from bifrost_runner.variables import FrameCatcher
+from bifrost_runner.workers import run_in_worker
 
 CANCEL_UNWIND_SECONDS = 2.0
 """How long a cancelled async workflow may take to run its `finally` blocks before the runner moves on."""
@@ -45,7 +45,7 @@ def _settle(future: asyncio.Future[Any], result: Any, exception: BaseException |
 
 
 def _in_thread(func: Callable[..., Any], kwargs: dict[str, Any], catcher: FrameCatcher) -> asyncio.Future[Any]:
-    """A daemon thread: a sync workflow that ignores its timeout cannot hold the runner's exit."""
+    """On a worker thread (see `bifrost_runner.workers`), its outcome settled on the event loop."""
     loop = asyncio.get_running_loop()
     future: asyncio.Future[Any] = loop.create_future()
     context = contextvars.copy_context()
@@ -61,7 +61,7 @@ def _in_thread(func: Callable[..., Any], kwargs: dict[str, Any], catcher: FrameC
         finally:
             catcher.uninstall()
 
-    threading.Thread(target=target, name="workflow", daemon=True).start()
+    run_in_worker(target)
     return future
 
 

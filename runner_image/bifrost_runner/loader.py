@@ -10,6 +10,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from bifrost.decorators import descriptions_deferred
+
 
 class WorkflowLoadError(Exception):
     """The workflow's file or function is not where the payload says."""
@@ -46,7 +48,8 @@ def load_workflow(workspace_dir: Path, file: str, function_name: str) -> Callabl
         raise WorkflowLoadError(f"workflow file {file!r} not found in the workspace {root}")
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
-    module = _import_by_path(path, path.relative_to(root))
+    with descriptions_deferred():  # the registry has the workflow's info; calling it needs none
+        module = _import_by_path(path, path.relative_to(root))
     function = getattr(module, function_name, None)
     if function is None:
         raise WorkflowLoadError(f"{file} has no function {function_name!r}")

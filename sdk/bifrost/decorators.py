@@ -3,8 +3,11 @@ function itself, so it stays an ordinary function (callable in a unit test)."""
 
 from __future__ import annotations
 
+import contextlib
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any, Literal, TypeVar, overload
 
 from bifrost.errors import ParameterWarning
@@ -15,6 +18,29 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 WORKFLOW_ATTRIBUTE = "__bifrost_workflow__"
 DATA_PROVIDER_ATTRIBUTE = "__bifrost_data_provider__"
+_UNDESCRIBED_ATTRIBUTE = "__bifrost_undescribed__"
+
+Attach = Callable[[Callable[..., Any], dict[str, Any], int], None]
+
+_deferring: ContextVar[bool] = ContextVar("bifrost_deferring_descriptions", default=False)
+
+
+@dataclass(frozen=True)
+class _Undescribed:
+    options: dict[str, Any]
+    attach: Attach
+
+
+@contextlib.contextmanager
+def descriptions_deferred() -> Iterator[None]:
+    """Within the block, `@workflow` and `@data_provider` keep their options and describe the function (and
+    check the options) only when its info is asked for. A runner imports a module to call one function of it:
+    describing every function there would cost a fresh process about half a millisecond each."""
+    token = _deferring.set(True)
+    try:
+        yield
+    finally:
+        _deferring.reset(token)
 
 
 @overload
@@ -65,6 +91,7 @@ def data_provider(func: Callable[..., Any] | None = None, /, **options: Any) -> 
 
 def workflow_info(func: Callable[..., Any]) -> WorkflowInfo:
     """The info `@workflow` attached to `func`; TypeError if it is not a workflow."""
+    _describe(func)
     info = getattr(func, WORKFLOW_ATTRIBUTE, None)
     if not isinstance(info, WorkflowInfo):
         raise TypeError(f"{getattr(func, '__name__', func)!r} is not decorated with @workflow")
@@ -73,30 +100,41 @@ def workflow_info(func: Callable[..., Any]) -> WorkflowInfo:
 
 def data_provider_info(func: Callable[..., Any]) -> DataProviderInfo:
     """The info `@data_provider` attached to `func`; TypeError if it is not a data provider."""
+    _describe(func)
     info = getattr(func, DATA_PROVIDER_ATTRIBUTE, None)
     if not isinstance(info, DataProviderInfo):
         raise TypeError(f"{getattr(func, '__name__', func)!r} is not decorated with @data_provider")
     return info
 
 
-def _decorate(
-    func: Callable[..., Any] | None,
-    options: dict[str, Any],
-    decorator: str,
-    attach: Callable[[Callable[..., Any], dict[str, Any], int], None],
-) -> Any:
-    # stacklevel: warnings point at the decorated function, past _warn, attach, and apply or _decorate+workflow.
+def _decorate(func: Callable[..., Any] | None, options: dict[str, Any], decorator: str, attach: Attach) -> Any:
+    # stacklevel: warnings point at the decorated function, past _warn, attach, _attach_or_defer, and apply or
+    # _decorate+workflow.
     if func is None:
 
         def apply(target: Callable[..., Any]) -> Callable[..., Any]:
             _require_function(target, decorator)
-            attach(target, options, 4)
+            _attach_or_defer(target, options, attach, 5)
             return target
 
         return apply
     _require_function(func, decorator)
-    attach(func, options, 5)
+    _attach_or_defer(func, options, attach, 6)
     return func
+
+
+def _attach_or_defer(func: Callable[..., Any], options: dict[str, Any], attach: Attach, stacklevel: int) -> None:
+    if _deferring.get():
+        setattr(func, _UNDESCRIBED_ATTRIBUTE, _Undescribed(options, attach))
+    else:
+        attach(func, options, stacklevel)
+
+
+def _describe(func: Callable[..., Any]) -> None:
+    """Attach the info a decorator deferred (see `descriptions_deferred`)."""
+    undescribed = vars(func).pop(_UNDESCRIBED_ATTRIBUTE, None) if hasattr(func, "__dict__") else None
+    if isinstance(undescribed, _Undescribed):
+        undescribed.attach(func, undescribed.options, 4)
 
 
 def _require_function(target: Any, decorator: str) -> None:

@@ -70,41 +70,72 @@ def validate_parameters(parameters_schema: dict[str, Any], values: dict[str, Any
 
 def bind_arguments(func: Callable[..., Any], values: dict[str, Any], ctx: ExecutionContext) -> dict[str, Any]:
     """The keyword arguments to call `func` with: `values` coerced to its annotations, plus its context."""
-    binding = _binding_for(func)
-    try:
-        validated = binding.model.model_validate(values)
-    except ValidationError as exc:
-        raise ParameterValidationError(_field_errors(exc)) from None
-    arguments = {name: getattr(validated, field_key(index)) for index, name in enumerate(binding.names)}
-    for name in binding.context_names:
+    signature = _signature_of(func)
+    arguments = _as_given(signature.specs, values)
+    if arguments is None:
+        arguments = _coerced(func, values)
+    for name in signature.context_names:
         arguments[name] = ctx
     return arguments
 
 
 @dataclass(frozen=True)
-class _Binding:
-    model: type[BaseModel]
-    names: list[str]
+class _Signature:
+    specs: list[ParameterSpec]
+    """The parameters that take values; the context parameters are in `context_names`."""
     context_names: list[str]
 
 
 @functools.lru_cache(maxsize=256)
-def _binding_for(func: Callable[..., Any]) -> _Binding:
+def _signature_of(func: Callable[..., Any]) -> _Signature:
+    specs = parameter_specs(func)
+    return _Signature(
+        specs=[spec for spec in specs if not spec.is_context],
+        context_names=[spec.name for spec in specs if spec.is_context],
+    )
+
+
+_PLAIN_TYPES = (str, int, float, bool)
+
+
+def _as_given(specs: list[ParameterSpec], values: dict[str, Any]) -> dict[str, Any] | None:
+    """The arguments without a validation model, when they need none: every value already of its parameter's
+    plain type (or unannotated), nothing unknown, nothing missing. Building the model costs a fresh runner a
+    millisecond; validating such values with it would hand them back unchanged. None when the model is needed."""
+    arguments: dict[str, Any] = {}
+    for spec in specs:
+        if spec.name in values:
+            value = values[spec.name]
+            plain = spec.annotation in _PLAIN_TYPES and type(value) is spec.annotation
+            if not (plain or spec.annotation is NO_ANNOTATION):
+                return None
+            arguments[spec.name] = value
+        elif spec.default is NO_DEFAULT:
+            return None
+        else:
+            arguments[spec.name] = spec.default
+    return arguments if values.keys() <= arguments.keys() else None
+
+
+def _coerced(func: Callable[..., Any], values: dict[str, Any]) -> dict[str, Any]:
+    try:
+        validated = _model_for(func).model_validate(values)
+    except ValidationError as exc:
+        raise ParameterValidationError(_field_errors(exc)) from None
+    return {spec.name: getattr(validated, field_key(index)) for index, spec in enumerate(_signature_of(func).specs)}
+
+
+@functools.lru_cache(maxsize=256)
+def _model_for(func: Callable[..., Any]) -> type[BaseModel]:
     fields: dict[str, Any] = {}
-    names: list[str] = []
-    context_names: list[str] = []
-    for spec in parameter_specs(func):
-        if spec.is_context:
-            context_names.append(spec.name)
-            continue
+    for index, spec in enumerate(_signature_of(func).specs):
         annotation = _validating_annotation(spec)
         default = ... if spec.default is NO_DEFAULT else spec.default
-        fields[field_key(len(names))] = (annotation, Field(default=default, alias=spec.name))
-        names.append(spec.name)
+        fields[field_key(index)] = (annotation, Field(default=default, alias=spec.name))
     model: type[BaseModel] = create_model(
         f"{func.__name__}_arguments", __config__=ConfigDict(extra="forbid"), **fields
     )
-    return _Binding(model, names, context_names)
+    return model
 
 
 def _validating_annotation(spec: ParameterSpec) -> Any:

@@ -216,3 +216,40 @@ def test_data_provider_rejects_workflow_only_options() -> None:
 
         @data_provider(schedule="0 9 * * *")
         def f() -> None: ...
+
+
+def test_deferred_descriptions_are_made_when_asked_for_and_equal_the_eager_ones() -> None:
+    from bifrost.decorators import WORKFLOW_ATTRIBUTE, descriptions_deferred
+
+    def make() -> tuple[Any, Any]:
+        @workflow(name="tagged", tags=["ops"], execution_mode="async")
+        def tagged(n: int, label: str = "x") -> int:
+            """Tag things."""
+            return n
+
+        @data_provider
+        def choices() -> list[str]:
+            return ["a"]
+
+        return tagged, choices
+
+    eager_workflow, eager_provider = make()
+    with descriptions_deferred():
+        deferred_workflow, deferred_provider = make()
+
+    assert not hasattr(deferred_workflow, WORKFLOW_ATTRIBUTE)
+    assert deferred_workflow(3) == 3
+    assert workflow_info(deferred_workflow) == workflow_info(eager_workflow)
+    assert data_provider_info(deferred_provider) == data_provider_info(eager_provider)
+
+
+def test_deferred_invalid_options_raise_when_the_info_is_asked_for() -> None:
+    from bifrost.decorators import descriptions_deferred
+
+    with descriptions_deferred():
+
+        @workflow(execution_mode="sometimes")  # type: ignore[call-overload]
+        def odd() -> None: ...
+
+    with pytest.raises(WorkflowDefinitionError, match="execution_mode"):
+        workflow_info(odd)

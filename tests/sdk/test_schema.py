@@ -330,6 +330,48 @@ def test_bind_arguments_reports_wrong_and_unknown_values(execution_context: Exec
     }
 
 
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        *[(given, given) for given in [{"n": 2, "ratio": 0.5, "name": "a", "flag": True, "raw": [1]}]],
+        ({"n": 2}, {"n": 2, "ratio": 1.0, "name": "x", "flag": False, "raw": None}),
+        # Values of another type than their parameter's are coerced: an int for a float becomes a float.
+        ({"n": "2", "ratio": 3, "flag": "yes"}, {"n": 2, "ratio": 3.0, "name": "x", "flag": True, "raw": None}),
+    ],
+)
+def test_bind_arguments_of_plain_parameters(
+    values: dict[str, Any], expected: dict[str, Any], execution_context: ExecutionContext
+) -> None:
+    @workflow
+    def f(n: int, ratio: float = 1.0, name: str = "x", flag: bool = False, raw=None) -> None: ...  # type: ignore[no-untyped-def]
+
+    arguments = bind_arguments(f, values, execution_context)
+
+    assert arguments == expected
+    assert {name: type(value) for name, value in arguments.items()} == {
+        name: type(value) for name, value in expected.items()
+    }
+
+
+@pytest.mark.parametrize(
+    ("values", "errors"),
+    [
+        ({}, {("n", "missing")}),
+        ({"n": 1, "extra": 1}, {("extra", "unknown_parameter")}),
+        ({"n": "x"}, {("n", "int_parsing")}),
+    ],
+)
+def test_bind_arguments_reports_plain_parameters_wrong(
+    values: dict[str, Any], errors: set[tuple[str, str]], execution_context: ExecutionContext
+) -> None:
+    @workflow
+    def f(n: int, name: str = "x") -> None: ...
+
+    with pytest.raises(ParameterValidationError) as caught:
+        bind_arguments(f, values, execution_context)
+    assert {(error.field, error.type) for error in caught.value.errors} == errors
+
+
 def test_bind_arguments_passes_unsupported_types_through_as_given(execution_context: ExecutionContext) -> None:
     def f(thing: Widget) -> None: ...
 
