@@ -80,11 +80,10 @@ class ExecutionService:
             parent_execution_id=parent_execution_id,
             workspace_revision=self._registry.snapshot.revision,
         )
-        await run_in_threadpool(self._insert, execution)
         run_sync = workflow.execution_mode == "sync" if sync is None else sync
         # Watched from before its launch, so its end cannot slip by unseen.
         with self._engine.watch_terminal(execution.id) as finished:
-            await self._engine.submit(execution.id, sync=run_sync)
+            await self._engine.create(_new_row(execution), sync=run_sync)
             EXECUTIONS_CREATED.labels(mode="sync" if run_sync else "async").inc()
             if not run_sync or wait_seconds is None:
                 return execution, run_sync
@@ -96,14 +95,14 @@ class ExecutionService:
             return Execution.model_validate(final_row), run_sync
         return await run_in_threadpool(self._load, execution.id) or execution, run_sync
 
-    def _insert(self, execution: Execution) -> None:
-        with session_scope(self._db_engine) as session:
-            session.add(execution)
-            session.commit()
-
     def _load(self, execution_id: str) -> Execution | None:
         with session_scope(self._db_engine) as session:
             return session.get(Execution, execution_id)
+
+
+def _new_row(execution: Execution) -> dict[str, Any]:
+    """The execution's values as an `executions` row; unset ones are left to the database (NULL, not JSON null)."""
+    return {column: value for column, value in execution.model_dump().items() if value is not None}
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from typing import Annotated
 from fastapi import Depends, Header, HTTPException, Path, Query, Request, status
 from fastapi.security import APIKeyCookie, APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
+from sqlmodel import Session
 
 from control_plane.audit import record
 from control_plane.auth import (
@@ -51,7 +52,8 @@ class Services:
     cipher: SecretCipher
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
+    """Async, as every dependency that does no blocking work: FastAPI runs a plain `def` one in a worker thread."""
     services: Services = request.app.state.services
     return services
 
@@ -78,9 +80,17 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def require_user(
-    request: Request,
-    services: ServicesDep,
+@dataclass(frozen=True)
+class Credentials:
+    """What a request presents to say who is calling."""
+
+    api_key: str | None
+    session_token: str | None
+    org: str | None
+    """The organization the caller asks to act for."""
+
+
+async def get_credentials(
     bearer: BearerDep,
     header_key: Annotated[str | None, Depends(_key_header)],
     session_token: Annotated[str | None, Depends(_session_cookie)],
@@ -92,30 +102,40 @@ def require_user(
             "Default: the key's organization, else your home organization.",
         ),
     ] = None,
-) -> Principal:
+) -> Credentials:
+    return Credentials(header_key or (bearer.credentials if bearer else None), session_token, org)
+
+
+CredentialsDep = Annotated[Credentials, Depends(get_credentials)]
+
+
+def require_user(request: Request, services: ServicesDep, credentials: CredentialsDep) -> Principal:
     """The signed-in user, acting for the requested (or their default) organization. 401 without valid
     credentials, 403 for a browser write without its CSRF token or an organization the user may not act for."""
-    key = header_key or (bearer.credentials if bearer else None)
     with session_scope(services.db_engine) as session:
-        if key:
-            principal = authenticate_api_key(session, key)
-            if principal is None:
-                raise _unauthorized("invalid API key (unknown, revoked or expired)")
-        elif session_token:
-            found = authenticate_session(session, session_token)
-            if found is None:
-                raise _unauthorized("your session has expired or was closed: log in again at /login")
-            principal, ui_session = found
-            if request.method not in _SAFE_METHODS:
-                _check_csrf(request.headers.get(CSRF_HEADER), ui_session.csrf_token)
-        else:
-            raise _unauthorized("missing API key: send `Authorization: Bearer <key>` or `X-Bifrost-Key: <key>`")
-        if org is None or org == principal.org_id:
-            return principal
-        try:
-            return acting_for(session, principal, org)
-        except OrgAccessError as exc:
-            raise HTTPException(exc.status, detail=str(exc)) from exc
+        return _authenticate(session, request, credentials)
+
+
+def _authenticate(session: Session, request: Request, credentials: Credentials) -> Principal:
+    if credentials.api_key:
+        principal = authenticate_api_key(session, credentials.api_key)
+        if principal is None:
+            raise _unauthorized("invalid API key (unknown, revoked or expired)")
+    elif credentials.session_token:
+        found = authenticate_session(session, credentials.session_token)
+        if found is None:
+            raise _unauthorized("your session has expired or was closed: log in again at /login")
+        principal, ui_session = found
+        if request.method not in _SAFE_METHODS:
+            _check_csrf(request.headers.get(CSRF_HEADER), ui_session.csrf_token)
+    else:
+        raise _unauthorized("missing API key: send `Authorization: Bearer <key>` or `X-Bifrost-Key: <key>`")
+    if credentials.org is None or credentials.org == principal.org_id:
+        return principal
+    try:
+        return acting_for(session, principal, credentials.org)
+    except OrgAccessError as exc:
+        raise HTTPException(exc.status, detail=str(exc)) from exc
 
 
 def _check_csrf(sent: str | None, expected: str) -> None:
@@ -126,7 +146,7 @@ def _check_csrf(sent: str | None, expected: str) -> None:
 UserDep = Annotated[Principal, Depends(require_user)]
 
 
-def require_platform_admin(user: UserDep) -> Principal:
+async def require_platform_admin(user: UserDep) -> Principal:
     """A platform admin; 403 for anyone else."""
     if not user.is_platform_admin:
         raise forbidden("only platform admins may do this")
@@ -136,7 +156,7 @@ def require_platform_admin(user: UserDep) -> Principal:
 PlatformAdminDep = Annotated[Principal, Depends(require_platform_admin)]
 
 
-def require_org_admin(user: UserDep) -> Principal:
+async def require_org_admin(user: UserDep) -> Principal:
     """An admin of the organization the caller acts for (platform admins count); 403 for anyone else."""
     if user.org_id is None and not user.is_platform_admin:
         raise forbidden(f"no organization selected: send the {ORG_HEADER} header")
@@ -177,14 +197,16 @@ def write_scope(user: Principal, global_scope: bool) -> str | None:
     return None
 
 
-def require_starter(request: Request, services: ServicesDep, user: UserDep) -> Starter:
+def require_starter(request: Request, services: ServicesDep, credentials: CredentialsDep) -> Starter:
     """The caller starting the workflow named in the path, for the organization they act for (only platform
     admins start global runs). 403 when the workflow is restricted to roles the caller lacks there; a platform
-    admin starting a run for an organization they do not belong to is audited."""
+    admin starting a run for an organization they do not belong to is audited. Authenticates the caller itself,
+    in the same session: one worker thread and one connection for both."""
     workflow_name = request.path_params.get("name", "")
-    if user.org_id is None and not user.is_platform_admin:
-        raise forbidden(f"you belong to no organization to run workflows for (or send the {ORG_HEADER} header)")
     with session_scope(services.db_engine) as session:
+        user = _authenticate(session, request, credentials)
+        if user.org_id is None and not user.is_platform_admin:
+            raise forbidden(f"you belong to no organization to run workflows for (or send the {ORG_HEADER} header)")
         if not may_start(session, user, workflow_name):
             raise forbidden(f"workflow {workflow_name!r} is restricted to other roles")
         if user.is_platform_admin and user.org_id is not None and user.org_id not in user.roles:

@@ -12,9 +12,10 @@ import contextlib
 import enum
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, timedelta
+from typing import Any
 
 import nats.errors
 from nats.aio.msg import Msg
@@ -115,10 +116,11 @@ class Dispatcher:
     def capacity_freed(self, _execution_id: str) -> None:
         self._wake.set()
 
-    async def launch_now(self, execution_id: str) -> LaunchOutcome:
-        """Launch without the queue (sync requests). A launch the backend refuses closes the execution."""
+    async def launch_now(self, execution_id: str, new_row: Mapping[str, Any] | None = None) -> LaunchOutcome:
+        """Launch without the queue (sync requests), recording the execution first when it is `new_row`. A launch
+        the backend refuses closes the execution."""
         try:
-            outcome, _workflow_name = await self._try_launch(execution_id)
+            outcome, _workflow_name = await self._try_launch(execution_id, new_row)
         except LaunchError as exc:
             await self._close_unlaunchable(execution_id, str(exc))
             return LaunchOutcome.SKIPPED
@@ -207,11 +209,13 @@ class Dispatcher:
                 parked.last_progress = now
                 await _settle(parked.message.in_progress())
 
-    async def _try_launch(self, execution_id: str) -> tuple[LaunchOutcome, str]:
+    async def _try_launch(
+        self, execution_id: str, new_row: Mapping[str, Any] | None = None
+    ) -> tuple[LaunchOutcome, str]:
         """Launch if the row still needs it and the limits allow; the outcome and the workflow's name."""
         async with self._lock:
             target = await asyncio.to_thread(
-                self._store.launch_target, execution_id, self._settings.max_result_bytes
+                self._store.launch_target, execution_id, self._settings.max_result_bytes, new_row
             )
             if target is None:
                 logger.warning("not launching execution %s: it does not exist", execution_id)

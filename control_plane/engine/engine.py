@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Coroutine, Iterator
+from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping
 from typing import Any
 
 import nats
@@ -123,13 +123,25 @@ class Engine:
             self._embedded_nats = None
         self._nats_url = ""
 
+    async def create(self, new_row: Mapping[str, Any], *, sync: bool) -> None:
+        """Record a new execution (the `executions` row `new_row`) and hand it over for launch, as `submit` does.
+        A sync one is recorded and read for its launch in one transaction."""
+        if not sync:
+            await asyncio.to_thread(self._store.insert, new_row)
+            await self._enqueue(new_row["id"])
+            return
+        await self._launch_now(new_row["id"], new_row)
+
     async def submit(self, execution_id: str, *, sync: bool) -> None:
         """Hand a Pending execution over for launch: at once when `sync` (and a slot is free), else queued."""
         if not sync:
             await self._require_execution(execution_id)
             await self._enqueue(execution_id)
             return
-        outcome = await self._dispatcher.launch_now(execution_id)
+        await self._launch_now(execution_id)
+
+    async def _launch_now(self, execution_id: str, new_row: Mapping[str, Any] | None = None) -> None:
+        outcome = await self._dispatcher.launch_now(execution_id, new_row)
         if outcome is LaunchOutcome.UNKNOWN:
             raise ExecutionNotFoundError(execution_id)
         if outcome in (LaunchOutcome.GLOBAL_LIMIT, LaunchOutcome.WORKFLOW_LIMIT):

@@ -264,10 +264,20 @@ class ExecutionStore:
         with self._db.connect() as conn:
             return [log_live_event(dict(row)) for row in conn.execute(query).mappings()]
 
-    def launch_target(self, execution_id: str, max_result_bytes: int) -> LaunchTarget | None:
+    def insert(self, new_row: Mapping[str, Any]) -> None:
+        """Record a new execution."""
+        with self._db.begin() as conn:
+            conn.execute(insert(EXECUTIONS), new_row)
+
+    def launch_target(
+        self, execution_id: str, max_result_bytes: int, new_row: Mapping[str, Any] | None = None
+    ) -> LaunchTarget | None:
         """The execution as the dispatcher launches it (with the counts its limits need) and as its runner
-        receives it; None when there is no such execution."""
-        with self._db.connect() as conn:
+        receives it; None when there is no such execution. With `new_row`, the execution is recorded first, in
+        the same transaction."""
+        with self._db.begin() as conn:
+            if new_row is not None:
+                conn.execute(insert(EXECUTIONS), new_row)
             row = conn.execute(_LAUNCH_QUERY, {"execution_id": execution_id}).mappings().one_or_none()
             if row is None:
                 return None
