@@ -416,25 +416,22 @@ class ExecutionStore:
     def _write(conn: Connection, changes: _ExecutionChanges) -> None:
         if changes.committed.log_rows:
             _insert_log_rows(conn, changes.committed.log_rows)
-        conn.execute(
-            update(EXECUTIONS)
-            .where(EXECUTIONS.c.id == changes.execution_id)
-            .values(last_event_seq=changes.last_event_seq, log_count=changes.log_count, **changes.values)
-        )
-        if not changes.status_values:
-            return
-        # Compare and set: a status someone else wrote since it was read (a cancel, say) is not overwritten.
-        moved = conn.execute(
-            update(EXECUTIONS)
-            .where(EXECUTIONS.c.id == changes.execution_id, EXECUTIONS.c.status == changes.status_read)
-            .values(**changes.status_values)
-        ).rowcount
-        if not moved:
+        values = {"last_event_seq": changes.last_event_seq, "log_count": changes.log_count, **changes.values}
+        if changes.status_values:
+            # Compare and set: a status someone else wrote since it was read (a cancel, say) is not overwritten.
+            # The row comes back as this update left it, for whoever waits for the end.
+            moved = conn.execute(
+                update(EXECUTIONS)
+                .where(EXECUTIONS.c.id == changes.execution_id, EXECUTIONS.c.status == changes.status_read)
+                .values(**values, **changes.status_values)
+                .returning(*EXECUTIONS.c)
+            ).mappings().one_or_none()
+            if moved is not None:
+                if changes.committed.terminal_status is not None:
+                    changes.committed.final_row = dict(moved)
+                return
             changes.committed.drop_status_changes()
-        elif changes.committed.terminal_status is not None:
-            # Read back in the same transaction for whoever waits for the end: the whole row, only when it ended.
-            final_row = conn.execute(_FINAL_ROW_QUERY, {"execution_id": changes.execution_id}).mappings().one()
-            changes.committed.final_row = dict(final_row)
+        conn.execute(update(EXECUTIONS).where(EXECUTIONS.c.id == changes.execution_id).values(**values))
 
 
 _LOG_COLUMNS = ("execution_id", "line", "ts", "level", "logger", "message")
@@ -478,8 +475,6 @@ _LOCK_ROWS_QUERY = (
     .order_by(EXECUTIONS.c.id)
     .with_for_update()
 )
-
-_FINAL_ROW_QUERY = select(EXECUTIONS).where(EXECUTIONS.c.id == bindparam("execution_id"))
 
 _LAUNCH_QUERY: Select[Any] = (
     select(
