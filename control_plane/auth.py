@@ -12,7 +12,8 @@ from datetime import UTC, datetime, timedelta
 
 import jwt
 from pydantic import BaseModel
-from sqlalchemy import Engine
+from sqlalchemy import Engine, Table, bindparam, update
+from sqlalchemy import select as core_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -136,9 +137,43 @@ class OrgAccessError(Exception):
         self.status = status
 
 
+# Built once: building a statement costs more than running it, and these run on every request.
+_MEMBERSHIPS_QUERY = select(Membership).where(col(Membership.user_id) == bindparam("user_id"))
+_API_KEYS: Table = ApiKey.__table__  # type: ignore[attr-defined]
+_USERS: Table = User.__table__  # type: ignore[attr-defined]
+_MEMBERSHIPS: Table = Membership.__table__  # type: ignore[attr-defined]
+# Every key with the prefix, with its user and the user's memberships: one row per membership (or one without).
+# Read as plain rows, not ORM objects: this runs on every request made with a key.
+_API_KEY_QUERY = (
+    core_select(
+        _API_KEYS.c.id.label("key_id"),
+        _API_KEYS.c.key_hash,
+        _API_KEYS.c.org_id.label("key_org_id"),
+        _API_KEYS.c.revoked_at,
+        _API_KEYS.c.expires_at,
+        _API_KEYS.c.last_used_at,
+        _USERS.c.id.label("user_id"),
+        _USERS.c.org_id.label("home_org_id"),
+        _USERS.c.email,
+        _USERS.c.name,
+        _USERS.c.is_platform_admin,
+        _USERS.c.is_active,
+        _MEMBERSHIPS.c.org_id.label("member_org_id"),
+        _MEMBERSHIPS.c.role,
+    )
+    .select_from(
+        _API_KEYS.join(_USERS, _USERS.c.id == _API_KEYS.c.user_id).outerjoin(
+            _MEMBERSHIPS, _MEMBERSHIPS.c.user_id == _USERS.c.id
+        )
+    )
+    .where(_API_KEYS.c.prefix == bindparam("prefix"))
+)
+_NOTE_KEY_USE = update(_API_KEYS).where(_API_KEYS.c.id == bindparam("key_id")).values(last_used_at=bindparam("now"))
+
+
 def roles_of(session: Session, user: User) -> dict[str, OrgRole]:
     """The user's role per organization. The user's home org (`User.org_id`) counts as membership."""
-    memberships = session.exec(select(Membership).where(Membership.user_id == user.id)).all()
+    memberships = session.exec(_MEMBERSHIPS_QUERY, params={"user_id": user.id}).all()
     roles = {membership.org_id: OrgRole(membership.role) for membership in memberships}
     if user.org_id is not None:
         roles.setdefault(user.org_id, OrgRole.MEMBER)
@@ -149,19 +184,41 @@ def principal_of(
     session: Session, user: User, *, key_org_id: str | None = None, session_id: str | None = None
 ) -> Principal:
     """The user as a caller, acting for the key's org, else their home org, else their only org."""
-    roles = roles_of(session, user)
-    if key_org_id is not None:
-        org_id: str | None = key_org_id
-    elif user.org_id is not None:
-        org_id = user.org_id
-    else:
-        org_id = next(iter(roles)) if len(roles) == 1 else None
-    return Principal(
+    return _principal(
         user_id=user.id,
-        org_id=org_id,
+        home_org_id=user.org_id,
         email=user.email,
         name=user.name,
         is_platform_admin=user.is_platform_admin,
+        roles=roles_of(session, user),
+        key_org_id=key_org_id,
+        session_id=session_id,
+    )
+
+
+def _principal(
+    *,
+    user_id: str,
+    home_org_id: str | None,
+    email: str,
+    name: str | None,
+    is_platform_admin: bool,
+    roles: dict[str, OrgRole],
+    key_org_id: str | None = None,
+    session_id: str | None = None,
+) -> Principal:
+    if key_org_id is not None:
+        org_id: str | None = key_org_id
+    elif home_org_id is not None:
+        org_id = home_org_id
+    else:
+        org_id = next(iter(roles)) if len(roles) == 1 else None
+    return Principal(
+        user_id=user_id,
+        org_id=org_id,
+        email=email,
+        name=name,
+        is_platform_admin=is_platform_admin,
         roles=roles,
         key_org_id=key_org_id,
         session_id=session_id,
@@ -229,29 +286,39 @@ def create_service_account(session: Session, *, org: Organization, name: str, ro
 def authenticate_api_key(session: Session, key: str) -> Principal | None:
     """The principal of a valid, unexpired, unrevoked key of an active user; None for anything else."""
     candidate_hash = hash_api_key(key)
-    query = select(ApiKey, User).join(User, col(User.id) == col(ApiKey.user_id))
-    rows = session.exec(query.where(ApiKey.prefix == key[:_PREFIX_LENGTH])).all()
-    now = utcnow()
-    for api_key, user in rows:
-        if not hmac.compare_digest(api_key.key_hash, candidate_hash):
-            continue
-        if api_key.revoked_at is not None or (api_key.expires_at is not None and _aware(api_key.expires_at) <= now):
-            return None
-        if not user.is_active:
-            return None
-        principal = principal_of(session, user, key_org_id=api_key.org_id)
-        if api_key.org_id is not None and not principal.may_see_org(api_key.org_id):
-            return None  # bound to an organization its user has since left
-        _note_use(session, api_key, now)
-        return principal
-    return None
+    rows = session.connection().execute(_API_KEY_QUERY, {"prefix": key[:_PREFIX_LENGTH]}).mappings().all()
+    matching = [row for row in rows if hmac.compare_digest(row["key_hash"], candidate_hash)]
+    if not matching:
+        return None
+    key_row, now = matching[0], utcnow()
+    if key_row["revoked_at"] is not None or (
+        key_row["expires_at"] is not None and _aware(key_row["expires_at"]) <= now
+    ):
+        return None
+    if not key_row["is_active"]:
+        return None
+    roles = {row["member_org_id"]: OrgRole(row["role"]) for row in matching if row["member_org_id"] is not None}
+    if key_row["home_org_id"] is not None:
+        roles.setdefault(key_row["home_org_id"], OrgRole.MEMBER)
+    principal = _principal(
+        user_id=key_row["user_id"],
+        home_org_id=key_row["home_org_id"],
+        email=key_row["email"],
+        name=key_row["name"],
+        is_platform_admin=key_row["is_platform_admin"],
+        roles=roles,
+        key_org_id=key_row["key_org_id"],
+    )
+    if key_row["key_org_id"] is not None and not principal.may_see_org(key_row["key_org_id"]):
+        return None  # bound to an organization its user has since left
+    _note_use(session, key_row["key_id"], key_row["last_used_at"], now)
+    return principal
 
 
-def _note_use(session: Session, api_key: ApiKey, now: datetime) -> None:
+def _note_use(session: Session, key_id: str, last_used_at: datetime | None, now: datetime) -> None:
     # At most one write a minute per key: a busy key must not turn every read into a database write.
-    if api_key.last_used_at is None or now - _aware(api_key.last_used_at) > LAST_USED_RESOLUTION:
-        api_key.last_used_at = now
-        session.add(api_key)
+    if last_used_at is None or now - _aware(last_used_at) > LAST_USED_RESOLUTION:
+        session.connection().execute(_NOTE_KEY_USE, {"key_id": key_id, "now": now})
         session.commit()
 
 

@@ -305,10 +305,7 @@ class ExecutionStore:
         (it may have been cancelled meanwhile)."""
         with self._db.begin() as conn:
             status: ExecutionStatus = conn.execute(
-                update(EXECUTIONS)
-                .where(EXECUTIONS.c.id == execution_id)
-                .values(backend=backend, runner_ref=runner_ref)
-                .returning(EXECUTIONS.c.status)
+                _RECORD_LAUNCH, {"b_id": execution_id, "backend": backend, "runner_ref": runner_ref}
             ).scalar_one()
             return status
 
@@ -416,22 +413,28 @@ class ExecutionStore:
     def _write(conn: Connection, changes: _ExecutionChanges) -> None:
         if changes.committed.log_rows:
             _insert_log_rows(conn, changes.committed.log_rows)
-        values = {"last_event_seq": changes.last_event_seq, "log_count": changes.log_count, **changes.values}
+        values = {
+            "b_id": changes.execution_id,
+            "last_event_seq": changes.last_event_seq,
+            "log_count": changes.log_count,
+            **changes.values,
+        }
         if changes.status_values:
             # Compare and set: a status someone else wrote since it was read (a cancel, say) is not overwritten.
             # The row comes back as this update left it, for whoever waits for the end.
-            moved = conn.execute(
-                update(EXECUTIONS)
-                .where(EXECUTIONS.c.id == changes.execution_id, EXECUTIONS.c.status == changes.status_read)
-                .values(**values, **changes.status_values)
-                .returning(*EXECUTIONS.c)
-            ).mappings().one_or_none()
+            moved = (
+                conn.execute(
+                    _MOVE_EXECUTION, {**values, **changes.status_values, "b_status_read": changes.status_read}
+                )
+                .mappings()
+                .one_or_none()
+            )
             if moved is not None:
                 if changes.committed.terminal_status is not None:
                     changes.committed.final_row = dict(moved)
                 return
             changes.committed.drop_status_changes()
-        conn.execute(update(EXECUTIONS).where(EXECUTIONS.c.id == changes.execution_id).values(**values))
+        conn.execute(_UPDATE_EXECUTION, values)
 
 
 _LOG_COLUMNS = ("execution_id", "line", "ts", "level", "logger", "message")
@@ -475,6 +478,18 @@ _LOCK_ROWS_QUERY = (
     .order_by(EXECUTIONS.c.id)
     .with_for_update()
 )
+
+# Updates take their SET columns from the parameters they are run with; the WHERE parameters are named `b_*`,
+# apart from every column name.
+_UPDATE_EXECUTION = update(EXECUTIONS).where(EXECUTIONS.c.id == bindparam("b_id"))
+
+_MOVE_EXECUTION = (
+    update(EXECUTIONS)
+    .where(EXECUTIONS.c.id == bindparam("b_id"), EXECUTIONS.c.status == bindparam("b_status_read"))
+    .returning(*EXECUTIONS.c)
+)
+
+_RECORD_LAUNCH = _UPDATE_EXECUTION.returning(EXECUTIONS.c.status)
 
 _LAUNCH_QUERY: Select[Any] = (
     select(
