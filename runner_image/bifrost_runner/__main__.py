@@ -14,8 +14,11 @@ from bifrost_runner.run import Preconnected, run_execution
 
 
 def configure_runner_logging() -> None:
-    """The runner's own messages go to its stderr, never into the execution's log."""
+    """The runner's own messages go to its stderr, never into the execution's log. Once per process (a runner
+    forked from the template finds it done): setting a level walks every logger there is."""
     log = logging.getLogger("bifrost_runner")
+    if log.handlers:
+        return
     handler = logging.StreamHandler(sys.__stderr__)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s bifrost-runner: %(message)s"))
     log.addHandler(handler)

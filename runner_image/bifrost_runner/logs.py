@@ -178,7 +178,7 @@ def captured_output(collector: LogCollector) -> Iterator[None]:
     stderr = _StreamCapture(collector, "stderr", "ERROR")
     previous_streams = sys.stdout, sys.stderr
     root.addHandler(handler)
-    root.setLevel(logging.INFO)
+    _set_level(root, logging.INFO)
     sys.stdout, sys.stderr = stdout, stderr
     try:
         yield
@@ -187,4 +187,10 @@ def captured_output(collector: LogCollector) -> Iterator[None]:
         stdout.finish()
         stderr.finish()
         root.removeHandler(handler)
-        root.setLevel(previous_level)
+        _set_level(root, previous_level)
+
+
+def _set_level(logger: logging.Logger, level: int) -> None:
+    """Set only a level that differs: setting one clears the cache of every logger there is."""
+    if logger.level != level:
+        logger.setLevel(level)

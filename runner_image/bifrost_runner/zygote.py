@@ -23,6 +23,7 @@ import resource
 import selectors
 import signal
 import sys
+import tempfile
 import time
 import traceback
 from collections import deque
@@ -313,6 +314,9 @@ def main() -> None:
     if args.spares < 0:
         parser.error("--spares must be 0 or more")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the control plane stops us by closing stdin
+    runner_main.configure_runner_logging()
+    # The first call probes the folder by creating and removing a file: done here once, not in every runner.
+    tempfile.gettempdir()
     uvloop.run(_rehearse_http())
     # Everything loaded so far is shared with the forks copy-on-write: kept out of the collector's reach, it is
     # not copied into each fork by garbage collection passes touching it.
