@@ -93,6 +93,7 @@ class LocalBackend:
     async def start(self, on_exit: ExitCallback) -> None:
         self._on_exit = on_exit
         self._stopping = False
+        await asyncio.to_thread(self._records.prepare)
         await self._start_template()
 
     async def stop(self) -> None:
@@ -106,6 +107,7 @@ class LocalBackend:
         if self._template:
             await self._template.close()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._records.close()
 
     async def launch(self, spec: LaunchSpec) -> None:
         execution_id = spec.execution_id
@@ -128,6 +130,7 @@ class LocalBackend:
             self._adopt(runner, kill_at, timeout_seconds=spec.timeout_seconds)
         finally:
             self._launching.discard(execution_id)
+        self._spawn(asyncio.to_thread(self._records.prepare))
         ended = self._ended_while_launching.pop(execution_id, None)
         if ended:
             self._runner_ended(ended)

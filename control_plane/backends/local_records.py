@@ -10,9 +10,12 @@ from __future__ import annotations
 import logging
 import os
 import re
+import threading
 from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
+
+from bifrost.prepared_files import PreparedFile
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +58,8 @@ def is_same_process(pid: int, start_time: int | None) -> bool:
 class RunnerRecords:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
+        self._prepared: PreparedFile | None = None
+        self._prepared_lock = threading.Lock()
 
     def _path(self, execution_id: str, suffix: str) -> Path:
         if not _SAFE_ID.match(execution_id):
@@ -64,15 +69,46 @@ class RunnerRecords:
     def log_path(self, execution_id: str) -> Path:
         return self._path(execution_id, ".log")
 
+    def prepare(self) -> None:
+        """Make the file of the next `create` now, off the path of the launch that will use it (see
+        `bifrost.prepared_files`)."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with self._prepared_lock:
+            if self._prepared is None:
+                self._prepared = PreparedFile.make(self.folder)
+
+    def close(self) -> None:
+        with self._prepared_lock:
+            prepared, self._prepared = self._prepared, None
+        if prepared is not None:
+            prepared.discard()
+
     def create(self, execution_id: str) -> bool:
         """Record a new runner; False when one was already recorded for this execution."""
-        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self._path(execution_id, ".json")
+        data = RunnerRecord(execution_id=execution_id).model_dump_json().encode()
+        with self._prepared_lock:
+            prepared, self._prepared = self._prepared, None
+        if prepared is None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                return False
+            os.write(fd, data)
+            os.close(fd)
+            return True
+        os.pwrite(prepared.fd, data, 0)
+        os.ftruncate(prepared.fd, len(data))
         try:
-            fd = os.open(self._path(execution_id, ".json"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            os.close(prepared.name(path))
         except FileExistsError:
+            with self._prepared_lock:
+                if self._prepared is None:
+                    self._prepared, prepared = prepared, None
+            if prepared is not None:
+                prepared.discard()
             return False
-        with os.fdopen(fd, "w") as file:
-            file.write(RunnerRecord(execution_id=execution_id).model_dump_json())
         return True
 
     def write(self, record: RunnerRecord) -> None:

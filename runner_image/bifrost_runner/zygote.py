@@ -33,6 +33,7 @@ from typing import NamedTuple
 import uvloop
 from pydantic import BaseModel, ValidationError
 
+from bifrost.prepared_files import PreparedFile
 from bifrost.protocol import RunnerClaim, RunnerEnded, RunnerForked, RunnerForkFailed
 from bifrost_runner import __main__ as runner_main
 from bifrost_runner.api import ApiClient
@@ -71,8 +72,18 @@ def _limit(kind: int, soft: int, hard: int) -> None:
     resource.setrlimit(kind, (min(soft, hard), hard))
 
 
-def _apply_claim(claim: RunnerClaim) -> None:
-    log_fd = os.open(claim.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+def _open_log(claim: RunnerClaim, prepared: PreparedFile | None) -> int:
+    """The runner's log file: the one prepared while waiting, named now, else a new one."""
+    if prepared is not None:
+        try:
+            return prepared.name(claim.log_path)
+        except OSError:  # taken, or in another folder than the last claim's
+            prepared.discard()
+    return os.open(claim.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+
+
+def _apply_claim(claim: RunnerClaim, prepared_log: PreparedFile | None) -> None:
+    log_fd = _open_log(claim, prepared_log)
     os.dup2(log_fd, 1)
     os.dup2(log_fd, 2)
     os.close(log_fd)
@@ -97,6 +108,19 @@ class ExpectedUrls(NamedTuple):
         return cls(api_url, nats_url) if api_url and nats_url else None
 
 
+@dataclass(frozen=True)
+class Expected:
+    """What the last claim looked like, for the next runners to get ready for."""
+
+    urls: ExpectedUrls | None = None
+    log_folder: str | None = None
+    """Where the last claim's runner logged: the next runners make their log file there ahead."""
+
+    def after(self, claim: RunnerClaim) -> Expected:
+        """What to expect after `claim`: what it says, and what was expected before where it says nothing."""
+        return Expected(ExpectedUrls.of(claim) or self.urls, os.path.dirname(claim.log_path) or self.log_folder)
+
+
 async def _read_claim(claim_fd: int) -> bytes:
     reader = asyncio.StreamReader()
     transport, _ = await asyncio.get_running_loop().connect_read_pipe(
@@ -116,12 +140,14 @@ async def _get_ready(expected: ExpectedUrls) -> Preconnected:
     return preconnected
 
 
-async def _serve_claim(claim_fd: int, expected: ExpectedUrls | None, waiting_priority: int | None) -> int:
-    """Connect where the execution is expected to report and rehearse while waiting for the claim, then run it."""
+async def _serve_claim(claim_fd: int, expected: Expected, waiting_priority: int | None) -> int:
+    """Connect where the execution is expected to report, make the log file and rehearse while waiting for the
+    claim, then run it."""
     priority = os.getpriority(os.PRIO_PROCESS, 0)
     if waiting_priority is not None:
         os.setpriority(os.PRIO_PROCESS, 0, waiting_priority)
-    connecting = asyncio.ensure_future(_get_ready(expected)) if expected else None
+    prepared_log = PreparedFile.make(expected.log_folder, os.O_WRONLY | os.O_APPEND) if expected.log_folder else None
+    connecting = asyncio.ensure_future(_get_ready(expected.urls)) if expected.urls else None
     data = await _read_claim(claim_fd)
     if waiting_priority is not None:
         os.setpriority(os.PRIO_PROCESS, 0, priority)
@@ -131,11 +157,11 @@ async def _serve_claim(claim_fd: int, expected: ExpectedUrls | None, waiting_pri
             await preconnected.close()
         return 0
     claim = RunnerClaim.model_validate_json(data)
-    _apply_claim(claim)
+    _apply_claim(claim, prepared_log)
     return await runner_main.run_from_env(preconnected, claim.payload)
 
 
-def _runner_process(claim_fd: int, expected: ExpectedUrls | None, waiting_priority: int | None) -> int:
+def _runner_process(claim_fd: int, expected: Expected, waiting_priority: int | None) -> int:
     """In the fork: detach from the template, wait for the claim, run the one execution."""
     os.setsid()
     for signum in (signal.SIGTERM, signal.SIGCHLD, signal.SIGHUP):
@@ -178,7 +204,7 @@ class Template:
         self._forks: dict[int, _Fork] = {}
         self._selector = selectors.DefaultSelector()
         self._input = b""
-        self._expected: ExpectedUrls | None = None
+        self._expected = Expected()
         self._refill_at: float | None = None
 
     def serve(self) -> None:
@@ -243,7 +269,7 @@ class Template:
         except ValidationError as exc:
             print(f"bifrost runner template: ignored a malformed claim: {exc}", file=sys.stderr)
             return
-        self._expected = ExpectedUrls.of(claim) or self._expected
+        self._expected = self._expected.after(claim)
         try:
             fork = self._spares.popleft() if self._spares else self._fork()
         except OSError as exc:

@@ -238,6 +238,28 @@ async def test_a_runner_killed_from_outside_is_reported(local: LocalRun, tmp_pat
     assert runner_exit.log_tail.endswith("INFO stdout: waiting")
 
 
+async def test_each_runner_logs_to_the_file_of_its_execution(local: LocalRun) -> None:
+    local.harness.write("""
+        from bifrost import workflow
+
+        @workflow
+        def say(word: str):
+            print(word)
+    """)
+    # The first claim tells the template where runners log; later runners make their file there ahead.
+    payloads = []
+    for word in ("one", "two", "three"):
+        payloads.append(await local.launch("say", parameters={"word": word}))
+        assert (await local.next_exit()).exit_code == 0
+
+    runners = local.settings.data_dir.resolve() / "runners"
+    for payload, word in zip(payloads, ("one", "two", "three"), strict=True):
+        assert (runners / f"{payload.execution_id}.log").read_text().rstrip().endswith(f"INFO stdout: {word}")
+    assert sorted(path.name for path in runners.iterdir()) == sorted(
+        f"{payload.execution_id}{suffix}" for payload in payloads for suffix in (".json", ".log")
+    )
+
+
 async def test_a_hung_runner_is_killed_after_its_timeout_and_grace(local: LocalRun) -> None:
     # Stuck while importing, before the runner's own timeout applies: only the backend can end it.
     local.harness.write("""
