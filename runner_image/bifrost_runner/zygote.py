@@ -150,7 +150,8 @@ async def _serve_claim(claim_fd: int, expected: Expected, waiting_priority: int 
     connecting = asyncio.ensure_future(_get_ready(expected.urls)) if expected.urls else None
     data = await _read_claim(claim_fd)
     if waiting_priority is not None:
-        os.setpriority(os.PRIO_PROCESS, 0, priority)
+        # The template restored it before handing the claim over; a thread started meanwhile is seen to here.
+        restore_priority(os.getpid(), priority)
     preconnected = await connecting if connecting else None
     if not data:  # the template went away (or shrank its pool) before a claim came
         if preconnected is not None:
@@ -179,6 +180,15 @@ LOWEST_PRIORITY = 19
 """The nice value spares get ready at, where they can take the template's priority back."""
 
 
+def restore_priority(pid: int, priority: int) -> None:
+    """Give every thread of `pid` the nice value `priority`: a nice value is a thread's own, and a waiting
+    runner's threads (its rehearsal's worker thread, say) were started at the waiting priority."""
+    with contextlib.suppress(OSError):  # the process is gone
+        for thread_id in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError):  # the thread is gone
+                os.setpriority(os.PRIO_PROCESS, int(thread_id), priority)
+
+
 def priority_is_restorable() -> bool:
     """Whether a process may raise its CPU priority back after lowering it: only with CAP_SYS_NICE or a high
     enough RLIMIT_NICE, which neither /proc nor the capability sets of a user namespace tell reliably. A
@@ -200,6 +210,7 @@ class Template:
     def __init__(self, spares: int, waiting_priority: int | None) -> None:
         self._spares_wanted = spares
         self._waiting_priority = waiting_priority
+        self._priority = os.getpriority(os.PRIO_PROCESS, 0)
         self._spares: deque[_Fork] = deque()
         self._forks: dict[int, _Fork] = {}
         self._selector = selectors.DefaultSelector()
@@ -280,6 +291,8 @@ class Template:
         # and exits, so a launch the backend did not hear of never runs.
         _send(RunnerForked(execution_id=claim.execution_id, pid=fork.pid))
         assert fork.claim_fd is not None
+        if self._waiting_priority is not None:
+            restore_priority(fork.pid, self._priority)  # so that it wakes to its claim at once
         with contextlib.suppress(BrokenPipeError):  # the fork died before its claim: reaping reports its end
             os.write(fork.claim_fd, line)
         os.close(fork.claim_fd)

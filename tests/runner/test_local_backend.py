@@ -135,9 +135,11 @@ async def test_spares_wait_at_low_priority_and_runs_get_the_template_priority_ba
     assert template_pid is not None
     template_priority = os.getpriority(os.PRIO_PROCESS, template_pid)
 
-    payload = await local.launch("priority")
-    assert (await local.next_exit()).exit_code == 0
-    assert await _result(local.harness, payload.execution_id) == template_priority
+    # The first runner was forked before any claim; the later ones got ready (and rehearsed) while waiting.
+    for _ in range(3):
+        payload = await local.launch("priority")
+        assert (await local.next_exit()).exit_code == 0
+        assert await _result(local.harness, payload.execution_id) == template_priority
 
     if not priority_is_restorable():
         print("this process may not raise its priority again: spares wait at the template's priority")
