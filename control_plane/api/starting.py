@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import HTTPException, status
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from bifrost.schema import ParameterValidationError
 from control_plane.api.dependencies import Services
@@ -46,14 +46,14 @@ async def start_or_raise(
 
 async def start_and_answer(
     services: Services, workflow_name: str, parameters: dict[str, Any], *, starter: Starter, sync: bool | None
-) -> JSONResponse:
+) -> Response:
     """200 with the finished execution when it ran sync and finished in time, else 202 with its id."""
     wait_seconds = services.settings.sync_wait_seconds
     execution, ran_sync = await start_or_raise(
         services, workflow_name, parameters, starter=starter, sync=sync, wait_seconds=wait_seconds
     )
     if ran_sync and execution.status.is_terminal:
-        return JSONResponse(ExecutionOut.of(execution).model_dump(mode="json"))
+        return Response(ExecutionOut.of(execution).model_dump_json(), media_type="application/json")
     accepted = ExecutionAccepted(execution_id=execution.id, status=execution.status)
     return JSONResponse(accepted.model_dump(mode="json"), status_code=status.HTTP_202_ACCEPTED)
 

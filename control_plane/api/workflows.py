@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Query, Request, status
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 
 from bifrost.metadata import WorkflowInfo
 from control_plane.api.dependencies import ServicesDep, StarterDep, UserDep
@@ -51,7 +51,7 @@ async def execute_workflow(
     starter: StarterDep,
     request: ExecuteRequest | None = None,
     sync: Annotated[bool | None, Query(description="Wait for the result; default: the workflow's mode.")] = None,
-) -> JSONResponse:
+) -> Response:
     """Start a workflow. A sync run answers with the finished execution when it ends within the sync wait."""
     parameters = request.parameters if request else {}
     return await start_and_answer(services, name, parameters, starter=starter, sync=sync)
@@ -64,7 +64,7 @@ async def call_endpoint(
     services: ServicesDep,
     starter: StarterDep,
     body: Annotated[dict[str, Any] | None, Body(description="Parameters; they win over query parameters.")] = None,
-) -> JSONResponse:
+) -> Response:
     """Call a workflow marked `endpoint_enabled` with its parameters as query parameters and/or a JSON object.
     Sync unless the workflow says `execution_mode="async"`."""
     workflow = services.registry.get(name)

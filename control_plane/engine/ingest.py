@@ -112,6 +112,10 @@ class Ingestor:
         }
         batch = {execution_id: [held[seq].event for seq in sorted(held)] for execution_id, held in self._held.items()}
         result = await asyncio.to_thread(self._store.ingest, batch, accept_gaps)
+        # Announced before the acks: whoever waits for these changes is told as soon as they are durable. A
+        # crash before the acks redelivers the events, which the next ingest skips.
+        if result.committed:
+            await self._announce(result.committed)
         for execution_id in result.unknown_executions:
             logger.warning("dropping events of execution %s: it does not exist", execution_id)
             for entry in self._held.pop(execution_id).values():
@@ -124,8 +128,6 @@ class Ingestor:
                 del self._held[execution_id]
         for event_type, count in result.event_counts.items():
             EVENTS_INGESTED.labels(event_type).inc(count)
-        if result.committed:
-            await self._announce(result.committed)
 
 
 async def _ack_all(messages: list[Msg]) -> None:
