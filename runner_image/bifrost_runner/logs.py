@@ -28,6 +28,9 @@ MAX_BUFFERED_RECORDS = 50_000
 BACKPRESSURE_SECONDS = 5.0
 MAX_BACKLOG_BYTES = 8 * 1024 * 1024
 
+WORKFLOW_LOG_LEVEL = logging.INFO
+"""The root logger's level while a workflow runs."""
+
 RUNNER_LOGGERS = ("bifrost_runner", "nats")
 """The runner's own loggers: they go to its stderr only, never into the execution's log."""
 
@@ -170,7 +173,7 @@ class _StreamCapture(io.TextIOBase):
 
 @contextlib.contextmanager
 def captured_output(collector: LogCollector) -> Iterator[None]:
-    """Route the root logger (level INFO) and sys.stdout / sys.stderr into `collector` for the block."""
+    """Route the root logger (at WORKFLOW_LOG_LEVEL) and sys.stdout / sys.stderr into `collector` for the block."""
     root = logging.getLogger()
     handler = _CaptureHandler(collector)
     previous_level = root.level
@@ -178,7 +181,7 @@ def captured_output(collector: LogCollector) -> Iterator[None]:
     stderr = _StreamCapture(collector, "stderr", "ERROR")
     previous_streams = sys.stdout, sys.stderr
     root.addHandler(handler)
-    _set_level(root, logging.INFO)
+    _set_level(root, WORKFLOW_LOG_LEVEL)
     sys.stdout, sys.stderr = stdout, stderr
     try:
         yield

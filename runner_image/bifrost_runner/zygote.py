@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import contextlib
 import gc
+import logging
 import os
 import resource
 import selectors
@@ -37,6 +38,7 @@ from bifrost.prepared_files import PreparedFile
 from bifrost.protocol import RunnerClaim, RunnerEnded, RunnerForked, RunnerForkFailed
 from bifrost_runner import __main__ as runner_main
 from bifrost_runner.api import ApiClient
+from bifrost_runner.logs import WORKFLOW_LOG_LEVEL
 from bifrost_runner.run import Preconnected, preconnect, rehearse
 
 REFILL_DELAY_SECONDS = 0.1
@@ -354,6 +356,8 @@ def main() -> None:
         parser.error("--spares must be 0 or more")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the control plane stops us by closing stdin
     runner_main.configure_runner_logging()
+    # Set here once for every runner: setting a level walks every logger there is.
+    logging.getLogger().setLevel(WORKFLOW_LOG_LEVEL)
     # The first call probes the folder by creating and removing a file: done here once, not in every runner.
     tempfile.gettempdir()
     uvloop.run(_rehearse_http())
