@@ -281,11 +281,8 @@ async def _call(
     return outcome, invocation, _parameter_names(func)
 
 
-def _rehearsal_workflow(count: int = 1) -> dict[str, int]:
-    logging.getLogger("bifrost.rehearsal").info("rehearsing %d", count)
-    print("rehearsing")
-    total = count + 1
-    return {"total": total}
+REHEARSAL_FOLDER = Path(__file__).parent / "rehearsal"
+REHEARSAL_MODULE = "rehearsal_flow"
 
 
 async def rehearse(preconnected: Preconnected) -> None:
@@ -293,14 +290,15 @@ async def rehearse(preconnected: Preconnected) -> None:
 
     A ready runner shares its template's memory copy-on-write, and its first write to each page copies that
     page: some 650 pages for a trivial execution, about 4 ms on a virtual machine. A runner that rehearses
-    while it waits for its claim has made those copies before the execution's clock starts."""
+    while it waits for its claim has made those copies before the execution's clock starts. The stand-in is
+    imported from its own folder as a workspace module is, and forgotten afterwards."""
     if preconnected.nats is None:
         return
     payload = RunPayload(
         execution_id="rehearsal",
         workflow_name="rehearsal",
-        file="rehearsal.py",
-        function_name=_rehearsal_workflow.__name__,
+        file=f"{REHEARSAL_MODULE}.py",
+        function_name="rehearse",
         parameters={"count": 1},
         user=UserInfo(id="rehearsal"),
         organization=None,
@@ -309,11 +307,23 @@ async def rehearse(preconnected: Preconnected) -> None:
     publisher = EventPublisher(preconnected.nats, payload.execution_id)  # never started: nothing is sent
     redactor = Redactor()
     collector = LogCollector(publisher, io.StringIO(), redactor)
-    ctx = _context(payload, ApiRuntimeServices(preconnected.api, redactor))
+    services = ApiRuntimeServices(preconnected.api, redactor)
     started = time.monotonic()
-    with captured_output(collector), use_context(ctx):
-        outcome, invocation, parameter_names = await _call(
-            _rehearsal_workflow, payload, ctx, asyncio.get_running_loop().create_future()
-        )
+    try:
+        with captured_output(collector):
+            outcome, invocation, parameter_names = await _call_workflow(
+                REHEARSAL_FOLDER, payload, services, asyncio.get_running_loop().create_future()
+            )
+    finally:
+        _forget_rehearsal_module()
     collector.publish(final=True)
     _publish_outcome(publisher, redactor, outcome, invocation, parameter_names, time.monotonic() - started)
+
+
+def _forget_rehearsal_module() -> None:
+    """Leave the imports as they were: no trace of the stand-in's module or of its folder on the path."""
+    sys.modules.pop(REHEARSAL_MODULE, None)
+    folder = str(REHEARSAL_FOLDER.resolve())
+    while folder in sys.path:
+        sys.path.remove(folder)
+    sys.path_importer_cache.pop(folder, None)

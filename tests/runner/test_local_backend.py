@@ -18,7 +18,7 @@ import pytest
 from nats.aio.msg import Msg
 
 from bifrost.protocol import ExecutionStatus, RunPayload
-from bifrost_runner.run import preconnect, rehearse
+from bifrost_runner.run import REHEARSAL_MODULE, preconnect, rehearse
 from bifrost_runner.zygote import LOWEST_PRIORITY, priority_is_restorable
 from control_plane.backends.base import LaunchSpec, RunnerExit
 from control_plane.backends.local import LOST_REASON, LocalBackend
@@ -427,7 +427,9 @@ async def test_a_handed_payload_runs_without_asking_the_control_plane(local: Loc
     assert (await local.next_exit()).exit_code == 0
 
 
-async def test_a_rehearsal_sends_nothing_and_leaves_the_process_as_it_was(harness: Harness) -> None:
+async def test_a_rehearsal_sends_nothing_and_leaves_the_process_as_it_was(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
     observer = await nats.connect(harness.nats.url)
     seen: list[str] = []
 
@@ -437,7 +439,7 @@ async def test_a_rehearsal_sends_nothing_and_leaves_the_process_as_it_was(harnes
     await observer.subscribe(">", cb=record)
     await observer.flush()
     root = logging.getLogger()
-    before = (sys.stdout, sys.stderr, list(root.handlers), root.level)
+    before = (sys.stdout, sys.stderr, list(root.handlers), root.level, list(sys.path))
     preconnected = await preconnect(harness.api_url, harness.nats.url)
     try:
         await rehearse(preconnected)
@@ -448,5 +450,10 @@ async def test_a_rehearsal_sends_nothing_and_leaves_the_process_as_it_was(harnes
     await observer.flush()
     await observer.close()
 
+    # The stand-in workflow ran, imported from its folder.
+    assert [record.getMessage() for record in caplog.records if record.name == "bifrost.rehearsal"] == [
+        "rehearsing 1"
+    ]
     assert seen == []
-    assert (sys.stdout, sys.stderr, list(root.handlers), root.level) == before
+    assert (sys.stdout, sys.stderr, list(root.handlers), root.level, list(sys.path)) == before
+    assert REHEARSAL_MODULE not in sys.modules
