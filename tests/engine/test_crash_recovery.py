@@ -68,13 +68,29 @@ class ControlPlane:
             "BIFROST_BOOTSTRAP_API_KEY": ADMIN_KEY,
             "BIFROST_RUNNER_EXIT_GRACE_SECONDS": "1",
         }
-        self.process = subprocess.Popen(
-            [str(Path(sys.executable).parent / "bifrost"), "serve", "--port", str(self.port)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [str(Path(sys.executable).parent / "bifrost"), "serve", "--port", str(self.port)],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         wait_for_port(self.port, timeout=60)
+        wait_until(self._ready, "the control plane answers ready")
+
+    @property
+    def log(self) -> Path:
+        """What every `bifrost serve` of this test printed, restarts included."""
+        return self.root / "bifrost-serve.log"
+
+    def _ready(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise RuntimeError(f"bifrost serve exited with {self.process.returncode}: {self.log.read_text()[-3000:]}")
+        try:
+            return httpx.get(f"{self.url}/readyz", timeout=5).status_code == 200
+        except httpx.HTTPError:
+            return False
 
     def kill(self) -> None:
         assert self.process is not None
@@ -94,12 +110,15 @@ class ControlPlane:
         return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=30)
 
     def start_steady(self, lines: int, pause: float, marker_dir: Path) -> str:
-        with self.client() as client:
-            response = client.post(
-                "/api/workflows/steady/execute",
-                params={"sync": "false"},
-                json={"parameters": {"lines": lines, "pause": pause, "marker_dir": str(marker_dir)}},
-            )
+        try:
+            with self.client() as client:
+                response = client.post(
+                    "/api/workflows/steady/execute",
+                    params={"sync": "false"},
+                    json={"parameters": {"lines": lines, "pause": pause, "marker_dir": str(marker_dir)}},
+                )
+        except httpx.HTTPError as exc:
+            raise AssertionError(f"starting failed; bifrost serve printed: {self.log.read_text()[-3000:]}") from exc
         assert response.status_code in (200, 202), response.text
         execution_id: str = response.json()["execution_id"]
         return execution_id
