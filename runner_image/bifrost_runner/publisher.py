@@ -99,33 +99,43 @@ class EventPublisher:
             return False
         return True
 
+    async def send_now(self) -> None:
+        """Publish the queued events from the calling task, so that they leave in one write with what it sends
+        next (the send loop would make a write of its own). What cannot be sent now is left to the send loop."""
+        await self._send_queued()
+
     async def _send_loop(self) -> None:
-        loop = asyncio.get_running_loop()
         retry_delay = _FIRST_RETRY_SECONDS
         while True:
             await self._to_send.wait()
             self._to_send.clear()
-            while self._send_from < self._next_seq:
-                seq = self._send_from
-                data = self._unacked.get(seq)
-                if data is not None:
-                    try:
-                        await self._nc.publish(
-                            self._subject,
-                            data,
-                            reply=f"{self._inbox}.{seq}",
-                            headers={"Nats-Msg-Id": message_id(self._execution_id, seq)},
-                        )
-                    except NatsError:
-                        # Disconnected: the client buffers nothing, so wait for it to reconnect and retry.
-                        await asyncio.sleep(retry_delay)
-                        retry_delay = min(retry_delay * 2, _MAX_RETRY_SECONDS)
-                        continue
-                    retry_delay = _FIRST_RETRY_SECONDS
-                    if seq in self._unacked:
-                        self._sent_at[seq] = loop.time()
-                if self._send_from == seq:  # unless a resend moved it back meanwhile
-                    self._send_from = seq + 1
+            while not await self._send_queued():
+                # Disconnected: the client buffers nothing, so wait for it to reconnect and retry.
+                await asyncio.sleep(retry_delay)
+                retry_delay = min(retry_delay * 2, _MAX_RETRY_SECONDS)
+            retry_delay = _FIRST_RETRY_SECONDS
+
+    async def _send_queued(self) -> bool:
+        """Publish the queued events in order; False when NATS refused one (disconnected)."""
+        loop = asyncio.get_running_loop()
+        while self._send_from < self._next_seq:
+            seq = self._send_from
+            data = self._unacked.get(seq)
+            if data is not None:
+                try:
+                    await self._nc.publish(
+                        self._subject,
+                        data,
+                        reply=f"{self._inbox}.{seq}",
+                        headers={"Nats-Msg-Id": message_id(self._execution_id, seq)},
+                    )
+                except NatsError:
+                    return False
+                if seq in self._unacked:
+                    self._sent_at[seq] = loop.time()
+            if self._send_from == seq:  # unless a resend moved it back meanwhile
+                self._send_from = seq + 1
+        return True
 
     async def _watch_acks(self) -> None:
         """Resend from the oldest unacknowledged event when its acknowledgement is overdue (lost in a

@@ -192,6 +192,8 @@ async def _run_workflow(
         workspace_revision=checkout.revision,
         sync_seconds=checkout.sync_seconds,
     )
+    # Sent from here, not by the send loop, it leaves in one write with the control subscription.
+    await publisher.send_now()
     cancel = await _cancel_signal(nc, payload.execution_id)
     redactor = Redactor()
     services = ApiRuntimeServices(api, redactor)
