@@ -89,27 +89,34 @@ class RunnerRecords:
         data = RunnerRecord(execution_id=execution_id).model_dump_json().encode()
         with self._prepared_lock:
             prepared, self._prepared = self._prepared, None
-        if prepared is None:
-            self.folder.mkdir(parents=True, exist_ok=True)
+        if prepared is not None:
+            os.pwrite(prepared.fd, data, 0)
+            os.ftruncate(prepared.fd, len(data))
             try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                os.close(prepared.name(path))
+                return True
             except FileExistsError:
+                self._keep(prepared)
                 return False
-            os.write(fd, data)
-            os.close(fd)
-            return True
-        os.pwrite(prepared.fd, data, 0)
-        os.ftruncate(prepared.fd, len(data))
-        try:
-            os.close(prepared.name(path))
-        except FileExistsError:
-            with self._prepared_lock:
-                if self._prepared is None:
-                    self._prepared, prepared = prepared, None
-            if prepared is not None:
+            except OSError as exc:  # cannot be named here (no /proc, say): make the file the usual way
+                log.debug("cannot name a prepared runner record (%s); creating it", exc)
                 prepared.discard()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
             return False
+        os.write(fd, data)
+        os.close(fd)
         return True
+
+    def _keep(self, prepared: PreparedFile) -> None:
+        """Keep an unused prepared file for the next `create`, unless another was prepared meanwhile."""
+        with self._prepared_lock:
+            if self._prepared is None:
+                self._prepared = prepared
+                return
+        prepared.discard()
 
     def write(self, record: RunnerRecord) -> None:
         """Rewrite the record in place. A new file and a rename would cost two directory updates, each a

@@ -17,6 +17,7 @@ import nats
 import pytest
 from nats.aio.msg import Msg
 
+from bifrost.prepared_files import PreparedFile
 from bifrost.protocol import ExecutionStatus, RunPayload
 from bifrost_runner.run import REHEARSAL_MODULE, preconnect, rehearse
 from bifrost_runner.zygote import LOWEST_PRIORITY, priority_is_restorable
@@ -385,6 +386,19 @@ def test_a_rewritten_record_is_exactly_the_new_one(tmp_path: Path) -> None:
     records.write(short)
 
     assert records.read("run-1") == short
+    assert not records.create("run-1")
+
+
+def test_a_record_whose_prepared_file_cannot_be_named_is_created_anyway(tmp_path: Path) -> None:
+    elsewhere = Path("/dev/shm")
+    if not elsewhere.is_dir() or elsewhere.stat().st_dev == tmp_path.stat().st_dev:
+        pytest.skip("needs /dev/shm on another filesystem than the test's folder, to make a file unnameable there")
+    records = RunnerRecords(tmp_path)
+    # Made on another filesystem, it cannot be linked into the records folder.
+    records._prepared = PreparedFile.make(elsewhere)
+
+    assert records.create("run-1")
+    assert records.read("run-1") == RunnerRecord(execution_id="run-1")
     assert not records.create("run-1")
 
 
