@@ -29,6 +29,10 @@ from bifrost_runner.connection import ensure_streams
 from tests.runner.runner_api import RunnerApi, ServedRunnerApi
 from tests.services import NatsServer
 
+RUN_LIMIT_SECONDS = 150.0
+"""A runner still running after this long is killed and its stderr shown: within pytest's own timeout, which
+would show nothing of it."""
+
 
 def is_finished(event: Event) -> bool:
     return event.type == "finished"
@@ -113,7 +117,14 @@ class Harness:
         )
 
     async def finish(self, process: asyncio.subprocess.Process, execution_id: str) -> RunnerRun:
-        stdout, stderr = await process.communicate()
+        communicating = asyncio.ensure_future(process.communicate())
+        done, _ = await asyncio.wait({communicating}, timeout=RUN_LIMIT_SECONDS)
+        if not done:
+            process.kill()  # its pipes close: what it wrote comes back all the same
+            _, stderr = await communicating
+            tail = stderr.decode()[-3000:]
+            raise AssertionError(f"the runner did not finish within {RUN_LIMIT_SECONDS:.0f} s; its stderr ends: {tail}")
+        stdout, stderr = communicating.result()
         assert process.returncode is not None
         events = await self.events(execution_id) if process.returncode == 0 else []
         return RunnerRun(process.returncode, stdout.decode(), stderr.decode(), events)
