@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
@@ -174,9 +174,14 @@ _NOTE_KEY_USE = update(_API_KEYS).where(_API_KEYS.c.id == bindparam("key_id")).v
 def roles_of(session: Session, user: User) -> dict[str, OrgRole]:
     """The user's role per organization. The user's home org (`User.org_id`) counts as membership."""
     memberships = session.exec(_MEMBERSHIPS_QUERY, params={"user_id": user.id}).all()
-    roles = {membership.org_id: OrgRole(membership.role) for membership in memberships}
-    if user.org_id is not None:
-        roles.setdefault(user.org_id, OrgRole.MEMBER)
+    return _roles(((membership.org_id, membership.role) for membership in memberships), user.org_id)
+
+
+def _roles(memberships: Iterable[tuple[str, str]], home_org_id: str | None) -> dict[str, OrgRole]:
+    """Role per organization from (org, role) memberships; the home org counts as membership."""
+    roles = {org_id: OrgRole(role) for org_id, role in memberships}
+    if home_org_id is not None:
+        roles.setdefault(home_org_id, OrgRole.MEMBER)
     return roles
 
 
@@ -297,9 +302,8 @@ def authenticate_api_key(session: Session, key: str) -> Principal | None:
         return None
     if not key_row["is_active"]:
         return None
-    roles = {row["member_org_id"]: OrgRole(row["role"]) for row in matching if row["member_org_id"] is not None}
-    if key_row["home_org_id"] is not None:
-        roles.setdefault(key_row["home_org_id"], OrgRole.MEMBER)
+    memberships = ((row["member_org_id"], row["role"]) for row in matching if row["member_org_id"] is not None)
+    roles = _roles(memberships, key_row["home_org_id"])
     principal = _principal(
         user_id=key_row["user_id"],
         home_org_id=key_row["home_org_id"],

@@ -83,7 +83,7 @@ class ExecutionService:
         run_sync = workflow.execution_mode == "sync" if sync is None else sync
         # Watched from before its launch, so its end cannot slip by unseen.
         with self._engine.watch_terminal(execution.id) as finished:
-            await self._engine.create(_new_row(execution), sync=run_sync)
+            await self._engine.submit(execution.id, sync=run_sync, new_row=_new_row(execution))
             EXECUTIONS_CREATED.labels(mode="sync" if run_sync else "async").inc()
             if not run_sync or wait_seconds is None:
                 return execution, run_sync

@@ -123,24 +123,17 @@ class Engine:
             self._embedded_nats = None
         self._nats_url = ""
 
-    async def create(self, new_row: Mapping[str, Any], *, sync: bool) -> None:
-        """Record a new execution (the `executions` row `new_row`) and hand it over for launch, as `submit` does.
-        A sync one is recorded and read for its launch in one transaction."""
+    async def submit(self, execution_id: str, *, sync: bool, new_row: Mapping[str, Any] | None = None) -> None:
+        """Hand a Pending execution over for launch: at once when `sync` (and a slot is free), else queued. With
+        `new_row` (its `executions` row) it is recorded first; a sync one in the transaction that reads it for
+        launch."""
         if not sync:
-            await asyncio.to_thread(self._store.insert, new_row)
-            await self._enqueue(new_row["id"])
-            return
-        await self._launch_now(new_row["id"], new_row)
-
-    async def submit(self, execution_id: str, *, sync: bool) -> None:
-        """Hand a Pending execution over for launch: at once when `sync` (and a slot is free), else queued."""
-        if not sync:
-            await self._require_execution(execution_id)
+            if new_row is None:
+                await self._require_execution(execution_id)
+            else:
+                await asyncio.to_thread(self._store.insert, new_row)
             await self._enqueue(execution_id)
             return
-        await self._launch_now(execution_id)
-
-    async def _launch_now(self, execution_id: str, new_row: Mapping[str, Any] | None = None) -> None:
         outcome = await self._dispatcher.launch_now(execution_id, new_row)
         if outcome is LaunchOutcome.UNKNOWN:
             raise ExecutionNotFoundError(execution_id)

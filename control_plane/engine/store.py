@@ -267,7 +267,7 @@ class ExecutionStore:
     def insert(self, new_row: Mapping[str, Any]) -> None:
         """Record a new execution."""
         with self._db.begin() as conn:
-            conn.execute(insert(EXECUTIONS), new_row)
+            conn.execute(_INSERT_EXECUTION, new_row)
 
     def launch_target(
         self, execution_id: str, max_result_bytes: int, new_row: Mapping[str, Any] | None = None
@@ -277,7 +277,7 @@ class ExecutionStore:
         the same transaction."""
         with self._db.begin() as conn:
             if new_row is not None:
-                conn.execute(insert(EXECUTIONS), new_row)
+                conn.execute(_INSERT_EXECUTION, new_row)
             row = conn.execute(_LAUNCH_QUERY, {"execution_id": execution_id}).mappings().one_or_none()
             if row is None:
                 return None
@@ -481,6 +481,8 @@ _LOCK_ROWS_QUERY = (
 
 # Updates take their SET columns from the parameters they are run with; the WHERE parameters are named `b_*`,
 # apart from every column name.
+_INSERT_EXECUTION = insert(EXECUTIONS)
+
 _UPDATE_EXECUTION = update(EXECUTIONS).where(EXECUTIONS.c.id == bindparam("b_id"))
 
 _MOVE_EXECUTION = (

@@ -99,24 +99,21 @@ class EventPublisher:
             return False
         return True
 
-    async def send_now(self) -> None:
-        """Publish the queued events from the calling task, so that they leave in one write with what it sends
-        next (the send loop would make a write of its own). What cannot be sent now is left to the send loop."""
-        await self._send_queued()
-
     async def _send_loop(self) -> None:
         retry_delay = _FIRST_RETRY_SECONDS
         while True:
             await self._to_send.wait()
             self._to_send.clear()
-            while not await self._send_queued():
+            while not await self.send_queued():
                 # Disconnected: the client buffers nothing, so wait for it to reconnect and retry.
                 await asyncio.sleep(retry_delay)
                 retry_delay = min(retry_delay * 2, _MAX_RETRY_SECONDS)
             retry_delay = _FIRST_RETRY_SECONDS
 
-    async def _send_queued(self) -> bool:
-        """Publish the queued events in order; False when NATS refused one (disconnected)."""
+    async def send_queued(self) -> bool:
+        """Publish the queued events in order; False when NATS refused one (disconnected). Called from another
+        task, its events leave in one write with what that task sends next (the send loop would make a write of
+        its own); what cannot be sent then is left to the send loop."""
         loop = asyncio.get_running_loop()
         while self._send_from < self._next_seq:
             seq = self._send_from

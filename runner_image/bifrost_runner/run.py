@@ -193,7 +193,7 @@ async def _run_workflow(
         sync_seconds=checkout.sync_seconds,
     )
     # Sent from here, not by the send loop, it leaves in one write with the control subscription.
-    await publisher.send_now()
+    await publisher.send_queued()
     cancel = await _cancel_signal(nc, payload.execution_id)
     redactor = Redactor()
     services = ApiRuntimeServices(api, redactor)
