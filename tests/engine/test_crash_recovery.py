@@ -179,7 +179,8 @@ def test_a_runner_killed_with_sigkill_fails_its_execution_with_the_reason(
 ) -> None:
     markers = control_plane.root / "markers"
     execution_id = control_plane.start_steady(lines=600, pause=0.05, marker_dir=markers)
-    wait_until(lambda: list(markers.glob("*.pid")), "the runner starts the workflow")
+    # The workflow creates its marker, then writes its pid into it: wait for the pid.
+    wait_until(lambda: any(marker.read_text() for marker in markers.glob("*.pid")), "the runner starts the workflow")
     [marker] = markers.glob("*.pid")
     os.kill(int(marker.read_text()), signal.SIGKILL)
 
