@@ -109,6 +109,22 @@ def postgres_bin_dir() -> Path | None:
     return Path(found).resolve().parent if found else None
 
 
+def _wait_until_postgres_accepts(bin_dir: Path, port: int, process: subprocess.Popen[bytes]) -> None:
+    # An open port is not enough: while it recovers or starts, PostgreSQL answers "the database system is
+    # starting up". pg_isready says when it takes connections.
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"PostgreSQL exited with code {process.returncode} while starting")
+        ready = subprocess.run(
+            [str(bin_dir / "pg_isready"), "-h", "127.0.0.1", "-p", str(port), "-t", "2"], capture_output=True
+        )
+        if ready.returncode == 0:
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"PostgreSQL on 127.0.0.1:{port} took no connections within 60s")
+
+
 @contextmanager
 def running_postgres() -> Iterator[str]:
     """A throwaway PostgreSQL cluster; yields its SQLAlchemy URL."""
@@ -138,7 +154,7 @@ def running_postgres() -> Iterator[str]:
         **run_as,  # type: ignore[arg-type]
     )
     try:
-        wait_for_port(port, timeout=30)
+        _wait_until_postgres_accepts(bin_dir, port, process)
         yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
     finally:
         process.send_signal(signal.SIGINT)
