@@ -132,8 +132,10 @@ class Dispatcher:
             try:
                 await self._retry_parked()
                 if self._saturated or len(self._parked) >= PARK_LIMIT:
+                    # Not `wait_for`: on Python 3.11 it swallows a cancel that comes as the wake-up does.
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), IDLE_POLL_SECONDS)
+                        async with asyncio.timeout(IDLE_POLL_SECONDS):
+                            await self._wake.wait()
                     self._saturated = False
                     continue
                 for message in await self._fetch(subscription):

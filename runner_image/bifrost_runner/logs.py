@@ -41,6 +41,11 @@ such a call (httpx's request lines) is the runner's business, not the execution'
 _Entry = tuple[float, str, str, str]
 
 
+def _entry_bytes(logger: str, message: str) -> int:
+    """About what a record adds to a batch's JSON."""
+    return len(message) + len(logger) + 80
+
+
 def _truncated(message: str) -> str:
     if len(message) <= MAX_MESSAGE_CHARS:
         return message
@@ -61,7 +66,9 @@ class LogCollector:
         self._redactor = redactor
         self._lock = threading.Lock()
         self._buffer: deque[_Entry] = deque()
+        self._buffered_bytes = 0
         self._dropped = 0
+        self._shedding = False
         self._wake = asyncio.Event()
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
@@ -75,31 +82,54 @@ class LogCollector:
             if len(self._buffer) >= MAX_BUFFERED_RECORDS:
                 self._dropped += 1
                 return
+            had_full_batch = self._has_full_batch()
             self._buffer.append((created, level, logger, message))
-            if len(self._buffer) == BATCH_RECORDS:
+            self._buffered_bytes += _entry_bytes(logger, message)
+            if not had_full_batch and self._has_full_batch():
                 self._loop.call_soon_threadsafe(self._wake.set)
+
+    def _has_full_batch(self) -> bool:
+        return len(self._buffer) >= BATCH_RECORDS or self._buffered_bytes >= BATCH_BYTES
 
     def _wait_for_room(self) -> None:
         """Back-pressure: a workflow thread that logs faster than records are published waits (without the
-        lock) for the publisher to catch up. Records are dropped only when no room comes for
-        BACKPRESSURE_SECONDS (NATS is away). The event loop's own thread never waits: it drains the buffer."""
-        if len(self._buffer) < MAX_BUFFERED_RECORDS or threading.get_ident() == self._loop_thread:
+        lock) for the publisher to catch up. When no room comes for BACKPRESSURE_SECONDS (NATS is away),
+        records are dropped without waiting until the publisher takes a batch again. The event loop's own
+        thread never waits: it drains the buffer."""
+        if (
+            len(self._buffer) < MAX_BUFFERED_RECORDS
+            or self._shedding
+            or threading.get_ident() == self._loop_thread
+        ):
             return
         self._loop.call_soon_threadsafe(self._wake.set)
         deadline = time.monotonic() + BACKPRESSURE_SECONDS
-        while len(self._buffer) >= MAX_BUFFERED_RECORDS and time.monotonic() < deadline:
+        while len(self._buffer) >= MAX_BUFFERED_RECORDS:
+            if time.monotonic() > deadline:
+                self._shedding = True
+                return
             time.sleep(0.002)
 
     async def run(self) -> None:
+        """Publish full batches as soon as they fill, and whatever waits once per BATCH_INTERVAL_SECONDS. Runs
+        until cancelled: `asyncio.timeout`, not `wait_for`, which on Python 3.11 swallows a cancel that comes
+        as the wake-up does and would leave this loop running forever."""
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), BATCH_INTERVAL_SECONDS)
-            self._wake.clear()
-            self.publish(final=False)
+            try:
+                async with asyncio.timeout(BATCH_INTERVAL_SECONDS):
+                    await self._wake.wait()
+            except TimeoutError:
+                self.publish(final=False)
+            else:
+                self._wake.clear()
+                self.publish(final=False, full_batches_only=True)
 
-    def publish(self, final: bool) -> None:
-        """Publish what is buffered; unless `final`, hold back while NATS has not caught up."""
+    def publish(self, final: bool, full_batches_only: bool = False) -> None:
+        """Publish what is buffered (with `full_batches_only`, what fills whole batches); unless `final`, hold
+        back while NATS has not caught up."""
         while final or self._publisher.backlog_bytes < MAX_BACKLOG_BYTES:
+            if full_batches_only and not self._has_full_batch():
+                return
             records, dropped = self._take_batch()
             if not records and not dropped:
                 return
@@ -112,12 +142,14 @@ class LogCollector:
             self._echo.flush()
             while self._buffer and len(records) < BATCH_RECORDS and size < BATCH_BYTES:
                 created, level, logger, message = self._buffer.popleft()
-                size += len(message) + len(logger) + 80
+                size += _entry_bytes(logger, message)
                 records.append(
                     LogRecord.model_construct(
                         ts=datetime.fromtimestamp(created, UTC), level=level, logger=logger, message=message
                     )
                 )
+            self._buffered_bytes -= size
+            self._shedding = False
             dropped, self._dropped = self._dropped, 0
         return records, dropped
 

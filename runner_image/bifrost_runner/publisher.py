@@ -45,6 +45,7 @@ class EventPublisher:
         self._unacked: dict[int, bytes] = {}
         self._unacked_bytes = 0
         self._sent_at: dict[int, float] = {}
+        self._last_ack_at = 0.0
         self._to_send = asyncio.Event()
         self._all_acked = asyncio.Event()
         self._all_acked.set()
@@ -136,14 +137,15 @@ class EventPublisher:
 
     async def _watch_acks(self) -> None:
         """Resend from the oldest unacknowledged event when its acknowledgement is overdue (lost in a
-        disconnect, or refused because the stream does not exist yet)."""
+        disconnect, or refused because the stream does not exist yet). Overdue counts from the last
+        acknowledgement too: a JetStream that acknowledges slowly, under load, is not sent everything again."""
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self._ack_timeout / 4)
             if not self._unacked:
                 continue
             sent_at = self._sent_at.get(next(iter(self._unacked)))
-            if sent_at is not None and loop.time() - sent_at > self._ack_timeout:
+            if sent_at is not None and loop.time() - max(sent_at, self._last_ack_at) > self._ack_timeout:
                 self._resend_unacknowledged()
 
     async def _on_ack(self, msg: Msg) -> None:
@@ -162,5 +164,6 @@ class EventPublisher:
         if data is not None:
             self._unacked_bytes -= len(data)
             self._sent_at.pop(seq, None)
+            self._last_ack_at = asyncio.get_running_loop().time()
         if not self._unacked:
             self._all_acked.set()

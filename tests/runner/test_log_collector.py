@@ -1,0 +1,110 @@
+"""The runner's log collector against a real NATS: back-pressure while NATS is away, and what it drops said."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from nats.aio.client import Client as NATS
+from nats.js.api import DeliverPolicy
+
+from bifrost.protocol import LogEvent, events_subject, parse_event
+from bifrost_runner import logs
+from bifrost_runner.connection import connect_nats, ensure_streams
+from bifrost_runner.logs import LogCollector
+from bifrost_runner.publisher import EventPublisher
+from bifrost_runner.redaction import Redactor
+from tests.services import NatsServer
+
+
+@pytest.fixture
+async def nc(nats_server: NatsServer) -> AsyncIterator[NATS]:
+    client = await connect_nats(nats_server.url, give_up_after=10)
+    await ensure_streams(client.jetstream())
+    yield client
+    await client.close()
+
+
+async def _stored_log_events(nc: NATS, execution_id: str) -> list[LogEvent]:
+    subscription = await nc.jetstream().subscribe(
+        events_subject(execution_id), ordered_consumer=True, deliver_policy=DeliverPolicy.ALL
+    )
+    events = []
+    while True:
+        msg = await subscription.next_msg(timeout=30)
+        event = parse_event(msg.data)
+        assert isinstance(event, LogEvent)
+        events.append(event)
+        if msg.metadata.num_pending == 0:
+            break
+    await subscription.unsubscribe()
+    return events
+
+
+async def test_lines_logged_while_nats_is_away_are_held_back_then_counted_as_dropped(
+    nats_server: NatsServer, nc: NATS, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(logs, "MAX_BUFFERED_RECORDS", 2_000)
+    monkeypatch.setattr(logs, "MAX_BACKLOG_BYTES", 64 * 1024)
+    monkeypatch.setattr(logs, "BACKPRESSURE_SECONDS", 0.2)
+    execution_id = str(uuid.uuid4())
+    publisher = EventPublisher(nc, execution_id)
+    await publisher.start()
+    collector = LogCollector(publisher, io.StringIO(), Redactor())
+    publishing = asyncio.create_task(collector.run())
+    await asyncio.to_thread(nats_server.stop)
+
+    def log_lines() -> None:
+        for i in range(20_000):
+            collector.add(0.0, "INFO", "flow", f"line {i}")
+
+    # Held back once, for BACKPRESSURE_SECONDS, not once per line: then the lines that find no room are counted.
+    await asyncio.wait_for(asyncio.to_thread(log_lines), 60)
+    await asyncio.to_thread(nats_server.start)
+    publishing.cancel()
+    collector.publish(final=True)
+    assert await publisher.wait_acknowledged(60)
+    await publisher.close()
+
+    events = await _stored_log_events(nc, execution_id)
+    messages = [record.message for event in events for record in event.records]
+    dropped = sum(event.dropped for event in events)
+    assert dropped > 0
+    assert messages == [f"line {i}" for i in range(len(messages))]
+    assert len(messages) + dropped == 20_000
+
+
+async def test_a_burst_leaves_in_full_batches(nc: NATS) -> None:
+    execution_id = str(uuid.uuid4())
+    publisher = EventPublisher(nc, execution_id)
+    await publisher.start()
+    collector = LogCollector(publisher, io.StringIO(), Redactor())
+    for i in range(logs.BATCH_RECORDS * 4):
+        collector.add(0.0, "INFO", "flow", f"line {i}")
+    collector.publish(final=False, full_batches_only=True)
+    assert await publisher.wait_acknowledged(30)
+    await publisher.close()
+
+    events = await _stored_log_events(nc, execution_id)
+    assert [len(event.records) for event in events] == [logs.BATCH_RECORDS] * 4
+
+
+async def test_publishing_stops_when_cancelled_just_as_a_batch_fills(nc: NATS) -> None:
+    """The runner cancels the publishing loop when the workflow returns; a batch may fill in the same instant."""
+    publisher = EventPublisher(nc, str(uuid.uuid4()))
+    await publisher.start()
+    collector = LogCollector(publisher, io.StringIO(), Redactor())
+    for yields_before_cancel in range(6):
+        publishing = asyncio.create_task(collector.run())
+        await asyncio.sleep(0)  # it waits for a batch
+        for i in range(logs.BATCH_RECORDS):  # the last one wakes it
+            collector.add(0.0, "INFO", "flow", f"line {i}")
+        for _ in range(yields_before_cancel):
+            await asyncio.sleep(0)
+        publishing.cancel()
+        done, _ = await asyncio.wait({publishing}, timeout=5)
+        assert done, f"the publishing loop ran on after a cancel {yields_before_cancel} steps after its wake-up"
+    await publisher.close()
