@@ -134,19 +134,25 @@ class Harness:
         return await self.finish(await self.start(payload.execution_id, token), payload.execution_id)
 
     async def events(self, execution_id: str, until: Callable[[Event], bool] = is_finished) -> list[StoredEvent]:
-        """The execution's events from the stream, from the first up to the one `until` accepts."""
-        subscription = await self.js.subscribe(
-            events_subject(execution_id), ordered_consumer=True, deliver_policy=DeliverPolicy.ALL
-        )
-        stored: list[StoredEvent] = []
-        try:
-            while not stored or not until(stored[-1].event):
-                msg = await subscription.next_msg(timeout=30)
-                headers = msg.headers or {}
-                stored.append(StoredEvent(parse_event(msg.data), headers.get("Nats-Msg-Id")))
-        finally:
-            await subscription.unsubscribe()
-        return stored
+        return await stored_events(self.js, execution_id, until)
+
+
+async def stored_events(
+    js: JetStreamContext, execution_id: str, until: Callable[[Event], bool] = is_finished
+) -> list[StoredEvent]:
+    """The execution's events from the stream, from the first up to the one `until` accepts."""
+    subscription = await js.subscribe(
+        events_subject(execution_id), ordered_consumer=True, deliver_policy=DeliverPolicy.ALL
+    )
+    stored: list[StoredEvent] = []
+    try:
+        while not stored or not until(stored[-1].event):
+            msg = await subscription.next_msg(timeout=30)
+            headers = msg.headers or {}
+            stored.append(StoredEvent(parse_event(msg.data), headers.get("Nats-Msg-Id")))
+    finally:
+        await subscription.unsubscribe()
+    return stored
 
 
 @pytest.fixture(scope="session")

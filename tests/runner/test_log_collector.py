@@ -9,14 +9,14 @@ from collections.abc import AsyncIterator
 
 import pytest
 from nats.aio.client import Client as NATS
-from nats.js.api import DeliverPolicy
 
-from bifrost.protocol import LogEvent, events_subject, parse_event
+from bifrost.protocol import ExecutionStatus, FinishedEvent, LogEvent
 from bifrost_runner import logs
 from bifrost_runner.connection import connect_nats, ensure_streams
 from bifrost_runner.logs import LogCollector
 from bifrost_runner.publisher import EventPublisher
 from bifrost_runner.redaction import Redactor
+from tests.runner.conftest import stored_events
 from tests.services import NatsServer
 
 
@@ -28,20 +28,13 @@ async def nc(nats_server: NatsServer) -> AsyncIterator[NATS]:
     await client.close()
 
 
-async def _stored_log_events(nc: NATS, execution_id: str) -> list[LogEvent]:
-    subscription = await nc.jetstream().subscribe(
-        events_subject(execution_id), ordered_consumer=True, deliver_policy=DeliverPolicy.ALL
-    )
-    events = []
-    while True:
-        msg = await subscription.next_msg(timeout=30)
-        event = parse_event(msg.data)
-        assert isinstance(event, LogEvent)
-        events.append(event)
-        if msg.metadata.num_pending == 0:
-            break
-    await subscription.unsubscribe()
-    return events
+async def _finish_and_read_logs(nc: NATS, publisher: EventPublisher, execution_id: str) -> list[LogEvent]:
+    """Close the execution's events as a runner does, wait until JetStream holds them all, and read its logs."""
+    publisher.emit(FinishedEvent, status=ExecutionStatus.SUCCESS)
+    assert await publisher.wait_acknowledged(60)
+    await publisher.close()
+    stored = await stored_events(nc.jetstream(), execution_id)
+    return [event for event in (item.event for item in stored) if isinstance(event, LogEvent)]
 
 
 async def test_lines_logged_while_nats_is_away_are_held_back_then_counted_as_dropped(
@@ -66,10 +59,7 @@ async def test_lines_logged_while_nats_is_away_are_held_back_then_counted_as_dro
     await asyncio.to_thread(nats_server.start)
     publishing.cancel()
     collector.publish(final=True)
-    assert await publisher.wait_acknowledged(60)
-    await publisher.close()
-
-    events = await _stored_log_events(nc, execution_id)
+    events = await _finish_and_read_logs(nc, publisher, execution_id)
     messages = [record.message for event in events for record in event.records]
     dropped = sum(event.dropped for event in events)
     assert dropped > 0
@@ -77,18 +67,16 @@ async def test_lines_logged_while_nats_is_away_are_held_back_then_counted_as_dro
     assert len(messages) + dropped == 20_000
 
 
-async def test_a_burst_leaves_in_full_batches(nc: NATS) -> None:
+async def test_a_burst_leaves_in_full_batches_and_the_rest_waits(nc: NATS) -> None:
     execution_id = str(uuid.uuid4())
     publisher = EventPublisher(nc, execution_id)
     await publisher.start()
     collector = LogCollector(publisher, io.StringIO(), Redactor())
-    for i in range(logs.BATCH_RECORDS * 4):
+    for i in range(logs.BATCH_RECORDS * 4 + 123):
         collector.add(0.0, "INFO", "flow", f"line {i}")
     collector.publish(final=False, full_batches_only=True)
-    assert await publisher.wait_acknowledged(30)
-    await publisher.close()
 
-    events = await _stored_log_events(nc, execution_id)
+    events = await _finish_and_read_logs(nc, publisher, execution_id)
     assert [len(event.records) for event in events] == [logs.BATCH_RECORDS] * 4
 
 
