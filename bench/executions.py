@@ -25,6 +25,7 @@ from pathlib import Path
 
 import httpx
 import nats
+from cryptography.fernet import Fernet
 from sqlalchemy import Engine as DatabaseEngine
 from sqlalchemy import func, select
 from sqlmodel import Session, SQLModel
@@ -44,6 +45,7 @@ from control_plane.backends.local import LocalBackend
 from control_plane.db.models import Execution, Organization, User
 from control_plane.db.session import make_engine
 from control_plane.engine import Engine
+from control_plane.secrets_crypto import SecretCipher
 from control_plane.settings import Settings
 from tests.services import free_port, postgres_bin_dir, running_postgres
 
@@ -230,7 +232,8 @@ async def ingest_lines_per_second(tmp: Path, database_url: str | None = None) ->
         execution = Execution(org_id=org.id, user_id=user.id, workflow_name="chatty", backend="bench")
         session.add(execution)
         session.commit()
-    engine = Engine(settings, db, LocalBackend(settings), TokenIssuer(b"bench-signing-key"))
+    cipher = SecretCipher([Fernet.generate_key()])
+    engine = Engine(settings, db, LocalBackend(settings), TokenIssuer(b"bench-signing-key"), cipher)
     await engine.start()
     try:
         runner = await nats.connect(engine.nats_url)

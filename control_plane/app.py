@@ -39,7 +39,7 @@ def create_app(settings: Settings) -> FastAPI:
             registry = Registry(store_from_settings(settings), db_engine, poll_seconds=settings.workspace_poll_seconds)
             await registry.start()
             started.push_async_callback(registry.stop)
-            engine = Engine(settings, db_engine, create_backend(settings), tokens)
+            engine = Engine(settings, db_engine, create_backend(settings), tokens, cipher)
             await engine.start()
             started.push_async_callback(engine.stop)
             app.state.services = Services(
@@ -47,7 +47,7 @@ def create_app(settings: Settings) -> FastAPI:
                 db_engine=db_engine,
                 registry=registry,
                 engine=engine,
-                executions=ExecutionService(db_engine, registry, engine),
+                executions=ExecutionService(db_engine, registry, engine, cipher),
                 tokens=tokens,
                 cipher=cipher,
             )

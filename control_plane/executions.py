@@ -7,6 +7,7 @@ import asyncio
 import base64
 import binascii
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -24,6 +25,8 @@ from control_plane.db.session import session_scope
 from control_plane.engine import Engine as ExecutionEngine
 from control_plane.metrics import EXECUTIONS_CREATED
 from control_plane.registry import Registry
+from control_plane.sealed_parameters import seal
+from control_plane.secrets_crypto import SecretCipher
 
 
 class WorkflowNotFoundError(LookupError):
@@ -48,10 +51,11 @@ class Starter:
 class ExecutionService:
     """Starts executions; the one path every caller (API, endpoint, sub-workflow) goes through."""
 
-    def __init__(self, db_engine: Engine, registry: Registry, engine: ExecutionEngine) -> None:
+    def __init__(self, db_engine: Engine, registry: Registry, engine: ExecutionEngine, cipher: SecretCipher) -> None:
         self._db_engine = db_engine
         self._registry = registry
         self._engine = engine
+        self._cipher = cipher
 
     async def start(
         self,
@@ -62,8 +66,11 @@ class ExecutionService:
         sync: bool | None = None,
         parent_execution_id: str | None = None,
         wait_seconds: float | None = None,
+        secrets: Sequence[str] = (),
     ) -> tuple[Execution, bool]:
         """Validate, record and submit one execution. `sync=None` follows the workflow's execution mode.
+        `secrets`: values a parent run knows as secret; where they occur in the parameters, they are stored
+        masked, and the real parameters encrypted for the runner only.
 
         Returns the execution and whether it was submitted as sync; with `wait_seconds`, a sync execution is
         returned as it finished if it finishes within that time. Raises `WorkflowNotFoundError`, and
@@ -72,11 +79,13 @@ class ExecutionService:
         workflow = self._registry.get(workflow_name)
         if workflow is None:
             raise WorkflowNotFoundError(workflow_name)
+        stored, sealed = seal(self._cipher, validate_parameters(workflow.parameters_schema, parameters), secrets)
         execution = Execution(
             org_id=starter.org_id,
             user_id=starter.user_id,
             workflow_name=workflow.name,
-            parameters=validate_parameters(workflow.parameters_schema, parameters),
+            parameters=stored,
+            sealed_parameters=sealed,
             parent_execution_id=parent_execution_id,
             workspace_revision=self._registry.snapshot.revision,
         )

@@ -25,6 +25,7 @@ from control_plane.auth import (
 )
 from control_plane.db.session import session_scope
 from control_plane.engine import Engine as ExecutionEngine
+from control_plane.engine.store import ExecutionStore
 from control_plane.executions import ExecutionService, Starter
 from control_plane.logins import authenticate_session
 from control_plane.registry import Registry
@@ -168,14 +169,25 @@ async def require_org_admin(user: UserDep) -> Principal:
 OrgAdminDep = Annotated[Principal, Depends(require_org_admin)]
 
 
-async def require_execution_token(services: ServicesDep, bearer: BearerDep) -> ExecutionClaims:
-    """The claims of the execution token a runner sent; 401 for anything else, API keys included."""
+def require_execution_token(services: ServicesDep, bearer: BearerDep) -> ExecutionClaims:
+    """The claims of the execution token a runner sent, while its execution has not ended; 401 for anything
+    else, API keys included. A token outlives its execution until it expires: the execution's status, one
+    primary-key read, decides whether it still acts."""
     if bearer is None:
         raise _unauthorized("missing execution token: send `Authorization: Bearer <token>`")
     try:
-        return services.tokens.verify(bearer.credentials)
+        claims = services.tokens.verify(bearer.credentials)
     except InvalidExecutionTokenError as exc:
         raise _unauthorized(str(exc)) from exc
+    execution_status = ExecutionStore(services.db_engine, services.cipher).status(claims.execution_id)
+    if execution_status is None:
+        raise _unauthorized(f"execution token of execution {claims.execution_id}, which no longer exists")
+    if execution_status.is_terminal:
+        raise _unauthorized(
+            f"execution token of execution {claims.execution_id}, which already finished "
+            f"({execution_status.value}): a finished execution's token is no longer valid"
+        )
+    return claims
 
 
 RunnerDep = Annotated[ExecutionClaims, Depends(require_execution_token)]

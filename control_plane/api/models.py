@@ -17,6 +17,15 @@ class ExecuteRequest(BaseModel):
     parameters: dict[str, Any] = Field(default_factory=dict, description="The workflow's parameters by name.")
 
 
+class SubWorkflowRequest(ExecuteRequest):
+    secrets: list[str] = Field(
+        default_factory=list,
+        max_length=1000,
+        description="Values the starting run knows as secret: where they occur in the parameters they are stored "
+        "masked, and the sub-workflow's runner masks them in what it outputs.",
+    )
+
+
 class ExecutionAccepted(BaseModel):
     """The execution was created and runs (or waits to run) in the background."""
 

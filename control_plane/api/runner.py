@@ -9,9 +9,9 @@ from fastapi import APIRouter, HTTPException, Query, status
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
-from bifrost.protocol import ExecutionStatus, RunPayload
+from bifrost.protocol import RunPayload
 from control_plane.api.dependencies import RunnerDep, Services, ServicesDep
-from control_plane.api.models import ChildExecutionOut, ExecuteRequest, ExecutionAccepted, ValueOut
+from control_plane.api.models import ChildExecutionOut, ExecutionAccepted, SubWorkflowRequest, ValueOut
 from control_plane.api.starting import start_or_raise
 from control_plane.auth import ExecutionClaims, principal_of
 from control_plane.db.models import ConfigEntry, Execution, Secret, User
@@ -28,30 +28,21 @@ MAX_WAIT_SECONDS = 60
 
 
 def _running_user(session: Session, claims: ExecutionClaims) -> User:
-    """The token's user while its execution runs: 401 when either is gone, 409 once the execution finished."""
-    execution = session.get(Execution, claims.execution_id)
+    """The token's user (`RunnerDep` has checked that the execution still runs); 401 when the user is gone."""
     user = session.get(User, claims.user_id)
-    if execution is None or user is None:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="the token's execution or user no longer exists")
-    _still_running(execution.id, execution.status)
+    if user is None:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="the token's user no longer exists")
     return user
-
-
-def _still_running(execution_id: str, execution_status: ExecutionStatus) -> None:
-    """A token outlives its execution until it expires; a finished execution may no longer act."""
-    if execution_status.is_terminal:
-        raise HTTPException(
-            status.HTTP_409_CONFLICT, detail=f"execution {execution_id} already finished ({execution_status.value})"
-        )
 
 
 @router.get("/payload")
 def payload(claims: RunnerDep, services: ServicesDep) -> RunPayload:
     """What the runner needs to run its execution."""
-    target = ExecutionStore(services.db_engine).run_target(claims.execution_id, services.settings.max_result_bytes)
+    target = ExecutionStore(services.db_engine, services.cipher).run_target(
+        claims.execution_id, services.settings.max_result_bytes
+    )
     if target is None:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="the token's execution no longer exists")
-    _still_running(target.execution_id, target.status)
     if target.payload is None:
         problem = target.problem.message if target.problem else "the execution cannot run"
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=problem)
@@ -59,14 +50,22 @@ def payload(claims: RunnerDep, services: ServicesDep) -> RunPayload:
 
 
 @router.post("/workflows/{name}/run", status_code=status.HTTP_202_ACCEPTED)
-async def run_child(name: str, claims: RunnerDep, services: ServicesDep, request: ExecuteRequest) -> ExecutionAccepted:
+async def run_child(
+    name: str, claims: RunnerDep, services: ServicesDep, request: SubWorkflowRequest
+) -> ExecutionAccepted:
     """Start a sub-workflow as the same user and organization. It is launched at once, bypassing the queue:
     its parent already holds a run slot and waits for it, so queueing it could deadlock a full system."""
     if not await run_in_threadpool(_may_start_child, services, claims, name):
         raise HTTPException(status.HTTP_403_FORBIDDEN, detail=f"workflow {name!r} is restricted to other roles")
     starter = Starter(user_id=claims.user_id, org_id=claims.org_id)
     execution, _ = await start_or_raise(
-        services, name, request.parameters, starter=starter, sync=True, parent_execution_id=claims.execution_id
+        services,
+        name,
+        request.parameters,
+        starter=starter,
+        sync=True,
+        parent_execution_id=claims.execution_id,
+        secrets=request.secrets,
     )
     return ExecutionAccepted(execution_id=execution.id, status=execution.status)
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import cast
 
 from fastapi import APIRouter, HTTPException, Request, Response, status
 from pydantic import BaseModel, Field
-from sqlmodel import select
+from sqlalchemy import update
+from sqlmodel import col, select
 
 from control_plane.api.dependencies import (
     EntryNameParam,
@@ -18,7 +20,7 @@ from control_plane.api.dependencies import (
     write_scope,
 )
 from control_plane.audit import record
-from control_plane.db.models import Secret
+from control_plane.db.models import Execution, Secret
 from control_plane.db.session import session_scope
 from control_plane.scoped_values import EntryWrite, delete_entry, entries_visible_to_org, upsert_entry
 from control_plane.secrets_crypto import SecretDecryptionError
@@ -88,14 +90,24 @@ def delete_secret(
 
 @router.post("/rotate")
 def rotate_secrets(request: Request, services: ServicesDep, user: PlatformAdminDep) -> RotationOut:
-    """Re-encrypt every secret with the newest key of `BIFROST_ENCRYPTION_KEYS`; afterwards the older keys may
-    be removed."""
+    """Re-encrypt every secret with the newest key of `BIFROST_ENCRYPTION_KEYS`, and the secret values passed to
+    the sub-workflows that have yet to run; afterwards the older keys may be removed."""
     with session_scope(services.db_engine) as session:
         secrets = session.exec(select(Secret)).all()
+        sealed = session.exec(
+            select(Execution.id, Execution.sealed_parameters).where(col(Execution.sealed_parameters).is_not(None))
+        ).all()
         try:
             for secret in secrets:
                 secret.ciphertext = services.cipher.rotate(secret.ciphertext)
                 session.add(secret)
+            for execution_id, ciphertext in sealed:
+                # Compare and set: a run that finished meanwhile has dropped its sealed values for good.
+                session.exec(
+                    update(Execution)
+                    .where(col(Execution.id) == execution_id, col(Execution.sealed_parameters) == ciphertext)
+                    .values(sealed_parameters=services.cipher.rotate(cast(str, ciphertext)))
+                )
         except SecretDecryptionError as exc:
             raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from exc
         record(session, "secret.keys_rotated", actor=user, org_id=None, ip=client_address(request), count=len(secrets))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import HTTPException, status
@@ -24,6 +25,7 @@ async def start_or_raise(
     sync: bool | None,
     parent_execution_id: str | None = None,
     wait_seconds: float | None = None,
+    secrets: Sequence[str] = (),
 ) -> tuple[Execution, bool]:
     """Start an execution; 404 for an unknown workflow, 422 with per-field errors for bad parameters."""
     try:
@@ -34,6 +36,7 @@ async def start_or_raise(
             sync=sync,
             parent_execution_id=parent_execution_id,
             wait_seconds=wait_seconds,
+            secrets=secrets,
         )
     except WorkflowNotFoundError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from exc

@@ -109,6 +109,12 @@ class Execution(SQLModel, table=True):
         sa_column=Column(Text),
         description="The last lines a runner printed when it ended without reporting how its workflow ended.",
     )
+    sealed_parameters: str | None = Field(
+        default=None,
+        sa_column=Column(Text),
+        description="While the execution may run: the Fernet token of its real parameters and of the secret "
+        "values among them (passed on by its parent), which `parameters` shows masked.",
+    )
     parent_execution_id: str | None = Field(default=None, foreign_key="executions.id", index=True)
     workspace_revision: str | None = None
     backend: str | None = None

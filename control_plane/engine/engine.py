@@ -36,6 +36,8 @@ from control_plane.engine.replicas import ReplicaAnnouncer
 from control_plane.engine.store import Committed, ExecutionStore
 from control_plane.engine.streams import ensure_streams
 from control_plane.metrics import EXECUTIONS_FINISHED, RUN_DURATION, RUNNING
+from control_plane.sealed_parameters import readable_secrets
+from control_plane.secrets_crypto import SecretCipher
 from control_plane.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -52,10 +54,14 @@ class EngineNotStartedError(RuntimeError):
 
 
 class Engine:
-    def __init__(self, settings: Settings, db: sqlalchemy.Engine, backend: Backend, tokens: TokenIssuer) -> None:
+    def __init__(
+        self, settings: Settings, db: sqlalchemy.Engine, backend: Backend, tokens: TokenIssuer, cipher: SecretCipher
+    ) -> None:
         self._settings = settings
         self._backend = backend
-        self._store = ExecutionStore(db)
+        self._db = db
+        self._cipher = cipher
+        self._store = ExecutionStore(db, cipher)
         self._hub = LiveHub()
         self._dispatcher = Dispatcher(settings, self._store, backend, tokens, self._announce)
         self._hub.on_terminal(self._dispatcher.capacity_freed)
@@ -264,16 +270,20 @@ class Engine:
             logger.warning("a runner exited for execution %s, which does not exist", execution_id)
             return
         status = runner_exit.status if runner_exit.status and runner_exit.status.is_terminal else ExecutionStatus.FAILED
+        # What a runner printed on its way out was not redacted by the runner when the runner could not (a crash,
+        # a child process writing to the runner's output): masked here with every secret it could have read.
+        redactor = await asyncio.to_thread(readable_secrets, self._db, self._cipher, execution_id)
+        reason = redactor.text(runner_exit.reason)
         closed = await asyncio.to_thread(
             self._store.close,
             execution_id,
             status,
             error_type="Timeout" if status is ExecutionStatus.TIMEOUT else "RunnerExited",
-            error_message=runner_exit.reason,
-            runner_log_tail=runner_exit.log_tail,
+            error_message=reason,
+            runner_log_tail=None if runner_exit.log_tail is None else redactor.text(runner_exit.log_tail),
         )
         if closed is not None:
-            logger.warning("execution %s failed: %s", execution_id, runner_exit.reason)
+            logger.warning("execution %s failed: %s", execution_id, reason)
             await self._announce([closed])
 
     async def _events_waiting(self, execution_id: str) -> bool:

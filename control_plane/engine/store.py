@@ -30,6 +30,8 @@ from bifrost.protocol import (
 )
 from control_plane.db.models import Execution, ExecutionLog, Organization, User, Workflow, utcnow
 from control_plane.engine.live import LiveEvent, LogRange, log_live_event
+from control_plane.sealed_parameters import unseal
+from control_plane.secrets_crypto import SecretCipher, SecretDecryptionError
 
 EXECUTIONS: Table = Execution.__table__  # type: ignore[attr-defined]
 EXECUTION_LOGS: Table = ExecutionLog.__table__  # type: ignore[attr-defined]
@@ -211,6 +213,7 @@ class _ExecutionChanges:
         self.status = status
         self.status_values.update(
             status=status,
+            sealed_parameters=None,  # no runner needs them any more
             finished_at=event.ts,
             error_type=error_type,
             error_message=error_message,
@@ -231,13 +234,14 @@ class _ExecutionChanges:
 
 
 class ExecutionStore:
-    def __init__(self, db: Engine) -> None:
+    def __init__(self, db: Engine, cipher: SecretCipher) -> None:
         self._db = db
+        self._cipher = cipher
 
     def status(self, execution_id: str) -> ExecutionStatus | None:
         with self._db.connect() as conn:
             status: ExecutionStatus | None = conn.execute(
-                select(EXECUTIONS.c.status).where(EXECUTIONS.c.id == execution_id)
+                _STATUS_QUERY, {"execution_id": execution_id}
             ).scalar_one_or_none()
             return status
 
@@ -283,13 +287,13 @@ class ExecutionStore:
                 return None
             limited = row["backend"] is None and row["status"] == ExecutionStatus.PENDING
             counts = self._active_counts(conn) if limited and row["parent_execution_id"] is None else None
-        return _launch_target(row, counts, max_result_bytes)
+        return _launch_target(row, counts, max_result_bytes, self._cipher)
 
     def run_target(self, execution_id: str, max_result_bytes: int) -> LaunchTarget | None:
         """`launch_target` without the counts: what a runner asks for once it runs."""
         with self._db.connect() as conn:
             row = conn.execute(_LAUNCH_QUERY, {"execution_id": execution_id}).mappings().one_or_none()
-        return None if row is None else _launch_target(row, None, max_result_bytes)
+        return None if row is None else _launch_target(row, None, max_result_bytes, self._cipher)
 
     def active_counts(self) -> dict[str, int]:
         """Launched, unfinished executions per workflow: what the concurrency limits count."""
@@ -361,6 +365,7 @@ class ExecutionStore:
                     error_type=error_type,
                     error_message=error_message,
                     runner_log_tail=runner_log_tail,
+                    sealed_parameters=None,
                 )
             )
         data = status_data(status, error_type=error_type, error_message=error_message)
@@ -493,6 +498,8 @@ _MOVE_EXECUTION = (
 
 _RECORD_LAUNCH = _UPDATE_EXECUTION.returning(EXECUTIONS.c.status)
 
+_STATUS_QUERY = select(EXECUTIONS.c.status).where(EXECUTIONS.c.id == bindparam("execution_id"))
+
 _LAUNCH_QUERY: Select[Any] = (
     select(
         EXECUTIONS.c.id,
@@ -504,6 +511,7 @@ _LAUNCH_QUERY: Select[Any] = (
         EXECUTIONS.c.backend,
         EXECUTIONS.c.parent_execution_id,
         EXECUTIONS.c.parameters,
+        EXECUTIONS.c.sealed_parameters,
         EXECUTIONS.c.workspace_revision,
         WORKFLOWS.c.file,
         WORKFLOWS.c.function_name,
@@ -523,20 +531,37 @@ _LAUNCH_QUERY: Select[Any] = (
 )
 
 
-def _launch_target(row: RowMapping, counts: dict[str, int] | None, max_result_bytes: int) -> LaunchTarget:
+def _opened_parameters(row: RowMapping, cipher: SecretCipher) -> tuple[dict[str, Any], list[str]] | LaunchProblem:
+    """The execution's real parameters and the secret values among them."""
+    if row["sealed_parameters"] is None:
+        return row["parameters"], []
+    try:
+        return unseal(cipher, row["sealed_parameters"])
+    except SecretDecryptionError as exc:
+        return LaunchProblem("SecretDecryptionError", f"the secret values among its parameters: {exc}")
+
+
+def _launch_target(
+    row: RowMapping, counts: dict[str, int] | None, max_result_bytes: int, cipher: SecretCipher
+) -> LaunchTarget:
     payload: RunPayload | None = None
     problem: LaunchProblem | None = None
+    opened = _opened_parameters(row, cipher)
     if row["file"] is None:
         problem = LaunchProblem("WorkflowNotFound", f"workflow {row['workflow_name']!r} is not in the registry")
     elif row["user_email"] is None:
         problem = LaunchProblem("UserNotFound", f"the execution's user {row['user_id']!r} no longer exists")
+    elif isinstance(opened, LaunchProblem):
+        problem = opened
     else:
+        parameters, secrets = opened
         payload = RunPayload(
             execution_id=row["id"],
             workflow_name=row["workflow_name"],
             file=row["file"],
             function_name=row["function_name"],
-            parameters=row["parameters"],
+            parameters=parameters,
+            secrets=secrets,
             user=UserInfo(id=row["user_id"], email=row["user_email"], name=row["user_name"]),
             organization=OrganizationInfo(id=row["org_id"], name=row["org_name"]) if row["org_name"] else None,
             is_platform_admin=row["is_platform_admin"],

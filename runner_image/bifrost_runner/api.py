@@ -50,8 +50,10 @@ class ApiClient:
         except ValidationError as exc:
             raise ApiError(f"GET /api/runner/payload: the control plane sent an invalid payload: {exc}") from None
 
-    async def start_workflow(self, name: str, parameters: dict[str, Any]) -> str:
-        response = await self._request("POST", f"/api/runner/workflows/{name}/run", json={"parameters": parameters})
+    async def start_workflow(self, name: str, parameters: dict[str, Any], secrets: list[str]) -> str:
+        """Start a sub-workflow; `secrets`: the secret values among the parameters, which it masks as its own."""
+        body = {"parameters": parameters, "secrets": secrets}
+        response = await self._request("POST", f"/api/runner/workflows/{name}/run", json=body)
         return str(response.json()["execution_id"])
 
     async def execution(self, execution_id: str, wait_seconds: int) -> dict[str, Any]:
@@ -98,8 +100,7 @@ class ApiClient:
     def _checked(method: str, path: str, response: httpx.Response, absent_ok: bool) -> httpx.Response:
         if response.is_success or (absent_ok and response.status_code == 404):
             return response
+        problem = response.text[:500] or response.reason_phrase
         if response.status_code == 401:
-            problem = "the execution token was refused (expired, revoked, or for another execution)"
-        else:
-            problem = response.text[:500] or response.reason_phrase
+            problem = f"the execution token was refused: {problem}"
         raise ApiError(f"{method} {path}: HTTP {response.status_code}: {problem}")

@@ -1,8 +1,12 @@
-"""Secret values the workflow read are masked in what leaves the runner: logs, variables, the result."""
+"""Secret values the workflow read (or was passed by its parent) are masked in what leaves the runner: logs,
+variables, the result, and the runner's own messages."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 MASK = "********"
@@ -37,3 +41,51 @@ class Redactor:
         if isinstance(value, list | tuple):
             return [self.value(item) for item in value]
         return value
+
+    def found_in(self, value: Any) -> list[str]:
+        """The secrets that occur in the strings (keys included) of a JSON-like value."""
+        strings = list(_strings(value))
+        return [secret for secret in self._secrets if any(secret in text for text in strings)]
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield str(key)
+            yield from _strings(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _strings(item)
+
+
+class RedactingFilter(logging.Filter):
+    """Masks secrets in the records a handler writes, their tracebacks included."""
+
+    def __init__(self, redactor: Redactor) -> None:
+        super().__init__()
+        self._redactor = redactor
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = self._redactor.text(record.getMessage()), None
+        if record.exc_info:
+            record.exc_text = self._redactor.text(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
+        if record.stack_info:
+            record.stack_info = self._redactor.text(record.stack_info)
+        return True
+
+
+@contextlib.contextmanager
+def redacted_handlers(logger: logging.Logger, redactor: Redactor) -> Iterator[None]:
+    """Mask secrets in what `logger`'s handlers write (the records of its child loggers too) for the block."""
+    redacting = RedactingFilter(redactor)
+    handlers = list(logger.handlers)
+    for handler in handlers:
+        handler.addFilter(redacting)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(redacting)

@@ -42,7 +42,7 @@ from bifrost_runner.loader import WorkflowLoadError, load_workflow
 from bifrost_runner.logs import LogCollector, captured_output
 from bifrost_runner.outcome import Outcome, failure, outcome_of
 from bifrost_runner.publisher import EventPublisher, EventTooLargeError
-from bifrost_runner.redaction import Redactor
+from bifrost_runner.redaction import Redactor, redacted_handlers
 from bifrost_runner.services import ApiRuntimeServices
 from bifrost_runner.sync import WorkspaceSyncError
 from bifrost_runner.variables import capture_variables
@@ -196,11 +196,13 @@ async def _run_workflow(
     await publisher.send_queued()
     cancel = await _cancel_signal(nc, payload.execution_id)
     redactor = Redactor()
+    for secret in payload.secrets:
+        redactor.add(secret)
     services = ApiRuntimeServices(api, redactor)
     collector = LogCollector(publisher, sys.__stdout__ or sys.stdout, redactor)
     publishing_logs = asyncio.create_task(collector.run())
     try:
-        with captured_output(collector):
+        with captured_output(collector), redacted_handlers(log, redactor):
             outcome, invocation, parameter_names = await _call_workflow(checkout.folder, payload, services, cancel)
     finally:
         publishing_logs.cancel()

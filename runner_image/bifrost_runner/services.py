@@ -31,7 +31,7 @@ class ApiRuntimeServices:
         self._redactor = redactor
 
     async def run_workflow(self, name: str, parameters: dict[str, Any], wait: bool) -> Any:
-        child_id = await self._api.start_workflow(name, parameters)
+        child_id = await self._api.start_workflow(name, parameters, self._redactor.found_in(parameters))
         if not wait:
             return child_id
         while True:

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import reprlib
 import sys
+from collections.abc import Collection
 from types import CodeType, FrameType, ModuleType
 from typing import Any
 
 from bifrost_runner.redaction import Redactor
 
 MAX_VALUE_CHARS = 4096
+MAX_ITEMS = 10
+"""Items shown per container; with three levels, a repr looks at a thousand values at most."""
+MAX_NESTED_CHARS = 200
 MAX_TOTAL_CHARS = 256 * 1024
 
 
@@ -41,22 +47,102 @@ def _is_captured(name: str, value: object, excluded: set[str]) -> bool:
     return not (name in excluded or name.startswith("_") or callable(value) or isinstance(value, ModuleType))
 
 
+class _BoundedRepr(reprlib.Repr):
+    """A repr that looks at a bounded part of a value, whatever its size: so many items per container, so many
+    levels, so many characters per string. Containers are shown in their own order: sorting them, as
+    `reprlib` does for dicts and sets, would read them whole."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.maxlevel = 3
+        self.maxtuple = self.maxlist = self.maxarray = self.maxdict = MAX_ITEMS
+        self.maxset = self.maxfrozenset = self.maxdeque = MAX_ITEMS
+        self.maxstring = self.maxother = MAX_NESTED_CHARS
+        self.maxlong = MAX_NESTED_CHARS
+
+    def repr_dict(self, x: dict[Any, Any], level: int) -> str:
+        if not x:
+            return "{}"
+        if level <= 0:
+            return "{...}"
+        items = [
+            f"{self.repr1(key, level - 1)}: {self.repr1(x[key], level - 1)}" for key in itertools.islice(x, MAX_ITEMS)
+        ]
+        return "{" + ", ".join(items) + (", ..." if len(x) > MAX_ITEMS else "") + "}"
+
+    def repr_set(self, x: set[Any], level: int) -> str:
+        return self._repr_unsorted(x, level, "{", "}", "set()")
+
+    def repr_frozenset(self, x: frozenset[Any], level: int) -> str:
+        return self._repr_unsorted(x, level, "frozenset({", "})", "frozenset()")
+
+    def _repr_unsorted(self, x: Collection[Any], level: int, left: str, right: str, empty: str) -> str:
+        if not x:
+            return empty
+        if level <= 0:
+            return f"{left}...{right}"
+        items = [self.repr1(item, level - 1) for item in itertools.islice(x, MAX_ITEMS)]
+        return left + ", ".join(items) + (", ..." if len(x) > MAX_ITEMS else "") + right
+
+    def repr_bytes(self, x: bytes, level: int) -> str:
+        return _cut(repr(x[: self.maxstring]), len(x) - self.maxstring, "bytes")
+
+    def repr_bytearray(self, x: bytearray, level: int) -> str:
+        return _cut(repr(x[: self.maxstring]), len(x) - self.maxstring, "bytes")
+
+
+def _cut(text: str, more: int, unit: str) -> str:
+    return f"{text}… [{more:,} more {unit}]" if more > 0 else text
+
+
+def _small_json(value: object, budget: int = MAX_VALUE_CHARS) -> bool:
+    """Whether `value` is JSON (str, number, bool, None, lists, dicts with str keys) of about `budget` characters
+    at most, found without looking at more of it than that."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            budget -= len(item) + 2
+        elif item is None or isinstance(item, bool | int | float):
+            budget -= 8
+        elif isinstance(item, list | tuple):
+            budget -= 2 + len(item)
+            if budget >= 0:
+                pending.extend(item)
+        elif isinstance(item, dict):
+            budget -= 2 + 4 * len(item)
+            if budget >= 0:
+                if not all(isinstance(key, str) for key in item):
+                    return False
+                pending.extend(item)
+                pending.extend(item.values())
+        else:
+            return False
+        if budget < 0:
+            return False
+    return True
+
+
+_repr = _BoundedRepr()
+
+
 def _presentable(value: object) -> Any:
-    """The value itself when it is small JSON, else its (shortened) repr."""
+    """The value itself when it is small JSON, else a bounded repr of it."""
+    if _small_json(value):
+        try:
+            text = json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError, RecursionError):
+            pass
+        else:
+            if len(text) <= MAX_VALUE_CHARS:
+                return json.loads(text)
+    if isinstance(value, str):
+        return _cut(repr(value[:MAX_VALUE_CHARS]), len(value) - MAX_VALUE_CHARS, "characters")
     try:
-        text = json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError, RecursionError):
-        pass
-    else:
-        if len(text) <= MAX_VALUE_CHARS:
-            return json.loads(text)
-    try:
-        text = repr(value)
+        text = _repr.repr(value)
     except Exception as exc:
         return f"<repr failed: {type(exc).__name__}>"
-    if len(text) > MAX_VALUE_CHARS:
-        return f"{text[:MAX_VALUE_CHARS]}… [{len(text) - MAX_VALUE_CHARS:,} more characters]"
-    return text
+    return _cut(text[:MAX_VALUE_CHARS], len(text) - MAX_VALUE_CHARS, "characters")
 
 
 def capture_variables(frame: FrameType, excluded: set[str], redactor: Redactor) -> dict[str, Any]:

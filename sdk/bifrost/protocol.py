@@ -143,6 +143,11 @@ class RunPayload(BaseModel):
     workspace_revision: str | None = None
     parent_execution_id: str | None = None
     max_result_bytes: int = 10 * 1024 * 1024
+    secrets: list[str] = Field(
+        default_factory=list,
+        description="Secret values among the parameters, passed on by the parent run: masked in what the run "
+        "outputs, as the secrets it reads itself.",
+    )
 
 
 # The local backend's runner template (`python -m bifrost_runner.zygote`): it reads one `RunnerClaim` per line

@@ -10,6 +10,7 @@ import nats
 import nats.errors
 import pytest
 import sqlalchemy
+from cryptography.fernet import Fernet
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from sqlalchemy import create_engine as create_plain_engine
@@ -31,6 +32,7 @@ from control_plane.backends.base import ExitCallback, LaunchSpec, RunnerDetails,
 from control_plane.db.models import Execution, ExecutionLog, Organization, User, Workflow, utcnow
 from control_plane.db.session import make_engine
 from control_plane.engine import Engine
+from control_plane.secrets_crypto import SecretCipher
 from control_plane.settings import Settings
 from tests.services import NatsServer
 
@@ -191,7 +193,7 @@ async def start_engine(
 
     async def start(backend_override: Any = None, **overrides: Any) -> Engine:
         engine_settings = settings.model_copy(update=overrides)
-        engine = Engine(engine_settings, db, backend_override or backend, tokens)
+        engine = Engine(engine_settings, db, backend_override or backend, tokens, SecretCipher([Fernet.generate_key()]))
         await engine.start()
         started.append(engine)
         return engine

@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable
 
 import sqlalchemy
+from cryptography.fernet import Fernet
 from nats.aio.client import Client as NatsClient
 
 from bifrost.protocol import (
@@ -21,6 +22,7 @@ from bifrost.protocol import (
 from control_plane.engine import ExecutionNotFoundError, LiveEvent
 from control_plane.engine.store import ExecutionStore, _ExecutionChanges
 from control_plane.engine.streams import INGEST_CONSUMER, ensure_streams, ingest_consumer_config
+from control_plane.secrets_crypto import SecretCipher
 from tests.engine.conftest import (
     EngineFactory,
     eventually,
@@ -159,7 +161,7 @@ async def test_nothing_is_lost_or_doubled_across_an_engine_restart(
     for event in events[3:]:
         await publish(js, event)
     # A crashed engine may have committed events it never acked: they come again and must be skipped.
-    ExecutionStore(db).ingest({execution_id: events[3:5]}, accept_gaps=())
+    ExecutionStore(db, SecretCipher([Fernet.generate_key()])).ingest({execution_id: events[3:5]}, accept_gaps=())
 
     second = await start_engine()
     assert await second.wait_terminal(execution_id, timeout=20)
@@ -283,7 +285,7 @@ async def test_waiting_on_an_unfinished_or_unknown_execution(
 async def test_a_status_written_meanwhile_is_not_overwritten(
     new_execution: Callable[..., str], db: sqlalchemy.Engine
 ) -> None:
-    store = ExecutionStore(db)
+    store = ExecutionStore(db, SecretCipher([Fernet.generate_key()]))
     execution_id = new_execution()
     store.ingest({execution_id: [StartedEvent(execution_id=execution_id, seq=1)]}, accept_gaps=())
     with db.connect() as conn:

@@ -23,7 +23,7 @@ import asyncio
 import hashlib
 import logging
 
-from bifrost import config, context, secrets, workflow
+from bifrost import config, context, secrets, workflow, workflows
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +50,11 @@ async def leak(name: str):
 @workflow
 async def hold(seconds: float = 60):
     await asyncio.sleep(seconds)
+
+
+@workflow(execution_mode="sync")
+async def parent():
+    return {"child": await workflows.run("whoami", wait=False)}
 """
 
 
@@ -160,6 +165,6 @@ def tenants(
 
 def wait_for_workflows(admin: httpx.Client) -> None:
     eventually(
-        lambda: {"whoami", "ping", "leak", "hold"} <= {w["name"] for w in admin.get("/api/workflows").json()},
+        lambda: {"whoami", "ping", "leak", "hold", "parent"} <= {w["name"] for w in admin.get("/api/workflows").json()},
         what="the workflows to register",
     )

@@ -11,6 +11,7 @@ import pytest
 from control_plane.auth import TokenIssuer
 from tests.api.conftest import SECRET_KEY, eventually
 from tests.security.conftest import Tenants
+from tests.security.test_route_table import ROUTES, served_routes
 
 SDK_ROUTES = ("/api/runner/payload", "/api/runner/secrets/a-only", "/api/runner/config/a-only")
 
@@ -107,13 +108,19 @@ def test_expired_or_foreign_tokens_are_refused(tenants: Tenants, running: dict[s
                 assert reason in refused.json()["detail"].lower()
 
 
-def test_token_is_useless_once_its_execution_finished(tenants: Tenants) -> None:
+def test_token_is_refused_on_every_runner_route_once_its_execution_finished(tenants: Tenants) -> None:
     with tenants.client("member_a") as member_a:
-        finished = member_a.post("/api/workflows/whoami/execute").json()
-    assert finished["status"] == "Success"
+        finished = member_a.post("/api/workflows/parent/execute").json()
+        assert finished["status"] == "Success", finished["error"]
+        child = finished["result"]["child"]
+        assert member_a.get(f"/api/executions/{child}").json()["parent_execution_id"] == finished["execution_id"]
+    runner_routes = sorted(route for route in served_routes(tenants) if route[1].startswith("/api/runner/"))
+    assert len(runner_routes) == 5, runner_routes
+    values = {"execution": child, "secret": "a-only", "config": "a-only"}
     with runner_client(tenants, token_for(finished)) as runner:
-        for path in SDK_ROUTES:
-            after = runner.get(path)
-            assert after.status_code == 409
-            assert "already finished" in after.json()["detail"]
-        assert runner.post("/api/runner/workflows/whoami/run", json={}).status_code == 409
+        for method, route in runner_routes:
+            probe = ROUTES[(method, route)]
+            after = runner.request(method, (probe.path or route).format(**values), json=probe.json)
+            assert after.status_code == 401, (method, route, after.text)
+            detail = after.json()["detail"]
+            assert f"execution {finished['execution_id']}, which already finished (Success)" in detail
