@@ -108,6 +108,16 @@ def test_a_secret_passed_to_a_sub_workflow_is_masked_there_and_still_received(te
         assert PASSED_ON not in output
     assert b"passed-on" in raw_files(tenants)  # the secret's name is there: the right files were read
     assert PASSED_ON.encode() not in raw_files(tenants)
+    assert sealed_parameters(tenants, child_id) is None  # encrypted while the child may run, dropped once it ended
+
+
+def sealed_parameters(tenants: Tenants, execution_id: str) -> str | None:
+    database = tenants.bifrost.settings.resolved_database_url.removeprefix("sqlite:///")
+    with sqlite3.connect(database) as connection:
+        row = connection.execute("SELECT sealed_parameters FROM executions WHERE id = ?", (execution_id,)).fetchone()
+    assert row is not None
+    sealed: str | None = row[0]
+    return sealed
 
 
 def test_what_a_crashed_runner_printed_is_kept_masked(tenants: Tenants) -> None:
