@@ -30,6 +30,21 @@ class Redactor:
                 text = text.replace(secret, MASK)
         return text
 
+    def head(self, text: str, limit: int) -> tuple[str, int]:
+        """The redacted beginning of `text`, of at most `limit` of its characters, and how many it covers: a
+        secret the cut would go through is left out whole, never shown in part. Looks at no more of `text` than
+        the cut and the secrets' length need."""
+        if len(text) <= limit:
+            return self.text(text), len(text)
+        cut, moved = limit, True
+        while moved:
+            moved = False
+            for secret in self._secrets:
+                start = text.find(secret, max(0, cut - len(secret) + 1), cut + len(secret) - 1)
+                if start != -1 and start < cut:
+                    cut, moved = start, True
+        return self.text(text[:cut]), cut
+
     def value(self, value: Any) -> Any:
         """A copy of a JSON-like value with every string redacted (keys included)."""
         if not self._secrets:

@@ -50,10 +50,12 @@ def _is_captured(name: str, value: object, excluded: set[str]) -> bool:
 class _BoundedRepr(reprlib.Repr):
     """A repr that looks at a bounded part of a value, whatever its size: so many items per container, so many
     levels, so many characters per string. Containers are shown in their own order: sorting them, as
-    `reprlib` does for dicts and sets, would read them whole."""
+    `reprlib` does for dicts and sets, would read them whole. Strings are redacted before they are cut, so a
+    cut never leaves part of a secret."""
 
-    def __init__(self) -> None:
+    def __init__(self, redactor: Redactor) -> None:
         super().__init__()
+        self._redactor = redactor
         self.maxlevel = 3
         self.maxtuple = self.maxlist = self.maxarray = self.maxdict = MAX_ITEMS
         self.maxset = self.maxfrozenset = self.maxdeque = MAX_ITEMS
@@ -84,6 +86,17 @@ class _BoundedRepr(reprlib.Repr):
         items = [self.repr1(item, level - 1) for item in itertools.islice(x, MAX_ITEMS)]
         return left + ", ".join(items) + (", ..." if len(x) > MAX_ITEMS else "") + right
 
+    def repr_str(self, x: str, level: int) -> str:
+        return _shortened_str(x, self.maxstring, self._redactor)
+
+    def repr_instance(self, x: object, level: int) -> str:
+        try:
+            text = repr(x)
+        except Exception as exc:
+            return f"<{type(x).__name__}: repr failed: {type(exc).__name__}>"
+        head, covered = self._redactor.head(text, self.maxother)
+        return head if covered == len(text) else f"{head}..."
+
     def repr_bytes(self, x: bytes, level: int) -> str:
         return _cut(repr(x[: self.maxstring]), len(x) - self.maxstring, "bytes")
 
@@ -93,6 +106,11 @@ class _BoundedRepr(reprlib.Repr):
 
 def _cut(text: str, more: int, unit: str) -> str:
     return f"{text}… [{more:,} more {unit}]" if more > 0 else text
+
+
+def _shortened_str(text: str, limit: int, redactor: Redactor) -> str:
+    head, covered = redactor.head(text, limit)
+    return _cut(repr(head), len(text) - covered, "characters")
 
 
 def _small_json(value: object, budget: int = MAX_VALUE_CHARS) -> bool:
@@ -123,11 +141,8 @@ def _small_json(value: object, budget: int = MAX_VALUE_CHARS) -> bool:
     return True
 
 
-_repr = _BoundedRepr()
-
-
-def _presentable(value: object) -> Any:
-    """The value itself when it is small JSON, else a bounded repr of it."""
+def _presentable(value: object, redactor: Redactor) -> Any:
+    """The value itself when it is small JSON, else a bounded, redacted repr of it."""
     if _small_json(value):
         try:
             text = json.dumps(value, allow_nan=False)
@@ -137,12 +152,13 @@ def _presentable(value: object) -> Any:
             if len(text) <= MAX_VALUE_CHARS:
                 return json.loads(text)
     if isinstance(value, str):
-        return _cut(repr(value[:MAX_VALUE_CHARS]), len(value) - MAX_VALUE_CHARS, "characters")
+        return _shortened_str(value, MAX_VALUE_CHARS, redactor)
     try:
-        text = _repr.repr(value)
+        text = _BoundedRepr(redactor).repr(value)
     except Exception as exc:
         return f"<repr failed: {type(exc).__name__}>"
-    return _cut(text[:MAX_VALUE_CHARS], len(text) - MAX_VALUE_CHARS, "characters")
+    head, covered = redactor.head(text, MAX_VALUE_CHARS)
+    return _cut(head, len(text) - covered, "characters")
 
 
 def capture_variables(frame: FrameType, excluded: set[str], redactor: Redactor) -> dict[str, Any]:
@@ -152,7 +168,7 @@ def capture_variables(frame: FrameType, excluded: set[str], redactor: Redactor) 
     for name, value in frame.f_locals.items():
         if not _is_captured(name, value, excluded):
             continue
-        presentable = redactor.value(_presentable(value))
+        presentable = redactor.value(_presentable(value, redactor))
         total += len(json.dumps(presentable))
         if total > MAX_TOTAL_CHARS:
             variables[name] = f"<omitted: the variables exceed {MAX_TOTAL_CHARS // 1024} KB>"
