@@ -331,7 +331,7 @@ def test_token_of_a_finished_execution_can_no_longer_act(bifrost: Bifrost, db: E
         execution_id=execution.id, org_id=org_id, user_id=user_id, expires_at=datetime.now(UTC) + timedelta(hours=1)
     )
     with bifrost.client(key=token) as runner:
-        assert runner.get("/api/runner/payload").status_code == 409
+        assert runner.get("/api/runner/payload").status_code == 401
         started = runner.post("/api/runner/workflows/greet/run", json={"parameters": {"name": "x"}})
-        assert started.status_code == 409
+        assert started.status_code == 401
         assert "already finished" in started.json()["detail"]
