@@ -6,28 +6,19 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
 import pytest
 
 from control_plane.db.models import MAX_LOG_LINE, MAX_ROW_ID
-from tests.security.conftest import PASSWORD, Tenants
+from tests.security.conftest import PASSWORD, Tenants, assert_every_list_answers, nested, send_json
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def database_kind(request: pytest.FixtureRequest) -> str:
     kind: str = request.param
     return kind
-
-
-def nested(depth: int) -> Any:
-    value: Any = "bottom"
-    for _ in range(depth):
-        value = [value]
-    return value
 
 
 POISONS: dict[str, Any] = {
@@ -57,20 +48,6 @@ WRITES: list[tuple[str, str, str, Any, str]] = [
     ("platform", "POST", "/api/workspace/sync", {"files": {"p.txt": "{poison}"}, "replace_all": False}, "p.txt"),
 ]
 
-# Who lists what: every list route each principal may read.
-MEMBER_LISTS = (
-    "/api/executions",
-    "/api/config",
-    "/api/keys",
-    "/api/orgs",
-    "/api/workflows",
-    "/api/workspace/files",
-    "/api/workspace/errors",
-    "/api/users/me",
-)
-ADMIN_LISTS = (*MEMBER_LISTS, "/api/users", "/api/secrets", "/api/audit", "/api/orgs/{org}/members")
-READERS = {"member_a": MEMBER_LISTS, "member_b": MEMBER_LISTS, "admin_a": ADMIN_LISTS, "platform": ADMIN_LISTS}
-
 
 def poisoned(template: Any, poison: Any) -> Any:
     if template == "{poison}":
@@ -80,34 +57,6 @@ def poisoned(template: Any, poison: Any) -> Any:
     if isinstance(template, list):
         return [poisoned(value, poison) for value in template]
     return template
-
-
-def send_json(client: httpx.Client, method: str, path: str, body: Any) -> httpx.Response:
-    # json.dumps escapes a lone surrogate as `\ud800` and writes NaN, as a careless client would.
-    return client.request(method, path, content=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
-
-
-def readers(tenants: Tenants) -> Iterator[tuple[str, httpx.Client, str]]:
-    """Each principal with the organization they act for; the platform admin once in each organization."""
-    for caller, org in (
-        ("member_a", tenants.org_a),
-        ("admin_a", tenants.org_a),
-        ("member_b", tenants.org_b),
-        ("platform", tenants.org_a),
-        ("platform", tenants.org_b),
-    ):
-        yield caller, tenants.client(caller, org if caller == "platform" else None), org
-
-
-def assert_every_list_answers(tenants: Tenants) -> None:
-    failures = []
-    for caller, client, org in readers(tenants):
-        with client:
-            for path in READERS[caller]:
-                answer = client.get(path.format(org=org))
-                if answer.status_code != 200:
-                    failures.append(f"{caller} in {org}: GET {path} -> {answer.status_code} {answer.text[:200]}")
-    assert failures == []
 
 
 @pytest.mark.parametrize("poison", list(POISONS), ids=list(POISONS))
