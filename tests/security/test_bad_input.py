@@ -70,6 +70,16 @@ def test_values_that_cannot_be_stored_and_read_back_are_refused(tenants: Tenants
     assert_every_list_answers(tenants)
 
 
+def test_an_expiry_past_what_can_be_read_back_is_refused(tenants: Tenants) -> None:
+    # 10000-01-01 in UTC: PostgreSQL stores it, Python cannot read it back.
+    beyond = {"name": "far", "expires_at": "9999-12-31T23:59:59-23:59"}
+    with tenants.client("member_a") as member_a, tenants.client("admin_a") as admin_a:
+        for answer in (member_a.post("/api/keys", json=beyond), admin_a.post("/api/keys/service", json=beyond)):
+            assert answer.status_code == 422, answer.text
+            assert "expires_at" in answer.json()["detail"]
+    assert_every_list_answers(tenants)
+
+
 def test_values_within_the_limits_are_stored_and_read_back(tenants: Tenants) -> None:
     depth = tenants.bifrost.settings.max_json_depth
     value = {"deep": nested(depth - 2), "text": "🦄 ünïcode \t tab", "big": 10**40}

@@ -58,7 +58,9 @@ json_values = st.recursive(
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(texts, inner, max_size=3),
     max_leaves=12,
 ) | st.integers(1, 400).map(nested)
-moments = st.datetimes(timezones=st.timezones()).map(lambda moment: moment.isoformat())
+moments = st.datetimes(timezones=st.timezones()).map(lambda moment: moment.isoformat()) | st.sampled_from(
+    ["9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00+23:59"]
+)
 
 
 @dataclass(frozen=True)
