@@ -71,11 +71,9 @@ class RequestGuard:
         route = self._route_of(scope)
         limit = self._limit_of(route)
         takes_body = route is not None and route.body_field is not None
-        if route is not None and takes_body:
-            refusal = await self._refusal(route, scope)
-            if refusal is not None:
-                await refusal(scope, receive, send)
-                return
+        if route is not None and takes_body and (refusal := await self._refusal(route, scope)) is not None:
+            await refusal(scope, receive, send)
+            return
         declared = _content_length(scope)
         if declared is not None and declared > limit:
             await _answer(BodyTooLargeError(limit))(scope, receive, send)
@@ -131,7 +129,7 @@ class RequestGuard:
         except json.JSONDecodeError:
             return None  # the route answers it as FastAPI does, with where the JSON breaks
         except ValueError as exc:
-            return BadValue((), f"not storable JSON: {exc}", "json_invalid")
+            return BadValue((), f"the body cannot be read as JSON: {exc}", "json_invalid")
         return next(_bad_values(value, (), self.settings.max_json_depth), None)
 
 

@@ -143,15 +143,24 @@ def send_chunks(connection: socket.socket, total: int) -> None:
         sent += len(chunk)
 
 
-@pytest.mark.parametrize("caller", ["anonymous", "member_a"])
-def test_a_chunked_body_past_the_limit_is_refused_before_it_ends(tenants: Tenants, caller: str) -> None:
-    limit = tenants.bifrost.settings.max_request_bytes
-    with raw_request(
-        tenants.bifrost.url, f"POST /api/keys HTTP/1.1\r\n{headers(tenants, caller)}Transfer-Encoding: chunked\r\n\r\n"
-    ) as connection:
+@pytest.mark.parametrize(
+    ("caller", "method", "path", "expected"),
+    [
+        ("anonymous", "POST", "/api/keys", 401),
+        ("member_a", "POST", "/api/keys", 413),
+        ("platform", "PUT", "/api/workspace/files/chunked.txt", 413),
+    ],
+)
+def test_a_chunked_body_past_the_limit_is_refused_before_it_ends(
+    tenants: Tenants, caller: str, method: str, path: str, expected: int
+) -> None:
+    settings = tenants.bifrost.settings
+    limit = settings.max_upload_bytes if "workspace" in path else settings.max_request_bytes
+    head = f"{method} {path} HTTP/1.1\r\n{headers(tenants, caller)}Transfer-Encoding: chunked\r\n\r\n"
+    with raw_request(tenants.bifrost.url, head) as connection:
         if caller != "anonymous":
             send_chunks(connection, limit + 1)
-        assert status_of(connection) == (401 if caller == "anonymous" else 413)
+        assert status_of(connection) == expected
 
 
 def test_an_announced_body_past_the_limit_is_refused_unread(tenants: Tenants) -> None:
