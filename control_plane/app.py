@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from control_plane.api import api_router
 from control_plane.api.dependencies import Services
 from control_plane.api.errors import install_error_handlers
+from control_plane.api.guard import RequestGuard
 from control_plane.auth import TokenIssuer, bootstrap, load_secret_key
 from control_plane.backends import create_backend
 from control_plane.db.migrate import upgrade_database
@@ -60,6 +61,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.include_router(api_router())
     install_error_handlers(app)
+    app.add_middleware(RequestGuard, settings=settings)
     return app
 
 

@@ -51,6 +51,18 @@ class Settings(BaseSettings):
         5, ge=1, description="Failed logins per email (4x that per client address) before logins are refused."
     )
     login_failure_window_seconds: int = Field(900, ge=1, description="The window failed logins are counted in.")
+    max_request_bytes: int = Field(
+        1024 * 1024, ge=1024, description="Largest request body; larger ones are answered 413 unread."
+    )
+    max_upload_bytes: int = Field(
+        64 * 1024 * 1024, ge=1024, description="Largest body of a workspace upload (a file, or a folder sync)."
+    )
+    max_json_depth: int = Field(
+        64,
+        ge=2,
+        le=200,
+        description="How deeply a JSON request body may nest objects and arrays (answers must carry values back).",
+    )
 
     s3_endpoint_url: str | None = Field(None, description="S3-compatible endpoint of an s3:// workspace.")
     s3_access_key_id: str | None = Field(None, description="Default: the usual AWS credential chain.")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Request, Response, status
@@ -121,7 +121,16 @@ def _may_revoke(user: Principal, key: ApiKey, owner: User) -> bool:
 
 
 def _check_expiry(expires_at: datetime | None) -> None:
-    if expires_at is not None and expires_at <= utcnow():
+    if expires_at is None:
+        return
+    try:
+        expires_at.astimezone(UTC)
+    except OverflowError as exc:
+        # PostgreSQL would store it, but no one could read the key list back.
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, detail="expires_at must be before the year 10000 in UTC"
+        ) from exc
+    if expires_at <= utcnow():
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail="expires_at must be in the future")
 
 

@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from sqlmodel import col, select
 
 from control_plane.api.dependencies import OrgAdminDep, ServicesDep
-from control_plane.db.models import AuditEvent
+from control_plane.db.models import MAX_ROW_ID, AuditEvent
 from control_plane.db.session import session_scope
 
 router = APIRouter(prefix="/api/audit", tags=["audit"])
@@ -44,7 +44,9 @@ def list_audit_events(
         bool,
         Query(description="Platform admins: every organization and the global events, not just the one acted for."),
     ] = False,
-    before: Annotated[int | None, Query(ge=1, description="The next_before of the previous page.")] = None,
+    before: Annotated[
+        int | None, Query(ge=1, le=MAX_ROW_ID, description="The next_before of the previous page.")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
 ) -> AuditPage:
     """Newest first."""

@@ -37,6 +37,8 @@ from control_plane.workflow_access import may_start
 SESSION_COOKIE = "bifrost_session"
 CSRF_HEADER = "X-CSRF-Token"
 ORG_HEADER = "X-Bifrost-Org"
+AUTHENTICATED_SCOPE_KEY = "bifrost.principal"
+"""Where the request guard leaves the principal it authenticated before the body was read."""
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -110,6 +112,17 @@ async def get_credentials(
 CredentialsDep = Annotated[Credentials, Depends(get_credentials)]
 
 
+async def bearer_of(request: Request) -> HTTPAuthorizationCredentials | None:
+    """What `BearerDep` gives, for callers outside FastAPI's dependencies."""
+    return await _bearer(request)
+
+
+async def credentials_of(request: Request) -> Credentials:
+    """What `CredentialsDep` gives, for callers outside FastAPI's dependencies."""
+    bearer, key, session_token = await _bearer(request), await _key_header(request), await _session_cookie(request)
+    return await get_credentials(bearer, key, session_token, request.headers.get(ORG_HEADER))
+
+
 def require_user(request: Request, services: ServicesDep, credentials: CredentialsDep) -> Principal:
     """The signed-in user, acting for the requested (or their default) organization. 401 without valid
     credentials, 403 for a browser write without its CSRF token or an organization the user may not act for."""
@@ -118,6 +131,9 @@ def require_user(request: Request, services: ServicesDep, credentials: Credentia
 
 
 def _authenticate(session: Session, request: Request, credentials: Credentials) -> Principal:
+    known = request.scope.get(AUTHENTICATED_SCOPE_KEY)
+    if isinstance(known, Principal):
+        return known
     if credentials.api_key:
         principal = authenticate_api_key(session, credentials.api_key)
         if principal is None:

@@ -23,7 +23,7 @@ from control_plane.api.models import (
     VariablesOut,
 )
 from control_plane.auth import Principal
-from control_plane.db.models import Execution, ExecutionLog
+from control_plane.db.models import MAX_LOG_LINE, Execution, ExecutionLog
 from control_plane.db.session import session_scope
 from control_plane.engine.live import LiveStreamLaggedError
 from control_plane.engine.store import status_data
@@ -86,7 +86,7 @@ def get_logs(
     execution_id: str,
     services: ServicesDep,
     user: UserDep,
-    after: Annotated[int, Query(ge=0, description="Return the lines after this line number.")] = 0,
+    after: Annotated[int, Query(ge=0, le=MAX_LOG_LINE, description="Return the lines after this line number.")] = 0,
     limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
 ) -> LogPage:
     _visible_execution(services, user, execution_id)

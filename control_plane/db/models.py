@@ -12,6 +12,11 @@ from sqlmodel import Field, SQLModel
 
 from bifrost.protocol import ExecutionStatus
 
+MAX_ROW_ID = 2**63 - 1
+"""The largest id of the 64-bit id columns: bounds numbers compared with them."""
+MAX_LOG_LINE = 2**31 - 1
+"""The largest number of the (32-bit) execution_logs.line column."""
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)

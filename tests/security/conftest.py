@@ -4,11 +4,13 @@ creating it with the session."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -155,6 +157,14 @@ def database_kind() -> str:
 def tenants(
     tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest, database_kind: str
 ) -> Iterator[Tenants]:
+    with running_tenants(database_kind, tmp_path_factory, request) as running:
+        yield running
+
+
+@contextmanager
+def running_tenants(
+    database_kind: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Tenants]:
     tmp: Path = tmp_path_factory.mktemp("security")
     database_url = fresh_database(database_kind, tmp, request)
     with running_bifrost(tmp, database_url, {"security_flows.py": WORKFLOWS}) as bifrost:
@@ -168,3 +178,54 @@ def wait_for_workflows(admin: httpx.Client) -> None:
         lambda: {"whoami", "ping", "leak", "hold", "parent"} <= {w["name"] for w in admin.get("/api/workflows").json()},
         what="the workflows to register",
     )
+
+
+# Who lists what: every list route each principal may read.
+MEMBER_LISTS = (
+    "/api/executions",
+    "/api/config",
+    "/api/keys",
+    "/api/orgs",
+    "/api/workflows",
+    "/api/workspace/files",
+    "/api/workspace/errors",
+    "/api/users/me",
+)
+ADMIN_LISTS = (*MEMBER_LISTS, "/api/users", "/api/secrets", "/api/audit", "/api/orgs/{org}/members")
+READERS = {"member_a": MEMBER_LISTS, "member_b": MEMBER_LISTS, "admin_a": ADMIN_LISTS, "platform": ADMIN_LISTS}
+
+
+def nested(depth: int) -> Any:
+    """A value `depth` arrays deep."""
+    value: Any = "bottom"
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def send_json(client: httpx.Client, method: str, path: str, body: Any) -> httpx.Response:
+    # json.dumps escapes a lone surrogate as `\ud800` and writes NaN, as a careless client would.
+    return client.request(method, path, content=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+
+
+def readers(tenants: Tenants) -> Iterator[tuple[str, httpx.Client, str]]:
+    """Each principal with the organization they act for; the platform admin once in each organization."""
+    for caller, org in (
+        ("member_a", tenants.org_a),
+        ("admin_a", tenants.org_a),
+        ("member_b", tenants.org_b),
+        ("platform", tenants.org_a),
+        ("platform", tenants.org_b),
+    ):
+        yield caller, tenants.client(caller, org if caller == "platform" else None), org
+
+
+def assert_every_list_answers(tenants: Tenants) -> None:
+    failures = []
+    for caller, client, org in readers(tenants):
+        with client:
+            for path in READERS[caller]:
+                answer = client.get(path.format(org=org))
+                if answer.status_code != 200:
+                    failures.append(f"{caller} in {org}: GET {path} -> {answer.status_code} {answer.text[:200]}")
+    assert failures == []
