@@ -113,7 +113,7 @@ class RequestGuard:
         request = Request(scope)
         try:
             if require_execution_token in calls:
-                await require_execution_token(services, await bearer_of(request))
+                await run_in_threadpool(require_execution_token, services, await bearer_of(request))
             elif calls & {require_user, require_starter}:
                 credentials = await credentials_of(request)
                 scope[AUTHENTICATED_SCOPE_KEY] = await run_in_threadpool(require_user, request, services, credentials)
