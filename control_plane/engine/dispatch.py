@@ -273,6 +273,7 @@ class Dispatcher:
             memory_limit_mb=self._settings.local_memory_limit_mb,
             resources=RunnerResources.of_workflow(target.resources),
             payload=payload,
+            report_seconds=self._settings.runner_report_seconds,
         )
         try:
             await self._backend.launch(spec)

@@ -78,17 +78,22 @@ class LogCollector:
     def add(self, created: float, level: str, logger: str, message: str) -> None:
         message = _truncated(self._redactor.text(message))
         timestamp = datetime.fromtimestamp(created, UTC)
-        self._wait_for_room()
-        with self._lock:
-            self._echo.write(f"{timestamp.isoformat(timespec='milliseconds')} {level} {logger}: {message}\n")
-            if self._full():
-                self._dropped += 1
+        on_loop = threading.get_ident() == self._loop_thread
+        while True:
+            self._wait_for_room(on_loop)
+            with self._lock:
+                if self._full() and not on_loop:
+                    continue  # another thread took the room first: wait again
+                self._echo.write(f"{timestamp.isoformat(timespec='milliseconds')} {level} {logger}: {message}\n")
+                if self._full():
+                    self._dropped += 1
+                    return
+                had_full_batch = self._has_full_batch()
+                self._buffer.append((created, level, logger, message))
+                self._buffered_bytes += _entry_bytes(logger, message)
+                if not had_full_batch and self._has_full_batch():
+                    self._loop.call_soon_threadsafe(self._wake.set)
                 return
-            had_full_batch = self._has_full_batch()
-            self._buffer.append((created, level, logger, message))
-            self._buffered_bytes += _entry_bytes(logger, message)
-            if not had_full_batch and self._has_full_batch():
-                self._loop.call_soon_threadsafe(self._wake.set)
 
     def _has_full_batch(self) -> bool:
         return len(self._buffer) >= BATCH_RECORDS or self._buffered_bytes >= BATCH_BYTES
@@ -96,11 +101,11 @@ class LogCollector:
     def _full(self) -> bool:
         return len(self._buffer) >= MAX_BUFFERED_RECORDS or self._buffered_bytes >= MAX_BUFFERED_BYTES
 
-    def _wait_for_room(self) -> None:
+    def _wait_for_room(self, on_loop: bool) -> None:
         """Back-pressure: a workflow thread that logs faster than records are published waits (without the
         lock) for the publisher to catch up, for as long as NATS takes to come back. The event loop's own thread
         never waits: it drains the buffer."""
-        if not self._full() or threading.get_ident() == self._loop_thread:
+        if on_loop or not self._full():
             return
         self._loop.call_soon_threadsafe(self._wake.set)
         pause = 0.002

@@ -322,6 +322,22 @@ async def test_runner_environment_has_no_control_plane_configuration(
     assert seen["cpu"] == 30 + 5
 
 
+async def test_a_finished_runner_waits_for_nats_as_long_as_its_launch_says(local: LocalRun, tmp_path: Path) -> None:
+    local.harness.write(WAIT_FOR_MARKER)
+    marker = tmp_path / "go"
+    payload, token = local.harness.payload("wait_for", parameters={"marker": str(marker)})
+    await local.backend.launch(local.spec(payload, token).model_copy(update={"report_seconds": 1}))
+    await local.harness.events(payload.execution_id, until=logged("waiting"))
+    await asyncio.to_thread(local.harness.nats.stop)
+    try:
+        marker.touch()
+        # Within `next_exit`'s minute: the runner's own default wait is a quarter of an hour.
+        runner_exit = await local.next_exit()
+    finally:
+        await asyncio.to_thread(local.harness.nats.start)
+    assert (runner_exit.execution_id, runner_exit.exit_code) == (payload.execution_id, 1)
+
+
 async def test_the_template_is_restarted_after_it_dies(local: LocalRun, tmp_path: Path) -> None:
     local.harness.write(WAIT_FOR_MARKER)
     marker = tmp_path / "go"
