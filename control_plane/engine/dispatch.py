@@ -94,6 +94,8 @@ class Dispatcher:
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._parked: list[_Parked] = []
+        self._launches: dict[str, asyncio.Future[bool]] = {}
+        """Launches in progress here, by execution: each resolves with whether the launch got recorded."""
         self._holding: dict[int, Msg] = {}
         """Messages taken from the queue and not settled yet (being launched, waiting their turn, or parked)."""
         self._saturated = False
@@ -117,6 +119,11 @@ class Dispatcher:
         self._tasks = []
         self._parked.clear()
         self._holding.clear()
+
+    def launch_in_progress(self, execution_id: str) -> asyncio.Future[bool] | None:
+        """The launch of the execution this dispatcher has under way and not recorded yet: it resolves with
+        whether the launch got recorded."""
+        return self._launches.get(execution_id)
 
     def capacity_freed(self, _execution_id: str) -> None:
         self._wake.set()
@@ -254,6 +261,16 @@ class Dispatcher:
             return LaunchOutcome.LAUNCHED, workflow_name
 
     async def _launch(self, target: LaunchTarget, payload: RunPayload) -> None:
+        recorded = self._launches[target.execution_id] = asyncio.get_running_loop().create_future()
+        ok = False
+        try:
+            await self._launch_and_record(target, payload)
+            ok = True
+        finally:
+            del self._launches[target.execution_id]
+            recorded.set_result(ok)
+
+    async def _launch_and_record(self, target: LaunchTarget, payload: RunPayload) -> None:
         timeout_seconds = payload.timeout_seconds
         token = self._tokens.issue(
             execution_id=target.execution_id,

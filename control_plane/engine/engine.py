@@ -312,21 +312,36 @@ class Engine:
 
     async def _announce(self, committed: list[Committed]) -> None:
         for change in committed:
-            terminal = change.terminal_status is not None
-            if change.terminal_status is not None:
-                EXECUTIONS_FINISHED.labels(change.terminal_status.value).inc()
-                if change.duration_ms is not None:
-                    RUN_DURATION.observe(change.duration_ms / 1000)
-                if change.launched:
-                    RUNNING.dec()
-            # A runner may finish before its launch is recorded (the record follows the backend's answer): the
-            # row as it ended then lacks the runner, so waiters read the row again rather than take it.
-            final_row = change.final_row if change.launched else None
-            if self._hub.has_subscribers(change.execution_id):
-                self._hub.deliver(change.execution_id, change.live_events(), terminal, final_row)
-            elif terminal:
-                self._hub.deliver(change.execution_id, [], terminal, final_row)
-            await self._replicas.announce(change.execution_id, change.changes, terminal)
+            launch = self._dispatcher.launch_in_progress(change.execution_id)
+            if change.terminal_status is not None and not change.launched and launch is not None:
+                # Its runner finished before this replica recorded the launch (the record follows the backend's
+                # answer): the end is announced once the launch is recorded, so whoever waits for it reads the
+                # execution with its runner.
+                self._spawn(self._announce_once_launched(change, launch))
+                continue
+            await self._announce_change(change)
+
+    async def _announce_once_launched(self, change: Committed, launch: asyncio.Future[bool]) -> None:
+        change.launched = await asyncio.shield(launch)
+        change.final_row = None  # the row as it ended predates the record
+        await self._announce_change(change)
+
+    async def _announce_change(self, change: Committed) -> None:
+        terminal = change.terminal_status is not None
+        if change.terminal_status is not None:
+            EXECUTIONS_FINISHED.labels(change.terminal_status.value).inc()
+            if change.duration_ms is not None:
+                RUN_DURATION.observe(change.duration_ms / 1000)
+            if change.launched:
+                RUNNING.dec()
+        # Without a launch recorded when it ended, the row as it ended may lack the runner (recorded by another
+        # replica meanwhile): waiters read the row again rather than take it.
+        final_row = change.final_row if change.launched else None
+        if self._hub.has_subscribers(change.execution_id):
+            self._hub.deliver(change.execution_id, change.live_events(), terminal, final_row)
+        elif terminal:
+            self._hub.deliver(change.execution_id, [], terminal, final_row)
+        await self._replicas.announce(change.execution_id, change.changes, terminal)
 
     async def _on_nats_error(self, error: Exception) -> None:
         logger.warning("NATS error: %s", error)

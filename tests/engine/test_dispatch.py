@@ -5,6 +5,7 @@ runner by publishing its events on the real NATS)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 
 import sqlalchemy
@@ -277,18 +278,26 @@ class FinishesBeforeLaunchReturns(RecordingBackend):
         self._runner_nats = runner_nats
         self._db = db
 
+        self.read_back = asyncio.Event()
+
     async def launch(self, spec: LaunchSpec) -> None:
         await super().launch(spec)
         await finish(self._runner_nats, spec.execution_id)
         await eventually(
             lambda: read_execution(self._db, spec.execution_id).status.is_terminal, "the execution ends in the store"
         )
+        # Returns late: once the test read the execution back, or (when the end waits for this launch) soon.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(2):
+                await self.read_back.wait()
 
 
 async def test_a_sync_answer_names_the_runner_even_when_the_run_ended_before_its_launch_was_recorded(
     start_engine: EngineFactory, new_execution: Callable[..., str], runner_nats: NatsClient, db: sqlalchemy.Engine
 ) -> None:
-    engine = await start_engine(backend_override=FinishesBeforeLaunchReturns(runner_nats, db))
+    backend = FinishesBeforeLaunchReturns(runner_nats, db)
+    backend.read_back.set()  # the answer comes after the launch returned anyway
+    engine = await start_engine(backend_override=backend)
     execution_id = new_execution()
     with engine.watch_terminal(execution_id) as finished:
         await engine.submit(execution_id, sync=True)
@@ -297,3 +306,18 @@ async def test_a_sync_answer_names_the_runner_even_when_the_run_ended_before_its
     answer = final_row or read_execution(db, execution_id).model_dump()
     assert answer["status"] == ExecutionStatus.SUCCESS
     assert (answer["backend"], answer["runner_ref"]) == ("recording", f"recorded-{execution_id}")
+
+
+async def test_the_end_of_a_queued_run_is_told_once_its_launch_is_recorded(
+    start_engine: EngineFactory, new_execution: Callable[..., str], runner_nats: NatsClient, db: sqlalchemy.Engine
+) -> None:
+    backend = FinishesBeforeLaunchReturns(runner_nats, db)
+    engine = await start_engine(backend_override=backend)
+    execution_id = new_execution()
+    with engine.watch_terminal(execution_id) as finished:
+        await engine.submit(execution_id, sync=False)
+        await asyncio.wait_for(finished, 20)
+        told = read_execution(db, execution_id)
+        backend.read_back.set()
+    assert told.status == ExecutionStatus.SUCCESS
+    assert (told.backend, told.runner_ref) == ("recording", f"recorded-{execution_id}")
