@@ -94,6 +94,12 @@ class Settings(BaseSettings):
         5.0, description="After a runner exits, how long its `finished` event may take before we close it."
     )
     cancel_grace_seconds: float = Field(5.0, description="After a cancel request, when the runner is killed.")
+    runner_report_seconds: float = Field(
+        900.0,
+        gt=0,
+        description="How long a runner whose workflow ended waits for NATS (down, restarting) to take its last "
+        "events before it gives up; its execution is then failed. The backend's timeout kill still applies.",
+    )
     max_result_bytes: int = 10 * 1024 * 1024
 
     local_pool_size: int = Field(2, ge=0, description="Pre-started runner processes of the local backend.")

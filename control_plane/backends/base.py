@@ -84,6 +84,9 @@ class LaunchSpec(BaseModel):
         None, description="The workflow's own resource requests/limits; None: the backend's defaults."
     )
     payload: RunPayload | None = Field(None, description="What the runner runs, for backends that hand it over.")
+    report_seconds: float | None = Field(
+        None, description="How long the runner waits for NATS to take its last events; None: the runner's default."
+    )
 
     def runner_env(self) -> dict[str, str]:
         """The runner's whole configuration, as environment variables (see `bifrost_runner.config`)."""
@@ -98,6 +101,8 @@ class LaunchSpec(BaseModel):
             env["BIFROST_WORKSPACE_DIR"] = self.workspace_dir
         if self.workspace is not None:
             env |= self.workspace.runner_env()
+        if self.report_seconds is not None:
+            env["BIFROST_REPORT_SECONDS"] = f"{self.report_seconds:g}"
         return env
 
 

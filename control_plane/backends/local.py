@@ -116,7 +116,10 @@ class LocalBackend:
         self._launching.add(execution_id)
         try:
             if not self._records.create(execution_id):
-                return  # launched before, possibly by an earlier control-plane process
+                # Launched before, by an earlier control-plane process that died before recording the launch:
+                # watched from now on instead of run twice.
+                self._reattach(execution_id)
+                return
             try:
                 pid = await self._fork(spec)
             except LaunchError:
@@ -158,17 +161,20 @@ class LocalBackend:
         """Re-attach to the runners of `active_execution_ids` (those this backend launched): a runner still alive
         is watched until it ends; one that is gone is reported at once."""
         for execution_id in active_execution_ids:
-            if execution_id in self._runners or execution_id in self._launching:
-                continue
-            record = self._records.read(execution_id)
-            if record is not None and record.ended:
-                self._report(RunnerExit(execution_id=execution_id, exit_code=record.exit_code, reason=record.reason))
-            elif record is not None and record.pid is not None and is_same_process(record.pid, record.start_time):
-                runner = _Runner(execution_id, record.pid, record.start_time)
-                self._adopt(runner, record.kill_at, timeout_seconds=None)
-                runner.watch = self._spawn(self._watch(runner, "(it outlived a control-plane restart)"))
-            else:
-                self._finish_record(execution_id, None, LOST_REASON)
+            if execution_id not in self._runners and execution_id not in self._launching:
+                self._reattach(execution_id)
+
+    def _reattach(self, execution_id: str) -> None:
+        """Watch the runner an earlier control-plane process started for `execution_id`, or report it ended."""
+        record = self._records.read(execution_id)
+        if record is not None and record.ended:
+            self._report(RunnerExit(execution_id=execution_id, exit_code=record.exit_code, reason=record.reason))
+        elif record is not None and record.pid is not None and is_same_process(record.pid, record.start_time):
+            runner = _Runner(execution_id, record.pid, record.start_time)
+            self._adopt(runner, record.kill_at, timeout_seconds=None)
+            runner.watch = self._spawn(self._watch(runner, "(it outlived a control-plane restart)"))
+        else:
+            self._finish_record(execution_id, None, LOST_REASON)
 
     async def _fork(self, spec: LaunchSpec) -> int:
         memory_limit_mb = (

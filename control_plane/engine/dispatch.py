@@ -74,7 +74,6 @@ class _Parked:
     message: Msg
     execution_id: str
     workflow_name: str
-    last_progress: float
 
 
 class Dispatcher:
@@ -95,23 +94,36 @@ class Dispatcher:
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._parked: list[_Parked] = []
+        self._launches: dict[str, asyncio.Future[bool]] = {}
+        """Launches in progress here, by execution: each resolves with whether the launch got recorded."""
+        self._holding: dict[int, Msg] = {}
+        """Messages taken from the queue and not settled yet (being launched, waiting their turn, or parked)."""
         self._saturated = False
         self._queue_depth_at = 0.0
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self, js: JetStreamContext, nats_url: str) -> None:
         self._nats_url = nats_url
         subscription = await js.pull_subscribe(
             QUEUE_SUBJECT, durable=DISPATCH_CONSUMER, stream=QUEUE_STREAM, config=dispatch_consumer_config()
         )
-        self._task = asyncio.create_task(self._run(subscription), name="bifrost-dispatch")
+        self._tasks = [
+            asyncio.create_task(self._run(subscription), name="bifrost-dispatch"),
+            asyncio.create_task(self._keep_holding(), name="bifrost-dispatch-progress"),
+        ]
 
     async def stop(self) -> None:
         """Stop dispatching. Parked messages stay unacked and are redelivered to the next dispatcher."""
-        if self._task is not None:
-            await cancel_and_wait(self._task)
-            self._task = None
+        for task in self._tasks:
+            await cancel_and_wait(task)
+        self._tasks = []
         self._parked.clear()
+        self._holding.clear()
+
+    def launch_in_progress(self, execution_id: str) -> asyncio.Future[bool] | None:
+        """The launch of the execution this dispatcher has under way and not recorded yet: it resolves with
+        whether the launch got recorded."""
+        return self._launches.get(execution_id)
 
     def capacity_freed(self, _execution_id: str) -> None:
         self._wake.set()
@@ -138,11 +150,14 @@ class Dispatcher:
                             await self._wake.wait()
                     self._saturated = False
                     continue
-                for message in await self._fetch(subscription):
+                batch = await self._fetch(subscription)
+                self._holding.update((id(message), message) for message in batch)
+                for message in batch:
                     await self._handle(message)
                 await self._update_queue_depth(subscription)
             except Exception:  # the loop must outlive any one failure; unacked messages come again
                 logger.exception("dispatching failed; retrying")
+                self._holding = {id(parked.message): parked.message for parked in self._parked}
                 await asyncio.sleep(RETRY_SECONDS)
 
     async def _fetch(self, subscription: JetStreamContext.PullSubscription) -> list[Msg]:
@@ -165,13 +180,25 @@ class Dispatcher:
             await self._launch_failed(message, execution_id, str(exc))
             return
         if outcome in SETTLED:
-            await _settle(message.ack())
+            await self._settle(message, message.ack())
             return
         self._saturated = outcome is LaunchOutcome.GLOBAL_LIMIT
         self._park(message, execution_id, workflow_name)
 
     def _park(self, message: Msg, execution_id: str, workflow_name: str) -> None:
-        self._parked.append(_Parked(message, execution_id, workflow_name, last_progress=time.monotonic()))
+        self._parked.append(_Parked(message, execution_id, workflow_name))
+
+    async def _settle(self, message: Msg, reply: Awaitable[None]) -> None:
+        self._holding.pop(id(message), None)
+        await _settle(reply)
+
+    async def _keep_holding(self) -> None:
+        """Tell JetStream every held message is still being worked on, so it is not redelivered meanwhile: one
+        launch may take long, and the messages fetched with it wait their turn."""
+        while True:
+            await asyncio.sleep(DISPATCH_ACK_WAIT_SECONDS / 4)
+            for message in list(self._holding.values()):
+                await _settle(message.in_progress())
 
     async def _retry_parked(self) -> None:
         if not self._parked:
@@ -197,19 +224,10 @@ class Dispatcher:
                 total += 1
                 counts[parked.workflow_name] = counts.get(parked.workflow_name, 0) + 1
             if outcome in SETTLED:
-                await _settle(parked.message.ack())
+                await self._settle(parked.message, parked.message.ack())
             else:
                 still_parked.append(parked)
         self._parked = still_parked
-        await self._keep_parked_alive()
-
-    async def _keep_parked_alive(self) -> None:
-        """Tell JetStream parked messages are still being worked on, so they are not redelivered meanwhile."""
-        now = time.monotonic()
-        for parked in self._parked:
-            if now - parked.last_progress > DISPATCH_ACK_WAIT_SECONDS / 3:
-                parked.last_progress = now
-                await _settle(parked.message.in_progress())
 
     async def _try_launch(
         self, execution_id: str, new_row: Mapping[str, Any] | None = None
@@ -243,6 +261,16 @@ class Dispatcher:
             return LaunchOutcome.LAUNCHED, workflow_name
 
     async def _launch(self, target: LaunchTarget, payload: RunPayload) -> None:
+        recorded = self._launches[target.execution_id] = asyncio.get_running_loop().create_future()
+        ok = False
+        try:
+            await self._launch_and_record(target, payload)
+            ok = True
+        finally:
+            del self._launches[target.execution_id]
+            recorded.set_result(ok)
+
+    async def _launch_and_record(self, target: LaunchTarget, payload: RunPayload) -> None:
         timeout_seconds = payload.timeout_seconds
         token = self._tokens.issue(
             execution_id=target.execution_id,
@@ -262,6 +290,7 @@ class Dispatcher:
             memory_limit_mb=self._settings.local_memory_limit_mb,
             resources=RunnerResources.of_workflow(target.resources),
             payload=payload,
+            report_seconds=self._settings.runner_report_seconds,
         )
         try:
             await self._backend.launch(spec)
@@ -282,10 +311,10 @@ class Dispatcher:
         attempts = message.metadata.num_delivered or 1
         if attempts < MAX_LAUNCH_ATTEMPTS:
             logger.warning("launch attempt %d of execution %s failed: %s", attempts, execution_id, reason)
-            await _settle(message.nak(delay=float(2**attempts)))
+            await self._settle(message, message.nak(delay=float(2**attempts)))
             return
         await self._close_unlaunchable(execution_id, f"{reason} (after {attempts} attempts)")
-        await _settle(message.ack())
+        await self._settle(message, message.ack())
 
     async def _close_unlaunchable(self, execution_id: str, reason: str, error_type: str = "LaunchFailed") -> None:
         logger.error("execution %s cannot be launched: %s", execution_id, reason)

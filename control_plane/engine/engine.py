@@ -31,7 +31,7 @@ from control_plane.backends.base import Backend, RunnerExit
 from control_plane.engine.dispatch import Dispatcher, LaunchOutcome
 from control_plane.engine.ingest import Ingestor
 from control_plane.engine.live import FinalRow, LiveEvent, LiveHub, LiveSubscription
-from control_plane.engine.nats_server import EmbeddedNats
+from control_plane.engine.nats_server import EmbeddedNats, NatsServerError
 from control_plane.engine.replicas import ReplicaAnnouncer
 from control_plane.engine.store import Committed, ExecutionStore
 from control_plane.engine.streams import ensure_streams
@@ -41,6 +41,9 @@ from control_plane.secrets_crypto import SecretCipher
 from control_plane.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+NATS_WATCH_SECONDS = 0.5
+"""How often the engine checks that the nats-server it started is still running."""
 
 
 class ExecutionNotFoundError(LookupError):
@@ -89,6 +92,7 @@ class Engine:
         else:
             self._embedded_nats = EmbeddedNats(self._settings.data_dir / "nats")
             self._nats_url = await asyncio.to_thread(self._embedded_nats.start)
+            self._spawn(self._keep_nats_running(self._embedded_nats))
         self._nats = await nats.connect(
             self._nats_url,
             name="bifrost-control-plane",
@@ -212,6 +216,18 @@ class Engine:
             return False
         return True
 
+    async def _keep_nats_running(self, embedded: EmbeddedNats) -> None:
+        """Start the embedded nats-server again whenever it dies; clients reconnect to it on their own."""
+        while True:
+            await asyncio.sleep(NATS_WATCH_SECONDS)
+            if embedded.running():
+                continue
+            logger.error("the embedded nats-server (pid %s) died; restarting it", embedded.pid)
+            try:
+                await asyncio.to_thread(embedded.restart)
+            except (NatsServerError, OSError) as exc:
+                logger.error("restarting the embedded nats-server failed: %s; trying again", exc)
+
     async def _require_execution(self, execution_id: str) -> ExecutionStatus:
         status = await asyncio.to_thread(self._store.status, execution_id)
         if status is None:
@@ -306,18 +322,36 @@ class Engine:
 
     async def _announce(self, committed: list[Committed]) -> None:
         for change in committed:
-            terminal = change.terminal_status is not None
-            if change.terminal_status is not None:
-                EXECUTIONS_FINISHED.labels(change.terminal_status.value).inc()
-                if change.duration_ms is not None:
-                    RUN_DURATION.observe(change.duration_ms / 1000)
-                if change.launched:
-                    RUNNING.dec()
-            if self._hub.has_subscribers(change.execution_id):
-                self._hub.deliver(change.execution_id, change.live_events(), terminal, change.final_row)
-            elif terminal:
-                self._hub.deliver(change.execution_id, [], terminal, change.final_row)
-            await self._replicas.announce(change.execution_id, change.changes, terminal)
+            launch = self._dispatcher.launch_in_progress(change.execution_id)
+            if change.terminal_status is not None and not change.launched and launch is not None:
+                # Its runner finished before this replica recorded the launch (the record follows the backend's
+                # answer): the end is announced once the launch is recorded, so whoever waits for it reads the
+                # execution with its runner.
+                self._spawn(self._announce_once_launched(change, launch))
+                continue
+            await self._announce_change(change)
+
+    async def _announce_once_launched(self, change: Committed, launch: asyncio.Future[bool]) -> None:
+        change.launched = await asyncio.shield(launch)
+        change.final_row = None  # the row as it ended predates the record
+        await self._announce_change(change)
+
+    async def _announce_change(self, change: Committed) -> None:
+        terminal = change.terminal_status is not None
+        if change.terminal_status is not None:
+            EXECUTIONS_FINISHED.labels(change.terminal_status.value).inc()
+            if change.duration_ms is not None:
+                RUN_DURATION.observe(change.duration_ms / 1000)
+            if change.launched:
+                RUNNING.dec()
+        # Without a launch recorded when it ended, the row as it ended may lack the runner (recorded by another
+        # replica meanwhile): waiters read the row again rather than take it.
+        final_row = change.final_row if change.launched else None
+        if self._hub.has_subscribers(change.execution_id):
+            self._hub.deliver(change.execution_id, change.live_events(), terminal, final_row)
+        elif terminal:
+            self._hub.deliver(change.execution_id, [], terminal, final_row)
+        await self._replicas.announce(change.execution_id, change.changes, terminal)
 
     async def _on_nats_error(self, error: Exception) -> None:
         logger.warning("NATS error: %s", error)

@@ -2,7 +2,9 @@
 
 Starting and stopping block (they wait for the process); the engine calls them in a worker thread. The
 server runs in its own session, so it outlives a control plane killed with SIGKILL; the next start finds it
-through `server.json` and adopts it instead of failing on the locked store.
+through `server.json` and adopts it instead of failing on the locked store. The engine watches it with
+`running()` and brings it back with `restart()`: on the same port, so every client's reconnect finds it, and with
+the same JetStream store, so nothing stored is lost.
 """
 
 from __future__ import annotations
@@ -52,7 +54,10 @@ def _port_accepts(port: int) -> bool:
 
 
 def _port_is_free(port: int) -> bool:
+    """Whether nats-server could listen there: as it does, connections of an earlier server lingering in
+    TIME_WAIT do not count."""
     with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", port))
         except OSError:
@@ -109,7 +114,23 @@ class EmbeddedNats:
                 logger.info("adopting the nats-server (pid %d) a previous run left on port %d", pid, port)
                 self._pid, self._port = pid, port
                 return self.url
-        port = self._choose_port(previous[1] if previous else None)
+        return self._launch(self._choose_port(previous[1] if previous else None))
+
+    def running(self) -> bool:
+        """Whether the started (or adopted) server process is still there."""
+        return self._pid is not None and self._alive(self._pid, self._process)
+
+    def restart(self) -> str:
+        """Start the server again after it died, on the port it had; return its URL."""
+        if self._port is None:
+            raise NatsServerError("the embedded nats-server was never started")
+        if self._process is not None:
+            self._process.poll()  # reaps it
+        if not _port_is_free(self._port):
+            raise NatsServerError(f"port {self._port} of the embedded nats-server is still in use")
+        return self._launch(self._port)
+
+    def _launch(self, port: int) -> str:
         config = self._write_config(port)
         log_file = self.directory / "nats-server.log"
         self._process = subprocess.Popen(

@@ -66,7 +66,10 @@ def ingest_consumer_config() -> ConsumerConfig:
     )
 
 
-DISPATCH_ACK_WAIT_SECONDS = 60.0
+# A queue message a dispatcher took but did not settle comes again after this long, so the work of a replica
+# that died is launched by another one (or by it, restarted) within seconds. A live dispatcher tells JetStream
+# it is still at work on every message it holds (launching, or parked at a limit) well within it.
+DISPATCH_ACK_WAIT_SECONDS = 4.0
 
 
 def dispatch_consumer_config() -> ConsumerConfig:
@@ -105,3 +108,5 @@ async def ensure_streams(js: JetStreamContext) -> None:
         except BadRequestError:
             logger.info("updating the configuration of stream %s", config.name)
             await js.update_stream(config=config)
+    # Created or, when an earlier version made it with other settings (a longer ack wait), updated.
+    await js.add_consumer(QUEUE_STREAM, config=dispatch_consumer_config())

@@ -9,6 +9,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
+REPORT_SECONDS = 900.0
+"""The default of `report_seconds`: a NATS outage of minutes loses no run that finished meanwhile."""
+
 
 class RunnerConfigError(ValueError):
     """The runner's environment is incomplete or malformed; the message names what is wrong."""
@@ -29,6 +32,7 @@ _OPTIONAL_ENV_FIELDS = {
     "BIFROST_S3_ACCESS_KEY_ID": "s3_access_key_id",
     "BIFROST_S3_SECRET_ACCESS_KEY": "s3_secret_access_key",
     "BIFROST_S3_REGION": "s3_region",
+    "BIFROST_REPORT_SECONDS": "report_seconds",
 }
 _ENV_NAMES = {field: name for name, field in (_REQUIRED_ENV_FIELDS | _OPTIONAL_ENV_FIELDS).items()}
 
@@ -53,6 +57,8 @@ class RunnerConfig(BaseModel):
     s3_access_key_id: str | None = None
     s3_secret_access_key: str | None = Field(None, repr=False)
     s3_region: str | None = None
+    report_seconds: float = Field(REPORT_SECONDS, gt=0)
+    """How long a runner whose workflow ended waits for NATS to take its last events before it gives up."""
 
     @model_validator(mode="after")
     def _has_a_workspace(self) -> RunnerConfig:

@@ -25,8 +25,10 @@ BATCH_BYTES = 256 * 1024
 BATCH_INTERVAL_SECONDS = 0.1
 MAX_MESSAGE_CHARS = 32 * 1024
 MAX_BUFFERED_RECORDS = 50_000
-BACKPRESSURE_SECONDS = 5.0
+MAX_BUFFERED_BYTES = 16 * 1024 * 1024
 MAX_BACKLOG_BYTES = 8 * 1024 * 1024
+"""Together the cap on what a runner holds while NATS is away or slow: records waiting here (by count and
+bytes), and published events JetStream has not acknowledged yet."""
 
 WORKFLOW_LOG_LEVEL = logging.INFO
 """The root logger's level while a workflow runs."""
@@ -55,9 +57,10 @@ def _truncated(message: str) -> str:
 class LogCollector:
     """Takes records from any thread; `run` publishes them as `LogEvent`s from the event loop.
 
-    When NATS is slow, records wait here (up to MAX_BUFFERED_RECORDS) and a workflow thread logging faster
-    than they are published is held back; when NATS stays away, records beyond that are dropped and the next
-    batch says how many.
+    When NATS is slow or away, records wait here (up to MAX_BUFFERED_RECORDS and MAX_BUFFERED_BYTES) and a
+    workflow thread that logs past that waits until they are published: a NATS outage pauses a chatty workflow
+    rather than losing its lines. Only the event loop's own thread (an async workflow) cannot wait, since it
+    publishes: what it logs past the cap is dropped and the next batch says how many.
     """
 
     def __init__(self, publisher: EventPublisher, echo: TextIO, redactor: Redactor) -> None:
@@ -68,7 +71,6 @@ class LogCollector:
         self._buffer: deque[_Entry] = deque()
         self._buffered_bytes = 0
         self._dropped = 0
-        self._shedding = False
         self._wake = asyncio.Event()
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
@@ -76,39 +78,40 @@ class LogCollector:
     def add(self, created: float, level: str, logger: str, message: str) -> None:
         message = _truncated(self._redactor.text(message))
         timestamp = datetime.fromtimestamp(created, UTC)
-        self._wait_for_room()
-        with self._lock:
-            self._echo.write(f"{timestamp.isoformat(timespec='milliseconds')} {level} {logger}: {message}\n")
-            if len(self._buffer) >= MAX_BUFFERED_RECORDS:
-                self._dropped += 1
+        on_loop = threading.get_ident() == self._loop_thread
+        while True:
+            self._wait_for_room(on_loop)
+            with self._lock:
+                if self._full() and not on_loop:
+                    continue  # another thread took the room first: wait again
+                self._echo.write(f"{timestamp.isoformat(timespec='milliseconds')} {level} {logger}: {message}\n")
+                if self._full():
+                    self._dropped += 1
+                    return
+                had_full_batch = self._has_full_batch()
+                self._buffer.append((created, level, logger, message))
+                self._buffered_bytes += _entry_bytes(logger, message)
+                if not had_full_batch and self._has_full_batch():
+                    self._loop.call_soon_threadsafe(self._wake.set)
                 return
-            had_full_batch = self._has_full_batch()
-            self._buffer.append((created, level, logger, message))
-            self._buffered_bytes += _entry_bytes(logger, message)
-            if not had_full_batch and self._has_full_batch():
-                self._loop.call_soon_threadsafe(self._wake.set)
 
     def _has_full_batch(self) -> bool:
         return len(self._buffer) >= BATCH_RECORDS or self._buffered_bytes >= BATCH_BYTES
 
-    def _wait_for_room(self) -> None:
+    def _full(self) -> bool:
+        return len(self._buffer) >= MAX_BUFFERED_RECORDS or self._buffered_bytes >= MAX_BUFFERED_BYTES
+
+    def _wait_for_room(self, on_loop: bool) -> None:
         """Back-pressure: a workflow thread that logs faster than records are published waits (without the
-        lock) for the publisher to catch up. When no room comes for BACKPRESSURE_SECONDS (NATS is away),
-        records are dropped without waiting until the publisher takes a batch again. The event loop's own
-        thread never waits: it drains the buffer."""
-        if (
-            len(self._buffer) < MAX_BUFFERED_RECORDS
-            or self._shedding
-            or threading.get_ident() == self._loop_thread
-        ):
+        lock) for the publisher to catch up, for as long as NATS takes to come back. The event loop's own thread
+        never waits: it drains the buffer."""
+        if on_loop or not self._full():
             return
         self._loop.call_soon_threadsafe(self._wake.set)
-        deadline = time.monotonic() + BACKPRESSURE_SECONDS
-        while len(self._buffer) >= MAX_BUFFERED_RECORDS:
-            if time.monotonic() > deadline:
-                self._shedding = True
-                return
-            time.sleep(0.002)
+        pause = 0.002
+        while self._full():
+            time.sleep(pause)
+            pause = min(pause * 2, 0.1)
 
     async def run(self) -> None:
         """Publish full batches as soon as they fill, and whatever waits once per BATCH_INTERVAL_SECONDS. Runs
@@ -149,7 +152,6 @@ class LogCollector:
                     )
                 )
             self._buffered_bytes -= size
-            self._shedding = False
             dropped, self._dropped = self._dropped, 0
         return records, dropped
 

@@ -49,10 +49,6 @@ from bifrost_runner.variables import capture_variables
 
 log = logging.getLogger("bifrost_runner")
 
-REPORT_SECONDS = 120.0
-"""How long the runner keeps trying to get its events acknowledged at the end (NATS away) before it gives up."""
-
-
 PRECONNECT_SECONDS = 1.0
 """How long a ready runner tries to reach NATS in advance; past that it connects once it has its claim."""
 
@@ -112,13 +108,15 @@ async def run_execution(
     await publisher.start()
     try:
         await _report_execution(config, api, payload, publisher, nc)
-        reported = await publisher.wait_acknowledged(REPORT_SECONDS)
+        reported = await publisher.wait_acknowledged(config.report_seconds)
     finally:
         await publisher.close()
         await nc.close()
         await api.aclose()
     if not reported:
-        log.error("execution %s: events not acknowledged by NATS within %.0f s", config.execution_id, REPORT_SECONDS)
+        log.error(
+            "execution %s: events not acknowledged by NATS within %.0f s", config.execution_id, config.report_seconds
+        )
     return 0 if reported else 1
 
 

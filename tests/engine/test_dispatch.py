@@ -4,6 +4,8 @@ runner by publishing its events on the real NATS)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable
 
 import sqlalchemy
@@ -19,6 +21,7 @@ from bifrost.protocol import (
     control_subject,
 )
 from control_plane.auth import TokenIssuer
+from control_plane.backends.base import LaunchSpec
 from control_plane.engine import ExecutionNotFoundError
 from tests.engine.conftest import (
     EngineFactory,
@@ -264,3 +267,57 @@ async def test_start_requeues_pending_executions_and_reconciles_launched_ones(
     await start_engine()
     assert backend.reconciled[-1] == [launched]
     await eventually(lambda: backend.launched_ids() == [launched, never_queued], "the pending execution is launched")
+
+
+class FinishesBeforeLaunchReturns(RecordingBackend):
+    """A backend whose runner runs to its end, ingested, before `launch` returns: the launch is recorded only
+    after the execution ended, as happens on a loaded machine."""
+
+    def __init__(self, runner_nats: NatsClient, db: sqlalchemy.Engine) -> None:
+        super().__init__()
+        self._runner_nats = runner_nats
+        self._db = db
+
+        self.read_back = asyncio.Event()
+
+    async def launch(self, spec: LaunchSpec) -> None:
+        await super().launch(spec)
+        await finish(self._runner_nats, spec.execution_id)
+        await eventually(
+            lambda: read_execution(self._db, spec.execution_id).status.is_terminal, "the execution ends in the store"
+        )
+        # Returns late: once the test read the execution back, or (when the end waits for this launch) soon.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(2):
+                await self.read_back.wait()
+
+
+async def test_a_sync_answer_names_the_runner_even_when_the_run_ended_before_its_launch_was_recorded(
+    start_engine: EngineFactory, new_execution: Callable[..., str], runner_nats: NatsClient, db: sqlalchemy.Engine
+) -> None:
+    backend = FinishesBeforeLaunchReturns(runner_nats, db)
+    backend.read_back.set()  # the answer comes after the launch returned anyway
+    engine = await start_engine(backend_override=backend)
+    execution_id = new_execution()
+    with engine.watch_terminal(execution_id) as finished:
+        await engine.submit(execution_id, sync=True)
+        final_row = await asyncio.wait_for(finished, 20)
+    # As the API answers: the row the waiter got, else the row read back.
+    answer = final_row or read_execution(db, execution_id).model_dump()
+    assert answer["status"] == ExecutionStatus.SUCCESS
+    assert (answer["backend"], answer["runner_ref"]) == ("recording", f"recorded-{execution_id}")
+
+
+async def test_the_end_of_a_queued_run_is_told_once_its_launch_is_recorded(
+    start_engine: EngineFactory, new_execution: Callable[..., str], runner_nats: NatsClient, db: sqlalchemy.Engine
+) -> None:
+    backend = FinishesBeforeLaunchReturns(runner_nats, db)
+    engine = await start_engine(backend_override=backend)
+    execution_id = new_execution()
+    with engine.watch_terminal(execution_id) as finished:
+        await engine.submit(execution_id, sync=False)
+        await asyncio.wait_for(finished, 20)
+        told = read_execution(db, execution_id)
+        backend.read_back.set()
+    assert told.status == ExecutionStatus.SUCCESS
+    assert (told.backend, told.runner_ref) == ("recording", f"recorded-{execution_id}")

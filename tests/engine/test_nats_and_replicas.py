@@ -3,23 +3,34 @@ database, and choosing a backend."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import signal
 from collections.abc import Callable
 from pathlib import Path
 
+import nats
 import pytest
 import sqlalchemy
 from nats.aio.client import Client as NatsClient
+from nats.js.api import AckPolicy, ConsumerConfig
 
-from bifrost.protocol import ExecutionStatus, FinishedEvent, StartedEvent
+from bifrost.protocol import EVENTS_STREAM, QUEUE_STREAM, QUEUE_SUBJECT, ExecutionStatus, FinishedEvent, StartedEvent
 from control_plane.backends import BackendNotAvailableError, create_backend
 from control_plane.backends.local import LocalBackend
 from control_plane.engine import LiveEvent, LiveStreamLaggedError
 from control_plane.engine.live import SUBSCRIBER_BACKLOG_LIMIT, LiveHub
 from control_plane.engine.nats_server import EmbeddedNats
+from control_plane.engine.streams import (
+    DISPATCH_ACK_WAIT_SECONDS,
+    DISPATCH_CONSUMER,
+    QUEUE_STREAM_CONFIG,
+    ensure_streams,
+)
 from control_plane.settings import Settings
-from tests.engine.conftest import EngineFactory, log_event, publish, sqlite_only
+from tests.engine.conftest import EngineFactory, eventually, log_event, publish, sqlite_only
+from tests.services import NatsServer
 
 
 def _alive(pid: int) -> bool:
@@ -70,6 +81,47 @@ def test_a_dead_nats_server_is_replaced_on_the_same_port(tmp_path: Path) -> None
         assert second._process is not None and second._process.poll() is None
     finally:
         second.stop()
+
+
+@sqlite_only
+async def test_the_engine_restarts_its_nats_server_when_it_dies_with_what_it_stored(
+    start_engine: EngineFactory, tmp_path: Path
+) -> None:
+    engine = await start_engine(nats_url=None)
+    state = tmp_path / "data" / "nats" / "server.json"
+    killed = json.loads(state.read_text())["pid"]
+    client = await nats.connect(engine.nats_url, max_reconnect_attempts=-1, reconnect_time_wait=0.1)
+    try:
+        js = client.jetstream()
+        await publish(js, StartedEvent(execution_id="stored-before", seq=1))
+        stored = (await js.stream_info(EVENTS_STREAM)).state.messages
+
+        os.kill(killed, signal.SIGKILL)
+        assert not await engine.healthy()
+
+        await eventually(lambda: json.loads(state.read_text())["pid"] != killed, "a new nats-server is started")
+        for _attempt in range(200):
+            if await engine.healthy():
+                break
+            await asyncio.sleep(0.1)
+        assert await engine.healthy()
+        assert (await js.stream_info(EVENTS_STREAM)).state.messages == stored
+    finally:
+        await client.close()
+
+
+async def test_an_earlier_queue_consumer_takes_the_short_ack_wait(nats_server: NatsServer) -> None:
+    client = await nats.connect(nats_server.url)
+    try:
+        js = client.jetstream()
+        await js.add_stream(config=QUEUE_STREAM_CONFIG)
+        earlier = ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, ack_wait=60.0)
+        await js.pull_subscribe(QUEUE_SUBJECT, durable=DISPATCH_CONSUMER, stream=QUEUE_STREAM, config=earlier)
+        await ensure_streams(js)
+        info = await js.consumer_info(QUEUE_STREAM, DISPATCH_CONSUMER)
+        assert info.config.ack_wait == DISPATCH_ACK_WAIT_SECONDS
+    finally:
+        await client.close()
 
 
 @sqlite_only

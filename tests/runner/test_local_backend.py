@@ -174,12 +174,17 @@ async def test_launch_is_idempotent_by_execution_id(local: LocalRun, tmp_path: P
     spec = local.spec(payload, token)
 
     await asyncio.gather(local.backend.launch(spec), local.backend.launch(spec))
-    assert (await local.next_exit()).execution_id == payload.execution_id
+    ended = await local.next_exit()
+    assert ended.execution_id == payload.execution_id
+    # Launched again, the ended runner's exit is reported again (whoever launched it may have died before it
+    # could), and nothing runs.
     await local.backend.launch(spec)
+    assert await local.next_exit() == ended.model_copy(update={"log_tail": None})
     # A control plane restarted on the same data folder does not run it again either.
     await local.backend.stop()
     local.backend, local.exits = await _started_backend(local.settings)
     await local.backend.launch(spec)
+    assert (await local.next_exit()).execution_id == payload.execution_id
     # Another execution through the same template: once it is done, a duplicate would have run before it.
     other = await local.launch("count", parameters={"log": str(tmp_path / "other.log")})
     assert (await local.next_exit()).execution_id == other.execution_id
@@ -322,6 +327,22 @@ async def test_runner_environment_has_no_control_plane_configuration(
     assert seen["cpu"] == 30 + 5
 
 
+async def test_a_finished_runner_waits_for_nats_as_long_as_its_launch_says(local: LocalRun, tmp_path: Path) -> None:
+    local.harness.write(WAIT_FOR_MARKER)
+    marker = tmp_path / "go"
+    payload, token = local.harness.payload("wait_for", parameters={"marker": str(marker)})
+    await local.backend.launch(local.spec(payload, token).model_copy(update={"report_seconds": 1}))
+    await local.harness.events(payload.execution_id, until=logged("waiting"))
+    await asyncio.to_thread(local.harness.nats.stop)
+    try:
+        marker.touch()
+        # Within `next_exit`'s minute: the runner's own default wait is a quarter of an hour.
+        runner_exit = await local.next_exit()
+    finally:
+        await asyncio.to_thread(local.harness.nats.start)
+    assert (runner_exit.execution_id, runner_exit.exit_code) == (payload.execution_id, 1)
+
+
 async def test_the_template_is_restarted_after_it_dies(local: LocalRun, tmp_path: Path) -> None:
     local.harness.write(WAIT_FOR_MARKER)
     marker = tmp_path / "go"
@@ -375,6 +396,32 @@ async def test_reconcile_watches_live_runners_and_reports_lost_ones(local: Local
         reason="runner ended; its exit status is unknown (it outlived a control-plane restart)",
     )
     await _result(local.harness, alive.execution_id)
+
+
+async def test_a_launch_an_earlier_process_made_is_watched_not_repeated(local: LocalRun, tmp_path: Path) -> None:
+    local.harness.write(WAIT_FOR_MARKER)
+    marker = tmp_path / "go"
+    payload, token = local.harness.payload("wait_for", parameters={"marker": str(marker)})
+    spec = local.spec(payload, token)
+    await local.backend.launch(spec)
+    await local.harness.events(payload.execution_id, until=logged("waiting"))
+    runner_ref = local.backend.runner_ref(payload.execution_id)
+    await local.backend.stop()  # the control plane dies before it recorded the launch; its runner keeps running
+
+    local.backend, local.exits = await _started_backend(local.settings)
+    await local.backend.launch(spec)  # the launch comes again, from the queue
+    marker.touch()
+    reattached = await local.next_exit()
+
+    assert local.backend.runner_ref(payload.execution_id) == runner_ref
+    assert reattached == RunnerExit(
+        execution_id=payload.execution_id,
+        exit_code=None,
+        reason="runner ended; its exit status is unknown (it outlived a control-plane restart)",
+    )
+    await _result(local.harness, payload.execution_id)
+    events = [stored.event for stored in await local.harness.events(payload.execution_id)]
+    assert [event.type for event in events].count("started") == 1
 
 
 def test_a_rewritten_record_is_exactly_the_new_one(tmp_path: Path) -> None:
