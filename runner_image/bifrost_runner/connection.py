@@ -6,11 +6,20 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import nkeys  # noqa: F401  (nats-py imports it to sign with credentials: a runner template loads it before forking)
+from nats.aio.client import DEFAULT_INBOX_PREFIX, RawCredentials
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
-from bifrost.protocol import EVENTS_STREAM, EVENTS_SUBJECT_WILDCARD, MAX_EVENT_BYTES
+from bifrost.protocol import (
+    EVENTS_STREAM,
+    EVENTS_SUBJECT_WILDCARD,
+    MAX_EVENT_BYTES,
+    inbox_prefix,
+    nats_credentials_file,
+)
+from bifrost_runner.config import RunnerConfig
 
 log = logging.getLogger("bifrost_runner")
 
@@ -19,7 +28,18 @@ class NatsUnavailableError(RuntimeError):
     """NATS could not be reached at all."""
 
 
-async def connect_nats(url: str, give_up_after: float) -> NATS:
+async def connect_runner_nats(config: RunnerConfig, give_up_after: float) -> NATS:
+    """The execution's connection, under its own NATS identity when it has one: replies then come to the
+    execution's inbox prefix, the only one that identity may subscribe to."""
+    if config.nats_jwt is None or config.nats_seed is None:
+        return await connect_nats(config.nats_url, give_up_after)
+    credentials = RawCredentials(nats_credentials_file(config.nats_jwt, config.nats_seed))
+    return await connect_nats(config.nats_url, give_up_after, credentials, inbox_prefix(config.execution_id))
+
+
+async def connect_nats(
+    url: str, give_up_after: float, credentials: RawCredentials | None = None, inbox: str | bytes = DEFAULT_INBOX_PREFIX
+) -> NATS:
     nc = NATS()
 
     async def on_error(exc: Exception) -> None:
@@ -44,6 +64,8 @@ async def connect_nats(url: str, give_up_after: float) -> NATS:
                 error_cb=on_error,
                 disconnected_cb=on_disconnected,
                 reconnected_cb=on_reconnected,
+                user_credentials=credentials,
+                inbox_prefix=inbox,
             ),
             timeout=give_up_after,
         )

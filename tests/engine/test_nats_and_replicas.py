@@ -18,6 +18,7 @@ from control_plane.backends.local import LocalBackend
 from control_plane.engine import LiveEvent, LiveStreamLaggedError
 from control_plane.engine.live import SUBSCRIBER_BACKLOG_LIMIT, LiveHub
 from control_plane.engine.nats_server import EmbeddedNats
+from control_plane.nats_auth import AccountSigner, NatsKeys
 from control_plane.settings import Settings
 from tests.engine.conftest import EngineFactory, log_event, publish, sqlite_only
 
@@ -45,10 +46,11 @@ async def test_the_engine_starts_its_own_nats_when_none_is_configured(
 
 
 def test_a_nats_server_left_by_a_killed_control_plane_is_adopted(tmp_path: Path) -> None:
-    crashed = EmbeddedNats(tmp_path / "nats")
+    keys = NatsKeys.generate()
+    crashed = EmbeddedNats(tmp_path / "nats", keys)
     url = crashed.start()
     # `crashed` is never stopped, as after a SIGKILL: its server keeps running and holds the store.
-    restarted = EmbeddedNats(tmp_path / "nats")
+    restarted = EmbeddedNats(tmp_path / "nats", NatsKeys.model_validate_json(keys.model_dump_json()))
     assert restarted.start() == url
     pid = crashed.pid
     assert pid is not None and _alive(pid)
@@ -58,13 +60,28 @@ def test_a_nats_server_left_by_a_killed_control_plane_is_adopted(tmp_path: Path)
     assert not _alive(pid)
 
 
+def test_a_nats_server_left_with_other_identities_is_replaced_not_adopted(tmp_path: Path) -> None:
+    left = EmbeddedNats(tmp_path / "nats", NatsKeys.generate())
+    left.start()
+    keys = NatsKeys.generate()
+    replacement = EmbeddedNats(tmp_path / "nats", keys)
+    try:
+        replacement.start()
+        assert left._process is not None
+        left._process.wait(timeout=30)
+        assert replacement.pid != left.pid
+        assert AccountSigner(keys.account).account_public_key in (tmp_path / "nats" / "nats-server.conf").read_text()
+    finally:
+        replacement.stop()
+
+
 def test_a_dead_nats_server_is_replaced_on_the_same_port(tmp_path: Path) -> None:
-    first = EmbeddedNats(tmp_path / "nats")
+    first = EmbeddedNats(tmp_path / "nats", NatsKeys.generate())
     url = first.start()
     assert first._process is not None
     first._process.send_signal(signal.SIGKILL)
     first._process.wait()
-    second = EmbeddedNats(tmp_path / "nats")
+    second = EmbeddedNats(tmp_path / "nats", NatsKeys.generate())
     try:
         assert second.start() == url
         assert second._process is not None and second._process.poll() is None
