@@ -3,6 +3,7 @@ keeps working when that NATS restarts. Runners here are played by the test, conn
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -53,6 +54,15 @@ async def run_as_its_runner(backend: RecordingBackend, execution_id: str) -> Non
         await nc.close()
 
 
+async def healthy_again(engine: Engine) -> None:
+    """Wait until the engine is back on NATS, under its own identity, with its streams."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 60
+    while not await engine.healthy():
+        assert loop.time() < deadline, "the engine is not back on NATS after 60 s"
+        await asyncio.sleep(0.1)
+
+
 async def test_runners_report_under_their_own_identity_across_a_nats_restart(
     engine: Engine,
     identity_nats: NatsServer,
@@ -66,6 +76,7 @@ async def test_runners_report_under_their_own_identity_across_a_nats_restart(
     assert await engine.wait_terminal(before, timeout=30)
 
     identity_nats.restart()
+    await healthy_again(engine)
     after = new_execution()
     await engine.submit(after, sync=False)
     await run_as_its_runner(backend, after)
