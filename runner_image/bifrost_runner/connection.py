@@ -4,9 +4,12 @@ publishes inside the client while disconnected (the event publisher keeps and re
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
+from collections.abc import AsyncIterator
 
-import nkeys  # noqa: F401  (nats-py imports it to sign with credentials: a runner template loads it before forking)
+import nkeys
 from nats.aio.client import DEFAULT_INBOX_PREFIX, RawCredentials
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
@@ -81,3 +84,39 @@ async def ensure_streams(js: JetStreamContext) -> None:
         await js.stream_info(EVENTS_STREAM)
     except NotFoundError:
         await js.add_stream(name=EVENTS_STREAM, subjects=[EVENTS_SUBJECT_WILDCARD], max_msg_size=MAX_EVENT_BYTES)
+
+
+REHEARSAL_CONNECT_SECONDS = 1.0
+_STAND_IN_INFO = (
+    b'INFO {"server_id":"rehearsal","version":"2.10.0","proto":1,"headers":true,"max_payload":1048576,'
+    b'"nonce":"rehearsal"}\r\n'
+)
+
+
+@contextlib.asynccontextmanager
+async def rehearsal_connection() -> AsyncIterator[NATS]:
+    """A connection made as an execution's is, under a throwaway identity, to a stand-in NATS server on loopback
+    that answers the handshake and ignores the rest. A ready runner connects to NATS only once its claim brings
+    the execution's identity; connecting here meanwhile makes the pages that code touches its own (see
+    `bifrost_runner.run.rehearse`)."""
+
+    async def stand_in(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(_STAND_IN_INFO)
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+            await reader.readuntil(b"PING\r\n")
+            writer.write(b"PONG\r\n")
+            await reader.read()  # all the client sends, until it closes
+        writer.close()
+
+    server = await asyncio.start_server(stand_in, "127.0.0.1", 0)
+    async with server:
+        port = server.sockets[0].getsockname()[1]
+        seed = nkeys.encode_seed(os.urandom(32), nkeys.PREFIX_BYTE_USER).decode()
+        credentials = RawCredentials(nats_credentials_file("rehearsal", seed))
+        nc = await connect_nats(
+            f"nats://127.0.0.1:{port}", REHEARSAL_CONNECT_SECONDS, credentials, inbox_prefix("rehearsal")
+        )
+        try:
+            yield nc
+        finally:
+            await nc.close()

@@ -36,7 +36,7 @@ from bifrost.schema import ParameterValidationError, bind_arguments
 from bifrost_runner.api import ApiClient, ApiError
 from bifrost_runner.checkout import Checkout, checked_out
 from bifrost_runner.config import RunnerConfig
-from bifrost_runner.connection import NatsUnavailableError, connect_runner_nats
+from bifrost_runner.connection import NatsUnavailableError, connect_runner_nats, rehearsal_connection
 from bifrost_runner.execute import Invocation, invoke
 from bifrost_runner.loader import WorkflowLoadError, load_workflow
 from bifrost_runner.logs import LogCollector, captured_output
@@ -267,7 +267,8 @@ REHEARSAL_MODULE = "rehearsal_flow"
 
 
 async def rehearse(preconnected: Preconnected) -> None:
-    """Take an execution's steps once, with a stand-in workflow and publishing nothing.
+    """Take an execution's steps once, with a stand-in workflow, connected to a stand-in NATS server and
+    publishing nothing.
 
     A ready runner shares its template's memory copy-on-write, and its first write to each page copies that
     page: some 650 pages for a trivial execution, about 4 ms on a virtual machine. A runner that rehearses
@@ -283,8 +284,12 @@ async def rehearse(preconnected: Preconnected) -> None:
         organization=None,
         timeout_seconds=60,
     )
-    # Never connected nor started: nothing is sent.
-    publisher = EventPublisher(NATS(), payload.execution_id)
+    async with rehearsal_connection() as nc:
+        await _rehearse_execution(preconnected, payload, EventPublisher(nc, payload.execution_id))
+
+
+async def _rehearse_execution(preconnected: Preconnected, payload: RunPayload, publisher: EventPublisher) -> None:
+    """The steps of `rehearse`, with a publisher never started: nothing is sent."""
     redactor = Redactor()
     collector = LogCollector(publisher, io.StringIO(), redactor)
     services = ApiRuntimeServices(preconnected.api, redactor)
