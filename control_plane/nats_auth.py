@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import nkeys
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from bifrost.protocol import control_subject, events_subject, inbox_prefix
 from control_plane.key_files import create_key_file
@@ -39,8 +39,6 @@ _HEADER = {"typ": "JWT", "alg": "ed25519-nkey"}
 _UNLIMITED = {"subs": -1, "data": -1, "payload": -1}
 _ACCOUNT_LIMITS = {**_UNLIMITED, "imports": -1, "exports": -1, "wildcards": True, "conn": -1, "leaf": -1}
 _JETSTREAM_LIMITS = {"mem_storage": -1, "disk_storage": -1, "streams": -1, "consumer": -1}
-
-
 _KINDS = {
     nkeys.PREFIX_BYTE_OPERATOR: "an operator",
     nkeys.PREFIX_BYTE_ACCOUNT: "an account",
@@ -92,11 +90,8 @@ def encode_jwt(issuer: nkeys.KeyPair, subject: str, name: str, nats: dict[str, A
 class NatsCredentials(BaseModel):
     """A NATS user: its JWT and the nkey seed that proves it holds the JWT."""
 
-    jwt: str
-    seed: str
-
-    def __repr__(self) -> str:
-        return "NatsCredentials(...)"
+    jwt: str = Field(repr=False)
+    seed: str = Field(repr=False)
 
 
 class AccountSigner:
@@ -128,12 +123,9 @@ class AccountSigner:
 class NatsKeys(BaseModel):
     """The seeds of the operator, the system account and the Bifrost account."""
 
-    operator: str
-    system_account: str
-    account: str
-
-    def __repr__(self) -> str:
-        return "NatsKeys(...)"
+    operator: str = Field(repr=False)
+    system_account: str = Field(repr=False)
+    account: str = Field(repr=False)
 
     @classmethod
     def generate(cls) -> NatsKeys:

@@ -39,7 +39,7 @@ class Settings(BaseSettings):
         None,
         description="With an external NATS set up by `bifrost nats-config`: the Bifrost account's nkey seed "
         "(`bifrost nats-config --account-seed`), which signs the control plane's and each runner's NATS identity. "
-        "Unset, runners share the connection's rights (a warning at start).",
+        "Unset: runners connect without an identity of their own (a warning at start).",
     )
     backend: Literal["local", "podman", "docker", "kubernetes"] = "local"
     host: str = "127.0.0.1"
