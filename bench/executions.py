@@ -20,12 +20,13 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import nats
 from cryptography.fernet import Fernet
+from nats.aio.client import RawCredentials
 from sqlalchemy import Engine as DatabaseEngine
 from sqlalchemy import func, select
 from sqlmodel import Session, SQLModel
@@ -38,13 +39,16 @@ from bifrost.protocol import (
     LogRecord,
     StartedEvent,
     events_subject,
+    inbox_prefix,
     message_id,
+    nats_credentials_file,
 )
 from control_plane.auth import TokenIssuer
 from control_plane.backends.local import LocalBackend
 from control_plane.db.models import Execution, Organization, User
 from control_plane.db.session import make_engine
 from control_plane.engine import Engine
+from control_plane.nats_auth import KEYS_FILE, AccountSigner, NatsKeys
 from control_plane.secrets_crypto import SecretCipher
 from control_plane.settings import Settings
 from tests.services import free_port, postgres_bin_dir, running_postgres
@@ -236,9 +240,16 @@ async def ingest_lines_per_second(tmp: Path, database_url: str | None = None) ->
     engine = Engine(settings, db, LocalBackend(settings), TokenIssuer(b"bench-signing-key"), cipher)
     await engine.start()
     try:
-        runner = await nats.connect(engine.nats_url)
-        js = runner.jetstream()
         execution_id = execution.id
+        # Under the identity the engine gives the execution's runner.
+        keys = NatsKeys.load_or_create(settings.data_dir / KEYS_FILE)
+        identity = AccountSigner(keys.account).runner(execution_id, datetime.now(UTC) + timedelta(hours=1))
+        runner = await nats.connect(
+            engine.nats_url,
+            user_credentials=RawCredentials(nats_credentials_file(identity.jwt, identity.seed)),
+            inbox_prefix=inbox_prefix(execution_id),
+        )
+        js = runner.jetstream()
         events: list[Event] = [StartedEvent(execution_id=execution_id, seq=1)]
         now = datetime.now(UTC)
         for index in range(LOG_LINES // LINES_PER_EVENT):

@@ -8,6 +8,7 @@ import statistics
 import tempfile
 import textwrap
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import nats
@@ -17,9 +18,10 @@ from bifrost.protocol import EVENTS_SUBJECT_WILDCARD, RunPayload, UserInfo, pars
 from bifrost_runner.connection import ensure_streams
 from control_plane.backends.base import LaunchSpec, RunnerExit
 from control_plane.backends.local import LocalBackend
+from control_plane.nats_auth import AccountSigner
 from control_plane.settings import Settings
 from tests.runner.runner_api import RunnerApi, ServedRunnerApi
-from tests.services import running_nats
+from tests.services import NatsServer, running_nats
 
 TARGET_P50_MS = 25.0
 WORKFLOWS = """
@@ -38,10 +40,13 @@ WORKFLOWS = """
 
 
 class Bench:
-    def __init__(self, api: RunnerApi, api_url: str, nats_url: str, workspace: Path, backend: LocalBackend) -> None:
+    def __init__(
+        self, api: RunnerApi, api_url: str, nats: NatsServer, workspace: Path, backend: LocalBackend
+    ) -> None:
         self.api = api
         self.api_url = api_url
-        self.nats_url = nats_url
+        self.nats_url = nats.url
+        self.signer = AccountSigner(nats.account_seed)
         self.workspace = workspace
         self.backend = backend
         self.finished: dict[str, asyncio.Future[float]] = {}
@@ -69,6 +74,7 @@ class Bench:
                 execution_id=execution_id, workflow_name=function_name, org_id=None, token=token,
                 timeout_seconds=60, api_url=self.api_url, nats_url=self.nats_url, workspace_dir=str(self.workspace),
                 payload=payload,
+                nats_credentials=self.signer.runner(execution_id, datetime.now(UTC) + timedelta(minutes=5)),
             )
         )
         done: float = await asyncio.wait_for(finished, 60)
@@ -83,11 +89,11 @@ def _summary(label: str, latencies: list[float]) -> str:
     return f"{label}: n={len(ordered)} p50={p50:.1f} ms p95={p95:.1f} ms max={ordered[-1]:.1f} ms"
 
 
-async def _measure(tmp: Path, nats_url: str, served: ServedRunnerApi) -> float:
+async def _measure(tmp: Path, nats_server: NatsServer, served: ServedRunnerApi) -> float:
     workspace = tmp / "workspace"
     workspace.mkdir()
     (workspace / "flows.py").write_text(textwrap.dedent(WORKFLOWS))
-    nc = await nats.connect(nats_url)
+    nc = await nats.connect(nats_server.url, user_credentials=nats_server.admin_credentials())
     await ensure_streams(nc.jetstream())
 
     async def on_exit(_: RunnerExit) -> None:
@@ -95,7 +101,7 @@ async def _measure(tmp: Path, nats_url: str, served: ServedRunnerApi) -> float:
 
     backend = LocalBackend(Settings(data_dir=tmp / "data", local_pool_size=2))
     await backend.start(on_exit)
-    bench = Bench(served.api, served.url, nats_url, workspace, backend)
+    bench = Bench(served.api, served.url, nats_server, workspace, backend)
     await nc.subscribe(EVENTS_SUBJECT_WILDCARD, cb=bench.on_event)
     try:
         for _ in range(5):
@@ -126,8 +132,8 @@ def main() -> None:
     served = ServedRunnerApi(RunnerApi())
     served.start()
     try:
-        with tempfile.TemporaryDirectory() as folder, running_nats(Path(folder)) as server:
-            p50 = asyncio.run(_measure(Path(folder), server.url, served))
+        with tempfile.TemporaryDirectory() as folder, running_nats(Path(folder), identities=True) as server:
+            p50 = asyncio.run(_measure(Path(folder), server, served))
     finally:
         served.stop()
     verdict = "ok" if p50 < TARGET_P50_MS else "over target"

@@ -9,6 +9,7 @@ import uvicorn
 from rich.console import Console
 
 from control_plane.app import create_app
+from control_plane.nats_auth import KEYS_FILE, NatsKeys
 from control_plane.settings import Settings
 
 app = typer.Typer(no_args_is_help=True)
@@ -18,6 +19,23 @@ console = Console()
 @app.callback()
 def main() -> None:
     """Bifrost: run plain Python workflows for operations teams."""
+
+
+@app.command("nats-config")
+def nats_config(
+    account_seed: Annotated[
+        bool, typer.Option("--account-seed", help="Print the account's seed, for BIFROST_NATS_ACCOUNT_SEED.")
+    ] = False,
+) -> None:
+    """Print the accounts part of an external nats-server's configuration (operator, accounts, resolver), which
+    makes the server give every runner an identity of its own. The keys are kept in the data folder, made on
+    first use: the same folder gives the same identities."""
+    try:
+        keys = NatsKeys.load_or_create(Settings().data_dir / KEYS_FILE)
+    except ValueError as exc:  # a wrong BIFROST_* setting, or a keys file that is not ours
+        console.print(f"[red]Invalid configuration:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    typer.echo(keys.account if account_seed else keys.server_config(), nl=account_seed)
 
 
 @app.command()

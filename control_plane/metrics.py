@@ -17,3 +17,9 @@ RUN_DURATION = Histogram(
     buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 1800),
 )
 EVENTS_INGESTED = Counter("bifrost_events_ingested_total", "Runner events written to the database, by type.", ["type"])
+EVENTS_REJECTED = Counter(
+    "bifrost_events_rejected_total",
+    "Runner events dropped unapplied, by reason: `malformed`, or `wrong_subject` (an execution id other than the "
+    "subject's: a runner reporting for another execution).",
+    ["reason"],
+)

@@ -35,6 +35,12 @@ class Settings(BaseSettings):
         "./workspace", description="Where workflow files live: a folder path, file:///… or s3://bucket/prefix."
     )
     nats_url: str | None = Field(None, description="An external NATS; default: a child nats-server.")
+    nats_account_seed: SecretStr | None = Field(
+        None,
+        description="With an external NATS set up by `bifrost nats-config`: the Bifrost account's nkey seed "
+        "(`bifrost nats-config --account-seed`), which signs the control plane's and each runner's NATS identity. "
+        "Unset: runners connect without an identity of their own (a warning at start).",
+    )
     backend: Literal["local", "podman", "docker", "kubernetes"] = "local"
     host: str = "127.0.0.1"
     port: int = 8000
@@ -145,6 +151,15 @@ class Settings(BaseSettings):
     def _workspace_url_is_usable(cls, url: str) -> str:
         parse_workspace_url(url)
         return url
+
+    @model_validator(mode="after")
+    def _account_seed_needs_an_external_nats(self) -> Settings:
+        if self.nats_account_seed is not None and not self.nats_url:
+            raise ValueError(
+                "BIFROST_NATS_ACCOUNT_SEED is for an external NATS (BIFROST_NATS_URL); the embedded nats-server "
+                "uses the keys in the data folder"
+            )
+        return self
 
     @model_validator(mode="after")
     def _runners_can_reach_the_workspace(self) -> Settings:

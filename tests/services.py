@@ -15,7 +15,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from bifrost.protocol import MAX_EVENT_BYTES
+from nats.aio.client import RawCredentials
+
+from bifrost.protocol import MAX_EVENT_BYTES, nats_credentials_file
+from control_plane.nats_auth import AccountSigner, NatsKeys
 
 
 def free_port() -> int:
@@ -48,6 +51,8 @@ def nats_server_binary() -> str:
 class NatsServer:
     port: int
     store_dir: Path
+    keys: NatsKeys | None = None
+    """With keys, the server checks identities as one set up by `bifrost nats-config` does."""
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -57,7 +62,8 @@ class NatsServer:
     def start(self) -> None:
         # Like the embedded server: messages as large as the largest event (a result near its limit).
         config = self.store_dir.with_name(f"{self.store_dir.name}.conf")
-        config.write_text(f"max_payload: {MAX_EVENT_BYTES}\n")
+        auth = self.keys.server_config() if self.keys is not None else ""
+        config.write_text(f"max_payload: {MAX_EVENT_BYTES}\n{auth}")
         self.process = subprocess.Popen(
             [nats_server_binary(), "-a", "127.0.0.1", "-p", str(self.port),
              "-js", "-sd", str(self.store_dir), "-c", str(config)],
@@ -65,6 +71,17 @@ class NatsServer:
             stderr=subprocess.DEVNULL,
         )
         wait_for_port(self.port)
+
+    @property
+    def account_seed(self) -> str:
+        """What `BIFROST_NATS_ACCOUNT_SEED` is set to for this server."""
+        assert self.keys is not None, "a server without identities has no account"
+        return self.keys.account
+
+    def admin_credentials(self) -> RawCredentials:
+        """An identity with every right in Bifrost's account, as the control plane has."""
+        identity = AccountSigner(self.account_seed).control_plane()
+        return RawCredentials(nats_credentials_file(identity.jwt, identity.seed))
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
@@ -83,8 +100,10 @@ class NatsServer:
 
 
 @contextmanager
-def running_nats(tmp: Path) -> Iterator[NatsServer]:
-    server = NatsServer(port=free_port(), store_dir=tmp / "nats")
+def running_nats(tmp: Path, *, identities: bool = False) -> Iterator[NatsServer]:
+    """A nats-server with JetStream; with `identities`, it lets in only identities of Bifrost's NATS account."""
+    keys = NatsKeys.generate() if identities else None
+    server = NatsServer(port=free_port(), store_dir=tmp / "nats", keys=keys)
     server.start()
     try:
         yield server

@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 
 from bifrost.metadata import CPU_QUANTITY, Resources
 from bifrost.protocol import ExecutionStatus, RunPayload
+from control_plane.nats_auth import NatsCredentials
 from control_plane.settings import Settings
 
 
@@ -75,6 +76,9 @@ class LaunchSpec(BaseModel):
     timeout_seconds: int
     api_url: str
     nats_url: str
+    nats_credentials: NatsCredentials | None = Field(
+        None, description="The runner's own NATS identity; None when NATS does not check identities."
+    )
     workspace_dir: str | None = Field(
         None, description="A workspace folder the runner can see, its source when `workspace` is not given."
     )
@@ -97,6 +101,9 @@ class LaunchSpec(BaseModel):
             "BIFROST_NATS_URL": self.nats_url,
             "BIFROST_TIMEOUT_SECONDS": str(self.timeout_seconds),
         }
+        if self.nats_credentials is not None:
+            env["BIFROST_NATS_JWT"] = self.nats_credentials.jwt
+            env["BIFROST_NATS_SEED"] = self.nats_credentials.seed
         if self.workspace_dir is not None:
             env["BIFROST_WORKSPACE_DIR"] = self.workspace_dir
         if self.workspace is not None:

@@ -26,7 +26,7 @@ WORKSPACE_MOUNT = "/workspace"
 """The runner's emptyDir, where it caches the workspace revisions it syncs."""
 JOB_NAME_PREFIX = "bifrost-run-"
 # Environment variables whose values are credentials: they go into the execution's Secret, never the Job.
-_CREDENTIAL_MARKERS = ("TOKEN", "SECRET", "PASSWORD")
+_CREDENTIAL_MARKERS = ("TOKEN", "SECRET", "PASSWORD", "NATS_JWT", "NATS_SEED")
 
 _LABEL_MAX = 63
 _NOT_LABEL_CHARS = re.compile(r"[^A-Za-z0-9._-]+")

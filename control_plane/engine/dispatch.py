@@ -34,6 +34,7 @@ from control_plane.engine.streams import (
 )
 from control_plane.engine.tasks import cancel_and_wait
 from control_plane.metrics import DISPATCH_LATENCY, QUEUE_DEPTH, RUNNING
+from control_plane.nats_auth import AccountSigner
 from control_plane.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -91,6 +92,7 @@ class Dispatcher:
         self._tokens = tokens
         self._announce = announce
         self._nats_url = ""
+        self._nats_signer: AccountSigner | None = None
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._parked: list[_Parked] = []
@@ -102,8 +104,10 @@ class Dispatcher:
         self._queue_depth_at = 0.0
         self._tasks: list[asyncio.Task[None]] = []
 
-    async def start(self, js: JetStreamContext, nats_url: str) -> None:
+    async def start(self, js: JetStreamContext, nats_url: str, nats_signer: AccountSigner | None) -> None:
+        """`nats_signer` mints each runner's NATS identity; None: runners connect without one."""
         self._nats_url = nats_url
+        self._nats_signer = nats_signer
         subscription = await js.pull_subscribe(
             QUEUE_SUBJECT, durable=DISPATCH_CONSUMER, stream=QUEUE_STREAM, config=dispatch_consumer_config()
         )
@@ -272,12 +276,11 @@ class Dispatcher:
 
     async def _launch_and_record(self, target: LaunchTarget, payload: RunPayload) -> None:
         timeout_seconds = payload.timeout_seconds
+        expires_at = utcnow() + timedelta(seconds=timeout_seconds) + TOKEN_GRACE
         token = self._tokens.issue(
-            execution_id=target.execution_id,
-            org_id=target.org_id,
-            user_id=target.user_id,
-            expires_at=utcnow() + timedelta(seconds=timeout_seconds) + TOKEN_GRACE,
+            execution_id=target.execution_id, org_id=target.org_id, user_id=target.user_id, expires_at=expires_at
         )
+        signer = self._nats_signer
         spec = LaunchSpec(
             execution_id=target.execution_id,
             workflow_name=target.workflow_name,
@@ -286,6 +289,7 @@ class Dispatcher:
             timeout_seconds=timeout_seconds,
             api_url=self._settings.api_url,
             nats_url=self._nats_url,
+            nats_credentials=signer.runner(target.execution_id, expires_at) if signer is not None else None,
             workspace=RunnerWorkspace.from_settings(self._settings),
             memory_limit_mb=self._settings.local_memory_limit_mb,
             resources=RunnerResources.of_workflow(target.resources),

@@ -12,6 +12,7 @@ import nats
 import nats.errors
 import sqlalchemy
 from nats.aio.client import Client as NatsClient
+from nats.aio.client import RawCredentials
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 from pydantic import ValidationError
@@ -24,6 +25,7 @@ from bifrost.protocol import (
     ExecutionStatus,
     control_subject,
     events_subject,
+    nats_credentials_file,
     parse_event,
 )
 from control_plane.auth import TokenIssuer
@@ -36,6 +38,7 @@ from control_plane.engine.replicas import ReplicaAnnouncer
 from control_plane.engine.store import Committed, ExecutionStore
 from control_plane.engine.streams import ensure_streams
 from control_plane.metrics import EXECUTIONS_FINISHED, RUN_DURATION, RUNNING
+from control_plane.nats_auth import KEYS_FILE, AccountSigner, NatsKeys
 from control_plane.sealed_parameters import readable_secrets
 from control_plane.secrets_crypto import SecretCipher
 from control_plane.settings import Settings
@@ -87,15 +90,14 @@ class Engine:
         return self._nats_url
 
     async def start(self) -> None:
-        if self._settings.nats_url:
-            self._nats_url = self._settings.nats_url
-        else:
-            self._embedded_nats = EmbeddedNats(self._settings.data_dir / "nats")
-            self._nats_url = await asyncio.to_thread(self._embedded_nats.start)
-            self._spawn(self._keep_nats_running(self._embedded_nats))
+        signer = await self._start_nats()
+        credentials = signer.control_plane() if signer is not None else None
         self._nats = await nats.connect(
             self._nats_url,
             name="bifrost-control-plane",
+            user_credentials=RawCredentials(nats_credentials_file(credentials.jwt, credentials.seed))
+            if credentials is not None
+            else None,
             max_reconnect_attempts=-1,
             reconnect_time_wait=0.25,
             error_cb=self._on_nats_error,
@@ -109,10 +111,31 @@ class Engine:
         await self._ingestor.start()
         await self._backend.start(self._on_runner_exit)
         await self._backend.reconcile(await asyncio.to_thread(self._store.launched_active_ids, self._backend.name))
-        await self._dispatcher.start(self._js, self._nats_url)
+        await self._dispatcher.start(self._js, self._nats_url, signer)
         for execution_id in await asyncio.to_thread(self._store.unlaunched_pending_ids):
             await self._enqueue(execution_id)
         logger.info("engine started: NATS at %s, %s backend", self._nats_url, self._backend.name)
+
+    async def _start_nats(self) -> AccountSigner | None:
+        """Start or find NATS; the signer of NATS identities, or None when NATS does not check them."""
+        if not self._settings.nats_url:
+            keys = await asyncio.to_thread(NatsKeys.load_or_create, self._settings.data_dir / KEYS_FILE)
+            self._embedded_nats = EmbeddedNats(self._settings.data_dir / "nats", keys)
+            self._nats_url = await asyncio.to_thread(self._embedded_nats.start)
+            self._spawn(self._keep_nats_running(self._embedded_nats))
+            return AccountSigner(keys.account)
+        self._nats_url = self._settings.nats_url
+        if self._settings.nats_account_seed is None:
+            # Refusing to start would break every external NATS set up before identities existed; isolation
+            # that is not there must not look as if it were, though.
+            logger.warning(
+                "BIFROST_NATS_ACCOUNT_SEED is not set: runners connect to the external NATS at %s without an "
+                "identity of their own, and workflow code can read and forge every execution's events. Set up "
+                "the server with `bifrost nats-config` to isolate them",
+                self._nats_url,
+            )
+            return None
+        return AccountSigner(self._settings.nats_account_seed.get_secret_value(), "BIFROST_NATS_ACCOUNT_SEED")
 
     async def stop(self) -> None:
         await self._dispatcher.stop()

@@ -22,7 +22,7 @@ from bifrost.protocol import EVENTS_STREAM, EVENTS_SUBJECT_WILDCARD, Event, even
 from control_plane.engine.store import Committed, ExecutionStore
 from control_plane.engine.streams import INGEST_ACK_WAIT_SECONDS, INGEST_CONSUMER, ingest_consumer_config, next_batch
 from control_plane.engine.tasks import cancel_and_wait
-from control_plane.metrics import EVENTS_INGESTED
+from control_plane.metrics import EVENTS_INGESTED, EVENTS_REJECTED
 
 logger = logging.getLogger(__name__)
 
@@ -91,10 +91,12 @@ class Ingestor:
             event = parse_event(message.data)
         except ValidationError as exc:
             logger.error("dropping a malformed runner event on %s: %s", message.subject, exc)
+            EVENTS_REJECTED.labels("malformed").inc()
             await _settle(message.term())
             return
         if message.subject != events_subject(event.execution_id):
             logger.error("dropping an event of execution %s published on %s", event.execution_id, message.subject)
+            EVENTS_REJECTED.labels("wrong_subject").inc()
             await _settle(message.term())
             return
         held = self._held.setdefault(event.execution_id, {})

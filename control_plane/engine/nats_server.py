@@ -2,14 +2,16 @@
 
 Starting and stopping block (they wait for the process); the engine calls them in a worker thread. The
 server runs in its own session, so it outlives a control plane killed with SIGKILL; the next start finds it
-through `server.json` and adopts it instead of failing on the locked store. The engine watches it with
-`running()` and brings it back with `restart()`: on the same port, so every client's reconnect finds it, and with
-the same JetStream store, so nothing stored is lost.
+through `server.json` and adopts it instead of failing on the locked store, provided it enforces the same
+identities (see `nats_auth`): one started with other keys, or none, is stopped and replaced. The engine watches
+it with `running()` and brings it back with `restart()`: on the same port, so every client's reconnect finds it,
+and with the same JetStream store, so nothing stored is lost.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -22,6 +24,7 @@ import time
 from pathlib import Path
 
 from bifrost.protocol import MAX_EVENT_BYTES
+from control_plane.nats_auth import NatsKeys
 
 logger = logging.getLogger(__name__)
 
@@ -83,8 +86,12 @@ def _is_nats_server_process(pid: int) -> bool:
 
 
 class EmbeddedNats:
-    def __init__(self, directory: Path, port: int | None = None) -> None:
+    def __init__(self, directory: Path, keys: NatsKeys, port: int | None = None) -> None:
+        """The server trusts the identities `keys` sign."""
         self.directory = directory.resolve()
+        self._keys = keys
+        # Tells a server trusting these keys from another; the seeds are random, their digest gives nothing away.
+        self._auth_digest = hashlib.sha256(keys.model_dump_json().encode()).hexdigest()
         self._fixed_port = port
         self._process: subprocess.Popen[bytes] | None = None
         self._pid: int | None = None
@@ -109,11 +116,15 @@ class EmbeddedNats:
         self.directory.mkdir(parents=True, exist_ok=True)
         previous = self._read_state()
         if previous is not None:
-            pid, port = previous
+            pid, port, auth_digest = previous
             if _is_nats_server_process(pid) and _port_accepts(port):
-                logger.info("adopting the nats-server (pid %d) a previous run left on port %d", pid, port)
-                self._pid, self._port = pid, port
-                return self.url
+                if auth_digest == self._auth_digest:
+                    logger.info("adopting the nats-server (pid %d) a previous run left on port %d", pid, port)
+                    self._pid, self._port = pid, port
+                    return self.url
+                logger.info("stopping the nats-server (pid %d) a previous run left: it has other identities", pid)
+                self._pid = pid
+                self.stop()
         return self._launch(self._choose_port(previous[1] if previous else None))
 
     def running(self) -> bool:
@@ -142,7 +153,7 @@ class EmbeddedNats:
         )
         self._pid, self._port = self._process.pid, port
         self._wait_until_listening(log_file)
-        self._state_file.write_text(json.dumps({"pid": self._pid, "port": port}))
+        self._state_file.write_text(json.dumps({"pid": self._pid, "port": port, "auth": self._auth_digest}))
         logger.info("nats-server started (pid %d) on port %d, storing in %s", self._pid, port, self.directory)
         return self.url
 
@@ -170,10 +181,10 @@ class EmbeddedNats:
             return process.poll() is None
         return _is_nats_server_process(pid)
 
-    def _read_state(self) -> tuple[int, int] | None:
+    def _read_state(self) -> tuple[int, int, str | None] | None:
         try:
             state = json.loads(self._state_file.read_text())
-            return int(state["pid"]), int(state["port"])
+            return int(state["pid"]), int(state["port"]), state.get("auth")
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
@@ -189,8 +200,10 @@ class EmbeddedNats:
     def _write_config(self, port: int) -> Path:
         config = self.directory / "nats-server.conf"
         store_dir = json.dumps(str(self.directory))
+        # No secret in it: the identities are JWTs and public keys.
         config.write_text(
-            f"listen: 127.0.0.1:{port}\nmax_payload: {MAX_EVENT_BYTES}\njetstream {{\n  store_dir: {store_dir}\n}}\n"
+            f"listen: 127.0.0.1:{port}\nmax_payload: {MAX_EVENT_BYTES}\n"
+            f"jetstream {{\n  store_dir: {store_dir}\n}}\n{self._keys.server_config()}"
         )
         return config
 

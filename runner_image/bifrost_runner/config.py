@@ -25,6 +25,8 @@ _REQUIRED_ENV_FIELDS = {
     "BIFROST_TIMEOUT_SECONDS": "timeout_seconds",
 }
 _OPTIONAL_ENV_FIELDS = {
+    "BIFROST_NATS_JWT": "nats_jwt",
+    "BIFROST_NATS_SEED": "nats_seed",
     "BIFROST_WORKSPACE_DIR": "workspace_dir",
     "BIFROST_WORKSPACE_URL": "workspace_url",
     "BIFROST_WORKSPACE_CACHE_DIR": "workspace_cache_dir",
@@ -48,6 +50,9 @@ class RunnerConfig(BaseModel):
     api_url: str = Field(min_length=1)
     nats_url: str = Field(min_length=1)
     timeout_seconds: int = Field(gt=0)
+    nats_jwt: str | None = Field(None, repr=False)
+    """The runner's NATS identity (a user JWT) and its nkey seed; without them it connects anonymously."""
+    nats_seed: str | None = Field(None, repr=False)
     workspace_dir: Path | None = None
     """A workspace folder the runner can see: the source when no workspace URL is given."""
     workspace_url: str | None = None
@@ -64,6 +69,12 @@ class RunnerConfig(BaseModel):
     def _has_a_workspace(self) -> RunnerConfig:
         if self.workspace_url is None and self.workspace_dir is None:
             raise ValueError("no workspace: set BIFROST_WORKSPACE_URL or BIFROST_WORKSPACE_DIR")
+        return self
+
+    @model_validator(mode="after")
+    def _has_a_whole_nats_identity(self) -> RunnerConfig:
+        if (self.nats_jwt is None) != (self.nats_seed is None):
+            raise ValueError("BIFROST_NATS_JWT and BIFROST_NATS_SEED go together: set both or neither")
         return self
 
     @property

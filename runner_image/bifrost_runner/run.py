@@ -36,7 +36,7 @@ from bifrost.schema import ParameterValidationError, bind_arguments
 from bifrost_runner.api import ApiClient, ApiError
 from bifrost_runner.checkout import Checkout, checked_out
 from bifrost_runner.config import RunnerConfig
-from bifrost_runner.connection import NatsUnavailableError, connect_nats
+from bifrost_runner.connection import NatsUnavailableError, connect_runner_nats, rehearsal_connection
 from bifrost_runner.execute import Invocation, invoke
 from bifrost_runner.loader import WorkflowLoadError, load_workflow
 from bifrost_runner.logs import LogCollector, captured_output
@@ -49,34 +49,23 @@ from bifrost_runner.variables import capture_variables
 
 log = logging.getLogger("bifrost_runner")
 
-PRECONNECT_SECONDS = 1.0
-"""How long a ready runner tries to reach NATS in advance; past that it connects once it has its claim."""
-
 
 @dataclass
 class Preconnected:
-    """What a ready runner set up before its claim came, for the URLs its execution was expected to use: its NATS
-    connection and its API client (which connects on first use: most executions never call the API)."""
+    """What a ready runner set up before its claim came: the API client for the URL its execution was expected
+    to use (it connects on first use: most executions never call the API). NATS waits for the claim, which
+    brings the execution's own NATS identity."""
 
     api_url: str
-    nats_url: str
     api: ApiClient
-    nats: NATS | None
-    """None when NATS was not reachable in time."""
 
     async def close(self) -> None:
-        if self.nats is not None:
-            await self.nats.close()
         await self.api.aclose()
 
 
-async def preconnect(api_url: str, nats_url: str) -> Preconnected:
-    """Connect to NATS and make the API client."""
-    try:
-        nc: NATS | None = await connect_nats(nats_url, give_up_after=PRECONNECT_SECONDS)
-    except NatsUnavailableError:
-        nc = None
-    return Preconnected(api_url, nats_url, ApiClient(api_url, token=""), nc)
+def preconnect(api_url: str) -> Preconnected:
+    """Make the API client."""
+    return Preconnected(api_url, ApiClient(api_url, token=""))
 
 
 async def run_execution(
@@ -84,9 +73,9 @@ async def run_execution(
 ) -> int:
     """Run the execution of `config`; the exit code is 0 once its `finished` event is stored in JetStream.
 
-    Connections in `preconnected` are used when they lead where `config` says, and closed otherwise. The
+    The API client in `preconnected` is used when it leads where `config` says, and closed otherwise. The
     payload is fetched from the control plane unless the backend handed it over."""
-    api, nc = await _take_preconnected(config, preconnected)
+    api = await _take_preconnected(config, preconnected)
     if api is None:
         api = ApiClient(config.api_url, config.token)
     payload: asyncio.Future[RunPayload]
@@ -95,15 +84,14 @@ async def run_execution(
     else:
         payload = asyncio.get_running_loop().create_future()
         payload.set_result(handed_payload)
-    if nc is None:
-        try:
-            # Waiting for NATS longer than the workflow may run is pointless: the backend stops the runner then.
-            nc = await connect_nats(config.nats_url, give_up_after=config.timeout_seconds)
-        except NatsUnavailableError as exc:
-            log.error("cannot report execution %s: %s", config.execution_id, exc)
-            payload.cancel()
-            await api.aclose()
-            return 1
+    try:
+        # Waiting for NATS longer than the workflow may run is pointless: the backend stops the runner then.
+        nc = await connect_runner_nats(config, give_up_after=config.timeout_seconds)
+    except NatsUnavailableError as exc:
+        log.error("cannot report execution %s: %s", config.execution_id, exc)
+        payload.cancel()
+        await api.aclose()
+        return 1
     publisher = EventPublisher(nc, config.execution_id)
     await publisher.start()
     try:
@@ -120,22 +108,14 @@ async def run_execution(
     return 0 if reported else 1
 
 
-async def _take_preconnected(
-    config: RunnerConfig, preconnected: Preconnected | None
-) -> tuple[ApiClient | None, NATS | None]:
+async def _take_preconnected(config: RunnerConfig, preconnected: Preconnected | None) -> ApiClient | None:
     if preconnected is None:
-        return None, None
-    api: ApiClient | None = None
-    if preconnected.api_url == config.api_url:
-        api = preconnected.api
-        api.authorize(config.token)
-    else:
+        return None
+    if preconnected.api_url != config.api_url:
         await preconnected.api.aclose()
-    nc = preconnected.nats
-    if nc is not None and preconnected.nats_url != config.nats_url:
-        await nc.close()
-        nc = None
-    return api, nc
+        return None
+    preconnected.api.authorize(config.token)
+    return preconnected.api
 
 
 async def _cancel_signal(nc: NATS, execution_id: str) -> asyncio.Future[str]:
@@ -288,14 +268,13 @@ REHEARSAL_MODULE = "rehearsal_flow"
 
 
 async def rehearse(preconnected: Preconnected) -> None:
-    """Take an execution's steps once, with a stand-in workflow and publishing nothing.
+    """Take an execution's steps once, with a stand-in workflow, connected to a stand-in NATS server and
+    publishing nothing.
 
     A ready runner shares its template's memory copy-on-write, and its first write to each page copies that
     page: some 650 pages for a trivial execution, about 4 ms on a virtual machine. A runner that rehearses
     while it waits for its claim has made those copies before the execution's clock starts. The stand-in is
     imported from its own folder as a workspace module is, and forgotten afterwards."""
-    if preconnected.nats is None:
-        return
     payload = RunPayload(
         execution_id="rehearsal",
         workflow_name="rehearsal",
@@ -306,7 +285,12 @@ async def rehearse(preconnected: Preconnected) -> None:
         organization=None,
         timeout_seconds=60,
     )
-    publisher = EventPublisher(preconnected.nats, payload.execution_id)  # never started: nothing is sent
+    async with rehearsal_connection() as nc:
+        await _rehearse_execution(preconnected, payload, EventPublisher(nc, payload.execution_id))
+
+
+async def _rehearse_execution(preconnected: Preconnected, payload: RunPayload, publisher: EventPublisher) -> None:
+    """The steps of `rehearse`, with a publisher never started: nothing is sent."""
     redactor = Redactor()
     collector = LogCollector(publisher, io.StringIO(), redactor)
     services = ApiRuntimeServices(preconnected.api, redactor)

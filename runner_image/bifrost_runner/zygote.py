@@ -2,14 +2,14 @@
 
 It imports everything a runner needs once (never any workspace code), then forks one single-use runner per
 claim. A few forks wait ready ("spares"), so starting a run costs a pipe write, not an interpreter start. A spare
-waits already connected to NATS and to the control plane's API at the URLs of the last claim, having rehearsed
-an execution once (see `bifrost_runner.run.rehearse`); a claim sent elsewhere, or a spare that could not reach
-them, connects anew. A used spare is replaced once its runner ends, or shortly after, so that a new fork does not
-compete with the run for a core; where the runner can take its priority back (see `priority_is_restorable`), a
-spare gets ready at the lowest CPU priority, so that it never competes with running work, and runs its claim at
-the template's priority. The template reads `RunnerClaim`s, one JSON line each, on stdin; writes
-`RunnerForked` / `RunnerEnded` / `RunnerForkFailed` lines on stdout; reaps its runners; and exits when stdin
-closes, leaving running runners to finish.
+waits with its client for the control plane's API at the URL of the last claim, having rehearsed an execution
+once (see `bifrost_runner.run.rehearse`); a claim sent elsewhere makes a client anew. It connects to NATS once
+its claim came: the claim brings the execution's own NATS identity. A used spare is replaced once its runner
+ends, or shortly after, so that a new fork does not compete with the run for a core; where the runner can take
+its priority back (see `priority_is_restorable`), a spare gets ready at the lowest CPU priority, so that it never
+competes with running work, and runs its claim at the template's priority. The template reads `RunnerClaim`s,
+one JSON line each, on stdin; writes `RunnerForked` / `RunnerEnded` / `RunnerForkFailed` lines on stdout; reaps
+its runners; and exits when stdin closes, leaving running runners to finish.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ import time
 import traceback
 from collections import deque
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import uvloop
 from pydantic import BaseModel, ValidationError
@@ -98,29 +97,20 @@ def _apply_claim(claim: RunnerClaim, prepared_log: PreparedFile | None) -> None:
     os.environ.update(claim.env)
 
 
-class ExpectedUrls(NamedTuple):
-    """Where the last claim's runner was sent: the next runners connect there while they wait for a claim."""
-
-    api_url: str
-    nats_url: str
-
-    @classmethod
-    def of(cls, claim: RunnerClaim) -> ExpectedUrls | None:
-        api_url, nats_url = claim.env.get("BIFROST_API_URL"), claim.env.get("BIFROST_NATS_URL")
-        return cls(api_url, nats_url) if api_url and nats_url else None
-
-
 @dataclass(frozen=True)
 class Expected:
     """What the last claim looked like, for the next runners to get ready for."""
 
-    urls: ExpectedUrls | None = None
+    api_url: str | None = None
+    """Where the last claim's runner called the API: the next runners make their client for it ahead."""
     log_folder: str | None = None
     """Where the last claim's runner logged: the next runners make their log file there ahead."""
 
     def after(self, claim: RunnerClaim) -> Expected:
         """What to expect after `claim`: what it says, and what was expected before where it says nothing."""
-        return Expected(ExpectedUrls.of(claim) or self.urls, os.path.dirname(claim.log_path) or self.log_folder)
+        return Expected(
+            claim.env.get("BIFROST_API_URL") or self.api_url, os.path.dirname(claim.log_path) or self.log_folder
+        )
 
 
 async def _read_claim(claim_fd: int) -> bytes:
@@ -134,8 +124,8 @@ async def _read_claim(claim_fd: int) -> bytes:
         transport.close()
 
 
-async def _get_ready(expected: ExpectedUrls) -> Preconnected:
-    preconnected = await preconnect(*expected)
+async def _get_ready(api_url: str) -> Preconnected:
+    preconnected = preconnect(api_url)
     # A failed rehearsal costs the execution only its head start; the runner must serve its claim regardless.
     with contextlib.suppress(Exception):
         await rehearse(preconnected)
@@ -143,13 +133,13 @@ async def _get_ready(expected: ExpectedUrls) -> Preconnected:
 
 
 async def _serve_claim(claim_fd: int, expected: Expected, waiting_priority: int | None) -> int:
-    """Connect where the execution is expected to report, make the log file and rehearse while waiting for the
-    claim, then run it."""
+    """Make the API client and the log file where the execution is expected to use them and rehearse while
+    waiting for the claim, then run it."""
     priority = os.getpriority(os.PRIO_PROCESS, 0)
     if waiting_priority is not None:
         os.setpriority(os.PRIO_PROCESS, 0, waiting_priority)
     prepared_log = PreparedFile.make(expected.log_folder, os.O_WRONLY | os.O_APPEND) if expected.log_folder else None
-    connecting = asyncio.ensure_future(_get_ready(expected.urls)) if expected.urls else None
+    connecting = asyncio.ensure_future(_get_ready(expected.api_url)) if expected.api_url else None
     data = await _read_claim(claim_fd)
     if waiting_priority is not None:
         # The template restored it before handing the claim over; a thread started meanwhile is seen to here.

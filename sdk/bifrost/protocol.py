@@ -30,6 +30,19 @@ def control_subject(execution_id: str) -> str:
     return f"bifrost.runs.{execution_id}.control"
 
 
+def inbox_prefix(execution_id: str) -> str:
+    """Where a runner receives replies (JetStream's acknowledgements): its NATS identity may subscribe here."""
+    return f"bifrost.runs.{execution_id}.inbox"
+
+
+def nats_credentials_file(jwt: str, seed: str) -> str:
+    """A NATS user's JWT and nkey seed in the `.creds` file format NATS clients read."""
+    return (
+        f"-----BEGIN NATS USER JWT-----\n{jwt}\n------END NATS USER JWT------\n\n"
+        f"-----BEGIN USER NKEY SEED-----\n{seed}\n------END USER NKEY SEED------\n"
+    )
+
+
 def message_id(execution_id: str, seq: int) -> str:
     """The `Nats-Msg-Id` of one event: JetStream drops a second publish with the same id."""
     return f"{execution_id}:{seq}"

@@ -126,8 +126,10 @@ def make_settings(tmp: Path, database_url: str, nats_url: str, **overrides: Any)
 
 @contextmanager
 def running_bifrost(tmp: Path, database_url: str, workflows: dict[str, str], **overrides: Any) -> Iterator[Bifrost]:
-    with running_nats(tmp) as nats:
-        settings = make_settings(tmp, database_url, nats.url, **overrides)
+    with running_nats(tmp, identities=True) as nats:
+        settings = make_settings(
+            tmp, database_url, nats.url, nats_account_seed=SecretStr(nats.account_seed), **overrides
+        )
         for relative, source in workflows.items():
             (settings.workspace_dir / relative).write_text(source)
         with serving(settings) as url:

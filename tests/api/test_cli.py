@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import stat
 import subprocess
 import sys
 import uuid
@@ -14,8 +15,10 @@ from pathlib import Path
 
 import httpx
 
+from bifrost.protocol import MAX_EVENT_BYTES
+from tests.api.conftest import eventually, finished, start
 from tests.s3 import ADMIN_KEY, ADMIN_SECRET, SeaweedS3
-from tests.services import free_port, wait_for_port
+from tests.services import free_port, nats_server_binary, wait_for_port
 
 KEY_PATTERN = re.compile(r"bfk_[A-Za-z0-9_-]{20,}")
 
@@ -98,3 +101,80 @@ def test_serve_refuses_the_kubernetes_backend_on_a_folder_workspace(tmp_path: Pa
     assert "Invalid configuration:" in output
     assert f"BIFROST_BACKEND=kubernetes cannot use the folder workspace {tmp_path / 'workspace'}" in output
     assert "Use an S3 workspace" in output
+
+
+def nats_config(tmp_path: Path, *options: str) -> str:
+    return subprocess.run(
+        [BIFROST, "nats-config", *options], env=serve_environment(tmp_path), capture_output=True, text=True, check=True
+    ).stdout
+
+
+def test_an_external_nats_set_up_with_nats_config_gives_runners_their_own_identity(tmp_path: Path) -> None:
+    """The steps of docs/security.md: the accounts go into the server's configuration, the account seed to the
+    control plane; runs then work, and workflow code cannot read other executions' events."""
+    (tmp_path / "workspace").mkdir()
+    (tmp_path / "workspace" / "flows.py").write_text(SNOOPING_FLOW)
+    accounts, seed = nats_config(tmp_path), nats_config(tmp_path, "--account-seed").strip()
+    assert nats_config(tmp_path, "--account-seed").strip() == seed  # kept in the data folder
+    assert stat.S_IMODE((tmp_path / "data" / "nats-keys.json").stat().st_mode) == 0o600
+    assert seed.startswith("SA") and seed not in accounts
+    (tmp_path / "bifrost-accounts.conf").write_text(accounts)
+    nats_port = free_port()
+    (tmp_path / "nats.conf").write_text(
+        f"listen: 127.0.0.1:{nats_port}\nmax_payload: {MAX_EVENT_BYTES}\n"
+        f'jetstream {{ store_dir: "{tmp_path / "nats"}" }}\ninclude bifrost-accounts.conf\n'
+    )
+    nats_server = subprocess.Popen(
+        [nats_server_binary(), "-c", str(tmp_path / "nats.conf")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        wait_for_port(nats_port)
+        port = free_port()
+        external = {"nats_url": f"nats://127.0.0.1:{nats_port}", "nats_account_seed": seed}
+        with bifrost_serve(tmp_path, port, bootstrap_api_key=BOOTSTRAP_KEY, **external), httpx.Client(
+            base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {BOOTSTRAP_KEY}"}, timeout=60
+        ) as api:
+            eventually(lambda: api.get("/api/workflows").json() != [], what="the workflow to register")
+            run = finished(api, start(api, "snoop"))
+    finally:
+        nats_server.terminate()
+        nats_server.wait(timeout=30)
+    assert run["status"] == "Success", run
+    assert 'permissions violation for subscription to "bifrost.runs.*.events"' in run["result"].lower()
+
+
+BOOTSTRAP_KEY = "bfk_cli-test-admin-key-0123456789"
+
+SNOOPING_FLOW = """
+import asyncio
+import os
+
+import nats
+from nats.aio.client import RawCredentials
+
+from bifrost import workflow
+from bifrost.protocol import inbox_prefix, nats_credentials_file
+
+
+@workflow
+async def snoop():
+    refused = asyncio.get_running_loop().create_future()
+
+    async def on_error(exc):
+        if not refused.done():
+            refused.set_result(str(exc))
+
+    credentials = nats_credentials_file(os.environ["BIFROST_NATS_JWT"], os.environ["BIFROST_NATS_SEED"])
+    nc = await nats.connect(
+        os.environ["BIFROST_NATS_URL"],
+        user_credentials=RawCredentials(credentials),
+        inbox_prefix=inbox_prefix(os.environ["BIFROST_EXECUTION_ID"]),
+        error_cb=on_error,
+    )
+    await nc.subscribe("bifrost.runs.*.events")
+    await nc.flush()
+    try:
+        return await asyncio.wait_for(refused, 30)
+    finally:
+        await nc.close()
+"""

@@ -9,6 +9,7 @@ from collections.abc import Callable
 import sqlalchemy
 from cryptography.fernet import Fernet
 from nats.aio.client import Client as NatsClient
+from prometheus_client import REGISTRY
 
 from bifrost.protocol import (
     EVENTS_STREAM,
@@ -18,6 +19,7 @@ from bifrost.protocol import (
     ResultEvent,
     StartedEvent,
     VariablesEvent,
+    events_subject,
 )
 from control_plane.engine import ExecutionNotFoundError, LiveEvent
 from control_plane.engine.store import ExecutionStore, _ExecutionChanges
@@ -302,3 +304,30 @@ async def test_a_status_written_meanwhile_is_not_overwritten(
     assert execution.last_event_seq == 2
     assert changes.committed.terminal_status is None
     assert [change.kind for change in changes.committed.changes] == []
+
+
+def _rejected(reason: str) -> float:
+    return REGISTRY.get_sample_value("bifrost_events_rejected_total", {"reason": reason}) or 0.0
+
+
+@sqlite_only
+async def test_an_event_naming_another_execution_than_its_subject_is_rejected_and_counted(
+    start_engine: EngineFactory, new_execution: Callable[..., str], runner_nats: NatsClient, db: sqlalchemy.Engine
+) -> None:
+    """A runner may publish on its own execution's subject only; an event in which it claims to be another
+    execution is not applied to either."""
+    engine = await start_engine()
+    victim, forger = new_execution(), new_execution()
+    js = runner_nats.jetstream()
+    rejected_before = _rejected("wrong_subject")
+    forged = FinishedEvent(execution_id=victim, seq=1, status=ExecutionStatus.FAILED, error_message="forged")
+    await js.publish(events_subject(forger), forged.model_dump_json().encode())
+    await eventually(lambda: _rejected("wrong_subject") == rejected_before + 1, "the forged event is counted")
+
+    for event in full_run(victim):
+        await publish(js, event)
+    assert await engine.wait_terminal(victim, timeout=20)
+    assert read_execution(db, victim).status == ExecutionStatus.SUCCESS
+    assert read_execution(db, victim).error_message is None
+    assert read_execution(db, forger).status == ExecutionStatus.PENDING
+    assert read_execution(db, forger).last_event_seq == 0

@@ -14,9 +14,18 @@ import nats
 import pytest
 import sqlalchemy
 from nats.aio.client import Client as NatsClient
+from nats.aio.client import RawCredentials
 from nats.js.api import AckPolicy, ConsumerConfig
 
-from bifrost.protocol import EVENTS_STREAM, QUEUE_STREAM, QUEUE_SUBJECT, ExecutionStatus, FinishedEvent, StartedEvent
+from bifrost.protocol import (
+    EVENTS_STREAM,
+    QUEUE_STREAM,
+    QUEUE_SUBJECT,
+    ExecutionStatus,
+    FinishedEvent,
+    StartedEvent,
+    nats_credentials_file,
+)
 from control_plane.backends import BackendNotAvailableError, create_backend
 from control_plane.backends.local import LocalBackend
 from control_plane.engine import LiveEvent, LiveStreamLaggedError
@@ -28,6 +37,7 @@ from control_plane.engine.streams import (
     QUEUE_STREAM_CONFIG,
     ensure_streams,
 )
+from control_plane.nats_auth import KEYS_FILE, AccountSigner, NatsKeys
 from control_plane.settings import Settings
 from tests.engine.conftest import EngineFactory, eventually, log_event, publish, sqlite_only
 from tests.services import NatsServer
@@ -56,10 +66,11 @@ async def test_the_engine_starts_its_own_nats_when_none_is_configured(
 
 
 def test_a_nats_server_left_by_a_killed_control_plane_is_adopted(tmp_path: Path) -> None:
-    crashed = EmbeddedNats(tmp_path / "nats")
+    keys = NatsKeys.generate()
+    crashed = EmbeddedNats(tmp_path / "nats", keys)
     url = crashed.start()
     # `crashed` is never stopped, as after a SIGKILL: its server keeps running and holds the store.
-    restarted = EmbeddedNats(tmp_path / "nats")
+    restarted = EmbeddedNats(tmp_path / "nats", NatsKeys.model_validate_json(keys.model_dump_json()))
     assert restarted.start() == url
     pid = crashed.pid
     assert pid is not None and _alive(pid)
@@ -69,13 +80,28 @@ def test_a_nats_server_left_by_a_killed_control_plane_is_adopted(tmp_path: Path)
     assert not _alive(pid)
 
 
+def test_a_nats_server_left_with_other_identities_is_replaced_not_adopted(tmp_path: Path) -> None:
+    left = EmbeddedNats(tmp_path / "nats", NatsKeys.generate())
+    left.start()
+    keys = NatsKeys.generate()
+    replacement = EmbeddedNats(tmp_path / "nats", keys)
+    try:
+        replacement.start()
+        assert left._process is not None
+        left._process.wait(timeout=30)
+        assert replacement.pid != left.pid
+        assert AccountSigner(keys.account).account_public_key in (tmp_path / "nats" / "nats-server.conf").read_text()
+    finally:
+        replacement.stop()
+
+
 def test_a_dead_nats_server_is_replaced_on_the_same_port(tmp_path: Path) -> None:
-    first = EmbeddedNats(tmp_path / "nats")
+    first = EmbeddedNats(tmp_path / "nats", NatsKeys.generate())
     url = first.start()
     assert first._process is not None
     first._process.send_signal(signal.SIGKILL)
     first._process.wait()
-    second = EmbeddedNats(tmp_path / "nats")
+    second = EmbeddedNats(tmp_path / "nats", NatsKeys.generate())
     try:
         assert second.start() == url
         assert second._process is not None and second._process.poll() is None
@@ -90,7 +116,13 @@ async def test_the_engine_restarts_its_nats_server_when_it_dies_with_what_it_sto
     engine = await start_engine(nats_url=None)
     state = tmp_path / "data" / "nats" / "server.json"
     killed = json.loads(state.read_text())["pid"]
-    client = await nats.connect(engine.nats_url, max_reconnect_attempts=-1, reconnect_time_wait=0.1)
+    identity = AccountSigner(NatsKeys.load_or_create(tmp_path / "data" / KEYS_FILE).account).control_plane()
+    client = await nats.connect(
+        engine.nats_url,
+        user_credentials=RawCredentials(nats_credentials_file(identity.jwt, identity.seed)),
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.1,
+    )
     try:
         js = client.jetstream()
         await publish(js, StartedEvent(execution_id="stored-before", seq=1))

@@ -25,6 +25,7 @@ BACKEND_CALLS = {
 
 CUSTOM_VALUES: dict[str, Any] = {
     "natsUrl": "nats://nats.messaging:4222",
+    "natsAccountSeed": {"existingSecret": "bifrost-nats", "key": "seed"},
     "runner": {
         "namespace": "automation-runs",
         "createNamespace": True,
@@ -118,6 +119,8 @@ def test_the_chart_configures_the_runners_from_its_values(monkeypatch: pytest.Mo
     env = {var["name"]: var for var in one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["BIFROST_BOOTSTRAP_API_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "bifrost-admin", "key": "api-key"}
     assert env["BIFROST_DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {"name": "bifrost-database", "key": "url"}
+    assert env["BIFROST_NATS_ACCOUNT_SEED"]["valueFrom"]["secretKeyRef"] == {"name": "bifrost-nats", "key": "seed"}
+    assert settings.nats_account_seed is not None
     assert one(docs, "Namespace")["metadata"]["name"] == "automation-runs"
     assert one(docs, "Role")["metadata"]["namespace"] == "automation-runs"
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import base64
 import json
 import re
+import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ from control_plane.backends.kubernetes_spec import (
     label_value,
     secret_name,
 )
+from control_plane.nats_auth import AccountSigner, NatsKeys
 from control_plane.settings import K8sToleration, Settings
 from tests.k8s.conftest import launch_spec
 
@@ -102,19 +105,22 @@ def test_the_job_follows_the_runner_contract(production: Settings) -> None:
     }
 
 
-def test_the_token_is_only_in_the_secret_and_referenced_from_the_env(production: Settings) -> None:
-    spec = launch_spec()
+def test_the_credentials_are_only_in_the_secret_and_referenced_from_the_env(production: Settings) -> None:
+    execution_id = str(uuid.uuid4())
+    nats = AccountSigner(NatsKeys.generate().account).runner(execution_id, datetime.now(UTC) + timedelta(hours=1))
+    spec = launch_spec(execution_id=execution_id, nats_credentials=nats)
     job = build_job(spec, production)
     secret = build_secret(spec, production, "uid-1")
     env = {var["name"]: var for var in job["spec"]["template"]["spec"]["containers"][0]["env"]}
 
-    assert spec.token not in json.dumps(job)
-    assert env["BIFROST_EXECUTION_TOKEN"] == {
-        "name": "BIFROST_EXECUTION_TOKEN",
-        "valueFrom": {"secretKeyRef": {"name": secret_name(spec.execution_id), "key": "BIFROST_EXECUTION_TOKEN"}},
-    }
+    credentials = {"BIFROST_EXECUTION_TOKEN": spec.token, "BIFROST_NATS_JWT": nats.jwt, "BIFROST_NATS_SEED": nats.seed}
+    for name, value in credentials.items():
+        assert value not in json.dumps(job)
+        assert env[name] == {
+            "name": name, "valueFrom": {"secretKeyRef": {"name": secret_name(spec.execution_id), "key": name}}
+        }
+        assert base64.b64decode(secret["data"][name]).decode() == value
     assert env["BIFROST_EXECUTION_ID"]["value"] == spec.execution_id
-    assert base64.b64decode(secret["data"]["BIFROST_EXECUTION_TOKEN"]).decode() == spec.token
     assert secret["metadata"]["ownerReferences"] == [{
         "apiVersion": "batch/v1", "kind": "Job", "name": job_name(spec.execution_id), "uid": "uid-1",
         "controller": True, "blockOwnerDeletion": True,

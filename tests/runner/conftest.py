@@ -7,6 +7,7 @@ import textwrap
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +27,9 @@ from bifrost.protocol import (
     parse_event,
 )
 from bifrost_runner.connection import ensure_streams
+from control_plane.nats_auth import AccountSigner, NatsCredentials
 from tests.runner.runner_api import RunnerApi, ServedRunnerApi
-from tests.services import NatsServer
+from tests.services import NatsServer, running_nats
 
 RUN_LIMIT_SECONDS = 150.0
 """A runner still running after this long is killed and its stderr shown: within pytest's own timeout, which
@@ -97,13 +99,20 @@ class Harness:
         )
         return payload, self.api.register(payload)
 
+    def nats_identity(self, execution_id: str) -> NatsCredentials:
+        """The execution's own NATS identity, as the control plane mints it at launch."""
+        return AccountSigner(self.nats.account_seed).runner(execution_id, datetime.now(UTC) + timedelta(hours=1))
+
     def env(self, execution_id: str, token: str) -> dict[str, str]:
+        identity = self.nats_identity(execution_id)
         return {
             "PATH": os.environ["PATH"],
             "BIFROST_EXECUTION_ID": execution_id,
             "BIFROST_EXECUTION_TOKEN": token,
             "BIFROST_API_URL": self.api_url,
             "BIFROST_NATS_URL": self.nats.url,
+            "BIFROST_NATS_JWT": identity.jwt,
+            "BIFROST_NATS_SEED": identity.seed,
             "BIFROST_WORKSPACE_DIR": str(self.workspace),
             "BIFROST_TIMEOUT_SECONDS": "60",
         }
@@ -164,11 +173,24 @@ def runner_api() -> Iterator[ServedRunnerApi]:
 
 
 @pytest.fixture
-async def harness(runner_api: ServedRunnerApi, nats_server: NatsServer, tmp_path: Path) -> AsyncIterator[Harness]:
-    nc = await nats.connect(nats_server.url, max_reconnect_attempts=-1, reconnect_time_wait=0.1)
+def identity_nats(tmp_path: Path) -> Iterator[NatsServer]:
+    """A NATS that lets in only identities of Bifrost's account, as the control plane sets it up."""
+    with running_nats(tmp_path, identities=True) as server:
+        yield server
+
+
+@pytest.fixture
+async def harness(runner_api: ServedRunnerApi, identity_nats: NatsServer, tmp_path: Path) -> AsyncIterator[Harness]:
+    """Runners under their own NATS identities; the harness reads their events as the control plane would."""
+    nc = await nats.connect(
+        identity_nats.url,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.1,
+        user_credentials=identity_nats.admin_credentials(),
+    )
     js = nc.jetstream()
     await ensure_streams(js)
     workspace = tmp_path / "workspace"
     workspace.mkdir()
-    yield Harness(runner_api.api, runner_api.url, nats_server, nc, js, workspace)
+    yield Harness(runner_api.api, runner_api.url, identity_nats, nc, js, workspace)
     await nc.close()

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from datetime import UTC, datetime
 
 from bifrost.protocol import CancelRequest, ExecutionStatus, control_subject, message_id
+from control_plane.nats_auth import AccountSigner
 from tests.runner.conftest import Harness, logged
 
 
@@ -488,3 +490,33 @@ async def test_missing_configuration_is_named(harness: Harness) -> None:
 
     assert process.returncode == 2
     assert "missing environment variable(s): BIFROST_NATS_URL" in stderr.decode()
+
+
+async def test_half_a_nats_identity_is_named(harness: Harness) -> None:
+    env = harness.env("some-id", "token")
+    del env["BIFROST_NATS_SEED"]
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bifrost_runner", env=env, stderr=asyncio.subprocess.PIPE
+    )
+    _, stderr = await process.communicate()
+
+    assert process.returncode == 2
+    assert "BIFROST_NATS_JWT and BIFROST_NATS_SEED go together" in stderr.decode()
+
+
+async def test_a_runner_whose_nats_identity_expired_is_refused_by_nats(harness: Harness) -> None:
+    payload, token = harness.payload("anything")
+    expired = AccountSigner(harness.nats.account_seed).runner(payload.execution_id, datetime.now(UTC))
+    env = harness.env(payload.execution_id, token) | {
+        "BIFROST_NATS_JWT": expired.jwt,
+        "BIFROST_NATS_SEED": expired.seed,
+        "BIFROST_TIMEOUT_SECONDS": "3",
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bifrost_runner", env=env, stderr=asyncio.subprocess.PIPE
+    )
+    _, stderr = await asyncio.wait_for(process.communicate(), 120)
+
+    assert process.returncode == 1
+    assert "authorization violation" in stderr.decode().lower()
+    assert f"cannot report execution {payload.execution_id}" in stderr.decode()

@@ -1,0 +1,146 @@
+"""Runners on NATS, attacked from workflow code: a run of org B uses its own NATS identity (which its runner holds
+in its environment) to read org A's events and to forge them. The NATS server refuses each attempt, and org A's
+run ends as it really did."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import nats
+import nats.errors
+import pytest
+from nats.aio.client import RawCredentials
+
+from bifrost.protocol import events_subject, nats_credentials_file
+from control_plane.nats_auth import AccountSigner, NatsKeys
+from tests.api.conftest import eventually, finished, fresh_database, running_bifrost, start
+from tests.security.conftest import WORKFLOWS, Tenants, populate
+
+NATS_FLOWS = """
+import asyncio
+import os
+
+import nats
+from nats.aio.client import RawCredentials
+
+from bifrost import config, workflow
+from bifrost.protocol import ExecutionStatus, FinishedEvent, events_subject, inbox_prefix, nats_credentials_file
+
+
+@workflow
+async def steady():
+    while await config.get("gate") is None:
+        await asyncio.sleep(0.1)
+    return "the true result"
+
+
+@workflow
+async def snoop(victim: str):
+    refused = []
+    received = []
+
+    async def on_error(exc):
+        refused.append(str(exc))
+
+    async def on_message(msg):
+        received.append(msg.subject)
+
+    own = os.environ["BIFROST_EXECUTION_ID"]
+    credentials = nats_credentials_file(os.environ["BIFROST_NATS_JWT"], os.environ["BIFROST_NATS_SEED"])
+    nc = await nats.connect(
+        os.environ["BIFROST_NATS_URL"],
+        user_credentials=RawCredentials(credentials),
+        inbox_prefix=inbox_prefix(own),
+        error_cb=on_error,
+        allow_reconnect=False,
+    )
+    for subject in ("bifrost.runs.*.events", events_subject(victim), ">"):
+        await nc.subscribe(subject, cb=on_message)
+    forged = FinishedEvent(execution_id=victim, seq=1, status=ExecutionStatus.FAILED, error_message="forged by B")
+    await nc.publish(events_subject(victim), forged.model_dump_json().encode())
+    try:
+        await nc.jetstream(timeout=3).add_consumer("BIFROST_EVENTS", durable_name="snoop")
+        consumer = "created"
+    except Exception as exc:
+        consumer = f"refused: {type(exc).__name__}"
+    for _ in range(400):
+        if len(refused) >= 5:
+            break
+        await asyncio.sleep(0.05)
+    await nc.close()
+    return {"refused": refused, "received": received, "consumer": consumer}
+"""
+
+
+@pytest.fixture(scope="module")
+def tenants(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Tenants]:
+    tmp: Path = tmp_path_factory.mktemp("nats-isolation")
+    database_url = fresh_database("sqlite", tmp, request)
+    with running_bifrost(tmp, database_url, {"security_flows.py": WORKFLOWS, "nats_flows.py": NATS_FLOWS}) as bifrost:
+        with bifrost.client() as admin:
+            eventually(
+                lambda: {"steady", "snoop"} <= {w["name"] for w in admin.get("/api/workflows").json()},
+                what="the workflows to register",
+            )
+        yield populate(bifrost)
+
+
+def test_a_run_of_another_org_can_neither_read_nor_forge_a_runs_events(tenants: Tenants) -> None:
+    with tenants.client("member_a") as member_a, tenants.client("member_b") as member_b:
+        victim = start(member_a, "steady")
+        eventually(
+            lambda: member_a.get(f"/api/executions/{victim}").json()["status"] == "Running",
+            what="org A's run to start",
+        )
+
+        attack = finished(member_b, start(member_b, "snoop", victim=victim))
+
+        assert attack["status"] == "Success", attack
+        outcome: dict[str, Any] = attack["result"]
+        refusals = "\n".join(outcome["refused"]).lower()
+        for subject in ("bifrost.runs.*.events", events_subject(victim), ">"):
+            assert f'permissions violation for subscription to "{subject}"' in refusals
+        assert f'permissions violation for publish to "{events_subject(victim)}"' in refusals
+        assert 'permissions violation for publish to "$js.api.consumer.durable.create.bifrost_events.snoop"' in refusals
+        assert outcome["consumer"].startswith("refused"), outcome
+        assert outcome["received"] == []
+
+        with tenants.client("admin_a") as admin_a:
+            assert admin_a.put("/api/config/gate", json={"value": "open"}).status_code == 200
+        run = finished(member_a, victim)
+        assert run["status"] == "Success", run
+        assert run["result"] == "the true result"
+        assert run["error"] is None
+
+
+def _connects(url: str, jwt: str, seed: str) -> bool:
+    async def attempt() -> bool:
+        try:
+            nc = await nats.connect(
+                url, user_credentials=RawCredentials(nats_credentials_file(jwt, seed)), allow_reconnect=False
+            )
+        except nats.errors.Error:
+            return False
+        await nc.close()
+        return True
+
+    return asyncio.run(attempt())
+
+
+def test_an_expired_or_foreign_runner_identity_is_refused(tenants: Tenants) -> None:
+    settings = tenants.bifrost.settings
+    assert settings.nats_url is not None and settings.nats_account_seed is not None
+    signer = AccountSigner(settings.nats_account_seed.get_secret_value())
+    now = datetime.now(UTC)
+    current = signer.runner("some-run", now + timedelta(minutes=5))
+    expired = signer.runner("some-run", now - timedelta(seconds=1))
+    foreign = AccountSigner(NatsKeys.generate().account).runner("some-run", now + timedelta(minutes=5))
+
+    assert _connects(settings.nats_url, current.jwt, current.seed)
+    assert not _connects(settings.nats_url, expired.jwt, expired.seed)
+    assert not _connects(settings.nats_url, foreign.jwt, foreign.seed)
+    assert not _connects(settings.nats_url, current.jwt, foreign.seed)
