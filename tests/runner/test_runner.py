@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from bifrost.protocol import CancelRequest, ExecutionStatus, control_subject, message_id
 from control_plane.nats_auth import AccountSigner
@@ -506,7 +506,8 @@ async def test_half_a_nats_identity_is_named(harness: Harness) -> None:
 
 async def test_a_runner_whose_nats_identity_expired_is_refused_by_nats(harness: Harness) -> None:
     payload, token = harness.payload("anything")
-    expired = AccountSigner(harness.nats.account_seed).runner(payload.execution_id, datetime.now(UTC))
+    an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
+    expired = AccountSigner(harness.nats.account_seed).runner(payload.execution_id, an_hour_ago)
     env = harness.env(payload.execution_id, token) | {
         "BIFROST_NATS_JWT": expired.jwt,
         "BIFROST_NATS_SEED": expired.seed,
