@@ -45,6 +45,10 @@ from control_plane.settings import Settings
 
 logger = logging.getLogger(__name__)
 
+ENQUEUE_FIRST_RETRY_SECONDS = 0.25
+ENQUEUE_MAX_RETRY_SECONDS = 5.0
+"""An execution NATS could not queue is offered again after these delays, doubling, until it is taken."""
+
 NATS_WATCH_SECONDS = 0.5
 """How often the engine checks that the nats-server it started is still running."""
 
@@ -165,13 +169,13 @@ class Engine:
                 await self._require_execution(execution_id)
             else:
                 await asyncio.to_thread(self._store.insert, new_row)
-            await self._enqueue(execution_id)
+            await self._queue(execution_id)
             return
         outcome = await self._dispatcher.launch_now(execution_id, new_row)
         if outcome is LaunchOutcome.UNKNOWN:
             raise ExecutionNotFoundError(execution_id)
         if outcome in (LaunchOutcome.GLOBAL_LIMIT, LaunchOutcome.WORKFLOW_LIMIT):
-            await self._enqueue(execution_id)
+            await self._queue(execution_id)
 
     async def wait_terminal(self, execution_id: str, timeout: float) -> bool:  # noqa: ASYNC109 (the API's contract)
         """Whether the execution reached a terminal status within `timeout` seconds."""
@@ -266,6 +270,29 @@ class Engine:
         if self._js is None:
             raise EngineNotStartedError("the engine has not been started")
         return self._js
+
+    async def _queue(self, execution_id: str) -> None:
+        """Put a recorded execution on the queue; while NATS cannot take it, keep trying in the background, so
+        that the caller is answered and the run, Pending meanwhile, starts once NATS is back."""
+        try:
+            await self._enqueue(execution_id)
+        except nats.errors.Error as exc:
+            logger.warning(
+                "execution %s could not be queued (%s); it stays Pending until NATS takes it", execution_id, exc
+            )
+            self._spawn(self._enqueue_until_taken(execution_id))
+
+    async def _enqueue_until_taken(self, execution_id: str) -> None:
+        delay = ENQUEUE_FIRST_RETRY_SECONDS
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                await self._enqueue(execution_id)
+            except nats.errors.Error:
+                delay = min(delay * 2, ENQUEUE_MAX_RETRY_SECONDS)
+            else:
+                logger.info("execution %s is queued now that NATS takes it", execution_id)
+                return
 
     async def _enqueue(self, execution_id: str) -> None:
         await self._jetstream().publish(

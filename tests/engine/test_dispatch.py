@@ -32,6 +32,7 @@ from tests.engine.conftest import (
     read_execution,
     sqlite_only,
 )
+from tests.services import NatsServer
 
 
 async def finish(runner_nats: NatsClient, execution_id: str, status: ExecutionStatus = ExecutionStatus.SUCCESS) -> None:
@@ -321,3 +322,22 @@ async def test_the_end_of_a_queued_run_is_told_once_its_launch_is_recorded(
         backend.read_back.set()
     assert told.status == ExecutionStatus.SUCCESS
     assert (told.backend, told.runner_ref) == ("recording", f"recorded-{execution_id}")
+
+
+async def test_an_execution_submitted_while_nats_is_down_is_launched_once_it_is_back(
+    start_engine: EngineFactory,
+    new_execution: Callable[..., str],
+    backend: RecordingBackend,
+    nats_server: NatsServer,
+    db: sqlalchemy.Engine,
+) -> None:
+    engine = await start_engine()
+    execution_id = new_execution("other")
+    nats_server.stop()
+    try:
+        await engine.submit(execution_id, sync=False)
+        assert read_execution(db, execution_id).status == ExecutionStatus.PENDING
+        assert backend.launched_ids() == []
+    finally:
+        nats_server.start()
+    await eventually(lambda: backend.launched_ids() == [execution_id], "the launch once NATS is back", within=60)
