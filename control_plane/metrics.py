@@ -17,3 +17,8 @@ RUN_DURATION = Histogram(
     buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 1800),
 )
 EVENTS_INGESTED = Counter("bifrost_events_ingested_total", "Runner events written to the database, by type.", ["type"])
+EVENTS_MADE_STORABLE = Counter(
+    "bifrost_events_made_storable_total",
+    "Runner events that held values no database stores or no answer carries back, stored made storable.",
+    ["type"],
+)

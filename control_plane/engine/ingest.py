@@ -3,12 +3,17 @@
 Events are held in memory (unacked) until they can be applied in order. The database row's `last_event_seq`
 makes every write idempotent, so a redelivered or replayed event is skipped, and a restart between commit and
 ack loses and doubles nothing.
+
+Runners publish only storable values (`bifrost.storable`); an event that holds others anyway (a NUL, a number
+that is not finite, nesting past `BIFROST_MAX_JSON_DEPTH`) is stored made storable by the same rules, and
+counted: one such event must neither stall ingest nor break what anyone reads afterwards.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -18,11 +23,20 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from pydantic import ValidationError
 
-from bifrost.protocol import EVENTS_STREAM, EVENTS_SUBJECT_WILDCARD, Event, events_subject, parse_event
+from bifrost.protocol import (
+    EVENTS_STREAM,
+    EVENTS_SUBJECT_WILDCARD,
+    Event,
+    ResultEvent,
+    VariablesEvent,
+    events_subject,
+    parse_event,
+)
+from bifrost.storable import Storable
 from control_plane.engine.store import Committed, ExecutionStore
 from control_plane.engine.streams import INGEST_ACK_WAIT_SECONDS, INGEST_CONSUMER, ingest_consumer_config, next_batch
 from control_plane.engine.tasks import cancel_and_wait
-from control_plane.metrics import EVENTS_INGESTED
+from control_plane.metrics import EVENTS_INGESTED, EVENTS_MADE_STORABLE
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +50,10 @@ GAP_WAIT_SECONDS = INGEST_ACK_WAIT_SECONDS + 1.0
 
 Announce = Callable[[list[Committed]], Awaitable[None]]
 
+# In an event's JSON, a NUL can only come escaped and a number that is not finite only as these words. (An
+# unpaired surrogate does not parse at all: such an event is dropped as malformed.)
+_MAYBE_UNSTORABLE = re.compile(rb"\\u0000|NaN|Infinity")
+
 
 @dataclass
 class _HeldEvent:
@@ -45,10 +63,11 @@ class _HeldEvent:
 
 
 class Ingestor:
-    def __init__(self, js: JetStreamContext, store: ExecutionStore, announce: Announce) -> None:
+    def __init__(self, js: JetStreamContext, store: ExecutionStore, announce: Announce, max_json_depth: int) -> None:
         self._js = js
         self._store = store
         self._announce = announce
+        self._max_json_depth = max_json_depth
         self._held: dict[str, dict[int, _HeldEvent]] = {}
         self._task: asyncio.Task[None] | None = None
 
@@ -97,11 +116,36 @@ class Ingestor:
             logger.error("dropping an event of execution %s published on %s", event.execution_id, message.subject)
             await _settle(message.term())
             return
+        if self._may_be_unstorable(event, message.data):
+            event = self._made_storable(event)
         held = self._held.setdefault(event.execution_id, {})
         entry = held.get(event.seq)
         if entry is None:
             entry = held[event.seq] = _HeldEvent(event=event, received_at=time.monotonic())
         entry.messages.append(message)
+
+    def _may_be_unstorable(self, event: Event, data: bytes) -> bool:
+        """Cheap on the bytes, so that the events of a healthy runner are not walked value by value: only a result
+        or variables with more brackets than the depth limit can nest past it."""
+        if _MAYBE_UNSTORABLE.search(data) is not None:
+            return True
+        nests = isinstance(event, ResultEvent | VariablesEvent)
+        return nests and data.count(b"[") + data.count(b"{") > self._max_json_depth
+
+    def _made_storable(self, event: Event) -> Event:
+        storable = Storable(self._max_json_depth)
+        fields = {name: storable.value(value) for name, value in event.model_dump().items()}
+        if not storable.repairs:
+            return event
+        logger.warning(
+            "execution %s: runner event %d (%s) held %s; stored made storable",
+            event.execution_id,
+            event.seq,
+            event.type,
+            ", ".join(sorted(storable.repairs)),
+        )
+        EVENTS_MADE_STORABLE.labels(event.type).inc()
+        return type(event).model_validate(fields)
 
     async def _commit(self) -> None:
         now = time.monotonic()

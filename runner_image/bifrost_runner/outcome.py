@@ -12,6 +12,7 @@ import pydantic_core
 
 from bifrost import UserError
 from bifrost.protocol import ExecutionStatus
+from bifrost.storable import Storable
 from bifrost_runner.execute import Interruption, Invocation
 
 _RUNNER_DIR = str(Path(__file__).parent)
@@ -53,9 +54,11 @@ def _size(count: int) -> str:
     return f"{count / 1024 / 1024:.1f} MB" if count >= 1024 * 1024 else f"{count:,} bytes"
 
 
-def returned(value: Any, max_result_bytes: int) -> Outcome:
+def returned(value: Any, max_result_bytes: int, max_json_depth: int) -> Outcome:
+    storable = Storable(max_json_depth)
     try:
-        result = pydantic_core.to_jsonable_python(value)
+        # Cut before too: nesting past its own limit would make `to_jsonable_python` fail.
+        result = storable.value(pydantic_core.to_jsonable_python(storable.value(value)))
         size = len(pydantic_core.to_json(result))
     except (pydantic_core.PydanticSerializationError, ValueError) as exc:
         return Outcome(
@@ -80,7 +83,9 @@ def returned(value: Any, max_result_bytes: int) -> Outcome:
     return Outcome(ExecutionStatus.SUCCESS, result=result, has_result=True)
 
 
-def outcome_of(invocation: Invocation, timeout_seconds: float, cancel_reason: str, max_result_bytes: int) -> Outcome:
+def outcome_of(
+    invocation: Invocation, timeout_seconds: float, cancel_reason: str, max_result_bytes: int, max_json_depth: int
+) -> Outcome:
     if invocation.interruption is Interruption.TIMEOUT:
         return Outcome(
             ExecutionStatus.TIMEOUT,
@@ -91,4 +96,4 @@ def outcome_of(invocation: Invocation, timeout_seconds: float, cancel_reason: st
         return Outcome(ExecutionStatus.CANCELLED, error_type="Cancelled", error_message=cancel_reason)
     if invocation.exception is not None:
         return failure(invocation.exception)
-    return returned(invocation.returned, max_result_bytes)
+    return returned(invocation.returned, max_result_bytes, max_json_depth)
