@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -27,12 +26,13 @@ from bifrost.protocol import (
     EVENTS_STREAM,
     EVENTS_SUBJECT_WILDCARD,
     Event,
+    LogEvent,
     ResultEvent,
     VariablesEvent,
     events_subject,
     parse_event,
 )
-from bifrost.storable import Storable
+from bifrost.storable import ESCAPED_NUL, Storable, may_be_unstorable, nests_deeper
 from control_plane.engine.store import Committed, ExecutionStore
 from control_plane.engine.streams import INGEST_ACK_WAIT_SECONDS, INGEST_CONSUMER, ingest_consumer_config, next_batch
 from control_plane.engine.tasks import cancel_and_wait
@@ -49,10 +49,6 @@ RETRY_SECONDS = 0.5
 GAP_WAIT_SECONDS = INGEST_ACK_WAIT_SECONDS + 1.0
 
 Announce = Callable[[list[Committed]], Awaitable[None]]
-
-# In an event's JSON, a NUL can only come escaped and a number that is not finite only as these words. (An
-# unpaired surrogate does not parse at all: such an event is dropped as malformed.)
-_MAYBE_UNSTORABLE = re.compile(rb"\\u0000|NaN|Infinity")
 
 
 @dataclass
@@ -125,12 +121,17 @@ class Ingestor:
         entry.messages.append(message)
 
     def _may_be_unstorable(self, event: Event, data: bytes) -> bool:
-        """Cheap on the bytes, so that the events of a healthy runner are not walked value by value: only a result
-        or variables with more brackets than the depth limit can nest past it."""
-        if _MAYBE_UNSTORABLE.search(data) is not None:
+        """Cheap, so that the events of a healthy runner are not walked value by value. (An unpaired surrogate
+        does not parse: such an event was dropped as malformed.)"""
+        if isinstance(event, LogEvent):
+            return ESCAPED_NUL in data  # its only numbers are counts
+        if may_be_unstorable(data):
             return True
-        nests = isinstance(event, ResultEvent | VariablesEvent)
-        return nests and data.count(b"[") + data.count(b"{") > self._max_json_depth
+        if isinstance(event, ResultEvent):
+            return nests_deeper(event.result, self._max_json_depth)
+        if isinstance(event, VariablesEvent):
+            return nests_deeper(event.variables, self._max_json_depth)
+        return False
 
     def _made_storable(self, event: Event) -> Event:
         storable = Storable(self._max_json_depth)

@@ -18,6 +18,28 @@ from typing import Any
 
 REPLACEMENT = "\ufffd"
 _NOT_TEXT = re.compile("[\x00\ud800-\udfff]")
+# In JSON text, a NUL can only come escaped and a number that is not finite only as these words. (An unpaired
+# surrogate cannot be written as UTF-8 at all, and JSON parsers refuse its escape.)
+ESCAPED_NUL = b"\\u0000"
+
+
+def may_be_unstorable(data: bytes) -> bool:
+    """Whether JSON text may hold a NUL or a number that is not finite: cheap, so that healthy values need not
+    be walked value by value."""
+    return ESCAPED_NUL in data or b"NaN" in data or b"Infinity" in data
+
+
+def nests_deeper(value: Any, max_depth: int) -> bool:
+    """Whether a JSON value has lists or objects nested deeper than `max_depth` levels."""
+    level = [value] if isinstance(value, dict | list) else []
+    for _ in range(max_depth):
+        level = [
+            item
+            for container in level
+            for item in (container.values() if isinstance(container, dict) else container)
+            if isinstance(item, dict | list)
+        ]
+    return bool(level)
 
 
 def cut_marker(max_depth: int) -> str:

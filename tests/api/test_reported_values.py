@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -68,6 +69,13 @@ def raises(kind: str):
 
 
 @workflow
+async def returns_itself():
+    itself = []
+    itself.append(itself)
+    return itself
+
+
+@workflow
 async def hold(seconds: float = 120):
     await asyncio.sleep(seconds)
 """
@@ -82,7 +90,7 @@ def bifrost(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
         with running.client() as admin:
             eventually(
                 lambda: (
-                    {"returns", "logs", "holds", "raises", "hold"}
+                    {"returns", "logs", "holds", "raises", "returns_itself", "hold"}
                     <= {w["name"] for w in admin.get("/api/workflows").json()}
                 ),
                 what="the workflows to register",
@@ -96,9 +104,9 @@ def api(bifrost: Bifrost) -> Iterator[httpx.Client]:
         yield client
 
 
-def cut_after(levels: int) -> Any:
+def cut_after(levels: int, marker: str = CUT) -> Any:
     """`levels` lists, one in the other, around the marker of what was cut."""
-    value: Any = CUT
+    value: Any = marker
     for _ in range(levels):
         value = [value]
     return value
@@ -208,6 +216,30 @@ def test_an_error_message_holding_deep_nesting_is_kept_as_text(api: httpx.Client
     execution, _ = run(api, "raises", "deep")
     assert execution["status"] == "Failed"
     assert execution["error"]["message"] == f"{'[' * 600}'bottom'{']' * 600}"
+
+
+def test_a_result_that_contains_itself_fails_the_run(api: httpx.Client) -> None:
+    execution_id = start(api, "returns_itself")
+    execution = finished(api, execution_id)
+    assert_readable(api, execution_id)
+    assert execution["status"] == "Failed"
+    assert execution["error"]["type"] == "ResultNotSerializable"
+    assert "contains itself" in execution["error"]["message"]
+
+
+def test_the_depth_kept_is_the_configured_one(tmp_path: Path) -> None:
+    database_url = f"sqlite:///{tmp_path / 'bifrost.db'}"
+    with (
+        running_bifrost(tmp_path, database_url, {"reporting.py": WORKFLOWS}, max_json_depth=8) as bifrost,
+        bifrost.client() as api,
+    ):
+        eventually(lambda: "holds" in {w["name"] for w in api.get("/api/workflows").json()}, what="registering")
+        returned, _ = run(api, "returns", "deep")
+        _, held_id = run(api, "holds", "deep")
+        variables = api.get(f"/api/executions/{held_id}/variables").json()["variables"]
+    marker = "<cut: nested deeper than 8 levels>"
+    assert returned["result"] == {"value": cut_after(7, marker)}
+    assert variables == {"held": cut_after(7, marker)}
 
 
 def nested(depth: int) -> Any:
