@@ -9,8 +9,6 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from bifrost.storable import storable_text
-
 MASK = "********"
 
 
@@ -23,11 +21,8 @@ class Redactor:
         # Very short values would mask common text everywhere; a secret is never that short in practice.
         if len(secret) >= 4:
             with self._lock:
-                # Longest first, so a secret containing another is masked whole. Its storable form too: text is
-                # made storable before or after it is redacted.
-                self._secrets = tuple(
-                    sorted({*self._secrets, secret, storable_text(secret)}, key=len, reverse=True)
-                )
+                # Longest first, so a secret containing another is masked whole.
+                self._secrets = tuple(sorted({*self._secrets, secret}, key=len, reverse=True))
 
     def text(self, text: str) -> str:
         for secret in self._secrets:

@@ -33,7 +33,7 @@ from bifrost.protocol import (
     control_subject,
 )
 from bifrost.schema import ParameterValidationError, bind_arguments
-from bifrost.storable import Storable
+from bifrost.storable import Storable, storable_text
 from bifrost_runner.api import ApiClient, ApiError
 from bifrost_runner.checkout import Checkout, checked_out
 from bifrost_runner.config import RunnerConfig
@@ -169,7 +169,10 @@ async def _report_execution(
         payload = await payload_request
     except ApiError as exc:
         publisher.emit(
-            FinishedEvent, status=ExecutionStatus.FAILED, error_type="PayloadUnavailable", error_message=str(exc)
+            FinishedEvent,
+            status=ExecutionStatus.FAILED,
+            error_type="PayloadUnavailable",
+            error_message=storable_text(str(exc)),
         )
         return
     try:
@@ -178,7 +181,10 @@ async def _report_execution(
     except WorkspaceSyncError as exc:
         log.error("execution %s: %s", config.execution_id, exc)
         publisher.emit(
-            FinishedEvent, status=ExecutionStatus.FAILED, error_type="WorkspaceSyncError", error_message=str(exc)
+            FinishedEvent,
+            status=ExecutionStatus.FAILED,
+            error_type="WorkspaceSyncError",
+            error_message=storable_text(str(exc)),
         )
 
 
