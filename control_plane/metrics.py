@@ -23,3 +23,8 @@ EVENTS_REJECTED = Counter(
     "subject's: a runner reporting for another execution).",
     ["reason"],
 )
+EVENTS_MADE_STORABLE = Counter(
+    "bifrost_events_made_storable_total",
+    "Runner events that held values no database stores or no answer carries back, stored made storable.",
+    ["type"],
+)

@@ -66,8 +66,10 @@ class Settings(BaseSettings):
     max_json_depth: int = Field(
         64,
         ge=2,
-        le=200,
-        description="How deeply a JSON request body may nest objects and arrays (answers must carry values back).",
+        # Runner events carry a result a level or two inside their own JSON, which is read to 200 levels.
+        le=190,
+        description="How deeply a JSON request body, a result or variables may nest objects and arrays (answers"
+        " must carry values back).",
     )
 
     s3_endpoint_url: str | None = Field(None, description="S3-compatible endpoint of an s3:// workspace.")

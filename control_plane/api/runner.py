@@ -39,7 +39,7 @@ def _running_user(session: Session, claims: ExecutionClaims) -> User:
 def payload(claims: RunnerDep, services: ServicesDep) -> RunPayload:
     """What the runner needs to run its execution."""
     target = ExecutionStore(services.db_engine, services.cipher).run_target(
-        claims.execution_id, services.settings.max_result_bytes
+        claims.execution_id, services.settings.max_result_bytes, services.settings.max_json_depth
     )
     if target is None:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="the token's execution no longer exists")

@@ -239,7 +239,11 @@ class Dispatcher:
         """Launch if the row still needs it and the limits allow; the outcome and the workflow's name."""
         async with self._lock:
             target = await asyncio.to_thread(
-                self._store.launch_target, execution_id, self._settings.max_result_bytes, new_row
+                self._store.launch_target,
+                execution_id,
+                self._settings.max_result_bytes,
+                self._settings.max_json_depth,
+                new_row,
             )
             if target is None:
                 logger.warning("not launching execution %s: it does not exist", execution_id)

@@ -111,7 +111,7 @@ class Engine:
         self._js = self._nats.jetstream()
         await ensure_streams(self._js)
         await self._replicas.start(self._nats)
-        self._ingestor = Ingestor(self._js, self._store, self._announce)
+        self._ingestor = Ingestor(self._js, self._store, self._announce, self._settings.max_json_depth)
         await self._ingestor.start()
         await self._backend.start(self._on_runner_exit)
         await self._backend.reconcile(await asyncio.to_thread(self._store.launched_active_ids, self._backend.name))

@@ -3,6 +3,10 @@
 Events are held in memory (unacked) until they can be applied in order. The database row's `last_event_seq`
 makes every write idempotent, so a redelivered or replayed event is skipped, and a restart between commit and
 ack loses and doubles nothing.
+
+Runners publish only storable values (`bifrost.storable`); an event that holds others anyway (a NUL, a number
+that is not finite, nesting past `BIFROST_MAX_JSON_DEPTH`) is stored made storable by the same rules, and
+counted: one such event must neither stall ingest nor break what anyone reads afterwards.
 """
 
 from __future__ import annotations
@@ -18,11 +22,21 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from pydantic import ValidationError
 
-from bifrost.protocol import EVENTS_STREAM, EVENTS_SUBJECT_WILDCARD, Event, events_subject, parse_event
+from bifrost.protocol import (
+    EVENTS_STREAM,
+    EVENTS_SUBJECT_WILDCARD,
+    Event,
+    LogEvent,
+    ResultEvent,
+    VariablesEvent,
+    events_subject,
+    parse_event,
+)
+from bifrost.storable import ESCAPED_NUL, Storable, may_be_unstorable, nests_deeper
 from control_plane.engine.store import Committed, ExecutionStore
 from control_plane.engine.streams import INGEST_ACK_WAIT_SECONDS, INGEST_CONSUMER, ingest_consumer_config, next_batch
 from control_plane.engine.tasks import cancel_and_wait
-from control_plane.metrics import EVENTS_INGESTED, EVENTS_REJECTED
+from control_plane.metrics import EVENTS_INGESTED, EVENTS_MADE_STORABLE, EVENTS_REJECTED
 
 logger = logging.getLogger(__name__)
 
@@ -45,10 +59,11 @@ class _HeldEvent:
 
 
 class Ingestor:
-    def __init__(self, js: JetStreamContext, store: ExecutionStore, announce: Announce) -> None:
+    def __init__(self, js: JetStreamContext, store: ExecutionStore, announce: Announce, max_json_depth: int) -> None:
         self._js = js
         self._store = store
         self._announce = announce
+        self._max_json_depth = max_json_depth
         self._held: dict[str, dict[int, _HeldEvent]] = {}
         self._task: asyncio.Task[None] | None = None
 
@@ -99,11 +114,41 @@ class Ingestor:
             EVENTS_REJECTED.labels("wrong_subject").inc()
             await _settle(message.term())
             return
+        if self._may_be_unstorable(event, message.data):
+            event = self._made_storable(event)
         held = self._held.setdefault(event.execution_id, {})
         entry = held.get(event.seq)
         if entry is None:
             entry = held[event.seq] = _HeldEvent(event=event, received_at=time.monotonic())
         entry.messages.append(message)
+
+    def _may_be_unstorable(self, event: Event, data: bytes) -> bool:
+        """Cheap, so that the events of a healthy runner are not walked value by value. (An unpaired surrogate
+        does not parse: such an event was dropped as malformed.)"""
+        if isinstance(event, LogEvent):
+            return ESCAPED_NUL in data  # its only numbers are counts
+        if may_be_unstorable(data):
+            return True
+        if isinstance(event, ResultEvent):
+            return nests_deeper(event.result, self._max_json_depth)
+        if isinstance(event, VariablesEvent):
+            return nests_deeper(event.variables, self._max_json_depth)
+        return False
+
+    def _made_storable(self, event: Event) -> Event:
+        storable = Storable(self._max_json_depth)
+        fields = {name: storable.value(value) for name, value in event.model_dump().items()}
+        if not storable.repairs:
+            return event
+        logger.warning(
+            "execution %s: runner event %d (%s) held %s; stored made storable",
+            event.execution_id,
+            event.seq,
+            event.type,
+            ", ".join(sorted(storable.repairs)),
+        )
+        EVENTS_MADE_STORABLE.labels(event.type).inc()
+        return type(event).model_validate(fields)
 
     async def _commit(self) -> None:
         now = time.monotonic()

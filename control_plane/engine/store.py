@@ -274,7 +274,7 @@ class ExecutionStore:
             conn.execute(_INSERT_EXECUTION, new_row)
 
     def launch_target(
-        self, execution_id: str, max_result_bytes: int, new_row: Mapping[str, Any] | None = None
+        self, execution_id: str, max_result_bytes: int, max_json_depth: int, new_row: Mapping[str, Any] | None = None
     ) -> LaunchTarget | None:
         """The execution as the dispatcher launches it (with the counts its limits need) and as its runner
         receives it; None when there is no such execution. With `new_row`, the execution is recorded first, in
@@ -287,13 +287,13 @@ class ExecutionStore:
                 return None
             limited = row["backend"] is None and row["status"] == ExecutionStatus.PENDING
             counts = self._active_counts(conn) if limited and row["parent_execution_id"] is None else None
-        return _launch_target(row, counts, max_result_bytes, self._cipher)
+        return _launch_target(row, counts, max_result_bytes, max_json_depth, self._cipher)
 
-    def run_target(self, execution_id: str, max_result_bytes: int) -> LaunchTarget | None:
+    def run_target(self, execution_id: str, max_result_bytes: int, max_json_depth: int) -> LaunchTarget | None:
         """`launch_target` without the counts: what a runner asks for once it runs."""
         with self._db.connect() as conn:
             row = conn.execute(_LAUNCH_QUERY, {"execution_id": execution_id}).mappings().one_or_none()
-        return None if row is None else _launch_target(row, None, max_result_bytes, self._cipher)
+        return None if row is None else _launch_target(row, None, max_result_bytes, max_json_depth, self._cipher)
 
     def active_counts(self) -> dict[str, int]:
         """Launched, unfinished executions per workflow: what the concurrency limits count."""
@@ -542,7 +542,7 @@ def _opened_parameters(row: RowMapping, cipher: SecretCipher) -> tuple[dict[str,
 
 
 def _launch_target(
-    row: RowMapping, counts: dict[str, int] | None, max_result_bytes: int, cipher: SecretCipher
+    row: RowMapping, counts: dict[str, int] | None, max_result_bytes: int, max_json_depth: int, cipher: SecretCipher
 ) -> LaunchTarget:
     payload: RunPayload | None = None
     problem: LaunchProblem | None = None
@@ -569,6 +569,7 @@ def _launch_target(
             workspace_revision=row["workspace_revision"],
             parent_execution_id=row["parent_execution_id"],
             max_result_bytes=max_result_bytes,
+            max_json_depth=max_json_depth,
         )
     return LaunchTarget(
         execution_id=row["id"],

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import TextIO
 
 from bifrost.protocol import LogEvent, LogRecord
+from bifrost.storable import storable_text
 from bifrost_runner.publisher import EventPublisher
 from bifrost_runner.redaction import Redactor
 
@@ -76,7 +77,8 @@ class LogCollector:
         self._loop_thread = threading.get_ident()
 
     def add(self, created: float, level: str, logger: str, message: str) -> None:
-        message = _truncated(self._redactor.text(message))
+        message = _truncated(storable_text(self._redactor.text(message)))
+        logger = storable_text(logger)
         timestamp = datetime.fromtimestamp(created, UTC)
         on_loop = threading.get_ident() == self._loop_thread
         while True:

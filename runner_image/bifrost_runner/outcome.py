@@ -12,6 +12,7 @@ import pydantic_core
 
 from bifrost import UserError
 from bifrost.protocol import ExecutionStatus
+from bifrost.storable import Storable, may_be_unstorable, nests_deeper
 from bifrost_runner.execute import Interruption, Invocation
 
 _RUNNER_DIR = str(Path(__file__).parent)
@@ -53,16 +54,32 @@ def _size(count: int) -> str:
     return f"{count / 1024 / 1024:.1f} MB" if count >= 1024 * 1024 else f"{count:,} bytes"
 
 
-def returned(value: Any, max_result_bytes: int) -> Outcome:
+def _storable_json(value: Any, max_json_depth: int) -> tuple[Any, bytes]:
+    """The value as JSON made storable, and its text. Walked value by value only when it needs it."""
     try:
         result = pydantic_core.to_jsonable_python(value)
-        size = len(pydantic_core.to_json(result))
+        data = pydantic_core.to_json(result)
+    except ValueError:
+        # Text that is not text, nesting past pydantic's own limit, or no JSON at all (that fails again here).
+        storable = Storable(max_json_depth)
+        result = storable.value(pydantic_core.to_jsonable_python(storable.value(value)))
+        return result, pydantic_core.to_json(result)
+    if may_be_unstorable(data) or nests_deeper(result, max_json_depth):
+        result = Storable(max_json_depth).value(result)
+        data = pydantic_core.to_json(result)
+    return result, data
+
+
+def returned(value: Any, max_result_bytes: int, max_json_depth: int) -> Outcome:
+    try:
+        result, data = _storable_json(value, max_json_depth)
     except (pydantic_core.PydanticSerializationError, ValueError) as exc:
         return Outcome(
             ExecutionStatus.FAILED,
             error_type="ResultNotSerializable",
             error_message=f"the workflow returned a {type(value).__name__} that is not JSON-serialisable: {exc}",
         )
+    size = len(data)
     if size > max_result_bytes:
         return Outcome(
             ExecutionStatus.FAILED,
@@ -80,7 +97,9 @@ def returned(value: Any, max_result_bytes: int) -> Outcome:
     return Outcome(ExecutionStatus.SUCCESS, result=result, has_result=True)
 
 
-def outcome_of(invocation: Invocation, timeout_seconds: float, cancel_reason: str, max_result_bytes: int) -> Outcome:
+def outcome_of(
+    invocation: Invocation, timeout_seconds: float, cancel_reason: str, max_result_bytes: int, max_json_depth: int
+) -> Outcome:
     if invocation.interruption is Interruption.TIMEOUT:
         return Outcome(
             ExecutionStatus.TIMEOUT,
@@ -91,4 +110,4 @@ def outcome_of(invocation: Invocation, timeout_seconds: float, cancel_reason: st
         return Outcome(ExecutionStatus.CANCELLED, error_type="Cancelled", error_message=cancel_reason)
     if invocation.exception is not None:
         return failure(invocation.exception)
-    return returned(invocation.returned, max_result_bytes)
+    return returned(invocation.returned, max_result_bytes, max_json_depth)

@@ -33,6 +33,7 @@ from bifrost.protocol import (
     control_subject,
 )
 from bifrost.schema import ParameterValidationError, bind_arguments
+from bifrost.storable import Storable, storable_text
 from bifrost_runner.api import ApiClient, ApiError
 from bifrost_runner.checkout import Checkout, checked_out
 from bifrost_runner.config import RunnerConfig
@@ -146,7 +147,10 @@ async def _report_execution(
         payload = await payload_request
     except ApiError as exc:
         publisher.emit(
-            FinishedEvent, status=ExecutionStatus.FAILED, error_type="PayloadUnavailable", error_message=str(exc)
+            FinishedEvent,
+            status=ExecutionStatus.FAILED,
+            error_type="PayloadUnavailable",
+            error_message=storable_text(str(exc)),
         )
         return
     try:
@@ -155,7 +159,10 @@ async def _report_execution(
     except WorkspaceSyncError as exc:
         log.error("execution %s: %s", config.execution_id, exc)
         publisher.emit(
-            FinishedEvent, status=ExecutionStatus.FAILED, error_type="WorkspaceSyncError", error_message=str(exc)
+            FinishedEvent,
+            status=ExecutionStatus.FAILED,
+            error_type="WorkspaceSyncError",
+            error_message=storable_text(str(exc)),
         )
 
 
@@ -187,7 +194,9 @@ async def _run_workflow(
         with contextlib.suppress(asyncio.CancelledError):
             await publishing_logs
     collector.publish(final=True)
-    _publish_outcome(publisher, redactor, outcome, invocation, parameter_names, time.monotonic() - started)
+    _publish_outcome(
+        publisher, redactor, outcome, invocation, parameter_names, time.monotonic() - started, payload.max_json_depth
+    )
 
 
 def _publish_outcome(
@@ -197,11 +206,13 @@ def _publish_outcome(
     invocation: Invocation | None,
     parameter_names: set[str],
     seconds: float,
+    max_json_depth: int,
 ) -> None:
-    """The closing events: the workflow's variables, its result, and how it finished."""
+    """The closing events: the workflow's variables, its result, and how it finished, made storable."""
+    storable = Storable(max_json_depth)
     if invocation is not None and invocation.frame is not None:
         variables = capture_variables(invocation.frame, parameter_names, redactor)
-        publisher.emit(VariablesEvent, variables=variables)
+        publisher.emit(VariablesEvent, variables=storable.value(variables))
     if outcome.has_result:
         try:
             publisher.emit(ResultEvent, result=redactor.value(outcome.result))
@@ -210,9 +221,9 @@ def _publish_outcome(
     publisher.emit(
         FinishedEvent,
         status=outcome.status,
-        error_type=outcome.error_type,
-        error_message=None if outcome.error_message is None else redactor.text(outcome.error_message),
-        traceback=None if outcome.traceback is None else redactor.text(outcome.traceback),
+        error_type=None if outcome.error_type is None else storable.text(outcome.error_type),
+        error_message=None if outcome.error_message is None else storable.text(redactor.text(outcome.error_message)),
+        traceback=None if outcome.traceback is None else storable.text(redactor.text(outcome.traceback)),
         duration_ms=seconds * 1000,
     )
 
@@ -259,7 +270,9 @@ async def _call(
         return failure(exc), None, set()
     invocation = await invoke(func, kwargs, payload.timeout_seconds, cancel)
     reason = cancel.result() if cancel.done() else ""
-    outcome = outcome_of(invocation, payload.timeout_seconds, reason, payload.max_result_bytes)
+    outcome = outcome_of(
+        invocation, payload.timeout_seconds, reason, payload.max_result_bytes, payload.max_json_depth
+    )
     return outcome, invocation, _parameter_names(func)
 
 
@@ -303,7 +316,9 @@ async def _rehearse_execution(preconnected: Preconnected, payload: RunPayload, p
     finally:
         _forget_rehearsal_module()
     collector.publish(final=True)
-    _publish_outcome(publisher, redactor, outcome, invocation, parameter_names, time.monotonic() - started)
+    _publish_outcome(
+        publisher, redactor, outcome, invocation, parameter_names, time.monotonic() - started, payload.max_json_depth
+    )
 
 
 def _forget_rehearsal_module() -> None:

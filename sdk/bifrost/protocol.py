@@ -156,6 +156,7 @@ class RunPayload(BaseModel):
     workspace_revision: str | None = None
     parent_execution_id: str | None = None
     max_result_bytes: int = 10 * 1024 * 1024
+    max_json_depth: int = Field(64, description="Nesting kept in the result and variables; deeper is cut.")
     secrets: list[str] = Field(
         default_factory=list,
         description="Secret values among the parameters, passed on by the parent run: masked in what the run "
