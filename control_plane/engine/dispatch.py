@@ -259,7 +259,6 @@ class Dispatcher:
             api_url=self._settings.api_url,
             nats_url=self._nats_url,
             workspace=RunnerWorkspace.from_settings(self._settings),
-            memory_limit_mb=self._settings.local_memory_limit_mb,
             resources=RunnerResources.of_workflow(target.resources),
             payload=payload,
         )

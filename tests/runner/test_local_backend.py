@@ -81,9 +81,29 @@ async def _started_backend(settings: Settings) -> tuple[LocalBackend, asyncio.Qu
     return backend, exits
 
 
+def local_settings(harness: Harness, tmp_path: Path, **fields: Any) -> Settings:
+    """The local backend's settings for runners of `harness`: they see its workspace, and may write in
+    `shared_folder`."""
+    return Settings(
+        data_dir=tmp_path / "data",
+        workspace_url=str(harness.workspace),
+        local_pool_size=1,
+        local_sandbox_paths=[shared_folder(tmp_path)],
+        **fields,
+    )
+
+
+def shared_folder(tmp_path: Path) -> Path:
+    """A folder that the test and its runners (each a user of its own under a root control plane) may write."""
+    folder = tmp_path / "shared"
+    folder.mkdir(exist_ok=True)
+    folder.chmod(0o1777)
+    return folder
+
+
 @pytest.fixture
 async def local(harness: Harness, tmp_path: Path) -> AsyncIterator[LocalRun]:
-    settings = Settings(data_dir=tmp_path / "data", local_pool_size=1, cancel_grace_seconds=1.0)
+    settings = local_settings(harness, tmp_path, cancel_grace_seconds=1.0)
     backend, exits = await _started_backend(settings)
     yield LocalRun(harness, settings, backend, exits)
     await backend.stop()
@@ -169,7 +189,7 @@ async def test_launch_is_idempotent_by_execution_id(local: LocalRun, tmp_path: P
             with open(log, "a") as file:
                 file.write(f"{os.getpid()}\\n")
     """)
-    runs_log = tmp_path / "runs.log"
+    runs_log = shared_folder(tmp_path) / "runs.log"
     payload, token = local.harness.payload("count", parameters={"log": str(runs_log)})
     spec = local.spec(payload, token)
 
@@ -181,7 +201,7 @@ async def test_launch_is_idempotent_by_execution_id(local: LocalRun, tmp_path: P
     local.backend, local.exits = await _started_backend(local.settings)
     await local.backend.launch(spec)
     # Another execution through the same template: once it is done, a duplicate would have run before it.
-    other = await local.launch("count", parameters={"log": str(tmp_path / "other.log")})
+    other = await local.launch("count", parameters={"log": str(shared_folder(tmp_path) / "other.log")})
     assert (await local.next_exit()).execution_id == other.execution_id
 
     assert len(runs_log.read_text().splitlines()) == 1
@@ -225,12 +245,11 @@ async def test_kill_escalates_to_sigkill_when_sigterm_is_ignored(local: LocalRun
 async def test_a_runner_killed_from_outside_is_reported(local: LocalRun, tmp_path: Path) -> None:
     local.harness.write(WAIT_FOR_MARKER)
     payload = await local.launch("wait_for", parameters={"marker": str(tmp_path / "never")})
-    events = await local.harness.events(payload.execution_id, until=logged("waiting"))
-    started = events[0].event
-    assert started.type == "started" and started.pid is not None
-    pid = started.pid
+    await local.harness.events(payload.execution_id, until=logged("waiting"))
+    pid = local.backend.runner_ref(payload.execution_id)
+    assert pid is not None
 
-    os.kill(pid, signal.SIGKILL)
+    os.kill(int(pid), signal.SIGKILL)
 
     runner_exit = await local.next_exit()
     assert (runner_exit.execution_id, runner_exit.exit_code, runner_exit.reason, runner_exit.status) == (
@@ -285,7 +304,7 @@ async def test_runner_environment_has_no_control_plane_configuration(
     monkeypatch.setenv("BIFROST_DATABASE_URL", "postgresql://admin:hunter2@db/bifrost")
     monkeypatch.setenv("BIFROST_SECRET_KEY", "signing-key")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "aws-secret")
-    settings = Settings(data_dir=tmp_path / "data", local_pool_size=1, local_memory_limit_mb=3072)
+    settings = local_settings(harness, tmp_path, local_memory_limit_mb=3072)
     backend, exits = await _started_backend(settings)
     local = LocalRun(harness, settings, backend, exits)
     harness.write("""
@@ -324,7 +343,7 @@ async def test_runner_environment_has_no_control_plane_configuration(
 
 async def test_the_template_is_restarted_after_it_dies(local: LocalRun, tmp_path: Path) -> None:
     local.harness.write(WAIT_FOR_MARKER)
-    marker = tmp_path / "go"
+    marker = shared_folder(tmp_path) / "go"
     running = await local.launch("wait_for", parameters={"marker": str(marker)})
     await local.harness.events(running.execution_id, until=logged("waiting"))
     template_pid = local.backend.template_pid
@@ -346,7 +365,7 @@ async def test_the_template_is_restarted_after_it_dies(local: LocalRun, tmp_path
 
 async def test_reconcile_watches_live_runners_and_reports_lost_ones(local: LocalRun, tmp_path: Path) -> None:
     local.harness.write(WAIT_FOR_MARKER)
-    marker = tmp_path / "go"
+    marker = shared_folder(tmp_path) / "go"
     alive = await local.launch("wait_for", parameters={"marker": str(marker)})
     await local.harness.events(alive.execution_id, until=logged("waiting"))
     await local.backend.stop()  # the control plane goes away; its runner keeps running
