@@ -120,13 +120,14 @@ def prepare_sandbox(settings: Settings, log_folder: Path) -> list[str]:
             "local runners run in a bubblewrap sandbox, but `bwrap` is not installed: install it (Debian/Ubuntu: "
             "apt-get install bubblewrap), or set BIFROST_LOCAL_SANDBOX=none to run workflows unsandboxed"
         )
-    tmp = runner_tmp_dir(settings)
-    tmp.mkdir(parents=True, exist_ok=True)
-    # Under root, runners have users of their own: each may make its files there (and keeps them to itself).
-    os.chmod(tmp, 0o1777 if runs_as_root() else 0o700)
-    log_folder.mkdir(parents=True, exist_ok=True)
+    shared = [runner_tmp_dir(settings)]
     if settings.runner_workspace_cache_dir is not None:
-        Path(settings.runner_workspace_cache_dir).mkdir(parents=True, exist_ok=True)
+        shared.append(Path(settings.runner_workspace_cache_dir))
+    for folder in shared:
+        folder.mkdir(parents=True, exist_ok=True)
+        # Under root, runners have users of their own: each may make its files there (and keeps them to itself).
+        os.chmod(folder, 0o1777 if runs_as_root() else 0o700)
+    log_folder.mkdir(parents=True, exist_ok=True)
     for path in settings.local_sandbox_paths:
         if not path.is_dir():
             raise SandboxError(f"BIFROST_LOCAL_SANDBOX_PATHS names {path}, which is not a folder")

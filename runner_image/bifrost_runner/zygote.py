@@ -112,8 +112,12 @@ def _apply_claim(claim: RunnerClaim, prepared_log: PreparedFile | None, uid: int
     os.dup2(log_fd, 1)
     os.dup2(log_fd, 2)
     os.close(log_fd)
+    env = dict(claim.env)
     if uid is not None:
         _become(uid)
+        # A cache folder set for every runner (none of whom may write another's files): one per user in it.
+        if cache_dir := env.get("BIFROST_WORKSPACE_CACHE_DIR"):
+            env["BIFROST_WORKSPACE_CACHE_DIR"] = os.path.join(cache_dir, str(uid))
     _not_dumpable()
     os.umask(0o077)
     if claim.memory_limit_bytes is not None:
@@ -125,7 +129,7 @@ def _apply_claim(claim: RunnerClaim, prepared_log: PreparedFile | None, uid: int
         # Counted per user: with a user of its own (`uid`), the runner's processes and threads alone.
         _limit(resource.RLIMIT_NPROC, claim.max_processes, claim.max_processes)
     os.environ.clear()
-    os.environ.update(claim.env)
+    os.environ.update(env)
 
 
 class ExpectedUrls(NamedTuple):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import signal
 import sys
 import time
@@ -21,9 +22,10 @@ from bifrost.prepared_files import PreparedFile
 from bifrost.protocol import ExecutionStatus, RunPayload
 from bifrost_runner.run import REHEARSAL_MODULE, preconnect, rehearse
 from bifrost_runner.zygote import LOWEST_PRIORITY, priority_is_restorable
-from control_plane.backends.base import LaunchSpec, RunnerExit
+from control_plane.backends.base import LaunchSpec, RunnerExit, RunnerWorkspace
 from control_plane.backends.local import LOST_REASON, LocalBackend
 from control_plane.backends.local_records import RunnerRecord, RunnerRecords
+from control_plane.backends.local_sandbox import RUNNER_UID_BASE, SandboxError
 from control_plane.settings import Settings
 from tests.runner.conftest import Harness, logged
 
@@ -84,13 +86,8 @@ async def _started_backend(settings: Settings) -> tuple[LocalBackend, asyncio.Qu
 def local_settings(harness: Harness, tmp_path: Path, **fields: Any) -> Settings:
     """The local backend's settings for runners of `harness`: they see its workspace, and may write in
     `shared_folder`."""
-    return Settings(
-        data_dir=tmp_path / "data",
-        workspace_url=str(harness.workspace),
-        local_pool_size=1,
-        local_sandbox_paths=[shared_folder(tmp_path)],
-        **fields,
-    )
+    fields.setdefault("local_sandbox_paths", [shared_folder(tmp_path)])
+    return Settings(data_dir=tmp_path / "data", workspace_url=str(harness.workspace), local_pool_size=1, **fields)
 
 
 def shared_folder(tmp_path: Path) -> Path:
@@ -318,6 +315,7 @@ async def test_runner_environment_has_no_control_plane_configuration(
                 "env": dict(os.environ),
                 "memory": resource.getrlimit(resource.RLIMIT_AS)[0],
                 "cpu": resource.getrlimit(resource.RLIMIT_CPU)[0],
+                "processes": resource.getrlimit(resource.RLIMIT_NPROC)[0],
             }
     """)
     try:
@@ -339,6 +337,86 @@ async def test_runner_environment_has_no_control_plane_configuration(
     assert set(env) <= runner_keys | basics
     assert seen["memory"] == 3072 * 1024 * 1024
     assert seen["cpu"] == 30 + 5
+    assert seen["processes"] == settings.local_max_processes == 256
+
+
+async def test_the_backend_does_not_start_without_its_sandbox(
+    harness: Harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "bin").mkdir()
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))  # no bwrap on it
+
+    with pytest.raises(SandboxError, match=r"`bwrap` is not installed.*BIFROST_LOCAL_SANDBOX=none"):
+        await _started_backend(local_settings(harness, tmp_path))
+
+    missing = tmp_path / "missing"
+    monkeypatch.undo()
+    with pytest.raises(SandboxError, match=re.escape(f"BIFROST_LOCAL_SANDBOX_PATHS names {missing}, which is not")):
+        await _started_backend(local_settings(harness, tmp_path, local_sandbox_paths=[missing]))
+
+
+async def test_unsandboxed_runners_run_with_a_warning(
+    harness: Harness, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    harness.write("""
+        import os
+        from bifrost import workflow
+
+        @workflow
+        def where(path: str):
+            return os.path.exists(path)
+    """)
+    settings = local_settings(harness, tmp_path, local_sandbox="none")
+    backend, exits = await _started_backend(settings)
+    local = LocalRun(harness, settings, backend, exits)
+    try:
+        # The data folder, invisible to sandboxed runners, is there to be read.
+        payload = await local.launch("where", parameters={"path": str(settings.data_dir.resolve() / "runners")})
+        assert (await local.next_exit()).exit_code == 0
+    finally:
+        await backend.stop()
+
+    assert await _result(harness, payload.execution_id) is True
+    assert any("local runners are NOT sandboxed" in record.getMessage() for record in caplog.records)
+
+
+async def test_runners_of_their_own_users_keep_their_own_workspace_cache(harness: Harness, tmp_path: Path) -> None:
+    harness.write("""
+        import os
+        from pathlib import Path
+        from bifrost import workflow
+
+        @workflow
+        def cache():
+            folder = Path(os.environ["BIFROST_WORKSPACE_CACHE_DIR"])
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "probe").write_text("cached")
+            return {"dir": str(folder), "uid": os.getuid()}
+    """)
+    cache_dir = tmp_path / "cache"
+    settings = local_settings(harness, tmp_path, runner_workspace_cache_dir=str(cache_dir))
+    backend, exits = await _started_backend(settings)
+    local = LocalRun(harness, settings, backend, exits)
+    workspace = RunnerWorkspace(url=str(harness.workspace), cache_dir=str(cache_dir))
+    try:
+        payloads = []
+        for _ in range(2):
+            payload, token = harness.payload("cache")
+            await backend.launch(local.spec(payload, token).model_copy(update={"workspace": workspace}))
+            assert (await local.next_exit()).exit_code == 0
+            payloads.append(payload)
+    finally:
+        await backend.stop()
+
+    for payload in payloads:
+        seen = await _result(harness, payload.execution_id)
+        assert isinstance(seen, dict)
+        if os.geteuid() == 0:
+            assert seen["uid"] >= RUNNER_UID_BASE
+            assert seen["dir"] == str(cache_dir / str(seen["uid"]))
+        else:
+            assert seen == {"dir": str(cache_dir), "uid": os.getuid()}
+        assert (Path(seen["dir"]) / "probe").read_text() == "cached"
 
 
 async def test_the_template_is_restarted_after_it_dies(local: LocalRun, tmp_path: Path) -> None:
