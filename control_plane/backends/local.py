@@ -328,7 +328,9 @@ class LocalBackend:
             self._runner_ended,
             self._template_gone,
             sandbox=self._sandbox,
+            # Runners of one user apart: each a user of its own where it can be, else a user namespace of its own.
             runner_uid_base=RUNNER_UID_BASE if self._sandbox is not None and runs_as_root() else None,
+            user_namespaces=self._sandbox is not None and not runs_as_root(),
         )
         await template.start()
         self._template = template

@@ -40,15 +40,18 @@ class RunnerTemplate:
         on_gone: Callable[[], None],
         sandbox: list[str] | None = None,
         runner_uid_base: int | None = None,
+        user_namespaces: bool = False,
     ) -> None:
         """`sandbox`: the command line the template runs in (see `local_sandbox`); None: none.
-        `runner_uid_base`: give each runner a user of its own from this id on."""
+        `runner_uid_base`: give each runner a user of its own from this id on; `user_namespaces`: a user namespace
+        of its own, as the same user."""
         self._spares = spares
         self._env = env
         self._on_ended = on_ended
         self._on_gone = on_gone
         self._sandbox = sandbox
         self._runner_uid_base = runner_uid_base
+        self._user_namespaces = user_namespaces
         self._forking: dict[str, asyncio.Future[int]] = {}
         self._host_pids: dict[int, int] = {}
         """In a sandbox: the pid here of each running runner, by its pid in the sandbox."""
@@ -67,6 +70,8 @@ class RunnerTemplate:
         ]  # fmt: skip
         if self._runner_uid_base is not None:
             command += ["--runner-uid-base", str(self._runner_uid_base)]
+        if self._user_namespaces:
+            command.append("--runner-user-namespaces")
         if self._sandbox is not None:
             info_read, info_write = os.pipe()
             passed.append(info_write)

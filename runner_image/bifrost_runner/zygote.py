@@ -48,6 +48,7 @@ REFILL_DELAY_SECONDS = 0.1
 RUNNER_UIDS = 10_000
 """With `--runner-uid-base`, how many users runners get: at most this many run at once."""
 _PR_SET_DUMPABLE = 4
+_CLONE_NEWUSER = 0x10000000
 
 
 @dataclass
@@ -94,10 +95,25 @@ def _open_log(claim: RunnerClaim, prepared: PreparedFile | None) -> int:
 def _not_dumpable() -> None:
     """Keep other processes of the same user (other runners) out of this one's /proc/<pid>/environ, memory and
     ptrace; it holds the execution's token."""
+    _libc_call("prctl", _PR_SET_DUMPABLE, 0, 0, 0, 0)
+
+
+def _libc_call(name: str, *args: int) -> None:
     libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+    if getattr(libc, name)(*args) != 0:
         errno = ctypes.get_errno()
-        raise OSError(errno, f"prctl(PR_SET_DUMPABLE, 0) failed: {os.strerror(errno)}")
+        raise OSError(errno, f"{name}{args} failed: {os.strerror(errno)}")
+
+
+def _own_user_namespace() -> None:
+    """Move this (single-threaded) process into a user namespace of its own, as the same user and group: the
+    kernel counts a user's processes for RLIMIT_NPROC per user namespace, so the runner's process limit counts
+    its own processes and threads, not those of every runner of that user."""
+    uid, gid = os.getuid(), os.getgid()
+    _libc_call("unshare", _CLONE_NEWUSER)
+    for name, mapping in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
+        with open(f"/proc/self/{name}", "w") as map_file:
+            map_file.write(mapping)
 
 
 def _become(uid: int) -> None:
@@ -198,9 +214,13 @@ async def _serve_claim(claim_fd: int, expected: Expected, waiting_priority: int 
     return await runner_main.run_from_env(preconnected, claim.payload)
 
 
-def _runner_process(claim_fd: int, expected: Expected, waiting_priority: int | None, uid: int | None) -> int:
+def _runner_process(
+    claim_fd: int, expected: Expected, waiting_priority: int | None, uid: int | None, own_user_namespace: bool
+) -> int:
     """In the fork: detach from the template, wait for the claim, run the one execution."""
     os.setsid()
+    if own_user_namespace:
+        _own_user_namespace()
     for signum in (signal.SIGTERM, signal.SIGCHLD, signal.SIGHUP):
         signal.signal(signum, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -243,10 +263,17 @@ def priority_is_restorable() -> bool:
 
 
 class Template:
-    def __init__(self, spares: int, waiting_priority: int | None, runner_uid_base: int | None = None) -> None:
+    def __init__(
+        self,
+        spares: int,
+        waiting_priority: int | None,
+        runner_uid_base: int | None = None,
+        user_namespaces: bool = False,
+    ) -> None:
         self._spares_wanted = spares
         self._waiting_priority = waiting_priority
         self._runner_uid_base = runner_uid_base
+        self._user_namespaces = user_namespaces
         self._priority = os.getpriority(os.PRIO_PROCESS, 0)
         self._spares: deque[_Fork] = deque()
         self._forks: dict[int, _Fork] = {}
@@ -292,7 +319,9 @@ class Template:
         pid = os.fork()
         if pid == 0:
             try:
-                code = _runner_process(claim_read, self._expected, self._waiting_priority, uid)
+                code = _runner_process(
+                    claim_read, self._expected, self._waiting_priority, uid, self._user_namespaces
+                )
             except BaseException:
                 traceback.print_exc()  # into the runner's log once the claim is applied
                 code = os.EX_SOFTWARE
@@ -429,6 +458,11 @@ def main() -> None:
         type=int,
         help=f"(as root) each runner becomes a user of its own, one of the {RUNNER_UIDS} from this id on",
     )
+    parser.add_argument(
+        "--runner-user-namespaces",
+        action="store_true",
+        help="each runner runs in a user namespace of its own (as the template's user)",
+    )
     args = parser.parse_args()
     if args.spares < 0:
         parser.error("--spares must be 0 or more")
@@ -451,7 +485,8 @@ def main() -> None:
     # Everything loaded so far is shared with the forks copy-on-write: kept out of the collector's reach, it is
     # not copied into each fork by garbage collection passes touching it.
     gc.freeze()
-    Template(args.spares, LOWEST_PRIORITY if priority_is_restorable() else None, args.runner_uid_base).serve()
+    waiting_priority = LOWEST_PRIORITY if priority_is_restorable() else None
+    Template(args.spares, waiting_priority, args.runner_uid_base, args.runner_user_namespaces).serve()
 
 
 if __name__ == "__main__":

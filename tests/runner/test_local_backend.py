@@ -19,13 +19,14 @@ import pytest
 from nats.aio.msg import Msg
 
 from bifrost.prepared_files import PreparedFile
-from bifrost.protocol import ExecutionStatus, RunPayload
+from bifrost.protocol import ExecutionStatus, RunnerClaim, RunnerEnded, RunPayload
 from bifrost_runner.run import REHEARSAL_MODULE, preconnect, rehearse
 from bifrost_runner.zygote import LOWEST_PRIORITY, priority_is_restorable
 from control_plane.backends.base import LaunchSpec, RunnerExit, RunnerWorkspace
-from control_plane.backends.local import LOST_REASON, LocalBackend
+from control_plane.backends.local import LOST_REASON, LocalBackend, basic_environment
 from control_plane.backends.local_records import RunnerRecord, RunnerRecords
 from control_plane.backends.local_sandbox import RUNNER_UID_BASE, SandboxError
+from control_plane.backends.local_template import RunnerTemplate
 from control_plane.settings import Settings
 from tests.runner.conftest import Harness, logged
 
@@ -44,6 +45,19 @@ WAIT_FOR_MARKER = """
 """
 
 
+def launch_spec(harness: Harness, payload: RunPayload, token: str) -> LaunchSpec:
+    return LaunchSpec(
+        execution_id=payload.execution_id,
+        workflow_name=payload.workflow_name,
+        org_id="org-1",
+        token=token,
+        timeout_seconds=payload.timeout_seconds,
+        api_url=harness.api_url,
+        nats_url=harness.nats.url,
+        workspace_dir=str(harness.workspace),
+    )
+
+
 @dataclass
 class LocalRun:
     harness: Harness
@@ -52,16 +66,7 @@ class LocalRun:
     exits: asyncio.Queue[RunnerExit]
 
     def spec(self, payload: RunPayload, token: str) -> LaunchSpec:
-        return LaunchSpec(
-            execution_id=payload.execution_id,
-            workflow_name=payload.workflow_name,
-            org_id="org-1",
-            token=token,
-            timeout_seconds=payload.timeout_seconds,
-            api_url=self.harness.api_url,
-            nats_url=self.harness.nats.url,
-            workspace_dir=str(self.harness.workspace),
-        )
+        return launch_spec(self.harness, payload, token)
 
     async def launch(self, function_name: str, **fields: Any) -> RunPayload:
         payload, token = self.harness.payload(function_name, **fields)
@@ -568,3 +573,34 @@ async def test_a_rehearsal_sends_nothing_and_leaves_the_process_as_it_was(
     assert seen == []
     assert (sys.stdout, sys.stderr, list(root.handlers), root.level, list(sys.path)) == before
     assert REHEARSAL_MODULE not in sys.modules
+
+
+async def test_runners_may_each_have_a_user_namespace_of_their_own(harness: Harness, tmp_path: Path) -> None:
+    """How the sandbox of a non-root control plane, whose runners share its user, gives each runner a process
+    limit of its own: the kernel counts a user's processes per user namespace."""
+    harness.write("""
+        import os
+        from bifrost import workflow
+
+        @workflow
+        def namespace():
+            return os.readlink("/proc/self/ns/user")
+    """)
+    ended: asyncio.Queue[RunnerEnded] = asyncio.Queue()
+    template = RunnerTemplate(1, basic_environment(), ended.put_nowait, lambda: None, user_namespaces=True)
+    await template.start()
+    payload, token = harness.payload("namespace")
+    claim = RunnerClaim(
+        execution_id=payload.execution_id,
+        env=basic_environment() | launch_spec(harness, payload, token).runner_env(),
+        log_path=str(tmp_path / "runner.log"),
+        payload=payload,
+    )
+    try:
+        await template.fork(claim)
+        assert (await asyncio.wait_for(ended.get(), timeout=60)).exit_code == 0
+    finally:
+        await template.close()
+
+    assert await _result(harness, payload.execution_id) != os.readlink("/proc/self/ns/user")
+
