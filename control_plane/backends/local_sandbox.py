@@ -10,7 +10,7 @@
   of `local_sandbox_paths`. The rest of the data folder (keys, database, NATS store) is not there.
 - No capabilities. Under a root control plane the template keeps only those it needs to give each runner a user
   of its own (`RUNNER_UID_BASE` on) when the runner takes its claim, and to let spares wait at low priority; a
-  non-root control plane's runners run in a user namespace as the control plane's user. Either way a runner
+  non-root control plane's runners run as its user, each in a user namespace of its own. Either way a runner
   cannot read another's /proc/<pid>/environ or memory: it is not dumpable (see `bifrost_runner.zygote`).
 
 Runners see the network as the control plane does: they reach NATS and the API like any client.
