@@ -93,7 +93,7 @@ async def _measure(tmp: Path, nats_url: str, served: ServedRunnerApi) -> float:
     async def on_exit(_: RunnerExit) -> None:
         return None
 
-    backend = LocalBackend(Settings(data_dir=tmp / "data", local_pool_size=2))
+    backend = LocalBackend(Settings(data_dir=tmp / "data", workspace_url=str(workspace), local_pool_size=2))
     await backend.start(on_exit)
     bench = Bench(served.api, served.url, nats_url, workspace, backend)
     await nc.subscribe(EVENTS_SUBJECT_WILDCARD, cb=bench.on_event)
