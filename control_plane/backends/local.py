@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import os
@@ -38,6 +39,15 @@ LOG_TAIL_LINES = 50
 """Of a runner that failed, this many of its last output lines go with its exit report."""
 
 _BASIC_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR")
+
+
+@functools.cache
+def _log_how_runners_are_limited() -> None:
+    log.info(
+        "local runners are limited by resource limits of their processes (memory: RLIMIT_AS; processes and "
+        "threads: RLIMIT_NPROC; CPU time: RLIMIT_CPU), not by cgroups of their own: they share the control "
+        "plane's cgroup"
+    )
 
 
 def basic_environment() -> dict[str, str]:
@@ -105,6 +115,7 @@ class LocalBackend:
                 "plane's user and can read its files (the data folder's keys and database), its environment and "
                 "its memory. Use it only where every workflow author is trusted with all of that."
             )
+        _log_how_runners_are_limited()
         await self._start_template()
 
     async def stop(self) -> None:
