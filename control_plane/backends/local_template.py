@@ -12,6 +12,8 @@ import signal
 import sys
 from collections.abc import Callable
 
+from pydantic import ValidationError
+
 from bifrost.protocol import (
     RunnerClaim,
     RunnerEnded,
@@ -112,7 +114,10 @@ class RunnerTemplate:
             with os.fdopen(info_fd, "rb") as info:
                 init_pid = int(json.loads(await asyncio.to_thread(info.read) or b"{}").get("child-pid", 0))
         line = await self._messages.readline()
-        started = template_message_adapter.validate_json(line) if line else None
+        try:
+            started = template_message_adapter.validate_json(line) if line else None
+        except ValidationError:
+            started = None
         if not isinstance(started, TemplateStarted):
             raise OSError(f"the runner template did not start (it said {line[:200]!r})")
         if info_fd is None:

@@ -92,17 +92,17 @@ def _open_log(claim: RunnerClaim, prepared: PreparedFile | None) -> int:
     return os.open(claim.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
 
 
-def _not_dumpable() -> None:
-    """Keep other processes of the same user (other runners) out of this one's /proc/<pid>/environ, memory and
-    ptrace; it holds the execution's token."""
-    _libc_call("prctl", _PR_SET_DUMPABLE, 0, 0, 0, 0)
-
-
 def _libc_call(name: str, *args: int) -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     if getattr(libc, name)(*args) != 0:
         errno = ctypes.get_errno()
         raise OSError(errno, f"{name}{args} failed: {os.strerror(errno)}")
+
+
+def _not_dumpable() -> None:
+    """Keep other processes of the same user (other runners) out of this one's /proc/<pid>/environ, memory and
+    ptrace; it holds the execution's token."""
+    _libc_call("prctl", _PR_SET_DUMPABLE, 0, 0, 0, 0)
 
 
 def _own_user_namespace() -> None:
