@@ -59,6 +59,15 @@ def _tasks_of_this_user() -> int:
     return count
 
 
+def _starting_a_process(exception: BaseException) -> bool:
+    """Whether `exception` came from starting a process: in `subprocess` or `multiprocessing`, or on a line of
+    the workflow's that forks or spawns one itself."""
+    frames = traceback.extract_tb(exception.__traceback__)
+    if any(frame.name in ("_execute_child", "_launch") for frame in frames):
+        return True
+    return bool(frames) and any(word in (frames[-1].line or "") for word in ("fork", "spawn"))
+
+
 def limit_reached(exception: BaseException) -> str | None:
     """Which of the runner's limits `exception` says was reached, in words; None when it is not about one."""
     if isinstance(exception, MemoryError):
@@ -67,7 +76,8 @@ def limit_reached(exception: BaseException) -> str | None:
             return f"memory limit of {memory // (1024 * 1024)} MB reached"
     if isinstance(exception, BlockingIOError) and exception.errno == errno.EAGAIN:
         processes = _soft_limit(resource.RLIMIT_NPROC)
-        if processes is not None and _tasks_of_this_user() >= processes:
+        # The processes that were there may be gone already: the exception ended the code that held them.
+        if processes is not None and (_starting_a_process(exception) or _tasks_of_this_user() >= processes):
             return f"process limit of {processes} processes and threads reached: could not start another ({exception})"
     return None
 
