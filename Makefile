@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install system-deps run test lint bench clean
+.PHONY: install sandbox-deps system-deps run test lint bench clean
 
 $(INSTALLED): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,12 +14,17 @@ $(INSTALLED): pyproject.toml
 
 install: $(INSTALLED)
 
-# The Debian packages the test suite starts for real: PostgreSQL.
-system-deps:
+# bubblewrap, the sandbox local runners run in (`bifrost serve` refuses to start without it; see README).
+sandbox-deps:
+	@command -v bwrap >/dev/null 2>&1 || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null)
+
+# The Debian packages the test suite starts for real: PostgreSQL, and the runners' sandbox.
+system-deps: sandbox-deps
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null)
 
-run: install
+run: install sandbox-deps
 	$(BIN)/bifrost serve
 
 test: install system-deps lint

@@ -99,7 +99,7 @@ async def _measure(tmp: Path, nats_server: NatsServer, served: ServedRunnerApi) 
     async def on_exit(_: RunnerExit) -> None:
         return None
 
-    backend = LocalBackend(Settings(data_dir=tmp / "data", local_pool_size=2))
+    backend = LocalBackend(Settings(data_dir=tmp / "data", workspace_url=str(workspace), local_pool_size=2))
     await backend.start(on_exit)
     bench = Bench(served.api, served.url, nats_server, workspace, backend)
     await nc.subscribe(EVENTS_SUBJECT_WILDCARD, cb=bench.on_event)

@@ -18,9 +18,10 @@ from control_plane.db.migrate import upgrade_database
 from control_plane.db.session import make_engine
 from control_plane.engine import Engine
 from control_plane.executions import ExecutionService
+from control_plane.key_files import make_private_file, make_private_folder
 from control_plane.registry import Registry
 from control_plane.secrets_crypto import SecretCipher, load_encryption_keys
-from control_plane.settings import Settings
+from control_plane.settings import DATABASE_FILE, Settings
 from control_plane.workspace_store import store_from_settings
 
 
@@ -28,7 +29,9 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as started:
-            settings.data_dir.mkdir(parents=True, exist_ok=True)
+            make_private_folder(settings.data_dir)
+            if settings.database_url is None:  # SQLite makes its -wal and -shm files with the database's mode
+                make_private_file(settings.data_dir / DATABASE_FILE)
             db_engine = make_engine(settings.resolved_database_url)
             started.callback(db_engine.dispose)
             await asyncio.to_thread(upgrade_database, db_engine)

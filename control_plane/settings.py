@@ -13,6 +13,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from bifrost.metadata import CPU_QUANTITY as CPU_QUANTITY
 from bifrost.workspace import parse_workspace_url
 
+DATABASE_FILE = "bifrost.db"
+"""The embedded mode's SQLite database, in the data folder."""
+
 
 class K8sToleration(BaseModel):
     """One toleration of the runner pods, as in a pod spec."""
@@ -83,7 +86,8 @@ class Settings(BaseSettings):
     runner_workspace_cache_dir: str | None = Field(
         None,
         description="Where runners cache workspace revisions (a path as the runner sees it); default: a folder "
-        "in the runner's temporary directory, shared by the local backend's runners.",
+        "in the runner's temporary directory. Local runners share it; under a root control plane, where each is "
+        "a user of its own, every runner user keeps its own cache in a subfolder named by its uid.",
     )
 
     sync_wait_seconds: float = Field(30.0, description="How long a sync request waits before answering 202.")
@@ -111,7 +115,21 @@ class Settings(BaseSettings):
     max_result_bytes: int = 10 * 1024 * 1024
 
     local_pool_size: int = Field(2, ge=0, description="Pre-started runner processes of the local backend.")
-    local_memory_limit_mb: int | None = Field(None, description="Address-space limit of a local runner.")
+    local_memory_limit_mb: int = Field(
+        1024, ge=64, description="Memory (address-space) limit of a local runner; a workflow may set its own."
+    )
+    local_max_processes: int = Field(
+        256, ge=8, description="Processes and threads a local runner may have at once, the workflow's included."
+    )
+    local_sandbox: Literal["bwrap", "none"] = Field(
+        "bwrap",
+        description="How local runners are isolated: `bwrap`, a bubblewrap namespace sandbox (needs bubblewrap "
+        "and user namespaces); `none`, no isolation from the control plane at all (logged as a warning).",
+    )
+    local_sandbox_paths: list[Path] = Field(
+        default_factory=list,
+        description="Further host folders sandboxed local runners may read and write (JSON list of paths).",
+    )
 
     k8s_namespace: str = Field("bifrost", description="Where the kubernetes backend creates runner Jobs.")
     runner_image: str = Field("bifrost-runner:0.1.0", description="The runner image of every Job.")
@@ -182,7 +200,7 @@ class Settings(BaseSettings):
 
     @property
     def resolved_database_url(self) -> str:
-        return self.database_url or f"sqlite:///{(self.data_dir / 'bifrost.db').resolve()}"
+        return self.database_url or f"sqlite:///{(self.data_dir / DATABASE_FILE).resolve()}"
 
     @property
     def api_url(self) -> str:

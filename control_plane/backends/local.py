@@ -3,13 +3,15 @@
 The template (`python -m bifrost_runner.zygote`, see `local_template`) has the runner's imports loaded and
 keeps forks ready, so a run costs a fork, not an interpreter start; each fork serves one execution and exits.
 Runners get only their own configuration in their environment, never the control plane's, and run in a session
-of their own under memory and CPU-time limits.
+of their own under memory, process and CPU-time limits, in a sandbox (see `local_sandbox`) unless
+`local_sandbox` is `none`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import os
@@ -22,6 +24,7 @@ from typing import Any
 from bifrost.protocol import ExecutionStatus, RunnerClaim, RunnerEnded
 from control_plane.backends.base import ExitCallback, LaunchSpec, RunnerDetails, RunnerExit
 from control_plane.backends.local_records import RunnerRecord, RunnerRecords, is_same_process, process_start_time
+from control_plane.backends.local_sandbox import RUNNER_UID_BASE, SANDBOX_TMP, prepare_sandbox, runs_as_root
 from control_plane.backends.local_template import LaunchError, RunnerTemplate, TemplateGoneError
 from control_plane.settings import Settings
 
@@ -36,6 +39,15 @@ LOG_TAIL_LINES = 50
 """Of a runner that failed, this many of its last output lines go with its exit report."""
 
 _BASIC_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR")
+
+
+@functools.cache
+def _log_how_runners_are_limited() -> None:
+    log.info(
+        "local runners are limited by resource limits of their processes (memory: RLIMIT_AS; processes and "
+        "threads: RLIMIT_NPROC; CPU time: RLIMIT_CPU), not by cgroups of their own: they share the control "
+        "plane's cgroup"
+    )
 
 
 def basic_environment() -> dict[str, str]:
@@ -85,6 +97,7 @@ class LocalBackend:
         self._template_ready = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
+        self._sandbox: list[str] | None = None
 
     @property
     def template_pid(self) -> int | None:
@@ -94,6 +107,15 @@ class LocalBackend:
         self._on_exit = on_exit
         self._stopping = False
         await asyncio.to_thread(self._records.prepare)
+        if self._settings.local_sandbox == "bwrap":
+            self._sandbox = await asyncio.to_thread(prepare_sandbox, self._settings, self._records.folder)
+        else:
+            log.warning(
+                "BIFROST_LOCAL_SANDBOX=none: local runners are NOT sandboxed. Workflow code runs as the control "
+                "plane's user and can read its files (the data folder's keys and database), its environment and "
+                "its memory. Use it only where every workflow author is trusted with all of that."
+            )
+        _log_how_runners_are_limited()
         await self._start_template()
 
     async def stop(self) -> None:
@@ -184,10 +206,11 @@ class LocalBackend:
         )
         claim = RunnerClaim(
             execution_id=spec.execution_id,
-            env=basic_environment() | spec.runner_env(),
+            env=self._runner_environment() | spec.runner_env(),
             log_path=str(self._records.log_path(spec.execution_id)),
-            memory_limit_bytes=memory_limit_mb * 1024 * 1024 if memory_limit_mb else None,
+            memory_limit_bytes=memory_limit_mb * 1024 * 1024,
             cpu_limit_seconds=spec.timeout_seconds + math.ceil(self._settings.cancel_grace_seconds),
+            max_processes=self._settings.local_max_processes,
             payload=spec.payload,
         )
         template = await self._ready_template()
@@ -198,6 +221,12 @@ class LocalBackend:
             if self._template is template:
                 self._template_ready.clear()
             return await (await self._ready_template()).fork(claim)
+
+    def _runner_environment(self) -> dict[str, str]:
+        env = basic_environment()
+        if self._sandbox is not None:  # the sandbox has a temporary folder of its own, and no home folders
+            env |= {"TMPDIR": SANDBOX_TMP, "HOME": SANDBOX_TMP}
+        return env
 
     async def _ready_template(self) -> RunnerTemplate:
         try:
@@ -311,7 +340,14 @@ class LocalBackend:
 
     async def _start_template(self) -> None:
         template = RunnerTemplate(
-            self._settings.local_pool_size, basic_environment(), self._runner_ended, self._template_gone
+            self._settings.local_pool_size,
+            self._runner_environment(),
+            self._runner_ended,
+            self._template_gone,
+            sandbox=self._sandbox,
+            # Runners of one user apart: each a user of its own where it can be, else a user namespace of its own.
+            runner_uid_base=RUNNER_UID_BASE if self._sandbox is not None and runs_as_root() else None,
+            user_namespaces=self._sandbox is not None and not runs_as_root(),
         )
         await template.start()
         self._template = template

@@ -72,7 +72,7 @@ class RunnerRecords:
     def prepare(self) -> None:
         """Make the file of the next `create` now, off the path of the launch that will use it (see
         `bifrost.prepared_files`)."""
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         with self._prepared_lock:
             if self._prepared is None:
                 self._prepared = PreparedFile.make(self.folder)
@@ -101,7 +101,7 @@ class RunnerRecords:
             except OSError as exc:  # cannot be named here (no /proc, say): make the file the usual way
                 log.debug("cannot name a prepared runner record (%s); creating it", exc)
                 prepared.discard()
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:

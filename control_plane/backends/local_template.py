@@ -1,14 +1,28 @@
 """The local backend's runner template: a `python -m bifrost_runner.zygote` child process that forks one
-single-use runner per claim. This module starts it and speaks its JSON-lines protocol."""
+single-use runner per claim. This module starts it (in the runners' sandbox, see `local_sandbox`) and speaks its
+JSON-lines protocol."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import os
+import signal
 import sys
 from collections.abc import Callable
 
-from bifrost.protocol import RunnerClaim, RunnerEnded, RunnerForked, RunnerForkFailed, template_message_adapter
+from pydantic import ValidationError
+
+from bifrost.protocol import (
+    RunnerClaim,
+    RunnerEnded,
+    RunnerForked,
+    RunnerForkFailed,
+    TemplateStarted,
+    template_message_adapter,
+)
+from control_plane.backends.local_sandbox import host_pid
 
 
 class LaunchError(RuntimeError):
@@ -26,41 +40,106 @@ class RunnerTemplate:
         env: dict[str, str],
         on_ended: Callable[[RunnerEnded], None],
         on_gone: Callable[[], None],
+        sandbox: list[str] | None = None,
+        runner_uid_base: int | None = None,
+        user_namespaces: bool = False,
     ) -> None:
+        """`sandbox`: the command line the template runs in (see `local_sandbox`); None: none.
+        `runner_uid_base`: give each runner a user of its own from this id on; `user_namespaces`: a user namespace
+        of its own, as the same user."""
         self._spares = spares
         self._env = env
         self._on_ended = on_ended
         self._on_gone = on_gone
+        self._sandbox = sandbox
+        self._runner_uid_base = runner_uid_base
+        self._user_namespaces = user_namespaces
         self._forking: dict[str, asyncio.Future[int]] = {}
+        self._host_pids: dict[int, int] = {}
+        """In a sandbox: the pid here of each running runner, by its pid in the sandbox."""
         self._closing = False
 
     async def start(self) -> None:
-        self._process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "bifrost_runner.zygote",
-            "--spares",
-            str(self._spares),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            env=self._env,
+        # The protocol goes over pipes of its own, not the template's stdin and stdout: a sandbox's outer process
+        # keeps those open, and the template's end must be seen when the template exits.
+        claims_read, claims_write = os.pipe()
+        messages_read, messages_write = os.pipe()
+        passed, kept = [claims_read, messages_write], [claims_write, messages_read]
+        command = [
+            sys.executable, "-m", "bifrost_runner.zygote",
+            "--spares", str(self._spares),
+            "--protocol-fds", f"{claims_read},{messages_write}",
+        ]  # fmt: skip
+        if self._runner_uid_base is not None:
+            command += ["--runner-uid-base", str(self._runner_uid_base)]
+        if self._user_namespaces:
+            command.append("--runner-user-namespaces")
+        if self._sandbox is not None:
+            info_read, info_write = os.pipe()
+            passed.append(info_write)
+            kept.append(info_read)
+            command = [*self._sandbox, "--info-fd", str(info_write), *command]
+        try:
+            self._process = await asyncio.create_subprocess_exec(
+                *command, stdin=asyncio.subprocess.DEVNULL, env=self._env, pass_fds=passed
+            )
+        except OSError:
+            for fd in kept:
+                os.close(fd)
+            raise
+        finally:
+            for fd in passed:
+                os.close(fd)
+        loop = asyncio.get_running_loop()
+        self._messages = asyncio.StreamReader()
+        await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(self._messages), os.fdopen(messages_read, "rb", buffering=0)
         )
+        transport, protocol = await loop.connect_write_pipe(
+            asyncio.streams.FlowControlMixin, os.fdopen(claims_write, "wb", buffering=0)
+        )
+        self._claims = asyncio.StreamWriter(transport, protocol, None, loop)
+        try:
+            self._pid = await self._started(info_read if self._sandbox is not None else None)
+        except OSError:
+            self._claims.close()
+            await self._release_sandbox()
+            raise
         self._reader = asyncio.create_task(self._read())
+
+    async def _started(self, info_fd: int | None) -> int:
+        """The template's pid here, once it has started. In a sandbox, the template is the child of the sandbox's
+        first process (which stays as its init)."""
+        if info_fd is not None:
+            with os.fdopen(info_fd, "rb") as info:
+                init_pid = int(json.loads(await asyncio.to_thread(info.read) or b"{}").get("child-pid", 0))
+        line = await self._messages.readline()
+        try:
+            started = template_message_adapter.validate_json(line) if line else None
+        except ValidationError:
+            started = None
+        if not isinstance(started, TemplateStarted):
+            raise OSError(f"the runner template did not start (it said {line[:200]!r})")
+        if info_fd is None:
+            return self._process.pid
+        pid = host_pid(init_pid, started.pid)
+        if pid is None:
+            raise OSError("the runner template ended as it started")
+        return pid
 
     @property
     def pid(self) -> int:
-        return self._process.pid
+        return self._pid
 
     async def fork(self, claim: RunnerClaim) -> int:
         """Start the runner of `claim`; its pid."""
-        assert self._process.stdin is not None
         if self._reader.done():
             raise TemplateGoneError("the runner template is not running")
         forked: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._forking[claim.execution_id] = forked
         try:
-            self._process.stdin.write(claim.model_dump_json().encode() + b"\n")
-            await self._process.stdin.drain()
+            self._claims.write(claim.model_dump_json().encode() + b"\n")
+            await self._claims.drain()
             return await forked
         except ConnectionError as exc:
             raise TemplateGoneError(f"the runner template is gone: {exc}") from exc
@@ -70,32 +149,56 @@ class RunnerTemplate:
     async def close(self) -> None:
         """Stop the template; runners it started keep running."""
         self._closing = True
-        assert self._process.stdin is not None
-        self._process.stdin.close()
+        self._claims.close()
         try:
-            await asyncio.wait_for(self._process.wait(), timeout=5)
+            await asyncio.wait_for(asyncio.shield(self._reader), timeout=5)
         except TimeoutError:
-            self._process.kill()
-            await self._process.wait()
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self._pid, signal.SIGKILL)
         with contextlib.suppress(asyncio.CancelledError):
             await self._reader
 
+    async def _release_sandbox(self) -> None:
+        """Once the template is gone: its sandbox's outer process stays until the last runner in it ends; it is
+        of no further use, and ending it does not end the sandbox."""
+        if self._sandbox is not None:
+            with contextlib.suppress(ProcessLookupError):
+                self._process.kill()
+        await self._process.wait()
+
+    def _host_pid(self, pid: int) -> int:
+        """The pid here of the runner with pid `pid` in the template's sandbox."""
+        if self._sandbox is None:
+            return pid
+        found = host_pid(self._pid, pid)
+        if found is None:
+            raise LaunchError(f"the runner (pid {pid} in its sandbox) ended as it started")
+        self._host_pids[pid] = found
+        return found
+
     async def _read(self) -> None:
-        assert self._process.stdout is not None
-        while line := await self._process.stdout.readline():
+        while line := await self._messages.readline():
             message = template_message_adapter.validate_json(line)
             if isinstance(message, RunnerEnded):
+                if self._sandbox is not None:
+                    message.pid = self._host_pids.pop(message.pid, 0)
                 self._on_ended(message)
+                continue
+            if isinstance(message, TemplateStarted):
                 continue
             forked = self._forking.get(message.execution_id)
             if forked is None or forked.done():
                 continue
             if isinstance(message, RunnerForked):
-                forked.set_result(message.pid)
+                try:
+                    forked.set_result(self._host_pid(message.pid))
+                except LaunchError as exc:
+                    forked.set_exception(exc)
             elif isinstance(message, RunnerForkFailed):
                 forked.set_exception(LaunchError(message.error))
         for forked in self._forking.values():
             if not forked.done():
                 forked.set_exception(TemplateGoneError("the runner template exited before starting the runner"))
+        await self._release_sandbox()
         if not self._closing:
             self._on_gone()

@@ -295,7 +295,6 @@ class Dispatcher:
             nats_url=self._nats_url,
             nats_credentials=signer.runner(target.execution_id, expires_at) if signer is not None else None,
             workspace=RunnerWorkspace.from_settings(self._settings),
-            memory_limit_mb=self._settings.local_memory_limit_mb,
             resources=RunnerResources.of_workflow(target.resources),
             payload=payload,
             report_seconds=self._settings.runner_report_seconds,

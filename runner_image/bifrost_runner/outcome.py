@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
+import resource
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +42,47 @@ def _author_frames(tb: TracebackType | None) -> TracebackType | None:
     return tb
 
 
+def _soft_limit(kind: int) -> int | None:
+    soft, _ = resource.getrlimit(kind)
+    return None if soft == resource.RLIM_INFINITY else soft
+
+
+def _tasks_of_this_user() -> int:
+    """Processes and threads of this process's user that this process can see: what RLIMIT_NPROC counts."""
+    uid, count = str(os.getuid()), 0
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            with contextlib.suppress(OSError):
+                with open(f"/proc/{pid}/status") as status:
+                    fields = dict(line.split(":", 1) for line in status if ":" in line)
+                if fields["Uid"].split()[0] == uid:
+                    count += int(fields["Threads"])
+    return count
+
+
+def _starting_a_process(exception: BaseException) -> bool:
+    """Whether `exception` came from starting a process: in `subprocess` or `multiprocessing`, or on a line of
+    the workflow's that forks or spawns one itself."""
+    frames = traceback.extract_tb(exception.__traceback__)
+    if any(frame.name in ("_execute_child", "_launch") for frame in frames):
+        return True
+    return bool(frames) and any(word in (frames[-1].line or "") for word in ("fork", "spawn"))
+
+
+def limit_reached(exception: BaseException) -> str | None:
+    """Which of the runner's limits `exception` says was reached, in words; None when it is not about one."""
+    if isinstance(exception, MemoryError):
+        memory = _soft_limit(resource.RLIMIT_AS)
+        if memory is not None:
+            return f"memory limit of {memory // (1024 * 1024)} MB reached"
+    if isinstance(exception, BlockingIOError) and exception.errno == errno.EAGAIN:
+        processes = _soft_limit(resource.RLIMIT_NPROC)
+        # The processes that were there may be gone already: the exception ended the code that held them.
+        if processes is not None and (_starting_a_process(exception) or _tasks_of_this_user() >= processes):
+            return f"process limit of {processes} processes and threads reached: could not start another ({exception})"
+    return None
+
+
 def failure(exception: BaseException) -> Outcome:
     if isinstance(exception, UserError):
         return Outcome(ExecutionStatus.FAILED, error_type=type(exception).__name__, error_message=exception.message)
@@ -45,7 +90,7 @@ def failure(exception: BaseException) -> Outcome:
     return Outcome(
         ExecutionStatus.FAILED,
         error_type=type(exception).__name__,
-        error_message=str(exception) or type(exception).__name__,
+        error_message=limit_reached(exception) or str(exception) or type(exception).__name__,
         traceback="".join(traceback.format_exception(type(exception), exception, tb)),
     )
 

@@ -8,8 +8,10 @@ its claim came: the claim brings the execution's own NATS identity. A used spare
 ends, or shortly after, so that a new fork does not compete with the run for a core; where the runner can take
 its priority back (see `priority_is_restorable`), a spare gets ready at the lowest CPU priority, so that it never
 competes with running work, and runs its claim at the template's priority. The template reads `RunnerClaim`s,
-one JSON line each, on stdin; writes `RunnerForked` / `RunnerEnded` / `RunnerForkFailed` lines on stdout; reaps
-its runners; and exits when stdin closes, leaving running runners to finish.
+one JSON line each, on stdin; writes `TemplateStarted`, then `RunnerForked` / `RunnerEnded` / `RunnerForkFailed`
+lines on stdout; reaps its runners; and exits when stdin closes, leaving running runners to finish. Started as
+the first process of a PID namespace (the local runners' sandbox), it stays as that namespace's init while the
+template runs in a child.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ctypes
 import gc
 import logging
 import os
@@ -34,7 +37,7 @@ import uvloop
 from pydantic import BaseModel, ValidationError
 
 from bifrost.prepared_files import PreparedFile
-from bifrost.protocol import RunnerClaim, RunnerEnded, RunnerForked, RunnerForkFailed
+from bifrost.protocol import RunnerClaim, RunnerEnded, RunnerForked, RunnerForkFailed, TemplateStarted
 from bifrost_runner import __main__ as runner_main
 from bifrost_runner.api import ApiClient
 from bifrost_runner.logs import WORKFLOW_LOG_LEVEL
@@ -42,6 +45,10 @@ from bifrost_runner.run import Preconnected, preconnect, rehearse
 
 REFILL_DELAY_SECONDS = 0.1
 """The longest a used spare is not replaced while another one is ready."""
+RUNNER_UIDS = 10_000
+"""With `--runner-uid-base`, how many users runners get: at most this many run at once."""
+_PR_SET_DUMPABLE = 4
+_CLONE_NEWUSER = 0x10000000
 
 
 @dataclass
@@ -50,6 +57,8 @@ class _Fork:
     pidfd: int
     claim_fd: int | None
     """Write end of the claim pipe while the fork waits for its claim."""
+    uid: int | None
+    """The user the runner becomes when it takes its claim; None: the template's."""
     execution_id: str | None = None
 
 
@@ -83,18 +92,60 @@ def _open_log(claim: RunnerClaim, prepared: PreparedFile | None) -> int:
     return os.open(claim.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
 
 
-def _apply_claim(claim: RunnerClaim, prepared_log: PreparedFile | None) -> None:
+def _libc_call(name: str, *args: int) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if getattr(libc, name)(*args) != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"{name}{args} failed: {os.strerror(errno)}")
+
+
+def _not_dumpable() -> None:
+    """Keep other processes of the same user (other runners) out of this one's /proc/<pid>/environ, memory and
+    ptrace; it holds the execution's token."""
+    _libc_call("prctl", _PR_SET_DUMPABLE, 0, 0, 0, 0)
+
+
+def _own_user_namespace() -> None:
+    """Move this (single-threaded) process into a user namespace of its own, as the same user and group: the
+    kernel counts a user's processes for RLIMIT_NPROC per user namespace, so the runner's process limit counts
+    its own processes and threads, not those of every runner of that user."""
+    uid, gid = os.getuid(), os.getgid()
+    _libc_call("unshare", _CLONE_NEWUSER)
+    for name, mapping in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
+        with open(f"/proc/self/{name}", "w") as map_file:
+            map_file.write(mapping)
+
+
+def _become(uid: int) -> None:
+    """Run as user and group `uid` from now on, with no other groups (and, being root no more, no capabilities)."""
+    os.setgroups([])
+    os.setresgid(uid, uid, uid)
+    os.setresuid(uid, uid, uid)
+
+
+def _apply_claim(claim: RunnerClaim, prepared_log: PreparedFile | None, uid: int | None) -> None:
     log_fd = _open_log(claim, prepared_log)
     os.dup2(log_fd, 1)
     os.dup2(log_fd, 2)
     os.close(log_fd)
+    env = dict(claim.env)
+    if uid is not None:
+        _become(uid)
+        # A cache folder set for every runner (none of whom may write another's files): one per user in it.
+        if cache_dir := env.get("BIFROST_WORKSPACE_CACHE_DIR"):
+            env["BIFROST_WORKSPACE_CACHE_DIR"] = os.path.join(cache_dir, str(uid))
+    _not_dumpable()
+    os.umask(0o077)
     if claim.memory_limit_bytes is not None:
         _limit(resource.RLIMIT_AS, claim.memory_limit_bytes, claim.memory_limit_bytes)
     if claim.cpu_limit_seconds is not None:
         # SIGXCPU at the soft limit, SIGKILL at the hard one.
         _limit(resource.RLIMIT_CPU, claim.cpu_limit_seconds, claim.cpu_limit_seconds + 5)
+    if claim.max_processes is not None:
+        # Counted per user: with a user of its own (`uid`), the runner's processes and threads alone.
+        _limit(resource.RLIMIT_NPROC, claim.max_processes, claim.max_processes)
     os.environ.clear()
-    os.environ.update(claim.env)
+    os.environ.update(env)
 
 
 @dataclass(frozen=True)
@@ -132,7 +183,7 @@ async def _get_ready(api_url: str) -> Preconnected:
     return preconnected
 
 
-async def _serve_claim(claim_fd: int, expected: Expected, waiting_priority: int | None) -> int:
+async def _serve_claim(claim_fd: int, expected: Expected, waiting_priority: int | None, uid: int | None) -> int:
     """Make the API client and the log file where the execution is expected to use them and rehearse while
     waiting for the claim, then run it."""
     priority = os.getpriority(os.PRIO_PROCESS, 0)
@@ -150,13 +201,17 @@ async def _serve_claim(claim_fd: int, expected: Expected, waiting_priority: int 
             await preconnected.close()
         return 0
     claim = RunnerClaim.model_validate_json(data)
-    _apply_claim(claim, prepared_log)
+    _apply_claim(claim, prepared_log, uid)
     return await runner_main.run_from_env(preconnected, claim.payload)
 
 
-def _runner_process(claim_fd: int, expected: Expected, waiting_priority: int | None) -> int:
+def _runner_process(
+    claim_fd: int, expected: Expected, waiting_priority: int | None, uid: int | None, own_user_namespace: bool
+) -> int:
     """In the fork: detach from the template, wait for the claim, run the one execution."""
     os.setsid()
+    if own_user_namespace:
+        _own_user_namespace()
     for signum in (signal.SIGTERM, signal.SIGCHLD, signal.SIGHUP):
         signal.signal(signum, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -165,7 +220,7 @@ def _runner_process(claim_fd: int, expected: Expected, waiting_priority: int | N
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
     os.close(devnull)
-    return uvloop.run(_serve_claim(claim_fd, expected, waiting_priority))
+    return uvloop.run(_serve_claim(claim_fd, expected, waiting_priority, uid))
 
 
 LOWEST_PRIORITY = 19
@@ -199,9 +254,17 @@ def priority_is_restorable() -> bool:
 
 
 class Template:
-    def __init__(self, spares: int, waiting_priority: int | None) -> None:
+    def __init__(
+        self,
+        spares: int,
+        waiting_priority: int | None,
+        runner_uid_base: int | None = None,
+        user_namespaces: bool = False,
+    ) -> None:
         self._spares_wanted = spares
         self._waiting_priority = waiting_priority
+        self._runner_uid_base = runner_uid_base
+        self._user_namespaces = user_namespaces
         self._priority = os.getpriority(os.PRIO_PROCESS, 0)
         self._spares: deque[_Fork] = deque()
         self._forks: dict[int, _Fork] = {}
@@ -231,18 +294,31 @@ class Template:
         if self._refill_at is None:
             self._refill_at = time.monotonic() + REFILL_DELAY_SECONDS
 
+    def _free_uid(self) -> int | None:
+        """The lowest runner user no live runner has: a runner's workspace cache (one per user) stays warm."""
+        if self._runner_uid_base is None:
+            return None
+        taken = {fork.uid for fork in self._forks.values()}
+        for uid in range(self._runner_uid_base, self._runner_uid_base + RUNNER_UIDS):
+            if uid not in taken:
+                return uid
+        raise OSError(f"all {RUNNER_UIDS} runner users are in use")
+
     def _fork(self) -> _Fork:
+        uid = self._free_uid()
         claim_read, claim_write = os.pipe()
         pid = os.fork()
         if pid == 0:
             try:
-                code = _runner_process(claim_read, self._expected, self._waiting_priority)
+                code = _runner_process(
+                    claim_read, self._expected, self._waiting_priority, uid, self._user_namespaces
+                )
             except BaseException:
                 traceback.print_exc()  # into the runner's log once the claim is applied
                 code = os.EX_SOFTWARE
             runner_main.exit_now(code)
         os.close(claim_read)
-        fork = _Fork(pid=pid, pidfd=os.pidfd_open(pid), claim_fd=claim_write)
+        fork = _Fork(pid=pid, pidfd=os.pidfd_open(pid), claim_fd=claim_write, uid=uid)
         self._forks[fork.pidfd] = fork
         self._selector.register(fork.pidfd, selectors.EVENT_READ)
         return fork
@@ -338,12 +414,58 @@ async def _rehearse_http() -> None:
             await api.aclose()
 
 
+def _protocol_fds(value: str) -> tuple[int, int]:
+    claims, messages = value.split(",")
+    return int(claims), int(messages)
+
+
+def _init_of_sandbox() -> None:
+    """As the first process of a PID namespace (the runners' sandbox), run the template in a child and stay as
+    the namespace's init, reaping, until no process is left in it: the namespace, and every runner in it, ends
+    with its init, and runners outlive their template."""
+    if os.fork() == 0:
+        return
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1):  # the template's protocol: its end is seen when the template exits
+        os.dup2(devnull, fd)
+    while True:
+        try:
+            os.wait()
+        except ChildProcessError:
+            os._exit(0)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bifrost_runner.zygote", description=__doc__)
     parser.add_argument("--spares", type=int, default=2, help="forks kept ready for the next claims")
+    parser.add_argument(
+        "--protocol-fds",
+        type=_protocol_fds,
+        metavar="CLAIMS,MESSAGES",
+        help="read claims from, and write messages to, these inherited descriptors (default: stdin, stdout)",
+    )
+    parser.add_argument(
+        "--runner-uid-base",
+        type=int,
+        help=f"(as root) each runner becomes a user of its own, one of the {RUNNER_UIDS} from this id on",
+    )
+    parser.add_argument(
+        "--runner-user-namespaces",
+        action="store_true",
+        help="each runner runs in a user namespace of its own (as the template's user)",
+    )
     args = parser.parse_args()
     if args.spares < 0:
         parser.error("--spares must be 0 or more")
+    if args.runner_uid_base is not None and (args.runner_uid_base < 1 or os.geteuid() != 0):
+        parser.error("--runner-uid-base needs root and an id above 0")
+    if args.protocol_fds is not None:
+        for fd, target in zip(args.protocol_fds, (0, 1), strict=True):
+            os.dup2(fd, target)
+            os.close(fd)
+    if os.getpid() == 1:
+        _init_of_sandbox()
+    _send(TemplateStarted(pid=os.getpid()))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the control plane stops us by closing stdin
     runner_main.configure_runner_logging()
     # Set here once for every runner: setting a level walks every logger there is.
@@ -354,7 +476,8 @@ def main() -> None:
     # Everything loaded so far is shared with the forks copy-on-write: kept out of the collector's reach, it is
     # not copied into each fork by garbage collection passes touching it.
     gc.freeze()
-    Template(args.spares, LOWEST_PRIORITY if priority_is_restorable() else None).serve()
+    waiting_priority = LOWEST_PRIORITY if priority_is_restorable() else None
+    Template(args.spares, waiting_priority, args.runner_uid_base, args.runner_user_namespaces).serve()
 
 
 if __name__ == "__main__":

@@ -165,7 +165,8 @@ class RunPayload(BaseModel):
 
 
 # The local backend's runner template (`python -m bifrost_runner.zygote`): it reads one `RunnerClaim` per line
-# on its stdin and writes one `RunnerForked` / `RunnerEnded` / `RunnerForkFailed` per line on its stdout.
+# on its stdin and writes `TemplateStarted` once, then one `RunnerForked` / `RunnerEnded` / `RunnerForkFailed`
+# per line on its stdout.
 
 
 class RunnerClaim(BaseModel):
@@ -176,7 +177,15 @@ class RunnerClaim(BaseModel):
     log_path: str = Field(description="The runner's stdout and stderr go to this file.")
     memory_limit_bytes: int | None = None
     cpu_limit_seconds: int | None = None
+    max_processes: int | None = Field(None, description="Processes and threads the runner may have at once.")
     payload: RunPayload | None = Field(None, description="The execution's payload; None: the runner fetches it.")
+
+
+class TemplateStarted(BaseModel):
+    """The template's first message."""
+
+    type: Literal["template_started"] = "template_started"
+    pid: int = Field(description="The template's own pid (in its PID namespace).")
 
 
 class RunnerForked(BaseModel):
@@ -199,5 +208,7 @@ class RunnerForkFailed(BaseModel):
     error: str
 
 
-TemplateMessage = Annotated[RunnerForked | RunnerEnded | RunnerForkFailed, Field(discriminator="type")]
+TemplateMessage = Annotated[
+    TemplateStarted | RunnerForked | RunnerEnded | RunnerForkFailed, Field(discriminator="type")
+]
 template_message_adapter: TypeAdapter[TemplateMessage] = TypeAdapter(TemplateMessage)

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
+from control_plane.backends.local_records import RunnerRecords
 from tests.api.conftest import Bifrost, eventually, finished, running_bifrost, start
 
 WORKFLOWS = """
@@ -230,16 +231,20 @@ def test_endpoint_merges_query_and_body_and_answers_sync(api: httpx.Client) -> N
     assert response.json()["result"] == {"key": "body", "version": 2}
 
 
-def test_execution_detail_names_the_runner_process(api: httpx.Client) -> None:
+def test_execution_detail_names_the_runner_process(bifrost: Bifrost, api: httpx.Client) -> None:
     execution = finished(api, start(api, "where_am_i"))
     assert execution["status"] == "Success", execution["error"]
+    # The pid of the process that ran the workflow, as the control plane's machine knows it (the workflow, in its
+    # sandbox, sees another).
+    record = RunnerRecords(bifrost.settings.data_dir.resolve() / "runners").read(execution["execution_id"])
+    assert record is not None and record.pid is not None
     assert execution["runner"] == {
         "backend": "local",
-        "runner_ref": str(execution["result"]),  # the pid of the process that ran the workflow
+        "runner_ref": str(record.pid),
         "namespace": None,
         "job_name": None,
         "pod_name": None,
         "commands": [],
     }
     listed = api.get("/api/executions", params={"workflow": "where_am_i"}).json()["executions"]
-    assert [row["runner"]["runner_ref"] for row in listed] == [str(execution["result"])]
+    assert [row["runner"]["runner_ref"] for row in listed] == [str(record.pid)]

@@ -21,6 +21,7 @@ from sqlalchemy import Engine as DatabaseEngine
 from sqlmodel import Session, select
 
 from bifrost.protocol import ExecutionStatus
+from control_plane.backends.local_records import RunnerRecords, is_same_process
 from control_plane.db.models import Execution, ExecutionLog
 from control_plane.db.session import make_engine
 from tests.services import free_port, wait_for_port
@@ -67,6 +68,7 @@ class ControlPlane:
             "BIFROST_WORKSPACE_URL": str(self.root / "workspace"),
             "BIFROST_BOOTSTRAP_API_KEY": ADMIN_KEY,
             "BIFROST_RUNNER_EXIT_GRACE_SECONDS": "1",
+            "BIFROST_LOCAL_SANDBOX_PATHS": json.dumps([str(self.root / "markers")]),
         }
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
@@ -124,14 +126,25 @@ class ControlPlane:
         return execution_id
 
 
+def runner_pid(root: Path, execution_id: str) -> int:
+    """The pid of the execution's runner, as the local backend recorded it (the workflow sees another one in its
+    sandbox)."""
+    record = RunnerRecords(root / "data" / "runners").read(execution_id)
+    assert record is not None and record.pid is not None, f"no runner recorded for {execution_id}"
+    return record.pid
+
+
 def _kill_leftovers(root: Path) -> None:
     """A failed test must not leave the embedded nats-server or runners of a killed control plane behind."""
     state = root / "data" / "nats" / "server.json"
     with contextlib.suppress(OSError, ValueError, KeyError, ProcessLookupError):
         os.kill(int(json.loads(state.read_text())["pid"]), signal.SIGKILL)
-    for marker in (root / "markers").glob("*.pid"):
-        with contextlib.suppress(ValueError, ProcessLookupError):
-            os.kill(int(marker.read_text()), signal.SIGKILL)
+    records = RunnerRecords(root / "data" / "runners")
+    for path in records.folder.glob("*.json"):
+        record = records.read(path.stem)
+        if record is not None and record.pid is not None and is_same_process(record.pid, record.start_time):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(record.pid, signal.SIGKILL)
 
 
 @pytest.fixture
@@ -139,6 +152,7 @@ def control_plane(tmp_path: Path) -> Iterator[ControlPlane]:
     (tmp_path / "workspace").mkdir()
     (tmp_path / "workspace" / "flows.py").write_text(WORKFLOWS)
     (tmp_path / "markers").mkdir()
+    (tmp_path / "markers").chmod(0o1777)  # runners are users of their own under a root control plane
     plane = ControlPlane(tmp_path)
     plane.start()
     try:
@@ -181,8 +195,7 @@ def test_a_runner_killed_with_sigkill_fails_its_execution_with_the_reason(
     execution_id = control_plane.start_steady(lines=600, pause=0.05, marker_dir=markers)
     # The workflow creates its marker, then writes its pid into it: wait for the pid.
     wait_until(lambda: any(marker.read_text() for marker in markers.glob("*.pid")), "the runner starts the workflow")
-    [marker] = markers.glob("*.pid")
-    os.kill(int(marker.read_text()), signal.SIGKILL)
+    os.kill(runner_pid(control_plane.root, execution_id), signal.SIGKILL)
 
     wait_until(lambda: executions(database, [execution_id])[0].status.is_terminal, "the execution is closed")
     [execution] = executions(database, [execution_id])
@@ -219,8 +232,8 @@ def test_cancelling_a_running_workflow_stops_its_runner(control_plane: ControlPl
 
     wait_until(lambda: executions(database, [execution_id])[0].status.is_terminal, "the execution is closed")
     assert executions(database, [execution_id])[0].status == ExecutionStatus.CANCELLED
-    [marker] = markers.glob("*.pid")
-    wait_until(lambda: not _process_exists(int(marker.read_text())), "the runner process is gone")
+    pid = runner_pid(control_plane.root, execution_id)
+    wait_until(lambda: not _process_exists(pid), "the runner process is gone")
 
 
 def _process_exists(pid: int) -> bool:

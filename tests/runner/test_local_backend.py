@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import signal
 import sys
 import time
@@ -16,12 +17,14 @@ from typing import Any
 import pytest
 
 from bifrost.prepared_files import PreparedFile
-from bifrost.protocol import ExecutionStatus, RunPayload
+from bifrost.protocol import ExecutionStatus, RunnerClaim, RunnerEnded, RunPayload
 from bifrost_runner.run import REHEARSAL_MODULE, preconnect, rehearse
 from bifrost_runner.zygote import LOWEST_PRIORITY, priority_is_restorable
-from control_plane.backends.base import LaunchSpec, RunnerExit
-from control_plane.backends.local import LOST_REASON, LocalBackend
+from control_plane.backends.base import LaunchSpec, RunnerExit, RunnerWorkspace
+from control_plane.backends.local import LOST_REASON, LocalBackend, basic_environment
 from control_plane.backends.local_records import RunnerRecord, RunnerRecords
+from control_plane.backends.local_sandbox import RUNNER_UID_BASE, SandboxError
+from control_plane.backends.local_template import RunnerTemplate
 from control_plane.settings import Settings
 from tests.runner.conftest import Harness, logged
 
@@ -40,6 +43,20 @@ WAIT_FOR_MARKER = """
 """
 
 
+def launch_spec(harness: Harness, payload: RunPayload, token: str) -> LaunchSpec:
+    return LaunchSpec(
+        execution_id=payload.execution_id,
+        workflow_name=payload.workflow_name,
+        org_id="org-1",
+        token=token,
+        timeout_seconds=payload.timeout_seconds,
+        api_url=harness.api_url,
+        nats_url=harness.nats.url,
+        nats_credentials=harness.nats_identity(payload.execution_id),
+        workspace_dir=str(harness.workspace),
+    )
+
+
 @dataclass
 class LocalRun:
     harness: Harness
@@ -48,17 +65,7 @@ class LocalRun:
     exits: asyncio.Queue[RunnerExit]
 
     def spec(self, payload: RunPayload, token: str) -> LaunchSpec:
-        return LaunchSpec(
-            execution_id=payload.execution_id,
-            workflow_name=payload.workflow_name,
-            org_id="org-1",
-            token=token,
-            timeout_seconds=payload.timeout_seconds,
-            api_url=self.harness.api_url,
-            nats_url=self.harness.nats.url,
-            nats_credentials=self.harness.nats_identity(payload.execution_id),
-            workspace_dir=str(self.harness.workspace),
-        )
+        return launch_spec(self.harness, payload, token)
 
     async def launch(self, function_name: str, **fields: Any) -> RunPayload:
         payload, token = self.harness.payload(function_name, **fields)
@@ -80,9 +87,24 @@ async def _started_backend(settings: Settings) -> tuple[LocalBackend, asyncio.Qu
     return backend, exits
 
 
+def local_settings(harness: Harness, tmp_path: Path, **fields: Any) -> Settings:
+    """The local backend's settings for runners of `harness`: they see its workspace, and may write in
+    `shared_folder`."""
+    fields.setdefault("local_sandbox_paths", [shared_folder(tmp_path)])
+    return Settings(data_dir=tmp_path / "data", workspace_url=str(harness.workspace), local_pool_size=1, **fields)
+
+
+def shared_folder(tmp_path: Path) -> Path:
+    """A folder that the test and its runners (each a user of its own under a root control plane) may write."""
+    folder = tmp_path / "shared"
+    folder.mkdir(exist_ok=True)
+    folder.chmod(0o1777)
+    return folder
+
+
 @pytest.fixture
 async def local(harness: Harness, tmp_path: Path) -> AsyncIterator[LocalRun]:
-    settings = Settings(data_dir=tmp_path / "data", local_pool_size=1, cancel_grace_seconds=1.0)
+    settings = local_settings(harness, tmp_path, cancel_grace_seconds=1.0)
     backend, exits = await _started_backend(settings)
     yield LocalRun(harness, settings, backend, exits)
     await backend.stop()
@@ -168,7 +190,7 @@ async def test_launch_is_idempotent_by_execution_id(local: LocalRun, tmp_path: P
             with open(log, "a") as file:
                 file.write(f"{os.getpid()}\\n")
     """)
-    runs_log = tmp_path / "runs.log"
+    runs_log = shared_folder(tmp_path) / "runs.log"
     payload, token = local.harness.payload("count", parameters={"log": str(runs_log)})
     spec = local.spec(payload, token)
 
@@ -185,7 +207,7 @@ async def test_launch_is_idempotent_by_execution_id(local: LocalRun, tmp_path: P
     await local.backend.launch(spec)
     assert (await local.next_exit()).execution_id == payload.execution_id
     # Another execution through the same template: once it is done, a duplicate would have run before it.
-    other = await local.launch("count", parameters={"log": str(tmp_path / "other.log")})
+    other = await local.launch("count", parameters={"log": str(shared_folder(tmp_path) / "other.log")})
     assert (await local.next_exit()).execution_id == other.execution_id
 
     assert len(runs_log.read_text().splitlines()) == 1
@@ -229,12 +251,11 @@ async def test_kill_escalates_to_sigkill_when_sigterm_is_ignored(local: LocalRun
 async def test_a_runner_killed_from_outside_is_reported(local: LocalRun, tmp_path: Path) -> None:
     local.harness.write(WAIT_FOR_MARKER)
     payload = await local.launch("wait_for", parameters={"marker": str(tmp_path / "never")})
-    events = await local.harness.events(payload.execution_id, until=logged("waiting"))
-    started = events[0].event
-    assert started.type == "started" and started.pid is not None
-    pid = started.pid
+    await local.harness.events(payload.execution_id, until=logged("waiting"))
+    pid = local.backend.runner_ref(payload.execution_id)
+    assert pid is not None
 
-    os.kill(pid, signal.SIGKILL)
+    os.kill(int(pid), signal.SIGKILL)
 
     runner_exit = await local.next_exit()
     assert (runner_exit.execution_id, runner_exit.exit_code, runner_exit.reason, runner_exit.status) == (
@@ -289,7 +310,7 @@ async def test_runner_environment_has_no_control_plane_configuration(
     monkeypatch.setenv("BIFROST_DATABASE_URL", "postgresql://admin:hunter2@db/bifrost")
     monkeypatch.setenv("BIFROST_SECRET_KEY", "signing-key")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "aws-secret")
-    settings = Settings(data_dir=tmp_path / "data", local_pool_size=1, local_memory_limit_mb=3072)
+    settings = local_settings(harness, tmp_path, local_memory_limit_mb=3072)
     backend, exits = await _started_backend(settings)
     local = LocalRun(harness, settings, backend, exits)
     harness.write("""
@@ -303,6 +324,7 @@ async def test_runner_environment_has_no_control_plane_configuration(
                 "env": dict(os.environ),
                 "memory": resource.getrlimit(resource.RLIMIT_AS)[0],
                 "cpu": resource.getrlimit(resource.RLIMIT_CPU)[0],
+                "processes": resource.getrlimit(resource.RLIMIT_NPROC)[0],
             }
     """)
     try:
@@ -324,6 +346,86 @@ async def test_runner_environment_has_no_control_plane_configuration(
     assert set(env) <= runner_keys | basics
     assert seen["memory"] == 3072 * 1024 * 1024
     assert seen["cpu"] == 30 + 5
+    assert seen["processes"] == settings.local_max_processes == 256
+
+
+async def test_the_backend_does_not_start_without_its_sandbox(
+    harness: Harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "bin").mkdir()
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))  # no bwrap on it
+
+    with pytest.raises(SandboxError, match=r"`bwrap` is not installed.*BIFROST_LOCAL_SANDBOX=none"):
+        await _started_backend(local_settings(harness, tmp_path))
+
+    missing = tmp_path / "missing"
+    monkeypatch.undo()
+    with pytest.raises(SandboxError, match=re.escape(f"BIFROST_LOCAL_SANDBOX_PATHS names {missing}, which is not")):
+        await _started_backend(local_settings(harness, tmp_path, local_sandbox_paths=[missing]))
+
+
+async def test_unsandboxed_runners_run_with_a_warning(
+    harness: Harness, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    harness.write("""
+        import os
+        from bifrost import workflow
+
+        @workflow
+        def where(path: str):
+            return os.path.exists(path)
+    """)
+    settings = local_settings(harness, tmp_path, local_sandbox="none")
+    backend, exits = await _started_backend(settings)
+    local = LocalRun(harness, settings, backend, exits)
+    try:
+        # The data folder, invisible to sandboxed runners, is there to be read.
+        payload = await local.launch("where", parameters={"path": str(settings.data_dir.resolve() / "runners")})
+        assert (await local.next_exit()).exit_code == 0
+    finally:
+        await backend.stop()
+
+    assert await _result(harness, payload.execution_id) is True
+    assert any("local runners are NOT sandboxed" in record.getMessage() for record in caplog.records)
+
+
+async def test_runners_of_their_own_users_keep_their_own_workspace_cache(harness: Harness, tmp_path: Path) -> None:
+    harness.write("""
+        import os
+        from pathlib import Path
+        from bifrost import workflow
+
+        @workflow
+        def cache():
+            folder = Path(os.environ["BIFROST_WORKSPACE_CACHE_DIR"])
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "probe").write_text("cached")
+            return {"dir": str(folder), "uid": os.getuid()}
+    """)
+    cache_dir = tmp_path / "cache"
+    settings = local_settings(harness, tmp_path, runner_workspace_cache_dir=str(cache_dir))
+    backend, exits = await _started_backend(settings)
+    local = LocalRun(harness, settings, backend, exits)
+    workspace = RunnerWorkspace(url=str(harness.workspace), cache_dir=str(cache_dir))
+    try:
+        payloads = []
+        for _ in range(2):
+            payload, token = harness.payload("cache")
+            await backend.launch(local.spec(payload, token).model_copy(update={"workspace": workspace}))
+            assert (await local.next_exit()).exit_code == 0
+            payloads.append(payload)
+    finally:
+        await backend.stop()
+
+    for payload in payloads:
+        seen = await _result(harness, payload.execution_id)
+        assert isinstance(seen, dict)
+        if os.geteuid() == 0:
+            assert seen["uid"] >= RUNNER_UID_BASE
+            assert seen["dir"] == str(cache_dir / str(seen["uid"]))
+        else:
+            assert seen == {"dir": str(cache_dir), "uid": os.getuid()}
+        assert (Path(seen["dir"]) / "probe").read_text() == "cached"
 
 
 async def test_a_finished_runner_waits_for_nats_as_long_as_its_launch_says(local: LocalRun, tmp_path: Path) -> None:
@@ -344,7 +446,7 @@ async def test_a_finished_runner_waits_for_nats_as_long_as_its_launch_says(local
 
 async def test_the_template_is_restarted_after_it_dies(local: LocalRun, tmp_path: Path) -> None:
     local.harness.write(WAIT_FOR_MARKER)
-    marker = tmp_path / "go"
+    marker = shared_folder(tmp_path) / "go"
     running = await local.launch("wait_for", parameters={"marker": str(marker)})
     await local.harness.events(running.execution_id, until=logged("waiting"))
     template_pid = local.backend.template_pid
@@ -366,7 +468,7 @@ async def test_the_template_is_restarted_after_it_dies(local: LocalRun, tmp_path
 
 async def test_reconcile_watches_live_runners_and_reports_lost_ones(local: LocalRun, tmp_path: Path) -> None:
     local.harness.write(WAIT_FOR_MARKER)
-    marker = tmp_path / "go"
+    marker = shared_folder(tmp_path) / "go"
     alive = await local.launch("wait_for", parameters={"marker": str(marker)})
     await local.harness.events(alive.execution_id, until=logged("waiting"))
     await local.backend.stop()  # the control plane goes away; its runner keeps running
@@ -503,3 +605,34 @@ async def test_a_rehearsal_leaves_the_process_as_it_was(harness: Harness, caplog
     ]
     assert (sys.stdout, sys.stderr, list(root.handlers), root.level, list(sys.path)) == before
     assert REHEARSAL_MODULE not in sys.modules
+
+
+async def test_runners_may_each_have_a_user_namespace_of_their_own(harness: Harness, tmp_path: Path) -> None:
+    """How the sandbox of a non-root control plane, whose runners share its user, gives each runner a process
+    limit of its own: the kernel counts a user's processes per user namespace."""
+    harness.write("""
+        import os
+        from bifrost import workflow
+
+        @workflow
+        def namespace():
+            return os.readlink("/proc/self/ns/user")
+    """)
+    ended: asyncio.Queue[RunnerEnded] = asyncio.Queue()
+    template = RunnerTemplate(1, basic_environment(), ended.put_nowait, lambda: None, user_namespaces=True)
+    await template.start()
+    payload, token = harness.payload("namespace")
+    claim = RunnerClaim(
+        execution_id=payload.execution_id,
+        env=basic_environment() | launch_spec(harness, payload, token).runner_env(),
+        log_path=str(tmp_path / "runner.log"),
+        payload=payload,
+    )
+    try:
+        await template.fork(claim)
+        assert (await asyncio.wait_for(ended.get(), timeout=60)).exit_code == 0
+    finally:
+        await template.close()
+
+    assert await _result(harness, payload.execution_id) != os.readlink("/proc/self/ns/user")
+

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,6 +30,21 @@ def s3_overrides(server: SeaweedS3, bucket: str, **credentials: Any) -> dict[str
     }
 
 
+def shared_folder(tmp: Path) -> Path:
+    """A folder that tests and the sandboxed runners (each a user of its own under a root control plane) share."""
+    folder = tmp / "shared"
+    folder.mkdir(exist_ok=True)
+    folder.chmod(0o1777)
+    return folder
+
+
+def runner_caches(bifrost: Bifrost) -> list[Path]:
+    """The runners' workspace caches: the one set, or under a root control plane, where each runner is a user of
+    its own, the one of each runner user in it."""
+    cache = Path(bifrost.settings.runner_workspace_cache_dir or "")
+    return sorted(cache.iterdir()) if os.geteuid() == 0 else [cache]
+
+
 @contextmanager
 def running_bifrost(tmp: Path, **overrides: Any) -> Iterator[Bifrost]:
     """The real control plane (SQLite, NATS, the local backend) on the workspace `overrides` name, its runners
@@ -40,6 +56,7 @@ def running_bifrost(tmp: Path, **overrides: Any) -> Iterator[Bifrost]:
             f"sqlite:///{tmp / 'bifrost.db'}",
             nats.url,
             runner_workspace_cache_dir=str(tmp / "runner-cache"),
+            local_sandbox_paths=[shared_folder(tmp)],
             **overrides,
         )
         with serving(settings) as url:

@@ -18,8 +18,10 @@ from tests.s3 import SeaweedS3, running_seaweedfs
 from tests.workspace.conftest import (
     new_bucket,
     registry_revision,
+    runner_caches,
     running_bifrost,
     s3_overrides,
+    shared_folder,
     wait_running,
     workflow_names,
 )
@@ -63,10 +65,12 @@ def test_a_folder_workspace_runs_edits_live_from_a_shared_cache(tmp_path: Path) 
         second = finished(api, start(api, "count", start=41))
         assert (second["status"], second["result"], second["workspace_revision"]) == ("Success", 43, revision)
 
-        runner_cache = Path(bifrost.settings.runner_workspace_cache_dir or "")
-        assert (runner_cache / CACHE_FOLDER / INDEX_FILE).is_file()  # one cache, kept for the next runners
-        assert (runner_cache / CACHE_FOLDER / "settings.py").read_text() == "STEP = 2\n"
-        checkouts = {entry.name for entry in (runner_cache / REVISIONS_FOLDER).iterdir() if entry.is_dir()}
+        caches = runner_caches(bifrost)  # one, kept for the next runners (of its user)
+        assert all((cache / CACHE_FOLDER / INDEX_FILE).is_file() for cache in caches)
+        assert "STEP = 2\n" in {(cache / CACHE_FOLDER / "settings.py").read_text() for cache in caches}
+        checkouts = {
+            entry.name for cache in caches for entry in (cache / REVISIONS_FOLDER).iterdir() if entry.is_dir()
+        }
         assert checkouts == {first["workspace_revision"], revision}  # one per revision, kept for the next runs
         assert not (bifrost.workspace / "ops" / "__pycache__").exists()  # nothing was imported from the folder
 
@@ -76,7 +80,7 @@ def test_a_run_pinned_to_a_folder_revision_runs_exactly_its_code_after_the_folde
         bifrost.write_workflow("settings.py", "STEP = 1\n")
         bifrost.write_workflow("ops/counter.py", COUNTER)
         eventually(lambda: "count" in workflow_names(api), what="the workflows to be discovered")
-        marker = tmp_path / "open"
+        marker = shared_folder(tmp_path) / "open"
         holding = start(api, "count", start=1, marker=str(marker))
         wait_running(api, holding)
         pinned = start(api, "count", start=1)  # queued behind `holding`, pinned to STEP = 1

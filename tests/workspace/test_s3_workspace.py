@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import textwrap
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -145,13 +144,13 @@ def test_files_written_straight_into_the_bucket_are_discovered_live(
 
 
 def test_a_run_queued_before_a_change_runs_exactly_its_old_revision(
-    api: httpx.Client, tmp_path: Path, seaweedfs: SeaweedS3, bucket: str
+    bifrost: Bifrost, api: httpx.Client, seaweedfs: SeaweedS3, bucket: str
 ) -> None:
     files = {"helpers.py": 'ANSWER = "v1"\n', "pinned/which.py": versioned("v1"), "pinned/current.py": CURRENT_ANSWER}
     for path, source in files.items():
         assert api.put(f"/api/workspace/files/{path}", content=source).status_code == 200
     old_revision = registry_revision(api)
-    marker = tmp_path / "open"
+    marker = bifrost.settings.local_sandbox_paths[0] / "open"
     holding = start(api, "which", marker=str(marker))
     wait_running(api, holding)
     pinned = start(api, "which")  # queued behind `holding`, pinned to the revision of now
