@@ -119,6 +119,8 @@ def make_settings(tmp: Path, database_url: str, nats_url: str, **overrides: Any)
         "secret_key": SecretStr(SECRET_KEY),
         "local_pool_size": 1,
         "workspace_poll_seconds": 0.2,
+        # Runners outlive the test's NATS; this bounds how long one still running then waits to report.
+        "runner_report_seconds": 30,
         **overrides,
     }
     return Settings(**values)

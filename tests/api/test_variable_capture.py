@@ -13,7 +13,7 @@ WORKFLOWS = """
 from bifrost import workflow
 
 
-@workflow
+@workflow(resources={"memory_limit_mb": 6144})
 def hoard():
     numbers = list(range(10_000_000))
     text = "x" * 300_000_000

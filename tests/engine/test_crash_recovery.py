@@ -32,6 +32,7 @@ WORKFLOWS = """
 import asyncio
 import logging
 import os
+import uuid
 from pathlib import Path
 
 from bifrost import workflow
@@ -41,7 +42,8 @@ logger = logging.getLogger(__name__)
 
 @workflow
 async def steady(lines: int, pause: float, marker_dir: str):
-    Path(marker_dir, f"{os.getpid()}.pid").write_text(str(os.getpid()))
+    # Named uniquely: runners of a restarted control plane are in a new PID namespace, where pids start again.
+    Path(marker_dir, f"{uuid.uuid4().hex}.pid").write_text(str(os.getpid()))
     for index in range(lines):
         logger.info("line %d", index)
         await asyncio.sleep(pause)

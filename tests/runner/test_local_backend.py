@@ -430,7 +430,7 @@ async def test_runners_of_their_own_users_keep_their_own_workspace_cache(harness
 
 async def test_a_finished_runner_waits_for_nats_as_long_as_its_launch_says(local: LocalRun, tmp_path: Path) -> None:
     local.harness.write(WAIT_FOR_MARKER)
-    marker = tmp_path / "go"
+    marker = shared_folder(tmp_path) / "go"
     payload, token = local.harness.payload("wait_for", parameters={"marker": str(marker)})
     await local.backend.launch(local.spec(payload, token).model_copy(update={"report_seconds": 1}))
     await local.harness.events(payload.execution_id, until=logged("waiting"))
@@ -501,7 +501,7 @@ async def test_reconcile_watches_live_runners_and_reports_lost_ones(local: Local
 
 async def test_a_launch_an_earlier_process_made_is_watched_not_repeated(local: LocalRun, tmp_path: Path) -> None:
     local.harness.write(WAIT_FOR_MARKER)
-    marker = tmp_path / "go"
+    marker = shared_folder(tmp_path) / "go"
     payload, token = local.harness.payload("wait_for", parameters={"marker": str(marker)})
     spec = local.spec(payload, token)
     await local.backend.launch(spec)
