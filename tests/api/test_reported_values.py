@@ -8,14 +8,17 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import nats
 import pytest
+from nats.aio.client import RawCredentials
 
-from bifrost.protocol import events_subject, message_id
+from bifrost.protocol import events_subject, inbox_prefix, message_id, nats_credentials_file
+from control_plane.nats_auth import AccountSigner
 from tests.api.conftest import Bifrost, eventually, finished, running_bifrost, start
 
 WORKFLOWS = """
@@ -249,9 +252,15 @@ def nested(depth: int) -> Any:
     return value
 
 
-async def publish_raw(nats_url: str, execution_id: str, events: list[dict[str, Any]]) -> None:
-    """Publish events as JSON a runner never writes: NUL escaped, NaN and Infinity as bare words."""
-    client = await nats.connect(nats_url)
+async def publish_raw(nats_url: str, account_seed: str, execution_id: str, events: list[dict[str, Any]]) -> None:
+    """Publish events as JSON a runner never writes (NUL escaped, NaN and Infinity as bare words), under the NATS
+    identity of the execution's runner, as workflow code holding it could."""
+    identity = AccountSigner(account_seed).runner(execution_id, datetime.now(UTC) + timedelta(hours=1))
+    client = await nats.connect(
+        nats_url,
+        user_credentials=RawCredentials(nats_credentials_file(identity.jwt, identity.seed)),
+        inbox_prefix=inbox_prefix(execution_id),
+    )
     try:
         js = client.jetstream()
         for event in events:
@@ -287,8 +296,9 @@ def test_events_breaking_the_rules_are_stored_made_storable_without_stalling_ing
             "duration_ms": float("nan"),
         },
     ]
-    assert bifrost.settings.nats_url is not None
-    asyncio.run(publish_raw(bifrost.settings.nats_url, execution_id, forged))
+    assert bifrost.settings.nats_url is not None and bifrost.settings.nats_account_seed is not None
+    account_seed = bifrost.settings.nats_account_seed.get_secret_value()
+    asyncio.run(publish_raw(bifrost.settings.nats_url, account_seed, execution_id, forged))
 
     execution = finished(api, execution_id)
     assert execution["status"] == "Failed"
