@@ -1,7 +1,8 @@
 """Executions end to end, against `bifrost serve` in its own process as users run it (SQLite, embedded NATS,
 local backend), from an HTTP client in this one:
 
-1. sync round trip, request to result: p50/p95/p99 over 200 calls;
+1. sync round trip, request to result: p50/p95/p99 over 200 calls; and the same with runners neither
+   sandboxed nor given NATS identities, for what the isolation costs;
 2. 40 sequential sync runs of a ~10 ms workflow: total time;
 3. 1,000 async executions: started over the API, throughput until the last one finished;
 4. ingest: 100,000 log lines published as a runner does, lines per second until all are in the database;
@@ -51,7 +52,7 @@ from control_plane.engine import Engine
 from control_plane.nats_auth import KEYS_FILE, AccountSigner, NatsKeys
 from control_plane.secrets_crypto import SecretCipher
 from control_plane.settings import Settings
-from tests.services import free_port, postgres_bin_dir, running_postgres
+from tests.services import free_port, postgres_bin_dir, running_nats, running_postgres
 
 KEY = "bfk_benchmark-engine-key-0123456789"
 SYNC_CALLS = 200
@@ -177,14 +178,10 @@ def api_figures(tmp: Path) -> dict[str, str]:
         serving(env, api_url, tmp / "bifrost-serve.log") as server,
         httpx.Client(base_url=api_url, headers={"X-Bifrost-Key": KEY}, timeout=60) as api,
     ):
-        timed(20, lambda n: run_sync(api, "trivial", {"n": n}))  # warm-up: runner template up, code paths loaded
         machine_before, server_before = busy_cpu_seconds(), process_cpu_seconds(server.pid)
-        sync = timed(SYNC_CALLS, lambda n: run_sync(api, "trivial", {"n": n}))
+        figures["1. sync round trip p50 / p95 / p99"] = sync_round_trips(api)
         machine = (busy_cpu_seconds() - machine_before) / SYNC_CALLS * 1000
         control_plane = (process_cpu_seconds(server.pid) - server_before) / SYNC_CALLS * 1000
-        figures["1. sync round trip p50 / p95 / p99"] = (
-            f"{statistics.median(sync):.1f} / {percentile(sync, 95):.1f} / {percentile(sync, 99):.1f} ms"
-        )
         figures["1. sync round trip, CPU per call"] = (
             f"{machine:.1f} ms on all {os.cpu_count()} cores, {control_plane:.1f} ms of it in bifrost serve"
         )
@@ -217,6 +214,37 @@ def api_figures(tmp: Path) -> dict[str, str]:
         figures["5. peak memory: runner"] = f"{peak_runner_kb / 1024:.0f} MB RSS (ten_ms, self-reported)"
         figures["5. peak memory: control plane"] = f"{peak_rss_kb(server.pid) / 1024:.0f} MB RSS (bifrost serve)"
     return figures
+
+
+def sync_round_trips(api: httpx.Client) -> str:
+    """p50 / p95 / p99 of `SYNC_CALLS` sync runs of a trivial workflow, after a warm-up."""
+    timed(20, lambda n: run_sync(api, "trivial", {"n": n}))  # warm-up: runner template up, code paths loaded
+    sync = timed(SYNC_CALLS, lambda n: run_sync(api, "trivial", {"n": n}))
+    return f"{statistics.median(sync):.1f} / {percentile(sync, 95):.1f} / {percentile(sync, 99):.1f} ms"
+
+
+def unisolated_sync_figure(tmp: Path) -> str:
+    """The sync round trip as it was before runners were isolated: local runners unsandboxed
+    (`BIFROST_LOCAL_SANDBOX=none`), on a NATS that checks no identities. Only for comparison: never run so."""
+    workspace = tmp / "workspace"
+    workspace.mkdir(parents=True)
+    (workspace / "flows.py").write_text(WORKFLOWS)
+    port = free_port()
+    api_url = f"http://127.0.0.1:{port}"
+    with running_nats(tmp) as nats_server:
+        env = {
+            "BIFROST_DATA_DIR": str(tmp / "data"),
+            "BIFROST_WORKSPACE_URL": str(workspace),
+            "BIFROST_PORT": str(port),
+            "BIFROST_BOOTSTRAP_API_KEY": KEY,
+            "BIFROST_NATS_URL": nats_server.url,
+            "BIFROST_LOCAL_SANDBOX": "none",
+        }
+        with (
+            serving(env, api_url, tmp / "bifrost-serve.log"),
+            httpx.Client(base_url=api_url, headers={"X-Bifrost-Key": KEY}, timeout=60) as api,
+        ):
+            return sync_round_trips(api)
 
 
 async def ingest_lines_per_second(tmp: Path, database_url: str | None = None) -> float:
@@ -290,6 +318,10 @@ def main() -> None:
     figures: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="bifrost-bench-executions-") as tmp:
         figures |= api_figures(Path(tmp))
+    with tempfile.TemporaryDirectory(prefix="bifrost-bench-unisolated-") as tmp:
+        figures["1. sync round trip p50 / p95 / p99, no sandbox, no NATS identities"] = unisolated_sync_figure(
+            Path(tmp)
+        )
     with tempfile.TemporaryDirectory(prefix="bifrost-bench-ingest-") as tmp:
         rate = asyncio.run(ingest_lines_per_second(Path(tmp)))
     figures[f"4. ingest of {LOG_LINES:,} log lines, SQLite"] = f"{rate:,.0f} lines/s"

@@ -8,10 +8,13 @@ import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator
+from typing import Any
 
 import nkeys
 from nats.aio.client import DEFAULT_INBOX_PREFIX, RawCredentials
 from nats.aio.client import Client as NATS
+from nats.errors import AuthorizationError
+from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
@@ -28,7 +31,7 @@ log = logging.getLogger("bifrost_runner")
 
 
 class NatsUnavailableError(RuntimeError):
-    """NATS could not be reached at all."""
+    """NATS could not be reached at all, or refused the runner's identity."""
 
 
 async def connect_runner_nats(config: RunnerConfig, give_up_after: float) -> NATS:
@@ -44,9 +47,12 @@ async def connect_nats(
     url: str, give_up_after: float, credentials: RawCredentials | None = None, inbox: str | bytes = DEFAULT_INBOX_PREFIX
 ) -> NATS:
     nc = NATS()
+    refused: asyncio.Future[str] = asyncio.get_running_loop().create_future()
 
     async def on_error(exc: Exception) -> None:
         log.warning("NATS: %s", exc)
+        if _is_refusal(exc) and not refused.done():
+            refused.set_result(str(exc))
 
     async def on_disconnected() -> None:
         if not nc.is_closed:
@@ -55,26 +61,41 @@ async def connect_nats(
     async def on_reconnected() -> None:
         log.warning("NATS: reconnected")
 
-    try:
-        await asyncio.wait_for(
-            nc.connect(
-                url,
-                name="bifrost-runner",
-                max_reconnect_attempts=-1,
-                reconnect_time_wait=0.25,  # type: ignore[arg-type]  # annotated int, used as seconds
-                connect_timeout=2,
-                pending_size=0,
-                error_cb=on_error,
-                disconnected_cb=on_disconnected,
-                reconnected_cb=on_reconnected,
-                user_credentials=credentials,
-                inbox_prefix=inbox,
-            ),
-            timeout=give_up_after,
+    connecting = asyncio.ensure_future(
+        nc.connect(
+            url,
+            name="bifrost-runner",
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.25,  # type: ignore[arg-type]  # annotated int, used as seconds
+            connect_timeout=2,
+            pending_size=0,
+            error_cb=on_error,
+            disconnected_cb=on_disconnected,
+            reconnected_cb=on_reconnected,
+            user_credentials=credentials,
+            inbox_prefix=inbox,
         )
-    except TimeoutError:
-        raise NatsUnavailableError(f"NATS at {url} unreachable for {give_up_after:.0f} s") from None
-    return nc
+    )
+    # An identity NATS refuses stays refused: retrying it until the runner's timeout would only delay the failure.
+    first: set[asyncio.Future[Any]] = {connecting, refused}
+    await asyncio.wait(first, timeout=give_up_after, return_when=asyncio.FIRST_COMPLETED)
+    if connecting.done() and not refused.done():
+        connecting.result()
+        return nc
+    connecting.cancel()
+    with contextlib.suppress(asyncio.CancelledError, NatsError, OSError):
+        await connecting
+    with contextlib.suppress(NatsError, OSError):
+        await nc.close()
+    if refused.done():
+        raise NatsUnavailableError(f"NATS at {url} refused this runner's identity: {refused.result()}")
+    raise NatsUnavailableError(f"NATS at {url} unreachable for {give_up_after:.0f} s")
+
+
+def _is_refusal(exc: Exception) -> bool:
+    """Whether NATS refused the identity: an unknown or badly signed one, or one that expired."""
+    text = str(exc).lower()
+    return isinstance(exc, AuthorizationError) or "authorization violation" in text or "authentication expired" in text
 
 
 async def ensure_streams(js: JetStreamContext) -> None:

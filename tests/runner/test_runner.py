@@ -504,14 +504,15 @@ async def test_half_a_nats_identity_is_named(harness: Harness) -> None:
     assert "BIFROST_NATS_JWT and BIFROST_NATS_SEED go together" in stderr.decode()
 
 
-async def test_a_runner_whose_nats_identity_expired_is_refused_by_nats(harness: Harness) -> None:
+async def test_a_runner_whose_nats_identity_expired_is_refused_by_nats_and_gives_up_at_once(harness: Harness) -> None:
     payload, token = harness.payload("anything")
     an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
     expired = AccountSigner(harness.nats.account_seed).runner(payload.execution_id, an_hour_ago)
     env = harness.env(payload.execution_id, token) | {
         "BIFROST_NATS_JWT": expired.jwt,
         "BIFROST_NATS_SEED": expired.seed,
-        "BIFROST_TIMEOUT_SECONDS": "3",
+        # Far beyond the wait below: the runner ends because NATS refused it, not because its time ran out.
+        "BIFROST_TIMEOUT_SECONDS": "3600",
     }
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bifrost_runner", env=env, stderr=asyncio.subprocess.PIPE
@@ -519,5 +520,6 @@ async def test_a_runner_whose_nats_identity_expired_is_refused_by_nats(harness: 
     _, stderr = await asyncio.wait_for(process.communicate(), 120)
 
     assert process.returncode == 1
+    assert "refused this runner's identity" in stderr.decode()
     assert "authorization violation" in stderr.decode().lower()
     assert f"cannot report execution {payload.execution_id}" in stderr.decode()
