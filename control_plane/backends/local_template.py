@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pydantic import ValidationError
 
 from bifrost.protocol import (
+    ForkMade,
     RunnerClaim,
     RunnerEnded,
     RunnerForked,
@@ -167,10 +168,11 @@ class RunnerTemplate:
         await self._process.wait()
 
     def _host_pid(self, pid: int) -> int:
-        """The pid here of the runner with pid `pid` in the template's sandbox."""
+        """The pid here of the runner with pid `pid` in the template's sandbox: found when its fork was made, as a
+        runner of a trivial workflow may be gone by the time its `RunnerForked` is read."""
         if self._sandbox is None:
             return pid
-        found = host_pid(self._pid, pid)
+        found = self._host_pids.get(pid) or host_pid(self._pid, pid)
         if found is None:
             raise LaunchError(f"the runner (pid {pid} in its sandbox) ended as it started")
         self._host_pids[pid] = found
@@ -185,6 +187,10 @@ class RunnerTemplate:
                 self._on_ended(message)
                 continue
             if isinstance(message, TemplateStarted):
+                continue
+            if isinstance(message, ForkMade):
+                if self._sandbox is not None and (found := host_pid(self._pid, message.pid)) is not None:
+                    self._host_pids[message.pid] = found
                 continue
             forked = self._forking.get(message.execution_id)
             if forked is None or forked.done():

@@ -8,10 +8,10 @@ its claim came: the claim brings the execution's own NATS identity. A used spare
 ends, or shortly after, so that a new fork does not compete with the run for a core; where the runner can take
 its priority back (see `priority_is_restorable`), a spare gets ready at the lowest CPU priority, so that it never
 competes with running work, and runs its claim at the template's priority. The template reads `RunnerClaim`s,
-one JSON line each, on stdin; writes `TemplateStarted`, then `RunnerForked` / `RunnerEnded` / `RunnerForkFailed`
-lines on stdout; reaps its runners; and exits when stdin closes, leaving running runners to finish. Started as
-the first process of a PID namespace (the local runners' sandbox), it stays as that namespace's init while the
-template runs in a child.
+one JSON line each, on stdin; writes `TemplateStarted`, then `ForkMade` / `RunnerForked` / `RunnerEnded` /
+`RunnerForkFailed` lines on stdout; reaps its runners; and exits when stdin closes, leaving running runners to
+finish. Started as the first process of a PID namespace (the local runners' sandbox), it stays as that
+namespace's init while the template runs in a child.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ import uvloop
 from pydantic import BaseModel, ValidationError
 
 from bifrost.prepared_files import PreparedFile
-from bifrost.protocol import RunnerClaim, RunnerEnded, RunnerForked, RunnerForkFailed, TemplateStarted
+from bifrost.protocol import ForkMade, RunnerClaim, RunnerEnded, RunnerForked, RunnerForkFailed, TemplateStarted
 from bifrost_runner import __main__ as runner_main
 from bifrost_runner.api import ApiClient
 from bifrost_runner.logs import WORKFLOW_LOG_LEVEL
@@ -318,6 +318,7 @@ class Template:
                 code = os.EX_SOFTWARE
             runner_main.exit_now(code)
         os.close(claim_read)
+        _send(ForkMade(pid=pid))
         fork = _Fork(pid=pid, pidfd=os.pidfd_open(pid), claim_fd=claim_write, uid=uid)
         self._forks[fork.pidfd] = fork
         self._selector.register(fork.pidfd, selectors.EVENT_READ)

@@ -188,6 +188,13 @@ class TemplateStarted(BaseModel):
     pid: int = Field(description="The template's own pid (in its PID namespace).")
 
 
+class ForkMade(BaseModel):
+    """A fork was made and waits for its claim: while it surely lives, the backend can find it by its pid."""
+
+    type: Literal["fork_made"] = "fork_made"
+    pid: int
+
+
 class RunnerForked(BaseModel):
     type: Literal["forked"] = "forked"
     execution_id: str
@@ -209,6 +216,6 @@ class RunnerForkFailed(BaseModel):
 
 
 TemplateMessage = Annotated[
-    TemplateStarted | RunnerForked | RunnerEnded | RunnerForkFailed, Field(discriminator="type")
+    TemplateStarted | ForkMade | RunnerForked | RunnerEnded | RunnerForkFailed, Field(discriminator="type")
 ]
 template_message_adapter: TypeAdapter[TemplateMessage] = TypeAdapter(TemplateMessage)

@@ -636,3 +636,46 @@ async def test_runners_may_each_have_a_user_namespace_of_their_own(harness: Harn
 
     assert await _result(harness, payload.execution_id) != os.readlink("/proc/self/ns/user")
 
+
+
+def _stalled_until_exists(path: Path, within: float) -> bool:
+    """Whether `path` exists within `within` seconds, holding up the calling event loop meanwhile."""
+    deadline = time.monotonic() + within
+    while not path.exists():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
+
+
+TOUCH_MARKER = """
+    from pathlib import Path
+    from bifrost import workflow
+
+    @workflow
+    def touch(marker: str):
+        Path(marker).touch()
+"""
+
+
+async def test_a_runner_gone_before_its_fork_is_heard_of_is_launched_and_reported(
+    local: LocalRun, tmp_path: Path
+) -> None:
+    local.harness.write(TOUCH_MARKER)
+    marker = shared_folder(tmp_path) / "touched"
+    payload, token = local.harness.payload("touch", parameters={"marker": str(marker)})
+    await asyncio.sleep(0.5)  # the template's news of its spare is read
+    launching = asyncio.create_task(local.backend.launch(local.spec(payload, token)))
+    # One step of the event loop at a time, until the claim is out: from then on this loop reads nothing, so the
+    # runner runs, ends and is reaped before the template's word of its fork is read.
+    for _step in range(10_000):
+        await asyncio.sleep(0)
+        if _stalled_until_exists(marker, within=0.05):
+            break
+    _stalled_until_exists(marker, within=60)
+    _stalled_until_exists(marker.with_name("never"), within=1.0)  # its exit and reaping
+    await launching
+
+    runner_exit = await local.next_exit()
+    assert (runner_exit.execution_id, runner_exit.exit_code) == (payload.execution_id, 0)
+    await _result(local.harness, payload.execution_id)
