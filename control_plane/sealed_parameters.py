@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Engine, Table, or_, select
 
-from bifrost_runner.redaction import Redactor
+from bifrost.redaction import Redactor
 from control_plane.db.models import Execution, Secret
 from control_plane.secrets_crypto import SecretCipher, SecretDecryptionError
 

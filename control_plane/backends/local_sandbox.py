@@ -19,6 +19,7 @@ Runners see the network as the control plane does: they reach NATS and the API l
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
 import os
 import shutil
@@ -26,8 +27,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import bifrost
-import bifrost_runner
 from control_plane.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -51,7 +50,9 @@ def runs_as_root() -> bool:
 def _code_folders() -> list[Path]:
     """The Python installation (the virtual environment and the interpreter's) and the runner's own code."""
     folders = [Path(sys.prefix), Path(sys.base_prefix), Path(os.path.realpath(sys.executable)).parent.parent]
-    folders += [Path(package.__file__).parent.parent for package in (bifrost, bifrost_runner) if package.__file__]
+    # Found, not imported: the control plane never imports the runner's code.
+    specs = [importlib.util.find_spec(package) for package in ("bifrost", "bifrost_runner")]
+    folders += [Path(spec.origin).parent.parent for spec in specs if spec is not None and spec.origin]
     return [folder.resolve() for folder in folders if folder.exists()]
 
 

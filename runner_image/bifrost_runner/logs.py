@@ -17,9 +17,9 @@ from datetime import UTC, datetime
 from typing import TextIO
 
 from bifrost.protocol import LogEvent, LogRecord
+from bifrost.redaction import Redactor
 from bifrost.storable import storable_text
 from bifrost_runner.publisher import EventPublisher
-from bifrost_runner.redaction import Redactor
 
 BATCH_RECORDS = 500
 BATCH_BYTES = 256 * 1024

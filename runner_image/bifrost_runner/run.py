@@ -32,6 +32,7 @@ from bifrost.protocol import (
     VariablesEvent,
     control_subject,
 )
+from bifrost.redaction import Redactor
 from bifrost.schema import ParameterValidationError, bind_arguments
 from bifrost.storable import Storable, storable_text
 from bifrost_runner.api import ApiClient, ApiError
@@ -43,7 +44,7 @@ from bifrost_runner.loader import WorkflowLoadError, load_workflow
 from bifrost_runner.logs import LogCollector, captured_output
 from bifrost_runner.outcome import Outcome, failure, outcome_of
 from bifrost_runner.publisher import EventPublisher, EventTooLargeError
-from bifrost_runner.redaction import Redactor, redacted_handlers
+from bifrost_runner.redaction import redacted_handlers
 from bifrost_runner.services import ApiRuntimeServices
 from bifrost_runner.sync import WorkspaceSyncError
 from bifrost_runner.variables import capture_variables

@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from bifrost.protocol import ExecutionStatus
+from bifrost.redaction import Redactor
 from bifrost_runner.api import LONG_POLL_SECONDS, ApiClient
-from bifrost_runner.redaction import Redactor
 
 
 class SubWorkflowError(RuntimeError):

@@ -7,7 +7,8 @@ import logging
 import sys
 from types import FrameType
 
-from bifrost_runner.redaction import MASK, Redactor, redacted_handlers
+from bifrost.redaction import MASK, Redactor
+from bifrost_runner.redaction import redacted_handlers
 from bifrost_runner.variables import MAX_VALUE_CHARS, capture_variables
 
 SECRET = "runner-known-secret-5e21"
