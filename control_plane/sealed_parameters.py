@@ -6,22 +6,23 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, Table, or_, select
+from sqlalchemy import Engine
 
 from bifrost.redaction import Redactor
 from control_plane.db.models import Execution, Secret
+from control_plane.db.session import session_scope
+from control_plane.scoped_values import entries_visible_to_org
 from control_plane.secrets_crypto import SecretCipher, SecretDecryptionError
 
-_EXECUTIONS: Table = Execution.__table__  # type: ignore[attr-defined]
-_SECRETS: Table = Secret.__table__  # type: ignore[attr-defined]
 
-
-def seal(cipher: SecretCipher, parameters: dict[str, Any], secrets: Iterable[str]) -> tuple[dict[str, Any], str | None]:
+def seal(cipher: SecretCipher, parameters: dict[str, Any], secrets: Sequence[str]) -> tuple[dict[str, Any], str | None]:
     """The parameters to store, with the `secrets` that occur in them masked, and the encrypted originals (None
     when no secret occurs: the parameters are stored as they are)."""
+    if not secrets:
+        return parameters, None
     redactor = _redactor(secrets)
     occurring = redactor.found_in(parameters)
     if not occurring:
@@ -39,25 +40,21 @@ def unseal(cipher: SecretCipher, sealed: str) -> tuple[dict[str, Any], list[str]
 def readable_secrets(db: Engine, cipher: SecretCipher, execution_id: str) -> Redactor:
     """A redactor of every secret value the execution could have read: its organization's secrets, the global
     ones, and those its parent passed to it. Values no configured key decrypts are left out."""
-    with db.connect() as conn:
-        execution = conn.execute(
-            select(_EXECUTIONS.c.org_id, _EXECUTIONS.c.sealed_parameters).where(_EXECUTIONS.c.id == execution_id)
-        ).one_or_none()
+    with session_scope(db) as session:
+        execution = session.get(Execution, execution_id)
         if execution is None:
             return Redactor()
-        scope: ColumnElement[bool] = _SECRETS.c.org_id.is_(None)
-        if execution.org_id is not None:
-            scope = or_(scope, _SECRETS.c.org_id == execution.org_id)
-        ciphertexts = list(conn.execute(select(_SECRETS.c.ciphertext).where(scope)).scalars())
+        ciphertexts = [entry.ciphertext for entry in entries_visible_to_org(session, Secret, execution.org_id)]
+        sealed = execution.sealed_parameters
     values: list[str] = []
     for ciphertext in ciphertexts:
         try:
             values.append(cipher.decrypt(ciphertext))
         except SecretDecryptionError:
             continue
-    if execution.sealed_parameters is not None:
+    if sealed is not None:
         with contextlib.suppress(SecretDecryptionError):
-            values.extend(unseal(cipher, execution.sealed_parameters)[1])
+            values.extend(unseal(cipher, sealed)[1])
     return _redactor(values)
 
 

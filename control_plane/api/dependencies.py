@@ -38,7 +38,8 @@ SESSION_COOKIE = "bifrost_session"
 CSRF_HEADER = "X-CSRF-Token"
 ORG_HEADER = "X-Bifrost-Org"
 AUTHENTICATED_SCOPE_KEY = "bifrost.principal"
-"""Where the request guard leaves the principal it authenticated before the body was read."""
+"""Where the request guard leaves the principal, or the execution token's claims, it checked before the body
+was read."""
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -185,10 +186,13 @@ async def require_org_admin(user: UserDep) -> Principal:
 OrgAdminDep = Annotated[Principal, Depends(require_org_admin)]
 
 
-def require_execution_token(services: ServicesDep, bearer: BearerDep) -> ExecutionClaims:
+def require_execution_token(request: Request, services: ServicesDep, bearer: BearerDep) -> ExecutionClaims:
     """The claims of the execution token a runner sent, while its execution has not ended; 401 for anything
     else, API keys included. A token outlives its execution until it expires: the execution's status, one
     primary-key read, decides whether it still acts."""
+    known = request.scope.get(AUTHENTICATED_SCOPE_KEY)
+    if isinstance(known, ExecutionClaims):
+        return known
     if bearer is None:
         raise _unauthorized("missing execution token: send `Authorization: Bearer <token>`")
     try:
@@ -228,8 +232,8 @@ def write_scope(user: Principal, global_scope: bool) -> str | None:
 def require_starter(request: Request, services: ServicesDep, credentials: CredentialsDep) -> Starter:
     """The caller starting the workflow named in the path, for the organization they act for (only platform
     admins start global runs). 403 when the workflow is restricted to roles the caller lacks there; a platform
-    admin starting a run for an organization they do not belong to is audited. Authenticates the caller itself,
-    in the same session: one worker thread and one connection for both."""
+    admin starting a run for an organization they do not belong to is audited. Authenticates the caller unless
+    the request guard already did."""
     workflow_name = request.path_params.get("name", "")
     with session_scope(services.db_engine) as session:
         user = _authenticate(session, request, credentials)

@@ -107,13 +107,16 @@ class RequestGuard:
         return self.settings.max_request_bytes
 
     async def _refusal(self, route: APIRoute, scope: Scope) -> Response | None:
-        """The answer refusing the caller, or None to go on (a user is left in the scope for the route)."""
+        """The answer refusing the caller, or None to go on (the principal, or the execution token's claims, are
+        left in the scope for the route)."""
         calls = set(_calls(route.dependant))
         services: Services = scope["app"].state.services
         request = Request(scope)
         try:
             if require_execution_token in calls:
-                await run_in_threadpool(require_execution_token, services, await bearer_of(request))
+                scope[AUTHENTICATED_SCOPE_KEY] = await run_in_threadpool(
+                    require_execution_token, request, services, await bearer_of(request)
+                )
             elif calls & {require_user, require_starter}:
                 credentials = await credentials_of(request)
                 scope[AUTHENTICATED_SCOPE_KEY] = await run_in_threadpool(require_user, request, services, credentials)

@@ -210,7 +210,9 @@ class LocalBackend:
             log_path=str(self._records.log_path(spec.execution_id)),
             memory_limit_bytes=memory_limit_mb * 1024 * 1024,
             cpu_limit_seconds=spec.timeout_seconds + math.ceil(self._settings.cancel_grace_seconds),
-            max_processes=self._settings.local_max_processes,
+            # RLIMIT_NPROC counts a user's processes: meaningful only for a runner with a user (or user namespace)
+            # of its own, so not for unsandboxed runners, which share the control plane's user.
+            max_processes=self._settings.local_max_processes if self._sandbox is not None else None,
             payload=spec.payload,
         )
         template = await self._ready_template()

@@ -7,6 +7,7 @@ start time identifies a process even when the pid has been reused since.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
@@ -122,7 +123,15 @@ class RunnerRecords:
         """Rewrite the record in place. A new file and a rename would cost two directory updates, each a
         journal write, on every launch; a record cut short by a crash mid-write reads as lost instead."""
         data = record.model_dump_json().encode()
-        fd = os.open(self._path(record.execution_id, ".json"), os.O_WRONLY | os.O_CREAT, 0o600)
+        path = self._path(record.execution_id, ".json")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW
+        try:
+            fd = os.open(path, flags, 0o600)
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:
+                raise
+            path.unlink()  # a link a runner put in its place: replaced, never followed
+            fd = os.open(path, flags | os.O_EXCL, 0o600)
         try:
             os.pwrite(fd, data, 0)
             os.ftruncate(fd, len(data))
@@ -132,22 +141,34 @@ class RunnerRecords:
     def read(self, execution_id: str) -> RunnerRecord | None:
         """The record; None when there is none, or only an unreadable one."""
         try:
-            return RunnerRecord.model_validate_json(self._path(execution_id, ".json").read_bytes())
+            return RunnerRecord.model_validate_json(_read_no_link(self._path(execution_id, ".json")))
         except FileNotFoundError:
             return None
-        except ValidationError:
+        except (ValidationError, OSError):
             log.warning("the runner record of execution %s is unreadable; taking the runner as lost", execution_id)
             return None
 
     def log_tail(self, execution_id: str, lines: int) -> str | None:
         """The last `lines` lines the runner wrote to its stdout and stderr."""
         try:
-            with self.log_path(execution_id).open("rb") as log:
-                log.seek(max(0, log.seek(0, os.SEEK_END) - 256 * lines))
-                text = log.read().decode(errors="replace")
+            fd = os.open(self.log_path(execution_id), os.O_RDONLY | os.O_NOFOLLOW)
         except FileNotFoundError:
             return None
+        except OSError as exc:  # a link put in its place: never followed
+            log.warning("the runner log of execution %s is not a plain file (%s); not read", execution_id, exc)
+            return None
+        with os.fdopen(fd, "rb") as runner_log:
+            runner_log.seek(max(0, runner_log.seek(0, os.SEEK_END) - 256 * lines))
+            text = runner_log.read().decode(errors="replace")
         return "\n".join(text.splitlines()[-lines:]) or None
 
     def remove(self, execution_id: str) -> None:
         self._path(execution_id, ".json").unlink(missing_ok=True)
+
+
+def _read_no_link(path: Path) -> bytes:
+    """The file's bytes; OSError when a symbolic link stands in its place. Runners can write in this folder
+    (their logs are here), and a link must not make the control plane read or write elsewhere."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    with os.fdopen(fd, "rb") as file:
+        return file.read()

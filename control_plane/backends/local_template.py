@@ -66,8 +66,9 @@ class RunnerTemplate:
         claims_read, claims_write = os.pipe()
         messages_read, messages_write = os.pipe()
         passed, kept = [claims_read, messages_write], [claims_write, messages_read]
+        # `-s`: no user site-packages, which would be read from HOME, a folder runners write in the sandbox.
         command = [
-            sys.executable, "-m", "bifrost_runner.zygote",
+            sys.executable, "-s", "-m", "bifrost_runner.zygote",
             "--spares", str(self._spares),
             "--protocol-fds", f"{claims_read},{messages_write}",
         ]  # fmt: skip
@@ -189,8 +190,12 @@ class RunnerTemplate:
             if isinstance(message, TemplateStarted):
                 continue
             if isinstance(message, ForkMade):
-                if self._sandbox is not None and (found := host_pid(self._pid, message.pid)) is not None:
-                    self._host_pids[message.pid] = found
+                if self._sandbox is not None:
+                    found = host_pid(self._pid, message.pid)
+                    if found is None:  # gone already: no entry of an earlier fork with this pid may stand for it
+                        self._host_pids.pop(message.pid, None)
+                    else:
+                        self._host_pids[message.pid] = found
                 continue
             forked = self._forking.get(message.execution_id)
             if forked is None or forked.done():

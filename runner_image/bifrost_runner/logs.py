@@ -164,6 +164,14 @@ class _CaptureHandler(logging.Handler):
         self._collector = collector
         self.setFormatter(logging.Formatter("%(message)s"))
 
+    def handle(self, record: logging.LogRecord) -> bool:
+        """As `logging.Handler.handle`, without the handler's lock: `emit` may wait for room in the collector
+        (which has a lock of its own), and the event loop's thread, which makes that room, logs too."""
+        accepted = bool(self.filter(record))
+        if accepted:
+            self.emit(record)
+        return accepted
+
     def emit(self, record: logging.LogRecord) -> None:
         if record.name.startswith(RUNNER_LOGGERS) or runner_call.get():
             return
@@ -195,9 +203,10 @@ class _StreamCapture(io.TextIOBase):
         with self._lock:
             lines = (self._partial + text).split("\n")
             self._partial = lines.pop()
-            now = time.time()
-            for line in lines:
-                self._collector.add(now, self._level, self._name, line)
+        # Added outside the lock: `add` may wait for room, and the event loop's thread, which makes it, prints too.
+        now = time.time()
+        for line in lines:
+            self._collector.add(now, self._level, self._name, line)
         return len(text)
 
     def finish(self) -> None:

@@ -110,6 +110,9 @@ def _own_user_namespace() -> None:
     kernel counts a user's processes for RLIMIT_NPROC per user namespace, so the runner's process limit counts
     its own processes and threads, not those of every runner of that user."""
     uid, gid = os.getuid(), os.getgid()
+    # The maps below are written through /proc/self, which belongs to root while the process is not dumpable (as
+    # forks of the template are); marked so again by the caller once written.
+    _libc_call("prctl", _PR_SET_DUMPABLE, 1, 0, 0, 0)
     _libc_call("unshare", _CLONE_NEWUSER)
     for name, mapping in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
         with open(f"/proc/self/{name}", "w") as map_file:
@@ -212,6 +215,7 @@ def _runner_process(
     os.setsid()
     if own_user_namespace:
         _own_user_namespace()
+        _not_dumpable()
     for signum in (signal.SIGTERM, signal.SIGCHLD, signal.SIGHUP):
         signal.signal(signum, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -460,6 +464,11 @@ def main() -> None:
         parser.error("--spares must be 0 or more")
     if args.runner_uid_base is not None and (args.runner_uid_base < 1 or os.geteuid() != 0):
         parser.error("--runner-uid-base needs root and an id above 0")
+    if args.runner_uid_base is not None and args.runner_user_namespaces:
+        parser.error("--runner-uid-base and --runner-user-namespaces exclude each other")
+    # Every claim passes through the template, and its forks wait for theirs: none may be read or attached to by
+    # a runner of the same user. Forks inherit this, so a spare is never open to that before its claim.
+    _not_dumpable()
     if args.protocol_fds is not None:
         for fd, target in zip(args.protocol_fds, (0, 1), strict=True):
             os.dup2(fd, target)

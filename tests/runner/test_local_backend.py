@@ -679,3 +679,19 @@ async def test_a_runner_gone_before_its_fork_is_heard_of_is_launched_and_reporte
     runner_exit = await local.next_exit()
     assert (runner_exit.execution_id, runner_exit.exit_code) == (payload.execution_id, 0)
     await _result(local.harness, payload.execution_id)
+
+
+def test_links_a_runner_puts_in_place_of_its_log_or_record_are_never_followed(tmp_path: Path) -> None:
+    key = tmp_path / "encryption.key"
+    key.write_text("the control plane's key")
+    records = RunnerRecords(tmp_path / "runners")
+    records.prepare()
+    records.log_path("run-1").symlink_to(key)
+    (tmp_path / "runners" / "run-1.json").symlink_to(key)
+
+    assert records.log_tail("run-1", 50) is None
+    assert records.read("run-1") is None
+    records.write(RunnerRecord(execution_id="run-1", pid=4242, start_time=1, kill_at=1e9))
+    assert key.read_text() == "the control plane's key"
+    assert not (tmp_path / "runners" / "run-1.json").is_symlink()
+    assert records.read("run-1") == RunnerRecord(execution_id="run-1", pid=4242, start_time=1, kill_at=1e9)
