@@ -32,7 +32,7 @@ from sqlalchemy import Engine as DatabaseEngine
 from sqlalchemy import func, select
 from sqlmodel import Session, SQLModel
 
-from bifrost.protocol import (
+from bifrost._internal.protocol import (
     Event,
     ExecutionStatus,
     FinishedEvent,

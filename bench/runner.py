@@ -14,7 +14,8 @@ from pathlib import Path
 import nats
 from nats.aio.msg import Msg
 
-from bifrost.protocol import EVENTS_SUBJECT_WILDCARD, RunPayload, UserInfo, parse_event
+from bifrost import UserInfo
+from bifrost._internal.protocol import EVENTS_SUBJECT_WILDCARD, RunPayload, parse_event
 from bifrost_runner.connection import ensure_streams
 from control_plane.backends.base import LaunchSpec, RunnerExit
 from control_plane.backends.local import LocalBackend

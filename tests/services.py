@@ -17,7 +17,7 @@ from pathlib import Path
 
 from nats.aio.client import RawCredentials
 
-from bifrost.protocol import MAX_EVENT_BYTES, nats_credentials_file
+from bifrost._internal.protocol import MAX_EVENT_BYTES, nats_credentials_file
 from control_plane.nats_auth import AccountSigner, NatsKeys
 
 

@@ -13,7 +13,7 @@ import botocore.session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-from bifrost.workspace import (
+from bifrost._internal.workspace import (
     Manifest,
     WorkspaceFileNotFoundError,
     WorkspaceStoreError,

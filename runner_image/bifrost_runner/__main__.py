@@ -8,7 +8,7 @@ import sys
 
 import uvloop
 
-from bifrost.protocol import RunPayload
+from bifrost._internal.protocol import RunPayload
 from bifrost_runner.config import RunnerConfig, RunnerConfigError
 from bifrost_runner.run import Preconnected, run_execution
 

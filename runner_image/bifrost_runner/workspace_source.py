@@ -18,7 +18,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from botocore.httpsession import get_cert_path
 
-from bifrost.workspace import (
+from bifrost._internal.workspace import (
     Manifest,
     RevisionChangedError,
     WorkspaceStoreError,

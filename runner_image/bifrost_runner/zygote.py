@@ -36,8 +36,15 @@ from dataclasses import dataclass
 import uvloop
 from pydantic import BaseModel, ValidationError
 
-from bifrost.prepared_files import PreparedFile
-from bifrost.protocol import ForkMade, RunnerClaim, RunnerEnded, RunnerForked, RunnerForkFailed, TemplateStarted
+from bifrost._internal.prepared_files import PreparedFile
+from bifrost._internal.protocol import (
+    ForkMade,
+    RunnerClaim,
+    RunnerEnded,
+    RunnerForked,
+    RunnerForkFailed,
+    TemplateStarted,
+)
 from bifrost_runner import __main__ as runner_main
 from bifrost_runner.api import ApiClient
 from bifrost_runner.logs import WORKFLOW_LOG_LEVEL

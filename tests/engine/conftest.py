@@ -17,7 +17,7 @@ from sqlalchemy import create_engine as create_plain_engine
 from sqlalchemy import text
 from sqlmodel import Session, SQLModel, select
 
-from bifrost.protocol import (
+from bifrost._internal.protocol import (
     Event,
     ExecutionStatus,
     FinishedEvent,

@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import Engine as DatabaseEngine
 from sqlmodel import Session, select
 
-from bifrost.protocol import ExecutionStatus
+from bifrost._internal.protocol import ExecutionStatus
 from control_plane.backends.local_records import RunnerRecords, is_same_process
 from control_plane.db.models import Execution, ExecutionLog
 from control_plane.db.session import make_engine

@@ -12,7 +12,7 @@ import sqlalchemy
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
-from bifrost.protocol import (
+from bifrost._internal.protocol import (
     QUEUE_SUBJECT,
     CancelRequest,
     ExecutionStatus,

@@ -11,7 +11,7 @@ from cryptography.fernet import Fernet
 from nats.aio.client import Client as NatsClient
 from prometheus_client import REGISTRY
 
-from bifrost.protocol import (
+from bifrost._internal.protocol import (
     EVENTS_STREAM,
     EVENTS_SUBJECT_WILDCARD,
     ExecutionStatus,

@@ -17,7 +17,7 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.client import RawCredentials
 from nats.js.api import AckPolicy, ConsumerConfig
 
-from bifrost.protocol import (
+from bifrost._internal.protocol import (
     EVENTS_STREAM,
     QUEUE_STREAM,
     QUEUE_SUBJECT,

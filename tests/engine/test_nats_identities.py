@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy
 from pydantic import SecretStr
 
-from bifrost.protocol import ExecutionStatus, FinishedEvent, StartedEvent
+from bifrost._internal.protocol import ExecutionStatus, FinishedEvent, StartedEvent
 from bifrost_runner.config import RunnerConfig
 from bifrost_runner.connection import connect_runner_nats
 from bifrost_runner.publisher import EventPublisher

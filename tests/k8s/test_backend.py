@@ -6,7 +6,7 @@ import signal
 
 import kmock
 
-from bifrost.protocol import ExecutionStatus
+from bifrost._internal.protocol import ExecutionStatus
 from control_plane.backends.kubernetes import KubernetesBackend
 from control_plane.backends.kubernetes_spec import job_name, secret_name
 from control_plane.settings import Settings

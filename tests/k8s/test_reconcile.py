@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bifrost.protocol import ExecutionStatus
+from bifrost._internal.protocol import ExecutionStatus
 from control_plane.backends.kubernetes import KubernetesBackend
 from control_plane.backends.kubernetes_spec import job_name
 from control_plane.settings import Settings

@@ -9,7 +9,7 @@ from typing import Any
 
 import kmock
 
-from bifrost.protocol import ExecutionStatus
+from bifrost._internal.protocol import ExecutionStatus
 from control_plane.backends.kubernetes import KubernetesBackend
 from control_plane.backends.kubernetes_spec import job_name
 from tests.k8s.apiserver import JOBS, PODS, ApiServer

@@ -17,12 +17,11 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
 
-from bifrost.protocol import (
+from bifrost import OrganizationInfo, UserInfo
+from bifrost._internal.protocol import (
     Event,
     FinishedEvent,
-    OrganizationInfo,
     RunPayload,
-    UserInfo,
     events_subject,
     parse_event,
 )

@@ -11,8 +11,8 @@ from collections.abc import AsyncIterator
 import pytest
 from nats.aio.client import Client as NATS
 
-from bifrost.protocol import ExecutionStatus, FinishedEvent, LogEvent
-from bifrost.redaction import Redactor
+from bifrost._internal.protocol import ExecutionStatus, FinishedEvent, LogEvent
+from bifrost._internal.redaction import Redactor
 from bifrost_runner import logs
 from bifrost_runner.connection import connect_nats, ensure_streams
 from bifrost_runner.logs import LogCollector

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from bifrost.protocol import ExecutionStatus
+from bifrost._internal.protocol import ExecutionStatus
 from tests.api.conftest import eventually
 from tests.services import free_port
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bifrost.workspace import Manifest, RevisionChangedError
+from bifrost._internal.workspace import Manifest, RevisionChangedError
 from bifrost_runner.sync import INDEX_FILE, LOCK_FILE, RetryPolicy, WorkspaceSyncError, sync_revision, sync_workspace
 from bifrost_runner.workspace_source import LocalFolderSource, RevisionSource, S3Source, open_source
 from control_plane.workspace_store import LocalFolderStore, WorkspaceStore, upload_files

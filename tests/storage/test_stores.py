@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from bifrost.workspace import content_etag
+from bifrost._internal.workspace import content_etag
 from control_plane.settings import Settings
 from control_plane.workspace_store import (
     LocalFolderStore,

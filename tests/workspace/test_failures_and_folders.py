@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from bifrost.workspace import WorkspaceStoreError
+from bifrost._internal.workspace import WorkspaceStoreError
 from bifrost_runner.checkout import CACHE_FOLDER, REVISIONS_FOLDER
 from bifrost_runner.sync import INDEX_FILE
 from control_plane.app import create_app

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from bifrost.workspace import content_etag
+from bifrost._internal.workspace import content_etag
 from tests.api.conftest import Bifrost, eventually, finished, start
 from tests.s3 import SeaweedS3
 from tests.workspace.conftest import (
