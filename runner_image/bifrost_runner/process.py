@@ -1,12 +1,11 @@
-"""`python -m bifrost_runner`: run the one execution the environment describes, then exit."""
+"""How a runner process starts and ends: its own logging, the execution its environment describes, and leaving
+without waiting for threads. Used by `python -m bifrost_runner` and by the forks of the template (`zygote`)."""
 
 from __future__ import annotations
 
 import logging
 import os
 import sys
-
-import uvloop
 
 from bifrost._internal.protocol import RunPayload
 from bifrost_runner.config import RunnerConfig, RunnerConfigError
@@ -24,10 +23,6 @@ def configure_runner_logging() -> None:
     log.addHandler(handler)
     log.setLevel(logging.INFO)
     log.propagate = False
-
-
-def main() -> int:
-    return uvloop.run(run_from_env())
 
 
 async def run_from_env(preconnected: Preconnected | None = None, payload: RunPayload | None = None) -> int:
@@ -51,7 +46,3 @@ def exit_now(code: int) -> None:
         if stream is not None:
             stream.flush()
     os._exit(code)
-
-
-if __name__ == "__main__":
-    exit_now(main())
