@@ -16,9 +16,9 @@ from pathlib import Path
 import httpx
 
 from bifrost._internal.protocol import MAX_EVENT_BYTES
+from bifrost_devtools.s3 import ADMIN_KEY, ADMIN_SECRET, SeaweedS3
+from bifrost_devtools.services import free_port, nats_server_binary, wait_for_port
 from tests.api.conftest import eventually, finished, start
-from tests.s3 import ADMIN_KEY, ADMIN_SECRET, SeaweedS3
-from tests.services import free_port, nats_server_binary, wait_for_port
 
 KEY_PATTERN = re.compile(r"bfk_[A-Za-z0-9_-]{20,}")
 

@@ -21,6 +21,7 @@ from bifrost._internal.protocol import (
     VariablesEvent,
     events_subject,
 )
+from bifrost_devtools.services import NatsServer
 from control_plane.engine import ExecutionNotFoundError, LiveEvent
 from control_plane.engine.store import ExecutionStore, _ExecutionChanges
 from control_plane.engine.streams import INGEST_CONSUMER, ensure_streams, ingest_consumer_config
@@ -35,7 +36,6 @@ from tests.engine.conftest import (
     read_logs,
     sqlite_only,
 )
-from tests.services import NatsServer
 
 
 async def test_a_run_is_recorded_completely(

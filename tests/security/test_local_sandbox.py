@@ -20,8 +20,8 @@ import httpx
 import pytest
 
 from bifrost._internal.protocol import ExecutionStatus
+from bifrost_devtools.services import free_port
 from tests.api.conftest import eventually
-from tests.services import free_port
 
 ADMIN_KEY = "bfk_local-sandbox-test-key-0123456789"
 CANARY = "control-plane-canary-4b1d"

@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bifrost._internal.protocol import RunPayload
-from tests.services import free_port
+from bifrost_devtools.services import free_port
 
 
 @dataclass
