@@ -255,6 +255,23 @@ def test_only_the_runner_imports_workspace_sync_code() -> None:
     assert offending(importers) == []
 
 
+def test_the_example_workflows_use_only_the_sdk_face() -> None:
+    """What authors write needs nothing but `bifrost` itself."""
+    assert offending([
+        found for found in imports_by("workspace")
+        if is_under(found.module, INTERNAL)
+        or any(is_under(found.module, part) for part in ("bifrost_runner", "control_plane", "bifrost_devtools"))
+    ]) == []  # fmt: skip
+
+
+def test_the_benchmarks_and_the_dev_tools_do_not_import_the_tests() -> None:
+    """What both need lives in `bifrost_devtools`; the test suite is no library."""
+    assert offending([
+        found for package in ("bench", "bifrost_devtools") for found in imports_by(package)
+        if is_under(found.module, "tests")
+    ]) == []  # fmt: skip
+
+
 def test_no_released_part_imports_the_tests_the_benchmarks_or_the_dev_tools() -> None:
     assert offending([
         found for package in SHIPPED for found in imports_by(package)
