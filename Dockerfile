@@ -3,21 +3,30 @@
 # The runner image is runner_image/Dockerfile.
 
 FROM python:3.11-slim AS build
+# The uv that uv.lock pins for development; it installs exactly what the lock pins.
+RUN pip install --no-cache-dir uv==0.13.10
+ENV UV_PROJECT_ENVIRONMENT=/opt/bifrost \
+    UV_PYTHON_DOWNLOADS=never \
+    UV_LINK_MODE=copy
 WORKDIR /src
-COPY pyproject.toml README.md ./
+# Every member's pyproject.toml, so that uv can check the lock against the workspace; the code of those installed.
+COPY pyproject.toml uv.lock README.md ./
+COPY devtools/pyproject.toml devtools/
 COPY sdk sdk
 COPY runner_image runner_image
 COPY control_plane control_plane
-RUN pip install --no-cache-dir --no-compile --prefix=/install '.[server]'
+# The server with the runner (its local backend runs runners from its own environment) and the SDK: no dev tools.
+RUN uv sync --locked --no-dev --no-editable --package bifrost-server
 
 FROM python:3.11-slim
-ENV PYTHONUNBUFFERED=1 \
+ENV PATH=/opt/bifrost/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     BIFROST_HOST=0.0.0.0 \
     BIFROST_DATA_DIR=/tmp/bifrost
-COPY --from=build /install /usr/local
+COPY --from=build /opt/bifrost /opt/bifrost
 # Compiled once here: the root filesystem is read-only at run time.
-RUN python -m compileall -q /usr/local/lib/python3.11/site-packages \
+RUN python -m compileall -q /opt/bifrost/lib/python3.11/site-packages \
     && useradd --uid 10001 --user-group --no-create-home --home-dir /tmp bifrost
 USER 10001:10001
 WORKDIR /tmp

@@ -4,15 +4,20 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install sandbox-deps system-deps run test lint bench clean
+.PHONY: install lock sandbox-deps system-deps run test lint bench clean
 
-$(INSTALLED): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip uv
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[dev]'
+# The whole uv workspace (server, runner, SDK, dev tools) exactly as uv.lock pins it. uv itself comes from PyPI
+# the first time; from then on it is the version the lock pins, in the same environment.
+$(INSTALLED): pyproject.toml sdk/pyproject.toml runner_image/pyproject.toml devtools/pyproject.toml uv.lock
+	test -x $(BIN)/uv || ($(PYTHON) -m venv $(VENV) && $(BIN)/python -m pip install --quiet 'uv>=0.13')
+	$(BIN)/uv sync --quiet --locked
 	touch $(INSTALLED)
 
 install: $(INSTALLED)
+
+# After a change of dependencies in a pyproject.toml: pins them anew in uv.lock, to commit with the change.
+lock:
+	$(BIN)/uv lock
 
 # bubblewrap, the sandbox local runners run in (`bifrost serve` refuses to start without it; see README).
 sandbox-deps:
@@ -32,7 +37,7 @@ test: install system-deps lint
 
 lint: install
 	$(BIN)/ruff check .
-	$(BIN)/mypy sdk/bifrost runner_image/bifrost_runner control_plane
+	$(BIN)/mypy sdk/bifrost runner_image/bifrost_runner control_plane devtools/bifrost_devtools
 
 bench: install
 	$(BIN)/python -m bench

@@ -12,7 +12,7 @@ import time
 import tracemalloc
 from pathlib import Path
 
-from bifrost.discovery import discover_workspace, workspace_files
+from bifrost._internal.discovery import discover_workspace, workspace_files
 
 FILES = 10_000
 TARGET_SECONDS = 3.0

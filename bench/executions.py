@@ -32,7 +32,7 @@ from sqlalchemy import Engine as DatabaseEngine
 from sqlalchemy import func, select
 from sqlmodel import Session, SQLModel
 
-from bifrost.protocol import (
+from bifrost._internal.protocol import (
     Event,
     ExecutionStatus,
     FinishedEvent,
@@ -44,6 +44,7 @@ from bifrost.protocol import (
     message_id,
     nats_credentials_file,
 )
+from bifrost_devtools.services import free_port, postgres_bin_dir, running_nats, running_postgres
 from control_plane.auth import TokenIssuer
 from control_plane.backends.local import LocalBackend
 from control_plane.db.models import Execution, Organization, User
@@ -52,7 +53,6 @@ from control_plane.engine import Engine
 from control_plane.nats_auth import KEYS_FILE, AccountSigner, NatsKeys
 from control_plane.secrets_crypto import SecretCipher
 from control_plane.settings import Settings
-from tests.services import free_port, postgres_bin_dir, running_nats, running_postgres
 
 KEY = "bfk_benchmark-engine-key-0123456789"
 SYNC_CALLS = 200

@@ -18,11 +18,11 @@ from pathlib import Path
 import httpx
 import kmock
 
+from bifrost_devtools.k8s_apiserver import JOBS, ApiServer
+from bifrost_devtools.services import free_port, wait_for_port
 from control_plane.backends.base import LaunchSpec, RunnerExit
 from control_plane.backends.kubernetes import KubernetesBackend
 from control_plane.settings import Settings
-from tests.k8s.apiserver import JOBS, ApiServer
-from tests.services import free_port, wait_for_port
 
 EXECUTIONS = 1_000
 QPS = 200.0

@@ -14,14 +14,15 @@ from pathlib import Path
 import nats
 from nats.aio.msg import Msg
 
-from bifrost.protocol import EVENTS_SUBJECT_WILDCARD, RunPayload, UserInfo, parse_event
+from bifrost import UserInfo
+from bifrost._internal.protocol import EVENTS_SUBJECT_WILDCARD, RunPayload, parse_event
+from bifrost_devtools.runner_api import RunnerApi, ServedRunnerApi
+from bifrost_devtools.services import NatsServer, running_nats
 from bifrost_runner.connection import ensure_streams
 from control_plane.backends.base import LaunchSpec, RunnerExit
 from control_plane.backends.local import LocalBackend
 from control_plane.nats_auth import AccountSigner
 from control_plane.settings import Settings
-from tests.runner.runner_api import RunnerApi, ServedRunnerApi
-from tests.services import NatsServer, running_nats
 
 TARGET_P50_MS = 25.0
 WORKFLOWS = """

@@ -17,12 +17,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from bifrost_devtools.s3 import ADMIN_KEY, ADMIN_SECRET, READER_KEY, READER_SECRET, running_seaweedfs
 from bifrost_runner.checkout import CACHE_FOLDER, checked_out
 from bifrost_runner.config import RunnerConfig
 from bifrost_runner.sync import sync_revision
 from bifrost_runner.workspace_source import S3Source
 from control_plane.workspace_store import LocalFolderStore, S3Store, upload_files
-from tests.s3 import ADMIN_KEY, ADMIN_SECRET, READER_KEY, READER_SECRET, running_seaweedfs
 
 _T = TypeVar("_T")
 

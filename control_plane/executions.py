@@ -17,8 +17,8 @@ from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 from starlette.concurrency import run_in_threadpool
 
-from bifrost.protocol import ExecutionStatus
-from bifrost.schema import validate_parameters
+from bifrost._internal.protocol import ExecutionStatus
+from bifrost._internal.schema import validate_parameters
 from control_plane.auth import Principal
 from control_plane.db.models import Execution, ExecutionLog
 from control_plane.db.session import session_scope
@@ -74,7 +74,7 @@ class ExecutionService:
 
         Returns the execution and whether it was submitted as sync; with `wait_seconds`, a sync execution is
         returned as it finished if it finishes within that time. Raises `WorkflowNotFoundError`, and
-        `bifrost.schema.ParameterValidationError` with per-field errors.
+        `bifrost._internal.schema.ParameterValidationError` with per-field errors.
         """
         workflow = self._registry.get(workflow_name)
         if workflow is None:

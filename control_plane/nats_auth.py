@@ -27,7 +27,7 @@ from typing import Any
 import nkeys
 from pydantic import BaseModel, Field, ValidationError
 
-from bifrost.protocol import control_subject, events_subject, inbox_prefix
+from bifrost._internal.protocol import control_subject, events_subject, inbox_prefix
 from control_plane.key_files import create_key_file
 
 KEYS_FILE = "nats-keys.json"

@@ -18,9 +18,9 @@ from datetime import datetime
 from sqlalchemy import Engine, delete
 from sqlmodel import Session, col
 
-from bifrost.discovery import DiscoveryError, FileDiscovery, combine, discover_source
+from bifrost._internal.discovery import DiscoveryError, FileDiscovery, combine, discover_source
+from bifrost._internal.workspace import Manifest, WorkspaceFileNotFoundError, WorkspaceStoreError
 from bifrost.metadata import DataProviderInfo, WorkflowInfo
-from bifrost.workspace import Manifest, WorkspaceFileNotFoundError, WorkspaceStoreError
 from control_plane.db.models import Workflow, utcnow
 from control_plane.workspace_store import WorkspaceStore
 

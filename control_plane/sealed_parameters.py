@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from bifrost.redaction import Redactor
+from bifrost._internal.redaction import Redactor
 from control_plane.db.models import Execution, Secret
 from control_plane.db.session import session_scope
 from control_plane.scoped_values import entries_visible_to_org

@@ -10,8 +10,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bifrost._internal.workspace import parse_workspace_url
 from bifrost.metadata import CPU_QUANTITY as CPU_QUANTITY
-from bifrost.workspace import parse_workspace_url
 
 DATABASE_FILE = "bifrost.db"
 """The embedded mode's SQLite database, in the data folder."""

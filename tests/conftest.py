@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.s3 import SeaweedS3, running_seaweedfs
-from tests.services import NatsServer, running_nats, running_postgres
+from bifrost_devtools.s3 import SeaweedS3, running_seaweedfs
+from bifrost_devtools.services import NatsServer, running_nats, running_postgres
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 import nats
 import psycopg
 
-from tests.services import NatsServer
+from bifrost_devtools.services import NatsServer
 
 
 async def test_nats_has_jetstream(nats_server: NatsServer) -> None:

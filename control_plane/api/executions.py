@@ -11,7 +11,7 @@ from fastapi import APIRouter, HTTPException, Query, status
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
-from bifrost.protocol import ExecutionStatus
+from bifrost._internal.protocol import ExecutionStatus
 from control_plane.api.dependencies import Services, ServicesDep, UserDep
 from control_plane.api.models import (
     ExecutionAccepted,

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from bifrost.protocol import ExecutionStatus
+from bifrost._internal.protocol import ExecutionStatus
 from control_plane.backends.base import RunnerDetails
 from control_plane.db.models import Execution, ExecutionLog
 from control_plane.executions import as_utc

@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Query, status
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
-from bifrost.protocol import RunPayload
+from bifrost._internal.protocol import RunPayload
 from control_plane.api.dependencies import RunnerDep, Services, ServicesDep
 from control_plane.api.models import ChildExecutionOut, ExecutionAccepted, SubWorkflowRequest, ValueOut
 from control_plane.api.starting import start_or_raise

@@ -9,7 +9,7 @@ from fastapi import HTTPException, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
-from bifrost.schema import ParameterValidationError
+from bifrost._internal.schema import ParameterValidationError
 from control_plane.api.dependencies import Services
 from control_plane.api.models import ExecutionAccepted, ExecutionOut
 from control_plane.db.models import Execution

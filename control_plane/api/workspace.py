@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from fastapi import APIRouter, HTTPException, Request, Response, status
 from pydantic import BaseModel, Field
 
-from bifrost.workspace import (
+from bifrost._internal.workspace import (
     WorkspaceFileNotFoundError,
     WorkspacePathError,
     WorkspaceStoreError,

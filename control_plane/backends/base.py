@@ -7,8 +7,8 @@ from typing import Protocol
 
 from pydantic import BaseModel, Field
 
+from bifrost._internal.protocol import ExecutionStatus, RunPayload
 from bifrost.metadata import CPU_QUANTITY, Resources
-from bifrost.protocol import ExecutionStatus, RunPayload
 from control_plane.nats_auth import NatsCredentials
 from control_plane.settings import Settings
 

@@ -7,7 +7,7 @@ import signal
 from dataclasses import dataclass
 from typing import Any
 
-from bifrost.protocol import ExecutionStatus
+from bifrost._internal.protocol import ExecutionStatus
 from control_plane.backends.kubernetes_spec import RUNNER_CONTAINER
 
 IMAGE_PULL_REASONS = frozenset({"ImagePullBackOff", "ErrImagePull", "InvalidImageName", "ErrImageNeverPull"})

@@ -21,7 +21,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from bifrost.protocol import ExecutionStatus, RunnerClaim, RunnerEnded
+from bifrost._internal.protocol import ExecutionStatus, RunnerClaim, RunnerEnded
 from control_plane.backends.base import ExitCallback, LaunchSpec, RunnerDetails, RunnerExit
 from control_plane.backends.local_records import RunnerRecord, RunnerRecords, is_same_process, process_start_time
 from control_plane.backends.local_sandbox import RUNNER_UID_BASE, SANDBOX_TMP, prepare_sandbox, runs_as_root

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
-from bifrost.prepared_files import PreparedFile
+from bifrost._internal.prepared_files import PreparedFile
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ class RunnerRecords:
 
     def prepare(self) -> None:
         """Make the file of the next `create` now, off the path of the launch that will use it (see
-        `bifrost.prepared_files`)."""
+        `bifrost._internal.prepared_files`)."""
         self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         with self._prepared_lock:
             if self._prepared is None:

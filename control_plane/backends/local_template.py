@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from pydantic import ValidationError
 
-from bifrost.protocol import (
+from bifrost._internal.protocol import (
     ForkMade,
     RunnerClaim,
     RunnerEnded,

@@ -21,7 +21,7 @@ import nats.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
-from bifrost.protocol import QUEUE_STREAM, QUEUE_SUBJECT, ExecutionStatus, RunPayload
+from bifrost._internal.protocol import QUEUE_STREAM, QUEUE_SUBJECT, ExecutionStatus, RunPayload
 from control_plane.auth import TokenIssuer
 from control_plane.backends.base import Backend, LaunchSpec, RunnerResources, RunnerWorkspace
 from control_plane.db.models import utcnow

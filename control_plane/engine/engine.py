@@ -17,7 +17,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 from pydantic import ValidationError
 
-from bifrost.protocol import (
+from bifrost._internal.protocol import (
     EVENTS_STREAM,
     QUEUE_STREAM,
     QUEUE_SUBJECT,

@@ -4,7 +4,7 @@ Events are held in memory (unacked) until they can be applied in order. The data
 makes every write idempotent, so a redelivered or replayed event is skipped, and a restart between commit and
 ack loses and doubles nothing.
 
-Runners publish only storable values (`bifrost.storable`); an event that holds others anyway (a NUL, a number
+Runners publish only storable values (`bifrost._internal.storable`); an event that holds others anyway (a NUL, a number
 that is not finite, nesting past `BIFROST_MAX_JSON_DEPTH`) is stored made storable by the same rules, and
 counted: one such event must neither stall ingest nor break what anyone reads afterwards.
 """
@@ -22,7 +22,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from pydantic import ValidationError
 
-from bifrost.protocol import (
+from bifrost._internal.protocol import (
     EVENTS_STREAM,
     EVENTS_SUBJECT_WILDCARD,
     Event,
@@ -32,7 +32,7 @@ from bifrost.protocol import (
     events_subject,
     parse_event,
 )
-from bifrost.storable import ESCAPED_NUL, Storable, may_be_unstorable, nests_deeper
+from bifrost._internal.storable import ESCAPED_NUL, Storable, may_be_unstorable, nests_deeper
 from control_plane.engine.store import Committed, ExecutionStore
 from control_plane.engine.streams import INGEST_ACK_WAIT_SECONDS, INGEST_CONSUMER, ingest_consumer_config, next_batch
 from control_plane.engine.tasks import cancel_and_wait

@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from bifrost.protocol import MAX_EVENT_BYTES
+from bifrost._internal.protocol import MAX_EVENT_BYTES
 from control_plane.nats_auth import NatsKeys
 
 logger = logging.getLogger(__name__)

@@ -15,19 +15,18 @@ from typing import Any
 from sqlalchemy import Engine, Select, Table, bindparam, func, insert, select, update
 from sqlalchemy.engine import Connection, RowMapping
 
-from bifrost.metadata import Resources
-from bifrost.protocol import (
+from bifrost import OrganizationInfo, UserInfo
+from bifrost._internal.protocol import (
     Event,
     ExecutionStatus,
     FinishedEvent,
     LogEvent,
-    OrganizationInfo,
     ResultEvent,
     RunPayload,
     StartedEvent,
-    UserInfo,
     VariablesEvent,
 )
+from bifrost.metadata import Resources
 from control_plane.db.models import Execution, ExecutionLog, Organization, User, Workflow, utcnow
 from control_plane.engine.live import LiveEvent, LogRange, log_live_event
 from control_plane.sealed_parameters import unseal

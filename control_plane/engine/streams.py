@@ -16,7 +16,13 @@ from nats.js.api import (
 )
 from nats.js.errors import BadRequestError
 
-from bifrost.protocol import EVENTS_STREAM, EVENTS_SUBJECT_WILDCARD, MAX_EVENT_BYTES, QUEUE_STREAM, QUEUE_SUBJECT
+from bifrost._internal.protocol import (
+    EVENTS_STREAM,
+    EVENTS_SUBJECT_WILDCARD,
+    MAX_EVENT_BYTES,
+    QUEUE_STREAM,
+    QUEUE_SUBJECT,
+)
 
 logger = logging.getLogger(__name__)
 

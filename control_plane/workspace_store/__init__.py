@@ -1,6 +1,6 @@
 """Workspace storage: where workflow files live (a local folder or an S3 bucket), their revisions, uploads."""
 
-from bifrost.workspace import (
+from bifrost._internal.workspace import (
     Manifest,
     ManifestDiff,
     RevisionChangedError,

@@ -6,7 +6,7 @@ from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict
 
-from bifrost.workspace import Manifest
+from bifrost._internal.workspace import Manifest
 
 
 class StoredFile(BaseModel):

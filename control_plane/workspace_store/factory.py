@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bifrost.workspace import parse_workspace_url
+from bifrost._internal.workspace import parse_workspace_url
 from control_plane.settings import Settings
 from control_plane.workspace_store.base import WorkspaceStore
 from control_plane.workspace_store.local import LocalFolderStore

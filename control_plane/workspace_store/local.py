@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from stat import S_ISLNK, S_ISREG
 
-from bifrost.workspace import (
+from bifrost._internal.workspace import (
     KEPT_FILES_DIR,
     REVISIONS_DIR,
     Manifest,

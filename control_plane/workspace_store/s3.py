@@ -8,12 +8,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-import boto3
-import botocore.session
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-from bifrost.workspace import (
+from bifrost._internal.s3 import connect_s3
+from bifrost._internal.workspace import (
     Manifest,
     WorkspaceFileNotFoundError,
     WorkspaceStoreError,
@@ -46,35 +44,22 @@ class S3Store:
         region: str | None = None,
         path_style: bool | None = None,
     ) -> None:
-        """Credentials left out come from the usual boto3 chain (environment, config files, instance role).
-        Path-style addressing is the default with a custom `endpoint_url`, as S3-compatible servers expect."""
+        """Credentials left out come from the usual boto3 chain (see `connect_s3`)."""
         if not bucket:
             raise WorkspaceStoreError("an S3 workspace needs a bucket name")
         self.bucket = bucket
         self.prefix = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
         self.endpoint_url = endpoint_url
-        use_path_style = endpoint_url is not None if path_style is None else path_style
-        botocore_session = botocore.session.get_session()
-        # A listing needs keys, ETags and sizes; parsing every LastModified would be most of its client CPU.
-        botocore_session.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=str)
-        session = boto3.session.Session(
-            botocore_session=botocore_session,
-            aws_access_key_id=access_key_id,
-            aws_secret_access_key=secret_access_key,
-            aws_session_token=session_token,
-            region_name=region or ("us-east-1" if endpoint_url else None),
-        )
-        self._client: S3Client = session.client(
-            "s3",
+        self._client: S3Client = connect_s3(
             endpoint_url=endpoint_url,
-            config=Config(
-                s3={"addressing_style": "path" if use_path_style else "auto"},
-                retries={"mode": "standard", "max_attempts": 3},
-                connect_timeout=5,
-                read_timeout=30,
-                max_pool_connections=32,
-            ),
-        )
+            access_key_id=access_key_id,
+            secret_access_key=secret_access_key,
+            session_token=session_token,
+            region=region,
+            path_style=path_style,
+            max_attempts=3,
+            max_pool_connections=32,
+        ).client
 
     @property
     def description(self) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 
-from bifrost.workspace import Manifest, WorkspacePathError, content_etag, normalize_workspace_path
+from bifrost._internal.workspace import Manifest, WorkspacePathError, content_etag, normalize_workspace_path
 from control_plane.workspace_store.base import WorkspaceStore
 
 

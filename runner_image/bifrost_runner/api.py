@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 
-from bifrost.protocol import RunPayload
+from bifrost._internal.protocol import RunPayload
 from bifrost_runner.logs import runner_call
 
 _RETRY_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0)

@@ -29,7 +29,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bifrost.workspace import WorkspaceStoreError
+from bifrost._internal.workspace import WorkspaceStoreError
 from bifrost_runner.config import RunnerConfig
 from bifrost_runner.sync import WorkspaceSyncError, sync_workspace
 from bifrost_runner.workspace_source import LocalFolderSource, RevisionSource, open_source

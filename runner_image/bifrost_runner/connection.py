@@ -18,7 +18,7 @@ from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
-from bifrost.protocol import (
+from bifrost._internal.protocol import (
     EVENTS_STREAM,
     EVENTS_SUBJECT_WILDCARD,
     MAX_EVENT_BYTES,

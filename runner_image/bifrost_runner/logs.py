@@ -16,9 +16,9 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import TextIO
 
-from bifrost.protocol import LogEvent, LogRecord
-from bifrost.redaction import Redactor
-from bifrost.storable import storable_text
+from bifrost._internal.protocol import LogEvent, LogRecord
+from bifrost._internal.redaction import Redactor
+from bifrost._internal.storable import storable_text
 from bifrost_runner.publisher import EventPublisher
 
 BATCH_RECORDS = 500

@@ -15,8 +15,8 @@ from typing import Any
 import pydantic_core
 
 from bifrost import UserError
-from bifrost.protocol import ExecutionStatus
-from bifrost.storable import Storable, may_be_unstorable, nests_deeper
+from bifrost._internal.protocol import ExecutionStatus
+from bifrost._internal.storable import Storable, may_be_unstorable, nests_deeper
 from bifrost_runner.execute import Interruption, Invocation
 
 _RUNNER_DIR = str(Path(__file__).parent)

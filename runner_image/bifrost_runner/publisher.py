@@ -19,7 +19,7 @@ from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 from pydantic import BaseModel
 
-from bifrost.protocol import events_subject, message_id
+from bifrost._internal.protocol import events_subject, message_id
 
 log = logging.getLogger("bifrost_runner")
 

@@ -1,5 +1,5 @@
 """Secret values the workflow read (or was passed by its parent) are masked in what leaves the runner: logs,
-variables, the result, and the runner's own messages (see `bifrost.redaction` for the masking itself)."""
+variables, the result, and the runner's own messages (see `bifrost._internal.redaction` for the masking itself)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import contextlib
 import logging
 from collections.abc import Iterator
 
-from bifrost.redaction import Redactor
+from bifrost._internal.redaction import Redactor
 
 
 class RedactingFilter(logging.Filter):

@@ -20,21 +20,20 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from pydantic import ValidationError
 
-from bifrost.context import ExecutionContext, use_context
-from bifrost.protocol import (
+from bifrost._internal.protocol import (
     CancelRequest,
     ExecutionStatus,
     FinishedEvent,
     ResultEvent,
     RunPayload,
     StartedEvent,
-    UserInfo,
     VariablesEvent,
     control_subject,
 )
-from bifrost.redaction import Redactor
-from bifrost.schema import ParameterValidationError, bind_arguments
-from bifrost.storable import Storable, storable_text
+from bifrost._internal.redaction import Redactor
+from bifrost._internal.schema import ParameterValidationError, bind_arguments
+from bifrost._internal.storable import Storable, storable_text
+from bifrost.context import ExecutionContext, UserInfo, use_context
 from bifrost_runner.api import ApiClient, ApiError
 from bifrost_runner.checkout import Checkout, checked_out
 from bifrost_runner.config import RunnerConfig

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from bifrost.protocol import ExecutionStatus
-from bifrost.redaction import Redactor
+from bifrost._internal.protocol import ExecutionStatus
+from bifrost._internal.redaction import Redactor
 from bifrost_runner.api import LONG_POLL_SECONDS, ApiClient
 
 

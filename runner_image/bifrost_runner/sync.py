@@ -23,7 +23,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel
 
-from bifrost.workspace import (
+from bifrost._internal.workspace import (
     Manifest,
     WorkspacePathError,
     WorkspaceStoreError,

@@ -10,7 +10,7 @@ from collections.abc import Collection
 from types import CodeType, FrameType, ModuleType
 from typing import Any
 
-from bifrost.redaction import Redactor
+from bifrost._internal.redaction import Redactor
 
 MAX_VALUE_CHARS = 4096
 MAX_ITEMS = 10

@@ -10,15 +10,14 @@ from typing import TYPE_CHECKING, Protocol
 from urllib.parse import quote, urlsplit
 from xml.etree import ElementTree
 
-import boto3
 import urllib3
 from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from botocore.httpsession import get_cert_path
 
-from bifrost.workspace import (
+from bifrost._internal.s3 import connect_s3
+from bifrost._internal.workspace import (
     Manifest,
     RevisionChangedError,
     WorkspaceStoreError,
@@ -124,27 +123,20 @@ class S3Source:
         self.bucket = bucket
         self.prefix = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
         self.endpoint_url = endpoint_url
-        use_path_style = endpoint_url is not None if path_style is None else path_style
-        session = boto3.session.Session(
-            aws_access_key_id=access_key_id,
-            aws_secret_access_key=secret_access_key,
-            aws_session_token=session_token,
-            region_name=region or ("us-east-1" if endpoint_url else None),
-        )
         # botocore's own retries are off: `sync_revision` retries, with a policy the caller controls.
-        self._client: S3Client = session.client(
-            "s3",
+        connection = connect_s3(
             endpoint_url=endpoint_url,
-            config=Config(
-                s3={"addressing_style": "path" if use_path_style else "auto"},
-                retries={"mode": "standard", "max_attempts": 1},
-                connect_timeout=5,
-                read_timeout=30,
-            ),
+            access_key_id=access_key_id,
+            secret_access_key=secret_access_key,
+            session_token=session_token,
+            region=region,
+            path_style=path_style,
+            max_attempts=1,
         )
-        self._credentials = session.get_credentials()
+        self._client: S3Client = connection.client
+        self._credentials = connection.credentials
         self._region = self._client.meta.region_name
-        self._bucket_url = _bucket_url(self._client.meta.endpoint_url, bucket, use_path_style)
+        self._bucket_url = _bucket_url(self._client.meta.endpoint_url, bucket, connection.path_style)
         self._http = urllib3.PoolManager(
             maxsize=max_connections,
             retries=False,

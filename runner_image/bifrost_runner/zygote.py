@@ -36,11 +36,18 @@ from dataclasses import dataclass
 import uvloop
 from pydantic import BaseModel, ValidationError
 
-from bifrost.prepared_files import PreparedFile
-from bifrost.protocol import ForkMade, RunnerClaim, RunnerEnded, RunnerForked, RunnerForkFailed, TemplateStarted
-from bifrost_runner import __main__ as runner_main
+from bifrost._internal.prepared_files import PreparedFile
+from bifrost._internal.protocol import (
+    ForkMade,
+    RunnerClaim,
+    RunnerEnded,
+    RunnerForked,
+    RunnerForkFailed,
+    TemplateStarted,
+)
 from bifrost_runner.api import ApiClient
 from bifrost_runner.logs import WORKFLOW_LOG_LEVEL
+from bifrost_runner.process import configure_runner_logging, exit_now, run_from_env
 from bifrost_runner.run import Preconnected, preconnect, rehearse
 
 REFILL_DELAY_SECONDS = 0.1
@@ -205,7 +212,7 @@ async def _serve_claim(claim_fd: int, expected: Expected, waiting_priority: int 
         return 0
     claim = RunnerClaim.model_validate_json(data)
     _apply_claim(claim, prepared_log, uid)
-    return await runner_main.run_from_env(preconnected, claim.payload)
+    return await run_from_env(preconnected, claim.payload)
 
 
 def _runner_process(
@@ -320,7 +327,7 @@ class Template:
             except BaseException:
                 traceback.print_exc()  # into the runner's log once the claim is applied
                 code = os.EX_SOFTWARE
-            runner_main.exit_now(code)
+            exit_now(code)
         os.close(claim_read)
         _send(ForkMade(pid=pid))
         fork = _Fork(pid=pid, pidfd=os.pidfd_open(pid), claim_fd=claim_write, uid=uid)
@@ -477,7 +484,7 @@ def main() -> None:
         _init_of_sandbox()
     _send(TemplateStarted(pid=os.getpid()))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the control plane stops us by closing stdin
-    runner_main.configure_runner_logging()
+    configure_runner_logging()
     # Set here once for every runner: setting a level walks every logger there is.
     logging.getLogger().setLevel(WORKFLOW_LOG_LEVEL)
     # The first call probes the folder by creating and removing a file: done here once, not in every runner.

@@ -13,7 +13,20 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 
-from bifrost.protocol import OrganizationInfo, UserInfo
+
+class UserInfo(BaseModel):
+    """Who started the execution."""
+
+    id: str
+    email: str | None = None
+    name: str | None = None
+
+
+class OrganizationInfo(BaseModel):
+    """The organisation the execution runs in."""
+
+    id: str
+    name: str
 
 
 class RuntimeServices(Protocol):

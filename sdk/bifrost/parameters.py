@@ -1,6 +1,6 @@
 """The one parameter-schema builder: (name, annotation, default, description) in, JSON Schema out.
 
-Two front-ends feed it: `bifrost.signatures` (the live function, at decoration time) and `bifrost.discovery`
+Two front-ends feed it: `bifrost.signatures` (the live function, at decoration time) and `bifrost._internal.discovery`
 (annotations rebuilt from the source text, without importing it). Both hand over the same `ParameterSpec`s for
 the same function, so both produce the same schema.
 """

@@ -15,9 +15,9 @@ import uvicorn
 from pydantic import SecretStr
 from sqlalchemy import create_engine, make_url, text
 
+from bifrost_devtools.services import free_port, running_nats
 from control_plane.app import create_app
 from control_plane.settings import Settings
-from tests.services import free_port, running_nats
 
 ADMIN_KEY = "bfk_test-admin-key-0123456789abcdef"
 SECRET_KEY = "test-signing-key-for-execution-tokens"

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
-from bifrost.protocol import ExecutionStatus
+from bifrost._internal.protocol import ExecutionStatus
 from control_plane.auth import TokenIssuer, issue_api_key
 from control_plane.db.models import Execution, ExecutionLog, Organization, User
 from control_plane.db.session import make_engine

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import httpx
 
-from bifrost.protocol import MAX_EVENT_BYTES
+from bifrost._internal.protocol import MAX_EVENT_BYTES
+from bifrost_devtools.s3 import ADMIN_KEY, ADMIN_SECRET, SeaweedS3
+from bifrost_devtools.services import free_port, nats_server_binary, wait_for_port
 from tests.api.conftest import eventually, finished, start
-from tests.s3 import ADMIN_KEY, ADMIN_SECRET, SeaweedS3
-from tests.services import free_port, nats_server_binary, wait_for_port
 
 KEY_PATTERN = re.compile(r"bfk_[A-Za-z0-9_-]{20,}")
 
@@ -153,7 +153,7 @@ import nats
 from nats.aio.client import RawCredentials
 
 from bifrost import workflow
-from bifrost.protocol import inbox_prefix, nats_credentials_file
+from bifrost._internal.protocol import inbox_prefix, nats_credentials_file
 
 
 @workflow

@@ -9,7 +9,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 from sqlmodel import Session, SQLModel, select
 
-from bifrost.protocol import ExecutionStatus
+from bifrost._internal.protocol import ExecutionStatus
 from control_plane.db.migrate import alembic_config, upgrade_database
 from control_plane.db.models import Execution, Organization, User
 from control_plane.db.session import make_engine

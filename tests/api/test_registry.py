@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from bifrost.discovery import FileDiscovery
+from bifrost._internal.discovery import FileDiscovery
 from control_plane import registry as registry_module
 from control_plane.db.migrate import upgrade_database
 from control_plane.db.models import Workflow

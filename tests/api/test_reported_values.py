@@ -17,7 +17,7 @@ import nats
 import pytest
 from nats.aio.client import RawCredentials
 
-from bifrost.protocol import events_subject, inbox_prefix, message_id, nats_credentials_file
+from bifrost._internal.protocol import events_subject, inbox_prefix, message_id, nats_credentials_file
 from control_plane.nats_auth import AccountSigner
 from tests.api.conftest import Bifrost, eventually, finished, running_bifrost, start
 

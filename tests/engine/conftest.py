@@ -17,7 +17,7 @@ from sqlalchemy import create_engine as create_plain_engine
 from sqlalchemy import text
 from sqlmodel import Session, SQLModel, select
 
-from bifrost.protocol import (
+from bifrost._internal.protocol import (
     Event,
     ExecutionStatus,
     FinishedEvent,
@@ -27,6 +27,7 @@ from bifrost.protocol import (
     events_subject,
     message_id,
 )
+from bifrost_devtools.services import NatsServer
 from control_plane.auth import TokenIssuer
 from control_plane.backends.base import ExitCallback, LaunchSpec, RunnerDetails, RunnerExit
 from control_plane.db.models import Execution, ExecutionLog, Organization, User, Workflow, utcnow
@@ -34,7 +35,6 @@ from control_plane.db.session import make_engine
 from control_plane.engine import Engine
 from control_plane.secrets_crypto import SecretCipher
 from control_plane.settings import Settings
-from tests.services import NatsServer
 
 TOKEN_KEY = b"engine-test-signing-key-of-sufficient-length"
 

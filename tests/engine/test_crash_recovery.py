@@ -20,11 +20,11 @@ import pytest
 from sqlalchemy import Engine as DatabaseEngine
 from sqlmodel import Session, select
 
-from bifrost.protocol import ExecutionStatus
+from bifrost._internal.protocol import ExecutionStatus
+from bifrost_devtools.services import free_port, wait_for_port
 from control_plane.backends.local_records import RunnerRecords, is_same_process
 from control_plane.db.models import Execution, ExecutionLog
 from control_plane.db.session import make_engine
-from tests.services import free_port, wait_for_port
 
 ADMIN_KEY = "bfk_engine-crash-test-key-0123456789"
 

@@ -12,7 +12,7 @@ import sqlalchemy
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
-from bifrost.protocol import (
+from bifrost._internal.protocol import (
     QUEUE_SUBJECT,
     CancelRequest,
     ExecutionStatus,
@@ -20,6 +20,7 @@ from bifrost.protocol import (
     StartedEvent,
     control_subject,
 )
+from bifrost_devtools.services import NatsServer
 from control_plane.auth import TokenIssuer
 from control_plane.backends.base import LaunchSpec
 from control_plane.engine import ExecutionNotFoundError
@@ -32,7 +33,6 @@ from tests.engine.conftest import (
     read_execution,
     sqlite_only,
 )
-from tests.services import NatsServer
 
 
 async def finish(runner_nats: NatsClient, execution_id: str, status: ExecutionStatus = ExecutionStatus.SUCCESS) -> None:

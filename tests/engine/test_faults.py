@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 from sqlalchemy import Engine as DatabaseEngine
 
-from bifrost.protocol import ExecutionStatus
+from bifrost._internal.protocol import ExecutionStatus
 from tests.engine import test_crash_recovery
 from tests.engine.test_crash_recovery import ControlPlane, executions, log_messages, wait_until
 

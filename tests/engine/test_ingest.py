@@ -11,7 +11,7 @@ from cryptography.fernet import Fernet
 from nats.aio.client import Client as NatsClient
 from prometheus_client import REGISTRY
 
-from bifrost.protocol import (
+from bifrost._internal.protocol import (
     EVENTS_STREAM,
     EVENTS_SUBJECT_WILDCARD,
     ExecutionStatus,
@@ -21,6 +21,7 @@ from bifrost.protocol import (
     VariablesEvent,
     events_subject,
 )
+from bifrost_devtools.services import NatsServer
 from control_plane.engine import ExecutionNotFoundError, LiveEvent
 from control_plane.engine.store import ExecutionStore, _ExecutionChanges
 from control_plane.engine.streams import INGEST_CONSUMER, ensure_streams, ingest_consumer_config
@@ -35,7 +36,6 @@ from tests.engine.conftest import (
     read_logs,
     sqlite_only,
 )
-from tests.services import NatsServer
 
 
 async def test_a_run_is_recorded_completely(

@@ -17,7 +17,7 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.client import RawCredentials
 from nats.js.api import AckPolicy, ConsumerConfig
 
-from bifrost.protocol import (
+from bifrost._internal.protocol import (
     EVENTS_STREAM,
     QUEUE_STREAM,
     QUEUE_SUBJECT,
@@ -26,6 +26,7 @@ from bifrost.protocol import (
     StartedEvent,
     nats_credentials_file,
 )
+from bifrost_devtools.services import NatsServer
 from control_plane.backends import BackendNotAvailableError, create_backend
 from control_plane.backends.local import LocalBackend
 from control_plane.engine import LiveEvent, LiveStreamLaggedError
@@ -40,7 +41,6 @@ from control_plane.engine.streams import (
 from control_plane.nats_auth import KEYS_FILE, AccountSigner, NatsKeys
 from control_plane.settings import Settings
 from tests.engine.conftest import EngineFactory, eventually, log_event, publish, sqlite_only
-from tests.services import NatsServer
 
 
 def _alive(pid: int) -> bool:

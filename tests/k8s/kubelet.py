@@ -24,7 +24,7 @@ from typing import Any
 
 import kmock
 
-from tests.k8s.apiserver import JOBS, PODS, SECRETS, ApiServer, now_timestamp
+from bifrost_devtools.k8s_apiserver import JOBS, PODS, SECRETS, ApiServer, now_timestamp
 
 EXECUTION_ID = "bifrost.io/execution-id"
 WORKFLOW = "bifrost.io/workflow"

@@ -7,12 +7,12 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from bifrost.protocol import ExecutionStatus
+from bifrost._internal.protocol import ExecutionStatus
+from bifrost_devtools.k8s_apiserver import JOBS, ApiServer
 from control_plane.backends.kubernetes import KubernetesBackend
 from control_plane.backends.kubernetes_diagnosis import diagnose
 from control_plane.backends.kubernetes_spec import job_name
 from control_plane.settings import Settings
-from tests.k8s.apiserver import JOBS, ApiServer
 from tests.k8s.conftest import NAMESPACE, Exits, launch_spec
 from tests.k8s.kubelet import Fault, TestKubelet
 

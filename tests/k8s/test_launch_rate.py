@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import asyncio
 
+from bifrost_devtools.k8s_apiserver import JOBS, SECRETS, ApiServer
 from control_plane.backends.kubernetes import KubernetesBackend
 from control_plane.backends.kubernetes_api import RateLimiter
 from control_plane.backends.kubernetes_spec import job_name
 from control_plane.settings import Settings
-from tests.k8s.apiserver import JOBS, SECRETS, ApiServer
 from tests.k8s.conftest import Exits, launch_spec
 
 N = 1000

@@ -9,10 +9,10 @@ from typing import Any
 
 import kmock
 
-from bifrost.protocol import ExecutionStatus
+from bifrost._internal.protocol import ExecutionStatus
+from bifrost_devtools.k8s_apiserver import JOBS, PODS, ApiServer
 from control_plane.backends.kubernetes import KubernetesBackend
 from control_plane.backends.kubernetes_spec import job_name
-from tests.k8s.apiserver import JOBS, PODS, ApiServer
 from tests.k8s.conftest import NAMESPACE, Exits, launch_spec
 from tests.k8s.kubelet import TestKubelet
 

@@ -17,19 +17,18 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
 
-from bifrost.protocol import (
+from bifrost import OrganizationInfo, UserInfo
+from bifrost._internal.protocol import (
     Event,
     FinishedEvent,
-    OrganizationInfo,
     RunPayload,
-    UserInfo,
     events_subject,
     parse_event,
 )
+from bifrost_devtools.runner_api import RunnerApi, ServedRunnerApi
+from bifrost_devtools.services import NatsServer, running_nats
 from bifrost_runner.connection import ensure_streams
 from control_plane.nats_auth import AccountSigner, NatsCredentials
-from tests.runner.runner_api import RunnerApi, ServedRunnerApi
-from tests.services import NatsServer, running_nats
 
 RUN_LIMIT_SECONDS = 150.0
 """A runner still running after this long is killed and its stderr shown: within pytest's own timeout, which

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bifrost.protocol import ExecutionStatus
+from bifrost._internal.protocol import ExecutionStatus
 from tests.runner.conftest import Harness
 
 CONCEPT_EXAMPLES = '''

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from bifrost.prepared_files import PreparedFile
-from bifrost.protocol import ExecutionStatus, RunnerClaim, RunnerEnded, RunPayload
+from bifrost._internal.prepared_files import PreparedFile
+from bifrost._internal.protocol import ExecutionStatus, RunnerClaim, RunnerEnded, RunPayload
 from bifrost_runner.run import REHEARSAL_MODULE, preconnect, rehearse
 from bifrost_runner.zygote import LOWEST_PRIORITY, priority_is_restorable
 from control_plane.backends.base import LaunchSpec, RunnerExit, RunnerWorkspace

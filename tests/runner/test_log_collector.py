@@ -11,14 +11,14 @@ from collections.abc import AsyncIterator
 import pytest
 from nats.aio.client import Client as NATS
 
-from bifrost.protocol import ExecutionStatus, FinishedEvent, LogEvent
-from bifrost.redaction import Redactor
+from bifrost._internal.protocol import ExecutionStatus, FinishedEvent, LogEvent
+from bifrost._internal.redaction import Redactor
+from bifrost_devtools.services import NatsServer
 from bifrost_runner import logs
 from bifrost_runner.connection import connect_nats, ensure_streams
 from bifrost_runner.logs import LogCollector
 from bifrost_runner.publisher import EventPublisher
 from tests.runner.conftest import stored_events
-from tests.services import NatsServer
 
 
 @pytest.fixture

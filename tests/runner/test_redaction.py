@@ -7,7 +7,7 @@ import logging
 import sys
 from types import FrameType
 
-from bifrost.redaction import MASK, Redactor
+from bifrost._internal.redaction import MASK, Redactor
 from bifrost_runner.redaction import redacted_handlers
 from bifrost_runner.variables import MAX_VALUE_CHARS, capture_variables
 

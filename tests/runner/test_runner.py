@@ -7,7 +7,7 @@ import json
 import sys
 from datetime import UTC, datetime, timedelta
 
-from bifrost.protocol import CancelRequest, ExecutionStatus, control_subject, message_id
+from bifrost._internal.protocol import CancelRequest, ExecutionStatus, control_subject, message_id
 from control_plane.nats_auth import AccountSigner
 from tests.runner.conftest import Harness, logged
 

@@ -8,8 +8,7 @@ from types import ModuleType
 
 import pytest
 
-from bifrost import ExecutionContext
-from bifrost.protocol import OrganizationInfo, UserInfo
+from bifrost import ExecutionContext, OrganizationInfo, UserInfo
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 WORKSPACE = REPO_ROOT / "workspace"

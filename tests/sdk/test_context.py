@@ -5,10 +5,9 @@ from typing import Any
 
 import pytest
 
-from bifrost import ExecutionContext, config, context, secrets, workflow, workflows
+from bifrost import ExecutionContext, UserInfo, config, context, secrets, workflow, workflows
+from bifrost._internal.schema import bind_arguments
 from bifrost.context import NoRuntimeError, use_context
-from bifrost.protocol import UserInfo
-from bifrost.schema import bind_arguments
 
 
 class RecordingServices:

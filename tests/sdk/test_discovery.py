@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bifrost import Resources, WorkflowDefinitionError, data_provider_info, workflow_info
-from bifrost.discovery import Discovery, combine, discover_source, discover_workspace
+from bifrost._internal.discovery import Discovery, combine, discover_source, discover_workspace
 from bifrost.metadata import DataProviderInfo, WorkflowInfo
 from tests.sdk.conftest import WORKSPACE, Importer
 

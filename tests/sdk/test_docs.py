@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bifrost import data_provider_info, workflow_info
-from bifrost.discovery import discover_workspace
+from bifrost._internal.discovery import discover_workspace
 from tests.sdk.conftest import REPO_ROOT, Importer
 
 GUIDE = REPO_ROOT / "docs" / "workflows.md"
@@ -68,7 +68,7 @@ def test_guide_examples_run_and_discover_like_they_import(
 def test_guide_parameter_example_validates_like_it_says(
     tmp_path: Path, import_from: Callable[[Path], Importer]
 ) -> None:
-    from bifrost.schema import ParameterValidationError, validate_parameters
+    from bifrost._internal.schema import ParameterValidationError, validate_parameters
 
     [block] = [block for block in python_blocks(GUIDE.read_text()) if "def open_ticket" in block]
     (tmp_path / "tickets.py").write_text(block)

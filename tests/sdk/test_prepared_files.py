@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bifrost.prepared_files import PreparedFile
+from bifrost._internal.prepared_files import PreparedFile
 
 
 def test_a_named_file_holds_what_was_written_before_it_had_a_name(tmp_path: Path) -> None:

@@ -9,8 +9,8 @@ import pytest
 from pydantic import BaseModel, Field
 
 from bifrost import ExecutionContext, workflow, workflow_info
+from bifrost._internal.schema import ParameterValidationError, bind_arguments, validate_parameters
 from bifrost.errors import ParameterWarning
-from bifrost.schema import ParameterValidationError, bind_arguments, validate_parameters
 
 
 class Priority(enum.Enum):

@@ -19,9 +19,9 @@ from typing import Any
 import httpx
 import pytest
 
-from bifrost.protocol import ExecutionStatus
+from bifrost._internal.protocol import ExecutionStatus
+from bifrost_devtools.services import free_port
 from tests.api.conftest import eventually
-from tests.services import free_port
 
 ADMIN_KEY = "bfk_local-sandbox-test-key-0123456789"
 CANARY = "control-plane-canary-4b1d"

@@ -15,7 +15,7 @@ import nats.errors
 import pytest
 from nats.aio.client import RawCredentials
 
-from bifrost.protocol import events_subject, nats_credentials_file
+from bifrost._internal.protocol import events_subject, nats_credentials_file
 from control_plane.nats_auth import AccountSigner, NatsKeys
 from tests.api.conftest import eventually, finished, fresh_database, running_bifrost, start
 from tests.security.conftest import WORKFLOWS, Tenants, populate
@@ -28,7 +28,13 @@ import nats
 from nats.aio.client import RawCredentials
 
 from bifrost import config, workflow
-from bifrost.protocol import ExecutionStatus, FinishedEvent, events_subject, inbox_prefix, nats_credentials_file
+from bifrost._internal.protocol import (
+    ExecutionStatus,
+    FinishedEvent,
+    events_subject,
+    inbox_prefix,
+    nats_credentials_file,
+)
 
 
 @workflow

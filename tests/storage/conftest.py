@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from bifrost_devtools.s3 import ADMIN_KEY, ADMIN_SECRET, SeaweedS3
 from control_plane.workspace_store import LocalFolderStore, S3Store, WorkspaceStore
-from tests.s3 import ADMIN_KEY, ADMIN_SECRET, SeaweedS3
 
 PREFIX = "teams/ops"
 

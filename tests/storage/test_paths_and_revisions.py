@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from bifrost.workspace import (
+from bifrost._internal.workspace import (
     Manifest,
     S3Location,
     WorkspacePathError,

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from bifrost.workspace import Manifest, RevisionChangedError
+from bifrost._internal.workspace import Manifest, RevisionChangedError
+from bifrost_devtools.s3 import READER_KEY, READER_SECRET, SeaweedS3, running_seaweedfs
 from bifrost_runner.sync import INDEX_FILE, LOCK_FILE, RetryPolicy, WorkspaceSyncError, sync_revision, sync_workspace
 from bifrost_runner.workspace_source import LocalFolderSource, RevisionSource, S3Source, open_source
 from control_plane.workspace_store import LocalFolderStore, WorkspaceStore, upload_files
-from tests.s3 import READER_KEY, READER_SECRET, SeaweedS3, running_seaweedfs
 from tests.storage.conftest import PREFIX, admin_store
 
 FAST_RETRY = RetryPolicy(attempts=2, first_delay=0.05)

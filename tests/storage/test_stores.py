@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from bifrost.workspace import content_etag
+from bifrost._internal.workspace import content_etag
+from bifrost_devtools.s3 import ADMIN_KEY, READER_KEY, READER_SECRET, SeaweedS3
 from control_plane.settings import Settings
 from control_plane.workspace_store import (
     LocalFolderStore,
@@ -21,7 +22,6 @@ from control_plane.workspace_store import (
     store_from_settings,
     upload_files,
 )
-from tests.s3 import ADMIN_KEY, READER_KEY, READER_SECRET, SeaweedS3
 from tests.storage.conftest import PREFIX
 
 HELLO = b"from bifrost import workflow\n\n@workflow\ndef hello(name: str) -> str:\n    return name\n"

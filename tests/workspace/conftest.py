@@ -10,9 +10,9 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
+from bifrost_devtools.s3 import ADMIN_KEY, ADMIN_SECRET, READER_KEY, READER_SECRET, SeaweedS3
+from bifrost_devtools.services import running_nats
 from tests.api.conftest import Bifrost, eventually, make_settings, serving
-from tests.s3 import ADMIN_KEY, ADMIN_SECRET, READER_KEY, READER_SECRET, SeaweedS3
-from tests.services import running_nats
 
 PREFIX = "teams/ops"
 

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from bifrost.workspace import WorkspaceStoreError
+from bifrost._internal.workspace import WorkspaceStoreError
+from bifrost_devtools.s3 import SeaweedS3, running_seaweedfs
 from bifrost_runner.checkout import CACHE_FOLDER, REVISIONS_FOLDER
 from bifrost_runner.sync import INDEX_FILE
 from control_plane.app import create_app
 from tests.api.conftest import eventually, finished, make_settings, start
-from tests.s3 import SeaweedS3, running_seaweedfs
 from tests.workspace.conftest import (
     new_bucket,
     registry_revision,

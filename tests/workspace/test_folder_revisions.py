@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bifrost.workspace import KEPT_FILES_DIR, Manifest, RevisionChangedError, content_etag
+from bifrost._internal.workspace import KEPT_FILES_DIR, Manifest, RevisionChangedError, content_etag
 from bifrost_runner.sync import WorkspaceSyncError, sync_revision, sync_workspace
 from bifrost_runner.workspace_source import LocalFolderSource
 from control_plane.workspace_store import LocalFolderStore

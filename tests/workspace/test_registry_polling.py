@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bifrost_devtools.s3 import ADMIN_KEY, ADMIN_SECRET, SeaweedS3
 from control_plane.db.migrate import upgrade_database
 from control_plane.db.session import make_engine
 from control_plane.registry import Registry
 from control_plane.workspace_store import S3Store, StoredFile
-from tests.s3 import ADMIN_KEY, ADMIN_SECRET, SeaweedS3
 from tests.workspace.conftest import PREFIX, new_bucket
 
 

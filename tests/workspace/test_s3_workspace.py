@@ -10,9 +10,9 @@ from typing import Any
 import httpx
 import pytest
 
-from bifrost.workspace import content_etag
+from bifrost._internal.workspace import content_etag
+from bifrost_devtools.s3 import SeaweedS3
 from tests.api.conftest import Bifrost, eventually, finished, start
-from tests.s3 import SeaweedS3
 from tests.workspace.conftest import (
     PREFIX,
     new_bucket,

@@ -15,11 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from tests.services import free_port
+from bifrost._internal.s3 import connect_s3
+from bifrost_devtools.services import free_port
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -73,14 +72,13 @@ class SeaweedS3:
         return f"http://127.0.0.1:{self.ports['s3.port']}"
 
     def client(self, access_key: str = ADMIN_KEY, secret_key: str = ADMIN_SECRET) -> S3Client:
-        return boto3.client(
-            "s3",
+        return connect_s3(
             endpoint_url=self.endpoint_url,
-            aws_access_key_id=access_key,
-            aws_secret_access_key=secret_key,
-            region_name="us-east-1",
-            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}, connect_timeout=2),
-        )
+            access_key_id=access_key,
+            secret_access_key=secret_key,
+            max_attempts=1,
+            connect_timeout=2,
+        ).client
 
     def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)

@@ -18,9 +18,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, PydanticUserError, TypeAdapter, ValidationError, create_model
 from pydantic.errors import PydanticSchemaGenerationError
 
+from bifrost._internal.schema_model import field_key, model_for_schema
 from bifrost.context import ExecutionContext
 from bifrost.parameters import NO_ANNOTATION, NO_DEFAULT, ParameterSpec, build_parameters_schema
-from bifrost.schema_model import field_key, model_for_schema
 from bifrost.signatures import parameter_specs
 
 __all__ = [

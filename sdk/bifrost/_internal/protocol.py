@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, TypeAdapter
 
+from bifrost.context import OrganizationInfo, UserInfo
+
 EVENTS_STREAM = "BIFROST_EVENTS"
 QUEUE_STREAM = "BIFROST_QUEUE"
 QUEUE_SUBJECT = "bifrost.queue.executions"
@@ -128,17 +130,6 @@ class CancelRequest(BaseModel):
 
     type: Literal["cancel"] = "cancel"
     reason: str = "Cancelled by user"
-
-
-class UserInfo(BaseModel):
-    id: str
-    email: str | None = None
-    name: str | None = None
-
-
-class OrganizationInfo(BaseModel):
-    id: str
-    name: str
 
 
 class RunPayload(BaseModel):

@@ -16,12 +16,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from bifrost._internal.static_types import ModuleNames, Unresolvable
 from bifrost.docstrings import parse_docstring
 from bifrost.errors import WorkflowDefinitionError
 from bifrost.metadata import DataProviderInfo, WorkflowInfo, describe_data_provider, describe_workflow
 from bifrost.parameters import NO_ANNOTATION, NO_DEFAULT, ParameterSpec
 from bifrost.signatures import FunctionShape, signature_problem, unquoted
-from bifrost.static_types import ModuleNames, Unresolvable
 
 Kind = Literal["workflow", "data_provider"]
 

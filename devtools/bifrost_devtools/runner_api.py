@@ -16,8 +16,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from bifrost.protocol import RunPayload
-from tests.services import free_port
+from bifrost._internal.protocol import RunPayload
+from bifrost_devtools.services import free_port
 
 
 @dataclass

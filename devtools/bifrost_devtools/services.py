@@ -17,7 +17,7 @@ from pathlib import Path
 
 from nats.aio.client import RawCredentials
 
-from bifrost.protocol import MAX_EVENT_BYTES, nats_credentials_file
+from bifrost._internal.protocol import MAX_EVENT_BYTES, nats_credentials_file
 from control_plane.nats_auth import AccountSigner, NatsKeys
 
 
@@ -111,13 +111,14 @@ def running_nats(tmp: Path, *, identities: bool = False) -> Iterator[NatsServer]
         server.stop()
 
 
-def _as_postgres_user() -> dict[str, object]:
+def _as_postgres_user() -> tuple[int, int] | tuple[None, None]:
+    """The uid and gid PostgreSQL runs as: the `postgres` user's when running as root (it refuses root)."""
     if os.geteuid() != 0:
-        return {}
+        return None, None
     import pwd
 
     entry = pwd.getpwnam("postgres")
-    return {"user": entry.pw_uid, "group": entry.pw_gid}
+    return entry.pw_uid, entry.pw_gid
 
 
 def postgres_bin_dir() -> Path | None:
@@ -154,15 +155,16 @@ def running_postgres() -> Iterator[str]:
     tmp = Path(tempfile.mkdtemp(prefix="bifrost-pg-"))
     data = tmp / "pgdata"
     data.mkdir()
-    run_as = _as_postgres_user()
-    if run_as:
-        os.chown(tmp, run_as["user"], run_as["group"])  # type: ignore[arg-type]
-        os.chown(data, run_as["user"], run_as["group"])  # type: ignore[arg-type]
+    user, group = _as_postgres_user()
+    if user is not None and group is not None:
+        os.chown(tmp, user, group)
+        os.chown(data, user, group)
     subprocess.run(
         [str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "--no-sync"],
         check=True,
         capture_output=True,
-        **run_as,  # type: ignore[arg-type]
+        user=user,
+        group=group,
     )
     port = free_port()
     process = subprocess.Popen(
@@ -170,7 +172,8 @@ def running_postgres() -> Iterator[str]:
          "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        **run_as,  # type: ignore[arg-type]
+        user=user,
+        group=group,
     )
     try:
         _wait_until_postgres_accepts(bin_dir, port, process)
