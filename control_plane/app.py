@@ -12,15 +12,15 @@ from control_plane.api import api_router
 from control_plane.api.dependencies import Services
 from control_plane.api.errors import install_error_handlers
 from control_plane.api.guard import RequestGuard
-from control_plane.auth import TokenIssuer, bootstrap, load_secret_key
 from control_plane.backends import create_backend
 from control_plane.db.migrate import upgrade_database
 from control_plane.db.session import make_engine
 from control_plane.engine import Engine
-from control_plane.executions import ExecutionService
-from control_plane.key_files import make_private_file, make_private_folder
+from control_plane.executions.service import ExecutionService
 from control_plane.registry import Registry
-from control_plane.secrets_crypto import SecretCipher, load_encryption_keys
+from control_plane.security.encryption import SecretCipher, load_encryption_keys
+from control_plane.security.key_files import make_private_file, make_private_folder
+from control_plane.security.principals import TokenIssuer, bootstrap, load_secret_key
 from control_plane.settings import DATABASE_FILE, Settings
 from control_plane.workspace_store import store_from_settings
 

@@ -10,10 +10,10 @@ from pydantic import AwareDatetime, BaseModel, Field, StringConstraints
 from sqlmodel import Session, col, select
 
 from control_plane.api.dependencies import OrgAdminDep, ServicesDep, UserDep, client_address, forbidden
-from control_plane.audit import record
-from control_plane.auth import Principal, create_service_account, issue_api_key
 from control_plane.db.models import ApiKey, Organization, OrgRole, User, utcnow
 from control_plane.db.session import session_scope
+from control_plane.security.audit import record
+from control_plane.security.principals import Principal, create_service_account, issue_api_key
 
 router = APIRouter(prefix="/api/keys", tags=["api keys"])
 

@@ -19,7 +19,7 @@ from control_plane.api.dependencies import (
 )
 from control_plane.db.models import ConfigEntry
 from control_plane.db.session import session_scope
-from control_plane.scoped_values import (
+from control_plane.security.scoped_values import (
     EntryWrite,
     delete_entry,
     entries_visible_to_org,

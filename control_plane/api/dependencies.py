@@ -13,8 +13,15 @@ from fastapi.security import APIKeyCookie, APIKeyHeader, HTTPAuthorizationCreden
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from control_plane.audit import record
-from control_plane.auth import (
+from control_plane.db.session import session_scope
+from control_plane.engine import Engine as ExecutionEngine
+from control_plane.executions.repository import ExecutionStore
+from control_plane.executions.service import ExecutionService, Starter
+from control_plane.registry import Registry
+from control_plane.security.audit import record
+from control_plane.security.encryption import SecretCipher
+from control_plane.security.logins import authenticate_session
+from control_plane.security.principals import (
     ExecutionClaims,
     InvalidExecutionTokenError,
     OrgAccessError,
@@ -23,16 +30,9 @@ from control_plane.auth import (
     acting_for,
     authenticate_api_key,
 )
-from control_plane.db.session import session_scope
-from control_plane.engine import Engine as ExecutionEngine
-from control_plane.engine.store import ExecutionStore
-from control_plane.executions import ExecutionService, Starter
-from control_plane.logins import authenticate_session
-from control_plane.registry import Registry
-from control_plane.scoped_values import NAME_PATTERN
-from control_plane.secrets_crypto import SecretCipher
+from control_plane.security.scoped_values import NAME_PATTERN
+from control_plane.security.workflow_access import may_start
 from control_plane.settings import Settings
-from control_plane.workflow_access import may_start
 
 SESSION_COOKIE = "bifrost_session"
 CSRF_HEADER = "X-CSRF-Token"

@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from bifrost.protocol import ExecutionStatus
 from control_plane.api.dependencies import Services, ServicesDep, UserDep
-from control_plane.api.models import (
+from control_plane.api.models.executions import (
     ExecutionAccepted,
     ExecutionOut,
     ExecutionPage,
@@ -22,18 +22,18 @@ from control_plane.api.models import (
     ResultOut,
     VariablesOut,
 )
-from control_plane.auth import Principal
 from control_plane.db.models import MAX_LOG_LINE, Execution, ExecutionLog
 from control_plane.db.session import session_scope
 from control_plane.engine.live import LiveStreamLaggedError
-from control_plane.engine.store import status_data
-from control_plane.executions import (
+from control_plane.executions.repository import status_data
+from control_plane.executions.service import (
     ExecutionFilters,
     InvalidCursorError,
     get_execution,
     list_executions,
     list_logs,
 )
+from control_plane.security.principals import Principal
 
 router = APIRouter(prefix="/api/executions", tags=["executions"])
 

@@ -10,10 +10,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from control_plane.api.dependencies import PlatformAdminDep, ServicesDep, UserDep, client_address, forbidden
-from control_plane.audit import record
-from control_plane.auth import Principal, roles_of
 from control_plane.db.models import Membership, Organization, OrgRole, User
 from control_plane.db.session import session_scope
+from control_plane.security.audit import record
+from control_plane.security.principals import Principal, roles_of
 
 router = APIRouter(prefix="/api/orgs", tags=["organizations"])
 

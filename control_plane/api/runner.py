@@ -11,16 +11,16 @@ from starlette.concurrency import run_in_threadpool
 
 from bifrost.protocol import RunPayload
 from control_plane.api.dependencies import RunnerDep, Services, ServicesDep
-from control_plane.api.models import ChildExecutionOut, ExecutionAccepted, SubWorkflowRequest, ValueOut
+from control_plane.api.models.executions import ChildExecutionOut, ExecutionAccepted, SubWorkflowRequest, ValueOut
 from control_plane.api.starting import start_or_raise
-from control_plane.auth import ExecutionClaims, principal_of
 from control_plane.db.models import ConfigEntry, Execution, Secret, User
 from control_plane.db.session import session_scope
-from control_plane.engine.store import ExecutionStore
-from control_plane.executions import Starter
-from control_plane.scoped_values import Entry, resolve_entry
-from control_plane.secrets_crypto import SecretDecryptionError
-from control_plane.workflow_access import may_start
+from control_plane.executions.repository import ExecutionStore
+from control_plane.executions.service import Starter
+from control_plane.security.encryption import SecretDecryptionError
+from control_plane.security.principals import ExecutionClaims, principal_of
+from control_plane.security.scoped_values import Entry, resolve_entry
+from control_plane.security.workflow_access import may_start
 
 router = APIRouter(prefix="/api/runner", tags=["runner"])
 

@@ -19,11 +19,11 @@ from control_plane.api.dependencies import (
     client_address,
     write_scope,
 )
-from control_plane.audit import record
 from control_plane.db.models import Execution, Secret
 from control_plane.db.session import session_scope
-from control_plane.scoped_values import EntryWrite, delete_entry, entries_visible_to_org, upsert_entry
-from control_plane.secrets_crypto import SecretDecryptionError
+from control_plane.security.audit import record
+from control_plane.security.encryption import SecretDecryptionError
+from control_plane.security.scoped_values import EntryWrite, delete_entry, entries_visible_to_org, upsert_entry
 
 router = APIRouter(prefix="/api/secrets", tags=["secrets"])
 

@@ -20,10 +20,16 @@ from control_plane.api.dependencies import (
     client_address,
     forbidden,
 )
-from control_plane.audit import record
 from control_plane.db.models import UiSession
 from control_plane.db.session import session_scope
-from control_plane.logins import LoginThrottle, authenticate_session, check_password, close_session, open_session
+from control_plane.security.audit import record
+from control_plane.security.logins import (
+    LoginThrottle,
+    authenticate_session,
+    check_password,
+    close_session,
+    open_session,
+)
 
 router = APIRouter(tags=["sessions"])
 

@@ -11,9 +11,9 @@ from fastapi.responses import JSONResponse, Response
 
 from bifrost.schema import ParameterValidationError
 from control_plane.api.dependencies import Services
-from control_plane.api.models import ExecutionAccepted, ExecutionOut
+from control_plane.api.models.executions import ExecutionAccepted, ExecutionOut
 from control_plane.db.models import Execution
-from control_plane.executions import Starter, WorkflowNotFoundError
+from control_plane.executions.service import Starter, WorkflowNotFoundError
 
 
 async def start_or_raise(

@@ -11,11 +11,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from control_plane.api.dependencies import OrgAdminDep, ServicesDep, UserDep, client_address, forbidden
-from control_plane.audit import record
-from control_plane.auth import Principal, roles_of
 from control_plane.db.models import Membership, OrgRole, User
 from control_plane.db.session import session_scope
-from control_plane.logins import MIN_PASSWORD_LENGTH, close_sessions_of, hash_password
+from control_plane.security.audit import record
+from control_plane.security.logins import MIN_PASSWORD_LENGTH, close_sessions_of, hash_password
+from control_plane.security.principals import Principal, roles_of
 
 router = APIRouter(prefix="/api/users", tags=["users"])
 

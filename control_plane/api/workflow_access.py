@@ -8,9 +8,9 @@ from fastapi import APIRouter, HTTPException, Request, Response, status
 from pydantic import BaseModel, Field
 
 from control_plane.api.dependencies import PlatformAdminDep, ServicesDep, UserDep, client_address
-from control_plane.audit import record
 from control_plane.db.models import OrgRole, WorkflowAccess, utcnow
 from control_plane.db.session import session_scope
+from control_plane.security.audit import record
 
 router = APIRouter(prefix="/api/workflows", tags=["workflows"])
 

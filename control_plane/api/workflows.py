@@ -9,7 +9,7 @@ from fastapi.responses import Response
 
 from bifrost.metadata import WorkflowInfo
 from control_plane.api.dependencies import ServicesDep, StarterDep, UserDep
-from control_plane.api.models import ExecuteRequest, ExecutionAccepted, ExecutionOut, WorkspaceProblemOut
+from control_plane.api.models.executions import ExecuteRequest, ExecutionAccepted, ExecutionOut, WorkspaceProblemOut
 from control_plane.api.starting import start_and_answer
 
 router = APIRouter(prefix="/api", tags=["workflows"])

@@ -22,10 +22,8 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from bifrost.protocol import QUEUE_STREAM, QUEUE_SUBJECT, ExecutionStatus, RunPayload
-from control_plane.auth import TokenIssuer
 from control_plane.backends.base import Backend, LaunchSpec, RunnerResources, RunnerWorkspace
 from control_plane.db.models import utcnow
-from control_plane.engine.store import Committed, ExecutionStore, LaunchProblem, LaunchTarget
 from control_plane.engine.streams import (
     DISPATCH_ACK_WAIT_SECONDS,
     DISPATCH_CONSUMER,
@@ -33,8 +31,10 @@ from control_plane.engine.streams import (
     next_batch,
 )
 from control_plane.engine.tasks import cancel_and_wait
+from control_plane.executions.repository import Committed, ExecutionStore, LaunchProblem, LaunchTarget
 from control_plane.metrics import DISPATCH_LATENCY, QUEUE_DEPTH, RUNNING
 from control_plane.nats_auth import AccountSigner
+from control_plane.security.principals import TokenIssuer
 from control_plane.settings import Settings
 
 logger = logging.getLogger(__name__)

@@ -28,19 +28,19 @@ from bifrost.protocol import (
     nats_credentials_file,
     parse_event,
 )
-from control_plane.auth import TokenIssuer
 from control_plane.backends.base import Backend, RunnerExit
 from control_plane.engine.dispatch import Dispatcher, LaunchOutcome
 from control_plane.engine.ingest import Ingestor
 from control_plane.engine.live import FinalRow, LiveEvent, LiveHub, LiveSubscription
 from control_plane.engine.nats_server import EmbeddedNats, NatsServerError
 from control_plane.engine.replicas import ReplicaAnnouncer
-from control_plane.engine.store import Committed, ExecutionStore
 from control_plane.engine.streams import ensure_streams
+from control_plane.executions.repository import Committed, ExecutionStore
+from control_plane.executions.sealed_parameters import readable_secrets
 from control_plane.metrics import EXECUTIONS_FINISHED, RUN_DURATION, RUNNING
 from control_plane.nats_auth import KEYS_FILE, AccountSigner, NatsKeys
-from control_plane.sealed_parameters import readable_secrets
-from control_plane.secrets_crypto import SecretCipher
+from control_plane.security.encryption import SecretCipher
+from control_plane.security.principals import TokenIssuer
 from control_plane.settings import Settings
 
 logger = logging.getLogger(__name__)

@@ -33,9 +33,9 @@ from bifrost.protocol import (
     parse_event,
 )
 from bifrost.storable import ESCAPED_NUL, Storable, may_be_unstorable, nests_deeper
-from control_plane.engine.store import Committed, ExecutionStore
 from control_plane.engine.streams import INGEST_ACK_WAIT_SECONDS, INGEST_CONSUMER, ingest_consumer_config, next_batch
 from control_plane.engine.tasks import cancel_and_wait
+from control_plane.executions.repository import Committed, ExecutionStore
 from control_plane.metrics import EVENTS_INGESTED, EVENTS_MADE_STORABLE, EVENTS_REJECTED
 
 logger = logging.getLogger(__name__)

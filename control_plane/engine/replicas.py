@@ -15,7 +15,7 @@ from nats.aio.msg import Msg
 from pydantic import BaseModel, Field, ValidationError
 
 from control_plane.engine.live import LiveEvent, LiveHub, LogRange
-from control_plane.engine.store import ExecutionStore
+from control_plane.executions.repository import ExecutionStore
 
 logger = logging.getLogger(__name__)
 

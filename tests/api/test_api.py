@@ -12,9 +12,9 @@ from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from bifrost.protocol import ExecutionStatus
-from control_plane.auth import TokenIssuer, issue_api_key
 from control_plane.db.models import Execution, ExecutionLog, Organization, User
 from control_plane.db.session import make_engine
+from control_plane.security.principals import TokenIssuer, issue_api_key
 from tests.api.conftest import ADMIN_KEY, SECRET_KEY, Bifrost, eventually, running_bifrost
 
 GREET = '''

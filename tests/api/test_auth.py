@@ -9,7 +9,10 @@ from pydantic import SecretStr
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from control_plane.auth import (
+from control_plane.db.migrate import upgrade_database
+from control_plane.db.models import ApiKey, User
+from control_plane.db.session import make_engine
+from control_plane.security.principals import (
     InvalidExecutionTokenError,
     TokenIssuer,
     authenticate_api_key,
@@ -17,9 +20,6 @@ from control_plane.auth import (
     issue_api_key,
     load_secret_key,
 )
-from control_plane.db.migrate import upgrade_database
-from control_plane.db.models import ApiKey, User
-from control_plane.db.session import make_engine
 from control_plane.settings import Settings
 
 

@@ -27,12 +27,12 @@ from bifrost.protocol import (
     events_subject,
     message_id,
 )
-from control_plane.auth import TokenIssuer
 from control_plane.backends.base import ExitCallback, LaunchSpec, RunnerDetails, RunnerExit
 from control_plane.db.models import Execution, ExecutionLog, Organization, User, Workflow, utcnow
 from control_plane.db.session import make_engine
 from control_plane.engine import Engine
-from control_plane.secrets_crypto import SecretCipher
+from control_plane.security.encryption import SecretCipher
+from control_plane.security.principals import TokenIssuer
 from control_plane.settings import Settings
 from tests.services import NatsServer
 

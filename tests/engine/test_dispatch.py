@@ -20,9 +20,9 @@ from bifrost.protocol import (
     StartedEvent,
     control_subject,
 )
-from control_plane.auth import TokenIssuer
 from control_plane.backends.base import LaunchSpec
 from control_plane.engine import ExecutionNotFoundError
+from control_plane.security.principals import TokenIssuer
 from tests.engine.conftest import (
     EngineFactory,
     RecordingBackend,

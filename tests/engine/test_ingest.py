@@ -22,9 +22,9 @@ from bifrost.protocol import (
     events_subject,
 )
 from control_plane.engine import ExecutionNotFoundError, LiveEvent
-from control_plane.engine.store import ExecutionStore, _ExecutionChanges
 from control_plane.engine.streams import INGEST_CONSUMER, ensure_streams, ingest_consumer_config
-from control_plane.secrets_crypto import SecretCipher
+from control_plane.executions.repository import ExecutionStore, _ExecutionChanges
+from control_plane.security.encryption import SecretCipher
 from tests.engine.conftest import (
     EngineFactory,
     eventually,

@@ -19,14 +19,14 @@ from starlette.concurrency import run_in_threadpool
 
 from bifrost.protocol import ExecutionStatus
 from bifrost.schema import validate_parameters
-from control_plane.auth import Principal
 from control_plane.db.models import Execution, ExecutionLog
 from control_plane.db.session import session_scope
 from control_plane.engine import Engine as ExecutionEngine
+from control_plane.executions.sealed_parameters import seal
 from control_plane.metrics import EXECUTIONS_CREATED
 from control_plane.registry import Registry
-from control_plane.sealed_parameters import seal
-from control_plane.secrets_crypto import SecretCipher
+from control_plane.security.encryption import SecretCipher
+from control_plane.security.principals import Principal
 
 
 class WorkflowNotFoundError(LookupError):

@@ -30,8 +30,8 @@ from bifrost.protocol import (
 )
 from control_plane.db.models import Execution, ExecutionLog, Organization, User, Workflow, utcnow
 from control_plane.engine.live import LiveEvent, LogRange, log_live_event
-from control_plane.sealed_parameters import unseal
-from control_plane.secrets_crypto import SecretCipher, SecretDecryptionError
+from control_plane.executions.sealed_parameters import unseal
+from control_plane.security.encryption import SecretCipher, SecretDecryptionError
 
 EXECUTIONS: Table = Execution.__table__  # type: ignore[attr-defined]
 EXECUTION_LOGS: Table = ExecutionLog.__table__  # type: ignore[attr-defined]

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from bifrost.protocol import ExecutionStatus
 from control_plane.backends.base import RunnerDetails
 from control_plane.db.models import Execution, ExecutionLog
-from control_plane.executions import as_utc
+from control_plane.executions.service import as_utc
 
 
 class ExecuteRequest(BaseModel):

@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from control_plane.db.models import ApiKey, Membership, Organization, OrgRole, User, utcnow
-from control_plane.key_files import create_key_file
+from control_plane.security.key_files import create_key_file
 from control_plane.settings import Settings
 
 API_KEY_PREFIX = "bfk_"

@@ -12,9 +12,9 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from control_plane.auth import Principal, principal_of
 from control_plane.db.models import LoginFailure, UiSession, User, utcnow
-from control_plane.executions import as_utc
+from control_plane.executions.service import as_utc
+from control_plane.security.principals import Principal, principal_of
 from control_plane.settings import Settings
 
 _hasher = PasswordHasher()

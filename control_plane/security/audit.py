@@ -6,8 +6,8 @@ from typing import Any
 
 from sqlmodel import Session
 
-from control_plane.auth import Principal
 from control_plane.db.models import AuditEvent
+from control_plane.security.principals import Principal
 
 
 def record(

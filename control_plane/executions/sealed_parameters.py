@@ -14,8 +14,8 @@ from sqlalchemy import Engine
 from bifrost.redaction import Redactor
 from control_plane.db.models import Execution, Secret
 from control_plane.db.session import session_scope
-from control_plane.scoped_values import entries_visible_to_org
-from control_plane.secrets_crypto import SecretCipher, SecretDecryptionError
+from control_plane.security.encryption import SecretCipher, SecretDecryptionError
+from control_plane.security.scoped_values import entries_visible_to_org
 
 
 def seal(cipher: SecretCipher, parameters: dict[str, Any], secrets: Sequence[str]) -> tuple[dict[str, Any], str | None]:

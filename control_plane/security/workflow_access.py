@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from sqlmodel import Session
 
-from control_plane.auth import Principal
 from control_plane.db.models import WorkflowAccess
+from control_plane.security.principals import Principal
 
 
 def may_start(session: Session, principal: Principal, workflow_name: str) -> bool:

@@ -8,10 +8,10 @@ from typing import Any, TypeVar
 from sqlalchemy import Engine, or_
 from sqlmodel import Session, col, select
 
-from control_plane.audit import record
-from control_plane.auth import Principal
 from control_plane.db.models import ConfigEntry, Secret, utcnow
 from control_plane.db.session import session_scope
+from control_plane.security.audit import record
+from control_plane.security.principals import Principal
 
 Entry = TypeVar("Entry", Secret, ConfigEntry)
 
