@@ -48,8 +48,8 @@ from control_plane.backends.local import LocalBackend
 from control_plane.db.models import Execution, Organization, User
 from control_plane.db.session import make_engine
 from control_plane.engine import Engine
-from control_plane.nats_auth import KEYS_FILE, AccountSigner, NatsKeys
 from control_plane.security.encryption import SecretCipher
+from control_plane.security.nats_identities import KEYS_FILE, AccountSigner, NatsKeys
 from control_plane.security.principals import TokenIssuer
 from control_plane.settings import Settings
 from tests.services import free_port, postgres_bin_dir, running_nats, running_postgres

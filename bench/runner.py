@@ -18,7 +18,7 @@ from bifrost.protocol import EVENTS_SUBJECT_WILDCARD, RunPayload, UserInfo, pars
 from bifrost_runner.connection import ensure_streams
 from control_plane.backends.base import LaunchSpec, RunnerExit
 from control_plane.backends.local import LocalBackend
-from control_plane.nats_auth import AccountSigner
+from control_plane.security.nats_identities import AccountSigner
 from control_plane.settings import Settings
 from tests.runner.runner_api import RunnerApi, ServedRunnerApi
 from tests.services import NatsServer, running_nats

@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 
 from bifrost.metadata import CPU_QUANTITY, Resources
 from bifrost.protocol import ExecutionStatus, RunPayload
-from control_plane.nats_auth import NatsCredentials
+from control_plane.security.nats_identities import NatsCredentials
 from control_plane.settings import Settings
 
 

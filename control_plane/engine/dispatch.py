@@ -33,7 +33,7 @@ from control_plane.engine.streams import (
 from control_plane.engine.tasks import cancel_and_wait
 from control_plane.executions.repository import Committed, ExecutionStore, LaunchProblem, LaunchTarget
 from control_plane.metrics import DISPATCH_LATENCY, QUEUE_DEPTH, RUNNING
-from control_plane.nats_auth import AccountSigner
+from control_plane.security.nats_identities import AccountSigner
 from control_plane.security.principals import TokenIssuer
 from control_plane.settings import Settings
 

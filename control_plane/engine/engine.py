@@ -38,8 +38,8 @@ from control_plane.engine.streams import ensure_streams
 from control_plane.executions.repository import Committed, ExecutionStore
 from control_plane.executions.sealed_parameters import readable_secrets
 from control_plane.metrics import EXECUTIONS_FINISHED, RUN_DURATION, RUNNING
-from control_plane.nats_auth import KEYS_FILE, AccountSigner, NatsKeys
 from control_plane.security.encryption import SecretCipher
+from control_plane.security.nats_identities import KEYS_FILE, AccountSigner, NatsKeys
 from control_plane.security.principals import TokenIssuer
 from control_plane.settings import Settings
 

@@ -17,7 +17,7 @@ from bifrost_runner.config import RunnerConfig
 from bifrost_runner.connection import connect_runner_nats
 from bifrost_runner.publisher import EventPublisher
 from control_plane.engine import Engine
-from control_plane.nats_auth import NatsKeyError, NatsKeys
+from control_plane.security.nats_identities import NatsKeyError, NatsKeys
 from tests.engine.conftest import EngineFactory, RecordingBackend, eventually, read_execution, sqlite_only
 from tests.services import NatsServer, running_nats
 

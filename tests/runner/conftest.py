@@ -27,7 +27,7 @@ from bifrost.protocol import (
     parse_event,
 )
 from bifrost_runner.connection import ensure_streams
-from control_plane.nats_auth import AccountSigner, NatsCredentials
+from control_plane.security.nats_identities import AccountSigner, NatsCredentials
 from tests.runner.runner_api import RunnerApi, ServedRunnerApi
 from tests.services import NatsServer, running_nats
 
