@@ -1,4 +1,6 @@
-"""The engine's database work: blocking SQLAlchemy Core statements, called from worker threads.
+"""Every read and write of executions and their log lines: blocking SQLAlchemy Core statements, called from
+worker threads. What the API reads comes back as `Execution` and `ExecutionLog` objects; the engine's hot paths
+(launch, ingest) work on plain rows.
 
 Every status change goes through a conditional UPDATE, so a terminal status is never overwritten and two
 replicas (or a replayed event) cannot move an execution backwards.
@@ -7,31 +9,19 @@ replicas (or a replayed event) cannot move an execution backwards.
 from __future__ import annotations
 
 import collections
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, Select, Table, bindparam, func, insert, select, update
+from sqlalchemy import Engine, Select, Table, bindparam, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, RowMapping
 
-from bifrost.metadata import Resources
-from bifrost.protocol import (
-    Event,
-    ExecutionStatus,
-    FinishedEvent,
-    LogEvent,
-    OrganizationInfo,
-    ResultEvent,
-    RunPayload,
-    StartedEvent,
-    UserInfo,
-    VariablesEvent,
-)
-from control_plane.db.models import Execution, ExecutionLog, Organization, User, Workflow, utcnow
-from control_plane.engine.live import LiveEvent, LogRange, log_live_event
-from control_plane.executions.sealed_parameters import unseal
-from control_plane.security.encryption import SecretCipher, SecretDecryptionError
+from bifrost.protocol import Event, ExecutionStatus
+from control_plane.db.models import MAX_LOG_LINE, Execution, ExecutionLog, Organization, User, Workflow, utcnow
+from control_plane.executions.changes import Committed, LiveEvent, log_live_event, status_data
+from control_plane.executions.transitions import ExecutionChanges
+from control_plane.security.principals import Principal
 
 EXECUTIONS: Table = Execution.__table__  # type: ignore[attr-defined]
 EXECUTION_LOGS: Table = ExecutionLog.__table__  # type: ignore[attr-defined]
@@ -40,41 +30,6 @@ USERS: Table = User.__table__  # type: ignore[attr-defined]
 ORGANIZATIONS: Table = Organization.__table__  # type: ignore[attr-defined]
 
 ACTIVE_STATUSES = (ExecutionStatus.PENDING, ExecutionStatus.RUNNING)
-PLATFORM_LOGGER = "bifrost"
-
-
-@dataclass
-class Committed:
-    """What one commit changed for one execution, to be announced once the transaction is durable."""
-
-    execution_id: str
-    workflow_name: str
-    changes: list[LiveEvent | LogRange] = field(default_factory=list)
-    """In commit order; log lines as ranges of `log_rows`."""
-    log_rows: list[dict[str, Any]] = field(default_factory=list)
-    terminal_status: ExecutionStatus | None = None
-    launched: bool = False
-    duration_ms: float | None = None
-    final_row: dict[str, Any] | None = None
-    """The execution's whole row as this commit left it, when the commit ended the execution."""
-
-    def drop_status_changes(self) -> None:
-        self.terminal_status = None
-        self.duration_ms = None
-        self.changes = [change for change in self.changes if change.kind != "status"]
-
-    def live_events(self) -> list[LiveEvent]:
-        if not self.log_rows:
-            return [change for change in self.changes if isinstance(change, LiveEvent)]
-        first_line = self.log_rows[0]["line"]
-        events: list[LiveEvent] = []
-        for change in self.changes:
-            if isinstance(change, LogRange):
-                rows = self.log_rows[change.first - first_line : change.last - first_line + 1]
-                events.extend(log_live_event(row) for row in rows)
-            else:
-                events.append(change)
-        return events
 
 
 @dataclass
@@ -86,157 +41,20 @@ class IngestResult:
 
 
 @dataclass(frozen=True)
-class LaunchProblem:
-    """Why an execution cannot run at all, as its error."""
-
-    error_type: str
-    message: str
-
-
-@dataclass(frozen=True)
-class LaunchTarget:
-    execution_id: str
-    workflow_name: str
-    org_id: str | None
-    user_id: str
-    created_at: datetime
-    status: ExecutionStatus
-    launched: bool
-    resources: Resources | None
-    """What the workflow asked for with `@workflow(resources=...)`; None: the backend's defaults."""
-    parent_execution_id: str | None
-    active_counts: dict[str, int] | None
-    """What the limits count, read with the row; None when no limit applies (not launchable, or a
-    sub-workflow)."""
-    payload: RunPayload | None
-    """What the runner runs; None when it cannot run, because of `problem`."""
-    problem: LaunchProblem | None
-
-    @property
-    def launchable(self) -> bool:
-        return not self.launched and not self.status.is_terminal
+class ExecutionFilters:
+    workflow: str | None = None
+    status: ExecutionStatus | None = None
+    org_id: str | None = None
+    user_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
 
 
-def status_data(
-    status: ExecutionStatus,
-    *,
-    error_type: str | None = None,
-    error_message: str | None = None,
-    duration_ms: float | None = None,
-) -> dict[str, Any]:
-    return {
-        "status": status.value,
-        "error_type": error_type,
-        "error_message": error_message,
-        "duration_ms": duration_ms,
-    }
-
-
-class _ExecutionChanges:
-    """The changes one ingest batch makes to one execution row, built event by event."""
-
-    def __init__(self, row: RowMapping) -> None:
-        self.execution_id: str = row["id"]
-        self.status: ExecutionStatus = row["status"]
-        self.status_read: ExecutionStatus = row["status"]
-        self.last_event_seq: int = row["last_event_seq"]
-        self.log_count: int = row["log_count"]
-        self.has_started_at = row["started_at"] is not None
-        self.values: dict[str, Any] = {}
-        self.status_values: dict[str, Any] = {}
-        self.committed = Committed(
-            execution_id=self.execution_id, workflow_name=row["workflow_name"], launched=row["backend"] is not None
-        )
-
-    def add_note(self, ts: datetime, message: str) -> None:
-        self._add_log_line(ts, "WARNING", PLATFORM_LOGGER, message)
-
-    def _add_log_line(self, ts: datetime, level: str, logger: str, message: str) -> None:
-        if "\x00" in message:
-            # PostgreSQL text cannot hold NUL; one such line must not stall the whole batch.
-            message = message.replace("\x00", "\ufffd")
-        self.log_count += 1
-        row = {
-            "execution_id": self.execution_id,
-            "line": self.log_count,
-            "ts": ts,
-            "level": level,
-            "logger": logger,
-            "message": message,
-        }
-        self.committed.log_rows.append(row)
-        changes = self.committed.changes
-        if changes and isinstance(changes[-1], LogRange) and changes[-1].last == self.log_count - 1:
-            changes[-1].last = self.log_count
-        else:
-            changes.append(LogRange(first=self.log_count, last=self.log_count))
-
-    def apply(self, event: Event) -> None:
-        if isinstance(event, StartedEvent):
-            self._apply_started(event)
-        elif isinstance(event, LogEvent):
-            if event.dropped:
-                self.add_note(event.ts, f"{event.dropped} log records were dropped: the runner's log limit was hit")
-            for record in event.records:
-                self._add_log_line(record.ts, record.level, record.logger, record.message)
-        elif isinstance(event, VariablesEvent):
-            self.values["variables"] = event.variables
-            variables = LiveEvent(kind="variables", id=event.seq, data={"variables": event.variables})
-            self.committed.changes.append(variables)
-        elif isinstance(event, ResultEvent):
-            self.values["result"] = event.result
-            self.committed.changes.append(LiveEvent(kind="result", id=event.seq, data={"result": event.result}))
-        else:
-            self._apply_finished(event)
-        self.last_event_seq = event.seq
-
-    def _apply_started(self, event: StartedEvent) -> None:
-        if not self.has_started_at:
-            self.values["started_at"] = event.ts
-            self.has_started_at = True
-        if event.workspace_revision is not None:
-            self.values["workspace_revision"] = event.workspace_revision
-        if self.status == ExecutionStatus.PENDING:
-            self.status = ExecutionStatus.RUNNING
-            self.status_values["status"] = ExecutionStatus.RUNNING
-            self.committed.changes.append(
-                LiveEvent(kind="status", id=event.seq, data=status_data(ExecutionStatus.RUNNING))
-            )
-
-    def _apply_finished(self, event: FinishedEvent) -> None:
-        if self.status.is_terminal:
-            return
-        status, error_type, error_message = event.status, event.error_type, event.error_message
-        if not status.is_terminal:
-            status, error_type = ExecutionStatus.FAILED, "InvalidFinalStatus"
-            error_message = f"the runner finished with the non-final status {event.status.value!r}"
-        self.status = status
-        self.status_values.update(
-            status=status,
-            sealed_parameters=None,  # no runner needs them any more
-            finished_at=event.ts,
-            error_type=error_type,
-            error_message=error_message,
-            traceback=event.traceback,
-            duration_ms=event.duration_ms,
-        )
-        self.committed.terminal_status = status
-        self.committed.duration_ms = event.duration_ms
-        self.committed.changes.append(
-            LiveEvent(
-                kind="status",
-                id=event.seq,
-                data=status_data(
-                    status, error_type=error_type, error_message=error_message, duration_ms=event.duration_ms
-                ),
-            )
-        )
-
-
-class ExecutionStore:
-    def __init__(self, db: Engine, cipher: SecretCipher) -> None:
+class ExecutionRepository:
+    def __init__(self, db: Engine) -> None:
         self._db = db
-        self._cipher = cipher
+
+    # Reads of single values, for the engine and the runner routes.
 
     def status(self, execution_id: str) -> ExecutionStatus | None:
         with self._db.connect() as conn:
@@ -252,33 +70,96 @@ class ExecutionStore:
             ).scalar_one_or_none()
             return seq
 
-    def log_lines(self, execution_id: str, first: int, last: int) -> list[LiveEvent]:
-        query = (
-            select(
-                EXECUTION_LOGS.c.execution_id,
-                EXECUTION_LOGS.c.line,
-                EXECUTION_LOGS.c.ts,
-                EXECUTION_LOGS.c.level,
-                EXECUTION_LOGS.c.logger,
-                EXECUTION_LOGS.c.message,
+    def secret_scope(self, execution_id: str) -> tuple[str | None, str | None] | None:
+        """The execution's organization and sealed parameters: where the secrets it could read come from. None
+        when there is no such execution."""
+        query = select(EXECUTIONS.c.org_id, EXECUTIONS.c.sealed_parameters).where(EXECUTIONS.c.id == execution_id)
+        with self._db.connect() as conn:
+            row = conn.execute(query).one_or_none()
+        return None if row is None else (row.org_id, row.sealed_parameters)
+
+    # Executions as the API shows them, within what the caller may see.
+
+    def get(self, execution_id: str) -> Execution | None:
+        with self._db.connect() as conn:
+            row = conn.execute(select(EXECUTIONS).where(EXECUTIONS.c.id == execution_id)).mappings().one_or_none()
+        return None if row is None else Execution.model_validate(dict(row))
+
+    def visible(self, principal: Principal, execution_id: str) -> Execution | None:
+        query = _visible_to(select(EXECUTIONS).where(EXECUTIONS.c.id == execution_id), principal)
+        with self._db.connect() as conn:
+            row = conn.execute(query).mappings().first()
+        return None if row is None else Execution.model_validate(dict(row))
+
+    def newest(
+        self, principal: Principal, filters: ExecutionFilters, *, before: tuple[datetime, str] | None, limit: int
+    ) -> list[Execution]:
+        """Up to `limit` executions the principal may see, newest first; with `before`, only those created before
+        it (`created_at`, then `id`)."""
+        query = _visible_to(select(EXECUTIONS), principal)
+        if filters.workflow is not None:
+            query = query.where(EXECUTIONS.c.workflow_name == filters.workflow)
+        if filters.status is not None:
+            query = query.where(EXECUTIONS.c.status == filters.status)
+        if filters.org_id is not None:
+            query = query.where(EXECUTIONS.c.org_id == filters.org_id)
+        if filters.user_id is not None:
+            query = query.where(EXECUTIONS.c.user_id == filters.user_id)
+        if filters.since is not None:
+            query = query.where(EXECUTIONS.c.created_at >= filters.since)
+        if filters.until is not None:
+            query = query.where(EXECUTIONS.c.created_at < filters.until)
+        if before is not None:
+            created_at, execution_id = before
+            query = query.where(
+                or_(
+                    EXECUTIONS.c.created_at < created_at,
+                    (EXECUTIONS.c.created_at == created_at) & (EXECUTIONS.c.id < execution_id),
+                )
             )
-            .where(EXECUTION_LOGS.c.execution_id == execution_id, EXECUTION_LOGS.c.line.between(first, last))
+        query = query.order_by(EXECUTIONS.c.created_at.desc(), EXECUTIONS.c.id.desc()).limit(limit)
+        with self._db.connect() as conn:
+            return [Execution.model_validate(dict(row)) for row in conn.execute(query).mappings()]
+
+    def logs(self, execution_id: str, *, after_line: int, limit: int) -> list[ExecutionLog]:
+        query = (
+            select(EXECUTION_LOGS)
+            .where(EXECUTION_LOGS.c.execution_id == execution_id, EXECUTION_LOGS.c.line > after_line)
             .order_by(EXECUTION_LOGS.c.line)
+            .limit(limit)
         )
         with self._db.connect() as conn:
-            return [log_live_event(dict(row)) for row in conn.execute(query).mappings()]
+            return [ExecutionLog.model_validate(dict(row)) for row in conn.execute(query).mappings()]
+
+    def with_log(self, execution_id: str) -> tuple[Execution, list[LiveEvent]] | None:
+        """The execution and its whole log as `log` events, read together; None when there is no such execution."""
+        with self._db.connect() as conn:
+            row = conn.execute(select(EXECUTIONS).where(EXECUTIONS.c.id == execution_id)).mappings().one_or_none()
+            if row is None:
+                return None
+            lines = conn.execute(_LOG_LINES_QUERY, {"execution_id": execution_id, "first": 1, "last": MAX_LOG_LINE})
+            return Execution.model_validate(dict(row)), [log_live_event(line) for line in lines.mappings()]
+
+    def log_lines(self, execution_id: str, first: int, last: int) -> list[LiveEvent]:
+        """Log lines `first` to `last` as `log` events."""
+        with self._db.connect() as conn:
+            lines = conn.execute(_LOG_LINES_QUERY, {"execution_id": execution_id, "first": first, "last": last})
+            return [log_live_event(line) for line in lines.mappings()]
+
+    # Starting and launching.
 
     def insert(self, new_row: Mapping[str, Any]) -> None:
         """Record a new execution."""
         with self._db.begin() as conn:
             conn.execute(_INSERT_EXECUTION, new_row)
 
-    def launch_target(
-        self, execution_id: str, max_result_bytes: int, max_json_depth: int, new_row: Mapping[str, Any] | None = None
-    ) -> LaunchTarget | None:
-        """The execution as the dispatcher launches it (with the counts its limits need) and as its runner
-        receives it; None when there is no such execution. With `new_row`, the execution is recorded first, in
-        the same transaction."""
+    def launch_row(
+        self, execution_id: str, *, count_active: bool, new_row: Mapping[str, Any] | None = None
+    ) -> tuple[RowMapping, dict[str, int] | None] | None:
+        """The execution with its workflow, user and organization (what `launch.launch_target` reads); with
+        `count_active`, and when the concurrency limits apply to it (a Pending, unlaunched execution that is no
+        sub-workflow), the counts they need, read in the same transaction. None when there is no such execution.
+        With `new_row`, the execution is recorded first, in the same transaction."""
         with self._db.begin() as conn:
             if new_row is not None:
                 conn.execute(_INSERT_EXECUTION, new_row)
@@ -286,14 +167,8 @@ class ExecutionStore:
             if row is None:
                 return None
             limited = row["backend"] is None and row["status"] == ExecutionStatus.PENDING
-            counts = self._active_counts(conn) if limited and row["parent_execution_id"] is None else None
-        return _launch_target(row, counts, max_result_bytes, max_json_depth, self._cipher)
-
-    def run_target(self, execution_id: str, max_result_bytes: int, max_json_depth: int) -> LaunchTarget | None:
-        """`launch_target` without the counts: what a runner asks for once it runs."""
-        with self._db.connect() as conn:
-            row = conn.execute(_LAUNCH_QUERY, {"execution_id": execution_id}).mappings().one_or_none()
-        return None if row is None else _launch_target(row, None, max_result_bytes, max_json_depth, self._cipher)
+            counted = count_active and limited and row["parent_execution_id"] is None
+            return row, self._active_counts(conn) if counted else None
 
     def active_counts(self) -> dict[str, int]:
         """Launched, unfinished executions per workflow: what the concurrency limits count."""
@@ -326,6 +201,8 @@ class ExecutionStore:
         )
         with self._db.connect() as conn:
             return list(conn.execute(query).scalars())
+
+    # Status changes.
 
     def close(
         self,
@@ -383,13 +260,13 @@ class ExecutionStore:
         waits (it is left out) unless its execution is in `accept_gaps`, then the gap is noted in the log."""
         result = IngestResult()
         with self._db.begin() as conn:
-            rows = self._lock_rows(conn, list(events))
+            rows = self.lock_rows(conn, list(events))
             for execution_id, execution_events in events.items():
                 row = rows.get(execution_id)
                 if row is None:
                     result.unknown_executions.add(execution_id)
                     continue
-                changes = _ExecutionChanges(row)
+                changes = ExecutionChanges(row)
                 for event in execution_events:
                     if event.seq <= changes.last_event_seq:
                         continue
@@ -405,17 +282,19 @@ class ExecutionStore:
                 result.ingested_through[execution_id] = changes.last_event_seq
                 if changes.last_event_seq == row["last_event_seq"]:
                     continue
-                self._write(conn, changes)
+                self.write(conn, changes)
                 result.committed.append(changes.committed)
         return result
 
     @staticmethod
-    def _lock_rows(conn: Connection, execution_ids: list[str]) -> dict[str, RowMapping]:
+    def lock_rows(conn: Connection, execution_ids: list[str]) -> dict[str, RowMapping]:
+        """The rows of these executions, locked for the transaction: what `ExecutionChanges` starts from."""
         rows = conn.execute(_LOCK_ROWS_QUERY, {"execution_ids": execution_ids}).mappings()
         return {row["id"]: row for row in rows}
 
     @staticmethod
-    def _write(conn: Connection, changes: _ExecutionChanges) -> None:
+    def write(conn: Connection, changes: ExecutionChanges) -> None:
+        """Write what `changes` made of one execution; its status only if no one changed it since it was read."""
         if changes.committed.log_rows:
             _insert_log_rows(conn, changes.committed.log_rows)
         values = {
@@ -442,6 +321,30 @@ class ExecutionStore:
         conn.execute(_UPDATE_EXECUTION, values)
 
 
+def reseal_parameters(conn: Connection, reseal: Callable[[str], str]) -> None:
+    """Replace the sealed parameters of every execution that still has them with `reseal` of them, in the
+    caller's transaction (key rotation)."""
+    sealed = conn.execute(
+        select(EXECUTIONS.c.id, EXECUTIONS.c.sealed_parameters).where(EXECUTIONS.c.sealed_parameters.is_not(None))
+    ).all()
+    for execution_id, ciphertext in sealed:
+        # Compare and set: a run that finished meanwhile has dropped its sealed values for good.
+        conn.execute(
+            update(EXECUTIONS)
+            .where(EXECUTIONS.c.id == execution_id, EXECUTIONS.c.sealed_parameters == ciphertext)
+            .values(sealed_parameters=reseal(ciphertext))
+        )
+
+
+def _visible_to(query: Select[Any], principal: Principal) -> Select[Any]:
+    if principal.is_platform_admin:
+        return query
+    if principal.org_id is None:
+        # Global executions are the platform's; a user without an organization sees only their own.
+        return query.where(EXECUTIONS.c.org_id.is_(None), EXECUTIONS.c.user_id == principal.user_id)
+    return query.where(EXECUTIONS.c.org_id == principal.org_id)
+
+
 _LOG_COLUMNS = ("execution_id", "line", "ts", "level", "logger", "message")
 
 
@@ -454,12 +357,6 @@ def _insert_log_rows(conn: Connection, rows: list[dict[str, Any]]) -> None:
     with cursor.copy(f"COPY {EXECUTION_LOGS.name} ({', '.join(_LOG_COLUMNS)}) FROM STDIN") as copy:
         for row in rows:
             copy.write_row([row[column] for column in _LOG_COLUMNS])
-
-
-def _workflow_resources(meta: Mapping[str, Any] | None) -> Resources | None:
-    """The resources the registry recorded in a workflow's `meta`; None for no workflow or none asked for."""
-    recorded = (meta or {}).get("resources")
-    return Resources.model_validate(recorded) if recorded else None
 
 
 # The statements of every launch and every ingest batch are built once: building one costs more than running it.
@@ -498,6 +395,15 @@ _MOVE_EXECUTION = (
 
 _RECORD_LAUNCH = _UPDATE_EXECUTION.returning(EXECUTIONS.c.status)
 
+_LOG_LINES_QUERY = (
+    select(*(EXECUTION_LOGS.c[column] for column in _LOG_COLUMNS))
+    .where(
+        EXECUTION_LOGS.c.execution_id == bindparam("execution_id"),
+        EXECUTION_LOGS.c.line.between(bindparam("first"), bindparam("last")),
+    )
+    .order_by(EXECUTION_LOGS.c.line)
+)
+
 _STATUS_QUERY = select(EXECUTIONS.c.status).where(EXECUTIONS.c.id == bindparam("execution_id"))
 
 _LAUNCH_QUERY: Select[Any] = (
@@ -529,59 +435,3 @@ _LAUNCH_QUERY: Select[Any] = (
     )
     .where(EXECUTIONS.c.id == bindparam("execution_id"))
 )
-
-
-def _opened_parameters(row: RowMapping, cipher: SecretCipher) -> tuple[dict[str, Any], list[str]] | LaunchProblem:
-    """The execution's real parameters and the secret values among them."""
-    if row["sealed_parameters"] is None:
-        return row["parameters"], []
-    try:
-        return unseal(cipher, row["sealed_parameters"])
-    except SecretDecryptionError as exc:
-        return LaunchProblem("SecretDecryptionError", f"the secret values among its parameters: {exc}")
-
-
-def _launch_target(
-    row: RowMapping, counts: dict[str, int] | None, max_result_bytes: int, max_json_depth: int, cipher: SecretCipher
-) -> LaunchTarget:
-    payload: RunPayload | None = None
-    problem: LaunchProblem | None = None
-    opened = _opened_parameters(row, cipher)
-    if row["file"] is None:
-        problem = LaunchProblem("WorkflowNotFound", f"workflow {row['workflow_name']!r} is not in the registry")
-    elif row["user_email"] is None:
-        problem = LaunchProblem("UserNotFound", f"the execution's user {row['user_id']!r} no longer exists")
-    elif isinstance(opened, LaunchProblem):
-        problem = opened
-    else:
-        parameters, secrets = opened
-        payload = RunPayload(
-            execution_id=row["id"],
-            workflow_name=row["workflow_name"],
-            file=row["file"],
-            function_name=row["function_name"],
-            parameters=parameters,
-            secrets=secrets,
-            user=UserInfo(id=row["user_id"], email=row["user_email"], name=row["user_name"]),
-            organization=OrganizationInfo(id=row["org_id"], name=row["org_name"]) if row["org_name"] else None,
-            is_platform_admin=row["is_platform_admin"],
-            timeout_seconds=row["timeout_seconds"],
-            workspace_revision=row["workspace_revision"],
-            parent_execution_id=row["parent_execution_id"],
-            max_result_bytes=max_result_bytes,
-            max_json_depth=max_json_depth,
-        )
-    return LaunchTarget(
-        execution_id=row["id"],
-        workflow_name=row["workflow_name"],
-        org_id=row["org_id"],
-        user_id=row["user_id"],
-        created_at=row["created_at"],
-        status=row["status"],
-        launched=row["backend"] is not None,
-        resources=_workflow_resources(row["meta"]),
-        parent_execution_id=row["parent_execution_id"],
-        active_counts=counts,
-        payload=payload,
-        problem=problem,
-    )

@@ -1,5 +1,6 @@
-"""Executions as the API sees them: starting one (validated, written in one transaction, handed to the engine)
-and reading them back, always within what the caller may see."""
+"""Executions as callers see them: starting one (validated, recorded, handed to the engine), reading them
+back within what the caller may see, following them live, cancelling them; and what a running execution reads
+of itself and of the sub-workflows it started."""
 
 from __future__ import annotations
 
@@ -7,35 +8,38 @@ import asyncio
 import base64
 import binascii
 import json
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, or_
-from sqlmodel import Session, col, select
-from sqlmodel.sql.expression import SelectOfScalar
+from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
-from bifrost.protocol import ExecutionStatus
+from bifrost.protocol import ExecutionStatus, RunPayload
 from bifrost.schema import validate_parameters
-from control_plane.db.models import Execution, ExecutionLog
-from control_plane.db.session import session_scope
-from control_plane.engine import Engine as ExecutionEngine
+from control_plane.backends.base import RunnerDetails
+from control_plane.db.models import Execution, ExecutionLog, as_utc
+from control_plane.engine import ExecutionEngine, LiveStreamLaggedError
+from control_plane.errors import ConflictError, InvalidRequestError, NotAuthenticatedError, NotFoundError
+from control_plane.executions.changes import LiveEvent, status_data
+from control_plane.executions.launch import PayloadLimits, launch_target
+from control_plane.executions.repository import ExecutionFilters, ExecutionRepository
 from control_plane.executions.sealed_parameters import seal
 from control_plane.metrics import EXECUTIONS_CREATED
 from control_plane.registry import Registry
 from control_plane.security.encryption import SecretCipher
 from control_plane.security.principals import Principal
+from control_plane.settings import Settings
 
 
-class WorkflowNotFoundError(LookupError):
+class WorkflowNotFoundError(NotFoundError):
     def __init__(self, name: str) -> None:
         super().__init__(f"no workflow named {name!r} in the workspace")
         self.name = name
 
 
-class InvalidCursorError(ValueError):
+class InvalidCursorError(InvalidRequestError):
     def __init__(self) -> None:
         super().__init__("invalid cursor: pass back the next_cursor of a previous page unchanged")
 
@@ -49,13 +53,16 @@ class Starter:
 
 
 class ExecutionService:
-    """Starts executions; the one path every caller (API, endpoint, sub-workflow) goes through."""
+    """The one path every caller (API, endpoint, sub-workflow) starts and reads executions through."""
 
-    def __init__(self, db_engine: Engine, registry: Registry, engine: ExecutionEngine, cipher: SecretCipher) -> None:
-        self._db_engine = db_engine
+    def __init__(
+        self, db_engine: Engine, registry: Registry, engine: ExecutionEngine, cipher: SecretCipher, settings: Settings
+    ) -> None:
+        self._repository = ExecutionRepository(db_engine)
         self._registry = registry
         self._engine = engine
         self._cipher = cipher
+        self._limits = PayloadLimits(settings.max_result_bytes, settings.max_json_depth)
 
     async def start(
         self,
@@ -102,11 +109,126 @@ class ExecutionService:
                 return execution, run_sync
         if final_row is not None:
             return Execution.model_validate(final_row), run_sync
-        return await run_in_threadpool(self._load, execution.id) or execution, run_sync
+        return await run_in_threadpool(self._repository.get, execution.id) or execution, run_sync
 
-    def _load(self, execution_id: str) -> Execution | None:
-        with session_scope(self._db_engine) as session:
-            return session.get(Execution, execution_id)
+    def visible(self, principal: Principal, execution_id: str) -> Execution:
+        """The execution, if the principal may see it; `NotFoundError` otherwise."""
+        execution = self._repository.visible(principal, execution_id)
+        if execution is None:
+            raise NotFoundError(f"no execution {execution_id!r}")
+        return execution
+
+    def with_runner(self, principal: Principal, execution_id: str) -> tuple[Execution, RunnerDetails | None]:
+        """The execution and what its backend tells of its runner (None when another backend launched it)."""
+        execution = self.visible(principal, execution_id)
+        backend = self._engine.backend
+        return execution, backend.details(execution.id) if execution.backend == backend.name else None
+
+    def page(
+        self,
+        principal: Principal,
+        *,
+        workflow: str | None = None,
+        status: ExecutionStatus | None = None,
+        org_id: str | None = None,
+        user_id: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        cursor: str | None = None,
+        limit: int,
+    ) -> tuple[list[Execution], str | None]:
+        """One page of the executions the principal may see, newest first, and the cursor of the next page (None
+        on the last one). `InvalidCursorError` for a cursor no page gave."""
+        filters = ExecutionFilters(
+            workflow=workflow, status=status, org_id=org_id, user_id=user_id, since=since, until=until
+        )
+        before = None if cursor is None else _decode_cursor(cursor)
+        rows = self._repository.newest(principal, filters, before=before, limit=limit + 1)
+        if len(rows) <= limit:
+            return rows, None
+        last = rows[limit - 1]
+        return rows[:limit], _encode_cursor(as_utc(last.created_at), last.id)
+
+    def logs(
+        self, principal: Principal, execution_id: str, *, after_line: int, limit: int
+    ) -> tuple[list[ExecutionLog], bool]:
+        """Up to `limit` log lines after `after_line`, and whether more were already stored."""
+        self.visible(principal, execution_id)
+        rows = self._repository.logs(execution_id, after_line=after_line, limit=limit + 1)
+        return rows[:limit], len(rows) > limit
+
+    async def cancel(self, principal: Principal, execution_id: str) -> Execution:
+        """Ask a pending or running execution to stop; the execution as it was asked. `ConflictError` when it has
+        already finished."""
+        execution = await run_in_threadpool(self.visible, principal, execution_id)
+        if execution.status.is_terminal:
+            raise _AlreadyFinishedError(execution)
+        await self._engine.cancel(execution_id)
+        return execution
+
+    async def follow(self, execution_id: str) -> AsyncIterator[LiveEvent]:
+        """Everything so far (the log, variables, result, status), then the changes as they commit, until the
+        execution finishes or the follower falls too far behind (then the follower starts over)."""
+        # Subscribed before the backlog is read: whatever commits in between arrives live, and the backlog's
+        # high-water marks drop what both contain.
+        async with self._engine.live(execution_id) as live:
+            read = await run_in_threadpool(self._repository.with_log, execution_id)
+            if read is None:
+                raise NotFoundError(f"no execution {execution_id!r}")
+            execution, lines = read
+            for line in lines:
+                yield line
+            seq = execution.last_event_seq
+            if execution.variables is not None:
+                yield LiveEvent(kind="variables", id=seq, data={"variables": execution.variables})
+            if execution.status.is_terminal:
+                yield LiveEvent(kind="result", id=seq, data={"result": execution.result})
+            yield LiveEvent(kind="status", id=seq, data=_status_of(execution))
+            if execution.status.is_terminal:
+                return
+            last_line = lines[-1].id if lines else 0
+            live.skip_lines_through(last_line)
+            try:
+                async for event in live:
+                    if event.id > (last_line if event.kind == "log" else seq):
+                        yield event
+            except LiveStreamLaggedError:
+                return
+
+    def status(self, execution_id: str) -> ExecutionStatus | None:
+        """The execution's status; None when there is no such execution."""
+        return self._repository.status(execution_id)
+
+    def runner_payload(self, execution_id: str) -> RunPayload:
+        """What the runner of the execution runs. `NotAuthenticatedError` when the execution is gone,
+        `NotFoundError` saying why when it cannot run."""
+        read = self._repository.launch_row(execution_id, count_active=False)
+        if read is None:
+            raise NotAuthenticatedError("the token's execution no longer exists")
+        target = launch_target(*read, self._limits, self._cipher)
+        if target.payload is None:
+            raise NotFoundError(target.problem.message if target.problem else "the execution cannot run")
+        return target.payload
+
+    async def child(self, parent_execution_id: str, execution_id: str, *, wait: float) -> Execution:
+        """A sub-workflow the parent started; with `wait` seconds, as soon as it finishes within them.
+        `NotFoundError` for an execution that is not the parent's sub-workflow."""
+        child = await run_in_threadpool(self._child, parent_execution_id, execution_id)
+        if not child.status.is_terminal and wait > 0:
+            await self._engine.wait_terminal(execution_id, wait)
+            child = await run_in_threadpool(self._child, parent_execution_id, execution_id)
+        return child
+
+    def _child(self, parent_execution_id: str, execution_id: str) -> Execution:
+        child = self._repository.get(execution_id)
+        if child is None or child.parent_execution_id != parent_execution_id:
+            raise NotFoundError(f"no sub-workflow execution {execution_id!r}")
+        return child
+
+
+class _AlreadyFinishedError(ConflictError):
+    def __init__(self, execution: Execution) -> None:
+        super().__init__(f"execution {execution.id!r} already finished ({execution.status.value})")
 
 
 def _new_row(execution: Execution) -> dict[str, Any]:
@@ -114,75 +236,13 @@ def _new_row(execution: Execution) -> dict[str, Any]:
     return {column: value for column, value in execution.model_dump().items() if value is not None}
 
 
-@dataclass(frozen=True)
-class ExecutionFilters:
-    workflow: str | None = None
-    status: ExecutionStatus | None = None
-    org_id: str | None = None
-    user_id: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None
-
-
-def _visible_to(query: SelectOfScalar[Execution], principal: Principal) -> SelectOfScalar[Execution]:
-    if principal.is_platform_admin:
-        return query
-    if principal.org_id is None:
-        # Global executions are the platform's; a user without an organization sees only their own.
-        return query.where(col(Execution.org_id).is_(None), Execution.user_id == principal.user_id)
-    return query.where(Execution.org_id == principal.org_id)
-
-
-def get_execution(session: Session, principal: Principal, execution_id: str) -> Execution | None:
-    return session.exec(_visible_to(select(Execution).where(Execution.id == execution_id), principal)).first()
-
-
-def list_executions(
-    session: Session, principal: Principal, filters: ExecutionFilters, *, cursor: str | None, limit: int
-) -> tuple[list[Execution], str | None]:
-    """One page, newest first, and the cursor of the next page (None on the last one)."""
-    query = _visible_to(select(Execution), principal)
-    if filters.workflow is not None:
-        query = query.where(Execution.workflow_name == filters.workflow)
-    if filters.status is not None:
-        query = query.where(Execution.status == filters.status)
-    if filters.org_id is not None:
-        query = query.where(Execution.org_id == filters.org_id)
-    if filters.user_id is not None:
-        query = query.where(Execution.user_id == filters.user_id)
-    if filters.since is not None:
-        query = query.where(col(Execution.created_at) >= filters.since)
-    if filters.until is not None:
-        query = query.where(col(Execution.created_at) < filters.until)
-    if cursor is not None:
-        created_at, execution_id = _decode_cursor(cursor)
-        query = query.where(
-            or_(
-                col(Execution.created_at) < created_at,
-                (col(Execution.created_at) == created_at) & (col(Execution.id) < execution_id),
-            )
-        )
-    query = query.order_by(col(Execution.created_at).desc(), col(Execution.id).desc()).limit(limit + 1)
-    rows = list(session.exec(query).all())
-    if len(rows) <= limit:
-        return rows, None
-    last = rows[limit - 1]
-    return rows[:limit], _encode_cursor(as_utc(last.created_at), last.id)
-
-
-def list_logs(session: Session, execution_id: str, *, after_line: int, limit: int | None = None) -> list[ExecutionLog]:
-    query = (
-        select(ExecutionLog)
-        .where(ExecutionLog.execution_id == execution_id, col(ExecutionLog.line) > after_line)
-        .order_by(col(ExecutionLog.line))
-        .limit(limit)
+def _status_of(execution: Execution) -> dict[str, Any]:
+    return status_data(
+        execution.status,
+        error_type=execution.error_type,
+        error_message=execution.error_message,
+        duration_ms=execution.duration_ms,
     )
-    return list(session.exec(query).all())
-
-
-def as_utc(moment: datetime) -> datetime:
-    """SQLite hands timestamps back without a zone; Bifrost writes every timestamp in UTC."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _encode_cursor(created_at: datetime, execution_id: str) -> str:

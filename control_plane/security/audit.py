@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlmodel import Session
+from sqlalchemy import Engine
+from sqlmodel import Session, col, select
 
 from control_plane.db.models import AuditEvent
+from control_plane.db.session import session_scope
 from control_plane.security.principals import Principal
 
 
@@ -33,3 +35,19 @@ def record(
             detail=detail,
         )
     )
+
+
+def read_events(
+    db: Engine, *, org_id: str | None, all_orgs: bool, action: str | None, before: int | None, limit: int
+) -> list[AuditEvent]:
+    """Up to `limit` events, newest first: the organization's (`org_id` None: the global ones), or with
+    `all_orgs` every event; only `action` ones when given, only those before the id `before` when given."""
+    query = select(AuditEvent).order_by(col(AuditEvent.id).desc()).limit(limit)
+    if not all_orgs:
+        query = query.where(AuditEvent.org_id == org_id)
+    if action is not None:
+        query = query.where(AuditEvent.action == action)
+    if before is not None:
+        query = query.where(col(AuditEvent.id) < before)
+    with session_scope(db) as session:
+        return list(session.exec(query).all())

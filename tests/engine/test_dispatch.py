@@ -22,7 +22,7 @@ from bifrost.protocol import (
 )
 from control_plane.backends.base import LaunchSpec
 from control_plane.engine import ExecutionNotFoundError
-from control_plane.security.principals import TokenIssuer
+from control_plane.security.tokens import TokenIssuer
 from tests.engine.conftest import (
     EngineFactory,
     RecordingBackend,
