@@ -16,7 +16,7 @@ from control_plane.api.dependencies import (
 from control_plane.api.models.secrets import RotationOut, SecretIn, SecretOut
 from control_plane.db.models import Secret
 from control_plane.security.key_rotation import rotate_encryption_keys
-from control_plane.security.scoped_values import EntryWrite, delete_entry, upsert_entry, visible_entries
+from control_plane.security.scoped_values import EntryWrite, delete_entry, store_secret, visible_entries
 
 router = APIRouter(prefix="/api/secrets", tags=["secrets"])
 
@@ -38,11 +38,7 @@ def put_secret(
 ) -> SecretOut:
     """Create or replace a secret of the organization acted for (or, `global=true`, a global one)."""
     write = EntryWrite(write_scope(user, global_scope), user, client_address(request))
-    ciphertext = services.cipher.encrypt(body.value)
-    secret = upsert_entry(
-        services.db_engine, Secret, name, {"ciphertext": ciphertext}, write=write, audit_prefix="secret"
-    )
-    return SecretOut.of(secret)
+    return SecretOut.of(store_secret(services.db_engine, services.cipher, name, body.value, write=write))
 
 
 @router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT)

@@ -14,20 +14,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, Select, Table, bindparam, func, insert, or_, select, update
+from sqlalchemy import Engine, Select, bindparam, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, RowMapping
 
 from bifrost.protocol import Event, ExecutionStatus
-from control_plane.db.models import MAX_LOG_LINE, Execution, ExecutionLog, Organization, User, Workflow, utcnow
+from control_plane.db.models import MAX_LOG_LINE, Execution, ExecutionLog, utcnow
+from control_plane.db.tables import EXECUTION_LOGS, EXECUTIONS, ORGANIZATIONS, USERS, WORKFLOWS
 from control_plane.executions.changes import Committed, LiveEvent, log_live_event, status_data
 from control_plane.executions.transitions import ExecutionChanges
 from control_plane.security.principals import Principal
-
-EXECUTIONS: Table = Execution.__table__  # type: ignore[attr-defined]
-EXECUTION_LOGS: Table = ExecutionLog.__table__  # type: ignore[attr-defined]
-WORKFLOWS: Table = Workflow.__table__  # type: ignore[attr-defined]
-USERS: Table = User.__table__  # type: ignore[attr-defined]
-ORGANIZATIONS: Table = Organization.__table__  # type: ignore[attr-defined]
 
 ACTIVE_STATUSES = (ExecutionStatus.PENDING, ExecutionStatus.RUNNING)
 

@@ -8,12 +8,13 @@ import hmac
 import secrets
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, Table, bindparam, update
+from sqlalchemy import Engine, bindparam, update
 from sqlalchemy import select as core_select
 from sqlmodel import Session, col, select
 
 from control_plane.db.models import ApiKey, Membership, Organization, OrgRole, User, as_utc, utcnow
 from control_plane.db.session import session_scope
+from control_plane.db.tables import API_KEYS, MEMBERSHIPS, USERS
 from control_plane.errors import ForbiddenError, InvalidRequestError, NotFoundError
 from control_plane.security.audit import record
 from control_plane.security.principals import Principal, make_principal, roles_from
@@ -22,36 +23,33 @@ API_KEY_PREFIX = "bfk_"
 _PREFIX_LENGTH = len(API_KEY_PREFIX) + 8
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
-_API_KEYS: Table = ApiKey.__table__  # type: ignore[attr-defined]
-_USERS: Table = User.__table__  # type: ignore[attr-defined]
-_MEMBERSHIPS: Table = Membership.__table__  # type: ignore[attr-defined]
 # Every key with the prefix, with its user and the user's memberships: one row per membership (or one without).
 # Read as plain rows, not ORM objects, and built once: this runs on every request made with a key.
 _API_KEY_QUERY = (
     core_select(
-        _API_KEYS.c.id.label("key_id"),
-        _API_KEYS.c.key_hash,
-        _API_KEYS.c.org_id.label("key_org_id"),
-        _API_KEYS.c.revoked_at,
-        _API_KEYS.c.expires_at,
-        _API_KEYS.c.last_used_at,
-        _USERS.c.id.label("user_id"),
-        _USERS.c.org_id.label("home_org_id"),
-        _USERS.c.email,
-        _USERS.c.name,
-        _USERS.c.is_platform_admin,
-        _USERS.c.is_active,
-        _MEMBERSHIPS.c.org_id.label("member_org_id"),
-        _MEMBERSHIPS.c.role,
+        API_KEYS.c.id.label("key_id"),
+        API_KEYS.c.key_hash,
+        API_KEYS.c.org_id.label("key_org_id"),
+        API_KEYS.c.revoked_at,
+        API_KEYS.c.expires_at,
+        API_KEYS.c.last_used_at,
+        USERS.c.id.label("user_id"),
+        USERS.c.org_id.label("home_org_id"),
+        USERS.c.email,
+        USERS.c.name,
+        USERS.c.is_platform_admin,
+        USERS.c.is_active,
+        MEMBERSHIPS.c.org_id.label("member_org_id"),
+        MEMBERSHIPS.c.role,
     )
     .select_from(
-        _API_KEYS.join(_USERS, _USERS.c.id == _API_KEYS.c.user_id).outerjoin(
-            _MEMBERSHIPS, _MEMBERSHIPS.c.user_id == _USERS.c.id
+        API_KEYS.join(USERS, USERS.c.id == API_KEYS.c.user_id).outerjoin(
+            MEMBERSHIPS, MEMBERSHIPS.c.user_id == USERS.c.id
         )
     )
-    .where(_API_KEYS.c.prefix == bindparam("prefix"))
+    .where(API_KEYS.c.prefix == bindparam("prefix"))
 )
-_NOTE_KEY_USE = update(_API_KEYS).where(_API_KEYS.c.id == bindparam("key_id")).values(last_used_at=bindparam("now"))
+_NOTE_KEY_USE = update(API_KEYS).where(API_KEYS.c.id == bindparam("key_id")).values(last_used_at=bindparam("now"))
 
 
 def generate_api_key() -> str:

@@ -75,6 +75,13 @@ def upsert_entry(
         return entry
 
 
+def store_secret(db_engine: Engine, cipher: SecretCipher, name: str, value: str, *, write: EntryWrite) -> Secret:
+    """Create or replace the secret `name` of the written scope, its value encrypted; audited as
+    `secret.created` or `secret.updated`."""
+    ciphertext = cipher.encrypt(value)
+    return upsert_entry(db_engine, Secret, name, {"ciphertext": ciphertext}, write=write, audit_prefix="secret")
+
+
 def delete_entry(db_engine: Engine, model: type[Entry], name: str, *, write: EntryWrite, audit_prefix: str) -> bool:
     """Delete the entry `name` of the written scope, audited as `<audit_prefix>.deleted`; False, and nothing
     written, when there is no such entry."""
