@@ -28,8 +28,7 @@ import httpx
 import nats
 from cryptography.fernet import Fernet
 from nats.aio.client import RawCredentials
-from sqlalchemy import Engine as DatabaseEngine
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 from sqlmodel import Session, SQLModel
 
 from bifrost._internal.protocol import (
@@ -45,13 +44,13 @@ from bifrost._internal.protocol import (
     nats_credentials_file,
 )
 from bifrost_devtools.services import free_port, postgres_bin_dir, running_nats, running_postgres
-from control_plane.auth import TokenIssuer
 from control_plane.backends.local import LocalBackend
 from control_plane.db.models import Execution, Organization, User
 from control_plane.db.session import make_engine
-from control_plane.engine import Engine
-from control_plane.nats_auth import KEYS_FILE, AccountSigner, NatsKeys
-from control_plane.secrets_crypto import SecretCipher
+from control_plane.engine import ExecutionEngine
+from control_plane.security.encryption import SecretCipher
+from control_plane.security.nats_identities import KEYS_FILE, AccountSigner, NatsKeys
+from control_plane.security.tokens import TokenIssuer
 from control_plane.settings import Settings
 
 KEY = "bfk_benchmark-engine-key-0123456789"
@@ -154,7 +153,7 @@ def timed(count: int, call: Callable[[int], object]) -> list[float]:
     return durations
 
 
-def count_unfinished(db: DatabaseEngine, ids: list[str]) -> int:
+def count_unfinished(db: Engine, ids: list[str]) -> int:
     active = (ExecutionStatus.PENDING, ExecutionStatus.RUNNING)
     with Session(db) as session:
         query = select(func.count()).where(Execution.id.in_(ids), Execution.status.in_(active))  # type: ignore[attr-defined]
@@ -265,7 +264,7 @@ async def ingest_lines_per_second(tmp: Path, database_url: str | None = None) ->
         session.add(execution)
         session.commit()
     cipher = SecretCipher([Fernet.generate_key()])
-    engine = Engine(settings, db, LocalBackend(settings), TokenIssuer(b"bench-signing-key"), cipher)
+    engine = ExecutionEngine(settings, db, LocalBackend(settings), TokenIssuer(b"bench-signing-key"), cipher)
     await engine.start()
     try:
         execution_id = execution.id

@@ -21,7 +21,7 @@ from bifrost_devtools.services import NatsServer, running_nats
 from bifrost_runner.connection import ensure_streams
 from control_plane.backends.base import LaunchSpec, RunnerExit
 from control_plane.backends.local import LocalBackend
-from control_plane.nats_auth import AccountSigner
+from control_plane.security.nats_identities import AccountSigner
 from control_plane.settings import Settings
 
 TARGET_P50_MS = 25.0

@@ -12,15 +12,16 @@ from control_plane.api import api_router
 from control_plane.api.dependencies import Services
 from control_plane.api.errors import install_error_handlers
 from control_plane.api.guard import RequestGuard
-from control_plane.auth import TokenIssuer, bootstrap, load_secret_key
 from control_plane.backends import create_backend
 from control_plane.db.migrate import upgrade_database
 from control_plane.db.session import make_engine
-from control_plane.engine import Engine
-from control_plane.executions import ExecutionService
-from control_plane.key_files import make_private_file, make_private_folder
+from control_plane.engine import ExecutionEngine
+from control_plane.executions.service import ExecutionService
 from control_plane.registry import Registry
-from control_plane.secrets_crypto import SecretCipher, load_encryption_keys
+from control_plane.security.bootstrap import bootstrap
+from control_plane.security.encryption import SecretCipher, load_encryption_keys
+from control_plane.security.key_files import make_private_file, make_private_folder
+from control_plane.security.tokens import TokenIssuer, load_secret_key
 from control_plane.settings import DATABASE_FILE, Settings
 from control_plane.workspace_store import store_from_settings
 
@@ -43,7 +44,7 @@ def create_app(settings: Settings) -> FastAPI:
             registry = Registry(store_from_settings(settings), db_engine, poll_seconds=settings.workspace_poll_seconds)
             await registry.start()
             started.push_async_callback(registry.stop)
-            engine = Engine(settings, db_engine, create_backend(settings), tokens, cipher)
+            engine = ExecutionEngine(settings, db_engine, create_backend(settings), tokens, cipher)
             await engine.start()
             started.push_async_callback(engine.stop)
             app.state.services = Services(
@@ -51,7 +52,7 @@ def create_app(settings: Settings) -> FastAPI:
                 db_engine=db_engine,
                 registry=registry,
                 engine=engine,
-                executions=ExecutionService(db_engine, registry, engine, cipher),
+                executions=ExecutionService(db_engine, registry, engine, cipher, settings),
                 tokens=tokens,
                 cipher=cipher,
             )

@@ -9,7 +9,7 @@ import uvicorn
 from rich.console import Console
 
 from control_plane.app import create_app
-from control_plane.nats_auth import KEYS_FILE, NatsKeys
+from control_plane.security.nats_identities import KEYS_FILE, NatsKeys
 from control_plane.settings import Settings
 
 app = typer.Typer(no_args_is_help=True)

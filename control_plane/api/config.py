@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
-
 from fastapi import APIRouter, HTTPException, Request, Response, status
-from pydantic import BaseModel, Field
 
 from control_plane.api.dependencies import (
     EntryNameParam,
@@ -17,46 +13,23 @@ from control_plane.api.dependencies import (
     client_address,
     write_scope,
 )
+from control_plane.api.models.config import ConfigIn, ConfigOut
 from control_plane.db.models import ConfigEntry
-from control_plane.db.session import session_scope
-from control_plane.scoped_values import (
-    EntryWrite,
-    delete_entry,
-    entries_visible_to_org,
-    resolve_entry,
-    upsert_entry,
-)
+from control_plane.security.scoped_values import EntryWrite, delete_entry, entry_of_org, upsert_entry, visible_entries
 
 router = APIRouter(prefix="/api/config", tags=["config"])
-
-
-class ConfigIn(BaseModel):
-    value: Any = Field(description="Any JSON value.")
-
-
-class ConfigOut(BaseModel):
-    name: str
-    value: Any
-    org_id: str | None = Field(description="NULL: global, the fallback of every organization.")
-    updated_at: datetime
-
-    @classmethod
-    def of(cls, entry: ConfigEntry) -> ConfigOut:
-        return cls(name=entry.name, value=entry.value, org_id=entry.org_id, updated_at=entry.updated_at)
 
 
 @router.get("")
 def list_config(services: ServicesDep, user: UserDep) -> list[ConfigOut]:
     """The entries of the organization acted for and the global ones."""
-    with session_scope(services.db_engine) as session:
-        return [ConfigOut.of(entry) for entry in entries_visible_to_org(session, ConfigEntry, user.org_id)]
+    return [ConfigOut.of(entry) for entry in visible_entries(services.db_engine, ConfigEntry, user.org_id)]
 
 
 @router.get("/{name}")
 def get_config(name: EntryNameParam, services: ServicesDep, user: UserDep) -> ConfigOut:
     """The entry a workflow of the organization acted for reads: its own, else the global one."""
-    with session_scope(services.db_engine) as session:
-        entry = resolve_entry(session, ConfigEntry, user.org_id, name)
+    entry = entry_of_org(services.db_engine, ConfigEntry, user.org_id, name)
     if entry is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no config entry named {name!r}")
     return ConfigOut.of(entry)

@@ -4,39 +4,29 @@ login page depends on one of `UserDep` (any signed-in user), `OrgAdminDep`, `Pla
 
 from __future__ import annotations
 
-import hmac
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Header, HTTPException, Path, Query, Request, status
 from fastapi.security import APIKeyCookie, APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
-from sqlmodel import Session
 
-from control_plane.audit import record
-from control_plane.auth import (
-    ExecutionClaims,
-    InvalidExecutionTokenError,
-    OrgAccessError,
-    Principal,
-    TokenIssuer,
-    acting_for,
-    authenticate_api_key,
-)
-from control_plane.db.session import session_scope
-from control_plane.engine import Engine as ExecutionEngine
-from control_plane.engine.store import ExecutionStore
-from control_plane.executions import ExecutionService, Starter
-from control_plane.logins import authenticate_session
+from control_plane.api.errors import status_of_refusal
+from control_plane.engine import ExecutionEngine
+from control_plane.errors import NotAuthenticatedError, RefusedError
+from control_plane.executions.service import ExecutionService, Starter
 from control_plane.registry import Registry
-from control_plane.scoped_values import NAME_PATTERN
-from control_plane.secrets_crypto import SecretCipher
+from control_plane.security.authentication import CSRF_HEADER, ORG_HEADER, Credentials, authenticate
+from control_plane.security.encryption import SecretCipher
+from control_plane.security.principals import Principal
+from control_plane.security.scoped_values import NAME_PATTERN
+from control_plane.security.tokens import ExecutionClaims, InvalidExecutionTokenError, TokenIssuer
+from control_plane.security.workflow_access import authorize_start
 from control_plane.settings import Settings
-from control_plane.workflow_access import may_start
 
 SESSION_COOKIE = "bifrost_session"
-CSRF_HEADER = "X-CSRF-Token"
-ORG_HEADER = "X-Bifrost-Org"
 AUTHENTICATED_SCOPE_KEY = "bifrost.principal"
 """Where the request guard leaves the principal, or the execution token's claims, it checked before the body
 was read."""
@@ -84,17 +74,8 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-@dataclass(frozen=True)
-class Credentials:
-    """What a request presents to say who is calling."""
-
-    api_key: str | None
-    session_token: str | None
-    org: str | None
-    """The organization the caller asks to act for."""
-
-
 async def get_credentials(
+    request: Request,
     bearer: BearerDep,
     header_key: Annotated[str | None, Depends(_key_header)],
     session_token: Annotated[str | None, Depends(_session_cookie)],
@@ -107,7 +88,13 @@ async def get_credentials(
         ),
     ] = None,
 ) -> Credentials:
-    return Credentials(header_key or (bearer.credentials if bearer else None), session_token, org)
+    return Credentials(
+        api_key=header_key or (bearer.credentials if bearer else None),
+        session_token=session_token,
+        org=org,
+        csrf_token=request.headers.get(CSRF_HEADER),
+        writes=request.method not in _SAFE_METHODS,
+    )
 
 
 CredentialsDep = Annotated[Credentials, Depends(get_credentials)]
@@ -121,44 +108,34 @@ async def bearer_of(request: Request) -> HTTPAuthorizationCredentials | None:
 async def credentials_of(request: Request) -> Credentials:
     """What `CredentialsDep` gives, for callers outside FastAPI's dependencies."""
     bearer, key, session_token = await _bearer(request), await _key_header(request), await _session_cookie(request)
-    return await get_credentials(bearer, key, session_token, request.headers.get(ORG_HEADER))
+    return await get_credentials(request, bearer, key, session_token, request.headers.get(ORG_HEADER))
+
+
+@contextmanager
+def _refusals_answered() -> Iterator[None]:
+    """A service's refusal as the HTTP error that answers it: what the request guard, which runs the
+    dependencies that authenticate before any route, can answer."""
+    try:
+        yield
+    except NotAuthenticatedError as exc:
+        raise _unauthorized(str(exc)) from exc
+    except RefusedError as exc:
+        raise HTTPException(status_of_refusal(exc), detail=str(exc)) from exc
+
+
+def _known_principal(request: Request) -> Principal | None:
+    known = request.scope.get(AUTHENTICATED_SCOPE_KEY)
+    return known if isinstance(known, Principal) else None
 
 
 def require_user(request: Request, services: ServicesDep, credentials: CredentialsDep) -> Principal:
     """The signed-in user, acting for the requested (or their default) organization. 401 without valid
     credentials, 403 for a browser write without its CSRF token or an organization the user may not act for."""
-    with session_scope(services.db_engine) as session:
-        return _authenticate(session, request, credentials)
-
-
-def _authenticate(session: Session, request: Request, credentials: Credentials) -> Principal:
-    known = request.scope.get(AUTHENTICATED_SCOPE_KEY)
-    if isinstance(known, Principal):
+    known = _known_principal(request)
+    if known is not None:
         return known
-    if credentials.api_key:
-        principal = authenticate_api_key(session, credentials.api_key)
-        if principal is None:
-            raise _unauthorized("invalid API key (unknown, revoked or expired)")
-    elif credentials.session_token:
-        found = authenticate_session(session, credentials.session_token)
-        if found is None:
-            raise _unauthorized("your session has expired or was closed: log in again at /login")
-        principal, ui_session = found
-        if request.method not in _SAFE_METHODS:
-            _check_csrf(request.headers.get(CSRF_HEADER), ui_session.csrf_token)
-    else:
-        raise _unauthorized("missing API key: send `Authorization: Bearer <key>` or `X-Bifrost-Key: <key>`")
-    if credentials.org is None or credentials.org == principal.org_id:
-        return principal
-    try:
-        return acting_for(session, principal, credentials.org)
-    except OrgAccessError as exc:
-        raise HTTPException(exc.status, detail=str(exc)) from exc
-
-
-def _check_csrf(sent: str | None, expected: str) -> None:
-    if sent is None or not hmac.compare_digest(sent.encode(), expected.encode()):
-        raise forbidden(f"missing or wrong {CSRF_HEADER} header: browser sessions must send it on every write")
+    with _refusals_answered():
+        return authenticate(services.db_engine, credentials)
 
 
 UserDep = Annotated[Principal, Depends(require_user)]
@@ -199,7 +176,7 @@ def require_execution_token(request: Request, services: ServicesDep, bearer: Bea
         claims = services.tokens.verify(bearer.credentials)
     except InvalidExecutionTokenError as exc:
         raise _unauthorized(str(exc)) from exc
-    execution_status = ExecutionStore(services.db_engine, services.cipher).status(claims.execution_id)
+    execution_status = services.executions.status(claims.execution_id)
     if execution_status is None:
         raise _unauthorized(f"execution token of execution {claims.execution_id}, which no longer exists")
     if execution_status.is_terminal:
@@ -235,22 +212,10 @@ def require_starter(request: Request, services: ServicesDep, credentials: Creden
     admin starting a run for an organization they do not belong to is audited. Authenticates the caller unless
     the request guard already did."""
     workflow_name = request.path_params.get("name", "")
-    with session_scope(services.db_engine) as session:
-        user = _authenticate(session, request, credentials)
-        if user.org_id is None and not user.is_platform_admin:
-            raise forbidden(f"you belong to no organization to run workflows for (or send the {ORG_HEADER} header)")
-        if not may_start(session, user, workflow_name):
-            raise forbidden(f"workflow {workflow_name!r} is restricted to other roles")
-        if user.is_platform_admin and user.org_id is not None and user.org_id not in user.roles:
-            record(
-                session,
-                "execution.started_for_org",
-                actor=user,
-                org_id=user.org_id,
-                target=workflow_name,
-                ip=client_address(request),
-            )
-            session.commit()
+    with _refusals_answered():
+        user = authorize_start(
+            services.db_engine, _known_principal(request) or credentials, workflow_name, ip=client_address(request)
+        )
     return Starter(user_id=user.user_id, org_id=user.org_id)
 
 

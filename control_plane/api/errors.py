@@ -1,10 +1,39 @@
-"""Answers for errors no route handles itself."""
+"""Answers for errors no route handles itself: a service's refusal, by its kind, and a value the database
+refuses."""
 
 from __future__ import annotations
 
 from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError
+
+from control_plane.errors import (
+    ConflictError,
+    ForbiddenError,
+    InvalidRequestError,
+    NotAuthenticatedError,
+    NotFoundError,
+    RefusedError,
+)
+
+_STATUS_OF_REFUSAL: dict[type[RefusedError], int] = {
+    InvalidRequestError: status.HTTP_400_BAD_REQUEST,
+    NotAuthenticatedError: status.HTTP_401_UNAUTHORIZED,
+    ForbiddenError: status.HTTP_403_FORBIDDEN,
+    NotFoundError: status.HTTP_404_NOT_FOUND,
+    ConflictError: status.HTTP_409_CONFLICT,
+}
+
+
+def status_of_refusal(refusal: RefusedError) -> int:
+    """The HTTP status that answers a refusal: that of its kind."""
+    kind = next(kind for kind in type(refusal).__mro__ if kind in _STATUS_OF_REFUSAL)
+    return _STATUS_OF_REFUSAL[kind]
+
+
+async def _refused(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RefusedError)
+    return JSONResponse({"detail": str(exc)}, status_code=status_of_refusal(exc))
 
 
 async def _database_refused_value(_request: Request, exc: Exception) -> JSONResponse:
@@ -18,4 +47,5 @@ async def _database_refused_value(_request: Request, exc: Exception) -> JSONResp
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(RefusedError, _refused)
     app.add_exception_handler(DataError, _database_refused_value)

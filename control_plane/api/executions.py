@@ -5,15 +5,15 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, Query, status
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
 from bifrost._internal.protocol import ExecutionStatus
-from control_plane.api.dependencies import Services, ServicesDep, UserDep
-from control_plane.api.models import (
+from control_plane.api.dependencies import ServicesDep, UserDep
+from control_plane.api.models.executions import (
     ExecutionAccepted,
     ExecutionOut,
     ExecutionPage,
@@ -22,30 +22,12 @@ from control_plane.api.models import (
     ResultOut,
     VariablesOut,
 )
-from control_plane.auth import Principal
-from control_plane.db.models import MAX_LOG_LINE, Execution, ExecutionLog
-from control_plane.db.session import session_scope
-from control_plane.engine.live import LiveStreamLaggedError
-from control_plane.engine.store import status_data
-from control_plane.executions import (
-    ExecutionFilters,
-    InvalidCursorError,
-    get_execution,
-    list_executions,
-    list_logs,
-)
+from control_plane.db.models import MAX_LOG_LINE
+from control_plane.executions.service import ExecutionService
 
 router = APIRouter(prefix="/api/executions", tags=["executions"])
 
 MAX_PAGE = 500
-
-
-def _visible_execution(services: Services, user: Principal, execution_id: str) -> Execution:
-    with session_scope(services.db_engine) as session:
-        execution = get_execution(session, user, execution_id)
-    if execution is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no execution {execution_id!r}")
-    return execution
 
 
 @router.get("")
@@ -62,12 +44,17 @@ def list_all(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
 ) -> ExecutionPage:
     """Executions the caller may see, newest first."""
-    filters = ExecutionFilters(workflow=workflow, status=status_, org_id=org, user_id=user_id, since=since, until=until)
-    try:
-        with session_scope(services.db_engine) as session:
-            rows, next_cursor = list_executions(session, user, filters, cursor=cursor, limit=limit)
-    except InvalidCursorError as exc:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=str(exc)) from exc
+    rows, next_cursor = services.executions.page(
+        user,
+        workflow=workflow,
+        status=status_,
+        org_id=org,
+        user_id=user_id,
+        since=since,
+        until=until,
+        cursor=cursor,
+        limit=limit,
+    )
     return ExecutionPage(executions=[ExecutionOut.of(row) for row in rows], next_cursor=next_cursor)
 
 
@@ -75,10 +62,7 @@ def list_all(
 def get_one(execution_id: str, services: ServicesDep, user: UserDep) -> ExecutionOut:
     """The execution, with where its runner was launched: for Kubernetes its namespace, Job, pod (while this
     replica tracks it) and the kubectl commands that inspect them."""
-    execution = _visible_execution(services, user, execution_id)
-    backend = services.engine.backend
-    details = backend.details(execution.id) if execution.backend == backend.name else None
-    return ExecutionOut.of(execution, details)
+    return ExecutionOut.of(*services.executions.with_runner(user, execution_id))
 
 
 @router.get("/{execution_id}/logs")
@@ -89,36 +73,27 @@ def get_logs(
     after: Annotated[int, Query(ge=0, le=MAX_LOG_LINE, description="Return the lines after this line number.")] = 0,
     limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
 ) -> LogPage:
-    _visible_execution(services, user, execution_id)
-    with session_scope(services.db_engine) as session:
-        rows = list_logs(session, execution_id, after_line=after, limit=limit + 1)
-    page = rows[:limit]
-    return LogPage(
-        logs=[LogLine.of(row) for row in page], next_after=page[-1].line if page else after, has_more=len(rows) > limit
-    )
+    page, has_more = services.executions.logs(user, execution_id, after_line=after, limit=limit)
+    next_after = page[-1].line if page else after
+    return LogPage(logs=[LogLine.of(row) for row in page], next_after=next_after, has_more=has_more)
 
 
 @router.get("/{execution_id}/variables")
 def get_variables(execution_id: str, services: ServicesDep, user: UserDep) -> VariablesOut:
-    execution = _visible_execution(services, user, execution_id)
+    execution = services.executions.visible(user, execution_id)
     return VariablesOut(execution_id=execution.id, variables=execution.variables)
 
 
 @router.get("/{execution_id}/result")
 def get_result(execution_id: str, services: ServicesDep, user: UserDep) -> ResultOut:
-    execution = _visible_execution(services, user, execution_id)
+    execution = services.executions.visible(user, execution_id)
     return ResultOut(execution_id=execution.id, status=execution.status, result=execution.result)
 
 
 @router.post("/{execution_id}/cancel", status_code=status.HTTP_202_ACCEPTED)
 async def cancel(execution_id: str, services: ServicesDep, user: UserDep) -> ExecutionAccepted:
     """Ask a pending or running execution to stop; 409 when it has already finished."""
-    execution = await run_in_threadpool(_visible_execution, services, user, execution_id)
-    if execution.status.is_terminal:
-        raise HTTPException(
-            status.HTTP_409_CONFLICT, detail=f"execution {execution_id!r} already finished ({execution.status.value})"
-        )
-    await services.engine.cancel(execution_id)
+    execution = await services.executions.cancel(user, execution_id)
     return ExecutionAccepted(execution_id=execution_id, status=execution.status)
 
 
@@ -126,52 +101,10 @@ async def cancel(execution_id: str, services: ServicesDep, user: UserDep) -> Exe
 async def stream(execution_id: str, services: ServicesDep, user: UserDep) -> EventSourceResponse:
     """Server-sent events: everything so far (`log`, `status`, `variables`, `result`), then live changes
     until the execution finishes. Each event's `data` is JSON."""
-    await run_in_threadpool(_visible_execution, services, user, execution_id)
-    return EventSourceResponse(_execution_events(services, execution_id))
+    await run_in_threadpool(services.executions.visible, user, execution_id)
+    return EventSourceResponse(_server_sent(services.executions, execution_id))
 
 
-async def _execution_events(services: Services, execution_id: str) -> AsyncIterator[ServerSentEvent]:
-    # Subscribe before reading the backlog: whatever commits in between arrives live, and the backlog's
-    # high-water marks drop what both contain.
-    async with services.engine.live(execution_id) as live:
-        execution, logs = await run_in_threadpool(_backlog, services, execution_id)
-        for log in logs:
-            yield _event("log", log.line, LogLine.of(log).model_dump(mode="json"))
-        if execution.variables is not None:
-            yield _event("variables", execution.last_event_seq, {"variables": execution.variables})
-        if execution.status.is_terminal:
-            yield _event("result", execution.last_event_seq, {"result": execution.result})
-        yield _event("status", execution.last_event_seq, _status_of(execution))
-        if execution.status.is_terminal:
-            return
-        last_line = logs[-1].line if logs else 0
-        live.skip_lines_through(last_line)
-        try:
-            async for event in live:
-                seen = last_line if event.kind == "log" else execution.last_event_seq
-                if event.id > seen:
-                    yield _event(event.kind, event.id, event.data)
-        except LiveStreamLaggedError:
-            return  # the client reconnects and starts over from the database
-
-
-def _backlog(services: Services, execution_id: str) -> tuple[Execution, list[ExecutionLog]]:
-    with session_scope(services.db_engine) as session:
-        execution = session.get(Execution, execution_id)
-        if execution is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no execution {execution_id!r}")
-        logs = list_logs(session, execution_id, after_line=0)
-    return execution, logs
-
-
-def _status_of(execution: Execution) -> dict[str, Any]:
-    return status_data(
-        execution.status,
-        error_type=execution.error_type,
-        error_message=execution.error_message,
-        duration_ms=execution.duration_ms,
-    )
-
-
-def _event(kind: str, event_id: int, data: dict[str, Any]) -> ServerSentEvent:
-    return ServerSentEvent(event=kind, id=str(event_id), data=json.dumps(data))
+async def _server_sent(executions: ExecutionService, execution_id: str) -> AsyncIterator[ServerSentEvent]:
+    async for event in executions.follow(execution_id):
+        yield ServerSentEvent(event=event.kind, id=str(event.id), data=json.dumps(event.data))

@@ -5,11 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Response, status
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import text
-from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
-from control_plane.api.dependencies import Services, ServicesDep
+from control_plane.api.dependencies import ServicesDep
+from control_plane.db.session import database_reachable
 
 router = APIRouter(tags=["health"])
 
@@ -24,7 +23,7 @@ async def healthz() -> dict[str, str]:
 async def readyz(services: ServicesDep) -> JSONResponse:
     """The database answers and the engine (NATS, dispatch, ingestion) works; 503 naming what does not."""
     checks = {
-        "database": await run_in_threadpool(_database_reachable, services),
+        "database": await run_in_threadpool(database_reachable, services.db_engine),
         "engine": await services.engine.healthy(),
     }
     ready = all(checks.values())
@@ -32,15 +31,6 @@ async def readyz(services: ServicesDep) -> JSONResponse:
         {"status": "ready" if ready else "not ready", "checks": checks},
         status_code=status.HTTP_200_OK if ready else status.HTTP_503_SERVICE_UNAVAILABLE,
     )
-
-
-def _database_reachable(services: Services) -> bool:
-    try:
-        with services.db_engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
-    except SQLAlchemyError:
-        return False
-    return True
 
 
 @router.get("/metrics")

@@ -8,9 +8,8 @@ from datetime import timedelta
 from html import escape
 from typing import Annotated
 
-from fastapi import APIRouter, Cookie, Form, HTTPException, Request, status
+from fastapi import APIRouter, Cookie, Form, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from pydantic import BaseModel, Field
 
 from control_plane.api.dependencies import (
     SESSION_COOKIE,
@@ -20,10 +19,16 @@ from control_plane.api.dependencies import (
     client_address,
     forbidden,
 )
-from control_plane.audit import record
-from control_plane.db.models import UiSession
-from control_plane.db.session import session_scope
-from control_plane.logins import LoginThrottle, authenticate_session, check_password, close_session, open_session
+from control_plane.api.models.sessions import SessionOut
+from control_plane.security.logins import (
+    LoginThrottle,
+    LoginThrottledError,
+    WrongPasswordError,
+    csrf_token_of,
+    sign_in,
+    sign_out,
+    signed_in,
+)
 
 router = APIRouter(tags=["sessions"])
 
@@ -31,22 +36,14 @@ LOGIN_CSRF_COOKIE = "bifrost_login_csrf"
 FormField = Annotated[str, Form(max_length=1024)]
 
 
-class SessionOut(BaseModel):
-    user_id: str
-    email: str
-    org_id: str | None
-    is_platform_admin: bool
-    csrf_token: str | None = Field(None, description="Browser sessions: send it as `X-CSRF-Token` on every write.")
-
-
 @router.get("/login", response_class=HTMLResponse)
 def login_page(
     services: ServicesDep, session_token: Annotated[str | None, Cookie(alias=SESSION_COOKIE)] = None
 ) -> HTMLResponse:
     """The sign-in form, or, when signed in, who you are and a sign-out button."""
-    signed_in = _session(services, session_token)
-    if signed_in is not None:
-        email, csrf_token = signed_in
+    current = _session(services, session_token)
+    if current is not None:
+        email, csrf_token = current
         body = (
             f"<p>Signed in as <strong>{escape(email)}</strong>.</p>"
             '<form method="post" action="/logout">'
@@ -71,29 +68,18 @@ def login(
     if csrf_cookie is None or not hmac.compare_digest(csrf_cookie.encode(), csrf_token.encode()):
         raise forbidden("the login form expired or did not come from this site: reload /login and try again")
     email = email.strip().lower()
-    ip = client_address(request)
     throttle = LoginThrottle.from_settings(services.settings)
-    with session_scope(services.db_engine) as session:
-        wait = throttle.retry_after(session, email, ip)
-        if wait is not None:
-            record(session, "login.rate_limited", actor=None, actor_email=email, org_id=None, ip=ip)
-            session.commit()
-            response = _login_form(f"Too many failed sign-ins. Try again in {wait} seconds.", 429)
-            response.headers["Retry-After"] = str(wait)
-            return response
-        user = check_password(session, email, password)
-        if user is None:
-            throttle.record_failure(session, email, ip)
-            record(session, "login.failed", actor=None, actor_email=email, org_id=None, ip=ip)
-            session.commit()
-            return _login_form("Wrong email or password.", status.HTTP_401_UNAUTHORIZED)
-        throttle.clear(session, email)
-        lifetime = timedelta(hours=services.settings.session_hours)
-        token, _ = open_session(session, user, lifetime)
-        record(session, "login.succeeded", actor=None, actor_email=email, org_id=user.org_id, ip=ip, user_id=user.id)
-        session.commit()
-    signed_in = RedirectResponse("/login", status_code=status.HTTP_303_SEE_OTHER)
-    signed_in.set_cookie(
+    lifetime = timedelta(hours=services.settings.session_hours)
+    try:
+        token = sign_in(services.db_engine, throttle, email, password, ip=client_address(request), lifetime=lifetime)
+    except LoginThrottledError as exc:
+        response = _login_form(str(exc), 429)
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
+    except WrongPasswordError as exc:
+        return _login_form(str(exc), status.HTTP_401_UNAUTHORIZED)
+    welcome = RedirectResponse("/login", status_code=status.HTTP_303_SEE_OTHER)
+    welcome.set_cookie(
         SESSION_COOKIE,
         token,
         max_age=int(lifetime.total_seconds()),
@@ -101,8 +87,8 @@ def login(
         samesite="lax",
         secure=request.url.scheme == "https",
     )
-    signed_in.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
-    return signed_in
+    welcome.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
+    return welcome
 
 
 @router.post("/logout")
@@ -113,16 +99,7 @@ def logout(
     session_token: Annotated[str | None, Cookie(alias=SESSION_COOKIE)] = None,
 ) -> Response:
     """Close the browser session; the form must carry the session's CSRF token."""
-    with session_scope(services.db_engine) as session:
-        found = authenticate_session(session, session_token) if session_token else None
-        if found is None:
-            raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="not signed in")
-        principal, ui_session = found
-        if not hmac.compare_digest(csrf_token.encode(), ui_session.csrf_token.encode()):
-            raise forbidden("wrong csrf_token: sign out from the /login page")
-        close_session(session, ui_session.id)
-        record(session, "logout", actor=principal, org_id=None, ip=client_address(request))
-        session.commit()
+    sign_out(services.db_engine, session_token, csrf_token, ip=client_address(request))
     response = RedirectResponse("/login", status_code=status.HTTP_303_SEE_OTHER)
     response.delete_cookie(SESSION_COOKIE)
     return response
@@ -131,11 +108,7 @@ def logout(
 @router.get("/api/session")
 def current_session(services: ServicesDep, user: UserDep) -> SessionOut:
     """Who is calling; for a browser session also its CSRF token."""
-    csrf_token = None
-    if user.session_id is not None:
-        with session_scope(services.db_engine) as session:
-            found = session.get(UiSession, user.session_id)
-            csrf_token = found.csrf_token if found else None
+    csrf_token = csrf_token_of(services.db_engine, user.session_id) if user.session_id is not None else None
     return SessionOut(
         user_id=user.user_id,
         email=user.email,
@@ -146,10 +119,7 @@ def current_session(services: ServicesDep, user: UserDep) -> SessionOut:
 
 
 def _session(services: Services, token: str | None) -> tuple[str, str] | None:
-    if not token:
-        return None
-    with session_scope(services.db_engine) as session:
-        found = authenticate_session(session, token)
+    found = signed_in(services.db_engine, token) if token else None
     return (found[0].email, found[1].csrf_token) if found else None
 
 

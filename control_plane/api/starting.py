@@ -5,15 +5,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from fastapi import HTTPException, status
+from fastapi import status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 from bifrost._internal.schema import ParameterValidationError
 from control_plane.api.dependencies import Services
-from control_plane.api.models import ExecutionAccepted, ExecutionOut
+from control_plane.api.models.executions import ExecutionAccepted, ExecutionOut
 from control_plane.db.models import Execution
-from control_plane.executions import Starter, WorkflowNotFoundError
+from control_plane.executions.service import Starter
 
 
 async def start_or_raise(
@@ -27,7 +27,8 @@ async def start_or_raise(
     wait_seconds: float | None = None,
     secrets: Sequence[str] = (),
 ) -> tuple[Execution, bool]:
-    """Start an execution; 404 for an unknown workflow, 422 with per-field errors for bad parameters."""
+    """Start an execution; 422 with per-field errors for bad parameters (and, as every refusal, 404 for an unknown
+    workflow)."""
     try:
         return await services.executions.start(
             workflow_name,
@@ -38,8 +39,6 @@ async def start_or_raise(
             wait_seconds=wait_seconds,
             secrets=secrets,
         )
-    except WorkflowNotFoundError as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from exc
     except ParameterValidationError as exc:
         # The same 422 body FastAPI gives for a malformed request, located under `parameters`.
         raise RequestValidationError(

@@ -9,7 +9,8 @@ from fastapi.responses import Response
 
 from bifrost.metadata import WorkflowInfo
 from control_plane.api.dependencies import ServicesDep, StarterDep, UserDep
-from control_plane.api.models import ExecuteRequest, ExecutionAccepted, ExecutionOut, WorkspaceProblemOut
+from control_plane.api.models.executions import ExecuteRequest, ExecutionAccepted, ExecutionOut
+from control_plane.api.models.workflows import WorkspaceProblemOut
 from control_plane.api.starting import start_and_answer
 
 router = APIRouter(prefix="/api", tags=["workflows"])
@@ -39,9 +40,7 @@ def get_workflow(name: str, services: ServicesDep, _user: UserDep) -> WorkflowIn
 def list_workspace_errors(services: ServicesDep, _user: UserDep) -> list[WorkspaceProblemOut]:
     """What keeps files of the workspace from registering their workflows: syntax errors, bad decorators,
     duplicate names."""
-    return [
-        WorkspaceProblemOut(file=p.file, line=p.line, message=p.message) for p in services.registry.snapshot.problems
-    ]
+    return [WorkspaceProblemOut.of(problem) for problem in services.registry.snapshot.problems]
 
 
 @router.post("/workflows/{name}/execute", responses=_START_RESPONSES)

@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from fastapi import APIRouter, HTTPException, Request, Response, status
-from pydantic import BaseModel, Field
 
 from bifrost._internal.workspace import (
     WorkspaceFileNotFoundError,
@@ -22,8 +21,9 @@ from bifrost._internal.workspace import (
     normalize_workspace_path,
 )
 from control_plane.api.dependencies import PlatformAdminDep, ServicesDep, UserDep
+from control_plane.api.models.workspace import WorkspaceFileOut, WorkspaceListing, WorkspaceUpload
 from control_plane.registry import Registry
-from control_plane.workspace_store import StoredFile, upload_files
+from control_plane.workspace_store import upload_files
 from control_plane.workspace_store.base import manifest_of
 
 logger = logging.getLogger(__name__)
@@ -34,32 +34,6 @@ _STORE_RESPONSES: dict[int | str, dict[str, str]] = {
     422: {"description": "The path is not an acceptable workspace path; the message names it and says why."},
     502: {"description": "The workspace storage failed or refused the operation (say, wrong S3 credentials)."},
 }
-
-
-class WorkspaceFileOut(BaseModel):
-    path: str
-    etag: str = Field(description="The MD5 of the content, as S3 reports it.")
-    size: int
-
-    @classmethod
-    def of(cls, stored: StoredFile) -> WorkspaceFileOut:
-        return cls(path=stored.path, etag=stored.etag, size=stored.size)
-
-
-class WorkspaceListing(BaseModel):
-    revision: str = Field(description="The hash of the manifest {path: etag} of these files.")
-    registry_revision: str | None = Field(
-        description="The revision the registry last read, which new executions are pinned to; it catches up "
-        "with changes made past the API (a direct bucket write, a folder edit) at its next poll."
-    )
-    files: list[WorkspaceFileOut]
-
-
-class WorkspaceUpload(BaseModel):
-    """A whole folder, written as one revision."""
-
-    files: dict[str, str] = Field(description="Workspace path -> the file's content, as UTF-8 text.")
-    replace_all: bool = Field(True, description="Delete the stored files this upload does not name.")
 
 
 @contextmanager

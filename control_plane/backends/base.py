@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 
 from bifrost._internal.protocol import ExecutionStatus, RunPayload
 from bifrost.metadata import CPU_QUANTITY, Resources
-from control_plane.nats_auth import NatsCredentials
+from control_plane.security.nats_identities import NatsCredentials
 from control_plane.settings import Settings
 
 

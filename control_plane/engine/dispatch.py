@@ -12,9 +12,9 @@ import contextlib
 import enum
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, timedelta
+from datetime import timedelta
 from typing import Any
 
 import nats.errors
@@ -22,10 +22,8 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from bifrost._internal.protocol import QUEUE_STREAM, QUEUE_SUBJECT, ExecutionStatus, RunPayload
-from control_plane.auth import TokenIssuer
 from control_plane.backends.base import Backend, LaunchSpec, RunnerResources, RunnerWorkspace
-from control_plane.db.models import utcnow
-from control_plane.engine.store import Committed, ExecutionStore, LaunchProblem, LaunchTarget
+from control_plane.db.models import as_utc, utcnow
 from control_plane.engine.streams import (
     DISPATCH_ACK_WAIT_SECONDS,
     DISPATCH_CONSUMER,
@@ -33,8 +31,13 @@ from control_plane.engine.streams import (
     next_batch,
 )
 from control_plane.engine.tasks import cancel_and_wait
+from control_plane.executions.changes import Announce
+from control_plane.executions.launch import LaunchProblem, LaunchTarget, PayloadLimits, launch_target
+from control_plane.executions.repository import ExecutionRepository
 from control_plane.metrics import DISPATCH_LATENCY, QUEUE_DEPTH, RUNNING
-from control_plane.nats_auth import AccountSigner
+from control_plane.security.encryption import SecretCipher
+from control_plane.security.nats_identities import AccountSigner
+from control_plane.security.tokens import TokenIssuer
 from control_plane.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -50,9 +53,6 @@ MAX_LAUNCH_ATTEMPTS = 5
 QUEUE_DEPTH_INTERVAL_SECONDS = 1.0
 # The execution token outlives the workflow's timeout by this much, for the runner's last reports.
 TOKEN_GRACE = timedelta(minutes=5)
-
-Announce = Callable[[list[Committed]], Awaitable[None]]
-
 
 class LaunchOutcome(enum.Enum):
     LAUNCHED = "launched"
@@ -81,13 +81,16 @@ class Dispatcher:
     def __init__(
         self,
         settings: Settings,
-        store: ExecutionStore,
+        repository: ExecutionRepository,
+        cipher: SecretCipher,
         backend: Backend,
         tokens: TokenIssuer,
         announce: Announce,
     ) -> None:
         self._settings = settings
-        self._store = store
+        self._repository = repository
+        self._cipher = cipher
+        self._limits = PayloadLimits(settings.max_result_bytes, settings.max_json_depth)
         self._backend = backend
         self._tokens = tokens
         self._announce = announce
@@ -207,7 +210,7 @@ class Dispatcher:
     async def _retry_parked(self) -> None:
         if not self._parked:
             return
-        counts = await asyncio.to_thread(self._store.active_counts)
+        counts = await asyncio.to_thread(self._repository.active_counts)
         total = sum(counts.values())
         still_parked: list[_Parked] = []
         for index, parked in enumerate(self._parked):
@@ -238,13 +241,7 @@ class Dispatcher:
     ) -> tuple[LaunchOutcome, str]:
         """Launch if the row still needs it and the limits allow; the outcome and the workflow's name."""
         async with self._lock:
-            target = await asyncio.to_thread(
-                self._store.launch_target,
-                execution_id,
-                self._settings.max_result_bytes,
-                self._settings.max_json_depth,
-                new_row,
-            )
+            target = await asyncio.to_thread(self._launch_target, execution_id, new_row)
             if target is None:
                 logger.warning("not launching execution %s: it does not exist", execution_id)
                 return LaunchOutcome.UNKNOWN, ""
@@ -267,6 +264,12 @@ class Dispatcher:
             await self._launch(target, target.payload)
             RUNNING.inc()
             return LaunchOutcome.LAUNCHED, workflow_name
+
+    def _launch_target(self, execution_id: str, new_row: Mapping[str, Any] | None) -> LaunchTarget | None:
+        """The execution as it is launched, with the counts its limits need; None when there is no such
+        execution. With `new_row`, it is recorded first."""
+        read = self._repository.launch_row(execution_id, count_active=True, new_row=new_row)
+        return None if read is None else launch_target(*read, self._limits, self._cipher)
 
     async def _launch(self, target: LaunchTarget, payload: RunPayload) -> None:
         recorded = self._launches[target.execution_id] = asyncio.get_running_loop().create_future()
@@ -304,15 +307,14 @@ class Dispatcher:
         except Exception as exc:
             raise LaunchError(f"the {self._backend.name} backend could not start the runner: {exc}") from exc
         status = await asyncio.to_thread(
-            self._store.record_launch,
+            self._repository.record_launch,
             target.execution_id,
             self._backend.name,
             self._backend.runner_ref(target.execution_id),
         )
         if status is ExecutionStatus.CANCELLED:
             await self._backend.kill(target.execution_id)
-        created_at = target.created_at if target.created_at.tzinfo else target.created_at.replace(tzinfo=UTC)
-        DISPATCH_LATENCY.observe((utcnow() - created_at).total_seconds())
+        DISPATCH_LATENCY.observe((utcnow() - as_utc(target.created_at)).total_seconds())
 
     async def _launch_failed(self, message: Msg, execution_id: str, reason: str) -> None:
         attempts = message.metadata.num_delivered or 1
@@ -326,7 +328,7 @@ class Dispatcher:
     async def _close_unlaunchable(self, execution_id: str, reason: str, error_type: str = "LaunchFailed") -> None:
         logger.error("execution %s cannot be launched: %s", execution_id, reason)
         closed = await asyncio.to_thread(
-            self._store.close, execution_id, ExecutionStatus.FAILED, error_type=error_type, error_message=reason
+            self._repository.close, execution_id, ExecutionStatus.FAILED, error_type=error_type, error_message=reason
         )
         if closed is not None:
             await self._announce([closed])

@@ -28,19 +28,21 @@ from bifrost._internal.protocol import (
     nats_credentials_file,
     parse_event,
 )
-from control_plane.auth import TokenIssuer
+from bifrost._internal.redaction import Redactor
 from control_plane.backends.base import Backend, RunnerExit
 from control_plane.engine.dispatch import Dispatcher, LaunchOutcome
 from control_plane.engine.ingest import Ingestor
-from control_plane.engine.live import FinalRow, LiveEvent, LiveHub, LiveSubscription
+from control_plane.engine.live import FinalRow, LiveHub, LiveSubscription
 from control_plane.engine.nats_server import EmbeddedNats, NatsServerError
 from control_plane.engine.replicas import ReplicaAnnouncer
-from control_plane.engine.store import Committed, ExecutionStore
 from control_plane.engine.streams import ensure_streams
+from control_plane.executions.changes import Committed, LiveEvent
+from control_plane.executions.repository import ExecutionRepository
+from control_plane.executions.sealed_parameters import readable_secrets
 from control_plane.metrics import EXECUTIONS_FINISHED, RUN_DURATION, RUNNING
-from control_plane.nats_auth import KEYS_FILE, AccountSigner, NatsKeys
-from control_plane.sealed_parameters import readable_secrets
-from control_plane.secrets_crypto import SecretCipher
+from control_plane.security.encryption import SecretCipher
+from control_plane.security.nats_identities import KEYS_FILE, AccountSigner, NatsKeys
+from control_plane.security.tokens import TokenIssuer
 from control_plane.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -63,7 +65,7 @@ class EngineNotStartedError(RuntimeError):
     """An engine method that needs NATS was called before `start()` (or after `stop()`)."""
 
 
-class Engine:
+class ExecutionEngine:
     def __init__(
         self, settings: Settings, db: sqlalchemy.Engine, backend: Backend, tokens: TokenIssuer, cipher: SecretCipher
     ) -> None:
@@ -71,11 +73,11 @@ class Engine:
         self._backend = backend
         self._db = db
         self._cipher = cipher
-        self._store = ExecutionStore(db, cipher)
+        self._repository = ExecutionRepository(db)
         self._hub = LiveHub()
-        self._dispatcher = Dispatcher(settings, self._store, backend, tokens, self._announce)
+        self._dispatcher = Dispatcher(settings, self._repository, cipher, backend, tokens, self._announce)
         self._hub.on_terminal(self._dispatcher.capacity_freed)
-        self._replicas = ReplicaAnnouncer(self._hub, self._store)
+        self._replicas = ReplicaAnnouncer(self._hub, self._repository)
         self._embedded_nats: EmbeddedNats | None = None
         self._nats: NatsClient | None = None
         self._js: JetStreamContext | None = None
@@ -111,12 +113,12 @@ class Engine:
         self._js = self._nats.jetstream()
         await ensure_streams(self._js)
         await self._replicas.start(self._nats)
-        self._ingestor = Ingestor(self._js, self._store, self._announce, self._settings.max_json_depth)
+        self._ingestor = Ingestor(self._js, self._repository, self._announce, self._settings.max_json_depth)
         await self._ingestor.start()
         await self._backend.start(self._on_runner_exit)
-        await self._backend.reconcile(await asyncio.to_thread(self._store.launched_active_ids, self._backend.name))
+        await self._backend.reconcile(await asyncio.to_thread(self._repository.launched_active_ids, self._backend.name))
         await self._dispatcher.start(self._js, self._nats_url, signer)
-        for execution_id in await asyncio.to_thread(self._store.unlaunched_pending_ids):
+        for execution_id in await asyncio.to_thread(self._repository.unlaunched_pending_ids):
             await self._enqueue(execution_id)
         logger.info("engine started: NATS at %s, %s backend", self._nats_url, self._backend.name)
 
@@ -168,7 +170,7 @@ class Engine:
             if new_row is None:
                 await self._require_execution(execution_id)
             else:
-                await asyncio.to_thread(self._store.insert, new_row)
+                await asyncio.to_thread(self._repository.insert, new_row)
             await self._queue(execution_id)
             return
         outcome = await self._dispatcher.launch_now(execution_id, new_row)
@@ -211,7 +213,7 @@ class Engine:
             self._hub.unsubscribe(subscription)
 
     async def _read_log_lines(self, execution_id: str, first: int, last: int) -> list[LiveEvent]:
-        return await asyncio.to_thread(self._store.log_lines, execution_id, first, last)
+        return await asyncio.to_thread(self._repository.log_lines, execution_id, first, last)
 
     async def cancel(self, execution_id: str, reason: str = "Cancelled by user") -> None:
         """Cancel an execution. Returns at once; a runner that ignores the request is killed after the grace."""
@@ -219,7 +221,7 @@ class Engine:
         if status.is_terminal:
             return
         closed = await asyncio.to_thread(
-            self._store.close,
+            self._repository.close,
             execution_id,
             ExecutionStatus.CANCELLED,
             error_type="Cancelled",
@@ -256,7 +258,7 @@ class Engine:
                 logger.error("restarting the embedded nats-server failed: %s; trying again", exc)
 
     async def _require_execution(self, execution_id: str) -> ExecutionStatus:
-        status = await asyncio.to_thread(self._store.status, execution_id)
+        status = await asyncio.to_thread(self._repository.status, execution_id)
         if status is None:
             raise ExecutionNotFoundError(execution_id)
         return status
@@ -308,7 +310,7 @@ class Engine:
         if await self.wait_terminal(execution_id, self._settings.cancel_grace_seconds):
             return
         closed = await asyncio.to_thread(
-            self._store.close,
+            self._repository.close,
             execution_id,
             ExecutionStatus.CANCELLED,
             error_type="Cancelled",
@@ -338,10 +340,10 @@ class Engine:
         status = runner_exit.status if runner_exit.status and runner_exit.status.is_terminal else ExecutionStatus.FAILED
         # What a runner printed on its way out was not redacted by the runner when the runner could not (a crash,
         # a child process writing to the runner's output): masked here with every secret it could have read.
-        redactor = await asyncio.to_thread(readable_secrets, self._db, self._cipher, execution_id)
+        redactor = await asyncio.to_thread(self._readable_secrets, execution_id)
         reason = redactor.text(runner_exit.reason)
         closed = await asyncio.to_thread(
-            self._store.close,
+            self._repository.close,
             execution_id,
             status,
             error_type="Timeout" if status is ExecutionStatus.TIMEOUT else "RunnerExited",
@@ -351,6 +353,11 @@ class Engine:
         if closed is not None:
             logger.warning("execution %s failed: %s", execution_id, reason)
             await self._announce([closed])
+
+    def _readable_secrets(self, execution_id: str) -> Redactor:
+        """Every secret value the execution could have read."""
+        scope = self._repository.secret_scope(execution_id)
+        return Redactor() if scope is None else readable_secrets(self._db, self._cipher, *scope)
 
     async def _events_waiting(self, execution_id: str) -> bool:
         """Whether the events stream holds an event of this execution that ingest has not applied yet."""
@@ -367,7 +374,7 @@ class Engine:
             last_seq = parse_event(last.data).seq
         except ValidationError:
             return False
-        ingested = await asyncio.to_thread(self._store.last_event_seq, execution_id)
+        ingested = await asyncio.to_thread(self._repository.last_event_seq, execution_id)
         return ingested is not None and last_seq > ingested
 
     async def _announce(self, committed: list[Committed]) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 
 import nats.errors
@@ -33,9 +33,10 @@ from bifrost._internal.protocol import (
     parse_event,
 )
 from bifrost._internal.storable import ESCAPED_NUL, Storable, may_be_unstorable, nests_deeper
-from control_plane.engine.store import Committed, ExecutionStore
 from control_plane.engine.streams import INGEST_ACK_WAIT_SECONDS, INGEST_CONSUMER, ingest_consumer_config, next_batch
 from control_plane.engine.tasks import cancel_and_wait
+from control_plane.executions.changes import Announce
+from control_plane.executions.repository import ExecutionRepository
 from control_plane.metrics import EVENTS_INGESTED, EVENTS_MADE_STORABLE, EVENTS_REJECTED
 
 logger = logging.getLogger(__name__)
@@ -48,9 +49,6 @@ RETRY_SECONDS = 0.5
 # a redelivery takes, so events a crashed control plane had fetched but not acked are never skipped.
 GAP_WAIT_SECONDS = INGEST_ACK_WAIT_SECONDS + 1.0
 
-Announce = Callable[[list[Committed]], Awaitable[None]]
-
-
 @dataclass
 class _HeldEvent:
     event: Event
@@ -59,9 +57,11 @@ class _HeldEvent:
 
 
 class Ingestor:
-    def __init__(self, js: JetStreamContext, store: ExecutionStore, announce: Announce, max_json_depth: int) -> None:
+    def __init__(
+        self, js: JetStreamContext, repository: ExecutionRepository, announce: Announce, max_json_depth: int
+    ) -> None:
         self._js = js
-        self._store = store
+        self._repository = repository
         self._announce = announce
         self._max_json_depth = max_json_depth
         self._held: dict[str, dict[int, _HeldEvent]] = {}
@@ -158,7 +158,7 @@ class Ingestor:
             if now - min(entry.received_at for entry in held.values()) >= GAP_WAIT_SECONDS
         }
         batch = {execution_id: [held[seq].event for seq in sorted(held)] for execution_id, held in self._held.items()}
-        result = await asyncio.to_thread(self._store.ingest, batch, accept_gaps)
+        result = await asyncio.to_thread(self._repository.ingest, batch, accept_gaps)
         # Announced before the acks: whoever waits for these changes is told as soon as they are durable. A
         # crash before the acks redelivers the events, which the next ingest skips.
         if result.committed:

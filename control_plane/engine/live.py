@@ -5,14 +5,11 @@ from __future__ import annotations
 import asyncio
 import collections
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from datetime import UTC, datetime
-from typing import Any, Literal
-
-from pydantic import BaseModel
+from typing import Any
 
 from bifrost._internal.protocol import ExecutionStatus
-
-LiveKind = Literal["log", "status", "variables", "result"]
+from control_plane.db.models import MAX_LOG_LINE
+from control_plane.executions.changes import LiveEvent
 
 # A subscriber further behind than this is cut off instead of growing without bound.
 SUBSCRIBER_BACKLOG_LIMIT = 10_000
@@ -20,54 +17,9 @@ SUBSCRIBER_BACKLOG_LIMIT = 10_000
 RECENT_TERMINAL_LIMIT = 10_000
 
 
-class LiveEvent(BaseModel):
-    """One change to an execution, delivered after it is committed to the database.
-
-    `id` is the log line number for `log` events and the runner's event seq otherwise. A status the control
-    plane decides itself (runner gone, cancel) carries the seq the next runner event would have had, so it
-    always sorts after what the database held when it was decided.
-
-    `data` is JSON-ready, by kind: log — `line`, `ts` (ISO 8601, UTC), `level`, `logger`, `message`; status —
-    `status`, `error_type`, `error_message`, `duration_ms`; variables — `variables`; result — `result`.
-    """
-
-    kind: LiveKind
-    id: int
-    data: dict[str, Any]
-
-
-class LogRange(BaseModel):
-    """Log lines `first` to `last` of one commit, in place of one `log` event per line."""
-
-    kind: Literal["log_range"] = "log_range"
-    first: int
-    last: int
-
-
-def log_live_event(row: Mapping[str, Any]) -> LiveEvent:
-    # Built without validation from a row just written or read: this runs for every log line delivered.
-    data = {
-        "line": row["line"],
-        "ts": _json_timestamp(row["ts"]),
-        "level": row["level"],
-        "logger": row["logger"],
-        "message": row["message"],
-    }
-    return LiveEvent.model_construct(kind="log", id=row["line"], data=data)
-
-
-def _json_timestamp(ts: datetime) -> str:
-    """As pydantic writes a UTC timestamp in JSON (SQLite hands timestamps back without their zone)."""
-    utc = ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
-    return utc.isoformat().replace("+00:00", "Z")
-
-
 class LiveStreamLaggedError(Exception):
     """A live subscriber fell too far behind; it should re-read the execution from the database."""
 
-
-# Log line numbers are 32-bit integers in the database.
-_LAST_POSSIBLE_LINE = 2**31 - 1
 
 # An execution's database row, as the commit that ended it left it.
 FinalRow = Mapping[str, Any]
@@ -141,7 +93,7 @@ class LiveSubscription:
     async def _after_missing_lines(self, terminal_status: LiveEvent) -> LiveEvent:
         if self._read_logs is None:
             return terminal_status
-        stored = await self._read_logs(self.execution_id, self._contiguous_line + 1, _LAST_POSSIBLE_LINE)
+        stored = await self._read_logs(self.execution_id, self._contiguous_line + 1, MAX_LOG_LINE)
         missing = [line for line in stored if line.id not in self._lines_above]
         for line in missing:
             self._note_line(line.id)

@@ -3,9 +3,9 @@
 Starting and stopping block (they wait for the process); the engine calls them in a worker thread. The
 server runs in its own session, so it outlives a control plane killed with SIGKILL; the next start finds it
 through `server.json` and adopts it instead of failing on the locked store, provided it enforces the same
-identities (see `nats_auth`): one started with other keys, or none, is stopped and replaced. The engine watches
-it with `running()` and brings it back with `restart()`: on the same port, so every client's reconnect finds it,
-and with the same JetStream store, so nothing stored is lost.
+identities (see `security.nats_identities`): one started with other keys, or none, is stopped and replaced. The
+engine watches it with `running()` and brings it back with `restart()`: on the same port, so every client's
+reconnect finds it, and with the same JetStream store, so nothing stored is lost.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from bifrost._internal.protocol import MAX_EVENT_BYTES
-from control_plane.nats_auth import NatsKeys
+from control_plane.security.nats_identities import NatsKeys
 
 logger = logging.getLogger(__name__)
 

@@ -14,8 +14,9 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from pydantic import BaseModel, Field, ValidationError
 
-from control_plane.engine.live import LiveEvent, LiveHub, LogRange
-from control_plane.engine.store import ExecutionStore
+from control_plane.engine.live import LiveHub
+from control_plane.executions.changes import LiveEvent, LogRange
+from control_plane.executions.repository import ExecutionRepository
 
 logger = logging.getLogger(__name__)
 
@@ -34,9 +35,9 @@ class _Announcement(BaseModel):
 
 
 class ReplicaAnnouncer:
-    def __init__(self, hub: LiveHub, store: ExecutionStore) -> None:
+    def __init__(self, hub: LiveHub, repository: ExecutionRepository) -> None:
         self._hub = hub
-        self._store = store
+        self._repository = repository
         self._origin = uuid.uuid4().hex
         self._nats: NatsClient | None = None
 
@@ -74,7 +75,7 @@ class ReplicaAnnouncer:
         if self._hub.has_subscribers(execution_id):
             for change in announcement.changes:
                 if isinstance(change, LogRange):
-                    lines = await asyncio.to_thread(self._store.log_lines, execution_id, change.first, change.last)
+                    lines = await asyncio.to_thread(self._repository.log_lines, execution_id, change.first, change.last)
                     events.extend(lines)
                 else:
                     events.append(change)

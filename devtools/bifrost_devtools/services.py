@@ -18,7 +18,7 @@ from pathlib import Path
 from nats.aio.client import RawCredentials
 
 from bifrost._internal.protocol import MAX_EVENT_BYTES, nats_credentials_file
-from control_plane.nats_auth import AccountSigner, NatsKeys
+from control_plane.security.nats_identities import AccountSigner, NatsKeys
 
 
 def free_port() -> int:

@@ -12,9 +12,10 @@ from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from bifrost._internal.protocol import ExecutionStatus
-from control_plane.auth import TokenIssuer, issue_api_key
 from control_plane.db.models import Execution, ExecutionLog, Organization, User
 from control_plane.db.session import make_engine
+from control_plane.security.api_keys import issue_api_key
+from control_plane.security.tokens import TokenIssuer
 from tests.api.conftest import ADMIN_KEY, SECRET_KEY, Bifrost, eventually, running_bifrost
 
 GREET = '''

@@ -9,17 +9,12 @@ from pydantic import SecretStr
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from control_plane.auth import (
-    InvalidExecutionTokenError,
-    TokenIssuer,
-    authenticate_api_key,
-    bootstrap,
-    issue_api_key,
-    load_secret_key,
-)
 from control_plane.db.migrate import upgrade_database
 from control_plane.db.models import ApiKey, User
 from control_plane.db.session import make_engine
+from control_plane.security.api_keys import authenticate_api_key, issue_api_key
+from control_plane.security.bootstrap import bootstrap
+from control_plane.security.tokens import InvalidExecutionTokenError, TokenIssuer, load_secret_key
 from control_plane.settings import Settings
 
 

@@ -18,7 +18,7 @@ import pytest
 from nats.aio.client import RawCredentials
 
 from bifrost._internal.protocol import events_subject, inbox_prefix, message_id, nats_credentials_file
-from control_plane.nats_auth import AccountSigner
+from control_plane.security.nats_identities import AccountSigner
 from tests.api.conftest import Bifrost, eventually, finished, running_bifrost, start
 
 WORKFLOWS = """

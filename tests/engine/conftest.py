@@ -28,12 +28,12 @@ from bifrost._internal.protocol import (
     message_id,
 )
 from bifrost_devtools.services import NatsServer
-from control_plane.auth import TokenIssuer
 from control_plane.backends.base import ExitCallback, LaunchSpec, RunnerDetails, RunnerExit
 from control_plane.db.models import Execution, ExecutionLog, Organization, User, Workflow, utcnow
 from control_plane.db.session import make_engine
-from control_plane.engine import Engine
-from control_plane.secrets_crypto import SecretCipher
+from control_plane.engine import ExecutionEngine
+from control_plane.security.encryption import SecretCipher
+from control_plane.security.tokens import TokenIssuer
 from control_plane.settings import Settings
 
 TOKEN_KEY = b"engine-test-signing-key-of-sufficient-length"
@@ -43,7 +43,7 @@ sqlite_only = pytest.mark.parametrize("db", ["sqlite"], indirect=True)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sqlalchemy.Engine]:
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sqlalchemy.ExecutionEngine]:
     """A fresh, empty database with every table, on SQLite and on PostgreSQL."""
     if request.param == "sqlite":
         engine = make_engine(f"sqlite:///{tmp_path / 'bifrost.db'}")
@@ -181,7 +181,7 @@ def tokens() -> TokenIssuer:
     return TokenIssuer(TOKEN_KEY)
 
 
-EngineFactory = Callable[..., Awaitable[Engine]]
+EngineFactory = Callable[..., Awaitable[ExecutionEngine]]
 
 
 @pytest.fixture
@@ -189,11 +189,12 @@ async def start_engine(
     settings: Settings, db: sqlalchemy.Engine, backend: RecordingBackend, tokens: TokenIssuer
 ) -> AsyncIterator[EngineFactory]:
     """Start engines (stopped at the end); keyword arguments override settings or the backend."""
-    started: list[Engine] = []
+    started: list[ExecutionEngine] = []
 
-    async def start(backend_override: Any = None, **overrides: Any) -> Engine:
+    async def start(backend_override: Any = None, **overrides: Any) -> ExecutionEngine:
         engine_settings = settings.model_copy(update=overrides)
-        engine = Engine(engine_settings, db, backend_override or backend, tokens, SecretCipher([Fernet.generate_key()]))
+        cipher = SecretCipher([Fernet.generate_key()])
+        engine = ExecutionEngine(engine_settings, db, backend_override or backend, tokens, cipher)
         await engine.start()
         started.append(engine)
         return engine

@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import Engine as DatabaseEngine
+from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from bifrost._internal.protocol import ExecutionStatus
@@ -165,18 +165,18 @@ def control_plane(tmp_path: Path) -> Iterator[ControlPlane]:
 
 
 @pytest.fixture
-def database(control_plane: ControlPlane) -> Iterator[DatabaseEngine]:
+def database(control_plane: ControlPlane) -> Iterator[Engine]:
     engine = make_engine(f"sqlite:///{control_plane.root / 'data' / 'bifrost.db'}")
     yield engine
     engine.dispose()
 
 
-def executions(db: DatabaseEngine, ids: list[str]) -> list[Execution]:
+def executions(db: Engine, ids: list[str]) -> list[Execution]:
     with Session(db) as session:
         return list(session.exec(select(Execution).where(Execution.id.in_(ids))))  # type: ignore[attr-defined]
 
 
-def log_messages(db: DatabaseEngine, execution_id: str) -> list[tuple[int, str]]:
+def log_messages(db: Engine, execution_id: str) -> list[tuple[int, str]]:
     with Session(db) as session:
         query = select(ExecutionLog).where(ExecutionLog.execution_id == execution_id)
         return sorted((log.line, log.message) for log in session.exec(query))
@@ -191,7 +191,7 @@ def wait_until(condition: Callable[[], Any], what: str, within: float = 60.0) ->
 
 
 def test_a_runner_killed_with_sigkill_fails_its_execution_with_the_reason(
-    control_plane: ControlPlane, database: DatabaseEngine
+    control_plane: ControlPlane, database: Engine
 ) -> None:
     markers = control_plane.root / "markers"
     execution_id = control_plane.start_steady(lines=600, pause=0.05, marker_dir=markers)
@@ -206,7 +206,7 @@ def test_a_runner_killed_with_sigkill_fails_its_execution_with_the_reason(
     assert "SIGKILL" in (execution.error_message or "")
 
 
-def test_a_control_plane_killed_mid_run_loses_nothing(control_plane: ControlPlane, database: DatabaseEngine) -> None:
+def test_a_control_plane_killed_mid_run_loses_nothing(control_plane: ControlPlane, database: Engine) -> None:
     markers = control_plane.root / "markers"
     ids = [control_plane.start_steady(lines=40, pause=0.05, marker_dir=markers) for _ in range(3)]
     wait_until(lambda: len(list(markers.glob("*.pid"))) == 3, "all three runners start their workflow")
@@ -225,7 +225,7 @@ def test_a_control_plane_killed_mid_run_loses_nothing(control_plane: ControlPlan
         assert log_messages(database, execution.id) == [(n + 1, f"line {n}") for n in range(40)]
 
 
-def test_cancelling_a_running_workflow_stops_its_runner(control_plane: ControlPlane, database: DatabaseEngine) -> None:
+def test_cancelling_a_running_workflow_stops_its_runner(control_plane: ControlPlane, database: Engine) -> None:
     markers = control_plane.root / "markers"
     execution_id = control_plane.start_steady(lines=600, pause=0.05, marker_dir=markers)
     wait_until(lambda: list(markers.glob("*.pid")), "the runner starts the workflow")

@@ -21,9 +21,9 @@ from bifrost._internal.protocol import (
     control_subject,
 )
 from bifrost_devtools.services import NatsServer
-from control_plane.auth import TokenIssuer
 from control_plane.backends.base import LaunchSpec
 from control_plane.engine import ExecutionNotFoundError
+from control_plane.security.tokens import TokenIssuer
 from tests.engine.conftest import (
     EngineFactory,
     RecordingBackend,

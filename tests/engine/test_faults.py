@@ -10,7 +10,7 @@ import signal
 from pathlib import Path
 
 import httpx
-from sqlalchemy import Engine as DatabaseEngine
+from sqlalchemy import Engine
 
 from bifrost._internal.protocol import ExecutionStatus
 from tests.engine import test_crash_recovery
@@ -47,7 +47,7 @@ def _start_runs(plane: ControlPlane) -> list[str]:
     return [plane.start_steady(lines=LINES, pause=PAUSE, marker_dir=plane.root / "markers") for _ in range(RUNS)]
 
 
-def _assert_every_run_succeeded_with_all_its_lines(db: DatabaseEngine, ids: list[str]) -> None:
+def _assert_every_run_succeeded_with_all_its_lines(db: Engine, ids: list[str]) -> None:
     wait_until(
         lambda: all(execution.status.is_terminal for execution in executions(db, ids)),
         "every execution reaches a final status",
@@ -60,7 +60,7 @@ def _assert_every_run_succeeded_with_all_its_lines(db: DatabaseEngine, ids: list
 
 
 def test_a_nats_server_killed_mid_run_is_restarted_and_no_run_loses_anything(
-    control_plane: ControlPlane, database: DatabaseEngine
+    control_plane: ControlPlane, database: Engine
 ) -> None:
     ids = _start_runs(control_plane)
     wait_until(lambda: len(_markers(control_plane)) >= RUNNING_AT_ONCE, "the first runners start their workflows")
@@ -75,7 +75,7 @@ def test_a_nats_server_killed_mid_run_is_restarted_and_no_run_loses_anything(
 
 
 def test_a_control_plane_killed_mid_run_launches_its_queued_work_soon_after_its_restart(
-    control_plane: ControlPlane, database: DatabaseEngine
+    control_plane: ControlPlane, database: Engine
 ) -> None:
     ids = _start_runs(control_plane)
     wait_until(lambda: len(_markers(control_plane)) >= RUNNING_AT_ONCE, "the first runners start their workflows")

@@ -7,7 +7,6 @@ import json
 from collections.abc import Callable
 
 import sqlalchemy
-from cryptography.fernet import Fernet
 from nats.aio.client import Client as NatsClient
 from prometheus_client import REGISTRY
 
@@ -23,9 +22,9 @@ from bifrost._internal.protocol import (
 )
 from bifrost_devtools.services import NatsServer
 from control_plane.engine import ExecutionNotFoundError, LiveEvent
-from control_plane.engine.store import ExecutionStore, _ExecutionChanges
 from control_plane.engine.streams import INGEST_CONSUMER, ensure_streams, ingest_consumer_config
-from control_plane.secrets_crypto import SecretCipher
+from control_plane.executions.repository import ExecutionRepository
+from control_plane.executions.transitions import ExecutionChanges
 from tests.engine.conftest import (
     EngineFactory,
     eventually,
@@ -163,7 +162,7 @@ async def test_nothing_is_lost_or_doubled_across_an_engine_restart(
     for event in events[3:]:
         await publish(js, event)
     # A crashed engine may have committed events it never acked: they come again and must be skipped.
-    ExecutionStore(db, SecretCipher([Fernet.generate_key()])).ingest({execution_id: events[3:5]}, accept_gaps=())
+    ExecutionRepository(db).ingest({execution_id: events[3:5]}, accept_gaps=())
 
     second = await start_engine()
     assert await second.wait_terminal(execution_id, timeout=20)
@@ -287,17 +286,17 @@ async def test_waiting_on_an_unfinished_or_unknown_execution(
 async def test_a_status_written_meanwhile_is_not_overwritten(
     new_execution: Callable[..., str], db: sqlalchemy.Engine
 ) -> None:
-    store = ExecutionStore(db, SecretCipher([Fernet.generate_key()]))
+    store = ExecutionRepository(db)
     execution_id = new_execution()
     store.ingest({execution_id: [StartedEvent(execution_id=execution_id, seq=1)]}, accept_gaps=())
     with db.connect() as conn:
-        changes = _ExecutionChanges(ExecutionStore._lock_rows(conn, [execution_id])[execution_id])
+        changes = ExecutionChanges(ExecutionRepository.lock_rows(conn, [execution_id])[execution_id])
     # Between ingest's read and its write, the execution is cancelled.
     cancelled = store.close(execution_id, ExecutionStatus.CANCELLED, error_type="Cancelled", error_message="stop")
     assert cancelled is not None
     changes.apply(FinishedEvent(execution_id=execution_id, seq=2, status=ExecutionStatus.SUCCESS))
     with db.begin() as conn:
-        ExecutionStore._write(conn, changes)
+        ExecutionRepository.write(conn, changes)
 
     execution = read_execution(db, execution_id)
     assert execution.status == ExecutionStatus.CANCELLED

@@ -38,7 +38,7 @@ from control_plane.engine.streams import (
     QUEUE_STREAM_CONFIG,
     ensure_streams,
 )
-from control_plane.nats_auth import KEYS_FILE, AccountSigner, NatsKeys
+from control_plane.security.nats_identities import KEYS_FILE, AccountSigner, NatsKeys
 from control_plane.settings import Settings
 from tests.engine.conftest import EngineFactory, eventually, log_event, publish, sqlite_only
 

@@ -17,8 +17,8 @@ from bifrost_devtools.services import NatsServer, running_nats
 from bifrost_runner.config import RunnerConfig
 from bifrost_runner.connection import connect_runner_nats
 from bifrost_runner.publisher import EventPublisher
-from control_plane.engine import Engine
-from control_plane.nats_auth import NatsKeyError, NatsKeys
+from control_plane.engine import ExecutionEngine
+from control_plane.security.nats_identities import NatsKeyError, NatsKeys
 from tests.engine.conftest import EngineFactory, RecordingBackend, eventually, read_execution, sqlite_only
 
 pytestmark = sqlite_only
@@ -33,7 +33,7 @@ def identity_nats(tmp_path: Path) -> Iterator[NatsServer]:
 
 
 @pytest.fixture
-async def engine(start_engine: EngineFactory, identity_nats: NatsServer) -> AsyncIterator[Engine]:
+async def engine(start_engine: EngineFactory, identity_nats: NatsServer) -> AsyncIterator[ExecutionEngine]:
     yield await start_engine(nats_url=identity_nats.url, nats_account_seed=SecretStr(identity_nats.account_seed))
 
 
@@ -54,7 +54,7 @@ async def run_as_its_runner(backend: RecordingBackend, execution_id: str) -> Non
         await nc.close()
 
 
-async def healthy_again(engine: Engine) -> None:
+async def healthy_again(engine: ExecutionEngine) -> None:
     """Wait until the engine is back on NATS, under its own identity, with its streams."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 60
@@ -64,7 +64,7 @@ async def healthy_again(engine: Engine) -> None:
 
 
 async def test_runners_report_under_their_own_identity_across_a_nats_restart(
-    engine: Engine,
+    engine: ExecutionEngine,
     identity_nats: NatsServer,
     backend: RecordingBackend,
     new_execution: Callable[..., str],

@@ -25,7 +25,7 @@ from control_plane.backends.kubernetes_spec import (
     label_value,
     secret_name,
 )
-from control_plane.nats_auth import AccountSigner, NatsKeys
+from control_plane.security.nats_identities import AccountSigner, NatsKeys
 from control_plane.settings import K8sToleration, Settings
 from tests.k8s.conftest import launch_spec
 

@@ -17,18 +17,19 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
 
-from bifrost import OrganizationInfo, UserInfo
 from bifrost._internal.protocol import (
     Event,
     FinishedEvent,
+    OrganizationInfo,
     RunPayload,
+    UserInfo,
     events_subject,
     parse_event,
 )
 from bifrost_devtools.runner_api import RunnerApi, ServedRunnerApi
 from bifrost_devtools.services import NatsServer, running_nats
 from bifrost_runner.connection import ensure_streams
-from control_plane.nats_auth import AccountSigner, NatsCredentials
+from control_plane.security.nats_identities import AccountSigner, NatsCredentials
 
 RUN_LIMIT_SECONDS = 150.0
 """A runner still running after this long is killed and its stderr shown: within pytest's own timeout, which

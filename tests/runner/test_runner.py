@@ -8,7 +8,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 
 from bifrost._internal.protocol import CancelRequest, ExecutionStatus, control_subject, message_id
-from control_plane.nats_auth import AccountSigner
+from control_plane.security.nats_identities import AccountSigner
 from tests.runner.conftest import Harness, logged
 
 

@@ -9,7 +9,7 @@ import pytest
 from cryptography.fernet import Fernet
 from pydantic import SecretStr
 
-from control_plane.secrets_crypto import SecretCipher, SecretDecryptionError, load_encryption_keys
+from control_plane.security.encryption import SecretCipher, SecretDecryptionError, load_encryption_keys
 from control_plane.settings import Settings
 from tests.api.conftest import fresh_database, running_bifrost
 from tests.security.conftest import WORKFLOWS, wait_for_workflows

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from control_plane.auth import TokenIssuer
+from control_plane.security.tokens import TokenIssuer
 from tests.api.conftest import SECRET_KEY, eventually
 from tests.security.conftest import Tenants
 from tests.security.test_route_table import ROUTES, served_routes

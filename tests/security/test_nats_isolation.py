@@ -16,7 +16,7 @@ import pytest
 from nats.aio.client import RawCredentials
 
 from bifrost._internal.protocol import events_subject, nats_credentials_file
-from control_plane.nats_auth import AccountSigner, NatsKeys
+from control_plane.security.nats_identities import AccountSigner, NatsKeys
 from tests.api.conftest import eventually, finished, fresh_database, running_bifrost, start
 from tests.security.conftest import WORKFLOWS, Tenants, populate
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
-from control_plane.key_files import create_key_file
+from control_plane.security.key_files import create_key_file
 from control_plane.settings import Settings
 
 KEY_FILE_NAME = "encryption.key"

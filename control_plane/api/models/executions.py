@@ -1,4 +1,4 @@
-"""Request and response bodies of the HTTP API."""
+"""Request and response bodies of executions: starting, reading, following them."""
 
 from __future__ import annotations
 
@@ -9,21 +9,11 @@ from pydantic import BaseModel, Field
 
 from bifrost._internal.protocol import ExecutionStatus
 from control_plane.backends.base import RunnerDetails
-from control_plane.db.models import Execution, ExecutionLog
-from control_plane.executions import as_utc
+from control_plane.db.models import Execution, ExecutionLog, as_utc
 
 
 class ExecuteRequest(BaseModel):
     parameters: dict[str, Any] = Field(default_factory=dict, description="The workflow's parameters by name.")
-
-
-class SubWorkflowRequest(ExecuteRequest):
-    secrets: list[str] = Field(
-        default_factory=list,
-        max_length=1000,
-        description="Values the starting run knows as secret: where they occur in the parameters they are stored "
-        "masked, and the sub-workflow's runner masks them in what it outputs.",
-    )
 
 
 class ExecutionAccepted(BaseModel):
@@ -136,23 +126,3 @@ class ResultOut(BaseModel):
     execution_id: str
     status: ExecutionStatus
     result: Any
-
-
-class ChildExecutionOut(BaseModel):
-    """What a running workflow learns about a sub-workflow it started."""
-
-    execution_id: str
-    status: ExecutionStatus
-    result: Any
-    error_type: str | None
-    error_message: str | None
-
-
-class WorkspaceProblemOut(BaseModel):
-    file: str
-    line: int | None
-    message: str
-
-
-class ValueOut(BaseModel):
-    value: Any

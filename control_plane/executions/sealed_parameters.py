@@ -12,10 +12,10 @@ from typing import Any
 from sqlalchemy import Engine
 
 from bifrost._internal.redaction import Redactor
-from control_plane.db.models import Execution, Secret
+from control_plane.db.models import Secret
 from control_plane.db.session import session_scope
-from control_plane.scoped_values import entries_visible_to_org
-from control_plane.secrets_crypto import SecretCipher, SecretDecryptionError
+from control_plane.security.encryption import SecretCipher, SecretDecryptionError
+from control_plane.security.scoped_values import entries_visible_to_org
 
 
 def seal(cipher: SecretCipher, parameters: dict[str, Any], secrets: Sequence[str]) -> tuple[dict[str, Any], str | None]:
@@ -37,15 +37,12 @@ def unseal(cipher: SecretCipher, sealed: str) -> tuple[dict[str, Any], list[str]
     return opened["parameters"], opened["secrets"]
 
 
-def readable_secrets(db: Engine, cipher: SecretCipher, execution_id: str) -> Redactor:
-    """A redactor of every secret value the execution could have read: its organization's secrets, the global
-    ones, and those its parent passed to it. Values no configured key decrypts are left out."""
+def readable_secrets(db: Engine, cipher: SecretCipher, org_id: str | None, sealed: str | None) -> Redactor:
+    """A redactor of every secret value an execution of `org_id` could have read: its organization's secrets,
+    the global ones, and those its parent passed to it, `sealed` with its parameters. Values no configured key
+    decrypts are left out."""
     with session_scope(db) as session:
-        execution = session.get(Execution, execution_id)
-        if execution is None:
-            return Redactor()
-        ciphertexts = [entry.ciphertext for entry in entries_visible_to_org(session, Secret, execution.org_id)]
-        sealed = execution.sealed_parameters
+        ciphertexts = [entry.ciphertext for entry in entries_visible_to_org(session, Secret, org_id)]
     values: list[str] = []
     for ciphertext in ciphertexts:
         try:

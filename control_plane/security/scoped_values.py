@@ -8,10 +8,14 @@ from typing import Any, TypeVar
 from sqlalchemy import Engine, or_
 from sqlmodel import Session, col, select
 
-from control_plane.audit import record
-from control_plane.auth import Principal
 from control_plane.db.models import ConfigEntry, Secret, utcnow
 from control_plane.db.session import session_scope
+from control_plane.errors import ConflictError
+from control_plane.security.audit import record
+from control_plane.security.authentication import running_user
+from control_plane.security.encryption import SecretCipher, SecretDecryptionError
+from control_plane.security.principals import Principal
+from control_plane.security.tokens import ExecutionClaims
 
 Entry = TypeVar("Entry", Secret, ConfigEntry)
 
@@ -71,6 +75,13 @@ def upsert_entry(
         return entry
 
 
+def store_secret(db_engine: Engine, cipher: SecretCipher, name: str, value: str, *, write: EntryWrite) -> Secret:
+    """Create or replace the secret `name` of the written scope, its value encrypted; audited as
+    `secret.created` or `secret.updated`."""
+    ciphertext = cipher.encrypt(value)
+    return upsert_entry(db_engine, Secret, name, {"ciphertext": ciphertext}, write=write, audit_prefix="secret")
+
+
 def delete_entry(db_engine: Engine, model: type[Entry], name: str, *, write: EntryWrite, audit_prefix: str) -> bool:
     """Delete the entry `name` of the written scope, audited as `<audit_prefix>.deleted`; False, and nothing
     written, when there is no such entry."""
@@ -82,3 +93,31 @@ def delete_entry(db_engine: Engine, model: type[Entry], name: str, *, write: Ent
         record(session, f"{audit_prefix}.deleted", actor=write.actor, org_id=write.org_id, target=name, ip=write.ip)
         session.commit()
         return True
+
+
+def visible_entries(db_engine: Engine, model: type[Entry], org_id: str | None) -> list[Entry]:
+    """`entries_visible_to_org` in a transaction of its own."""
+    with session_scope(db_engine) as session:
+        return entries_visible_to_org(session, model, org_id)
+
+
+def entry_of_org(db_engine: Engine, model: type[Entry], org_id: str | None, name: str) -> Entry | None:
+    """`resolve_entry` in a transaction of its own: the org's own entry, else the global one."""
+    with session_scope(db_engine) as session:
+        return resolve_entry(session, model, org_id, name)
+
+
+def entry_for_run(db_engine: Engine, claims: ExecutionClaims, model: type[Entry], name: str) -> Entry | None:
+    """What a running execution reads as `name`: its organization's entry, else the global one.
+    `NotAuthenticatedError` when the execution's user is gone."""
+    with session_scope(db_engine) as session:
+        running_user(session, claims)
+        return resolve_entry(session, model, claims.org_id, name)
+
+
+def secret_value(cipher: SecretCipher, secret: Secret) -> str:
+    """The secret's value; `ConflictError` when no configured key decrypts it."""
+    try:
+        return cipher.decrypt(secret.ciphertext)
+    except SecretDecryptionError as exc:
+        raise ConflictError(f"secret {secret.name!r}: {exc}") from exc

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import func
+from sqlalchemy import Engine, func
 from sqlmodel import Session, col, select
 
-from control_plane.auth import Principal, principal_of
-from control_plane.db.models import LoginFailure, UiSession, User, utcnow
-from control_plane.executions import as_utc
+from control_plane.db.models import LoginFailure, UiSession, User, as_utc, utcnow
+from control_plane.db.session import session_scope
+from control_plane.errors import ForbiddenError, NotAuthenticatedError
+from control_plane.security.audit import record
+from control_plane.security.principals import Principal, principal_of
 from control_plane.settings import Settings
 
 _hasher = PasswordHasher()
@@ -131,3 +134,71 @@ def close_sessions_of(session: Session, user_id: str) -> None:
     for ui_session in session.exec(open_ones).all():
         ui_session.revoked_at = utcnow()
         session.add(ui_session)
+
+
+class LoginThrottledError(Exception):
+    """Too many failed sign-ins for the email or from the address lately."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"Too many failed sign-ins. Try again in {retry_after} seconds.")
+        self.retry_after = retry_after
+        """Seconds until a sign-in may be tried again."""
+
+
+class WrongPasswordError(Exception):
+    """No active user with a password has this email and password."""
+
+    def __init__(self) -> None:
+        super().__init__("Wrong email or password.")
+
+
+def sign_in(
+    db: Engine, throttle: LoginThrottle, email: str, password: str, *, ip: str, lifetime: timedelta
+) -> str:
+    """Check the password and open a session; the session's cookie token. Every attempt is audited; a failed
+    one counts towards the throttle (`WrongPasswordError`), and while it holds, none is checked
+    (`LoginThrottledError`)."""
+    with session_scope(db) as session:
+        wait = throttle.retry_after(session, email, ip)
+        if wait is not None:
+            record(session, "login.rate_limited", actor=None, actor_email=email, org_id=None, ip=ip)
+            session.commit()
+            raise LoginThrottledError(wait)
+        user = check_password(session, email, password)
+        if user is None:
+            throttle.record_failure(session, email, ip)
+            record(session, "login.failed", actor=None, actor_email=email, org_id=None, ip=ip)
+            session.commit()
+            raise WrongPasswordError
+        throttle.clear(session, email)
+        token, _ = open_session(session, user, lifetime)
+        record(session, "login.succeeded", actor=None, actor_email=email, org_id=user.org_id, ip=ip, user_id=user.id)
+        session.commit()
+    return token
+
+
+def sign_out(db: Engine, token: str | None, csrf_token: str, *, ip: str) -> None:
+    """Close the browser session of the cookie `token`, which must come with the session's CSRF token."""
+    with session_scope(db) as session:
+        found = authenticate_session(session, token) if token else None
+        if found is None:
+            raise NotAuthenticatedError("not signed in")
+        principal, ui_session = found
+        if not hmac.compare_digest(csrf_token.encode(), ui_session.csrf_token.encode()):
+            raise ForbiddenError("wrong csrf_token: sign out from the /login page")
+        close_session(session, ui_session.id)
+        record(session, "logout", actor=principal, org_id=None, ip=ip)
+        session.commit()
+
+
+def signed_in(db: Engine, token: str) -> tuple[Principal, UiSession] | None:
+    """`authenticate_session` in a transaction of its own."""
+    with session_scope(db) as session:
+        return authenticate_session(session, token)
+
+
+def csrf_token_of(db: Engine, session_id: str) -> str | None:
+    """The CSRF token of the browser session; None when it is gone."""
+    with session_scope(db) as session:
+        found = session.get(UiSession, session_id)
+        return found.csrf_token if found else None

@@ -28,7 +28,7 @@ import nkeys
 from pydantic import BaseModel, Field, ValidationError
 
 from bifrost._internal.protocol import control_subject, events_subject, inbox_prefix
-from control_plane.key_files import create_key_file
+from control_plane.security.key_files import create_key_file
 
 KEYS_FILE = "nats-keys.json"
 """In the data folder: the keys of the embedded nats-server, and those `bifrost nats-config` prints for another."""

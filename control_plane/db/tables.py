@@ -1,0 +1,23 @@
+"""The tables as SQLAlchemy Core sees them, for the statements that are built once and read plain rows (launch,
+event ingestion, API key checks: what runs on every run or request)."""
+
+from __future__ import annotations
+
+from sqlalchemy import Table
+from sqlmodel import SQLModel
+
+from control_plane.db.models import ApiKey, Execution, ExecutionLog, Membership, Organization, User, Workflow
+
+
+def _table(model: type[SQLModel]) -> Table:
+    table: Table = model.__table__  # type: ignore[attr-defined]
+    return table
+
+
+API_KEYS = _table(ApiKey)
+EXECUTIONS = _table(Execution)
+EXECUTION_LOGS = _table(ExecutionLog)
+MEMBERSHIPS = _table(Membership)
+ORGANIZATIONS = _table(Organization)
+USERS = _table(User)
+WORKFLOWS = _table(Workflow)
