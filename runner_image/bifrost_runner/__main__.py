@@ -10,6 +10,7 @@ import uvloop
 
 from bifrost.protocol import RunPayload
 from bifrost_runner.config import RunnerConfig, RunnerConfigError
+from bifrost_runner.confinement import Confinement
 from bifrost_runner.run import Preconnected, run_execution
 
 
@@ -30,9 +31,14 @@ def main() -> int:
     return uvloop.run(run_from_env())
 
 
-async def run_from_env(preconnected: Preconnected | None = None, payload: RunPayload | None = None) -> int:
+async def run_from_env(
+    preconnected: Preconnected | None = None,
+    payload: RunPayload | None = None,
+    confinement: Confinement | None = None,
+) -> int:
     """Run the execution the environment describes, over the connections in `preconnected` where they fit;
-    `payload` is the execution's, when the backend handed it over (else it is fetched)."""
+    `payload` is the execution's, when the backend handed it over (else it is fetched). A confined runner (see
+    `confinement`) seals itself once its workspace is checked out."""
     configure_runner_logging()
     try:
         config = RunnerConfig.from_env(os.environ)
@@ -41,7 +47,7 @@ async def run_from_env(preconnected: Preconnected | None = None, payload: RunPay
         if preconnected is not None:
             await preconnected.close()
         return 2
-    return await run_execution(config, preconnected, payload)
+    return await run_execution(config, preconnected, payload, confinement)
 
 
 def exit_now(code: int) -> None:

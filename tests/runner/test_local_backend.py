@@ -23,7 +23,7 @@ from bifrost_runner.zygote import LOWEST_PRIORITY, priority_is_restorable
 from control_plane.backends.base import LaunchSpec, RunnerExit, RunnerWorkspace
 from control_plane.backends.local import LOST_REASON, LocalBackend, basic_environment
 from control_plane.backends.local_records import RunnerRecord, RunnerRecords
-from control_plane.backends.local_sandbox import RUNNER_UID_BASE, SandboxError
+from control_plane.backends.local_sandbox import RUNNER_UID_BASE, SandboxError, runner_cache_dir
 from control_plane.backends.local_template import RunnerTemplate
 from control_plane.settings import Settings
 from tests.runner.conftest import Harness, logged
@@ -124,20 +124,21 @@ async def test_each_launch_runs_in_a_fresh_process_and_its_exit_is_reported(loca
         from bifrost import workflow
 
         @workflow
-        def pid():
-            return os.getpid()
+        def pid_namespace():
+            return os.readlink("/proc/self/ns/pid")
     """)
-    first = await local.launch("pid")
-    second = await local.launch("pid")
+    first = await local.launch("pid_namespace")
+    second = await local.launch("pid_namespace")
     exits = {runner_exit.execution_id: runner_exit for runner_exit in [await local.next_exit() for _ in range(2)]}
 
     assert exits[first.execution_id] == RunnerExit(
         execution_id=first.execution_id, exit_code=0, reason="runner exited with code 0"
     )
     assert exits[second.execution_id].exit_code == 0
-    pids = {await _result(local.harness, payload.execution_id) for payload in (first, second)}
-    assert len(pids) == 2
-    assert local.backend.template_pid not in pids
+    # Each in a PID namespace of its own, not the template's.
+    namespaces = {await _result(local.harness, payload.execution_id) for payload in (first, second)}
+    assert len(namespaces) == 2
+    assert os.readlink(f"/proc/{local.backend.template_pid}/ns/pid") not in namespaces
 
 
 def _children(pid: int) -> set[int]:
@@ -166,7 +167,9 @@ async def test_spares_wait_at_low_priority_and_runs_get_the_template_priority_ba
     if not priority_is_restorable():
         print("this process may not raise its priority again: spares wait at the template's priority")
         return
-    (spare,) = await asyncio.to_thread(_eventually_one_child, template_pid)
+    # The template's child is the spare's keeper, whose child waits for the claim.
+    (keeper,) = await asyncio.to_thread(_eventually_one_child, template_pid)
+    (spare,) = await asyncio.to_thread(_eventually_one_child, keeper)
     assert os.getpriority(os.PRIO_PROCESS, spare) == LOWEST_PRIORITY
 
 
@@ -176,7 +179,7 @@ def _eventually_one_child(pid: int) -> set[int]:
         if len(children) == 1:
             return children
         time.sleep(0.05)
-    raise AssertionError(f"the template has children {_children(pid)}, not one spare")
+    raise AssertionError(f"process {pid} has children {_children(pid)}, not one")
 
 
 async def test_launch_is_idempotent_by_execution_id(local: LocalRun, tmp_path: Path) -> None:
@@ -343,7 +346,8 @@ async def test_runner_environment_has_no_control_plane_configuration(
     assert "AWS_SECRET_ACCESS_KEY" not in env
     runner_keys = set(local.spec(payload, "token").runner_env())
     basics = {"PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR"}
-    assert set(env) <= runner_keys | basics
+    assert set(env) <= runner_keys | basics | {"BIFROST_WORKSPACE_CACHE_DIR"}
+    assert env["BIFROST_WORKSPACE_CACHE_DIR"] == str(runner_cache_dir(settings))  # the sandbox's own
     assert seen["memory"] == 3072 * 1024 * 1024
     assert seen["cpu"] == 30 + 5
     assert seen["processes"] == settings.local_max_processes == 256
@@ -389,7 +393,9 @@ async def test_unsandboxed_runners_run_with_a_warning(
     assert any("local runners are NOT sandboxed" in record.getMessage() for record in caplog.records)
 
 
-async def test_runners_of_their_own_users_keep_their_own_workspace_cache(harness: Harness, tmp_path: Path) -> None:
+async def test_sandboxed_runners_share_one_workspace_cache_their_workflows_cannot_write(
+    harness: Harness, tmp_path: Path
+) -> None:
     harness.write("""
         import os
         from pathlib import Path
@@ -398,9 +404,12 @@ async def test_runners_of_their_own_users_keep_their_own_workspace_cache(harness
         @workflow
         def cache():
             folder = Path(os.environ["BIFROST_WORKSPACE_CACHE_DIR"])
-            folder.mkdir(parents=True, exist_ok=True)
-            (folder / "probe").write_text("cached")
-            return {"dir": str(folder), "uid": os.getuid()}
+            try:
+                (folder / "probe").write_text("cached")
+                written = "written"
+            except OSError as exc:
+                written = type(exc).__name__
+            return {"dir": str(folder), "uid": os.getuid(), "written": written}
     """)
     cache_dir = tmp_path / "cache"
     settings = local_settings(harness, tmp_path, runner_workspace_cache_dir=str(cache_dir))
@@ -420,12 +429,11 @@ async def test_runners_of_their_own_users_keep_their_own_workspace_cache(harness
     for payload in payloads:
         seen = await _result(harness, payload.execution_id)
         assert isinstance(seen, dict)
+        assert seen["dir"] == str(cache_dir)
+        assert seen["written"] == "OSError"  # a read-only file system
         if os.geteuid() == 0:
             assert seen["uid"] >= RUNNER_UID_BASE
-            assert seen["dir"] == str(cache_dir / str(seen["uid"]))
-        else:
-            assert seen == {"dir": str(cache_dir), "uid": os.getuid()}
-        assert (Path(seen["dir"]) / "probe").read_text() == "cached"
+    assert not (cache_dir / "probe").exists()
 
 
 async def test_a_finished_runner_waits_for_nats_as_long_as_its_launch_says(local: LocalRun, tmp_path: Path) -> None:
@@ -619,7 +627,9 @@ async def test_runners_may_each_have_a_user_namespace_of_their_own(harness: Harn
             return os.readlink("/proc/self/ns/user")
     """)
     ended: asyncio.Queue[RunnerEnded] = asyncio.Queue()
-    template = RunnerTemplate(1, basic_environment(), ended.put_nowait, lambda: None, user_namespaces=True)
+    template = RunnerTemplate(
+        1, basic_environment(), ended.put_nowait, lambda: None, options=["--runner-user-namespaces"]
+    )
     await template.start()
     payload, token = harness.payload("namespace")
     claim = RunnerClaim(
