@@ -89,18 +89,33 @@ def _rewrite(path):
 
 def _linger(lock_path):
     # A process of its own (session, no parent left), holding `lock_path` locked while it lives, that keeps
-    # trying to poison the module and /tmp.
+    # trying to poison the module and /tmp. Returns once it holds the lock.
     if os.fork():
+        while not _held(lock_path):
+            time.sleep(0.01)
         return
     os.setsid()
     if os.fork():
         os._exit(0)
-    lock = open(lock_path, "w")
+    lock = open(lock_path + ".tmp", "w")
     fcntl.flock(lock, fcntl.LOCK_EX)
+    os.chmod(lock_path + ".tmp", 0o644)
+    os.rename(lock_path + ".tmp", lock_path)
     while True:
         _tamper(lambda: _rewrite(__file__))
         _tamper(lambda: Path("/tmp/left-by-a-daemon").write_text("poisoned"))
         time.sleep(0.02)
+
+
+def _held(lock_path):
+    try:
+        with open(lock_path, "rb") as lock:
+            fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except FileNotFoundError:
+        return False
+    except BlockingIOError:
+        return True
 
 
 @workflow(execution_mode="sync")
