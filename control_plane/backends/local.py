@@ -64,8 +64,16 @@ def basic_environment() -> dict[str, str]:
     return {name: os.environ[name] for name in _BASIC_ENV if name in os.environ}
 
 
-def exit_reason(exit_code: int | None, signum: int | None, kill_note: str | None = None) -> str:
-    """`kill_note` says why the backend signalled the runner; it is kept only when a signal ended it."""
+def exit_reason(
+    exit_code: int | None, signum: int | None, kill_note: str | None = None, memory_limit_mb: int | None = None
+) -> str:
+    """`kill_note` says why the backend signalled the runner; it is kept only when a signal ended it.
+    `memory_limit_mb`: the runner ended with its address space at this limit."""
+    reason = _ending(exit_code, signum, kill_note)
+    return f"memory limit of {memory_limit_mb} MB reached ({reason})" if memory_limit_mb is not None else reason
+
+
+def _ending(exit_code: int | None, signum: int | None, kill_note: str | None) -> str:
     if signum is not None:
         try:
             name = signal.Signals(signum).name
@@ -85,6 +93,7 @@ class _Runner:
     execution_id: str
     pid: int
     start_time: int | None
+    memory_limit_mb: int | None = None
     kill_note: str | None = None
     """Why the backend itself stopped the runner, added to the exit reason."""
     timed_out: bool = False
@@ -163,7 +172,7 @@ class LocalBackend:
             except LaunchError:
                 self._records.remove(execution_id)
                 raise
-            runner = _Runner(execution_id, pid, process_start_time(pid))
+            runner = _Runner(execution_id, pid, process_start_time(pid), self._memory_limit_mb(spec))
             kill_at = time.time() + spec.timeout_seconds + self._settings.cancel_grace_seconds
             self._records.write(
                 RunnerRecord(execution_id=execution_id, pid=pid, start_time=runner.start_time, kill_at=kill_at)
@@ -214,12 +223,15 @@ class LocalBackend:
         else:
             self._finish_record(execution_id, None, LOST_REASON)
 
-    async def _fork(self, spec: LaunchSpec) -> int:
-        memory_limit_mb = (
+    def _memory_limit_mb(self, spec: LaunchSpec) -> int:
+        return (
             (spec.resources and spec.resources.memory_limit_mb)
             or spec.memory_limit_mb
             or self._settings.local_memory_limit_mb
         )
+
+    async def _fork(self, spec: LaunchSpec) -> int:
+        memory_limit_mb = self._memory_limit_mb(spec)
         claim = RunnerClaim(
             execution_id=spec.execution_id,
             env=self._runner_specific_environment(spec),
@@ -314,8 +326,10 @@ class LocalBackend:
             if ended.execution_id in self._launching:
                 self._ended_while_launching[ended.execution_id] = ended
             return
-        reason = exit_reason(ended.exit_code, ended.signal, runner.kill_note)
-        self._finish(runner, ended.exit_code, reason, failed=ended.exit_code != 0)
+        failed = ended.exit_code != 0
+        at_limit = runner.memory_limit_mb if ended.memory_limit_reached and failed else None
+        reason = exit_reason(ended.exit_code, ended.signal, runner.kill_note, at_limit)
+        self._finish(runner, ended.exit_code, reason, failed=failed)
 
     def _finish(self, runner: _Runner, exit_code: int | None, reason: str, failed: bool = False) -> None:
         if self._runners.get(runner.execution_id) is not runner:

@@ -25,6 +25,7 @@ import ctypes
 import os
 import re
 import resource
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,6 +72,19 @@ class _CapData(ctypes.Structure):
 
 
 _libc = ctypes.CDLL(None, use_errno=True)
+_libc.ptrace.restype = ctypes.c_long
+_libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
+
+_PTRACE_CONT = 7
+_PTRACE_SEIZE = 0x4206
+_PTRACE_LISTEN = 0x4208
+_PTRACE_O_TRACEEXIT = 0x40
+_PTRACE_EVENT_EXIT = 6
+_PTRACE_EVENT_STOP = 128
+_STOP_SIGNALS = frozenset({signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU})
+MEMORY_MARGIN_BYTES = 64 * 1024 * 1024
+"""A runner that ends with its address space within this (or a tenth of its limit) of its memory limit is taken
+to have ended by reaching the limit: an allocation that does not fit fails, whatever its size."""
 
 
 def libc_call(name: str, *args: object) -> None:
@@ -325,3 +339,46 @@ def own_user_namespace() -> None:
     ):
         with open(f"/proc/self/{name}", "w") as map_file:
             map_file.write(mapping)
+
+
+class ExitWatch:
+    """A keeper's watch over its runner, traced (`PTRACE_SEIZE`) for the one stop the kernel makes as the runner
+    exits, while its memory is still there to be measured: whether it ended at its memory limit (a crash in C code
+    that found no memory, say) is known then, and only then. Every other stop is the delivery of a signal to the
+    runner, which the watch passes on; a runner stopped by a signal stays stopped until it is continued."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.at_memory_limit = False
+
+    def start(self) -> None:
+        """Trace the runner (a child, dumpable until this is done). Where tracing is not allowed, the runner runs
+        untraced, and its end is not measured."""
+        _libc.ptrace(_PTRACE_SEIZE, self.pid, None, _PTRACE_O_TRACEEXIT)
+
+    def stopped(self, status: int) -> None:
+        """Go on after the runner's stop `status` (of `waitpid`)."""
+        event, signum = status >> 16, os.WSTOPSIG(status)
+        if event == _PTRACE_EVENT_EXIT:
+            self.at_memory_limit = at_memory_limit(self.pid)
+            _libc.ptrace(_PTRACE_CONT, self.pid, None, None)
+        elif event == _PTRACE_EVENT_STOP:
+            _libc.ptrace(_PTRACE_LISTEN if signum in _STOP_SIGNALS else _PTRACE_CONT, self.pid, None, None)
+        else:
+            _libc.ptrace(_PTRACE_CONT, self.pid, None, signum)
+
+
+def at_memory_limit(pid: int) -> bool:
+    """Whether the largest address space process `pid` had comes within the margin of its memory limit
+    (RLIMIT_AS)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+        limits = Path(f"/proc/{pid}/limits").read_text()
+    except OSError:
+        return False
+    peak = next((int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmPeak:")), None)
+    soft = next((line.split()[3] for line in limits.splitlines() if line.startswith("Max address space")), None)
+    if peak is None or soft is None or not soft.isdigit():
+        return False
+    limit = int(soft)
+    return peak + max(MEMORY_MARGIN_BYTES, limit // 10) >= limit

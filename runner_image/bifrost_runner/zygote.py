@@ -47,6 +47,7 @@ from bifrost_runner.api import ApiClient
 from bifrost_runner.confinement import (
     CAP_SYS_ADMIN,
     Confinement,
+    ExitWatch,
     PidNamespaces,
     RunnerFolders,
     drop_capabilities,
@@ -54,6 +55,7 @@ from bifrost_runner.confinement import (
     keep_to_this_run,
     limit,
     own_user_namespace,
+    set_dumpable,
     set_not_dumpable,
 )
 from bifrost_runner.logs import WORKFLOW_LOG_LEVEL
@@ -240,25 +242,39 @@ def _keeper(claim_fd: int, status_fd: int, setup: _Setup, folders: RunnerFolders
         os.close(run_fd)
         confinement.uid = setup.uid
         drop_capabilities(keep=held_capabilities() - {CAP_SYS_ADMIN})
+        traced_read, traced_write = os.pipe()
+        # Dumpable for a moment, so that the runner can be traced: no other run's process can see this namespace.
+        set_dumpable()
         runner = os.fork()
     except OSError as exc:
         print(f"bifrost runner template: cannot make a runner's namespaces: {exc}", file=sys.stderr, flush=True)
         os._exit(os.EX_OSERR)
     if runner == 0:
         try:
+            os.close(traced_write)
+            os.read(traced_read, 1)  # until the keeper traces this process (or gave up)
+            os.close(traced_read)
+            set_not_dumpable()
             code = _runner_process(claim_fd, setup, confinement)
         except BaseException:
             traceback.print_exc()  # into the runner's log once the claim is applied
             code = os.EX_SOFTWARE
         runner_main.exit_now(code)
+    watch = ExitWatch(runner)
+    watch.start()
+    os.close(traced_write)
+    set_not_dumpable()
     _close_inherited_fds(keep={status_fd})
     _to_devnull((0, 1, 2))
     while True:
         pid, status = os.waitpid(-1, 0)  # orphans of the run come here too
-        if pid == runner:
+        if pid != runner:
+            continue
+        if not os.WIFSTOPPED(status):
             break
+        watch.stopped(status)
     with contextlib.suppress(OSError):  # the template is gone
-        os.write(status_fd, str(status).encode())
+        os.write(status_fd, f"{status} {int(watch.at_memory_limit)}".encode())
     os._exit(0)
 
 
@@ -472,10 +488,12 @@ class Template:
         self._selector.unregister(fork.pidfd)
         os.close(fork.pidfd)
         del self._forks[fork.pidfd]
+        at_memory_limit = False
         if fork.status_fd is not None:
             # The keeper's word on how its runner ended; nothing when the keeper itself was killed.
-            with contextlib.suppress(OSError):
-                status = int(os.read(fork.status_fd, 32) or status)
+            with contextlib.suppress(OSError, ValueError):
+                runner_status, at_limit = os.read(fork.status_fd, 64).split()
+                status, at_memory_limit = int(runner_status), at_limit == b"1"
             os.close(fork.status_fd)
         if fork.claim_fd is not None:  # a spare that died unclaimed
             os.close(fork.claim_fd)
@@ -494,6 +512,7 @@ class Template:
                 pid=fork.pid,
                 exit_code=os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
                 signal=os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
+                memory_limit_reached=at_memory_limit,
             )
         )
 
@@ -513,10 +532,10 @@ class Template:
             return 1
         fork = self._confined_fork(setup, claim_read, claim_write, self._folders, self._pid_namespaces)
         _, status = os.waitpid(fork.pid, 0)
-        runner_status = os.read(fork.status_fd, 32) if fork.status_fd is not None else b""
+        runner_status = os.read(fork.status_fd, 64) if fork.status_fd is not None else b""
         if fork.run is not None:
             shutil.rmtree(self._folders.run_folder(fork.run), ignore_errors=True)
-        if status != 0 or runner_status != b"0":
+        if status != 0 or runner_status != b"0 0":
             print(
                 f"bifrost runner template: a confined runner did not start (keeper status {status}, runner status "
                 f"{runner_status.decode() or 'none'})",

@@ -171,6 +171,18 @@ def small_hog(megabytes: int):
     return len(block)
 
 
+@workflow(execution_mode="sync", resources={"memory_limit_mb": 256})
+def c_hog():
+    import ctypes
+
+    libc = ctypes.CDLL(None)
+    libc.malloc.restype = ctypes.c_void_p
+    libc.malloc.argtypes = [ctypes.c_size_t]
+    while libc.malloc(16 * 1024 * 1024):
+        pass
+    libc.abort()  # as C code that finds no memory left does
+
+
 @workflow(execution_mode="sync")
 def spawn(count: int):
     children = [subprocess.Popen(["cat"], stdin=subprocess.PIPE) for _ in range(count)]
@@ -245,7 +257,7 @@ def _ready(served: Served) -> bool:
         raise AssertionError(f"bifrost serve exited: {(served.root / 'serve.log').read_text()[-3000:]}")
     try:
         with served.client() as client:
-            return {"snoop", "processes", "hold", "poison", "victim", "hog", "small_hog", "spawn"} <= {
+            return {"snoop", "processes", "hold", "poison", "victim", "hog", "small_hog", "c_hog", "spawn"} <= {
                 workflow["name"] for workflow in client.get("/api/workflows").json()
             }
     except httpx.HTTPError:
@@ -425,6 +437,14 @@ def test_a_workflows_own_memory_limit_applies(served: Served) -> None:
 
     assert execution["status"] == ExecutionStatus.FAILED
     assert execution["error"]["message"] == "memory limit of 256 MB reached"
+
+
+def test_a_runner_killed_at_the_memory_limit_fails_naming_the_limit(served: Served) -> None:
+    execution = served.run("c_hog")
+
+    assert execution["status"] == ExecutionStatus.FAILED
+    assert execution["error"]["type"] == "RunnerExited"
+    assert execution["error"]["message"] == "memory limit of 256 MB reached (runner killed by signal 6 (SIGABRT))"
 
 
 def test_too_many_processes_are_refused_naming_the_limit(served: Served) -> None:
