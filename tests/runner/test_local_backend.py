@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -20,10 +21,16 @@ from bifrost.prepared_files import PreparedFile
 from bifrost.protocol import ExecutionStatus, RunnerClaim, RunnerEnded, RunPayload
 from bifrost_runner.run import REHEARSAL_MODULE, preconnect, rehearse
 from bifrost_runner.zygote import LOWEST_PRIORITY, priority_is_restorable
+from control_plane.backends import local_template
 from control_plane.backends.base import LaunchSpec, RunnerExit, RunnerWorkspace
 from control_plane.backends.local import LOST_REASON, LocalBackend, basic_environment
 from control_plane.backends.local_records import RunnerRecord, RunnerRecords
-from control_plane.backends.local_sandbox import RUNNER_UID_BASE, SandboxError, runner_cache_dir
+from control_plane.backends.local_sandbox import (
+    RUNNER_UID_BASE,
+    SandboxError,
+    process_limit_problem,
+    runner_cache_dir,
+)
 from control_plane.backends.local_template import RunnerTemplate
 from control_plane.settings import Settings
 from tests.runner.conftest import Harness, logged
@@ -705,3 +712,51 @@ def test_links_a_runner_puts_in_place_of_its_log_or_record_are_never_followed(tm
     assert key.read_text() == "the control plane's key"
     assert not (tmp_path / "runners" / "run-1.json").is_symlink()
     assert records.read("run-1") == RunnerRecord(execution_id="run-1", pid=4242, start_time=1, kill_at=1e9)
+
+
+def test_a_runner_log_tail_holds_whole_lines_only(tmp_path: Path) -> None:
+    """A line cut by the tail's window could end with part of a secret, which masking would not recognize."""
+    records = RunnerRecords(tmp_path)
+    records.prepare()
+    records.log_path("run-1").write_bytes(b"token=" + b"hunter2-" * 2000 + b"\nwhole line\nlast line\n")
+    # The last 512 bytes (two lines' worth) begin just after a line's end.
+    records.log_path("run-2").write_bytes(b"x" * 100 + b"\n" + b"a" * 501 + b"\nlast line\n")
+
+    assert records.log_tail("run-1", 50) == "whole line\nlast line"
+    assert records.log_tail("run-2", 2) == "a" * 501 + "\nlast line"
+
+
+async def test_runners_are_found_in_proc_off_the_event_loop(
+    harness: Harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Finding a sandboxed runner's pid reads /proc: in a thread, not on the event loop every request waits for."""
+    readers: list[threading.Thread] = []
+    find = local_template.host_pid
+
+    def finding(parent: int, pid_inside: int) -> int | None:
+        readers.append(threading.current_thread())
+        return find(parent, pid_inside)
+
+    monkeypatch.setattr(local_template, "host_pid", finding)
+    settings = local_settings(harness, tmp_path)
+    backend, exits = await _started_backend(settings)
+    local = LocalRun(harness, settings, backend, exits)
+    harness.write(TOUCH_MARKER)
+    try:
+        payload = await local.launch("touch", parameters={"marker": str(shared_folder(tmp_path) / "touched")})
+        assert (await local.next_exit()).exit_code == 0
+    finally:
+        await backend.stop()
+
+    await _result(harness, payload.execution_id)
+    assert readers  # the template's, and its forks'
+    assert threading.current_thread() not in readers
+
+
+def test_a_non_root_control_plane_says_when_runners_cannot_have_a_process_limit() -> None:
+    assert process_limit_problem("6.1.0-18-amd64") is None
+    assert process_limit_problem("5.14.0-362.el9.x86_64") is None
+    problem = process_limit_problem("5.10.0-28-amd64")
+    assert problem is not None
+    assert "5.10.0-28-amd64" in problem and "BIFROST_LOCAL_MAX_PROCESSES" in problem
+    assert "no process limit" in problem
