@@ -86,8 +86,8 @@ class Settings(BaseSettings):
     runner_workspace_cache_dir: str | None = Field(
         None,
         description="Where runners cache workspace revisions (a path as the runner sees it); default: a folder "
-        "in the runner's temporary directory. Local runners share it; under a root control plane, where each is "
-        "a user of its own, every runner user keeps its own cache in a subfolder named by its uid.",
+        "in the runner's temporary directory, and for sandboxed local runners `runner-cache` in the data folder. "
+        "Sandboxed local runners share it, and their workflows find it read-only.",
     )
 
     sync_wait_seconds: float = Field(30.0, description="How long a sync request waits before answering 202.")

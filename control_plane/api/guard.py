@@ -8,6 +8,9 @@
 - A JSON body may hold only what every database stores and every answer carries back: no NUL characters, no
   unpaired surrogates, no non-finite numbers, nesting no deeper than `BIFROST_MAX_JSON_DEPTH`. Anything else is
   answered 422 naming the field, before any route runs, so one caller's input cannot break what others read.
+- So may the query parameters and path parameters of a request (a NUL character is what decoding the URL can make
+  of them that no database stores): answered 422 naming the parameter, once the caller is authenticated as the
+  route requires.
 """
 
 from __future__ import annotations
@@ -69,6 +72,10 @@ class RequestGuard:
             await self.app(scope, receive, send)
             return
         route = self._route_of(scope)
+        if route is not None and (url_problem := _url_problem(route, scope)) is not None:
+            refusal = await self._refusal(route, scope)
+            await (refusal or _unprocessable(*url_problem))(scope, receive, send)
+            return
         limit = self._limit_of(route)
         takes_body = route is not None and route.body_field is not None
         if route is not None and takes_body and (refusal := await self._refusal(route, scope)) is not None:
@@ -177,14 +184,29 @@ def _text_problem(text: str) -> str | None:
     return None
 
 
-def _unprocessable(problem: BadValue) -> Response:
+def _url_problem(route: APIRoute, scope: Scope) -> tuple[BadValue, str] | None:
+    """What in the request's query or path parameters no database stores, with where it is."""
+    _, child_scope = route.matches(scope)
+    parameters = (
+        ("query", Request(scope).query_params.multi_items()),
+        ("path", list(child_scope.get("path_params", {}).items())),
+    )
+    for section, items in parameters:
+        for name, value in items:
+            for text, what in ((name, "the name "), (str(value), "")):
+                if "\x00" in text:
+                    return BadValue((name,), f"{what}contains a NUL character (\\u0000)", "string_unstorable"), section
+    return None
+
+
+def _unprocessable(problem: BadValue, section: str = "body") -> Response:
     # The location may hold the very key that is not text: it is shown escaped.
     location = [
         part.encode("utf-8", "backslashreplace").decode() if isinstance(part, str) else part
         for part in problem.location
     ]
     return JSONResponse(
-        {"detail": [{"type": problem.kind, "loc": ["body", *location], "msg": problem.message}]},
+        {"detail": [{"type": problem.kind, "loc": [section, *location], "msg": problem.message}]},
         status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
     )
 

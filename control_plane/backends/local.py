@@ -24,7 +24,16 @@ from typing import Any
 from bifrost._internal.protocol import ExecutionStatus, RunnerClaim, RunnerEnded
 from control_plane.backends.base import ExitCallback, LaunchSpec, RunnerDetails, RunnerExit
 from control_plane.backends.local_records import RunnerRecord, RunnerRecords, is_same_process, process_start_time
-from control_plane.backends.local_sandbox import RUNNER_UID_BASE, SANDBOX_TMP, prepare_sandbox, runs_as_root
+from control_plane.backends.local_sandbox import (
+    SANDBOX_TMP,
+    prepare_sandbox,
+    process_limit_problem,
+    remove_tree,
+    runner_cache_dir,
+    runner_tmp_dir,
+    runs_as_root,
+    template_options,
+)
 from control_plane.backends.local_template import LaunchError, RunnerTemplate, TemplateGoneError
 from control_plane.settings import Settings
 
@@ -55,8 +64,16 @@ def basic_environment() -> dict[str, str]:
     return {name: os.environ[name] for name in _BASIC_ENV if name in os.environ}
 
 
-def exit_reason(exit_code: int | None, signum: int | None, kill_note: str | None = None) -> str:
-    """`kill_note` says why the backend signalled the runner; it is kept only when a signal ended it."""
+def exit_reason(
+    exit_code: int | None, signum: int | None, kill_note: str | None = None, memory_limit_mb: int | None = None
+) -> str:
+    """`kill_note` says why the backend signalled the runner; it is kept only when a signal ended it.
+    `memory_limit_mb`: the runner ended with its address space at this limit."""
+    reason = _ending(exit_code, signum, kill_note)
+    return f"memory limit of {memory_limit_mb} MB reached ({reason})" if memory_limit_mb is not None else reason
+
+
+def _ending(exit_code: int | None, signum: int | None, kill_note: str | None) -> str:
     if signum is not None:
         try:
             name = signal.Signals(signum).name
@@ -76,6 +93,7 @@ class _Runner:
     execution_id: str
     pid: int
     start_time: int | None
+    memory_limit_mb: int | None = None
     kill_note: str | None = None
     """Why the backend itself stopped the runner, added to the exit reason."""
     timed_out: bool = False
@@ -98,6 +116,8 @@ class LocalBackend:
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
         self._sandbox: list[str] | None = None
+        self._process_limit = False
+        """Whether runners get `local_max_processes` as their process limit: only sandboxed, where it holds."""
 
     @property
     def template_pid(self) -> int | None:
@@ -109,6 +129,11 @@ class LocalBackend:
         await asyncio.to_thread(self._records.prepare)
         if self._settings.local_sandbox == "bwrap":
             self._sandbox = await asyncio.to_thread(prepare_sandbox, self._settings, self._records.folder)
+            await asyncio.to_thread(self._remove_run_folders)
+            problem = None if runs_as_root() else process_limit_problem(os.uname().release)
+            if problem:
+                log.warning("%s", problem)
+            self._process_limit = problem is None
         else:
             log.warning(
                 "BIFROST_LOCAL_SANDBOX=none: local runners are NOT sandboxed. Workflow code runs as the control "
@@ -147,7 +172,7 @@ class LocalBackend:
             except LaunchError:
                 self._records.remove(execution_id)
                 raise
-            runner = _Runner(execution_id, pid, process_start_time(pid))
+            runner = _Runner(execution_id, pid, process_start_time(pid), self._memory_limit_mb(spec))
             kill_at = time.time() + spec.timeout_seconds + self._settings.cancel_grace_seconds
             self._records.write(
                 RunnerRecord(execution_id=execution_id, pid=pid, start_time=runner.start_time, kill_at=kill_at)
@@ -198,21 +223,24 @@ class LocalBackend:
         else:
             self._finish_record(execution_id, None, LOST_REASON)
 
-    async def _fork(self, spec: LaunchSpec) -> int:
-        memory_limit_mb = (
+    def _memory_limit_mb(self, spec: LaunchSpec) -> int:
+        return (
             (spec.resources and spec.resources.memory_limit_mb)
             or spec.memory_limit_mb
             or self._settings.local_memory_limit_mb
         )
+
+    async def _fork(self, spec: LaunchSpec) -> int:
+        memory_limit_mb = self._memory_limit_mb(spec)
         claim = RunnerClaim(
             execution_id=spec.execution_id,
-            env=self._runner_environment() | spec.runner_env(),
+            env=self._runner_specific_environment(spec),
             log_path=str(self._records.log_path(spec.execution_id)),
             memory_limit_bytes=memory_limit_mb * 1024 * 1024,
             cpu_limit_seconds=spec.timeout_seconds + math.ceil(self._settings.cancel_grace_seconds),
             # RLIMIT_NPROC counts a user's processes: meaningful only for a runner with a user (or user namespace)
             # of its own, so not for unsandboxed runners, which share the control plane's user.
-            max_processes=self._settings.local_max_processes if self._sandbox is not None else None,
+            max_processes=self._settings.local_max_processes if self._process_limit else None,
             payload=spec.payload,
         )
         template = await self._ready_template()
@@ -226,8 +254,14 @@ class LocalBackend:
 
     def _runner_environment(self) -> dict[str, str]:
         env = basic_environment()
-        if self._sandbox is not None:  # the sandbox has a temporary folder of its own, and no home folders
+        if self._sandbox is not None:  # each run has a temporary folder of its own, and there are no home folders
             env |= {"TMPDIR": SANDBOX_TMP, "HOME": SANDBOX_TMP}
+        return env
+
+    def _runner_specific_environment(self, spec: LaunchSpec) -> dict[str, str]:
+        env = self._runner_environment() | spec.runner_env()
+        if self._sandbox is not None:  # the one cache the template makes read-only to every workflow
+            env["BIFROST_WORKSPACE_CACHE_DIR"] = str(runner_cache_dir(self._settings))
         return env
 
     async def _ready_template(self) -> RunnerTemplate:
@@ -292,8 +326,10 @@ class LocalBackend:
             if ended.execution_id in self._launching:
                 self._ended_while_launching[ended.execution_id] = ended
             return
-        reason = exit_reason(ended.exit_code, ended.signal, runner.kill_note)
-        self._finish(runner, ended.exit_code, reason, failed=ended.exit_code != 0)
+        failed = ended.exit_code != 0
+        at_limit = runner.memory_limit_mb if ended.memory_limit_reached and failed else None
+        reason = exit_reason(ended.exit_code, ended.signal, runner.kill_note, at_limit)
+        self._finish(runner, ended.exit_code, reason, failed=failed)
 
     def _finish(self, runner: _Runner, exit_code: int | None, reason: str, failed: bool = False) -> None:
         if self._runners.get(runner.execution_id) is not runner:
@@ -329,7 +365,21 @@ class LocalBackend:
     def _record_end(self, execution_id: str, exit_code: int | None, reason: str, with_log_tail: bool) -> str | None:
         record = self._records.read(execution_id) or RunnerRecord(execution_id=execution_id)
         self._records.write(record.model_copy(update={"exit_code": exit_code, "reason": reason}))
+        if self._sandbox is not None:  # what the run left in its /tmp and /dev/shm: no process of it is left
+            remove_tree(runner_tmp_dir(self._settings) / execution_id)
         return self._records.log_tail(execution_id, LOG_TAIL_LINES) if with_log_tail else None
+
+    def _remove_run_folders(self) -> None:
+        """Of the runs' folders in the sandbox's temporary folder, keep those of runs that may still be running
+        (started by an earlier control-plane process, not recorded as ended); the rest is what ended runs, and
+        spares of earlier templates, left."""
+        for entry in runner_tmp_dir(self._settings).iterdir():
+            try:
+                record = self._records.read(entry.name) if entry.is_dir() else None
+            except ValueError:  # no execution's name
+                record = None
+            if record is None or record.ended:
+                remove_tree(entry)
 
     def _report(self, runner_exit: RunnerExit) -> None:
         self._spawn(self._call_on_exit(runner_exit))
@@ -347,9 +397,8 @@ class LocalBackend:
             self._runner_ended,
             self._template_gone,
             sandbox=self._sandbox,
-            # Runners of one user apart: each a user of its own where it can be, else a user namespace of its own.
-            runner_uid_base=RUNNER_UID_BASE if self._sandbox is not None and runs_as_root() else None,
-            user_namespaces=self._sandbox is not None and not runs_as_root(),
+            # Each runner confined to namespaces of its own, and a user (or else a user namespace) of its own.
+            options=template_options(self._settings, self._records.folder) if self._sandbox is not None else (),
         )
         await template.start()
         self._template = template

@@ -149,7 +149,8 @@ class RunnerRecords:
             return None
 
     def log_tail(self, execution_id: str, lines: int) -> str | None:
-        """The last `lines` lines the runner wrote to its stdout and stderr."""
+        """The last `lines` lines the runner wrote to its stdout and stderr (whole lines only, of at most the last
+        256 bytes per line asked for)."""
         try:
             fd = os.open(self.log_path(execution_id), os.O_RDONLY | os.O_NOFOLLOW)
         except FileNotFoundError:
@@ -158,9 +159,14 @@ class RunnerRecords:
             log.warning("the runner log of execution %s is not a plain file (%s); not read", execution_id, exc)
             return None
         with os.fdopen(fd, "rb") as runner_log:
-            runner_log.seek(max(0, runner_log.seek(0, os.SEEK_END) - 256 * lines))
-            text = runner_log.read().decode(errors="replace")
-        return "\n".join(text.splitlines()[-lines:]) or None
+            start = max(0, runner_log.seek(0, os.SEEK_END) - 256 * lines)
+            # From the byte before, to tell whether the first line is whole: one begun mid-line could hold the end
+            # of a secret, which masking would not recognize.
+            runner_log.seek(max(0, start - 1))
+            data = runner_log.read()
+        if start > 0:
+            data = data[data.find(b"\n") + 1 :] if b"\n" in data else b""
+        return "\n".join(data.decode(errors="replace").splitlines()[-lines:]) or None
 
     def remove(self, execution_id: str) -> None:
         self._path(execution_id, ".json").unlink(missing_ok=True)

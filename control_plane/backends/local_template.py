@@ -10,7 +10,7 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from pydantic import ValidationError
 
@@ -42,19 +42,17 @@ class RunnerTemplate:
         on_ended: Callable[[RunnerEnded], None],
         on_gone: Callable[[], None],
         sandbox: list[str] | None = None,
-        runner_uid_base: int | None = None,
-        user_namespaces: bool = False,
+        options: Sequence[str] = (),
     ) -> None:
-        """`sandbox`: the command line the template runs in (see `local_sandbox`); None: none.
-        `runner_uid_base`: give each runner a user of its own from this id on; `user_namespaces`: a user namespace
-        of its own, as the same user."""
+        """`sandbox`: the command line the template runs in (see `local_sandbox`); None: none. `options`: the
+        template's options for its runners (users or user namespaces of their own, confinement; see
+        `bifrost_runner.zygote`)."""
         self._spares = spares
         self._env = env
         self._on_ended = on_ended
         self._on_gone = on_gone
         self._sandbox = sandbox
-        self._runner_uid_base = runner_uid_base
-        self._user_namespaces = user_namespaces
+        self._options = list(options)
         self._forking: dict[str, asyncio.Future[int]] = {}
         self._host_pids: dict[int, int] = {}
         """In a sandbox: the pid here of each running runner, by its pid in the sandbox."""
@@ -71,11 +69,8 @@ class RunnerTemplate:
             sys.executable, "-s", "-m", "bifrost_runner.zygote",
             "--spares", str(self._spares),
             "--protocol-fds", f"{claims_read},{messages_write}",
+            *self._options,
         ]  # fmt: skip
-        if self._runner_uid_base is not None:
-            command += ["--runner-uid-base", str(self._runner_uid_base)]
-        if self._user_namespaces:
-            command.append("--runner-user-namespaces")
         if self._sandbox is not None:
             info_read, info_write = os.pipe()
             passed.append(info_write)
@@ -124,7 +119,7 @@ class RunnerTemplate:
             raise OSError(f"the runner template did not start (it said {line[:200]!r})")
         if info_fd is None:
             return self._process.pid
-        pid = host_pid(init_pid, started.pid)
+        pid = await asyncio.to_thread(host_pid, init_pid, started.pid)
         if pid is None:
             raise OSError("the runner template ended as it started")
         return pid
@@ -168,12 +163,12 @@ class RunnerTemplate:
                 self._process.kill()
         await self._process.wait()
 
-    def _host_pid(self, pid: int) -> int:
+    async def _host_pid(self, pid: int) -> int:
         """The pid here of the runner with pid `pid` in the template's sandbox: found when its fork was made, as a
         runner of a trivial workflow may be gone by the time its `RunnerForked` is read."""
         if self._sandbox is None:
             return pid
-        found = self._host_pids.get(pid) or host_pid(self._pid, pid)
+        found = self._host_pids.get(pid) or await asyncio.to_thread(host_pid, self._pid, pid)
         if found is None:
             raise LaunchError(f"the runner (pid {pid} in its sandbox) ended as it started")
         self._host_pids[pid] = found
@@ -191,7 +186,8 @@ class RunnerTemplate:
                 continue
             if isinstance(message, ForkMade):
                 if self._sandbox is not None:
-                    found = host_pid(self._pid, message.pid)
+                    # A look through /proc: off the event loop, which the messages after this one wait for.
+                    found = await asyncio.to_thread(host_pid, self._pid, message.pid)
                     if found is None:  # gone already: no entry of an earlier fork with this pid may stand for it
                         self._host_pids.pop(message.pid, None)
                     else:
@@ -202,9 +198,13 @@ class RunnerTemplate:
                 continue
             if isinstance(message, RunnerForked):
                 try:
-                    forked.set_result(self._host_pid(message.pid))
+                    pid = await self._host_pid(message.pid)
                 except LaunchError as exc:
-                    forked.set_exception(exc)
+                    if not forked.done():
+                        forked.set_exception(exc)
+                else:
+                    if not forked.done():
+                        forked.set_result(pid)
             elif isinstance(message, RunnerForkFailed):
                 forked.set_exception(LaunchError(message.error))
         for forked in self._forking.values():

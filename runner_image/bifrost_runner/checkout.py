@@ -59,9 +59,13 @@ class Checkout:
 
 
 @contextlib.asynccontextmanager
-async def checked_out(config: RunnerConfig, revision: str | None) -> AsyncIterator[Checkout]:
+async def checked_out(
+    config: RunnerConfig, revision: str | None, writable_cache: Path | None = None
+) -> AsyncIterator[Checkout]:
     """Yield the folder to import the workflow from: the read-only checkout of `revision`, made first if this
-    cache has none yet. The checkout stays in use (safe from cleanup) until the context exits.
+    cache has none yet. The checkout stays in use (safe from cleanup) until the context exits. `writable_cache`:
+    where the cache is written, when its own path (`config.workspace_cache_dir`, where the checkout is imported
+    from) is read-only to this process.
 
     Raises WorkspaceSyncError, naming the cause, when the revision cannot be brought in whole."""
     started = time.monotonic()
@@ -73,7 +77,8 @@ async def checked_out(config: RunnerConfig, revision: str | None) -> AsyncIterat
         return
     if not _REVISION_ID.fullmatch(revision):
         raise WorkspaceSyncError(f"{revision!r} is not a workspace revision (64 lowercase hex digits)")
-    revisions = config.workspace_cache_dir / REVISIONS_FOLDER
+    cache = writable_cache or config.workspace_cache_dir
+    revisions = cache / REVISIONS_FOLDER
     lock = revisions / f"{revision}{LOCK_SUFFIX}"
     try:
         descriptor = await _lock_shared(lock)
@@ -81,9 +86,9 @@ async def checked_out(config: RunnerConfig, revision: str | None) -> AsyncIterat
         raise WorkspaceSyncError(f"cannot lock the checkout of workspace revision {revision}: {exc}") from exc
     try:
         os.utime(descriptor)  # marks the checkout as just used, for cleanup
-        folder = revisions / revision
-        if not _is_checked_out(folder):
-            await asyncio.to_thread(_build, config, revision)
+        if not _is_checked_out(revisions / revision):
+            await asyncio.to_thread(_build, config, cache, revision)
+        folder = config.workspace_cache_dir / REVISIONS_FOLDER / revision
         yield Checkout(folder=folder, revision=revision, sync_seconds=time.monotonic() - started)
     finally:
         os.close(descriptor)
@@ -103,11 +108,12 @@ def _open_source(config: RunnerConfig) -> RevisionSource:
 
 
 def _open_lock_file(lock: Path) -> int:
+    """Opened read-only: a runner holds its lock while its workflow runs, which may not write it."""
     try:
-        return os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        return os.open(lock, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
     except FileNotFoundError:
         lock.parent.mkdir(parents=True, exist_ok=True)
-        return os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        return os.open(lock, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
 
 
 def _still_names(lock: Path, descriptor: int) -> bool:
@@ -145,16 +151,17 @@ def _is_checked_out(folder: Path) -> bool:
     return os.path.isdir(folder)
 
 
-def _build(config: RunnerConfig, revision: str) -> None:
-    """Sync `revision` into the cache and make its checkout beside the others, then clean up old ones.
+def _build(config: RunnerConfig, cache: Path, revision: str) -> None:
+    """Sync `revision` into the cache folder `cache` and make its checkout beside the others, then clean up old
+    ones.
 
     Runners racing for one revision each build their own and the first rename wins; the others drop theirs."""
-    revisions = config.workspace_cache_dir / REVISIONS_FOLDER
+    revisions = cache / REVISIONS_FOLDER
     folder = revisions / revision
     build = revisions / f".{revision}.{secrets.token_hex(8)}{BUILD_SUFFIX}"
     source = _open_source(config)
     try:
-        sync_workspace(source, revision, config.workspace_cache_dir / CACHE_FOLDER, checkout_dir=build)
+        sync_workspace(source, revision, cache / CACHE_FOLDER, checkout_dir=build)
         _make_read_only(build)
         try:
             build.rename(folder)
@@ -174,7 +181,7 @@ def _build(config: RunnerConfig, revision: str) -> None:
         _remove_unused(revisions)
     except OSError as exc:  # the checkout is made; a failed cleanup must not fail the run
         logger.warning("could not clean up the checkouts in %s: %s", revisions, exc)
-    shutil.rmtree(config.workspace_cache_dir / _LEGACY_RUNS_FOLDER, ignore_errors=True)
+    shutil.rmtree(cache / _LEGACY_RUNS_FOLDER, ignore_errors=True)
 
 
 def _make_read_only(folder: Path) -> None:

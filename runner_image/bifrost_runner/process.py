@@ -9,6 +9,7 @@ import sys
 
 from bifrost._internal.protocol import RunPayload
 from bifrost_runner.config import RunnerConfig, RunnerConfigError
+from bifrost_runner.confinement import Confinement
 from bifrost_runner.run import Preconnected, run_execution
 
 
@@ -25,9 +26,14 @@ def configure_runner_logging() -> None:
     log.propagate = False
 
 
-async def run_from_env(preconnected: Preconnected | None = None, payload: RunPayload | None = None) -> int:
+async def run_from_env(
+    preconnected: Preconnected | None = None,
+    payload: RunPayload | None = None,
+    confinement: Confinement | None = None,
+) -> int:
     """Run the execution the environment describes, over the connections in `preconnected` where they fit;
-    `payload` is the execution's, when the backend handed it over (else it is fetched)."""
+    `payload` is the execution's, when the backend handed it over (else it is fetched). A confined runner (see
+    `confinement`) seals itself once its workspace is checked out."""
     configure_runner_logging()
     try:
         config = RunnerConfig.from_env(os.environ)
@@ -36,7 +42,7 @@ async def run_from_env(preconnected: Preconnected | None = None, payload: RunPay
         if preconnected is not None:
             await preconnected.close()
         return 2
-    return await run_execution(config, preconnected, payload)
+    return await run_execution(config, preconnected, payload, confinement)
 
 
 def exit_now(code: int) -> None:

@@ -37,6 +37,7 @@ from bifrost.context import ExecutionContext, UserInfo, use_context
 from bifrost_runner.api import ApiClient, ApiError
 from bifrost_runner.checkout import Checkout, checked_out
 from bifrost_runner.config import RunnerConfig
+from bifrost_runner.confinement import Confinement
 from bifrost_runner.connection import NatsUnavailableError, connect_runner_nats, rehearsal_connection
 from bifrost_runner.execute import Invocation, invoke
 from bifrost_runner.loader import WorkflowLoadError, load_workflow
@@ -70,12 +71,17 @@ def preconnect(api_url: str) -> Preconnected:
 
 
 async def run_execution(
-    config: RunnerConfig, preconnected: Preconnected | None = None, handed_payload: RunPayload | None = None
+    config: RunnerConfig,
+    preconnected: Preconnected | None = None,
+    handed_payload: RunPayload | None = None,
+    confinement: Confinement | None = None,
 ) -> int:
     """Run the execution of `config`; the exit code is 0 once its `finished` event is stored in JetStream.
 
     The API client in `preconnected` is used when it leads where `config` says, and closed otherwise. The
-    payload is fetched from the control plane unless the backend handed it over."""
+    payload is fetched from the control plane unless the backend handed it over. With `confinement`, the
+    workspace is checked out through its writable cache, and the runner seals itself before the workflow's code
+    is imported."""
     api = await _take_preconnected(config, preconnected)
     if api is None:
         api = ApiClient(config.api_url, config.token)
@@ -96,7 +102,7 @@ async def run_execution(
     publisher = EventPublisher(nc, config.execution_id)
     await publisher.start()
     try:
-        await _report_execution(config, api, payload, publisher, nc)
+        await _report_execution(config, api, payload, publisher, nc, confinement)
         reported = await publisher.wait_acknowledged(config.report_seconds)
     finally:
         await publisher.close()
@@ -142,6 +148,7 @@ async def _report_execution(
     payload_request: asyncio.Future[RunPayload],
     publisher: EventPublisher,
     nc: NATS,
+    confinement: Confinement | None,
 ) -> None:
     try:
         payload = await payload_request
@@ -154,7 +161,10 @@ async def _report_execution(
         )
         return
     try:
-        async with checked_out(config, payload.workspace_revision) as checkout:
+        writable_cache = confinement.writable_cache if confinement is not None else None
+        async with checked_out(config, payload.workspace_revision, writable_cache) as checkout:
+            if confinement is not None:
+                confinement.seal()
             await _run_workflow(checkout, payload, api, publisher, nc)
     except WorkspaceSyncError as exc:
         log.error("execution %s: %s", config.execution_id, exc)

@@ -19,12 +19,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ctypes
 import gc
 import logging
 import os
+import re
 import resource
+import secrets
 import selectors
+import shutil
 import signal
 import sys
 import tempfile
@@ -32,6 +34,8 @@ import time
 import traceback
 from collections import deque
 from dataclasses import dataclass
+from pathlib import Path
+from typing import NoReturn
 
 import uvloop
 from pydantic import BaseModel, ValidationError
@@ -46,6 +50,20 @@ from bifrost._internal.protocol import (
     TemplateStarted,
 )
 from bifrost_runner.api import ApiClient
+from bifrost_runner.confinement import (
+    CAP_SYS_ADMIN,
+    Confinement,
+    ExitWatch,
+    PidNamespaces,
+    RunnerFolders,
+    drop_capabilities,
+    held_capabilities,
+    keep_to_this_run,
+    limit,
+    own_user_namespace,
+    set_dumpable,
+    set_not_dumpable,
+)
 from bifrost_runner.logs import WORKFLOW_LOG_LEVEL
 from bifrost_runner.process import configure_runner_logging, exit_now, run_from_env
 from bifrost_runner.run import Preconnected, preconnect, rehearse
@@ -54,8 +72,9 @@ REFILL_DELAY_SECONDS = 0.1
 """The longest a used spare is not replaced while another one is ready."""
 RUNNER_UIDS = 10_000
 """With `--runner-uid-base`, how many users runners get: at most this many run at once."""
-_PR_SET_DUMPABLE = 4
-_CLONE_NEWUSER = 0x10000000
+SPARE_FAILED_DELAY_SECONDS = 1.0
+"""After a spare died before its claim, how long the template waits before forking another."""
+_RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 
 @dataclass
@@ -65,97 +84,65 @@ class _Fork:
     claim_fd: int | None
     """Write end of the claim pipe while the fork waits for its claim."""
     uid: int | None
-    """The user the runner becomes when it takes its claim; None: the template's."""
+    """The user the runner becomes when its workflow starts; None: the template's."""
     execution_id: str | None = None
+    status_fd: int | None = None
+    """Confined: read end of the pipe on which the runner's keeper (the fork) tells how the runner ended."""
+    run: str | None = None
+    """Confined: the name of the run's folder among the runner folders."""
 
 
 def _send(message: BaseModel) -> None:
     os.write(sys.stdout.fileno(), message.model_dump_json().encode() + b"\n")
 
 
-def _close_inherited_fds(keep: int) -> None:
+def _close_inherited_fds(keep: set[int]) -> None:
     for name in os.listdir("/proc/self/fd"):
         fd = int(name)
-        if fd > 2 and fd != keep:
+        if fd > 2 and fd not in keep:
             with contextlib.suppress(OSError):  # the fd of the listing itself, already gone
                 os.close(fd)
 
 
-def _limit(kind: int, soft: int, hard: int) -> None:
-    """Lower a resource limit; never above a hard limit the template itself runs under."""
-    _, current_hard = resource.getrlimit(kind)
-    if current_hard != resource.RLIM_INFINITY:
-        hard = min(hard, current_hard)
-    resource.setrlimit(kind, (min(soft, hard), hard))
+def _to_devnull(fds: tuple[int, ...]) -> None:
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in fds:
+        os.dup2(devnull, fd)
+    os.close(devnull)
 
 
-def _open_log(claim: RunnerClaim, prepared: PreparedFile | None) -> int:
+def _open_log(claim: RunnerClaim, prepared: PreparedFile | None, confinement: Confinement | None) -> int:
     """The runner's log file: the one prepared while waiting, named now, else a new one."""
+    path = confinement.log_path(claim.log_path) if confinement is not None else claim.log_path
     if prepared is not None:
         try:
-            return prepared.name(claim.log_path)
+            return prepared.name(path)
         except OSError:  # taken, or in another folder than the last claim's
             prepared.discard()
-    return os.open(claim.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
 
 
-def _libc_call(name: str, *args: int) -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    if getattr(libc, name)(*args) != 0:
-        errno = ctypes.get_errno()
-        raise OSError(errno, f"{name}{args} failed: {os.strerror(errno)}")
-
-
-def _not_dumpable() -> None:
-    """Keep other processes of the same user (other runners) out of this one's /proc/<pid>/environ, memory and
-    ptrace; it holds the execution's token."""
-    _libc_call("prctl", _PR_SET_DUMPABLE, 0, 0, 0, 0)
-
-
-def _own_user_namespace() -> None:
-    """Move this (single-threaded) process into a user namespace of its own, as the same user and group: the
-    kernel counts a user's processes for RLIMIT_NPROC per user namespace, so the runner's process limit counts
-    its own processes and threads, not those of every runner of that user."""
-    uid, gid = os.getuid(), os.getgid()
-    # The maps below are written through /proc/self, which belongs to root while the process is not dumpable (as
-    # forks of the template are); marked so again by the caller once written.
-    _libc_call("prctl", _PR_SET_DUMPABLE, 1, 0, 0, 0)
-    _libc_call("unshare", _CLONE_NEWUSER)
-    for name, mapping in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
-        with open(f"/proc/self/{name}", "w") as map_file:
-            map_file.write(mapping)
-
-
-def _become(uid: int) -> None:
-    """Run as user and group `uid` from now on, with no other groups (and, being root no more, no capabilities)."""
-    os.setgroups([])
-    os.setresgid(uid, uid, uid)
-    os.setresuid(uid, uid, uid)
-
-
-def _apply_claim(claim: RunnerClaim, prepared_log: PreparedFile | None, uid: int | None) -> None:
-    log_fd = _open_log(claim, prepared_log)
+def _apply_claim(claim: RunnerClaim, prepared_log: PreparedFile | None, confinement: Confinement | None) -> None:
+    log_fd = _open_log(claim, prepared_log, confinement)
     os.dup2(log_fd, 1)
     os.dup2(log_fd, 2)
     os.close(log_fd)
-    env = dict(claim.env)
-    if uid is not None:
-        _become(uid)
-        # A cache folder set for every runner (none of whom may write another's files): one per user in it.
-        if cache_dir := env.get("BIFROST_WORKSPACE_CACHE_DIR"):
-            env["BIFROST_WORKSPACE_CACHE_DIR"] = os.path.join(cache_dir, str(uid))
-    _not_dumpable()
-    os.umask(0o077)
     if claim.memory_limit_bytes is not None:
-        _limit(resource.RLIMIT_AS, claim.memory_limit_bytes, claim.memory_limit_bytes)
+        limit(resource.RLIMIT_AS, claim.memory_limit_bytes, claim.memory_limit_bytes)
     if claim.cpu_limit_seconds is not None:
         # SIGXCPU at the soft limit, SIGKILL at the hard one.
-        _limit(resource.RLIMIT_CPU, claim.cpu_limit_seconds, claim.cpu_limit_seconds + 5)
-    if claim.max_processes is not None:
-        # Counted per user: with a user of its own (`uid`), the runner's processes and threads alone.
-        _limit(resource.RLIMIT_NPROC, claim.max_processes, claim.max_processes)
+        limit(resource.RLIMIT_CPU, claim.cpu_limit_seconds, claim.cpu_limit_seconds + 5)
+    if confinement is not None:
+        # Until the runner seals itself (its workflow about to start), it writes the runners' workspace cache:
+        # readable by the runners of every user.
+        os.umask(0o022)
+        confinement.max_processes = claim.max_processes
+    else:
+        os.umask(0o077)
+        if claim.max_processes is not None:
+            limit(resource.RLIMIT_NPROC, claim.max_processes, claim.max_processes)
     os.environ.clear()
-    os.environ.update(env)
+    os.environ.update(claim.env)
 
 
 @dataclass(frozen=True)
@@ -193,16 +180,31 @@ async def _get_ready(api_url: str) -> Preconnected:
     return preconnected
 
 
-async def _serve_claim(claim_fd: int, expected: Expected, waiting_priority: int | None, uid: int | None) -> int:
+@dataclass(frozen=True)
+class _Setup:
+    """How a fork gets ready for its claim."""
+
+    expected: Expected
+    waiting_priority: int | None
+    uid: int | None
+    """The user the runner becomes when its workflow starts (confined runners only); None: the template's."""
+    own_user_namespace: bool
+    probe: bool = False
+    """Only get ready and take the workflow's user, then end (see `Template.probe`)."""
+
+
+async def _serve_claim(claim_fd: int, setup: _Setup, confinement: Confinement | None) -> int:
     """Make the API client and the log file where the execution is expected to use them and rehearse while
     waiting for the claim, then run it."""
     priority = os.getpriority(os.PRIO_PROCESS, 0)
-    if waiting_priority is not None:
-        os.setpriority(os.PRIO_PROCESS, 0, waiting_priority)
-    prepared_log = PreparedFile.make(expected.log_folder, os.O_WRONLY | os.O_APPEND) if expected.log_folder else None
-    connecting = asyncio.ensure_future(_get_ready(expected.api_url)) if expected.api_url else None
+    if setup.waiting_priority is not None:
+        os.setpriority(os.PRIO_PROCESS, 0, setup.waiting_priority)
+    log_folder = confinement.log_folder if confinement is not None else setup.expected.log_folder
+    prepared_log = PreparedFile.make(log_folder, os.O_WRONLY | os.O_APPEND) if log_folder else None
+    api_url = setup.expected.api_url
+    connecting = asyncio.ensure_future(_get_ready(api_url)) if api_url else None
     data = await _read_claim(claim_fd)
-    if waiting_priority is not None:
+    if setup.waiting_priority is not None:
         # The template restored it before handing the claim over; a thread started meanwhile is seen to here.
         restore_priority(os.getpid(), priority)
     preconnected = await connecting if connecting else None
@@ -211,27 +213,76 @@ async def _serve_claim(claim_fd: int, expected: Expected, waiting_priority: int 
             await preconnected.close()
         return 0
     claim = RunnerClaim.model_validate_json(data)
-    _apply_claim(claim, prepared_log, uid)
-    return await run_from_env(preconnected, claim.payload)
+    _apply_claim(claim, prepared_log, confinement)
+    return await run_from_env(preconnected, claim.payload, confinement)
 
 
-def _runner_process(
-    claim_fd: int, expected: Expected, waiting_priority: int | None, uid: int | None, own_user_namespace: bool
-) -> int:
-    """In the fork: detach from the template, wait for the claim, run the one execution."""
-    os.setsid()
-    if own_user_namespace:
-        _own_user_namespace()
-        _not_dumpable()
+def _runner_process(claim_fd: int, setup: _Setup, confinement: Confinement | None) -> int:
+    """In the runner: wait for the claim, run the one execution. Unconfined, the runner is the fork itself and
+    detaches from the template; confined, its keeper did."""
+    if confinement is None:
+        os.setsid()
+    if setup.own_user_namespace:
+        own_user_namespace()
+        set_not_dumpable()
+        if confinement is not None:
+            drop_capabilities()  # those it has in its own user namespace: a workflow needs none of them
     for signum in (signal.SIGTERM, signal.SIGCHLD, signal.SIGHUP):
         signal.signal(signum, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    _close_inherited_fds(keep=claim_fd)
-    devnull = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(devnull, fd)
-    os.close(devnull)
-    return uvloop.run(_serve_claim(claim_fd, expected, waiting_priority, uid))
+    _close_inherited_fds(keep={claim_fd} | (confinement.fds if confinement is not None else set()))
+    if setup.probe:
+        if confinement is not None:
+            confinement.seal()
+        return 0
+    _to_devnull((0, 1, 2))
+    return uvloop.run(_serve_claim(claim_fd, setup, confinement))
+
+
+def _keeper(claim_fd: int, status_fd: int, setup: _Setup, folders: RunnerFolders, run_fd: int) -> NoReturn:
+    """In the fork, the first process of its own PID namespace: give the namespace its own mounts (see
+    `confinement`), start the runner, wait for it, then tell the template how it ended and exit, which ends every
+    process left in the namespace."""
+    os.setsid()
+    try:
+        confinement = keep_to_this_run(folders, run_fd)
+        os.close(run_fd)
+        confinement.uid = setup.uid
+        drop_capabilities(keep=held_capabilities() - {CAP_SYS_ADMIN})
+        traced_read, traced_write = os.pipe()
+        # Dumpable for a moment, so that the runner can be traced: no other run's process can see this namespace.
+        set_dumpable()
+        runner = os.fork()
+    except OSError as exc:
+        print(f"bifrost runner template: cannot make a runner's namespaces: {exc}", file=sys.stderr, flush=True)
+        os._exit(os.EX_OSERR)
+    if runner == 0:
+        try:
+            os.close(traced_write)
+            os.read(traced_read, 1)  # until the keeper traces this process (or gave up)
+            os.close(traced_read)
+            set_not_dumpable()
+            code = _runner_process(claim_fd, setup, confinement)
+        except BaseException:
+            traceback.print_exc()  # into the runner's log once the claim is applied
+            code = os.EX_SOFTWARE
+        exit_now(code)
+    watch = ExitWatch(runner)
+    watch.start()
+    os.close(traced_write)
+    set_not_dumpable()
+    _close_inherited_fds(keep={status_fd})
+    _to_devnull((0, 1, 2))
+    while True:
+        pid, status = os.waitpid(-1, 0)  # orphans of the run come here too
+        if pid != runner:
+            continue
+        if not os.WIFSTOPPED(status):
+            break
+        watch.stopped(status)
+    with contextlib.suppress(OSError):  # the template is gone
+        os.write(status_fd, f"{status} {int(watch.at_memory_limit)}".encode())
+    os._exit(0)
 
 
 LOWEST_PRIORITY = 19
@@ -271,11 +322,16 @@ class Template:
         waiting_priority: int | None,
         runner_uid_base: int | None = None,
         user_namespaces: bool = False,
+        folders: RunnerFolders | None = None,
     ) -> None:
+        """`folders`: confine each runner to namespaces of its own (see `confinement`), with its part of these
+        folders; None: runners are the template's plain forks."""
         self._spares_wanted = spares
         self._waiting_priority = waiting_priority
         self._runner_uid_base = runner_uid_base
         self._user_namespaces = user_namespaces
+        self._folders = folders
+        self._pid_namespaces = PidNamespaces() if folders is not None else None
         self._priority = os.getpriority(os.PRIO_PROCESS, 0)
         self._spares: deque[_Fork] = deque()
         self._forks: dict[int, _Fork] = {}
@@ -283,6 +339,8 @@ class Template:
         self._input = b""
         self._expected = Expected()
         self._refill_at: float | None = None
+        self._held_back = False
+        """A spare died before its claim: no new one before `_refill_at`, lest a fork that cannot start loop."""
 
     def serve(self) -> None:
         self._selector.register(sys.stdin.fileno(), selectors.EVENT_READ)
@@ -296,7 +354,8 @@ class Template:
                         return
                 else:
                     self._reap(self._forks[key.fd])
-            if not self._spares or (self._refill_at is not None and time.monotonic() >= self._refill_at):
+            due = self._refill_at is not None and time.monotonic() >= self._refill_at
+            if due or (not self._spares and not self._held_back):
                 self._refill()
 
     def _refill_soon(self) -> None:
@@ -306,7 +365,8 @@ class Template:
             self._refill_at = time.monotonic() + REFILL_DELAY_SECONDS
 
     def _free_uid(self) -> int | None:
-        """The lowest runner user no live runner has: a runner's workspace cache (one per user) stays warm."""
+        """The lowest runner user no live runner has. A user is free again once its runner's keeper is reaped:
+        its PID namespace, and with it every process of that user, has ended then."""
         if self._runner_uid_base is None:
             return None
         taken = {fork.uid for fork in self._forks.values()}
@@ -316,27 +376,59 @@ class Template:
         raise OSError(f"all {RUNNER_UIDS} runner users are in use")
 
     def _fork(self) -> _Fork:
-        uid = self._free_uid()
+        setup = _Setup(self._expected, self._waiting_priority, self._free_uid(), self._user_namespaces)
         claim_read, claim_write = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            try:
-                code = _runner_process(
-                    claim_read, self._expected, self._waiting_priority, uid, self._user_namespaces
-                )
-            except BaseException:
-                traceback.print_exc()  # into the runner's log once the claim is applied
-                code = os.EX_SOFTWARE
-            exit_now(code)
-        os.close(claim_read)
-        _send(ForkMade(pid=pid))
-        fork = _Fork(pid=pid, pidfd=os.pidfd_open(pid), claim_fd=claim_write, uid=uid)
+        if self._folders is None or self._pid_namespaces is None:
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    code = _runner_process(claim_read, setup, None)
+                except BaseException:
+                    traceback.print_exc()  # into the runner's log once the claim is applied
+                    code = os.EX_SOFTWARE
+                exit_now(code)
+            os.close(claim_read)
+            fork = _Fork(pid=pid, pidfd=os.pidfd_open(pid), claim_fd=claim_write, uid=setup.uid)
+        else:
+            fork = self._confined_fork(setup, claim_read, claim_write, self._folders, self._pid_namespaces)
+        _send(ForkMade(pid=fork.pid))
         self._forks[fork.pidfd] = fork
         self._selector.register(fork.pidfd, selectors.EVENT_READ)
         return fork
 
+    @staticmethod
+    def _confined_fork(
+        setup: _Setup, claim_read: int, claim_write: int, folders: RunnerFolders, pid_namespaces: PidNamespaces
+    ) -> _Fork:
+        run = f"spare-{secrets.token_hex(8)}"
+        try:
+            folders.make_run_folder(run)
+            run_fd = os.open(folders.run_folder(run), os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            status_read, status_write = os.pipe()
+        except OSError:
+            os.close(claim_read)
+            os.close(claim_write)
+            raise
+        pid_namespaces.prepare()
+        try:
+            pid = os.fork()
+        except BaseException:
+            pid_namespaces.restore()
+            raise
+        if pid == 0:
+            _keeper(claim_read, status_write, setup, folders, run_fd)
+        pid_namespaces.restore()
+        os.close(claim_read)
+        os.close(status_write)
+        os.close(run_fd)
+        os.set_blocking(status_read, False)
+        return _Fork(
+            pid=pid, pidfd=os.pidfd_open(pid), claim_fd=claim_write, uid=setup.uid, status_fd=status_read, run=run
+        )
+
     def _refill(self) -> None:
         self._refill_at = None
+        self._held_back = False
         while len(self._spares) < self._spares_wanted:
             try:
                 self._spares.append(self._fork())
@@ -360,6 +452,9 @@ class Template:
         except ValidationError as exc:
             print(f"bifrost runner template: ignored a malformed claim: {exc}", file=sys.stderr)
             return
+        if self._folders is not None and not _RUN_NAME.fullmatch(claim.execution_id):
+            _send(RunnerForkFailed(execution_id=claim.execution_id, error="the execution id is no folder name"))
+            return
         self._expected = self._expected.after(claim)
         try:
             fork = self._spares.popleft() if self._spares else self._fork()
@@ -367,26 +462,53 @@ class Template:
             _send(RunnerForkFailed(execution_id=claim.execution_id, error=f"fork failed: {exc}"))
             return
         fork.execution_id = claim.execution_id
+        if self._folders is not None and fork.run is not None:
+            # Named after the execution, the run's folder is the control plane's to remove once the run ended.
+            try:
+                os.rename(self._folders.run_folder(fork.run), self._folders.run_folder(claim.execution_id))
+                fork.run = claim.execution_id
+            except OSError as exc:
+                print(f"bifrost runner template: the folder of {fork.run} keeps its name: {exc}", file=sys.stderr)
         # Reported before the claim is handed over: if the template dies in between, the fork gets no claim
         # and exits, so a launch the backend did not hear of never runs.
         _send(RunnerForked(execution_id=claim.execution_id, pid=fork.pid))
         assert fork.claim_fd is not None
         if self._waiting_priority is not None:
-            restore_priority(fork.pid, self._priority)  # so that it wakes to its claim at once
+            for pid in self._waiting_processes(fork):
+                restore_priority(pid, self._priority)  # so that it wakes to its claim at once
         with contextlib.suppress(BrokenPipeError):  # the fork died before its claim: reaping reports its end
             os.write(fork.claim_fd, line)
         os.close(fork.claim_fd)
         fork.claim_fd = None
         self._refill_soon()
 
+    def _waiting_processes(self, fork: _Fork) -> list[int]:
+        """The process of `fork` that waits for the claim: the fork itself, or confined, its keeper's child."""
+        if self._folders is None:
+            return [fork.pid]
+        with contextlib.suppress(OSError):  # gone, or its runner not forked yet (then it waits at no priority)
+            return [int(child) for child in Path(f"/proc/{fork.pid}/task/{fork.pid}/children").read_text().split()]
+        return []
+
     def _reap(self, fork: _Fork) -> None:
         _, status = os.waitpid(fork.pid, 0)
         self._selector.unregister(fork.pidfd)
         os.close(fork.pidfd)
         del self._forks[fork.pidfd]
+        at_memory_limit = False
+        if fork.status_fd is not None:
+            # The keeper's word on how its runner ended; nothing when the keeper itself was killed.
+            with contextlib.suppress(OSError, ValueError):
+                runner_status, at_limit = os.read(fork.status_fd, 64).split()
+                status, at_memory_limit = int(runner_status), at_limit == b"1"
+            os.close(fork.status_fd)
         if fork.claim_fd is not None:  # a spare that died unclaimed
             os.close(fork.claim_fd)
             self._spares.remove(fork)
+            if self._folders is not None and fork.run is not None:
+                shutil.rmtree(self._folders.run_folder(fork.run), ignore_errors=True)
+            self._held_back = True
+            self._refill_at = time.monotonic() + SPARE_FAILED_DELAY_SECONDS
             return
         assert fork.execution_id is not None
         if self._refill_at is not None:
@@ -397,6 +519,7 @@ class Template:
                 pid=fork.pid,
                 exit_code=os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
                 signal=os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
+                memory_limit_reached=at_memory_limit,
             )
         )
 
@@ -404,6 +527,29 @@ class Template:
         for fork in self._spares:
             if fork.claim_fd is not None:
                 os.close(fork.claim_fd)
+
+    def probe(self) -> int:
+        """Fork one runner as for a claim, and have it take the user its workflow would run as, then end: 0 when
+        all of it worked, else 1, having said what failed on stderr."""
+        self._expected = Expected()
+        setup = _Setup(self._expected, None, self._free_uid(), self._user_namespaces, probe=True)
+        claim_read, claim_write = os.pipe()
+        if self._folders is None or self._pid_namespaces is None:
+            print("bifrost runner template: --probe is for confined runners", file=sys.stderr)
+            return 1
+        fork = self._confined_fork(setup, claim_read, claim_write, self._folders, self._pid_namespaces)
+        _, status = os.waitpid(fork.pid, 0)
+        runner_status = os.read(fork.status_fd, 64) if fork.status_fd is not None else b""
+        if fork.run is not None:
+            shutil.rmtree(self._folders.run_folder(fork.run), ignore_errors=True)
+        if status != 0 or runner_status != b"0 0":
+            print(
+                f"bifrost runner template: a confined runner did not start (keeper status {status}, runner status "
+                f"{runner_status.decode() or 'none'})",
+                file=sys.stderr,
+            )
+            return 1
+        return 0
 
 
 async def _rehearse_http() -> None:
@@ -459,23 +605,37 @@ def main() -> None:
     parser.add_argument(
         "--runner-uid-base",
         type=int,
-        help=f"(as root) each runner becomes a user of its own, one of the {RUNNER_UIDS} from this id on",
+        help=f"(as root, confined) each runner becomes a user of its own, one of the {RUNNER_UIDS} from this id on",
     )
     parser.add_argument(
         "--runner-user-namespaces",
         action="store_true",
         help="each runner runs in a user namespace of its own (as the template's user)",
     )
+    parser.add_argument("--runner-tmp", help="confine runners: each gets its /tmp and /dev/shm in this folder")
+    parser.add_argument("--runner-cache", help="confine runners: the workspace cache, read-only to workflows")
+    parser.add_argument("--runner-logs", help="confine runners: the runners' log folder, hidden from workflows")
+    parser.add_argument(
+        "--probe", action="store_true", help="start one confined runner that ends at once; exit 1 if it fails"
+    )
     args = parser.parse_args()
+    folder_args = (args.runner_tmp, args.runner_cache, args.runner_logs)
     if args.spares < 0:
         parser.error("--spares must be 0 or more")
     if args.runner_uid_base is not None and (args.runner_uid_base < 1 or os.geteuid() != 0):
         parser.error("--runner-uid-base needs root and an id above 0")
     if args.runner_uid_base is not None and args.runner_user_namespaces:
         parser.error("--runner-uid-base and --runner-user-namespaces exclude each other")
+    if any(folder_args) and not all(folder_args):
+        parser.error("--runner-tmp, --runner-cache and --runner-logs go together")
+    if (args.runner_uid_base is not None or args.probe) and not all(folder_args):
+        parser.error("--runner-uid-base and --probe need confined runners: --runner-tmp, --runner-cache, --runner-logs")
+    folders = RunnerFolders(*folder_args) if all(folder_args) else None
     # Every claim passes through the template, and its forks wait for theirs: none may be read or attached to by
     # a runner of the same user. Forks inherit this, so a spare is never open to that before its claim.
-    _not_dumpable()
+    set_not_dumpable()
+    if args.probe:
+        sys.exit(Template(0, None, args.runner_uid_base, args.runner_user_namespaces, folders).probe())
     if args.protocol_fds is not None:
         for fd, target in zip(args.protocol_fds, (0, 1), strict=True):
             os.dup2(fd, target)
@@ -494,7 +654,7 @@ def main() -> None:
     # not copied into each fork by garbage collection passes touching it.
     gc.freeze()
     waiting_priority = LOWEST_PRIORITY if priority_is_restorable() else None
-    Template(args.spares, waiting_priority, args.runner_uid_base, args.runner_user_namespaces).serve()
+    Template(args.spares, waiting_priority, args.runner_uid_base, args.runner_user_namespaces, folders).serve()
 
 
 if __name__ == "__main__":

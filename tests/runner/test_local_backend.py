@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -20,10 +21,16 @@ from bifrost._internal.prepared_files import PreparedFile
 from bifrost._internal.protocol import ExecutionStatus, RunnerClaim, RunnerEnded, RunPayload
 from bifrost_runner.run import REHEARSAL_MODULE, preconnect, rehearse
 from bifrost_runner.zygote import LOWEST_PRIORITY, priority_is_restorable
+from control_plane.backends import local_template
 from control_plane.backends.base import LaunchSpec, RunnerExit, RunnerWorkspace
 from control_plane.backends.local import LOST_REASON, LocalBackend, basic_environment
 from control_plane.backends.local_records import RunnerRecord, RunnerRecords
-from control_plane.backends.local_sandbox import RUNNER_UID_BASE, SandboxError
+from control_plane.backends.local_sandbox import (
+    RUNNER_UID_BASE,
+    SandboxError,
+    process_limit_problem,
+    runner_cache_dir,
+)
 from control_plane.backends.local_template import RunnerTemplate
 from control_plane.settings import Settings
 from tests.runner.conftest import Harness, logged
@@ -124,20 +131,21 @@ async def test_each_launch_runs_in_a_fresh_process_and_its_exit_is_reported(loca
         from bifrost import workflow
 
         @workflow
-        def pid():
-            return os.getpid()
+        def pid_namespace():
+            return os.readlink("/proc/self/ns/pid")
     """)
-    first = await local.launch("pid")
-    second = await local.launch("pid")
+    first = await local.launch("pid_namespace")
+    second = await local.launch("pid_namespace")
     exits = {runner_exit.execution_id: runner_exit for runner_exit in [await local.next_exit() for _ in range(2)]}
 
     assert exits[first.execution_id] == RunnerExit(
         execution_id=first.execution_id, exit_code=0, reason="runner exited with code 0"
     )
     assert exits[second.execution_id].exit_code == 0
-    pids = {await _result(local.harness, payload.execution_id) for payload in (first, second)}
-    assert len(pids) == 2
-    assert local.backend.template_pid not in pids
+    # Each in a PID namespace of its own, not the template's.
+    namespaces = {await _result(local.harness, payload.execution_id) for payload in (first, second)}
+    assert len(namespaces) == 2
+    assert os.readlink(f"/proc/{local.backend.template_pid}/ns/pid") not in namespaces
 
 
 def _children(pid: int) -> set[int]:
@@ -166,7 +174,9 @@ async def test_spares_wait_at_low_priority_and_runs_get_the_template_priority_ba
     if not priority_is_restorable():
         print("this process may not raise its priority again: spares wait at the template's priority")
         return
-    (spare,) = await asyncio.to_thread(_eventually_one_child, template_pid)
+    # The template's child is the spare's keeper, whose child waits for the claim.
+    (keeper,) = await asyncio.to_thread(_eventually_one_child, template_pid)
+    (spare,) = await asyncio.to_thread(_eventually_one_child, keeper)
     assert os.getpriority(os.PRIO_PROCESS, spare) == LOWEST_PRIORITY
 
 
@@ -176,7 +186,7 @@ def _eventually_one_child(pid: int) -> set[int]:
         if len(children) == 1:
             return children
         time.sleep(0.05)
-    raise AssertionError(f"the template has children {_children(pid)}, not one spare")
+    raise AssertionError(f"process {pid} has children {_children(pid)}, not one")
 
 
 async def test_launch_is_idempotent_by_execution_id(local: LocalRun, tmp_path: Path) -> None:
@@ -343,7 +353,8 @@ async def test_runner_environment_has_no_control_plane_configuration(
     assert "AWS_SECRET_ACCESS_KEY" not in env
     runner_keys = set(local.spec(payload, "token").runner_env())
     basics = {"PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR"}
-    assert set(env) <= runner_keys | basics
+    assert set(env) <= runner_keys | basics | {"BIFROST_WORKSPACE_CACHE_DIR"}
+    assert env["BIFROST_WORKSPACE_CACHE_DIR"] == str(runner_cache_dir(settings))  # the sandbox's own
     assert seen["memory"] == 3072 * 1024 * 1024
     assert seen["cpu"] == 30 + 5
     assert seen["processes"] == settings.local_max_processes == 256
@@ -389,7 +400,9 @@ async def test_unsandboxed_runners_run_with_a_warning(
     assert any("local runners are NOT sandboxed" in record.getMessage() for record in caplog.records)
 
 
-async def test_runners_of_their_own_users_keep_their_own_workspace_cache(harness: Harness, tmp_path: Path) -> None:
+async def test_sandboxed_runners_share_one_workspace_cache_their_workflows_cannot_write(
+    harness: Harness, tmp_path: Path
+) -> None:
     harness.write("""
         import os
         from pathlib import Path
@@ -398,9 +411,12 @@ async def test_runners_of_their_own_users_keep_their_own_workspace_cache(harness
         @workflow
         def cache():
             folder = Path(os.environ["BIFROST_WORKSPACE_CACHE_DIR"])
-            folder.mkdir(parents=True, exist_ok=True)
-            (folder / "probe").write_text("cached")
-            return {"dir": str(folder), "uid": os.getuid()}
+            try:
+                (folder / "probe").write_text("cached")
+                written = "written"
+            except OSError as exc:
+                written = type(exc).__name__
+            return {"dir": str(folder), "uid": os.getuid(), "written": written}
     """)
     cache_dir = tmp_path / "cache"
     settings = local_settings(harness, tmp_path, runner_workspace_cache_dir=str(cache_dir))
@@ -420,12 +436,11 @@ async def test_runners_of_their_own_users_keep_their_own_workspace_cache(harness
     for payload in payloads:
         seen = await _result(harness, payload.execution_id)
         assert isinstance(seen, dict)
+        assert seen["dir"] == str(cache_dir)
+        assert seen["written"] == "OSError"  # a read-only file system
         if os.geteuid() == 0:
             assert seen["uid"] >= RUNNER_UID_BASE
-            assert seen["dir"] == str(cache_dir / str(seen["uid"]))
-        else:
-            assert seen == {"dir": str(cache_dir), "uid": os.getuid()}
-        assert (Path(seen["dir"]) / "probe").read_text() == "cached"
+    assert not (cache_dir / "probe").exists()
 
 
 async def test_a_finished_runner_waits_for_nats_as_long_as_its_launch_says(local: LocalRun, tmp_path: Path) -> None:
@@ -619,7 +634,9 @@ async def test_runners_may_each_have_a_user_namespace_of_their_own(harness: Harn
             return os.readlink("/proc/self/ns/user")
     """)
     ended: asyncio.Queue[RunnerEnded] = asyncio.Queue()
-    template = RunnerTemplate(1, basic_environment(), ended.put_nowait, lambda: None, user_namespaces=True)
+    template = RunnerTemplate(
+        1, basic_environment(), ended.put_nowait, lambda: None, options=["--runner-user-namespaces"]
+    )
     await template.start()
     payload, token = harness.payload("namespace")
     claim = RunnerClaim(
@@ -695,3 +712,51 @@ def test_links_a_runner_puts_in_place_of_its_log_or_record_are_never_followed(tm
     assert key.read_text() == "the control plane's key"
     assert not (tmp_path / "runners" / "run-1.json").is_symlink()
     assert records.read("run-1") == RunnerRecord(execution_id="run-1", pid=4242, start_time=1, kill_at=1e9)
+
+
+def test_a_runner_log_tail_holds_whole_lines_only(tmp_path: Path) -> None:
+    """A line cut by the tail's window could end with part of a secret, which masking would not recognize."""
+    records = RunnerRecords(tmp_path)
+    records.prepare()
+    records.log_path("run-1").write_bytes(b"token=" + b"hunter2-" * 2000 + b"\nwhole line\nlast line\n")
+    # The last 512 bytes (two lines' worth) begin just after a line's end.
+    records.log_path("run-2").write_bytes(b"x" * 100 + b"\n" + b"a" * 501 + b"\nlast line\n")
+
+    assert records.log_tail("run-1", 50) == "whole line\nlast line"
+    assert records.log_tail("run-2", 2) == "a" * 501 + "\nlast line"
+
+
+async def test_runners_are_found_in_proc_off_the_event_loop(
+    harness: Harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Finding a sandboxed runner's pid reads /proc: in a thread, not on the event loop every request waits for."""
+    readers: list[threading.Thread] = []
+    find = local_template.host_pid
+
+    def finding(parent: int, pid_inside: int) -> int | None:
+        readers.append(threading.current_thread())
+        return find(parent, pid_inside)
+
+    monkeypatch.setattr(local_template, "host_pid", finding)
+    settings = local_settings(harness, tmp_path)
+    backend, exits = await _started_backend(settings)
+    local = LocalRun(harness, settings, backend, exits)
+    harness.write(TOUCH_MARKER)
+    try:
+        payload = await local.launch("touch", parameters={"marker": str(shared_folder(tmp_path) / "touched")})
+        assert (await local.next_exit()).exit_code == 0
+    finally:
+        await backend.stop()
+
+    await _result(harness, payload.execution_id)
+    assert readers  # the template's, and its forks'
+    assert threading.current_thread() not in readers
+
+
+def test_a_non_root_control_plane_says_when_runners_cannot_have_a_process_limit() -> None:
+    assert process_limit_problem("6.1.0-18-amd64") is None
+    assert process_limit_problem("5.14.0-362.el9.x86_64") is None
+    problem = process_limit_problem("5.10.0-28-amd64")
+    assert problem is not None
+    assert "5.10.0-28-amd64" in problem and "BIFROST_LOCAL_MAX_PROCESSES" in problem
+    assert "no process limit" in problem

@@ -205,3 +205,29 @@ def test_paging_numbers_out_of_range_are_bad_input(tenants: Tenants) -> None:
         ):
             assert platform.get(path, params=params).status_code == 200, f"{path} {params}"
         assert platform.get("/api/executions", params={"cursor": "garbage"}).status_code == 400
+
+
+def test_query_and_path_parameters_with_a_nul_character_are_refused(tenants: Tenants) -> None:
+    with tenants.client("member_a") as member_a:
+        started_before = member_a.get("/api/executions", params={"workflow": "ping", "limit": "100"}).json()
+        for method, path, params, where in (
+            ("POST", "/api/endpoints/ping", {"text": "nul\x00text"}, ["query", "text"]),
+            ("GET", "/api/executions", {"user": "nul\x00"}, ["query", "user"]),
+            ("GET", "/api/executions", {"wor\x00kflow": "ping"}, ["query", "wor\x00kflow"]),
+            ("GET", "/api/executions/nul%00id", {}, ["path", "execution_id"]),
+            ("GET", "/api/config/nul%00name", {}, ["path", "name"]),
+        ):
+            answer = member_a.request(method, path, params=params)
+            assert answer.status_code == 422, f"{method} {path}: {answer.status_code} {answer.text[:300]}"
+            assert answer.json()["detail"][0]["loc"] == where, answer.text
+            assert "NUL character" in answer.json()["detail"][0]["msg"]
+        started_after = member_a.get("/api/executions", params={"workflow": "ping", "limit": "100"}).json()
+    with tenants.client("admin_a") as admin_a:
+        audit = admin_a.get("/api/audit", params={"action": "\x00"})
+    with tenants.client("anonymous") as anonymous:
+        anonymous_call = anonymous.post("/api/endpoints/ping", params={"text": "\x00"})
+
+    assert started_after == started_before  # the endpoint started nothing
+    assert (audit.status_code, audit.json()["detail"][0]["loc"]) == (422, ["query", "action"])
+    assert anonymous_call.status_code == 401  # authentication first, as for bodies
+    assert_every_list_answers(tenants)

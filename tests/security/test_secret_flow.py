@@ -21,6 +21,7 @@ FLOWS = """
 import hashlib
 import logging
 import os
+import subprocess
 import sys
 
 from bifrost import secrets, workflow, workflows
@@ -47,6 +48,7 @@ async def crash(name: str):
     value = await secrets.get(name)
     print(f"about to crash with {value}", file=sys.stderr, flush=True)
     os.write(2, f"raw write of {value}\\n".encode())
+    subprocess.run(["sh", "-c", 'echo "a subprocess wrote $1" >&2', "sh", value], check=True)
     os._exit(3)
 """
 
@@ -129,5 +131,6 @@ def test_what_a_crashed_runner_printed_is_kept_masked(tenants: Tenants) -> None:
     assert execution["error"]["type"] == "RunnerExited"
     tail = execution["error"]["runner_log_tail"]
     assert "raw write of ********" in tail
+    assert "a subprocess wrote ********" in tail
     assert CRASHED_ON not in str(execution)
 

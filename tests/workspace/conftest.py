@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -38,11 +37,9 @@ def shared_folder(tmp: Path) -> Path:
     return folder
 
 
-def runner_caches(bifrost: Bifrost) -> list[Path]:
-    """The runners' workspace caches: the one set, or under a root control plane, where each runner is a user of
-    its own, the one of each runner user in it."""
-    cache = Path(bifrost.settings.runner_workspace_cache_dir or "")
-    return sorted(cache.iterdir()) if os.geteuid() == 0 else [cache]
+def runner_cache(bifrost: Bifrost) -> Path:
+    """The runners' workspace cache, which they share."""
+    return Path(bifrost.settings.runner_workspace_cache_dir or "")
 
 
 @contextmanager

@@ -18,7 +18,7 @@ from tests.api.conftest import eventually, finished, make_settings, start
 from tests.workspace.conftest import (
     new_bucket,
     registry_revision,
-    runner_caches,
+    runner_cache,
     running_bifrost,
     s3_overrides,
     shared_folder,
@@ -65,12 +65,10 @@ def test_a_folder_workspace_runs_edits_live_from_a_shared_cache(tmp_path: Path) 
         second = finished(api, start(api, "count", start=41))
         assert (second["status"], second["result"], second["workspace_revision"]) == ("Success", 43, revision)
 
-        caches = runner_caches(bifrost)  # one, kept for the next runners (of its user)
-        assert all((cache / CACHE_FOLDER / INDEX_FILE).is_file() for cache in caches)
-        assert "STEP = 2\n" in {(cache / CACHE_FOLDER / "settings.py").read_text() for cache in caches}
-        checkouts = {
-            entry.name for cache in caches for entry in (cache / REVISIONS_FOLDER).iterdir() if entry.is_dir()
-        }
+        cache = runner_cache(bifrost)  # one, kept for the next runners
+        assert (cache / CACHE_FOLDER / INDEX_FILE).is_file()
+        assert (cache / CACHE_FOLDER / "settings.py").read_text() == "STEP = 2\n"
+        checkouts = {entry.name for entry in (cache / REVISIONS_FOLDER).iterdir() if entry.is_dir()}
         assert checkouts == {first["workspace_revision"], revision}  # one per revision, kept for the next runs
         assert not (bifrost.workspace / "ops" / "__pycache__").exists()  # nothing was imported from the folder
 

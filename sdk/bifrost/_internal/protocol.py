@@ -198,6 +198,9 @@ class RunnerEnded(BaseModel):
     pid: int
     exit_code: int | None = Field(description="Set when the runner exited by itself.")
     signal: int | None = Field(description="Set when a signal killed the runner.")
+    memory_limit_reached: bool = Field(
+        False, description="The runner ended with its address space at its memory limit (confined runners only)."
+    )
 
 
 class RunnerForkFailed(BaseModel):
