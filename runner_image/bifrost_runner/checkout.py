@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import functools
 import logging
 import os
 import re
@@ -31,7 +32,7 @@ from pathlib import Path
 
 from bifrost._internal.workspace import WorkspaceStoreError
 from bifrost_runner.config import RunnerConfig
-from bifrost_runner.sync import WorkspaceSyncError, sync_workspace
+from bifrost_runner.sync import WorkspaceSyncError, lock_file, sync_workspace
 from bifrost_runner.workspace_source import LocalFolderSource, RevisionSource, open_source
 
 logger = logging.getLogger(__name__)
@@ -107,13 +108,15 @@ def _open_source(config: RunnerConfig) -> RevisionSource:
         raise WorkspaceSyncError(f"cannot open the workspace: {exc}") from exc
 
 
-def _open_lock_file(lock: Path) -> int:
-    """Opened read-only: a runner holds its lock while its workflow runs, which may not write it."""
+def _open_lock_file(lock: Path, *, writable: bool = False) -> int:
+    """Read-only for a run, which holds its lock while its workflow runs: that may neither write it nor take it
+    exclusively (see `lock_file`); writable for a cleaner, which takes it exclusively."""
+    flags = (os.O_RDWR if writable else os.O_RDONLY) | os.O_CREAT | os.O_CLOEXEC
     try:
-        return os.open(lock, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        return os.open(lock, flags, 0o644)
     except FileNotFoundError:
         lock.parent.mkdir(parents=True, exist_ok=True)
-        return os.open(lock, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        return os.open(lock, flags, 0o644)
 
 
 def _still_names(lock: Path, descriptor: int) -> bool:
@@ -134,9 +137,9 @@ async def _lock_shared(lock: Path) -> int:
         descriptor = _open_lock_file(lock)
         try:
             try:
-                fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                lock_file(descriptor, fcntl.F_RDLCK, wait=False)
             except BlockingIOError:
-                await asyncio.to_thread(fcntl.flock, descriptor, fcntl.LOCK_SH)
+                await asyncio.to_thread(functools.partial(lock_file, descriptor, fcntl.F_RDLCK, wait=True))
             if _still_names(lock, descriptor):
                 return descriptor
         except BaseException:
@@ -242,10 +245,10 @@ def _last_used(revisions: Path, revision: str) -> int:
 
 def _remove_if_unused(revisions: Path, revision: str, builds: list[Path], *, remove_checkout: bool) -> None:
     lock = revisions / f"{revision}{LOCK_SUFFIX}"
-    descriptor = _open_lock_file(lock)
+    descriptor = _open_lock_file(lock, writable=True)
     try:
         try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            lock_file(descriptor, fcntl.F_WRLCK, wait=False)
         except BlockingIOError:
             return  # a run uses the checkout, or a runner is building it
         if not _still_names(lock, descriptor):

@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import stat
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -309,12 +310,25 @@ def _write_index(cache_dir: Path, index: _CacheIndex) -> None:
     write_atomically(cache_dir / INDEX_FILE, index.model_dump_json().encode())
 
 
+def lock_file(fd: int, kind: int, *, wait: bool) -> None:
+    """Lock the whole file open as `fd` with an open file description lock: `kind` is `fcntl.F_RDLCK` (shared,
+    taken through any descriptor) or `fcntl.F_WRLCK` (exclusive, only through one opened for writing, which a
+    workflow, whose cache is read-only, cannot have: it can neither hold off syncs nor the runs of a revision), or
+    `fcntl.F_UNLCK`. BlockingIOError when the lock is taken and not `wait`. The system releases the lock when the
+    last descriptor of that open file closes, however its process ends."""
+    flock = struct.pack("hhqqi4x", kind, os.SEEK_SET, 0, 0, 0)  # struct flock: type, whence, start, length, pid
+    try:
+        fcntl.fcntl(fd, fcntl.F_OFD_SETLKW if wait else fcntl.F_OFD_SETLK, flock)
+    except PermissionError as exc:  # how some systems say "taken"
+        raise BlockingIOError(exc.errno, exc.strerror) from None
+
+
 @contextlib.contextmanager
 def _locked(cache_dir: Path) -> Iterator[None]:
     """One sync at a time per cache folder (a node cache can be shared by several runners)."""
     with open(cache_dir / LOCK_FILE, "a+b") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        lock_file(lock.fileno(), fcntl.F_WRLCK, wait=True)
         try:
             yield
         finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+            lock_file(lock.fileno(), fcntl.F_UNLCK, wait=False)

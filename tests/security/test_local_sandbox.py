@@ -37,6 +37,7 @@ SPARES = 2
 WORKFLOWS = """
 import fcntl
 import os
+import struct
 import subprocess
 import time
 from pathlib import Path
@@ -105,6 +106,32 @@ def _linger(lock_path):
         _tamper(lambda: _rewrite(__file__))
         _tamper(lambda: Path("/tmp/left-by-a-daemon").write_text("poisoned"))
         time.sleep(0.02)
+
+
+def _lock_out(lock):
+    # Take exclusively the lock that runs of the revision (or syncs) take shared, by each means there is: through
+    # the descriptor this runner holds it with, and through new ones.
+    held = [int(fd) for fd in os.listdir("/proc/self/fd") if os.path.realpath(f"/proc/self/fd/{fd}") == str(lock)]
+    taken = []
+    for descriptor in held + [os.open(lock, os.O_RDONLY)]:
+        taken.append(_tamper(lambda: fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)))
+        flock = struct.pack("hhqqi4x", fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0)
+        taken.append(_tamper(lambda: fcntl.fcntl(descriptor, fcntl.F_OFD_SETLK, flock)))
+    return taken
+
+
+@workflow
+def hold_off(marker: str, release: str):
+    cache = Path(__file__).parents[2]
+    tried = {
+        "revision": _lock_out(Path(__file__).parent.with_suffix(".lock")),
+        "sync": _lock_out(cache / "cache" / ".bifrost-sync.lock"),
+    }
+    Path(marker).write_text("tried")
+    os.chmod(marker, 0o644)
+    while not Path(release).exists():
+        time.sleep(0.02)
+    return tried
 
 
 def _held(lock_path):
@@ -257,7 +284,8 @@ def _ready(served: Served) -> bool:
         raise AssertionError(f"bifrost serve exited: {(served.root / 'serve.log').read_text()[-3000:]}")
     try:
         with served.client() as client:
-            return {"snoop", "processes", "hold", "poison", "victim", "hog", "small_hog", "c_hog", "spawn"} <= {
+            names = {"snoop", "processes", "hold", "hold_off", "poison", "victim", "hog", "small_hog", "c_hog", "spawn"}
+            return names <= {
                 workflow["name"] for workflow in client.get("/api/workflows").json()
             }
     except httpx.HTTPError:
@@ -396,6 +424,25 @@ def test_what_a_run_leaves_behind_never_reaches_another_run(served: Served) -> N
     assert not (served.data_dir / "runner-cache" / "planted").exists()
     # What the runs left in their folders was removed with them.
     assert eventually(lambda: _runs_folders(served) == set(), within=30, what="the runs' folders to be removed")
+
+
+def test_a_run_cannot_hold_off_other_runs_of_its_revision(served: Served) -> None:
+    """Runs of a revision hold its checkout's lock shared, and syncs the cache's exclusively: a workflow taking
+    either exclusively, as it may try by every descriptor it can have, would keep other organizations' runs
+    waiting."""
+    org_a, org_b = served.new_org(), served.new_org()
+    marker, release = served.shared / f"tried-{uuid.uuid4().hex}", served.shared / f"release-{uuid.uuid4().hex}"
+    holding = served.start("hold_off", org_a, marker=str(marker), release=str(release))
+    try:
+        eventually(marker.exists, within=90, what="the run to try to lock the others out")
+        release_now = served.shared / f"release-{uuid.uuid4().hex}"
+        release_now.touch()
+        meanwhile = _result_of(served, served.start("victim", org_b, release=str(release_now)))
+    finally:
+        release.touch()
+
+    assert meanwhile["mark"] == "pristine"
+    assert _result_of(served, holding) is not None
 
 
 def _result_of(served: Served, execution_id: str) -> Any:

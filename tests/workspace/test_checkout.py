@@ -19,7 +19,7 @@ import pytest
 
 from bifrost_runner.checkout import BUILD_SUFFIX, CACHE_FOLDER, KEPT_CHECKOUTS, REVISIONS_FOLDER, checked_out
 from bifrost_runner.config import RunnerConfig
-from bifrost_runner.sync import LOCK_FILE, WorkspaceSyncError
+from bifrost_runner.sync import LOCK_FILE, WorkspaceSyncError, lock_file
 from control_plane.workspace_store import LocalFolderStore, upload_files
 from tests.api.conftest import eventually
 
@@ -71,8 +71,9 @@ def hold_shared_lock(lock: Path) -> subprocess.Popen[bytes]:
     holder = textwrap.dedent(
         f"""
         import fcntl, os, time
+        from bifrost_runner.sync import lock_file
         descriptor = os.open({str(lock)!r}, os.O_RDWR | os.O_CREAT)
-        fcntl.flock(descriptor, fcntl.LOCK_SH)
+        lock_file(descriptor, fcntl.F_RDLCK, wait=True)
         print("locked", flush=True)
         time.sleep(600)
         """
@@ -220,12 +221,13 @@ RACER = textwrap.dedent(
 
 
 def shared_holders(lock: Path) -> int:
-    """How many processes hold `lock` shared (flock), as the kernel lists them."""
+    """How many processes hold `lock` shared (an open file description lock), as the kernel lists them."""
     if not lock.exists():
         return 0
     inode = lock.stat().st_ino
     held = [line.split() for line in Path("/proc/locks").read_text().splitlines() if "->" not in line]
-    return sum(1 for fields in held if fields[1:4] == ["FLOCK", "ADVISORY", "READ"] and fields[5].endswith(f":{inode}"))
+    shared = ["OFDLCK", "ADVISORY", "READ"]
+    return sum(1 for fields in held if fields[1:4] == shared and fields[5].endswith(f":{inode}"))
 
 
 def test_runners_racing_for_one_cold_revision_both_get_the_same_complete_checkout(
@@ -238,7 +240,7 @@ def test_runners_racing_for_one_cold_revision_both_get_the_same_complete_checkou
     config = runner_config(tmp_path).model_dump_json()
     # Both runners find no checkout, then queue on the cache's sync lock: both build, and both rename.
     with open(cache / LOCK_FILE, "a+b") as sync_lock:
-        fcntl.flock(sync_lock, fcntl.LOCK_EX)
+        lock_file(sync_lock.fileno(), fcntl.F_WRLCK, wait=True)
         racers = [
             subprocess.Popen([sys.executable, "-c", RACER, config, revision, "flows/step_7.py"], stdout=subprocess.PIPE)
             for _ in range(2)
