@@ -57,7 +57,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy sdk/bifrost runner_image/bifrost_runner control_plane
 
-bench: install
+bench: install ui
 	$(BIN)/python -m bench
 
 clean:

@@ -23,10 +23,10 @@ from control_plane.api.models import (
     VariablesOut,
 )
 from control_plane.auth import Principal
-from control_plane.db.models import MAX_LOG_LINE, Execution, ExecutionLog
+from control_plane.db.models import MAX_LOG_LINE, Execution
 from control_plane.db.session import session_scope
 from control_plane.engine.live import LiveStreamLaggedError
-from control_plane.engine.store import status_data
+from control_plane.engine.store import ExecutionStore, status_data
 from control_plane.executions import (
     ExecutionFilters,
     InvalidCursorError,
@@ -38,6 +38,7 @@ from control_plane.executions import (
 router = APIRouter(prefix="/api/executions", tags=["executions"])
 
 MAX_PAGE = 500
+BACKLOG_CHUNK_BYTES = 64 * 1024
 
 
 def _visible_execution(services: Services, user: Principal, execution_id: str) -> Execution:
@@ -130,13 +131,13 @@ async def stream(execution_id: str, services: ServicesDep, user: UserDep) -> Eve
     return EventSourceResponse(_execution_events(services, execution_id))
 
 
-async def _execution_events(services: Services, execution_id: str) -> AsyncIterator[ServerSentEvent]:
+async def _execution_events(services: Services, execution_id: str) -> AsyncIterator[ServerSentEvent | bytes]:
     # Subscribe before reading the backlog: whatever commits in between arrives live, and the backlog's
     # high-water marks drop what both contain.
     async with services.engine.live(execution_id) as live:
-        execution, logs = await run_in_threadpool(_backlog, services, execution_id)
-        for log in logs:
-            yield _event("log", log.line, LogLine.of(log).model_dump(mode="json"))
+        execution, last_line, log_events = await run_in_threadpool(_backlog, services, execution_id)
+        for chunk in log_events:
+            yield chunk
         if execution.variables is not None:
             yield _event("variables", execution.last_event_seq, {"variables": execution.variables})
         if execution.status.is_terminal:
@@ -144,7 +145,6 @@ async def _execution_events(services: Services, execution_id: str) -> AsyncItera
         yield _event("status", execution.last_event_seq, _status_of(execution))
         if execution.status.is_terminal:
             return
-        last_line = logs[-1].line if logs else 0
         live.skip_lines_through(last_line)
         try:
             async for event in live:
@@ -155,13 +155,24 @@ async def _execution_events(services: Services, execution_id: str) -> AsyncItera
             return  # the client reconnects and starts over from the database
 
 
-def _backlog(services: Services, execution_id: str) -> tuple[Execution, list[ExecutionLog]]:
+def _backlog(services: Services, execution_id: str) -> tuple[Execution, int, list[bytes]]:
+    """The execution, its last stored log line, and its stored lines as `log` events, encoded here (off the event
+    loop) many to a chunk: written one event at a time, a long log's backlog takes many times longer to send."""
     with session_scope(services.db_engine) as session:
         execution = session.get(Execution, execution_id)
         if execution is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no execution {execution_id!r}")
-        logs = list_logs(session, execution_id, after_line=0)
-    return execution, logs
+    logs = ExecutionStore(services.db_engine, services.cipher).log_lines(execution_id, 1, MAX_LOG_LINE)
+    chunks: list[bytes] = []
+    chunk = bytearray()
+    for log in logs:
+        chunk += _event("log", log.id, log.data).encode()
+        if len(chunk) >= BACKLOG_CHUNK_BYTES:
+            chunks.append(bytes(chunk))
+            chunk.clear()
+    if chunk:
+        chunks.append(bytes(chunk))
+    return execution, logs[-1].id if logs else 0, chunks
 
 
 def _status_of(execution: Execution) -> dict[str, Any]:

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,8 @@ from tests.services import free_port, wait_for_port
 
 REPO = Path(__file__).resolve().parents[2]
 UI_DIR = REPO / "ui" / "dist"
+UI_BUILT = UI_DIR / "index.html"
+NOT_BUILT = f"the web UI is not built (no {UI_BUILT}): run `make ui`"
 AXE_SCRIPT = REPO / "ui" / "node_modules" / "axe-core" / "axe.min.js"
 SCREENSHOTS = REPO / "docs" / "images"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -100,13 +103,16 @@ class Bifrost:
     """The platform admin, by API key."""
     admin_id: str
 
-    def wait_idle(self, execution_id: str) -> dict[str, Any]:
-        """The execution once it has finished (the server waits for it, no polling here)."""
-        with self.admin.stream("GET", f"/api/executions/{execution_id}/stream") as stream:
-            for _ in stream.iter_lines():
-                pass
-        execution: dict[str, Any] = self.admin.get(f"/api/executions/{execution_id}").json()
-        return execution
+    def finished(self, execution_id: str) -> dict[str, Any]:
+        """The execution once it has finished: its event stream ends then, or earlier for a reader that fell
+        behind, who opens it again."""
+        while True:
+            with self.admin.stream("GET", f"/api/executions/{execution_id}/stream") as stream:
+                for _ in stream.iter_bytes():
+                    pass
+            execution: dict[str, Any] = self.admin.get(f"/api/executions/{execution_id}").json()
+            if execution["status"] not in ("Pending", "Running"):
+                return execution
 
 
 def _serve_environment(tmp: Path, port: int) -> dict[str, str]:
@@ -124,11 +130,12 @@ def _serve_environment(tmp: Path, port: int) -> dict[str, str]:
     return env | {f"BIFROST_{name}": value for name, value in settings.items()}
 
 
-@pytest.fixture(scope="session")
-def bifrost(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bifrost]:
-    if not (UI_DIR / "index.html").is_file():
-        pytest.fail(f"the web UI is not built (no {UI_DIR / 'index.html'}): run `make ui`")
-    tmp = tmp_path_factory.mktemp("ui")
+@contextmanager
+def serving(tmp: Path) -> Iterator[Bifrost]:
+    """`bifrost serve` as a user starts it, on a free loopback port, with the workflows above, the admin's
+    password set and a viewer (a member of the default organization)."""
+    if not UI_BUILT.is_file():
+        raise RuntimeError(NOT_BUILT)
     (tmp / "workspace").mkdir()
     (tmp / "workspace" / "ui_flows.py").write_text(WORKFLOWS)
     port = free_port()
@@ -155,6 +162,14 @@ def bifrost(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bifrost]:
 
 
 @pytest.fixture(scope="session")
+def bifrost(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bifrost]:
+    if not UI_BUILT.is_file():
+        pytest.fail(NOT_BUILT)
+    with serving(tmp_path_factory.mktemp("ui")) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
 def playwright() -> Iterator[Playwright]:
     if not CHROMIUM.exists():
         pytest.fail(f"no Chromium at {CHROMIUM}: install the Debian package `chromium` (make test does)")
@@ -177,6 +192,7 @@ class Browser:
 
 
 def open_browser(playwright: Playwright, bifrost: Bifrost, profile: Path, **options: Any) -> BrowserContext:
+    """The system's Chromium with a fresh profile in `profile`, its pages' relative URLs on `bifrost`."""
     return playwright.chromium.launch_persistent_context(
         str(profile),
         executable_path=str(CHROMIUM),

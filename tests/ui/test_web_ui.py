@@ -195,7 +195,7 @@ def test_the_executions_list_filters_and_follows_statuses_live(bifrost: Bifrost,
 
 def test_a_failed_execution_shows_its_error_and_traceback(bifrost: Bifrost, browser: Browser) -> None:
     execution_id = start(bifrost, "fail_loudly", reason="the disk is full")
-    bifrost.wait_idle(execution_id)
+    bifrost.finished(execution_id)
     page = browser.page()
     sign_in(page)
     page.goto(f"/executions/{execution_id}")

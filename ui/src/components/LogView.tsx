@@ -90,3 +90,9 @@ export function LogView({
     </div>
   );
 }
+
+/** How many lines the log holds, as they arrive. */
+export function LogLineCount({ store }: { store: LogStore }) {
+  useSyncExternalStore(store.subscribe, store.getVersion);
+  return <>{store.lineCount === 1 ? "1 line" : `${store.lineCount} lines`}</>;
+}

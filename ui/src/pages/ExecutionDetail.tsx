@@ -4,7 +4,7 @@ import { Link, useLocation } from "wouter";
 import { api } from "../api";
 import { CopyButton, DownloadButton } from "../components/CopyButton";
 import { JsonTree } from "../components/JsonTree";
-import { LogView } from "../components/LogView";
+import { LogLineCount, LogView } from "../components/LogView";
 import { Loading, Page, Problem } from "../components/Page";
 import { ResultView } from "../components/ResultView";
 import { StatusBadge, statusLabel } from "../components/StatusBadge";
@@ -290,8 +290,8 @@ export default function ExecutionDetail({ params }: { params: { id: string } }) 
 
       <Section title="Logs" id="logs">
         <div className="toolbar">
-          <span className="muted" role="status">
-            {store.lineCount} lines
+          <span className="muted">
+            <LogLineCount store={store} />
           </span>
           <button type="button" className="small" aria-pressed={following} onClick={() => setFollowing(!following)}>
             Follow the end
