@@ -48,7 +48,7 @@ expect.set_options(timeout=30_000)
 WORKFLOWS = '''
 import asyncio
 import logging
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -72,6 +72,14 @@ async def count_devices(
     for batch in range(1, batches + 1):
         logger.info("batch %d counted", batch)
     return [{"batch": batch, "site": site, "devices": batch * 10} for batch in range(1, batches + 1)]
+
+
+@workflow(category="Inventory")
+async def label_devices(
+    labels: dict[str, str], access: list[Literal["read", "write"]] = ["read"]
+) -> dict[str, object]:
+    """Put labels on devices."""
+    return {"labels": labels, "access": access}
 
 
 @workflow(category="Maintenance")

@@ -140,6 +140,28 @@ def test_a_value_out_of_range_is_shown_under_its_field_and_nothing_runs(bifrost:
     assert after == before
 
 
+def test_json_and_choice_parameters_are_checked_before_they_run(bifrost: Bifrost, browser: Browser) -> None:
+    page = browser.page()
+    sign_in(page)
+    page.goto("/workflows/label_devices")
+    labels = page.get_by_label("Labels")
+    labels.fill('{"rack": ')
+    expect(page.get_by_text(re.compile("^Not JSON"))).to_be_visible()
+    expect(labels).to_have_attribute("aria-invalid", "true")
+    page.get_by_role("button", name="Run").click()
+    expect(page).to_have_url(re.compile(r"/workflows/label_devices$"))
+    labels.fill('{"rack": "r1"}')
+    expect(labels).not_to_have_attribute("aria-invalid", "true")
+    expect(page.get_by_label("read", exact=True)).to_be_checked()
+    page.get_by_label("write", exact=True).check()
+    assert_accessible(page)
+    page.get_by_role("button", name="Run").click()
+    expect(page).to_have_url(EXECUTION_URL)
+    expect(status_badge(page)).to_have_text("Success")
+    execution = bifrost.admin.get(f"/api/executions/{page.url.rsplit('/', 1)[1]}").json()
+    assert execution["parameters"] == {"labels": {"rack": "r1"}, "access": ["read", "write"]}
+
+
 def test_cancel_a_running_execution(bifrost: Bifrost, browser: Browser) -> None:
     page = browser.page()
     sign_in(page)

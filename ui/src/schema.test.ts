@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { parameterPath, formSchema, toErrorSchema } from "./schema";
+import { baseUiSchema, formSchema, parameterPath, toErrorSchema } from "./schema";
 
 describe("the run form's schema", () => {
   it("turns an optional parameter into one nullable input, keeping its title, description and default", () => {
@@ -59,6 +59,35 @@ describe("the server's per-field errors", () => {
       count: { __errors: ["too big", "not even"] },
       items: { 1: { name: { __errors: ["missing"] } } },
       __errors: ["parameters must be an object"],
+    });
+  });
+});
+
+describe("the run form's layout", () => {
+  it("gives parameters of any JSON a JSON field, and lists of choices boxes to tick", () => {
+    const schema = formSchema({
+      type: "object",
+      properties: {
+        settings: { type: "object", additionalProperties: { type: "integer" }, title: "Settings" },
+        anything: { title: "Anything" },
+        maybe: { anyOf: [{ type: "object" }, { type: "null" }], default: null },
+        user: { $ref: "#/$defs/User" },
+        roles: { type: "array", items: { enum: ["admin", "user"], type: "string" } },
+        names: { type: "array", items: { type: "string" } },
+        count: { type: "integer" },
+      },
+      $defs: { User: { type: "object", properties: { email: { type: "string" } } } },
+    });
+    const properties = schema.properties as Record<string, Record<string, unknown>>;
+    expect(properties.roles?.uniqueItems).toBe(true);
+    expect(properties.names?.uniqueItems).toBeUndefined();
+    const json = { "ui:field": "json", "ui:label": false };
+    expect(baseUiSchema(schema)).toEqual({
+      "ui:submitButtonOptions": { submitText: "Run" },
+      settings: json,
+      anything: json,
+      maybe: json,
+      roles: { "ui:widget": "checkboxes" },
     });
   });
 });

@@ -36,23 +36,44 @@ function simplifyOptional(node: Node, root: Node): Node {
   return merged;
 }
 
+/** A list of choices (`list[Literal[...]]`, `list[SomeEnum]`) as a set to tick, each choice at most once. */
+function choiceList(node: Node, root: Node): Node {
+  if (node.type !== "array" || !isNode(node.items) || !("enum" in resolve(node.items, root))) return node;
+  return { ...node, uniqueItems: true };
+}
+
 function prepare(value: unknown, root: Node): unknown {
   if (Array.isArray(value)) return value.map((item) => prepare(item, root));
   if (!isNode(value)) return value;
-  const simplified = simplifyOptional(value, root);
+  const simplified = choiceList(simplifyOptional(value, root), root);
   return Object.fromEntries(Object.entries(simplified).map(([key, item]) => [key, prepare(item, root)]));
 }
 
 /** The schema the run form is generated from: the workflow's parameter schema, its optional parameters as
- * single inputs. */
+ * single inputs and its lists of choices as sets of choices. */
 export function formSchema(parameters: JsonSchema): JsonSchema {
   return prepare(parameters, parameters) as JsonSchema;
 }
 
-/** How the run form lays out the generated fields. A form definition refines a workflow's run form by
- * extending this uiSchema (widgets, order, help texts), not by replacing the schema. */
-export function baseUiSchema(): UiSchema {
-  return { "ui:submitButtonOptions": { submitText: "Run" } };
+/** Whether a parameter takes free-form JSON (a `dict`, `Any`), which no generated input can describe. */
+function takesAnyJson(node: Node, root: Node): boolean {
+  const resolved = resolve(node, root);
+  if ("properties" in resolved || "enum" in resolved || "const" in resolved || "anyOf" in resolved) return false;
+  const types = Array.isArray(resolved.type) ? resolved.type : [resolved.type];
+  return types.every((type) => type === undefined || type === "object" || type === "null");
+}
+
+/** How the run form lays out the fields generated from `schema` (a `formSchema`): parameters that take any JSON
+ * get a JSON text field. A form definition refines a workflow's run form by extending this uiSchema (widgets,
+ * order, help texts), not by replacing the schema. */
+export function baseUiSchema(schema: JsonSchema): UiSchema {
+  const uiSchema: UiSchema = { "ui:submitButtonOptions": { submitText: "Run" } };
+  const properties = isNode(schema.properties) ? schema.properties : {};
+  for (const [name, property] of Object.entries(properties)) {
+    if (isNode(property) && takesAnyJson(property, schema)) uiSchema[name] = { "ui:field": "json", "ui:label": false };
+    else if (isNode(property) && property.uniqueItems === true) uiSchema[name] = { "ui:widget": "checkboxes" };
+  }
+  return uiSchema;
 }
 
 /** Where in the parameters a 422 problem points: `["body", "parameters", "items", 0, "name"]` gives

@@ -16,10 +16,13 @@ export function LogView({
   store,
   following,
   onFollowingChange,
+  empty,
 }: {
   store: LogStore;
   following: boolean;
   onFollowingChange: (following: boolean) => void;
+  /** What to say while there is no line. */
+  empty: string;
 }) {
   const version = useSyncExternalStore(store.subscribe, store.getVersion);
   const scroller = useRef<HTMLDivElement>(null);
@@ -67,7 +70,7 @@ export function LogView({
       aria-label="Log"
       data-lines={store.lineCount}
     >
-      {count === 0 ? <p className="muted log-empty">No log lines yet.</p> : null}
+      {count === 0 ? <p className="muted log-empty">{empty}</p> : null}
       <div className="log-rows" style={{ height: virtualizer.getTotalSize() }}>
         {virtualizer.getVirtualItems().map((item) => {
           const row = store.rows[item.index];

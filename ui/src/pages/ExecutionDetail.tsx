@@ -303,7 +303,12 @@ export default function ExecutionDetail({ params }: { params: { id: string } }) 
             label="Download log"
           />
         </div>
-        <LogView store={store} following={following} onFollowingChange={setFollowing} />
+        <LogView
+          store={store}
+          following={following}
+          onFollowingChange={setFollowing}
+          empty={running ? "No log lines yet." : "No log lines."}
+        />
       </Section>
 
       <Section title="Result" id="result">

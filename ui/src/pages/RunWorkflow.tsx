@@ -5,26 +5,31 @@ import { useMutation, useQuery } from "@tanstack/react-query";
 import { useMemo, useState } from "react";
 import { Link, useLocation, useSearchParams } from "wouter";
 import { ApiError, api } from "../api";
+import { JsonField, type JsonFieldContext } from "../components/JsonField";
 import { Loading, Page, Problem } from "../components/Page";
 import { baseUiSchema, formSchema, toErrorSchema } from "../schema";
 import type { Execution, ExecutionAccepted, Workflow } from "../types";
 
 type Parameters = Record<string, unknown>;
 
+const FIELDS = { json: JsonField };
+
 /** The run form, generated from the workflow's parameter schema: checked as the user submits (each problem
  * under its field), then started in the background; the server's own per-field errors land under their fields
- * too. `uiSchema` is where a form definition refines the generated form. */
+ * too. `refine` is where a form definition refines the generated layout (`baseUiSchema`). */
 export function RunForm({
   workflow,
-  uiSchema,
+  refine,
   initial,
 }: {
   workflow: Workflow;
-  uiSchema: UiSchema;
+  refine: (generated: UiSchema) => UiSchema;
   initial: Parameters | undefined;
 }) {
   const [, navigate] = useLocation();
   const schema = useMemo(() => formSchema(workflow.parameters_schema), [workflow.parameters_schema]);
+  const uiSchema = useMemo(() => refine(baseUiSchema(schema)), [refine, schema]);
+  const context = useMemo<JsonFieldContext>(() => ({ unparsed: new Map() }), []);
   const [formData, setFormData] = useState<Parameters>(initial ?? {});
   const [extraErrors, setExtraErrors] = useState<ErrorSchema | undefined>(undefined);
   const run = useMutation({
@@ -47,6 +52,12 @@ export function RunForm({
         schema={schema}
         uiSchema={uiSchema}
         validator={validator}
+        fields={FIELDS}
+        formContext={context}
+        customValidate={(_data, errors) => {
+          for (const [name, problem] of context.unparsed) (errors[name] ?? errors).addError(problem);
+          return errors;
+        }}
         formData={formData}
         extraErrors={extraErrors}
         showErrorList={false}
@@ -66,6 +77,9 @@ export function RunForm({
   );
 }
 
+// A workflow's own run page has no form definition to refine its layout with: it is shown as generated.
+const asGenerated = (generated: UiSchema): UiSchema => generated;
+
 export default function RunWorkflow({ params }: { params: { name: string } }) {
   const name = decodeURIComponent(params.name);
   const [search] = useSearchParams();
@@ -79,7 +93,6 @@ export default function RunWorkflow({ params }: { params: { name: string } }) {
     queryFn: () => api<Execution>(`/api/executions/${encodeURIComponent(from ?? "")}`),
     enabled: from !== null,
   });
-  const uiSchema = useMemo(baseUiSchema, []);
   const ready = workflow.data && (from === null || source.data || source.error);
 
   return (
@@ -135,7 +148,7 @@ export default function RunWorkflow({ params }: { params: { name: string } }) {
         <Problem error={source.error} title="The parameters of that run could not be loaded." />
       ) : null}
       {ready && workflow.data ? (
-        <RunForm workflow={workflow.data} uiSchema={uiSchema} initial={source.data?.parameters} />
+        <RunForm workflow={workflow.data} refine={asGenerated} initial={source.data?.parameters} />
       ) : null}
     </Page>
   );
