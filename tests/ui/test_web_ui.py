@@ -228,6 +228,17 @@ def test_a_failed_execution_shows_its_error_and_traceback(bifrost: Bifrost, brow
     expect(page.get_by_role("region", name="Runner")).to_contain_text("local")
     assert_accessible(page)
 
+    page.get_by_role("link", name="Edit and run").click()
+    expect(page.get_by_role("heading", name="fail_loudly", level=1)).to_be_visible()
+    expect(page.get_by_label("Reason")).to_have_value("the disk is full")
+    page.go_back()
+    page.get_by_role("button", name="Run again").click()
+    expect(page).not_to_have_url(re.compile(execution_id))
+    expect(page).to_have_url(EXECUTION_URL)
+    expect(status_badge(page)).to_have_text("Failed")
+    again = bifrost.admin.get(f"/api/executions/{page.url.rsplit('/', 1)[1]}").json()
+    assert again["parameters"] == {"reason": "the disk is full"}
+
 
 def test_a_log_of_100000_lines_follows_its_end_with_few_rows_in_the_page(bifrost: Bifrost, browser: Browser) -> None:
     execution_id = start(bifrost, "chatter", lines=100_000)

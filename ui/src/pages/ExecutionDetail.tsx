@@ -107,7 +107,7 @@ function Timeline({ execution, status }: { execution: Execution; status: Executi
   );
 }
 
-function RunnerDetails({ execution }: { execution: Execution }) {
+export function RunnerDetails({ execution }: { execution: Execution }) {
   const runner = execution.runner;
   if (!runner) return <p className="muted">Not launched yet.</p>;
   return (
