@@ -114,7 +114,9 @@ export function SignedInProvider({
     return { session, me: me.data, orgs: orgList, org, isAdmin, chooseOrg, signOut };
   }, [session, me.data, orgList, org, chooseOrg, signOut]);
 
-  if (me.error || orgs.error) throw me.error ?? orgs.error;
+  // A 401 has already shown the sign-in page; anything else is for the error boundary.
+  const failure = me.error ?? orgs.error;
+  if (failure && !(failure instanceof ApiError && failure.status === 401)) throw failure;
   if (!value) return <>{loading}</>;
   return (
     <SignedInContext.Provider value={value}>
