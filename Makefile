@@ -4,7 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install lock sandbox-deps system-deps run test lint bench clean
+# The web UI (ui/): installed from its lock file, built into ui/dist, whose index.html is the build's stamp: it is
+# rebuilt only when a source file or the lock changed.
+UI_INSTALLED := ui/node_modules/.package-lock.json
+UI_BUILT := ui/dist/index.html
+UI_SOURCES := ui/index.html ui/package.json ui/tsconfig.json ui/vite.config.ts \
+	$(shell find ui/src ui/public -type f ! -name '*.test.*' 2>/dev/null)
+
+.PHONY: install lock sandbox-deps system-deps ui ui-test run test lint bench clean
 
 # The whole uv workspace (server, runner, SDK, dev tools) exactly as uv.lock pins it. uv itself comes from PyPI
 # the first time; from then on it is the version the lock pins, in the same environment.
@@ -24,23 +31,39 @@ sandbox-deps:
 	@command -v bwrap >/dev/null 2>&1 || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null)
 
-# The Debian packages the test suite starts for real: PostgreSQL, and the runners' sandbox.
+# The Debian packages the test suite starts for real: PostgreSQL, the runners' sandbox, and the browser the web
+# UI's tests drive.
 system-deps: sandbox-deps
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null)
+	@test -x /usr/bin/chromium || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
 
-run: install sandbox-deps
+$(UI_INSTALLED): ui/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { echo "The web UI needs Node.js 20.19 or newer and npm." >&2; exit 1; }
+	cd ui && npm ci --no-audit --no-fund
+	touch $(UI_INSTALLED)
+
+$(UI_BUILT): $(UI_INSTALLED) $(UI_SOURCES)
+	cd ui && npm run build
+
+ui: $(UI_BUILT)
+
+ui-test: $(UI_INSTALLED)
+	cd ui && npm test
+
+run: install sandbox-deps ui
 	$(BIN)/bifrost serve
 
-test: install system-deps lint
+test: install system-deps lint ui ui-test
 	$(BIN)/python -m pytest
 
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy sdk/bifrost runner_image/bifrost_runner control_plane devtools/bifrost_devtools
 
-bench: install
+bench: install ui
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) .bifrost .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .bifrost .pytest_cache .mypy_cache .ruff_cache ui/node_modules ui/dist

@@ -12,6 +12,7 @@ from control_plane.api import api_router
 from control_plane.api.dependencies import Services
 from control_plane.api.errors import install_error_handlers
 from control_plane.api.guard import RequestGuard
+from control_plane.api.ui import WebUi
 from control_plane.backends import create_backend
 from control_plane.db.migrate import upgrade_database
 from control_plane.db.session import make_engine
@@ -64,6 +65,7 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     app.include_router(api_router())
+    app.router.default = WebUi(settings.ui_dir, not_found=app.router.default)
     install_error_handlers(app)
     app.add_middleware(RequestGuard, settings=settings)
     return app

@@ -15,6 +15,8 @@ from bifrost.metadata import CPU_QUANTITY as CPU_QUANTITY
 
 DATABASE_FILE = "bifrost.db"
 """The embedded mode's SQLite database, in the data folder."""
+SOURCE_UI_DIR = Path(__file__).resolve().parent.parent / "ui" / "dist"
+"""Where `make ui` builds the web UI in the source tree."""
 
 
 class K8sToleration(BaseModel):
@@ -55,6 +57,7 @@ class Settings(BaseSettings):
         description="Fernet keys that encrypt secrets at rest, comma-separated, newest first (older ones still "
         "decrypt, for rotation); default: one generated into data_dir.",
     )
+    ui_dir: Path = Field(SOURCE_UI_DIR, description="The built web UI served at /; default: ui/dist of the source.")
     session_hours: float = Field(12.0, gt=0, description="How long a browser login lasts.")
     login_max_failures: int = Field(
         5, ge=1, description="Failed logins per email (4x that per client address) before logins are refused."

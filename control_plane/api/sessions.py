@@ -1,4 +1,5 @@
-"""Browser sign-in: the login form, logout, and the current session (with the CSRF token writes must send)."""
+"""Browser sign-in: the login form, sign-in and sign-out for the web UI, logout, and the current session (with
+the CSRF token writes must send)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from datetime import timedelta
 from html import escape
 from typing import Annotated
 
-from fastapi import APIRouter, Cookie, Form, Request, status
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi import APIRouter, Cookie, Form, Header, HTTPException, Request, status
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from control_plane.api.dependencies import (
     SESSION_COOKIE,
@@ -19,11 +20,12 @@ from control_plane.api.dependencies import (
     client_address,
     forbidden,
 )
-from control_plane.api.models.sessions import SessionOut
+from control_plane.api.models.sessions import SessionOut, SignInIn
 from control_plane.security.logins import (
     LoginThrottle,
     LoginThrottledError,
     WrongPasswordError,
+    close_browser_session,
     csrf_token_of,
     sign_in,
     sign_out,
@@ -33,6 +35,7 @@ from control_plane.security.logins import (
 router = APIRouter(tags=["sessions"])
 
 LOGIN_CSRF_COOKIE = "bifrost_login_csrf"
+REQUESTED_WITH_HEADER = "X-Requested-With"
 FormField = Annotated[str, Form(max_length=1024)]
 
 
@@ -79,16 +82,70 @@ def login(
     except WrongPasswordError as exc:
         return _login_form(str(exc), status.HTTP_401_UNAUTHORIZED)
     welcome = RedirectResponse("/login", status_code=status.HTTP_303_SEE_OTHER)
-    welcome.set_cookie(
-        SESSION_COOKIE,
-        token,
-        max_age=int(lifetime.total_seconds()),
-        httponly=True,
-        samesite="lax",
-        secure=request.url.scheme == "https",
-    )
+    _set_session_cookie(welcome, request, token, lifetime)
     welcome.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
     return welcome
+
+
+@router.post(
+    "/api/session",
+    response_model=SessionOut,
+    responses={
+        401: {"description": "Wrong email or password."},
+        403: {"description": f"No `{REQUESTED_WITH_HEADER}` header."},
+        429: {"description": "Too many failed sign-ins; `Retry-After` says when to try again."},
+    },
+)
+def sign_in_from_script(
+    body: SignInIn,
+    request: Request,
+    services: ServicesDep,
+    requested_with: Annotated[str | None, Header(alias=REQUESTED_WITH_HEADER)] = None,
+) -> Response:
+    """Sign in from a script of this site (the web UI): the same check and rate limit as the /login form, the
+    session as the same HttpOnly, SameSite cookie, and the CSRF token its writes must send. The request must
+    carry an `X-Requested-With` header: a page of another site cannot send one without this site's consent, so
+    it cannot sign a visitor in to an account of its choosing."""
+    if not requested_with:
+        raise forbidden(
+            f"send the {REQUESTED_WITH_HEADER} header: sign-ins from scripts must show they come from this site"
+        )
+    throttle = LoginThrottle.from_settings(services.settings)
+    lifetime = timedelta(hours=services.settings.session_hours)
+    email = body.email.strip().lower()
+    try:
+        token = sign_in(
+            services.db_engine, throttle, email, body.password, ip=client_address(request), lifetime=lifetime
+        )
+    except LoginThrottledError as exc:
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS, detail=str(exc), headers={"Retry-After": str(exc.retry_after)}
+        ) from exc
+    except WrongPasswordError as exc:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail=str(exc)) from exc
+    found = signed_in(services.db_engine, token)
+    assert found is not None, "a session just opened"
+    principal, ui_session = found
+    session = SessionOut(
+        user_id=principal.user_id,
+        email=principal.email,
+        org_id=principal.org_id,
+        is_platform_admin=principal.is_platform_admin,
+        csrf_token=ui_session.csrf_token,
+    )
+    response = JSONResponse(session.model_dump(mode="json"), headers={"Cache-Control": "no-store"})
+    _set_session_cookie(response, request, token, lifetime)
+    return response
+
+
+@router.delete("/api/session", status_code=status.HTTP_204_NO_CONTENT)
+def sign_out_from_script(request: Request, services: ServicesDep, user: UserDep) -> Response:
+    """Close the browser session the request comes with; like every write with a session, it must carry the
+    session's `X-CSRF-Token`."""
+    close_browser_session(services.db_engine, user, ip=client_address(request))
+    response = Response(status_code=status.HTTP_204_NO_CONTENT)
+    response.delete_cookie(SESSION_COOKIE)
+    return response
 
 
 @router.post("/logout")
@@ -115,6 +172,17 @@ def current_session(services: ServicesDep, user: UserDep) -> SessionOut:
         org_id=user.org_id,
         is_platform_admin=user.is_platform_admin,
         csrf_token=csrf_token,
+    )
+
+
+def _set_session_cookie(response: Response, request: Request, token: str, lifetime: timedelta) -> None:
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        max_age=int(lifetime.total_seconds()),
+        httponly=True,
+        samesite="lax",
+        secure=request.url.scheme == "https",
     )
 
 

@@ -15,7 +15,7 @@ from sqlmodel import Session, col, select
 
 from control_plane.db.models import LoginFailure, UiSession, User, as_utc, utcnow
 from control_plane.db.session import session_scope
-from control_plane.errors import ForbiddenError, NotAuthenticatedError
+from control_plane.errors import ForbiddenError, InvalidRequestError, NotAuthenticatedError
 from control_plane.security.audit import record
 from control_plane.security.principals import Principal, principal_of
 from control_plane.settings import Settings
@@ -187,6 +187,16 @@ def sign_out(db: Engine, token: str | None, csrf_token: str, *, ip: str) -> None
         if not hmac.compare_digest(csrf_token.encode(), ui_session.csrf_token.encode()):
             raise ForbiddenError("wrong csrf_token: sign out from the /login page")
         close_session(session, ui_session.id)
+        record(session, "logout", actor=principal, org_id=None, ip=ip)
+        session.commit()
+
+
+def close_browser_session(db: Engine, principal: Principal, *, ip: str) -> None:
+    """Close the browser session `principal` came with (the CSRF token was checked with the request)."""
+    if principal.session_id is None:
+        raise InvalidRequestError("not a browser session: an API key is revoked with DELETE /api/keys/{id}")
+    with session_scope(db) as session:
+        close_session(session, principal.session_id)
         record(session, "logout", actor=principal, org_id=None, ip=ip)
         session.commit()
 

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
+from control_plane.api.executions import BACKLOG_CHUNK_BYTES
 from control_plane.backends.local_records import RunnerRecords
 from tests.api.conftest import Bifrost, eventually, finished, running_bifrost, start
 
@@ -168,6 +169,17 @@ def test_stream_of_a_finished_execution_replays_it_and_ends(api: httpx.Client) -
     ]
     assert [data["status"] for kind, _, data in events if kind == "status"] == ["Success"]
     assert [data["result"]["logged"] for kind, _, data in events if kind == "result"] == [3]
+
+
+def test_stream_replays_a_log_of_many_writes_whole_and_in_order(api: httpx.Client) -> None:
+    execution_id = start(api, "chatty", count=3000)
+    finished(api, execution_id)
+    events = read_stream(api, execution_id)
+    logs = [(event_id, data) for kind, event_id, data in events if kind == "log"]
+    assert sum(len(json.dumps(data)) for _, data in logs) > 3 * BACKLOG_CHUNK_BYTES
+    assert [event_id for event_id, _ in logs] == list(range(1, len(logs) + 1))
+    assert [data["message"] for _, data in logs if data["logger"] != "bifrost"] == [f"line {i}" for i in range(3000)]
+    assert [data["status"] for kind, _, data in events if kind == "status"] == ["Success"]
 
 
 def test_variables_are_captured(api: httpx.Client) -> None:

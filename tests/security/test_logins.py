@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 
 from control_plane.api.dependencies import CSRF_HEADER, SESSION_COOKIE
-from control_plane.api.sessions import LOGIN_CSRF_COOKIE
+from control_plane.api.sessions import LOGIN_CSRF_COOKIE, REQUESTED_WITH_HEADER
 from tests.security.conftest import PASSWORD, Tenants, create_user, form_csrf, session_csrf, signed_in
 
 
@@ -107,3 +107,64 @@ def test_changing_the_password_ends_other_sessions(tenants: Tenants) -> None:
         assert second.get("/api/session").status_code == 401
     assert login_attempt(tenants.bifrost.url, "changer@a.test", PASSWORD).status_code == 401
     assert login_attempt(tenants.bifrost.url, "changer@a.test", new_password).status_code == 303
+
+
+def ui_sign_in(browser: httpx.Client, email: str, password: str) -> httpx.Response:
+    """Sign in as the web UI does."""
+    return browser.post(
+        "/api/session", json={"email": email, "password": password}, headers={REQUESTED_WITH_HEADER: "bifrost-ui"}
+    )
+
+
+def test_the_web_ui_signs_in_with_the_same_cookie_and_gets_its_csrf_token(tenants: Tenants) -> None:
+    with httpx.Client(base_url=tenants.bifrost.url, timeout=60) as browser:
+        answer = ui_sign_in(browser, "Member@A.test", PASSWORD)
+        assert answer.status_code == 200, answer.text
+        cookie = next(v for k, v in answer.headers.multi_items() if k == "set-cookie" and SESSION_COOKIE in v)
+        assert "HttpOnly" in cookie
+        assert "SameSite=lax" in cookie
+        signed_in = answer.json()
+        assert (signed_in["email"], signed_in["org_id"]) == ("member@a.test", tenants.org_a)
+        assert signed_in["csrf_token"] == session_csrf(browser)
+        assert browser.post("/api/keys", json={"name": "k"}).status_code == 403
+        created = browser.post("/api/keys", json={"name": "k"}, headers={CSRF_HEADER: signed_in["csrf_token"]})
+        assert created.status_code == 201
+
+
+def test_a_sign_in_without_the_requested_with_header_is_refused(tenants: Tenants) -> None:
+    """What a form of another site can send: it must not sign the visitor in to the attacker's account."""
+    with httpx.Client(base_url=tenants.bifrost.url, timeout=60) as browser:
+        refused = browser.post("/api/session", json={"email": "member@a.test", "password": PASSWORD})
+        assert refused.status_code == 403
+        assert REQUESTED_WITH_HEADER in refused.json()["detail"]
+        assert SESSION_COOKIE not in browser.cookies
+
+
+def test_web_ui_sign_ins_share_the_answers_and_the_rate_limit_of_the_form(tenants: Tenants) -> None:
+    new_user(tenants, "scripted@a.test")
+    limit = tenants.bifrost.settings.login_max_failures
+    with httpx.Client(base_url=tenants.bifrost.url, timeout=60) as browser:
+        unknown = ui_sign_in(browser, "nobody@a.test", "not the password at all")
+        assert (unknown.status_code, unknown.json()["detail"]) == (401, "Wrong email or password.")
+        for _ in range(limit - 1):
+            assert ui_sign_in(browser, "scripted@a.test", "guess guess guess").status_code == 401
+        assert login_attempt(tenants.bifrost.url, "scripted@a.test", "guess guess guess").status_code == 401
+        blocked = ui_sign_in(browser, "scripted@a.test", PASSWORD)
+        assert blocked.status_code == 429
+        assert int(blocked.headers["Retry-After"]) > 0
+        assert SESSION_COOKIE not in browser.cookies
+
+
+def test_the_web_ui_signs_out_with_its_csrf_token(tenants: Tenants) -> None:
+    with httpx.Client(base_url=tenants.bifrost.url, timeout=60) as browser:
+        csrf_token = ui_sign_in(browser, "member@a.test", PASSWORD).json()["csrf_token"]
+        token = browser.cookies[SESSION_COOKIE]
+        assert browser.delete("/api/session").status_code == 403
+        assert browser.delete("/api/session", headers={CSRF_HEADER: csrf_token}).status_code == 204
+        assert SESSION_COOKIE not in browser.cookies
+    with httpx.Client(base_url=tenants.bifrost.url, cookies={SESSION_COOKIE: token}, timeout=60) as replay:
+        assert replay.get("/api/session").status_code == 401
+    with tenants.client("member_a") as member:
+        not_a_session = member.delete("/api/session")
+        assert not_a_session.status_code == 400
+        assert member.get("/api/session").status_code == 200

@@ -112,6 +112,9 @@ ROUTES: dict[tuple[str, str], Probe] = {
     ),
     ("POST", "/logout"): probe(401, 401, 401, 401, 401, form={"csrf_token": "x"}),
     ("GET", "/api/session"): SIGNED_IN,
+    # Without X-Requested-With nobody can sign in from a script; API keys have no browser session to close.
+    ("POST", "/api/session"): probe(403, 403, 403, 403, 403, json={"email": "member@a.test", "password": PASSWORD}),
+    ("DELETE", "/api/session"): probe(401, 400, 400, 400, 400),
     ("GET", "/api/workflows"): SIGNED_IN,
     ("GET", "/api/workflows/{name}"): probe(401, 200, 200, 200, 200, path="/api/workflows/whoami"),
     ("GET", "/api/workspace/errors"): SIGNED_IN,

@@ -1,4 +1,4 @@
-"""Response bodies of browser sessions."""
+"""Request and response bodies of browser sessions."""
 
 from __future__ import annotations
 
@@ -11,3 +11,8 @@ class SessionOut(BaseModel):
     org_id: str | None
     is_platform_admin: bool
     csrf_token: str | None = Field(None, description="Browser sessions: send it as `X-CSRF-Token` on every write.")
+
+
+class SignInIn(BaseModel):
+    email: str = Field(max_length=1024)
+    password: str = Field(max_length=1024)

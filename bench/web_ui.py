@@ -1,0 +1,110 @@
+"""The web UI, built (`make ui`) and in the system's Chromium against `bifrost serve`:
+
+1. weight: what the first page downloads (index.html and the files it names), raw and gzipped, and the
+   largest parts loaded later, when first needed;
+2. a log of 100,000 lines: how long the execution page takes to show all of them from the moment it is
+   opened, the longest the browser's main thread was busy at once meanwhile, and the frames while the log is
+   scrolled from end to start.
+"""
+
+from __future__ import annotations
+
+import gzip
+import re
+import tempfile
+import time
+from pathlib import Path
+
+from playwright.sync_api import sync_playwright
+
+from tests.ui.conftest import UI_BUILT, UI_DIR, open_browser, serving, sign_in
+
+LOG_LINES = 100_000
+SCROLL_FRAMES = 240
+
+
+def _gzipped(data: bytes) -> int:
+    return len(gzip.compress(data, compresslevel=6))
+
+
+def weight() -> None:
+    index = UI_BUILT.read_bytes()
+    named = re.findall(rb'(?:src|href)="/(assets/[^"]+)"', index)
+    files = [("index.html", index)] + [(name.decode(), (UI_DIR / name.decode()).read_bytes()) for name in named]
+    for name, data in files:
+        print(f"  first page  {name:<42} {len(data) / 1024:8.1f} KiB  gzip {_gzipped(data) / 1024:7.1f} KiB")
+    raw = sum(len(data) for _, data in files)
+    packed = sum(_gzipped(data) for _, data in files)
+    print(f"  first page  {'total':<42} {raw / 1024:8.1f} KiB  gzip {packed / 1024:7.1f} KiB")
+    first = {name for name, _ in files}
+    later = sorted(
+        (path for path in (UI_DIR / "assets").glob("*.js") if f"assets/{path.name}" not in first),
+        key=lambda path: path.stat().st_size,
+        reverse=True,
+    )
+    for path in later[:3]:
+        data = path.read_bytes()
+        print(f"  on demand   {path.name:<42} {len(data) / 1024:8.1f} KiB  gzip {_gzipped(data) / 1024:7.1f} KiB")
+
+
+_WATCH_LONG_TASKS = """() => {
+    window.longestTask = 0;
+    new PerformanceObserver((list) => {
+        for (const entry of list.getEntries()) window.longestTask = Math.max(window.longestTask, entry.duration);
+    }).observe({type: "longtask", buffered: true});
+}"""
+
+_SCROLL_UP = """async (frames) => {
+    const log = document.querySelector(".log");
+    const step = log.scrollHeight / frames;
+    const times = [];
+    let last = performance.now();
+    for (let frame = 0; frame < frames; frame++) {
+        log.scrollTop = log.scrollHeight - log.clientHeight - step * frame;
+        await new Promise(requestAnimationFrame);
+        const now = performance.now();
+        times.push(now - last);
+        last = now;
+    }
+    times.sort((a, b) => a - b);
+    return {median: times[Math.floor(times.length / 2)], p95: times[Math.floor(times.length * 0.95)],
+            worst: times[times.length - 1], rows: log.querySelectorAll(".log-row").length};
+}"""
+
+
+def long_log() -> None:
+    with tempfile.TemporaryDirectory() as tmp, serving(Path(tmp)) as bifrost, sync_playwright() as playwright:
+        started = bifrost.admin.post(
+            "/api/workflows/chatter/execute", json={"parameters": {"lines": LOG_LINES}}, params={"sync": False}
+        )
+        execution_id = started.json()["execution_id"]
+        bifrost.finished(execution_id)
+        context = open_browser(playwright, bifrost, Path(tmp) / "profile")
+        try:
+            page = context.new_page()
+            sign_in(page)
+            page.add_init_script(f"({_WATCH_LONG_TASKS})()")
+            opened = time.perf_counter()
+            page.goto(f"/executions/{execution_id}")
+            page.wait_for_selector(f'.log[data-lines="{LOG_LINES}"]', timeout=300_000)
+            shown = time.perf_counter() - opened
+            longest = page.evaluate("() => window.longestTask")
+            frames = page.evaluate(_SCROLL_UP, SCROLL_FRAMES)
+        finally:
+            context.close()
+    print(f"  {LOG_LINES} log lines shown in {shown:.2f} s after opening the page; longest busy spell {longest:.0f} ms")
+    print(
+        f"  scrolling them end to start over {SCROLL_FRAMES} frames: median frame {frames['median']:.1f} ms, "
+        f"p95 {frames['p95']:.1f} ms, worst {frames['worst']:.1f} ms; {frames['rows']} rows in the page"
+    )
+
+
+def main() -> None:
+    if not UI_BUILT.is_file():
+        raise RuntimeError("the web UI is not built: run `make ui`")
+    weight()
+    long_log()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,184 @@
+// The API's bodies, as the control plane's models define them.
+
+export const STATUSES = [
+  "Pending",
+  "Running",
+  "Success",
+  "CompletedWithErrors",
+  "Failed",
+  "Timeout",
+  "Cancelled",
+] as const;
+export type ExecutionStatus = (typeof STATUSES)[number];
+
+export function isTerminal(status: ExecutionStatus): boolean {
+  return status !== "Pending" && status !== "Running";
+}
+
+export type Role = "org_admin" | "member";
+
+export interface Session {
+  user_id: string;
+  email: string;
+  org_id: string | null;
+  is_platform_admin: boolean;
+  csrf_token: string | null;
+}
+
+export interface User {
+  id: string;
+  email: string;
+  name: string | null;
+  org_id: string | null;
+  roles: Record<string, Role>;
+  is_platform_admin: boolean;
+  is_active: boolean;
+  is_service_account: boolean;
+  has_password: boolean;
+  created_at: string;
+}
+
+export interface Org {
+  id: string;
+  name: string;
+  created_at: string;
+}
+
+export interface Member {
+  user_id: string;
+  email: string;
+  name: string | null;
+  role: Role;
+}
+
+export type JsonSchema = Record<string, unknown>;
+
+export interface Workflow {
+  name: string;
+  description: string | null;
+  category: string | null;
+  file: string;
+  line: number;
+  function_name: string;
+  is_async: boolean;
+  timeout_seconds: number;
+  parameters_schema: JsonSchema;
+  warnings: string[];
+  tags: string[];
+  execution_mode: "sync" | "async";
+  schedule: string | null;
+  endpoint_enabled: boolean;
+}
+
+export interface WorkspaceProblem {
+  file: string;
+  line: number | null;
+  message: string;
+}
+
+export interface ExecutionError {
+  type: string | null;
+  message: string | null;
+  traceback: string | null;
+  runner_log_tail: string | null;
+}
+
+export interface Runner {
+  backend: string;
+  runner_ref: string | null;
+  namespace: string | null;
+  job_name: string | null;
+  pod_name: string | null;
+  commands: string[];
+}
+
+export interface Execution {
+  execution_id: string;
+  workflow_name: string;
+  status: ExecutionStatus;
+  parameters: Record<string, unknown>;
+  result: unknown;
+  error: ExecutionError | null;
+  org_id: string | null;
+  user_id: string;
+  parent_execution_id: string | null;
+  workspace_revision: string | null;
+  log_count: number;
+  created_at: string;
+  started_at: string | null;
+  finished_at: string | null;
+  duration_ms: number | null;
+  runner: Runner | null;
+}
+
+export interface ExecutionPage {
+  executions: Execution[];
+  next_cursor: string | null;
+}
+
+export interface ExecutionAccepted {
+  execution_id: string;
+  status: ExecutionStatus;
+}
+
+export interface LogLine {
+  line: number;
+  ts: string;
+  level: string;
+  logger: string;
+  message: string;
+}
+
+export interface StatusChange {
+  status: ExecutionStatus;
+  error_type: string | null;
+  error_message: string | null;
+  duration_ms: number | null;
+}
+
+export interface Secret {
+  name: string;
+  org_id: string | null;
+  updated_at: string;
+  updated_by: string | null;
+}
+
+export interface ConfigEntry {
+  name: string;
+  value: unknown;
+  org_id: string | null;
+  updated_at: string;
+}
+
+export interface ApiKey {
+  id: string;
+  name: string;
+  prefix: string;
+  user_id: string;
+  org_id: string | null;
+  created_at: string;
+  expires_at: string | null;
+  revoked_at: string | null;
+  last_used_at: string | null;
+}
+
+export interface ApiKeyCreated extends ApiKey {
+  key: string;
+}
+
+export interface AuditEvent {
+  id: number;
+  at: string;
+  action: string;
+  actor_user_id: string | null;
+  actor_email: string | null;
+  org_id: string | null;
+  target: string | null;
+  ip: string | null;
+  detail: Record<string, unknown>;
+}
+
+export interface AuditPage {
+  events: AuditEvent[];
+  next_before: number | null;
+}
