@@ -13,6 +13,7 @@ from control_plane.api.dependencies import Services
 from control_plane.api.errors import install_error_handlers
 from control_plane.api.guard import RequestGuard
 from control_plane.backends import create_backend
+from control_plane.data_providers.service import DataProviderService
 from control_plane.db.migrate import upgrade_database
 from control_plane.db.session import make_engine
 from control_plane.engine import ExecutionEngine
@@ -47,12 +48,14 @@ def create_app(settings: Settings) -> FastAPI:
             engine = ExecutionEngine(settings, db_engine, create_backend(settings), tokens, cipher)
             await engine.start()
             started.push_async_callback(engine.stop)
+            executions = ExecutionService(db_engine, registry, engine, cipher, settings)
             app.state.services = Services(
                 settings=settings,
                 db_engine=db_engine,
                 registry=registry,
                 engine=engine,
-                executions=ExecutionService(db_engine, registry, engine, cipher, settings),
+                executions=executions,
+                data_providers=DataProviderService(db_engine, registry, executions, settings),
                 tokens=tokens,
                 cipher=cipher,
             )

@@ -14,6 +14,7 @@ from fastapi.security import APIKeyCookie, APIKeyHeader, HTTPAuthorizationCreden
 from sqlalchemy import Engine
 
 from control_plane.api.errors import status_of_refusal
+from control_plane.data_providers.service import DataProviderService
 from control_plane.engine import ExecutionEngine
 from control_plane.errors import NotAuthenticatedError, RefusedError
 from control_plane.executions.service import ExecutionService, Starter
@@ -42,6 +43,7 @@ class Services:
     registry: Registry
     engine: ExecutionEngine
     executions: ExecutionService
+    data_providers: DataProviderService
     tokens: TokenIssuer
     cipher: SecretCipher
 
