@@ -125,7 +125,8 @@ def test_a_form_without_fields_takes_every_parameter(admin: httpx.Client) -> Non
     rendered = admin.get(f"/api/forms/{form['id']}/schema").json()
     schema, ui = rendered["schema"], rendered["uiSchema"]
     assert schema["required"] == ["email", "name", "department", "manager"]
-    assert schema["properties"]["email"] == {"type": "string", "title": "Email", "description": "Their sign-in address."}
+    email = {"type": "string", "title": "Email", "description": "Their sign-in address."}
+    assert schema["properties"]["email"] == email
     assert schema["properties"]["laptop"]["oneOf"] == [
         {"const": "mac", "title": "mac"},
         {"const": "linux", "title": "linux"},
