@@ -10,6 +10,7 @@ import pytest
 
 from control_plane.forms.json_logic import RuleError, evaluate, fields_read, truthy
 
+
 def nested(depth: int) -> Any:
     value: Any = {"var": "a"}
     for _ in range(depth):
