@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import Engine, delete, or_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
+from starlette.concurrency import run_in_threadpool
 
 from bifrost._internal.schema import ParameterValidationError, validate_parameters
 from control_plane.data_providers.service import DataProviderService, OptionsCall, ProviderOptions
@@ -175,7 +176,7 @@ class FormService:
     ) -> ProviderOptions:
         """The choices of a field whose data provider gives them, for the form's current `values` (the fields it
         reads), called as the caller; input errors are placed on the fields that feed them."""
-        view, resolved = self._for_use(principal, form_id)
+        view, resolved = await run_in_threadpool(self._for_use, principal, form_id)
         field = resolved.get(field_name)
         if field is None or field.spec.data_provider is None:
             raise NotFoundError(
@@ -189,9 +190,9 @@ class FormService:
     ) -> tuple[Execution, bool]:
         """Check the values as the page does and as the workflow does, and start the workflow as the caller, with
         trigger `form`. `InvalidFieldsError` with every wrong field, located as `("values", field)`."""
-        view, resolved = self._for_use(principal, form_id)
+        view, resolved = await run_in_threadpool(self._for_use, principal, form_id)
         assert resolved.workflow is not None  # a form without problems has its workflow
-        starter = _starter(authorize_start(self._db, principal, resolved.workflow.name, ip=ip))
+        starter = _starter(await run_in_threadpool(authorize_start, self._db, principal, resolved.workflow.name, ip=ip))
         given = submission(resolved, values)
         call = OptionsCall(starter, Trigger.FORM, view.form.id)
         wrong = {problem.loc[1] for problem in given.problems}
