@@ -20,7 +20,7 @@ from pydantic_core import ValidationError as CoreValidationError
 from bifrost.metadata import DataProviderInfo, WorkflowInfo
 from control_plane.data_providers.options import Option
 from control_plane.forms import json_logic
-from control_plane.forms.definition import FieldInput, FieldSpec, FixedInput, Widget
+from control_plane.forms.definition import FieldInput, FieldSpec, FixedInput, Validation, Widget
 from control_plane.forms.parameters import Parameter, parameters_of
 from control_plane.registry import RegistrySnapshot
 
@@ -119,8 +119,9 @@ def resolve(workflow_name: str, specs: Sequence[FieldSpec], snapshot: RegistrySn
         seen[spec.name] = resolved
         if resolved is not None:
             form.fields.append(resolved)
+    filled = {spec.name for spec in specs if spec.widget is not Widget.MARKDOWN}
     for parameter in parameters.values():
-        if parameter.required and parameter.name not in seen:
+        if parameter.required and parameter.name not in filled:
             form.problems.append(
                 FormProblem(
                     ("fields",),
@@ -212,11 +213,11 @@ class _FieldCheck:
         widget = spec.widget or _inferred_widget(parameter, spec)
         fitting = fitting_widgets(parameter)
         if widget not in fitting:
-            type_name = parameter.json_type or "of several types"
             self.problem(
                 "widget",
                 f"widget {widget.value!r} does not fit parameter {spec.name!r}, which takes "
-                f"{_described(parameter, type_name)} (fitting widgets: {', '.join(w.value for w in fitting)})",
+                f"{_described(parameter, parameter.json_type or '')} (fitting widgets: "
+                f"{', '.join(w.value for w in fitting)})",
             )
             return None
         choices = self._choices(parameter, widget)
@@ -394,11 +395,14 @@ class _FieldCheck:
 
 
 def _described(parameter: Parameter, type_name: str) -> str:
+    if parameter.enum is not None:
+        return f"one of {', '.join(map(repr, parameter.enum))}"
+    if parameter.json_type is None:
+        return "values of several types"
     if parameter.json_type == "array" and parameter.item_type:
         return f"a list of {parameter.item_type} values"
-    if parameter.format:
-        return f"a {type_name} ({parameter.format})"
-    return f"a {type_name}" if parameter.json_type else "values of several types"
+    article = "an" if type_name[0] in "aeiou" else "a"
+    return f"{article} {type_name} ({parameter.format})" if parameter.format else f"{article} {type_name}"
 
 
 @functools.lru_cache(maxsize=512)
@@ -408,7 +412,7 @@ def _pattern(pattern: str) -> SchemaValidator:
     return SchemaValidator({"type": "str", "pattern": pattern})
 
 
-def _rule_problems(rules: Any, value: Any) -> list[str]:
+def _rule_problems(rules: Validation, value: Any) -> list[str]:
     problems = []
     if isinstance(value, int | float) and not isinstance(value, bool) and not math.isnan(value):
         if rules.minimum is not None and value < rules.minimum:

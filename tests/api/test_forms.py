@@ -236,7 +236,7 @@ def test_submit_starts_the_workflow_as_the_user_from_the_form(
     [
         ({"name": "nickname"}, ("fields", "nickname", "name"), "workflow 'onboard' has no parameter 'nickname'"),
         ({"name": "email", "widget": "checkbox"}, ("fields", "email", "widget"), "widget 'checkbox' does not fit"),
-        ({"name": "seats", "widget": "email"}, ("fields", "seats", "widget"), "which takes a integer"),
+        ({"name": "seats", "widget": "email"}, ("fields", "seats", "widget"), "which takes an integer"),
         (
             {"name": "manager", "data_provider": {"name": "people"}},
             ("fields", "manager", "data_provider"),
