@@ -55,7 +55,7 @@ async def start_and_answer(
     *,
     starter: Starter,
     sync: bool | None,
-    trigger: Trigger,
+    trigger: Trigger = Trigger.API,
 ) -> Response:
     """200 with the finished execution when it ran sync and finished in time, else 202 with its id."""
     wait_seconds = services.settings.sync_wait_seconds
