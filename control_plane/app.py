@@ -14,10 +14,12 @@ from control_plane.api.errors import install_error_handlers
 from control_plane.api.guard import RequestGuard
 from control_plane.api.ui import WebUi
 from control_plane.backends import create_backend
+from control_plane.data_providers.service import DataProviderService
 from control_plane.db.migrate import upgrade_database
 from control_plane.db.session import make_engine
 from control_plane.engine import ExecutionEngine
 from control_plane.executions.service import ExecutionService
+from control_plane.forms.service import FormService
 from control_plane.registry import Registry
 from control_plane.security.bootstrap import bootstrap
 from control_plane.security.encryption import SecretCipher, load_encryption_keys
@@ -48,12 +50,18 @@ def create_app(settings: Settings) -> FastAPI:
             engine = ExecutionEngine(settings, db_engine, create_backend(settings), tokens, cipher)
             await engine.start()
             started.push_async_callback(engine.stop)
+            executions = ExecutionService(db_engine, registry, engine, cipher, settings)
+            data_providers = DataProviderService(db_engine, registry, executions, settings)
             app.state.services = Services(
                 settings=settings,
                 db_engine=db_engine,
                 registry=registry,
                 engine=engine,
-                executions=ExecutionService(db_engine, registry, engine, cipher, settings),
+                executions=executions,
+                data_providers=data_providers,
+                forms=FormService(
+                    db_engine, registry, executions, data_providers, sync_wait_seconds=settings.sync_wait_seconds
+                ),
                 tokens=tokens,
                 cipher=cipher,
             )

@@ -94,6 +94,12 @@ class Settings(BaseSettings):
     )
 
     sync_wait_seconds: float = Field(30.0, description="How long a sync request waits before answering 202.")
+    data_provider_launch_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="How long a data provider call waits for its runner to start, on top of the provider's own "
+        "timeout; a call still unanswered then is cancelled and answered 504.",
+    )
     workspace_poll_seconds: float = Field(
         1.0, gt=0, description="How often the registry looks for changed workspace files."
     )

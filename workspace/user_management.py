@@ -51,6 +51,20 @@ async def create_user(email: str, name: str, department: str = "IT", active: boo
     return {"user_id": user_id, "email": email, "name": name, "department": department, "active": active}
 
 
+@workflow(category="User Management", tags=["directory"])
+async def assign_manager(email: str, department: str, manager: str, note: str = "") -> dict[str, object]:
+    """Give a user a new manager within their department.
+
+    Args:
+        email: Sign-in address of the user.
+        department: The department the user works in.
+        manager: Sign-in address of their new manager.
+        note: Why the change is made.
+    """
+    logger.info("%s now reports to %s in %s", email, manager, department)
+    return {"email": email, "department": department, "manager": manager, "note": note}
+
+
 @workflow(category="User Management", tags=["directory"], timeout_seconds=900, retries={"count": 2})
 async def offboard_user(
     context: ExecutionContext,

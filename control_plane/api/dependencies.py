@@ -14,9 +14,11 @@ from fastapi.security import APIKeyCookie, APIKeyHeader, HTTPAuthorizationCreden
 from sqlalchemy import Engine
 
 from control_plane.api.errors import status_of_refusal
+from control_plane.data_providers.service import DataProviderService
 from control_plane.engine import ExecutionEngine
 from control_plane.errors import NotAuthenticatedError, RefusedError
 from control_plane.executions.service import ExecutionService, Starter
+from control_plane.forms.service import FormService
 from control_plane.registry import Registry
 from control_plane.security.authentication import CSRF_HEADER, ORG_HEADER, Credentials, authenticate
 from control_plane.security.encryption import SecretCipher
@@ -42,6 +44,8 @@ class Services:
     registry: Registry
     engine: ExecutionEngine
     executions: ExecutionService
+    data_providers: DataProviderService
+    forms: FormService
     tokens: TokenIssuer
     cipher: SecretCipher
 

@@ -3,6 +3,8 @@ refuses."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError
@@ -10,10 +12,13 @@ from sqlalchemy.exc import DataError
 from control_plane.errors import (
     ConflictError,
     ForbiddenError,
+    InvalidFieldsError,
     InvalidRequestError,
     NotAuthenticatedError,
     NotFoundError,
     RefusedError,
+    UpstreamError,
+    UpstreamTimeoutError,
 )
 
 _STATUS_OF_REFUSAL: dict[type[RefusedError], int] = {
@@ -22,6 +27,9 @@ _STATUS_OF_REFUSAL: dict[type[RefusedError], int] = {
     ForbiddenError: status.HTTP_403_FORBIDDEN,
     NotFoundError: status.HTTP_404_NOT_FOUND,
     ConflictError: status.HTTP_409_CONFLICT,
+    InvalidFieldsError: status.HTTP_422_UNPROCESSABLE_CONTENT,
+    UpstreamTimeoutError: status.HTTP_504_GATEWAY_TIMEOUT,
+    UpstreamError: status.HTTP_502_BAD_GATEWAY,
 }
 
 
@@ -33,7 +41,11 @@ def status_of_refusal(refusal: RefusedError) -> int:
 
 async def _refused(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RefusedError)
-    return JSONResponse({"detail": str(exc)}, status_code=status_of_refusal(exc))
+    if isinstance(exc, InvalidFieldsError):
+        detail: Any = [{"loc": list(p.loc), "msg": p.message, "type": p.type} for p in exc.problems]
+    else:
+        detail = str(exc)
+    return JSONResponse({"detail": detail, **exc.details}, status_code=status_of_refusal(exc))
 
 
 async def _database_refused_value(_request: Request, exc: Exception) -> JSONResponse:

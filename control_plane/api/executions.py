@@ -22,7 +22,7 @@ from control_plane.api.models.executions import (
     ResultOut,
     VariablesOut,
 )
-from control_plane.db.models import MAX_LOG_LINE
+from control_plane.db.models import MAX_LOG_LINE, ExecutionKind
 from control_plane.executions.service import ExecutionService
 
 router = APIRouter(prefix="/api/executions", tags=["executions"])
@@ -35,6 +35,10 @@ def list_all(
     services: ServicesDep,
     user: UserDep,
     workflow: str | None = None,
+    kind: Annotated[
+        ExecutionKind, Query(description="Workflow runs, or the calls of data providers for form fields' options.")
+    ] = ExecutionKind.WORKFLOW,
+    form: Annotated[str | None, Query(description="Only the executions started from this form.")] = None,
     status_: Annotated[ExecutionStatus | None, Query(alias="status")] = None,
     org: Annotated[str | None, Query(description="Platform admins only: one organization's executions.")] = None,
     user_id: Annotated[str | None, Query(alias="user")] = None,
@@ -43,10 +47,12 @@ def list_all(
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
 ) -> ExecutionPage:
-    """Executions the caller may see, newest first."""
+    """Executions of one kind the caller may see, newest first."""
     rows, next_cursor = services.executions.page(
         user,
         workflow=workflow,
+        kind=kind,
+        form_id=form,
         status=status_,
         org_id=org,
         user_id=user_id,

@@ -12,7 +12,7 @@ from control_plane.api.dependencies import RunnerDep, ServicesDep
 from control_plane.api.models.executions import ExecutionAccepted
 from control_plane.api.models.runner import ChildExecutionOut, SubWorkflowRequest, ValueOut
 from control_plane.api.starting import start_or_raise
-from control_plane.db.models import ConfigEntry, Secret
+from control_plane.db.models import ConfigEntry, Secret, Trigger
 from control_plane.executions.service import Starter
 from control_plane.security.scoped_values import entry_for_run, secret_value
 from control_plane.security.workflow_access import may_start_from_run
@@ -45,6 +45,7 @@ async def run_child(
         sync=True,
         parent_execution_id=claims.execution_id,
         secrets=request.secrets,
+        trigger=Trigger.WORKFLOW,
     )
     return ExecutionAccepted(execution_id=execution.id, status=execution.status)
 

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, Response
 from bifrost._internal.schema import ParameterValidationError
 from control_plane.api.dependencies import Services
 from control_plane.api.models.executions import ExecutionAccepted, ExecutionOut
-from control_plane.db.models import Execution
+from control_plane.db.models import Execution, Trigger
 from control_plane.executions.service import Starter
 
 
@@ -26,6 +26,7 @@ async def start_or_raise(
     parent_execution_id: str | None = None,
     wait_seconds: float | None = None,
     secrets: Sequence[str] = (),
+    trigger: Trigger = Trigger.API,
 ) -> tuple[Execution, bool]:
     """Start an execution; 422 with per-field errors for bad parameters (and, as every refusal, 404 for an unknown
     workflow)."""
@@ -38,6 +39,7 @@ async def start_or_raise(
             parent_execution_id=parent_execution_id,
             wait_seconds=wait_seconds,
             secrets=secrets,
+            trigger=trigger,
         )
     except ParameterValidationError as exc:
         # The same 422 body FastAPI gives for a malformed request, located under `parameters`.
@@ -47,13 +49,25 @@ async def start_or_raise(
 
 
 async def start_and_answer(
-    services: Services, workflow_name: str, parameters: dict[str, Any], *, starter: Starter, sync: bool | None
+    services: Services,
+    workflow_name: str,
+    parameters: dict[str, Any],
+    *,
+    starter: Starter,
+    sync: bool | None,
+    trigger: Trigger = Trigger.API,
 ) -> Response:
     """200 with the finished execution when it ran sync and finished in time, else 202 with its id."""
     wait_seconds = services.settings.sync_wait_seconds
     execution, ran_sync = await start_or_raise(
-        services, workflow_name, parameters, starter=starter, sync=sync, wait_seconds=wait_seconds
+        services, workflow_name, parameters, starter=starter, sync=sync, wait_seconds=wait_seconds, trigger=trigger
     )
+    return started_answer(execution, ran_sync)
+
+
+def started_answer(execution: Execution, ran_sync: bool) -> Response:
+    """What a route that started an execution answers: 200 with the finished execution when it ran sync and
+    finished in time, else 202 with its id."""
     if ran_sync and execution.status.is_terminal:
         return Response(ExecutionOut.of(execution).model_dump_json(), media_type="application/json")
     accepted = ExecutionAccepted(execution_id=execution.id, status=execution.status)

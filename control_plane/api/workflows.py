@@ -12,6 +12,7 @@ from control_plane.api.dependencies import ServicesDep, StarterDep, UserDep
 from control_plane.api.models.executions import ExecuteRequest, ExecutionAccepted, ExecutionOut
 from control_plane.api.models.workflows import WorkspaceProblemOut
 from control_plane.api.starting import start_and_answer
+from control_plane.db.models import Trigger
 
 router = APIRouter(prefix="/api", tags=["workflows"])
 
@@ -53,7 +54,7 @@ async def execute_workflow(
 ) -> Response:
     """Start a workflow. A sync run answers with the finished execution when it ends within the sync wait."""
     parameters = request.parameters if request else {}
-    return await start_and_answer(services, name, parameters, starter=starter, sync=sync)
+    return await start_and_answer(services, name, parameters, starter=starter, sync=sync, trigger=Trigger.API)
 
 
 @router.post("/endpoints/{name}", responses=_START_RESPONSES)
@@ -70,4 +71,4 @@ async def call_endpoint(
     if workflow is None or not workflow.endpoint_enabled:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no endpoint-enabled workflow named {name!r}")
     parameters: dict[str, Any] = {**request.query_params, **(body or {})}
-    return await start_and_answer(services, name, parameters, starter=starter, sync=None)
+    return await start_and_answer(services, name, parameters, starter=starter, sync=None, trigger=Trigger.ENDPOINT)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, Integer, Text, UniqueConstraint, text
+from sqlalchemy import JSON, BigInteger, Column, DateTime, ForeignKey, Index, Integer, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from bifrost._internal.protocol import ExecutionStatus
@@ -97,6 +97,23 @@ class Workflow(SQLModel, table=True):
     updated_at: datetime = _required_timestamp()
 
 
+class ExecutionKind(StrEnum):
+    """What an execution runs: a workflow, or a data provider called for a form field's options."""
+
+    WORKFLOW = "workflow"
+    DATA_PROVIDER = "data_provider"
+
+
+class Trigger(StrEnum):
+    """How an execution was started."""
+
+    API = "api"
+    ENDPOINT = "endpoint"
+    WORKFLOW = "workflow"
+    """A sub-workflow, started by a running workflow."""
+    FORM = "form"
+
+
 class Execution(SQLModel, table=True):
     __tablename__ = "executions"
     __table_args__ = (
@@ -108,6 +125,15 @@ class Execution(SQLModel, table=True):
     org_id: str | None = Field(default=None, foreign_key="organizations.id", index=True)
     user_id: str = Field(foreign_key="users.id", index=True)
     workflow_name: str = Field(index=True)
+    kind: str = Field(
+        default=ExecutionKind.WORKFLOW,
+        sa_column_kwargs={"server_default": ExecutionKind.WORKFLOW.value},
+        description="An `ExecutionKind` value; `workflow_name` names the data provider of a `data_provider` one.",
+    )
+    trigger: str | None = Field(default=None, description="A `Trigger` value; NULL: started before triggers were kept.")
+    form_id: str | None = Field(
+        default=None, index=True, description="The form it was started from (kept when the form is deleted)."
+    )
     status: ExecutionStatus = Field(default=ExecutionStatus.PENDING, index=True)
     parameters: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     result: Any = Field(default=None, sa_column=Column(JSON, nullable=True))
@@ -268,3 +294,77 @@ class WorkflowAccess(SQLModel, table=True):
     roles: list[str] = Field(sa_column=Column(JSON, nullable=False), description="`OrgRole` values.")
     updated_by: str | None = Field(default=None, foreign_key="users.id")
     updated_at: datetime = _required_timestamp()
+
+
+class FormAccess(StrEnum):
+    """Who may use a form, within its scope (its organization, or every organization for a global form)."""
+
+    EVERYONE = "everyone"
+    ROLES = "roles"
+    PLATFORM_ADMINS = "platform_admins"
+
+
+class Form(SQLModel, table=True):
+    """A form that starts a workflow: its fields refine the workflow's parameters (`form_fields`)."""
+
+    __tablename__ = "forms"
+    __table_args__ = (UniqueConstraint("org_id", "name", name="uq_forms_org_name"), _unique_global_name("forms"))
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    org_id: str | None = Field(default=None, foreign_key="organizations.id", index=True)
+    name: str
+    description: str | None = Field(default=None, sa_column=Column(Text))
+    workflow_name: str = Field(index=True)
+    access: str = Field(description="A `FormAccess` value.")
+    roles: list[str] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False), description="`OrgRole` values, for `roles`."
+    )
+    created_by: str | None = Field(default=None, foreign_key="users.id")
+    updated_by: str | None = Field(default=None, foreign_key="users.id")
+    created_at: datetime = _required_timestamp()
+    updated_at: datetime = _required_timestamp()
+
+
+class FormFieldRow(SQLModel, table=True):
+    """One field of a form, in its place. Unset refinements (NULL) are taken from the workflow's parameter."""
+
+    __tablename__ = "form_fields"
+    __table_args__ = (
+        UniqueConstraint("form_id", "position", name="uq_form_fields_position"),
+        UniqueConstraint("form_id", "name", name="uq_form_fields_name"),
+    )
+
+    id: int | None = Field(
+        default=None,
+        sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    )
+    form_id: str = Field(sa_column=Column(ForeignKey("forms.id", ondelete="CASCADE"), nullable=False, index=True))
+    position: int
+    name: str = Field(description="The workflow parameter the field fills; any name for a markdown text.")
+    label: str | None = None
+    help_text: str | None = Field(default=None, sa_column=Column(Text))
+    placeholder: str | None = None
+    widget: str | None = None
+    has_default: bool = False
+    default: Any = Field(default=None, sa_column=Column(JSON, nullable=True))
+    required: bool | None = None
+    validation: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    options: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    data_provider: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    visible_if: Any = Field(default=None, sa_column=Column(JSON, nullable=True))
+    content: str | None = Field(default=None, sa_column=Column(Text), description="The text of a markdown field.")
+
+
+class DataProviderResult(SQLModel, table=True):
+    """Options a data provider returned, reused until `expires_at` for the same organization, provider, inputs and
+    workspace revision (all in `key`)."""
+
+    __tablename__ = "data_provider_results"
+
+    key: str = Field(primary_key=True, description="SHA-256 of the organization, provider, inputs and revision.")
+    org_id: str | None = None
+    provider: str
+    workspace_revision: str | None = None
+    options: list[dict[str, Any]] = Field(sa_column=Column(JSON, nullable=False))
+    execution_id: str = Field(description="The call that returned them.")
+    expires_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, index=True))

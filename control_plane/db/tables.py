@@ -6,7 +6,16 @@ from __future__ import annotations
 from sqlalchemy import Table
 from sqlmodel import SQLModel
 
-from control_plane.db.models import ApiKey, Execution, ExecutionLog, Membership, Organization, User, Workflow
+from control_plane.db.models import (
+    ApiKey,
+    DataProviderResult,
+    Execution,
+    ExecutionLog,
+    Membership,
+    Organization,
+    User,
+    Workflow,
+)
 
 
 def _table(model: type[SQLModel]) -> Table:
@@ -15,6 +24,7 @@ def _table(model: type[SQLModel]) -> Table:
 
 
 API_KEYS = _table(ApiKey)
+DATA_PROVIDER_RESULTS = _table(DataProviderResult)
 EXECUTIONS = _table(Execution)
 EXECUTION_LOGS = _table(ExecutionLog)
 MEMBERSHIPS = _table(Membership)

@@ -18,7 +18,7 @@ from sqlalchemy import Engine, Select, bindparam, func, insert, or_, select, upd
 from sqlalchemy.engine import Connection, RowMapping
 
 from bifrost._internal.protocol import Event, ExecutionStatus
-from control_plane.db.models import MAX_LOG_LINE, Execution, ExecutionLog, utcnow
+from control_plane.db.models import MAX_LOG_LINE, Execution, ExecutionKind, ExecutionLog, utcnow
 from control_plane.db.tables import EXECUTION_LOGS, EXECUTIONS, ORGANIZATIONS, USERS, WORKFLOWS
 from control_plane.executions.changes import Committed, LiveEvent, log_live_event, status_data
 from control_plane.executions.transitions import ExecutionChanges
@@ -38,6 +38,8 @@ class IngestResult:
 @dataclass(frozen=True)
 class ExecutionFilters:
     workflow: str | None = None
+    kind: ExecutionKind = ExecutionKind.WORKFLOW
+    form_id: str | None = None
     status: ExecutionStatus | None = None
     org_id: str | None = None
     user_id: str | None = None
@@ -91,7 +93,9 @@ class ExecutionRepository:
     ) -> list[Execution]:
         """Up to `limit` executions the principal may see, newest first; with `before`, only those created before
         it (`created_at`, then `id`)."""
-        query = _visible_to(select(EXECUTIONS), principal)
+        query = _visible_to(select(EXECUTIONS), principal).where(EXECUTIONS.c.kind == filters.kind)
+        if filters.form_id is not None:
+            query = query.where(EXECUTIONS.c.form_id == filters.form_id)
         if filters.workflow is not None:
             query = query.where(EXECUTIONS.c.workflow_name == filters.workflow)
         if filters.status is not None:

@@ -18,8 +18,9 @@ from starlette.concurrency import run_in_threadpool
 
 from bifrost._internal.protocol import ExecutionStatus, RunPayload
 from bifrost._internal.schema import validate_parameters
+from bifrost.metadata import DataProviderInfo
 from control_plane.backends.base import RunnerDetails
-from control_plane.db.models import Execution, ExecutionLog, as_utc
+from control_plane.db.models import Execution, ExecutionKind, ExecutionLog, Trigger, as_utc
 from control_plane.engine import ExecutionEngine, LiveStreamLaggedError
 from control_plane.errors import ConflictError, InvalidRequestError, NotAuthenticatedError, NotFoundError
 from control_plane.executions.changes import LiveEvent, status_data
@@ -74,10 +75,13 @@ class ExecutionService:
         parent_execution_id: str | None = None,
         wait_seconds: float | None = None,
         secrets: Sequence[str] = (),
+        trigger: Trigger = Trigger.API,
+        form_id: str | None = None,
     ) -> tuple[Execution, bool]:
         """Validate, record and submit one execution. `sync=None` follows the workflow's execution mode.
         `secrets`: values a parent run knows as secret; where they occur in the parameters, they are stored
-        masked, and the real parameters encrypted for the runner only.
+        masked, and the real parameters encrypted for the runner only. `trigger` and `form_id` record how it was
+        started.
 
         Returns the execution and whether it was submitted as sync; with `wait_seconds`, a sync execution is
         returned as it finished if it finishes within that time. Raises `WorkflowNotFoundError`, and
@@ -91,25 +95,60 @@ class ExecutionService:
             org_id=starter.org_id,
             user_id=starter.user_id,
             workflow_name=workflow.name,
+            trigger=trigger,
+            form_id=form_id,
             parameters=stored,
             sealed_parameters=sealed,
             parent_execution_id=parent_execution_id,
             workspace_revision=self._registry.snapshot.revision,
         )
         run_sync = workflow.execution_mode == "sync" if sync is None else sync
+        return await self._submit(execution, run_sync, wait_seconds), run_sync
+
+    async def call_data_provider(
+        self,
+        provider: DataProviderInfo,
+        inputs: dict[str, Any],
+        *,
+        starter: Starter,
+        workspace_revision: str | None,
+        wait_seconds: float,
+        late_reason: str,
+        trigger: Trigger = Trigger.API,
+        form_id: str | None = None,
+    ) -> Execution:
+        """Run a data provider with validated `inputs` at `workspace_revision`, as a sync execution of kind
+        `data_provider`: the execution as it finished, or, cancelled with `late_reason`, as it was when
+        `wait_seconds` ran out."""
+        execution = Execution(
+            org_id=starter.org_id,
+            user_id=starter.user_id,
+            workflow_name=provider.name,
+            kind=ExecutionKind.DATA_PROVIDER,
+            trigger=trigger,
+            form_id=form_id,
+            parameters=inputs,
+            workspace_revision=workspace_revision,
+        )
+        execution = await self._submit(execution, True, wait_seconds)
+        if not execution.status.is_terminal:
+            await self._engine.cancel(execution.id, late_reason)
+        return execution
+
+    async def _submit(self, execution: Execution, run_sync: bool, wait_seconds: float | None) -> Execution:
         # Watched from before its launch, so its end cannot slip by unseen.
         with self._engine.watch_terminal(execution.id) as finished:
             await self._engine.submit(execution.id, sync=run_sync, new_row=_new_row(execution))
             EXECUTIONS_CREATED.labels(mode="sync" if run_sync else "async").inc()
             if not run_sync or wait_seconds is None:
-                return execution, run_sync
+                return execution
             try:
                 final_row = await asyncio.wait_for(finished, wait_seconds)
             except TimeoutError:
-                return execution, run_sync
+                return execution
         if final_row is not None:
-            return Execution.model_validate(final_row), run_sync
-        return await run_in_threadpool(self._repository.get, execution.id) or execution, run_sync
+            return Execution.model_validate(final_row)
+        return await run_in_threadpool(self._repository.get, execution.id) or execution
 
     def visible(self, principal: Principal, execution_id: str) -> Execution:
         """The execution, if the principal may see it; `NotFoundError` otherwise."""
@@ -129,6 +168,8 @@ class ExecutionService:
         principal: Principal,
         *,
         workflow: str | None = None,
+        kind: ExecutionKind = ExecutionKind.WORKFLOW,
+        form_id: str | None = None,
         status: ExecutionStatus | None = None,
         org_id: str | None = None,
         user_id: str | None = None,
@@ -137,10 +178,17 @@ class ExecutionService:
         cursor: str | None = None,
         limit: int,
     ) -> tuple[list[Execution], str | None]:
-        """One page of the executions the principal may see, newest first, and the cursor of the next page (None
-        on the last one). `InvalidCursorError` for a cursor no page gave."""
+        """One page of the executions of `kind` the principal may see, newest first, and the cursor of the next
+        page (None on the last one). `InvalidCursorError` for a cursor no page gave."""
         filters = ExecutionFilters(
-            workflow=workflow, status=status, org_id=org_id, user_id=user_id, since=since, until=until
+            workflow=workflow,
+            kind=kind,
+            form_id=form_id,
+            status=status,
+            org_id=org_id,
+            user_id=user_id,
+            since=since,
+            until=until,
         )
         before = None if cursor is None else _decode_cursor(cursor)
         rows = self._repository.newest(principal, filters, before=before, limit=limit + 1)

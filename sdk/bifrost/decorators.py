@@ -79,7 +79,7 @@ def data_provider(
     name: str | None = None,
     description: str | None = None,
     category: str | None = None,
-    timeout_seconds: int = 60,
+    timeout_seconds: int = 10,
     cache_ttl_seconds: int = 300,
 ) -> Callable[[F], F]: ...
 

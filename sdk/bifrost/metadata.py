@@ -33,7 +33,9 @@ from bifrost.signatures import FunctionShape
 ExecutionMode = Literal["sync", "async"]
 MAX_TIMEOUT_SECONDS = 86400
 DEFAULT_TIMEOUT_SECONDS = 1800
-DEFAULT_DATA_PROVIDER_TIMEOUT_SECONDS = 60
+DEFAULT_DATA_PROVIDER_TIMEOUT_SECONDS = 10
+MAX_DATA_PROVIDER_TIMEOUT_SECONDS = 300
+"""A form waits for its options while the provider runs: a provider may not take longer than this."""
 
 Name = Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$", max_length=100)]
 Timeout = Annotated[StrictInt, Field(ge=1, le=MAX_TIMEOUT_SECONDS)]
@@ -131,7 +133,9 @@ class WorkflowOptions(_CommonOptions):
 
 
 class DataProviderOptions(_CommonOptions):
-    timeout_seconds: Timeout = DEFAULT_DATA_PROVIDER_TIMEOUT_SECONDS
+    timeout_seconds: Annotated[StrictInt, Field(ge=1, le=MAX_DATA_PROVIDER_TIMEOUT_SECONDS)] = (
+        DEFAULT_DATA_PROVIDER_TIMEOUT_SECONDS
+    )
     cache_ttl_seconds: Annotated[StrictInt, Field(ge=0, le=MAX_TIMEOUT_SECONDS)] = 300
 
 

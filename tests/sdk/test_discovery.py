@@ -39,9 +39,10 @@ def test_example_workspace_static_discovery_equals_the_decorators(
     names = {info.name for info in discovery.workflows}
     assert {
         "echo", "sleep_for", "log_lines", "fail_on_purpose", "soft_failure", "parent_calls_child", "sync_echo",
-        "blocking_sleep", "create_user", "offboard_user", "export_devices_csv", "daily_device_summary",
+        "blocking_sleep", "create_user", "assign_manager", "offboard_user", "export_devices_csv",
+        "daily_device_summary",
     } <= names
-    assert {info.name for info in discovery.data_providers} == {"departments", "licence_skus"}
+    assert {info.name for info in discovery.data_providers} == {"departments", "licence_skus", "managers"}
     assert all(info.warnings == [] for info in discovery.workflows)
     assert_discovery_matches_import(discovery, import_from(WORKSPACE))
 

@@ -25,7 +25,7 @@ import asyncio
 import hashlib
 import logging
 
-from bifrost import config, context, secrets, workflow, workflows
+from bifrost import config, context, data_provider, secrets, workflow, workflows
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +57,11 @@ async def hold(seconds: float = 60):
 @workflow(execution_mode="sync")
 async def parent():
     return {"child": await workflows.run("whoami", wait=False)}
+
+
+@data_provider(cache_ttl_seconds=600)
+async def teams(prefix: str = ""):
+    return [{"value": f"{prefix}{context.org_id}", "label": context.organization.name}]
 """
 
 
@@ -178,11 +183,14 @@ def wait_for_workflows(admin: httpx.Client) -> None:
         lambda: {"whoami", "ping", "leak", "hold", "parent"} <= {w["name"] for w in admin.get("/api/workflows").json()},
         what="the workflows to register",
     )
+    eventually(lambda: admin.get("/api/data-providers/teams").status_code == 200, what="the data provider")
 
 
 # Who lists what: every list route each principal may read.
 MEMBER_LISTS = (
     "/api/executions",
+    "/api/forms",
+    "/api/data-providers",
     "/api/config",
     "/api/keys",
     "/api/orgs",

@@ -95,6 +95,25 @@ def writes(tenants: Tenants) -> st.SearchStrategy[Write]:
         ),
         st.builds(lambda t: Write("admin_a", a, "PUT", "/api/secrets/fuzzed", {"value": t}), texts),
         st.builds(
+            lambda t, v: Write(
+                "admin_a",
+                a,
+                "POST",
+                "/api/forms",
+                {
+                    "name": t,
+                    "workflow": "ping",
+                    "description": t,
+                    "fields": [
+                        {"name": "text", "label": t, "help_text": t, "default": t},
+                        {"name": "note", "widget": "markdown", "content": t, "visible_if": v},
+                    ],
+                },
+            ),
+            texts,
+            json_values,
+        ),
+        st.builds(
             lambda t, u: Write("admin_a", a, "POST", "/api/users", {"email": f"{u}@a.test", "name": t}), texts, unique
         ),
         st.builds(lambda t: Write("member_b", b, "PATCH", f"/api/users/{tenants.member_b}", {"name": t}), texts),

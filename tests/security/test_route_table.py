@@ -85,6 +85,20 @@ def _new_file(world: World) -> dict[str, str]:
     return {"path": path}
 
 
+ROUTE_FORM = {
+    "name": "Route form",
+    "workflow": "ping",
+    "fields": [{"name": "text", "data_provider": {"name": "teams"}}],
+}
+
+
+def _new_form(world: World) -> dict[str, str]:
+    with world.tenants.client("admin_a") as admin_a:
+        made = admin_a.post("/api/forms", json={**ROUTE_FORM, "name": f"Probe {uuid.uuid4().hex[:8]}"})
+        assert made.status_code == 201, made.text
+        return {"form_id": made.json()["id"]}
+
+
 def _unique(_world: World) -> dict[str, str]:
     return {"unique": uuid.uuid4().hex[:8]}
 
@@ -96,6 +110,7 @@ ORG_ADMINS = probe(401, 403, 403, 200, 200)
 PLATFORM_ADMINS = probe(401, 403, 403, 403, 200)
 TOKENS_ONLY = probe(401, 401, 401, 401, 401)
 EXECUTION = "/api/executions/{execution}"
+FORM = "/api/forms/{form}"
 
 ROUTES: dict[tuple[str, str], Probe] = {
     ("GET", "/openapi.json"): PUBLIC,
@@ -125,6 +140,26 @@ ROUTES: dict[tuple[str, str], Probe] = {
     ("DELETE", "/api/workflows/{name}/access"): probe(401, 403, 403, 403, 204, path="/api/workflows/leak/access"),
     ("POST", "/api/workflows/{name}/execute"): probe(401, 200, 200, 200, 200, path="/api/workflows/whoami/execute"),
     ("POST", "/api/endpoints/{name}"): probe(401, 200, 200, 200, 200, path="/api/endpoints/ping", json={}),
+    ("GET", "/api/data-providers"): SIGNED_IN,
+    ("GET", "/api/data-providers/{name}"): probe(*SIGNED_IN.expect, path="/api/data-providers/teams"),
+    ("POST", "/api/data-providers/{name}/options"): probe(
+        *SIGNED_IN.expect, path="/api/data-providers/teams/options", json={"inputs": {"prefix": "route-"}}
+    ),
+    ("GET", "/api/forms"): probe(*SIGNED_IN.expect, hidden="{form}"),
+    ("POST", "/api/forms"): probe(
+        401, 403, 403, 201, 201, json={**ROUTE_FORM, "name": "Probe {unique}"}, fresh=_unique
+    ),
+    ("GET", "/api/forms/{form_id}"): probe(*OWN_ORG.expect, path=FORM),
+    ("PUT", "/api/forms/{form_id}"): probe(401, 403, 404, 200, 200, path=FORM, json=ROUTE_FORM),
+    ("DELETE", "/api/forms/{form_id}"): probe(401, 403, 404, 204, 204, path="/api/forms/{form_id}", fresh=_new_form),
+    ("GET", "/api/forms/{form_id}/schema"): probe(*OWN_ORG.expect, path=FORM + "/schema"),
+    ("POST", "/api/forms/{form_id}/fields/{field_name}/options"): probe(
+        *OWN_ORG.expect, path=FORM + "/fields/text/options", json={"values": {}}
+    ),
+    # The one choice teams offers is the caller's organization: A's, for everyone who may use A's form.
+    ("POST", "/api/forms/{form_id}/submit"): probe(
+        *OWN_ORG.expect, path=FORM + "/submit", json={"values": {"text": "{org_a}"}}
+    ),
     ("GET", "/api/executions"): probe(401, 200, 200, 200, 200, hidden="{execution}"),
     ("GET", "/api/executions/{execution_id}"): probe(*OWN_ORG.expect, path=EXECUTION),
     ("GET", "/api/executions/{execution_id}/logs"): probe(*OWN_ORG.expect, path=EXECUTION + "/logs"),
@@ -205,6 +240,8 @@ def world(tenants: Tenants) -> World:
     with tenants.client("admin_a") as admin_a:
         assert admin_a.put("/api/secrets/route-secret-a", json={"value": "route-secret-value"}).is_success
         assert admin_a.put("/api/config/route-config-a", json={"value": 1}).is_success
+        form = admin_a.post("/api/forms", json=ROUTE_FORM)
+        assert form.status_code == 201, form.text
     return World(
         tenants,
         {
@@ -214,6 +251,7 @@ def world(tenants: Tenants) -> World:
             "member_a_key": member_a_key,
             "secret": "route-secret-a",
             "config": "route-config-a",
+            "form": form.json()["id"],
         },
     )
 

@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 
 from bifrost._internal.protocol import ExecutionStatus
 from control_plane.backends.base import RunnerDetails
-from control_plane.db.models import Execution, ExecutionLog, as_utc
+from control_plane.db.models import Execution, ExecutionKind, ExecutionLog, Trigger, as_utc
 
 
 class ExecuteRequest(BaseModel):
@@ -41,7 +41,10 @@ class RunnerOut(RunnerDetails):
 
 class ExecutionOut(BaseModel):
     execution_id: str
-    workflow_name: str
+    workflow_name: str = Field(description="The workflow, or for a `data_provider` execution the data provider.")
+    kind: ExecutionKind
+    trigger: Trigger | None = Field(description="How it was started; null for executions older than triggers.")
+    form_id: str | None = Field(description="The form it was started from.")
     status: ExecutionStatus
     parameters: dict[str, Any]
     result: Any
@@ -64,6 +67,9 @@ class ExecutionOut(BaseModel):
         return cls(
             execution_id=execution.id,
             workflow_name=execution.workflow_name,
+            kind=ExecutionKind(execution.kind),
+            trigger=None if execution.trigger is None else Trigger(execution.trigger),
+            form_id=execution.form_id,
             status=execution.status,
             parameters=execution.parameters,
             result=execution.result,
