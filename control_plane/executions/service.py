@@ -214,9 +214,10 @@ class ExecutionService:
         await self._engine.cancel(execution_id)
         return execution
 
-    async def follow(self, execution_id: str) -> AsyncIterator[LiveEvent]:
-        """Everything so far (the log, variables, result, status), then the changes as they commit, until the
-        execution finishes or the follower falls too far behind (then the follower starts over)."""
+    async def follow(self, execution_id: str) -> AsyncIterator[LiveEvent | list[LiveEvent]]:
+        """Everything so far (the stored log lines, as one list, then variables, result, status), then the changes
+        as they commit, until the execution finishes or the follower falls too far behind (then the follower
+        starts over)."""
         # Subscribed before the backlog is read: whatever commits in between arrives live, and the backlog's
         # high-water marks drop what both contain.
         async with self._engine.live(execution_id) as live:
@@ -224,8 +225,8 @@ class ExecutionService:
             if read is None:
                 raise NotFoundError(f"no execution {execution_id!r}")
             execution, lines = read
-            for line in lines:
-                yield line
+            if lines:
+                yield lines
             seq = execution.last_event_seq
             if execution.variables is not None:
                 yield LiveEvent(kind="variables", id=seq, data={"variables": execution.variables})
