@@ -169,7 +169,9 @@ def serving(tmp: Path) -> Iterator[Bifrost]:
             process.wait()
 
 
-@pytest.fixture(scope="session")
+# Package-scoped, not session-scoped: Playwright's sync API keeps an event loop running in the main thread until it
+# stops, and later tests that start one of their own (asyncio.run) must not find it.
+@pytest.fixture(scope="package")
 def bifrost(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bifrost]:
     if not UI_BUILT.is_file():
         pytest.fail(NOT_BUILT)
@@ -177,7 +179,7 @@ def bifrost(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bifrost]:
         yield running
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def playwright() -> Iterator[Playwright]:
     if not CHROMIUM.exists():
         pytest.fail(f"no Chromium at {CHROMIUM}: install the Debian package `chromium` (make test does)")
