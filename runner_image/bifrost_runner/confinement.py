@@ -9,9 +9,10 @@ gives the namespace a mount namespace and an IPC namespace of its own, in which
 - /proc shows this run's processes only;
 - the runners' workspace cache is read-only, and the runners' log folder is hidden.
 
-It then forks the runner, which takes its claim, and waits. When the runner ends, the keeper relays how it ended
-and exits; as the namespace's first process, it takes every process still in it along (the kernel kills them
-and waits for them), so nothing a workflow started outlives its run.
+It then forks the runner, which takes its claim, and waits, tracing it for the stop it makes as it exits (see
+`ExitWatch`). When the runner ends, the keeper relays how it ended and exits; as the namespace's first process,
+it takes every process still in it along (the kernel kills them and waits for them), so nothing a workflow
+started outlives its run.
 
 The runner keeps two descriptors from the keeper until its workflow starts: the cache folder (written through
 `/proc/self/fd/N`: the runner syncs its workspace revision there) and the log folder (where it names its log
@@ -83,23 +84,23 @@ _PTRACE_EVENT_EXIT = 6
 _PTRACE_EVENT_STOP = 128
 _STOP_SIGNALS = frozenset({signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU})
 MEMORY_MARGIN_BYTES = 64 * 1024 * 1024
-"""A runner that ends with its address space within this (or a tenth of its limit) of its memory limit is taken
-to have ended by reaching the limit: an allocation that does not fit fails, whatever its size."""
+"""A runner that ends with its largest address space within this (or a tenth of its limit, if more) of its memory
+limit is taken to have ended by reaching it: the allocation that failed needed less than what was left."""
 
 
-def libc_call(name: str, *args: object) -> None:
+def _libc_call(name: str, *args: object) -> None:
     if getattr(_libc, name)(*args) != 0:
         errno = ctypes.get_errno()
         raise OSError(errno, f"{name} failed: {os.strerror(errno)}")
 
 
-def unshare(flags: int) -> None:
-    libc_call("unshare", flags)
+def _unshare(flags: int) -> None:
+    _libc_call("unshare", flags)
 
 
 def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
     try:
-        libc_call(
+        _libc_call(
             "mount",
             None if source is None else os.fsencode(source),
             os.fsencode(target),
@@ -123,19 +124,19 @@ def drop_capabilities(keep: frozenset[int] = frozenset()) -> None:
     while the process has one thread: threads started later inherit it."""
     header = _CapHeader(_CAPABILITY_VERSION_3, 0)
     data = (_CapData * 2)()
-    libc_call("capget", ctypes.byref(header), data)
+    _libc_call("capget", ctypes.byref(header), data)
     for index, part in enumerate(data):
         mask = sum(1 << (cap - 32 * index) for cap in keep if 32 * index <= cap < 32 * (index + 1))
         part.effective &= mask
         part.permitted &= mask
         part.inheritable = 0
-    libc_call("capset", ctypes.byref(header), data)
+    _libc_call("capset", ctypes.byref(header), data)
 
 
 def held_capabilities() -> frozenset[int]:
     header = _CapHeader(_CAPABILITY_VERSION_3, 0)
     data = (_CapData * 2)()
-    libc_call("capget", ctypes.byref(header), data)
+    _libc_call("capget", ctypes.byref(header), data)
     return frozenset(
         32 * index + bit for index, part in enumerate(data) for bit in range(32) if part.permitted >> bit & 1
     )
@@ -172,10 +173,10 @@ class PidNamespaces:
         self._own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
 
     def prepare(self) -> None:
-        unshare(CLONE_NEWPID)
+        _unshare(CLONE_NEWPID)
 
     def restore(self) -> None:
-        libc_call("setns", self._own, CLONE_NEWPID)
+        _libc_call("setns", self._own, CLONE_NEWPID)
 
 
 @dataclass
@@ -187,7 +188,6 @@ class Confinement:
     uid: int | None = None
     """The user the runner becomes as its workflow starts; None: it stays the one it is."""
     max_processes: int | None = None
-    sealed: bool = False
 
     @property
     def fds(self) -> set[int]:
@@ -218,14 +218,13 @@ class Confinement:
         os.umask(0o077)
         if self.max_processes is not None:
             limit(resource.RLIMIT_NPROC, self.max_processes, self.max_processes)
-        self.sealed = True
 
 
 def keep_to_this_run(folders: RunnerFolders, run_fd: int) -> Confinement:
     """In a runner's keeper, the first process of its PID namespace: enter mount and IPC namespaces of its own
     and arrange them (see the module's documentation), with the run's folder open as `run_fd` (the template
     renames it as the claim comes). The descriptors returned are the runner's until it seals itself."""
-    unshare(CLONE_NEWNS | CLONE_NEWIPC)
+    _unshare(CLONE_NEWNS | CLONE_NEWIPC)
     # Nothing mounted here may reach the sandbox's other namespaces.
     _mount(None, "/", None, _MS_REC | _MS_PRIVATE)
     cache_fd = os.open(folders.workspace_cache, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -283,14 +282,13 @@ def _make_mount_point(path: str, *, is_folder: bool) -> None:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o644))
 
 
-
 def set_not_dumpable() -> None:
     """Keep other processes of the same user out of this one's /proc/<pid>/environ, memory and ptrace."""
-    libc_call("prctl", _PR_SET_DUMPABLE, 0, 0, 0, 0)
+    _libc_call("prctl", _PR_SET_DUMPABLE, 0, 0, 0, 0)
 
 
 def set_dumpable() -> None:
-    libc_call("prctl", _PR_SET_DUMPABLE, 1, 0, 0, 0)
+    _libc_call("prctl", _PR_SET_DUMPABLE, 1, 0, 0, 0)
 
 
 def become(uid: int) -> None:
@@ -309,15 +307,14 @@ def limit(kind: int, soft: int, hard: int) -> None:
     resource.setrlimit(kind, (min(soft, hard), hard))
 
 
-def id_one_level_up(kind: str) -> tuple[int, int]:
-    """(this process's uid or gid, the id it has in the parent of its user namespace), `kind` being "uid" or
-    "gid"."""
+def _id_one_level_up(kind: str) -> int:
+    """The uid or gid (`kind`) this process has in the parent of its user namespace."""
     own = os.getuid() if kind == "uid" else os.getgid()
     with open(f"/proc/self/{kind}_map") as mapping:
         for line in mapping:
             inside, outside, count = (int(field) for field in line.split())
             if inside <= own < inside + count:
-                return own, outside + own - inside
+                return outside + own - inside
     raise OSError(f"this process's {kind} {own} is not in its user namespace's {kind} map")
 
 
@@ -326,12 +323,12 @@ def own_user_namespace() -> None:
     level up (so that it sees itself as the control plane's user): the kernel counts a user's processes for
     RLIMIT_NPROC per user namespace, so the runner's process limit counts its own processes and threads, not
     those of every runner of that user."""
-    (_, uid), (_, gid) = id_one_level_up("uid"), id_one_level_up("gid")
+    uid, gid = _id_one_level_up("uid"), _id_one_level_up("gid")
     parent_uid, parent_gid = os.getuid(), os.getgid()
     # The maps below are written through /proc/self, which belongs to root while the process is not dumpable (as
     # forks of the template are); marked so again by the caller once written.
     set_dumpable()
-    unshare(CLONE_NEWUSER)
+    _unshare(CLONE_NEWUSER)
     for name, mapping in (
         ("setgroups", "deny"),
         ("uid_map", f"{uid} {parent_uid} 1"),
@@ -380,5 +377,5 @@ def at_memory_limit(pid: int) -> bool:
     soft = next((line.split()[3] for line in limits.splitlines() if line.startswith("Max address space")), None)
     if peak is None or soft is None or not soft.isdigit():
         return False
-    limit = int(soft)
-    return peak + max(MEMORY_MARGIN_BYTES, limit // 10) >= limit
+    ceiling = int(soft)
+    return peak + max(MEMORY_MARGIN_BYTES, ceiling // 10) >= ceiling

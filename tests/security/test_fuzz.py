@@ -43,12 +43,13 @@ def test_text_the_database_cannot_hold_is_bad_input(tenants: Tenants) -> None:
         assert written.status_code == 422, written.text
         assert written.json()["detail"][0]["loc"] == ["body", "name"], written.text
         assert "NUL" in written.json()["detail"][0]["msg"]
-        for answer in (
-            platform.get("/api/orgs/nul%00id"),
-            platform.get("/api/executions", params={"workflow": "nul\x00"}),
+        for answer, where in (
+            (platform.get("/api/orgs/nul%00id"), ["path", "org_id"]),
+            (platform.get("/api/executions", params={"workflow": "nul\x00"}), ["query", "workflow"]),
         ):
             assert answer.status_code == 422
-            assert "NUL" in answer.json()["detail"]
+            assert answer.json()["detail"][0]["loc"] == where, answer.text
+            assert "NUL" in answer.json()["detail"][0]["msg"]
 
 
 # Text as careless clients send it: any character, NUL and unpaired surrogates included.
