@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, Integer, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from bifrost._internal.protocol import ExecutionStatus
+from bifrost.api.orgs import OrgRole as OrgRole  # the roles a membership holds, as the API names them
 
 MAX_ROW_ID = 2**63 - 1
 """The largest id of the 64-bit id columns: bounds numbers compared with them."""
@@ -152,13 +152,6 @@ class ExecutionLog(SQLModel, table=True):
     level: str
     logger: str
     message: str = Field(sa_column=Column(Text, nullable=False))
-
-
-class OrgRole(StrEnum):
-    """A user's role within one organization. Platform admins (`User.is_platform_admin`) stand above these."""
-
-    ORG_ADMIN = "org_admin"
-    MEMBER = "member"
 
 
 class Membership(SQLModel, table=True):

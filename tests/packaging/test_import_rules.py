@@ -30,6 +30,10 @@ PACKAGES = {
 }
 SHIPPED = ("bifrost", "bifrost_runner", "control_plane")
 INTERNAL = "bifrost._internal"
+# The SDK's halves beside its face: the HTTP API's bodies (which the control plane answers with and the client
+# reads) and the HTTP client, whose `client` extra brings httpx. Authors need neither.
+API_MODELS = "bifrost.api"
+CLIENT = "bifrost.client"
 # The workspace-sync code: what brings a recorded revision of the workspace from its storage into a runner's
 # cache and checks it out for a run. Runners alone do this; the control plane writes revisions and reads the
 # workspace as text, never through it.
@@ -214,18 +218,28 @@ def test_the_sdk_imports_neither_the_runner_nor_the_control_plane() -> None:
     ]) == []  # fmt: skip
 
 
-def test_the_sdk_face_does_not_import_its_internal_part() -> None:
-    """What authors import works without the runner-and-control-plane contract: it can change freely."""
-    face = [found for found in imports_by("bifrost") if not is_under(found.importer, INTERNAL)]
-    assert offending([found for found in face if is_under(found.module, INTERNAL)]) == []
+def sdk_face() -> list[Import]:
+    """The imports of what authors import: the SDK but its internal part, the API's bodies and the client."""
+    return [
+        found for found in imports_by("bifrost")
+        if not any(is_under(found.importer, other) for other in (INTERNAL, API_MODELS, CLIENT))
+    ]  # fmt: skip
+
+
+def test_the_sdk_face_imports_neither_its_internal_part_nor_the_api_nor_the_client() -> None:
+    """What authors import works without the runner-and-control-plane contract (which can change freely), and
+    without what only callers of the API need."""
+    assert offending([
+        found for found in sdk_face()
+        if any(is_under(found.module, other) for other in (INTERNAL, API_MODELS, CLIENT))
+    ]) == []  # fmt: skip
 
 
 def test_the_sdk_face_imports_nothing_its_extras_bring_not_even_lazily() -> None:
     """boto3 and the like are for the internal part's S3 helper; what authors import never reaches for them."""
     loaded = installed_with("bifrost-sdk")
-    face = [found for found in imports_by("bifrost") if not is_under(found.importer, INTERNAL)]
     assert offending([
-        found for found in face
+        found for found in sdk_face()
         if not found.typing_only and (providers := third_party(found.module)) is not None and not providers & loaded
     ]) == []  # fmt: skip
 
