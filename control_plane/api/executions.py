@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Header, Query, status
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
@@ -98,13 +98,32 @@ async def cancel(execution_id: str, services: ServicesDep, user: UserDep) -> Exe
 
 
 @router.get("/{execution_id}/stream", response_class=EventSourceResponse)
-async def stream(execution_id: str, services: ServicesDep, user: UserDep) -> EventSourceResponse:
+async def stream(
+    execution_id: str,
+    services: ServicesDep,
+    user: UserDep,
+    last_event_id: Annotated[
+        int | None,
+        Header(
+            alias="Last-Event-ID",
+            ge=0,
+            le=MAX_LOG_LINE,
+            description="Resume: the `id` of the last event received; the log lines up to it are not sent again.",
+        ),
+    ] = None,
+) -> EventSourceResponse:
     """Server-sent events: everything so far (`log`, `status`, `variables`, `result`), then live changes
-    until the execution finishes. Each event's `data` is JSON."""
+    until the execution finishes. Each event's `data` is JSON; its `id` is the number of the last log line sent
+    so far, so a client that reconnects with `Last-Event-ID` gets every line exactly once."""
     await run_in_threadpool(services.executions.visible, user, execution_id)
-    return EventSourceResponse(_server_sent(services.executions, execution_id))
+    return EventSourceResponse(_server_sent(services.executions, execution_id, last_event_id or 0))
 
 
-async def _server_sent(executions: ExecutionService, execution_id: str) -> AsyncIterator[ServerSentEvent]:
-    async for event in executions.follow(execution_id):
-        yield ServerSentEvent(event=event.kind, id=str(event.id), data=json.dumps(event.data))
+async def _server_sent(
+    executions: ExecutionService, execution_id: str, after_line: int
+) -> AsyncIterator[ServerSentEvent]:
+    last_line = after_line
+    async for event in executions.follow(execution_id, after_line=after_line):
+        if event.kind == "log":
+            last_line = event.id
+        yield ServerSentEvent(event=event.kind, id=str(last_line), data=json.dumps(event.data))
