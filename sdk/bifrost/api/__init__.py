@@ -19,6 +19,7 @@ from bifrost.api.executions import (
     ResultOut,
     RunnerDetails,
     RunnerOut,
+    StatusChange,
     VariablesOut,
 )
 from bifrost.api.health import Readiness
@@ -64,6 +65,7 @@ __all__ = [
     "SecretOut",
     "ServiceKeyIn",
     "SessionOut",
+    "StatusChange",
     "UserIn",
     "UserOut",
     "UserPatch",

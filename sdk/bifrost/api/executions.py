@@ -22,6 +22,7 @@ __all__ = [
     "ResultOut",
     "RunnerDetails",
     "RunnerOut",
+    "StatusChange",
     "VariablesOut",
 ]
 
@@ -98,6 +99,15 @@ class LogPage(BaseModel):
     logs: Sequence[LogLine]
     next_after: int = Field(description="Pass as `after` to get the lines after this page.")
     has_more: bool = Field(description="Whether more lines were already stored when this page was read.")
+
+
+class StatusChange(BaseModel):
+    """The `data` of a `status` event of an execution's stream."""
+
+    status: ExecutionStatus
+    error_type: str | None = None
+    error_message: str | None = None
+    duration_ms: float | None = None
 
 
 class VariablesOut(BaseModel):
