@@ -15,7 +15,7 @@ from rich.console import Console
 if TYPE_CHECKING:
     from control_plane.settings import Settings
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 
 serve = typer.Typer(add_completion=False)
 nats_config = typer.Typer(add_completion=False)
@@ -95,6 +95,7 @@ def create_key(
     from sqlalchemy import make_url
     from sqlalchemy.exc import SQLAlchemyError
 
+    from bifrost_cli.exits import CliError, ExitCode
     from control_plane.db.session import make_engine
     from control_plane.errors import RefusedError
     from control_plane.security.api_keys import create_admin_key
@@ -102,21 +103,17 @@ def create_key(
     settings = _settings()
     url = make_url(settings.resolved_database_url)
     if url.get_backend_name() == "sqlite" and url.database and not Path(url.database).exists():
-        console.print(
-            f"[red]No Bifrost database at {url.database}[/red]: run this where `bifrost serve` runs, with its settings"
-        )
-        raise typer.Exit(2)
+        raise CliError(f"no Bifrost database at {url.database}: run this where `bifrost serve` runs, with its settings")
     db = make_engine(settings.resolved_database_url)
     try:
         key, stored, admin_email = create_admin_key(
             db, email=email, name=name, origin=f"{getpass.getuser()}@{socket.gethostname()}"
         )
     except RefusedError as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from exc
+        raise CliError(str(exc)) from exc
     except SQLAlchemyError as exc:
-        console.print(f"[red]The database {url.render_as_string(hide_password=True)} refused:[/red] {exc.args[0]}")
-        raise typer.Exit(6) from exc
+        where = url.render_as_string(hide_password=True)
+        raise CliError(f"the database {where} refused: {exc.args[0]}", ExitCode.CONNECTION) from exc
     finally:
         db.dispose()
     console.print(f"Key {stored.id} ({stored.prefix}…) of {admin_email} made; it is shown only this once:")
