@@ -14,7 +14,7 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from bifrost_cli import discover, executions, keys, plugins, profiles, run, values, workflows, workspace
+from bifrost_cli import discover, executions, keys, profiles, run, values, workflows, workspace
 from bifrost_cli.exits import expected_failure
 
 
@@ -22,11 +22,18 @@ class _Commands(TyperGroup):
     """The core commands, then those of the installed parts, each loaded only when asked for."""
 
     def list_commands(self, ctx: Any) -> list[str]:
+        from bifrost_cli import plugins
+
         core = super().list_commands(ctx)
         return [*core, *(name for name in plugins.names() if name not in core)]
 
     def get_command(self, ctx: Any, cmd_name: str) -> Any:
-        return super().get_command(ctx, cmd_name) or plugins.command(cmd_name)
+        found = super().get_command(ctx, cmd_name)
+        if found is not None:
+            return found
+        from bifrost_cli import plugins  # looked up only for a command of another part
+
+        return plugins.command(cmd_name)
 
 
 app = typer.Typer(

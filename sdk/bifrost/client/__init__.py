@@ -8,7 +8,8 @@
         print(execution.result)
 """
 
-from bifrost.client._async import AsyncClient
+from typing import TYPE_CHECKING, Any
+
 from bifrost.client._retry import Retry
 from bifrost.client._stream import StreamEvent
 from bifrost.client._sync import Client
@@ -26,6 +27,9 @@ from bifrost.client.errors import (
     WaitTimeoutError,
 )
 from bifrost.client.profiles import Connection, ProfileError
+
+if TYPE_CHECKING:
+    from bifrost.client._async import AsyncClient
 
 __all__ = [
     "ApiError",
@@ -46,3 +50,12 @@ __all__ = [
     "StreamEvent",
     "WaitTimeoutError",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # `AsyncClient` brings asyncio along: imported when asked for, so that a blocking client starts without it.
+    if name == "AsyncClient":
+        from bifrost.client._async import AsyncClient
+
+        return AsyncClient
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
