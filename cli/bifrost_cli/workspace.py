@@ -15,7 +15,6 @@ from bifrost_cli.options import OrgOption, Output, OutputOption, ProfileOption, 
 
 if TYPE_CHECKING:
     from bifrost.api import WorkspaceListing
-    from bifrost.client import Client
 
 app = typer.Typer(
     name="workspace",
@@ -104,7 +103,7 @@ def _print_changes(found: Changes, *, deleted_means: str) -> None:
         *(("modified", path) for path in found.modified),
         *(("deleted", f"{path}  ({deleted_means})") for path in found.deleted),
     ]
-    output.table(("CHANGE", "PATH"), rows, empty=f"no changes ({found.unchanged} files the same)")
+    output.table(("CHANGE", "PATH"), rows, empty=f"no changes ({_files(found.unchanged)} the same)")
 
 
 @app.command()
@@ -126,8 +125,8 @@ def status(
     if output_format == "json":
         output.print_json(_report(local, etags, listing, found))
         return
-    output.note(f"Folder {folder}: revision {_revision(etags)[:12]} ({len(etags)} files)")
-    output.note(f"Server: revision {listing.revision[:12]} ({len(listing.files)} files)")
+    output.note(f"Folder {folder}: revision {_revision(etags)[:12]} ({_files(len(etags))})")
+    output.note(f"Server: revision {listing.revision[:12]} ({_files(len(listing.files))})")
     _print_changes(found, deleted_means="only on the server")
     _print_skipped(local)
 
@@ -224,7 +223,7 @@ def pull(
         # What pushing the folder would do, seen from the server: its additions are the folder's own files.
         found = changes(server, local.etags)
         for path in [*found.added, *found.modified]:
-            _write(folder, path, _read(client, path))
+            _write(folder, path, client.read_file(path))
     if delete:
         for path in found.deleted:
             (folder / path).unlink()
@@ -243,12 +242,18 @@ def pull(
         *(("updated", path) for path in found.modified),
         *((("deleted" if delete else "only here"), path) for path in found.deleted),
     ]
-    output.table(("CHANGE", "PATH"), rows, empty=f"up to date ({found.unchanged} files)")
-    output.note(f"The folder holds the server's revision {listing.revision[:12]}")
+    output.table(("CHANGE", "PATH"), rows, empty=f"up to date ({_files(found.unchanged)})")
+    if delete or not found.deleted:
+        output.note(f"The folder holds the server's revision {listing.revision[:12]}")
+    else:
+        output.note(
+            f"The folder has the files of the server's revision {listing.revision[:12]}, and "
+            f"{_files(len(found.deleted))} of its own (--delete removes them)"
+        )
 
 
-def _read(client: Client, path: str) -> bytes:
-    return client.read_file(path)
+def _files(count: int) -> str:
+    return f"{count} file" if count == 1 else f"{count} files"
 
 
 def _write(root: Path, path: str, data: bytes) -> None:

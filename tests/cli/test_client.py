@@ -18,6 +18,7 @@ from bifrost.client import (
     ExecutionFailedError,
     NotFoundError,
     Retry,
+    WaitTimeoutError,
 )
 from bifrost_devtools.services import free_port
 from tests.cli.conftest import ADMIN_KEY, Server
@@ -74,6 +75,16 @@ def test_errors_carry_the_server_message_and_the_execution_id(server: Server) ->
     assert failed.value.status is ExecutionStatus.FAILED
     assert failed.value.execution.error is not None and failed.value.execution.error.message == "disk on fire"
     assert str(failed.value).endswith("Failed: RuntimeError; disk on fire")
+
+
+def test_wait_gives_up_after_its_timeout_and_the_execution_goes_on(server: Server) -> None:
+    with Client(server.url, ADMIN_KEY) as client:
+        started = client.execute("nap", {"seconds": 60})
+        with pytest.raises(WaitTimeoutError) as raised:
+            client.wait(started.execution_id, timeout=1)
+        assert raised.value.execution_id == started.execution_id
+        assert not client.get_execution(started.execution_id).status.is_terminal
+        client.cancel(started.execution_id)
 
 
 def test_the_async_client_follows_a_stream_cut_twice_without_losing_a_line(server: Server) -> None:

@@ -43,13 +43,15 @@ class ClientSettings:
 def follow_request(
     http: httpx.Client | httpx.AsyncClient, execution_id: str, last_line: int, read_timeout: float | None
 ) -> httpx.Request:
-    """The request of an execution's stream, resumed after `last_line`."""
+    """The request of an execution's stream, resumed after `last_line`; `read_timeout` shortens how long one read
+    may wait."""
     headers = {"Accept": "text/event-stream"}
     if last_line:
         headers["Last-Event-ID"] = str(last_line)
     timeout = http.timeout
     if read_timeout is not None:
-        timeout = httpx.Timeout(timeout.connect, read=max(read_timeout, 0.001), write=timeout.write, pool=timeout.pool)
+        read = max(min(read_timeout, timeout.read or read_timeout), 0.001)
+        timeout = httpx.Timeout(timeout.connect, read=read, write=timeout.write, pool=timeout.pool)
     return http.build_request("GET", calls.stream_path(execution_id), headers=headers, timeout=timeout)
 
 

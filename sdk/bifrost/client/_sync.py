@@ -211,16 +211,30 @@ class Client:
         """Ask a pending or running execution to stop; `ConflictError` when it has finished."""
         return self.send(calls.cancel(execution_id))
 
-    def follow(
-        self, execution_id: str, *, after_line: int = 0, read_timeout: float | None = None
-    ) -> Iterator[StreamEvent]:
+    def follow(self, execution_id: str, *, after_line: int = 0) -> Iterator[StreamEvent]:
         """The execution's events as they happen: the log lines after `after_line`, the variables, the result and
         the status changes, up to the final status. A dropped connection is resumed where it broke, without
-        losing or repeating a line. `read_timeout`: how long one read may wait (the server sends a keep-alive
-        every 15 seconds)."""
+        losing or repeating a line."""
+        return self._events(execution_id, after_line, None)
+
+    def wait(self, execution_id: str, *, timeout: float | None = None) -> ExecutionOut:
+        """The execution once it has finished. `WaitTimeoutError` when it has not after `timeout` seconds
+        (checked whenever the stream sends something: at least every 15 seconds, when the server sends a
+        keep-alive)."""
+        deadline = None if timeout is None else _Deadline(execution_id, timeout)
+        execution = self.get_execution(execution_id)
+        if not execution.status.is_terminal:
+            for event in self._events(execution_id, execution.log_count, deadline):
+                if event.is_final:
+                    break
+            execution = self.get_execution(execution_id)
+        return execution
+
+    def _events(self, execution_id: str, after_line: int, deadline: _Deadline | None) -> Iterator[StreamEvent]:
         retry = self._settings.retry
         last_line, failures = after_line, 0
         while True:
+            read_timeout = None if deadline is None else deadline.remaining()
             request = follow_request(self._http, execution_id, last_line, read_timeout)
             try:
                 response = self._http.send(request, stream=True)
@@ -234,11 +248,12 @@ class Client:
                 if response.status_code != 200:
                     response.read()
                     failures += 1
-                    delay = stream_failure(response, execution_id, failures, retry)
-                    time.sleep(delay)
+                    time.sleep(stream_failure(response, execution_id, failures, retry))
                     continue
                 lines = EventLines()
                 for line in response.iter_lines():
+                    if deadline is not None:
+                        deadline.check()
                     event = lines.feed(line)
                     if event is None:
                         continue
@@ -248,8 +263,8 @@ class Client:
                     if event.is_final:
                         return
             except httpx.TransportError as exc:
-                if isinstance(exc, httpx.ReadTimeout) and read_timeout is not None:
-                    raise
+                if deadline is not None:
+                    deadline.check()
                 failures += 1
                 if failures >= retry.attempts:
                     raise ConnectionFailedError(self.url, reason(exc), failures) from exc
@@ -258,26 +273,6 @@ class Client:
                 response.close()
             # The server ended the stream before the final status (it does when a follower falls far behind):
             # resume after the last line.
-
-    def wait(self, execution_id: str, *, timeout: float | None = None) -> ExecutionOut:
-        """The execution once it has finished. `WaitTimeoutError` when it has not after `timeout` seconds (checked
-        whenever the stream sends something, a keep-alive at least every 15 seconds)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        execution = self.get_execution(execution_id)
-        while not execution.status.is_terminal:
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                raise WaitTimeoutError(execution_id, timeout or 0.0)
-            try:
-                for event in self.follow(execution_id, after_line=execution.log_count, read_timeout=remaining):
-                    if event.is_final:
-                        break
-                    if deadline is not None and time.monotonic() >= deadline:
-                        raise WaitTimeoutError(execution_id, timeout or 0.0)
-            except httpx.ReadTimeout:
-                raise WaitTimeoutError(execution_id, timeout or 0.0) from None
-            execution = self.get_execution(execution_id)
-        return execution
 
     # The workspace.
 
@@ -388,3 +383,20 @@ class Client:
     ) -> AuditPage:
         """Newest first; pass a page's `next_before` as `before` for the next."""
         return self.send(calls.audit_events(action, all_orgs, before, limit))
+
+
+class _Deadline:
+    """When `wait` stops waiting."""
+
+    def __init__(self, execution_id: str, seconds: float) -> None:
+        self._execution_id = execution_id
+        self._seconds = seconds
+        self._at = time.monotonic() + seconds
+
+    def remaining(self) -> float:
+        self.check()
+        return self._at - time.monotonic()
+
+    def check(self) -> None:
+        if time.monotonic() >= self._at:
+            raise WaitTimeoutError(self._execution_id, self._seconds)
