@@ -13,9 +13,11 @@ WORKDIR /src
 COPY pyproject.toml uv.lock README.md ./
 COPY devtools/pyproject.toml devtools/
 COPY sdk sdk
+COPY cli cli
 COPY runner_image runner_image
 COPY control_plane control_plane
-# The server with the runner (its local backend runs runners from its own environment) and the SDK: no dev tools.
+# The server with the runner (its local backend runs runners from its own environment), the SDK and the `bifrost`
+# command: no dev tools.
 RUN uv sync --locked --no-dev --no-editable --package bifrost-server
 
 FROM python:3.11-slim

@@ -15,7 +15,7 @@ UI_SOURCES := ui/index.html ui/package.json ui/tsconfig.json ui/vite.config.ts \
 
 # The whole uv workspace (server, runner, SDK, dev tools) exactly as uv.lock pins it. uv itself comes from PyPI
 # the first time; from then on it is the version the lock pins, in the same environment.
-$(INSTALLED): pyproject.toml sdk/pyproject.toml runner_image/pyproject.toml devtools/pyproject.toml uv.lock
+$(INSTALLED): pyproject.toml sdk/pyproject.toml cli/pyproject.toml runner_image/pyproject.toml devtools/pyproject.toml uv.lock
 	test -x $(BIN)/uv || ($(PYTHON) -m venv $(VENV) && $(BIN)/python -m pip install --quiet 'uv>=0.13')
 	$(BIN)/uv sync --quiet --locked
 	touch $(INSTALLED)
@@ -60,7 +60,7 @@ test: install system-deps lint ui ui-test
 
 lint: install
 	$(BIN)/ruff check .
-	$(BIN)/mypy sdk/bifrost runner_image/bifrost_runner control_plane devtools/bifrost_devtools
+	$(BIN)/mypy sdk/bifrost cli/bifrost_cli runner_image/bifrost_runner control_plane devtools/bifrost_devtools
 
 bench: install ui
 	$(BIN)/python -m bench

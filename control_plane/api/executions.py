@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Header, Query, status
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
@@ -22,7 +22,8 @@ from control_plane.api.models.executions import (
     ResultOut,
     VariablesOut,
 )
-from control_plane.db.models import MAX_LOG_LINE, ExecutionKind
+from bifrost.api.executions import ExecutionKind
+from control_plane.db.models import MAX_LOG_LINE
 from control_plane.executions.changes import LiveEvent
 from control_plane.executions.service import ExecutionService
 
@@ -106,33 +107,54 @@ async def cancel(execution_id: str, services: ServicesDep, user: UserDep) -> Exe
 
 
 @router.get("/{execution_id}/stream", response_class=EventSourceResponse)
-async def stream(execution_id: str, services: ServicesDep, user: UserDep) -> EventSourceResponse:
+async def stream(
+    execution_id: str,
+    services: ServicesDep,
+    user: UserDep,
+    last_event_id: Annotated[
+        int | None,
+        Header(
+            alias="Last-Event-ID",
+            ge=0,
+            le=MAX_LOG_LINE,
+            description="Resume: the `id` of the last event received; the log lines up to it are not sent again.",
+        ),
+    ] = None,
+) -> EventSourceResponse:
     """Server-sent events: everything so far (`log`, `status`, `variables`, `result`), then live changes
-    until the execution finishes. Each event's `data` is JSON."""
+    until the execution finishes. Each event's `data` is JSON; its `id` is the number of the last log line sent
+    so far, so a client that reconnects with `Last-Event-ID` gets every line exactly once."""
     await run_in_threadpool(services.executions.visible, user, execution_id)
-    return EventSourceResponse(_server_sent(services.executions, execution_id))
+    return EventSourceResponse(_server_sent(services.executions, execution_id, last_event_id or 0))
 
 
-async def _server_sent(executions: ExecutionService, execution_id: str) -> AsyncIterator[ServerSentEvent | bytes]:
-    async for event in executions.follow(execution_id):
+async def _server_sent(
+    executions: ExecutionService, execution_id: str, after_line: int
+) -> AsyncIterator[ServerSentEvent | bytes]:
+    """Each event's `id` is the number of the last log line sent so far."""
+    last_line = after_line
+    async for event in executions.follow(execution_id, after_line=after_line):
         if isinstance(event, list):
             for chunk in await run_in_threadpool(_encoded_in_chunks, event):
                 yield chunk
-        else:
-            yield _server_sent_event(event)
+            last_line = event[-1].id
+            continue
+        if event.kind == "log":
+            last_line = event.id
+        yield _server_sent_event(event, last_line)
 
 
-def _server_sent_event(event: LiveEvent) -> ServerSentEvent:
-    return ServerSentEvent(event=event.kind, id=str(event.id), data=json.dumps(event.data))
+def _server_sent_event(event: LiveEvent, last_line: int) -> ServerSentEvent:
+    return ServerSentEvent(event=event.kind, id=str(last_line), data=json.dumps(event.data))
 
 
-def _encoded_in_chunks(events: list[LiveEvent]) -> list[bytes]:
-    """A stored log's events, encoded (off the event loop) many to a write: written one event at a time, a long
+def _encoded_in_chunks(lines: list[LiveEvent]) -> list[bytes]:
+    """A stored log's lines, encoded (off the event loop) many to a write: written one event at a time, a long
     log takes many times longer to send."""
     chunks: list[bytes] = []
     chunk = bytearray()
-    for event in events:
-        chunk += _server_sent_event(event).encode()
+    for line in lines:
+        chunk += _server_sent_event(line, line.id).encode()
         if len(chunk) >= BACKLOG_CHUNK_BYTES:
             chunks.append(bytes(chunk))
             chunk.clear()

@@ -7,6 +7,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
+from bifrost.api.health import Readiness
 from control_plane.api.dependencies import ServicesDep
 from control_plane.db.session import database_reachable
 
@@ -28,7 +29,7 @@ async def readyz(services: ServicesDep) -> JSONResponse:
     }
     ready = all(checks.values())
     return JSONResponse(
-        {"status": "ready" if ready else "not ready", "checks": checks},
+        Readiness(status="ready" if ready else "not ready", checks=checks).model_dump(),
         status_code=status.HTTP_200_OK if ready else status.HTTP_503_SERVICE_UNAVAILABLE,
     )
 

@@ -12,7 +12,7 @@ from control_plane.api.dependencies import ServicesDep, StarterDep, UserDep
 from control_plane.api.models.executions import ExecuteRequest, ExecutionAccepted, ExecutionOut
 from control_plane.api.models.workflows import WorkspaceProblemOut
 from control_plane.api.starting import start_and_answer
-from control_plane.db.models import Trigger
+from bifrost.api.executions import Trigger
 
 router = APIRouter(prefix="/api", tags=["workflows"])
 

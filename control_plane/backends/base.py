@@ -8,6 +8,7 @@ from typing import Protocol
 from pydantic import BaseModel, Field
 
 from bifrost._internal.protocol import ExecutionStatus, RunPayload
+from bifrost.api.executions import RunnerDetails as RunnerDetails  # what a backend tells of a runner
 from bifrost.metadata import CPU_QUANTITY, Resources
 from control_plane.security.nats_identities import NatsCredentials
 from control_plane.settings import Settings
@@ -111,15 +112,6 @@ class LaunchSpec(BaseModel):
         if self.report_seconds is not None:
             env["BIFROST_REPORT_SECONDS"] = f"{self.report_seconds:g}"
         return env
-
-
-class RunnerDetails(BaseModel):
-    """Where an execution's runner is, beyond the backend's reference to it: for the execution detail view."""
-
-    namespace: str | None = Field(None, description="The Kubernetes namespace of the runner.")
-    job_name: str | None = Field(None, description="The runner's Kubernetes Job.")
-    pod_name: str | None = Field(None, description="The Job's pod, while this control plane knows it.")
-    commands: list[str] = Field(default_factory=list, description="Shell commands that inspect the runner.")
 
 
 class RunnerExit(BaseModel):

@@ -17,7 +17,8 @@ from bifrost._internal.schema import ParameterValidationError, validate_paramete
 from bifrost.metadata import DataProviderInfo
 from control_plane.data_providers.options import NotOptionsError, Option, options_of
 from control_plane.data_providers.results import KeptCall, ProviderResults, result_key
-from control_plane.db.models import Execution, Trigger
+from bifrost.api.executions import Trigger
+from control_plane.db.models import Execution
 from control_plane.errors import FieldProblem, InvalidFieldsError, NotFoundError, UpstreamError, UpstreamTimeoutError
 from control_plane.executions.service import ExecutionService, Starter
 from control_plane.registry import Registry

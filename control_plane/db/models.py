@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Column, DateTime, ForeignKey, Index, Integer, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from bifrost._internal.protocol import ExecutionStatus
+from bifrost.api.executions import ExecutionKind
+from bifrost.api.orgs import OrgRole as OrgRole  # the roles a membership holds, as the API names them
 
 MAX_ROW_ID = 2**63 - 1
 """The largest id of the 64-bit id columns: bounds numbers compared with them."""
@@ -97,23 +98,6 @@ class Workflow(SQLModel, table=True):
     updated_at: datetime = _required_timestamp()
 
 
-class ExecutionKind(StrEnum):
-    """What an execution runs: a workflow, or a data provider called for a form field's options."""
-
-    WORKFLOW = "workflow"
-    DATA_PROVIDER = "data_provider"
-
-
-class Trigger(StrEnum):
-    """How an execution was started."""
-
-    API = "api"
-    ENDPOINT = "endpoint"
-    WORKFLOW = "workflow"
-    """A sub-workflow, started by a running workflow."""
-    FORM = "form"
-
-
 class Execution(SQLModel, table=True):
     __tablename__ = "executions"
     __table_args__ = (
@@ -178,13 +162,6 @@ class ExecutionLog(SQLModel, table=True):
     level: str
     logger: str
     message: str = Field(sa_column=Column(Text, nullable=False))
-
-
-class OrgRole(StrEnum):
-    """A user's role within one organization. Platform admins (`User.is_platform_admin`) stand above these."""
-
-    ORG_ADMIN = "org_admin"
-    MEMBER = "member"
 
 
 class Membership(SQLModel, table=True):

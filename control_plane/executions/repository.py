@@ -18,7 +18,8 @@ from sqlalchemy import Engine, Select, bindparam, func, insert, or_, select, upd
 from sqlalchemy.engine import Connection, RowMapping
 
 from bifrost._internal.protocol import Event, ExecutionStatus
-from control_plane.db.models import MAX_LOG_LINE, Execution, ExecutionKind, ExecutionLog, utcnow
+from bifrost.api.executions import ExecutionKind
+from control_plane.db.models import MAX_LOG_LINE, Execution, ExecutionLog, utcnow
 from control_plane.db.tables import EXECUTION_LOGS, EXECUTIONS, ORGANIZATIONS, USERS, WORKFLOWS
 from control_plane.executions.changes import Committed, LiveEvent, log_live_event, status_data
 from control_plane.executions.transitions import ExecutionChanges
@@ -130,13 +131,16 @@ class ExecutionRepository:
         with self._db.connect() as conn:
             return [ExecutionLog.model_validate(dict(row)) for row in conn.execute(query).mappings()]
 
-    def with_log(self, execution_id: str) -> tuple[Execution, list[LiveEvent]] | None:
-        """The execution and its whole log as `log` events, read together; None when there is no such execution."""
+    def with_log(self, execution_id: str, *, after_line: int = 0) -> tuple[Execution, list[LiveEvent]] | None:
+        """The execution and its log after `after_line` as `log` events, read together; None when there is no such
+        execution."""
         with self._db.connect() as conn:
             row = conn.execute(select(EXECUTIONS).where(EXECUTIONS.c.id == execution_id)).mappings().one_or_none()
             if row is None:
                 return None
-            lines = conn.execute(_LOG_LINES_QUERY, {"execution_id": execution_id, "first": 1, "last": MAX_LOG_LINE})
+            lines = conn.execute(
+                _LOG_LINES_QUERY, {"execution_id": execution_id, "first": after_line + 1, "last": MAX_LOG_LINE}
+            )
             return Execution.model_validate(dict(row)), [log_live_event(line) for line in lines.mappings()]
 
     def log_lines(self, execution_id: str, first: int, last: int) -> list[LiveEvent]:

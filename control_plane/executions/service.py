@@ -20,7 +20,8 @@ from bifrost._internal.protocol import ExecutionStatus, RunPayload
 from bifrost._internal.schema import validate_parameters
 from bifrost.metadata import DataProviderInfo
 from control_plane.backends.base import RunnerDetails
-from control_plane.db.models import Execution, ExecutionKind, ExecutionLog, Trigger, as_utc
+from bifrost.api.executions import ExecutionKind, Trigger
+from control_plane.db.models import Execution, ExecutionLog, as_utc
 from control_plane.engine import ExecutionEngine, LiveStreamLaggedError
 from control_plane.errors import ConflictError, InvalidRequestError, NotAuthenticatedError, NotFoundError
 from control_plane.executions.changes import LiveEvent, status_data
@@ -214,14 +215,14 @@ class ExecutionService:
         await self._engine.cancel(execution_id)
         return execution
 
-    async def follow(self, execution_id: str) -> AsyncIterator[LiveEvent | list[LiveEvent]]:
-        """Everything so far (the stored log lines, as one list, then variables, result, status), then the changes
-        as they commit, until the execution finishes or the follower falls too far behind (then the follower
-        starts over)."""
+    async def follow(self, execution_id: str, *, after_line: int = 0) -> AsyncIterator[LiveEvent | list[LiveEvent]]:
+        """Everything so far (the stored log after line `after_line`, as one list, then variables, result,
+        status), then the changes as they commit, until the execution finishes or the follower falls too far
+        behind (then the follower starts over, after the last line it got)."""
         # Subscribed before the backlog is read: whatever commits in between arrives live, and the backlog's
         # high-water marks drop what both contain.
         async with self._engine.live(execution_id) as live:
-            read = await run_in_threadpool(self._repository.with_log, execution_id)
+            read = await run_in_threadpool(self._repository.with_log, execution_id, after_line=after_line)
             if read is None:
                 raise NotFoundError(f"no execution {execution_id!r}")
             execution, lines = read
@@ -235,7 +236,7 @@ class ExecutionService:
             yield LiveEvent(kind="status", id=seq, data=_status_of(execution))
             if execution.status.is_terminal:
                 return
-            last_line = lines[-1].id if lines else 0
+            last_line = lines[-1].id if lines else after_line
             live.skip_lines_through(last_line)
             try:
                 async for event in live:

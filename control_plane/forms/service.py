@@ -20,7 +20,8 @@ from starlette.concurrency import run_in_threadpool
 
 from bifrost._internal.schema import ParameterValidationError, validate_parameters
 from control_plane.data_providers.service import DataProviderService, OptionsCall, ProviderOptions
-from control_plane.db.models import Execution, Form, FormAccess, FormFieldRow, Trigger, utcnow
+from bifrost.api.executions import Trigger
+from control_plane.db.models import Execution, Form, FormAccess, FormFieldRow, utcnow
 from control_plane.db.session import session_scope
 from control_plane.errors import (
     ConflictError,

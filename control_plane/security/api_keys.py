@@ -209,3 +209,43 @@ def _may_revoke(caller: Principal, key: ApiKey, owner: User) -> bool:
     if caller.is_platform_admin or key.user_id == caller.user_id:
         return True
     return owner.is_service_account and caller.may_administer_org(key.org_id)
+
+
+def create_admin_key(db: Engine, *, email: str | None, name: str, origin: str) -> tuple[str, ApiKey, str]:
+    """A new key of an active platform admin, made on the control plane's host (`bifrost admin create-key`) when
+    no admin key is left: the key, its stored row and the admin's email. `email` picks the admin when there are
+    several; `origin` (who ran it, where) goes into the audit event."""
+    with session_scope(db) as session:
+        admins = list(
+            session.exec(
+                select(User)
+                .where(col(User.is_platform_admin), col(User.is_active), col(User.is_service_account).is_(False))
+                .order_by(col(User.email))
+            ).all()
+        )
+        emails = ", ".join(admin.email for admin in admins)
+        if email is not None:
+            admins = [admin for admin in admins if admin.email == email.lower()]
+            if not admins:
+                raise NotFoundError(f"no active platform admin {email!r} (the platform admins: {emails or 'none'})")
+        if not admins:
+            raise NotFoundError(
+                "no active platform admin in this database: is it Bifrost's, and has `bifrost serve` run on it once?"
+            )
+        if len(admins) > 1:
+            raise InvalidRequestError(f"there are several platform admins: pick one with --email ({emails})")
+        admin = admins[0]
+        key, stored = issue_api_key(session, user=admin, name=name)
+        session.flush()
+        record(
+            session,
+            "api_key.created",
+            actor=None,
+            actor_email="bifrost admin create-key",
+            org_id=None,
+            target=stored.prefix,
+            owner=admin.id,
+            origin=origin,
+        )
+        session.commit()
+        return key, stored, admin.email

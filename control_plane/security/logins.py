@@ -13,6 +13,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import Engine, func
 from sqlmodel import Session, col, select
 
+from bifrost.api.users import MIN_PASSWORD_LENGTH
 from control_plane.db.models import LoginFailure, UiSession, User, as_utc, utcnow
 from control_plane.db.session import session_scope
 from control_plane.errors import ForbiddenError, InvalidRequestError, NotAuthenticatedError
@@ -25,7 +26,6 @@ _hasher = PasswordHasher()
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
 # A client address may fail this many times more than one email: a shared NAT serves many people.
 _IP_FAILURE_FACTOR = 4
-MIN_PASSWORD_LENGTH = 12
 
 
 def hash_password(password: str) -> str:

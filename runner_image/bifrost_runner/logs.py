@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Iterator
 from contextvars import ContextVar
 from datetime import UTC, datetime
-from typing import TextIO
+from typing import Protocol, TextIO
 
 from bifrost._internal.protocol import LogEvent, LogRecord
 from bifrost._internal.redaction import Redactor
@@ -158,8 +158,14 @@ class LogCollector:
         return records, dropped
 
 
+class LogSink(Protocol):
+    """Where captured records go: a `LogCollector`, or (a workflow run locally) the terminal."""
+
+    def add(self, created: float, level: str, logger: str, message: str) -> None: ...
+
+
 class _CaptureHandler(logging.Handler):
-    def __init__(self, collector: LogCollector) -> None:
+    def __init__(self, collector: LogSink) -> None:
         super().__init__(logging.NOTSET)
         self._collector = collector
         self.setFormatter(logging.Formatter("%(message)s"))
@@ -188,7 +194,7 @@ class _StreamCapture(io.TextIOBase):
 
     encoding = "utf-8"
 
-    def __init__(self, collector: LogCollector, name: str, level: str) -> None:
+    def __init__(self, collector: LogSink, name: str, level: str) -> None:
         super().__init__()
         self._collector = collector
         self._name = name
@@ -217,7 +223,7 @@ class _StreamCapture(io.TextIOBase):
 
 
 @contextlib.contextmanager
-def captured_output(collector: LogCollector) -> Iterator[None]:
+def captured_output(collector: LogSink) -> Iterator[None]:
     """Route the root logger (at WORKFLOW_LOG_LEVEL) and sys.stdout / sys.stderr into `collector` for the block."""
     root = logging.getLogger()
     handler = _CaptureHandler(collector)

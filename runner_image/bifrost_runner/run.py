@@ -33,7 +33,7 @@ from bifrost._internal.protocol import (
 from bifrost._internal.redaction import Redactor
 from bifrost._internal.schema import ParameterValidationError, bind_arguments
 from bifrost._internal.storable import Storable, storable_text
-from bifrost.context import ExecutionContext, UserInfo, use_context
+from bifrost.context import ExecutionContext, RuntimeServices, UserInfo, use_context
 from bifrost_runner.api import ApiClient, ApiError
 from bifrost_runner.checkout import Checkout, checked_out
 from bifrost_runner.config import RunnerConfig
@@ -198,7 +198,7 @@ async def _run_workflow(
     publishing_logs = asyncio.create_task(collector.run())
     try:
         with captured_output(collector), redacted_handlers(log, redactor):
-            outcome, invocation, parameter_names = await _call_workflow(checkout.folder, payload, services, cancel)
+            outcome, invocation, parameter_names = await call_workflow(checkout.folder, payload, services, cancel)
     finally:
         publishing_logs.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -238,7 +238,7 @@ def _publish_outcome(
     )
 
 
-def _context(payload: RunPayload, services: ApiRuntimeServices) -> ExecutionContext:
+def _context(payload: RunPayload, services: RuntimeServices) -> ExecutionContext:
     return ExecutionContext(
         execution_id=payload.execution_id,
         workflow_name=payload.workflow_name,
@@ -254,9 +254,11 @@ def _parameter_names(func: Callable[..., Any]) -> set[str]:
     return set(inspect.signature(inspect.unwrap(func)).parameters)
 
 
-async def _call_workflow(
-    workspace_dir: Path, payload: RunPayload, services: ApiRuntimeServices, cancel: asyncio.Future[str]
+async def call_workflow(
+    workspace_dir: Path, payload: RunPayload, services: RuntimeServices, cancel: asyncio.Future[str]
 ) -> tuple[Outcome, Invocation | None, set[str]]:
+    """Import the payload's workflow from `workspace_dir` and call it with its context: how it ended, the call
+    (with the frame its variables are read from) and its parameters' names. `cancel` interrupts it."""
     ctx = _context(payload, services)
     with use_context(ctx):
         try:
@@ -320,7 +322,7 @@ async def _rehearse_execution(preconnected: Preconnected, payload: RunPayload, p
     started = time.monotonic()
     try:
         with captured_output(collector):
-            outcome, invocation, parameter_names = await _call_workflow(
+            outcome, invocation, parameter_names = await call_workflow(
                 REHEARSAL_FOLDER, payload, services, asyncio.get_running_loop().create_future()
             )
     finally:

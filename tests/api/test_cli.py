@@ -97,7 +97,7 @@ def test_serve_refuses_the_kubernetes_backend_on_a_folder_workspace(tmp_path: Pa
         [BIFROST, "serve"], env=serve_environment(tmp_path, backend="kubernetes"), capture_output=True, text=True
     )
     assert finished.returncode == 2
-    output = " ".join(finished.stdout.split())
+    output = " ".join(finished.stderr.split())
     assert "Invalid configuration:" in output
     assert f"BIFROST_BACKEND=kubernetes cannot use the folder workspace {tmp_path / 'workspace'}" in output
     assert "Use an S3 workspace" in output

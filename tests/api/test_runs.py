@@ -94,11 +94,15 @@ def api(bifrost: Bifrost) -> Iterator[httpx.Client]:
         yield client
 
 
-def read_stream(api: httpx.Client, execution_id: str) -> list[tuple[str, int, dict[str, Any]]]:
-    """Every server-sent event of an execution's stream, until the server ends it."""
+def read_stream(
+    api: httpx.Client, execution_id: str, *, last_event_id: int | None = None, log_lines: int | None = None
+) -> list[tuple[str, int, dict[str, Any]]]:
+    """The server-sent events of an execution's stream, until the server ends it (or, with `log_lines`, until
+    that many log lines came, when the client hangs up); with `last_event_id`, resumed after it."""
     events: list[tuple[str, int, dict[str, Any]]] = []
     fields: dict[str, str] = {}
-    with api.stream("GET", f"/api/executions/{execution_id}/stream") as response:
+    headers = {} if last_event_id is None else {"Last-Event-ID": str(last_event_id)}
+    with api.stream("GET", f"/api/executions/{execution_id}/stream", headers=headers) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         for line in response.iter_lines():
@@ -109,6 +113,8 @@ def read_stream(api: httpx.Client, execution_id: str) -> list[tuple[str, int, di
                 if "data" in fields:
                     events.append((fields["event"], int(fields["id"]), json.loads(fields["data"])))
                 fields = {}
+                if log_lines is not None and sum(kind == "log" for kind, _, _ in events) >= log_lines:
+                    break
     return events
 
 
@@ -156,6 +162,36 @@ def test_stream_sends_backlog_then_live_events_without_gaps_or_duplicates(api: h
     assert len(statuses) == len(set(statuses)), "no status is sent twice"
     assert [data["result"]["logged"] for kind, _, data in events if kind == "result"] == [40]
     assert events[-1][0] == "status", "the stream ends with the final status"
+
+
+def test_a_stream_resumed_with_last_event_id_sends_each_line_once(api: httpx.Client) -> None:
+    execution_id = start(api, "chatty", count=40, pause=0.02)
+    first = read_stream(api, execution_id, log_lines=5)
+    resumed_after = first[-1][1]
+    rest = read_stream(api, execution_id, last_event_id=resumed_after)
+    log_ids = [event_id for kind, event_id, _ in first + rest if kind == "log"]
+    assert log_ids == list(range(1, len(log_ids) + 1))
+    assert min(event_id for kind, event_id, _ in rest if kind == "log") == resumed_after + 1
+    messages = [data["message"] for kind, _, data in first + rest if kind == "log" and data["logger"] != "bifrost"]
+    assert messages == [f"line {i}" for i in range(40)]
+    # Every event's id is the last line sent before it, so resuming after any event loses nothing.
+    assert rest[-1] == ("status", log_ids[-1], rest[-1][2])
+    assert rest[-1][2]["status"] == "Success"
+
+
+def test_a_stream_resumed_after_the_end_of_a_finished_execution_sends_only_its_state(api: httpx.Client) -> None:
+    execution_id = start(api, "chatty", count=3)
+    lines = finished(api, execution_id)["log_count"]
+    events = read_stream(api, execution_id, last_event_id=lines)
+    assert [kind for kind, _, _ in events] == ["variables", "result", "status"]
+    assert {event_id for _, event_id, _ in events} == {lines}
+
+
+def test_a_last_event_id_that_is_no_line_number_is_refused(api: httpx.Client) -> None:
+    execution_id = start(api, "chatty", count=1)
+    response = api.get(f"/api/executions/{execution_id}/stream", headers={"Last-Event-ID": "status-3"})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["header", "Last-Event-ID"]
 
 
 def test_stream_of_a_finished_execution_replays_it_and_ends(api: httpx.Client) -> None:

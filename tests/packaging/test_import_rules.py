@@ -24,12 +24,17 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 # Where each import package's source is, and its part.
 PACKAGES = {
     "bifrost": REPO_ROOT / "sdk" / "bifrost",
+    "bifrost_cli": REPO_ROOT / "cli" / "bifrost_cli",
     "bifrost_runner": REPO_ROOT / "runner_image" / "bifrost_runner",
     "control_plane": REPO_ROOT / "control_plane",
     "bifrost_devtools": REPO_ROOT / "devtools" / "bifrost_devtools",
 }
-SHIPPED = ("bifrost", "bifrost_runner", "control_plane")
+SHIPPED = ("bifrost", "bifrost_cli", "bifrost_runner", "control_plane")
 INTERNAL = "bifrost._internal"
+# The SDK's halves beside its face: the HTTP API's bodies (which the control plane answers with and the client
+# reads) and the HTTP client, whose `client` extra brings httpx. Authors need neither.
+API_MODELS = "bifrost.api"
+CLIENT = "bifrost.client"
 # The workspace-sync code: what brings a recorded revision of the workspace from its storage into a runner's
 # cache and checks it out for a run. Runners alone do this; the control plane writes revisions and reads the
 # workspace as text, never through it.
@@ -214,18 +219,44 @@ def test_the_sdk_imports_neither_the_runner_nor_the_control_plane() -> None:
     ]) == []  # fmt: skip
 
 
-def test_the_sdk_face_does_not_import_its_internal_part() -> None:
-    """What authors import works without the runner-and-control-plane contract: it can change freely."""
-    face = [found for found in imports_by("bifrost") if not is_under(found.importer, INTERNAL)]
-    assert offending([found for found in face if is_under(found.module, INTERNAL)]) == []
+def sdk_face() -> list[Import]:
+    """The imports of what authors import: the SDK but its internal part, the API's bodies and the client."""
+    return [
+        found for found in imports_by("bifrost")
+        if not any(is_under(found.importer, other) for other in (INTERNAL, API_MODELS, CLIENT))
+    ]  # fmt: skip
+
+
+def test_the_sdk_face_imports_neither_its_internal_part_nor_the_api_nor_the_client() -> None:
+    """What authors import works without the runner-and-control-plane contract (which can change freely), and
+    without what only callers of the API need."""
+    assert offending([
+        found for found in sdk_face()
+        if any(is_under(found.module, other) for other in (INTERNAL, API_MODELS, CLIENT))
+    ]) == []  # fmt: skip
+
+
+def test_the_command_imports_neither_the_runner_nor_the_control_plane() -> None:
+    """`bifrost` installs for CI without the server or the runner: what they add comes through entry points."""
+    assert offending([
+        found for found in imports_by("bifrost_cli")
+        if any(is_under(found.module, other) for other in ("bifrost_runner", "control_plane", "bifrost_devtools"))
+    ]) == []  # fmt: skip
+
+
+def test_the_runner_imports_the_command_only_in_functions() -> None:
+    """`bifrost local` comes with the runner's `cli` extra; the runner itself loads without the command."""
+    assert offending([
+        found for found in imports_by("bifrost_runner")
+        if is_under(found.module, "bifrost_cli") and not (found.lazy or found.typing_only)
+    ]) == []  # fmt: skip
 
 
 def test_the_sdk_face_imports_nothing_its_extras_bring_not_even_lazily() -> None:
     """boto3 and the like are for the internal part's S3 helper; what authors import never reaches for them."""
     loaded = installed_with("bifrost-sdk")
-    face = [found for found in imports_by("bifrost") if not is_under(found.importer, INTERNAL)]
     assert offending([
-        found for found in face
+        found for found in sdk_face()
         if not found.typing_only and (providers := third_party(found.module)) is not None and not providers & loaded
     ]) == []  # fmt: skip
 
@@ -280,24 +311,32 @@ def test_no_released_part_imports_the_tests_the_benchmarks_or_the_dev_tools() ->
 
 
 @pytest.mark.parametrize(
-    ("package", "distribution", "lazily_with_extras"),
+    ("package", "distribution", "extras", "lazily_with_extras"),
     [
         # The SDK loads with pydantic and croniter alone; boto3 only once its internal S3 helper makes a client.
-        ("bifrost", "bifrost-sdk", frozenset({"s3"})),
-        ("bifrost_runner", "bifrost-runner", frozenset()),
-        ("control_plane", "bifrost-server", frozenset()),
+        ("bifrost", "bifrost-sdk", frozenset(), frozenset({"s3"})),
+        # The HTTP client, with what the SDK's `client` extra brings (httpx).
+        (CLIENT, "bifrost-sdk", frozenset({"client"}), frozenset({"client"})),
+        ("bifrost_cli", "bifrost-cli", frozenset(), frozenset()),
+        # typer only for `bifrost local`, with the runner's `cli` extra.
+        ("bifrost_runner", "bifrost-runner", frozenset(), frozenset({"cli"})),
+        ("control_plane", "bifrost-server", frozenset(), frozenset()),
     ],
 )
 def test_each_part_imports_only_what_installing_it_brings(
-    package: str, distribution: str, lazily_with_extras: frozenset[str]
+    package: str, distribution: str, extras: frozenset[str], lazily_with_extras: frozenset[str]
 ) -> None:
     """The runner image holds the runner and the SDK alone, and an author's environment the SDK alone: an
     import of anything their distributions do not require would fail there, not in this development workspace.
-    What an extra brings may only be imported in a function, so that the part loads without it."""
-    loaded = installed_with(distribution)
+    What an extra brings may only be imported in a function, so that the part loads without it (the client, a
+    part of the SDK that needs its extra, excepted)."""
+    loaded = installed_with(distribution, extras)
     lazily = installed_with(distribution, lazily_with_extras)
+    imports = imports_by(package)
+    if package == "bifrost":
+        imports = [found for found in imports if not is_under(found.importer, CLIENT)]
     missing = []
-    for found in imports_by(package):
+    for found in imports:
         providers = third_party(found.module)
         if found.typing_only or providers is None:
             continue

@@ -1,48 +1,21 @@
-"""Request and response bodies of API keys."""
+"""Request and response bodies of API keys (defined in `bifrost.api`); here, how each is made."""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated
+from bifrost.api import api_keys as api
+from bifrost.api.api_keys import ApiKeyIn, ServiceKeyIn
+from control_plane.db.models import ApiKey
 
-from pydantic import AwareDatetime, BaseModel, Field, StringConstraints
-
-from control_plane.db.models import ApiKey, OrgRole
-
-KeyName = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+__all__ = ["ApiKeyCreated", "ApiKeyIn", "ApiKeyOut", "ServiceKeyIn"]
 
 
-class ApiKeyIn(BaseModel):
-    name: KeyName
-    expires_at: AwareDatetime | None = Field(None, description="Unset: the key never expires.")
-    org_id: str | None = Field(None, description="Bind the key to one of your organizations.")
-
-
-class ServiceKeyIn(BaseModel):
-    name: KeyName
-    role: OrgRole = OrgRole.MEMBER
-    expires_at: AwareDatetime | None = None
-
-
-class ApiKeyOut(BaseModel):
-    id: str
-    name: str
-    prefix: str = Field(description="The key's first characters, to recognise it.")
-    user_id: str
-    org_id: str | None
-    created_at: datetime
-    expires_at: datetime | None
-    revoked_at: datetime | None
-    last_used_at: datetime | None
-
+class ApiKeyOut(api.ApiKeyOut):
     @classmethod
     def of(cls, key: ApiKey) -> ApiKeyOut:
         return cls.model_validate(key, from_attributes=True)
 
 
-class ApiKeyCreated(ApiKeyOut):
-    key: str = Field(description="The key itself: shown only this once, store it now.")
-
+class ApiKeyCreated(api.ApiKeyCreated):
     @classmethod
     def of_new(cls, key: str, stored: ApiKey) -> ApiKeyCreated:
         return cls(**ApiKeyOut.of(stored).model_dump(), key=key)

@@ -1,25 +1,15 @@
-"""Request and response bodies of config entries."""
+"""Request and response bodies of config entries (defined in `bifrost.api`); here, how each is made."""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
-
-from pydantic import BaseModel, Field
-
+from bifrost.api import config as api
+from bifrost.api.config import ConfigIn
 from control_plane.db.models import ConfigEntry
 
-
-class ConfigIn(BaseModel):
-    value: Any = Field(description="Any JSON value.")
+__all__ = ["ConfigIn", "ConfigOut"]
 
 
-class ConfigOut(BaseModel):
-    name: str
-    value: Any
-    org_id: str | None = Field(description="NULL: global, the fallback of every organization.")
-    updated_at: datetime
-
+class ConfigOut(api.ConfigOut):
     @classmethod
     def of(cls, entry: ConfigEntry) -> ConfigOut:
         return cls(name=entry.name, value=entry.value, org_id=entry.org_id, updated_at=entry.updated_at)

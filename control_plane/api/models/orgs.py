@@ -1,39 +1,23 @@
-"""Request and response bodies of organizations and their members."""
+"""Request and response bodies of organizations and their members (defined in `bifrost.api`); here, how each
+is made."""
 
 from __future__ import annotations
 
-from datetime import datetime
-
-from pydantic import BaseModel, Field
-
-from control_plane.db.models import Organization, OrgRole
+from bifrost.api import orgs as api
+from bifrost.api.orgs import MemberIn, OrgIn
+from control_plane.db.models import Organization
 from control_plane.security.organizations import Member
 
-
-class OrgIn(BaseModel):
-    name: str = Field(min_length=1, max_length=200)
+__all__ = ["MemberIn", "MemberOut", "OrgIn", "OrgOut"]
 
 
-class OrgOut(BaseModel):
-    id: str
-    name: str
-    created_at: datetime
-
+class OrgOut(api.OrgOut):
     @classmethod
     def of(cls, org: Organization) -> OrgOut:
         return cls(id=org.id, name=org.name, created_at=org.created_at)
 
 
-class MemberIn(BaseModel):
-    role: OrgRole
-
-
-class MemberOut(BaseModel):
-    user_id: str
-    email: str
-    name: str | None
-    role: OrgRole
-
+class MemberOut(api.MemberOut):
     @classmethod
     def of(cls, member: Member) -> MemberOut:
         return cls(user_id=member.user.id, email=member.user.email, name=member.user.name, role=member.role)

@@ -1,16 +1,12 @@
-"""Request and response bodies of browser sessions."""
+"""Request and response bodies of browser sessions (the answer is defined in `bifrost.api`)."""
 
 from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from bifrost.api.sessions import SessionOut
 
-class SessionOut(BaseModel):
-    user_id: str
-    email: str
-    org_id: str | None
-    is_platform_admin: bool
-    csrf_token: str | None = Field(None, description="Browser sessions: send it as `X-CSRF-Token` on every write.")
+__all__ = ["SessionOut", "SignInIn"]
 
 
 class SignInIn(BaseModel):

@@ -1,23 +1,15 @@
-"""Request and response bodies of workflow access rules."""
+"""Request and response bodies of workflow access rules (defined in `bifrost.api`); here, how each is made."""
 
 from __future__ import annotations
 
-from datetime import datetime
-
-from pydantic import BaseModel, Field
-
+from bifrost.api import workflow_access as api
+from bifrost.api.workflow_access import AccessIn
 from control_plane.db.models import OrgRole, WorkflowAccess
 
-
-class AccessIn(BaseModel):
-    roles: list[OrgRole] = Field(min_length=1, description="The roles that may start the workflow.")
+__all__ = ["AccessIn", "AccessOut"]
 
 
-class AccessOut(BaseModel):
-    workflow_name: str
-    roles: list[OrgRole] | None = Field(description="NULL: every signed-in user may start it.")
-    updated_at: datetime | None = None
-
+class AccessOut(api.AccessOut):
     @classmethod
     def of(cls, workflow_name: str, rule: WorkflowAccess | None) -> AccessOut:
         if rule is None:
