@@ -12,6 +12,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
 from bifrost._internal.protocol import ExecutionStatus
+from bifrost.api.executions import ExecutionKind
 from control_plane.api.dependencies import ServicesDep, UserDep
 from control_plane.api.models.executions import (
     ExecutionAccepted,
@@ -22,7 +23,6 @@ from control_plane.api.models.executions import (
     ResultOut,
     VariablesOut,
 )
-from bifrost.api.executions import ExecutionKind
 from control_plane.db.models import MAX_LOG_LINE
 from control_plane.executions.changes import LiveEvent
 from control_plane.executions.service import ExecutionService

@@ -8,11 +8,11 @@ from fastapi import APIRouter, HTTPException, Query, status
 from starlette.concurrency import run_in_threadpool
 
 from bifrost._internal.protocol import RunPayload
+from bifrost.api.executions import Trigger
 from control_plane.api.dependencies import RunnerDep, ServicesDep
 from control_plane.api.models.executions import ExecutionAccepted
 from control_plane.api.models.runner import ChildExecutionOut, SubWorkflowRequest, ValueOut
 from control_plane.api.starting import start_or_raise
-from bifrost.api.executions import Trigger
 from control_plane.db.models import ConfigEntry, Secret
 from control_plane.executions.service import Starter
 from control_plane.security.scoped_values import entry_for_run, secret_value

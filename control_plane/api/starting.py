@@ -10,9 +10,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 from bifrost._internal.schema import ParameterValidationError
+from bifrost.api.executions import Trigger
 from control_plane.api.dependencies import Services
 from control_plane.api.models.executions import ExecutionAccepted, ExecutionOut
-from bifrost.api.executions import Trigger
 from control_plane.db.models import Execution
 from control_plane.executions.service import Starter
 

@@ -7,12 +7,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, HTTPException, Query, Request, status
 from fastapi.responses import Response
 
+from bifrost.api.executions import Trigger
 from bifrost.metadata import WorkflowInfo
 from control_plane.api.dependencies import ServicesDep, StarterDep, UserDep
 from control_plane.api.models.executions import ExecuteRequest, ExecutionAccepted, ExecutionOut
 from control_plane.api.models.workflows import WorkspaceProblemOut
 from control_plane.api.starting import start_and_answer
-from bifrost.api.executions import Trigger
 
 router = APIRouter(prefix="/api", tags=["workflows"])
 

@@ -14,10 +14,10 @@ from starlette.concurrency import run_in_threadpool
 
 from bifrost._internal.protocol import ExecutionStatus
 from bifrost._internal.schema import ParameterValidationError, validate_parameters
+from bifrost.api.executions import Trigger
 from bifrost.metadata import DataProviderInfo
 from control_plane.data_providers.options import NotOptionsError, Option, options_of
 from control_plane.data_providers.results import KeptCall, ProviderResults, result_key
-from bifrost.api.executions import Trigger
 from control_plane.db.models import Execution
 from control_plane.errors import FieldProblem, InvalidFieldsError, NotFoundError, UpstreamError, UpstreamTimeoutError
 from control_plane.executions.service import ExecutionService, Starter

@@ -18,9 +18,9 @@ from starlette.concurrency import run_in_threadpool
 
 from bifrost._internal.protocol import ExecutionStatus, RunPayload
 from bifrost._internal.schema import validate_parameters
+from bifrost.api.executions import ExecutionKind, Trigger
 from bifrost.metadata import DataProviderInfo
 from control_plane.backends.base import RunnerDetails
-from bifrost.api.executions import ExecutionKind, Trigger
 from control_plane.db.models import Execution, ExecutionLog, as_utc
 from control_plane.engine import ExecutionEngine, LiveStreamLaggedError
 from control_plane.errors import ConflictError, InvalidRequestError, NotAuthenticatedError, NotFoundError

@@ -19,8 +19,8 @@ from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
 
 from bifrost._internal.schema import ParameterValidationError, validate_parameters
-from control_plane.data_providers.service import DataProviderService, OptionsCall, ProviderOptions
 from bifrost.api.executions import Trigger
+from control_plane.data_providers.service import DataProviderService, OptionsCall, ProviderOptions
 from control_plane.db.models import Execution, Form, FormAccess, FormFieldRow, utcnow
 from control_plane.db.session import session_scope
 from control_plane.errors import (

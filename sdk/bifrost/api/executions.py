@@ -13,19 +13,19 @@ from bifrost._internal.protocol import ExecutionStatus
 
 __all__ = [
     "ExecuteRequest",
-    "ExecutionKind",
     "ExecutionAccepted",
     "ExecutionError",
+    "ExecutionKind",
     "ExecutionOut",
     "ExecutionPage",
     "ExecutionStatus",
-    "Trigger",
     "LogLine",
     "LogPage",
     "ResultOut",
     "RunnerDetails",
     "RunnerOut",
     "StatusChange",
+    "Trigger",
     "VariablesOut",
 ]
 
