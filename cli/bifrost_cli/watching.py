@@ -7,7 +7,7 @@ import _thread
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import FrameType
@@ -51,6 +51,16 @@ class _Deadline:
             _thread.interrupt_main()
 
 
+def _start_without_ctrl_c(start: Callable[[], None]) -> None:
+    """Start a thread that never takes SIGINT: delivered to another thread than the main one, Ctrl-C would count
+    only once the main thread, blocked reading the stream, runs Python again, at the stream's next event."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 @contextmanager
 def _deadline(seconds: float | None) -> Iterator[_Deadline]:
     deadline = _Deadline(armed=True)
@@ -60,7 +70,7 @@ def _deadline(seconds: float | None) -> Iterator[_Deadline]:
     previous = signal.signal(signal.SIGINT, deadline.on_interrupt)
     timer = threading.Timer(seconds, deadline.pass_now)
     timer.daemon = True
-    timer.start()
+    _start_without_ctrl_c(timer.start)
     try:
         yield deadline
     finally:
@@ -107,7 +117,7 @@ class _Progress:
                 SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                 console=output.stderr(), transient=True,
             )  # fmt: skip
-            self._progress.start()
+            _start_without_ctrl_c(self._progress.start)
             self._task = self._progress.add_task(self._title)
         else:
             output.note(f"Waiting for {self._title}")

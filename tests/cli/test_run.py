@@ -151,7 +151,13 @@ def test_ctrl_c_asks_whether_to_cancel_and_cancels_when_told(server: Server) -> 
     """On a terminal: the run's process gets SIGINT, asks, and on `y` cancels the execution and exits 5."""
     leader, follower = pty.openpty()
     running = subprocess.Popen(
-        [BIFROST, "run", "nap"], env=server.environment(), stdin=follower, stdout=follower, stderr=follower
+        [BIFROST, "run", "nap"],
+        env=server.environment(),
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+        # As from a terminal's shell: a test run started in the background ignores SIGINT, and its children with it.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     os.close(follower)
     try:
