@@ -5,6 +5,7 @@ over the same number of runs after a warm-up."""
 
 from __future__ import annotations
 
+import os
 import statistics
 import tempfile
 import time
@@ -72,6 +73,8 @@ def main() -> None:
     width = max(len(label) for label in figures)
     for label, figure in figures.items():
         print(f"{label:<{width}}  {figure} ({RUNS} sync runs of a trivial workflow)")
+    # The machine may be shared: what else ran weighs on the figures.
+    print("load average (1, 5, 15 min) at the end: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """The two images, built from the repository's Dockerfiles: what they hold, who they run as, how they are labelled
-and layered; the control-plane image serves the API and the web UI; a team's runner image built as docs/containers.md says runs its
-workflows' dependencies."""
+and layered; the control-plane image serves the API and the web UI; a team's runner image built as
+docs/containers.md says runs its workflows' dependencies."""
 
 from __future__ import annotations
 
