@@ -25,7 +25,7 @@ from tests.k8s.test_spec import SUPPORTED_VERSIONS
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "bifrost"
 RELEASE_NAMESPACE = "automation"
-METADATA_ADDRESS = ipaddress.ip_network("169.254.169.254/32")
+METADATA_ADDRESS = ipaddress.IPv4Network("169.254.169.254/32")
 # Every call the kubernetes backend makes in the runner namespace: (API group, resource, verb). Setting the token
 # Secret's blockOwnerDeletion owner reference is an update of the Job's finalizers where owner references are
 # enforced.
@@ -378,9 +378,7 @@ def test_runner_pods_reach_only_dns_the_api_nats_and_what_the_admin_allows() -> 
     for values in SOURCES.values():
         docs = render(values)
         runners_namespace = settings_namespace(docs)
-        policy = one(docs, "NetworkPolicy", next(
-            doc["metadata"]["name"] for doc in all_of(docs, "NetworkPolicy") if doc["metadata"]["name"].endswith("-runners")
-        ))
+        [policy] = [doc for doc in all_of(docs, "NetworkPolicy") if doc["metadata"]["name"].endswith("-runners")]
         assert policy["metadata"]["namespace"] == runners_namespace
         selected = policy["spec"]["podSelector"]["matchLabels"]
         assert selected.items() <= runner_labels(launch_spec()).items()
@@ -395,10 +393,10 @@ def test_runner_pods_reach_only_dns_the_api_nats_and_what_the_admin_allows() -> 
                 labels = peer.get("podSelector", {}).get("matchLabels", {})
                 assert labels.get("app.kubernetes.io/component") != "postgresql"
                 if "ipBlock" in peer:
-                    block = ipaddress.ip_network(peer["ipBlock"]["cidr"])
-                    excluded = [ipaddress.ip_network(c) for c in peer["ipBlock"].get("except", [])]
-                    assert not METADATA_ADDRESS.subnet_of(block) or any(  # type: ignore[arg-type]
-                        METADATA_ADDRESS.subnet_of(c) for c in excluded  # type: ignore[arg-type]
+                    block = ipaddress.IPv4Network(peer["ipBlock"]["cidr"])
+                    excluded = [ipaddress.IPv4Network(c) for c in peer["ipBlock"].get("except", [])]
+                    assert not METADATA_ADDRESS.subnet_of(block) or any(
+                        METADATA_ADDRESS.subnet_of(c) for c in excluded
                     )
     assert all_of(render({"runner": {"networkPolicy": {"enabled": False, "egress": []}}}), "NetworkPolicy") == [
         one(render({}), "NetworkPolicy", "bifrost-postgresql")
@@ -420,7 +418,8 @@ def test_only_the_control_plane_reaches_the_bundled_postgresql() -> None:
     docs = render({})
     policy = one(docs, "NetworkPolicy", "bifrost-postgresql")
     [rule] = policy["spec"]["ingress"]
-    assert rule["from"] == [{"podSelector": {"matchLabels": one(docs, "Deployment")["spec"]["selector"]["matchLabels"]}}]
+    control_plane_pods = one(docs, "Deployment")["spec"]["selector"]["matchLabels"]
+    assert rule["from"] == [{"podSelector": {"matchLabels": control_plane_pods}}]
 
 
 def test_ingress_and_service_monitor_are_rendered_only_when_enabled() -> None:
@@ -448,6 +447,25 @@ def test_the_helm_test_pod_signs_in_with_the_bootstrap_key() -> None:
         assert env["BIFROST_API_KEY"]["valueFrom"]["secretKeyRef"] == key
         assert env["BIFROST_URL"]["value"].startswith(f"http://{control_plane_name(docs)}.automation.svc:")
     assert all_of(render({"tests": {"enabled": False}}), "Pod") == []
+
+
+def documented_values() -> dict[str, Any]:
+    """The production values file of docs/helm.md."""
+    text = (ROOT / "docs" / "helm.md").read_text()
+    [block] = [part.split("```", 1)[0] for part in text.split("```yaml\n")[1:] if part.startswith("# values-production")]
+    values: dict[str, Any] = yaml.safe_load(block)
+    return values
+
+
+@pytest.mark.parametrize("version", SUPPORTED_VERSIONS)
+def test_the_documented_production_values_render_valid_objects(version: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    docs = render(documented_values())
+    for doc in docs:
+        if doc["kind"] not in CUSTOM_KINDS:
+            kubernetes_validate.validate(doc, version, strict=True)
+    assert all_of(docs, "StatefulSet") == []
+    settings = settings_from(docs, monkeypatch)
+    assert (settings.nats_url, settings.k8s_namespace) == ("nats://nats.messaging:4222", "bifrost-runs")
 
 
 WRONG_VALUES: list[tuple[dict[str, Any], str]] = [
