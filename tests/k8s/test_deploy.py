@@ -98,7 +98,12 @@ def render(values: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def plain_manifests() -> list[dict[str, Any]]:
-    return [doc for path in sorted((ROOT / "k8s").glob("*.yaml")) for doc in documents(path.read_text())]
+    return [doc for name in ("namespace.yaml", "bifrost.yaml") for doc in documents((ROOT / "k8s" / name).read_text())]
+
+
+def plain_values() -> dict[str, Any]:
+    values: dict[str, Any] = yaml.safe_load((ROOT / "k8s" / "values.yaml").read_text())
+    return values
 
 
 def all_of(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
@@ -279,6 +284,20 @@ def test_the_namespace_is_rendered_only_when_asked_for_another_one_and_kept_on_u
     namespace = one(render({"runner": {"namespace": "runs", "createNamespace": True}}), "Namespace")
     assert namespace["metadata"]["name"] == "runs"
     assert namespace["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+
+
+def test_the_plain_manifests_are_what_the_chart_renders_for_their_values() -> None:
+    def key(doc: dict[str, Any]) -> tuple[str, str, str]:
+        return doc["kind"], doc["metadata"].get("namespace", ""), doc["metadata"]["name"]
+
+    rendered = helm.Chart.load(CHART).render(plain_values(), name="bifrost", namespace="bifrost")
+    chart = sorted((doc for path, text in rendered.items() if path.endswith(".yaml") for doc in documents(text)), key=key)
+    plain = sorted(documents((ROOT / "k8s" / "bifrost.yaml").read_text()), key=key)
+    assert [key(doc) for doc in plain] == [key(doc) for doc in chart]
+    for ours, theirs in zip(plain, chart, strict=True):
+        assert ours == theirs, f"k8s/bifrost.yaml differs from the chart in {key(ours)}: render it anew (k8s/README.md)"
+    [namespace] = documents((ROOT / "k8s" / "namespace.yaml").read_text())
+    assert namespace["metadata"]["name"] == one(chart, "Deployment")["metadata"]["namespace"]
 
 
 def test_the_plain_manifests_configure_a_working_control_plane(monkeypatch: pytest.MonkeyPatch) -> None:
