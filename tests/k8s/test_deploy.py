@@ -291,7 +291,8 @@ def test_the_plain_manifests_are_what_the_chart_renders_for_their_values() -> No
         return doc["kind"], doc["metadata"].get("namespace", ""), doc["metadata"]["name"]
 
     rendered = helm.Chart.load(CHART).render(plain_values(), name="bifrost", namespace="bifrost")
-    chart = sorted((doc for path, text in rendered.items() if path.endswith(".yaml") for doc in documents(text)), key=key)
+    chart = sorted((doc for path, text in rendered.items() if path.endswith(".yaml") for doc in documents(text)),
+                   key=key)
     plain = sorted(documents((ROOT / "k8s" / "bifrost.yaml").read_text()), key=key)
     assert [key(doc) for doc in plain] == [key(doc) for doc in chart]
     for ours, theirs in zip(plain, chart, strict=True):
