@@ -27,7 +27,7 @@ CHART = ROOT / "helm" / "bifrost"
 RELEASE_NAMESPACE = "automation"
 METADATA_ADDRESS = ipaddress.IPv4Network("169.254.169.254/32")
 # Kinds of CRDs kubernetes-validate has no schema for.
-CUSTOM_KINDS = {"ServiceMonitor"}
+CUSTOM_KINDS = {"ServiceMonitor", "HTTPRoute"}
 
 PRODUCTION_VALUES: dict[str, Any] = {
     "fullnameOverride": "ops-bifrost",
@@ -49,6 +49,8 @@ PRODUCTION_VALUES: dict[str, Any] = {
     "serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/bifrost"}},
     "ingress": {"enabled": True, "className": "nginx", "host": "bifrost.example.com", "tlsSecretName": "bifrost-tls"},
     "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
+    "httpRoute": {"enabled": True, "parentRefs": [{"name": "public", "namespace": "gateways"}],
+                  "hostnames": ["bifrost.example.com"]},
     "nats": {
         "url": "tls://nats.messaging:4222",
         "accountSeed": {"existingSecret": "bifrost-nats", "key": "seed"},
@@ -448,6 +450,25 @@ def test_ingress_and_service_monitor_are_rendered_only_when_enabled() -> None:
     assert monitor["spec"]["selector"]["matchLabels"].items() <= one(docs, "Service")["metadata"]["labels"].items()
 
 
+def test_an_http_route_attaches_the_api_to_the_gateways_given() -> None:
+    assert all_of(render({}), "HTTPRoute") == []
+    route = one(render(PRODUCTION_VALUES), "HTTPRoute")
+    assert route["apiVersion"] == "gateway.networking.k8s.io/v1"
+    assert route["spec"]["parentRefs"] == [{"name": "public", "namespace": "gateways"}]
+    assert route["spec"]["hostnames"] == ["bifrost.example.com"]
+    assert route["spec"]["rules"] == [{
+        "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+        "backendRefs": [{"name": "ops-bifrost", "port": 8000}],
+    }]
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_the_chart_lints_clean(source: str) -> None:
+    report = helm.lint(CHART, SOURCES[source], strict=True, namespace=RELEASE_NAMESPACE)
+    assert report["errors"] == []
+    assert [m for m in report["messages"] if m["severity"] >= 2] == []
+
+
 def test_the_helm_test_pod_signs_in_with_the_bootstrap_key() -> None:
     for values, key in ((PRODUCTION_VALUES, {"name": "bifrost-admin", "key": "api-key"}),
                         ({}, {"name": "bifrost-generated", "key": "bootstrap-api-key"})):
@@ -508,6 +529,7 @@ WRONG_VALUES: list[tuple[dict[str, Any], str]] = [
     ({"extraVolumeMounts": [{"name": "ca", "mountPath": "etc/ca"}]}, "etc/ca"),
     ({"ingress": {"enabled": True, "host": "Bifrost Example"}}, "Bifrost Example"),
     ({"serviceMonitor": {"interval": "often"}}, "often"),
+    ({"httpRoute": {"enabled": True}}, "/httpRoute/parentRefs"),
     ({"nats": {"bundled": {"storage": {"size": "big"}}}}, "big"),
     ({"kubernetesApi": {"qps": 0}}, "/kubernetesApi/qps"),
     ({"tests": {"enabled": "yes"}}, "/tests/enabled"),
