@@ -380,6 +380,25 @@ def test_the_control_plane_pods_are_probed_confined_spread_and_protected() -> No
     assert [c["topologyKey"] for c in default_spread] == ["kubernetes.io/hostname"]
 
 
+@pytest.mark.parametrize("source", SOURCES)
+def test_every_pod_of_the_chart_runs_confined(source: str) -> None:
+    docs = render(SOURCES[source])
+    services = [doc["spec"]["template"]["spec"] for doc in all_of(docs, "StatefulSet")]
+    others = [*services, *(doc["spec"] for doc in all_of(docs, "Pod"))]
+    for pod in [control_plane(docs)["spec"], *others]:
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        for container in [*pod["containers"], *pod.get("initContainers", [])]:
+            assert container["securityContext"] == {
+                "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}
+            }, container["name"]
+    # Only the control plane talks to the Kubernetes API.
+    assert all(pod["automountServiceAccountToken"] is False for pod in others)
+    for pod in services:
+        [container] = pod["containers"]
+        assert {"readinessProbe", "livenessProbe"} <= set(container), container["name"]
+
+
 def test_a_changed_setting_rolls_the_control_plane() -> None:
     before = control_plane(render(PRODUCTION_VALUES))["metadata"]["annotations"]
     after = control_plane(render(PRODUCTION_VALUES | {"kubernetesApi": {"qps": 30, "burst": 40}}))
