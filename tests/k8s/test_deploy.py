@@ -80,6 +80,7 @@ PRODUCTION_VALUES: dict[str, Any] = {
 }
 # Bundled NATS and PostgreSQL, every key generated: the defaults, with the runner Jobs in a namespace of their own.
 EVALUATION_VALUES: dict[str, Any] = {
+    "imagePullSecrets": ["registry-creds"],
     "s3": {"endpointUrl": "http://seaweedfs.storage:8333", "existingSecret": "workspace-s3"},
     "runner": {"namespace": "bifrost-runs", "createNamespace": True},
 }
@@ -392,6 +393,8 @@ def test_every_pod_of_the_chart_runs_confined(source: str) -> None:
             assert container["securityContext"] == {
                 "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}
             }, container["name"]
+    if SOURCES[source].get("imagePullSecrets"):
+        assert all(pod["imagePullSecrets"] == [{"name": "registry-creds"}] for pod in others)
     # Only the control plane talks to the Kubernetes API.
     assert all(pod["automountServiceAccountToken"] is False for pod in others)
     for pod in services:
