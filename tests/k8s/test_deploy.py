@@ -504,8 +504,8 @@ def test_the_helm_test_pod_signs_in_with_the_bootstrap_key() -> None:
 
 
 def documented_values() -> dict[str, Any]:
-    """The production values file of docs/helm.md."""
-    text = (ROOT / "docs" / "helm.md").read_text()
+    """The production values file of docs/operations.md."""
+    text = (ROOT / "docs" / "operations.md").read_text()
     blocks = [part.split("```", 1)[0] for part in text.split("```yaml\n")[1:]]
     [block] = [block for block in blocks if block.startswith("# values-production")]
     values: dict[str, Any] = yaml.safe_load(block)
