@@ -166,7 +166,7 @@ def long_log(bifrost: Bifrost, page: Page) -> None:
 def main() -> None:
     if not UI_BUILT.is_file():
         raise RuntimeError("the web UI is not built: run `make ui`")
-    print("  load average %.2f %.2f %.2f" % os.getloadavg())
+    print("  load average {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     weight()
     with (
         tempfile.TemporaryDirectory(prefix="bifrost-bench-ui-") as tmp,
@@ -181,7 +181,7 @@ def main() -> None:
             long_log(bifrost, context.new_page())
         finally:
             context.close()
-    print("  load average %.2f %.2f %.2f" % os.getloadavg())
+    print("  load average {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
 
 
 if __name__ == "__main__":

@@ -88,7 +88,44 @@ async def fail_loudly(reason: str = "the disk is full") -> None:
     """Raise an error."""
     raise RuntimeError(reason)
 '''
-WORKSPACE = {"ui_flows.py": UI_FLOWS}
+UI_FORMS = '''
+import asyncio
+import logging
+
+from bifrost import config, data_provider, workflow
+
+logger = logging.getLogger(__name__)
+
+_MANAGERS = {
+    "IT": [("ada@example.com", "Ada Lovelace"), ("linus@example.com", "Linus Torvalds")],
+    "Finance": [("grace@example.com", "Grace Hopper")],
+}
+
+
+@data_provider(cache_ttl_seconds=0)
+async def ui_departments() -> list[dict[str, str]]:
+    return [{"value": name, "label": name} for name in _MANAGERS]
+
+
+@data_provider(cache_ttl_seconds=0)
+async def ui_managers(department: str) -> list[dict[str, str]]:
+    return [{"value": email, "label": name} for email, name in _MANAGERS.get(department, [])]
+
+
+@workflow(category="People", execution_mode="async")
+async def move_person(email: str, department: str, manager: str, reason: str = "") -> dict[str, str]:
+    """Move a person to another department and manager.
+
+    It waits for the config entry `release` to name the person before it moves them.
+    """
+    logger.info("moving %s to %s under %s", email, department, manager)
+    while await config.get("release") != email:
+        await asyncio.sleep(0.1)
+    logger.info("moved %s", email)
+    return {"email": email, "department": department, "manager": manager, "reason": reason}
+'''
+
+WORKSPACE = {"ui_flows.py": UI_FLOWS, "ui_forms.py": UI_FORMS}
 
 
 # Package-scoped, not session-scoped: Playwright's sync API keeps an event loop running in the main thread until it
