@@ -74,9 +74,12 @@ def test_an_admin_builds_a_form_then_it_is_filled_in_with_dependent_choices_and_
     reason.get_by_label("Label").fill("Why")
     reason.get_by_label("Shown when (JSON Logic)").fill('{"==": [{"var": "department"}, "Finance"]}')
     reason.get_by_label("Maximum length").fill("40")
+    page.get_by_role("button", name="Add a text").click()
+    page.get_by_role("group", name="Text text_1").get_by_label("Text (Markdown)").fill("It takes effect **at once**.")
 
     # The preview follows every change: the label, the condition, the choices from the providers.
     expect(preview.get_by_label("Department")).to_contain_text("Finance")
+    expect(preview.get_by_role("group", name="Manager")).to_contain_text("Choices once Department is filled in.")
     preview.get_by_label("Department").select_option("Finance")
     expect(preview.get_by_label("Why")).to_be_visible()
     expect(preview.get_by_role("radio", name="Grace Hopper")).to_be_visible()
@@ -100,6 +103,9 @@ def test_an_admin_builds_a_form_then_it_is_filled_in_with_dependent_choices_and_
     expect(page.get_by_role("heading", name="Move a person", level=1)).to_be_visible()
 
     # Filling it in: the managers follow the department chosen, the reason shows for Finance only.
+    expect(page.locator("strong", has_text="at once")).to_be_visible()
+    expect(page.get_by_text("text_1")).to_have_count(0)
+    expect(page.get_by_role("group", name="Manager")).to_contain_text("Choices once Department is filled in.")
     page.get_by_label("Email").fill("new@example.com")
     expect(page.get_by_label("Department")).to_contain_text("Finance")
     page.get_by_label("Department").select_option("IT")

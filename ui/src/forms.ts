@@ -43,7 +43,9 @@ export function hiddenFields(order: string[], uiSchema: UiSchema, values: Values
   const above: Values = {};
   for (const name of order) {
     const condition = fieldOptions(uiSchema, name).visibleIf;
-    if (condition !== undefined && condition !== null && !jsonLogic.truthy(jsonLogic.apply(condition as RulesLogic, above))) {
+    const unconditional = condition === undefined || condition === null;
+    const shown = unconditional || jsonLogic.truthy(jsonLogic.apply(condition as RulesLogic, above));
+    if (!shown) {
       hidden.add(name);
       continue;
     }
@@ -68,8 +70,9 @@ export function providerInputs(binding: ProviderBinding, values: Values): Values
   return inputs;
 }
 
-/** The schema and uiSchema as the page shows them now: hidden fields are neither shown nor required, and a
- * field whose choices a data provider gives uses the page's provider widget (`kind` says which). */
+/** The schema and uiSchema as the page shows them now: hidden fields are neither shown nor required, a
+ * field whose choices a data provider gives uses the page's provider widget (`kind` says which), and a text
+ * (a `null` property) the page's markdown field, which shows no field name. */
 export function shownForm(schema: JsonSchema, uiSchema: UiSchema, hidden: Set<string>): [JsonSchema, UiSchema] {
   const properties = isNode(schema.properties) ? schema.properties : {};
   const required = Array.isArray(schema.required) ? schema.required.filter((name) => !hidden.has(name)) : [];
@@ -81,8 +84,9 @@ export function shownForm(schema: JsonSchema, uiSchema: UiSchema, hidden: Set<st
       continue;
     }
     const options = fieldOptions(uiSchema, name);
-    if (options.dataProvider) {
-      const property = properties[name];
+    const property = properties[name];
+    if (isNode(property) && property.type === "null") shownUi[name] = { ...field, "ui:field": "markdown" };
+    else if (options.dataProvider) {
       const kind = isNode(property) && property.type === "array" ? "multiselect" : (field["ui:widget"] ?? "select");
       shownUi[name] = { ...field, "ui:widget": "provider", "ui:options": { ...options, kind } };
     }
@@ -164,7 +168,8 @@ export function draftOf(field: FieldSpec): FieldDraft {
   const rules = field.validation ?? {};
   const inputs: FieldDraft["inputs"] = {};
   for (const [name, given] of Object.entries(field.data_provider?.inputs ?? {})) {
-    inputs[name] = "field" in given ? { from: "field", value: given.field } : { from: "value", value: text(given.value) };
+    inputs[name] =
+      "field" in given ? { from: "field", value: given.field } : { from: "value", value: text(given.value) };
   }
   return {
     ...draft,
@@ -228,7 +233,9 @@ export function specOf(
     const inputs: Record<string, unknown> = {};
     for (const [name, given] of Object.entries(draft.inputs)) {
       if (given.from === "field" && given.value) inputs[name] = { field: given.value };
-      else if (given.from === "value" && given.value !== "") inputs[name] = { value: typedValue(given.value, inputTakesText(name)) };
+      else if (given.from === "value" && given.value !== "") {
+        inputs[name] = { value: typedValue(given.value, inputTakesText(name)) };
+      }
     }
     spec.data_provider = { name: draft.provider, inputs: inputs as ProviderBinding["inputs"] };
   }

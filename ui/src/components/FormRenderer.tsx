@@ -1,5 +1,5 @@
-import Form from "@rjsf/core";
-import type { ErrorSchema, UiSchema, WidgetProps } from "@rjsf/utils";
+import Form, { RichDescription } from "@rjsf/core";
+import type { ErrorSchema, FieldProps, UiSchema, WidgetProps } from "@rjsf/utils";
 import validator from "@rjsf/validator-ajv8";
 import { useQuery } from "@tanstack/react-query";
 import { createContext, useContext, useEffect, useMemo, useState } from "react";
@@ -9,6 +9,7 @@ import {
   fieldOrder,
   fieldsRead,
   hiddenFields,
+  isEmpty,
   providerInputs,
   shownForm,
   submittedValues,
@@ -44,6 +45,16 @@ function sameValue(a: unknown, b: unknown): boolean {
   return JSON.stringify(a) === JSON.stringify(b);
 }
 
+/** What a provider field waits for when the provider refused its inputs: the fields it reads still empty,
+ * by their titles; null when none is. */
+function waitingFor(read: Values, schema: JsonSchema): string | null {
+  const properties = (schema.properties ?? {}) as Record<string, JsonSchema>;
+  const empty = Object.keys(read)
+    .filter((field) => isEmpty(read[field]))
+    .map((field) => String(properties[field]?.title ?? field));
+  return empty.length ? `Choices once ${empty.join(" and ")} ${empty.length > 1 ? "are" : "is"} filled in.` : null;
+}
+
 /** A select, radio group or set of checkboxes whose choices a data provider gives. It asks again whenever a
  * field it reads changes, and lets go of a value the new choices no longer offer. */
 function ProviderWidget(props: WidgetProps) {
@@ -72,7 +83,7 @@ function ProviderWidget(props: WidgetProps) {
 
   const waiting =
     choices.error instanceof ApiError && choices.error.status === 422
-      ? choices.error.fieldProblems.map((problem) => problem.msg).join("; ") || choices.error.message
+      ? waitingFor(read, props.registry.rootSchema) ?? choices.error.message
       : null;
   const status = choices.isPending ? (
     <span className="muted" role="status">
@@ -144,7 +155,20 @@ function ProviderWidget(props: WidgetProps) {
   );
 }
 
-const FIELDS = { json: JsonField };
+/** A form's text: its Markdown (the uiSchema's description), under its label when it has one. */
+function MarkdownField({ schema, uiSchema, registry }: FieldProps) {
+  const text = uiSchema?.["ui:description"];
+  return (
+    <div className="form-text">
+      {schema.title ? <p className="form-text-title">{schema.title}</p> : null}
+      {typeof text === "string" ? (
+        <RichDescription description={text} registry={registry} uiSchema={{ "ui:enableMarkdownInDescription": true }} />
+      ) : null}
+    </div>
+  );
+}
+
+const FIELDS = { json: JsonField, markdown: MarkdownField };
 const WIDGETS = { provider: ProviderWidget };
 
 /** A form as its schema and uiSchema render it (`GET /api/forms/{id}/schema`, or a preview): conditions hide

@@ -57,7 +57,15 @@ interface Draft {
   fields: FieldDraft[];
 }
 
-const EMPTY: Draft = { name: "", description: "", workflow: "", access: "everyone", roles: [], global: false, fields: [] };
+const EMPTY: Draft = {
+  name: "",
+  description: "",
+  workflow: "",
+  access: "everyone",
+  roles: [],
+  global: false,
+  fields: [],
+};
 
 function draftOfForm(form: BifrostForm): Draft {
   return {
@@ -190,7 +198,12 @@ function FieldEditor({
           <TextInput label="Maximum" value={field.maximum} onChange={set("maximum")} />
           <TextInput label="Minimum length" value={field.min_length} onChange={set("min_length")} />
           <TextInput label="Maximum length" value={field.max_length} onChange={set("max_length")} />
-          <TextInput label="Pattern" value={field.pattern} onChange={set("pattern")} placeholder="A regular expression" />
+          <TextInput
+            label="Pattern"
+            value={field.pattern}
+            onChange={set("pattern")}
+            placeholder="A regular expression"
+          />
           <label>
             Data provider
             <select value={field.provider} onChange={(event) => change({ provider: event.target.value, inputs: {} })}>
@@ -220,7 +233,9 @@ function FieldEditor({
                     onChange={(event) => {
                       const chosen = event.target.value;
                       if (chosen.startsWith("field:")) setInput({ from: "field", value: chosen.slice(6) });
-                      else if (chosen === "value") setInput({ from: "value", value: given.from === "value" ? given.value : "" });
+                      else if (chosen === "value") {
+                        setInput({ from: "value", value: given.from === "value" ? given.value : "" });
+                      }
                       else setInput(null);
                     }}
                   >
@@ -341,7 +356,8 @@ function Builder({ formId }: { formId: string | null }) {
 
   const chooseWorkflow = (name: string) => {
     const chosen = workflows.data?.find((candidate) => candidate.name === name);
-    setDraft({ ...draft, workflow: name, fields: Object.keys(properties(chosen?.parameters_schema)).map((p) => emptyDraft(p)) });
+    const fields = Object.keys(properties(chosen?.parameters_schema)).map((parameter) => emptyDraft(parameter));
+    setDraft({ ...draft, workflow: name, fields });
   };
   const changeField = (index: number, next: Partial<FieldDraft>) =>
     setDraft({ ...draft, fields: draft.fields.map((field, at) => (at === index ? { ...field, ...next } : field)) });
