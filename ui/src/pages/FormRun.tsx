@@ -1,6 +1,6 @@
 import type { ErrorSchema, UiSchema } from "@rjsf/utils";
 import { useMutation, useQuery } from "@tanstack/react-query";
-import { useState } from "react";
+import { useMemo, useState } from "react";
 import { Link, useLocation } from "wouter";
 import { ApiError, api } from "../api";
 import { FormRenderer } from "../components/FormRenderer";
@@ -31,6 +31,8 @@ export default function FormRun({ params }: { params: { id: string } }) {
       if (error instanceof ApiError && error.status === 422) setExtraErrors(toErrorSchema(error.fieldProblems));
     },
   });
+  // The form's name is the page's heading: the rendered form does not repeat it.
+  const schema = useMemo(() => rendered.data && { ...rendered.data.schema, title: undefined }, [rendered.data]);
   const notFound = form.error instanceof ApiError && form.error.status === 404;
 
   return (
@@ -76,11 +78,11 @@ export default function FormRun({ params }: { params: { id: string } }) {
       ) : null}
       <Problem error={rendered.error} title="The form could not be shown." />
       <Problem error={run.error} title="The workflow was not started." />
-      {rendered.data ? (
+      {rendered.data && schema ? (
         <div className="run-form card">
           <FormRenderer
             formKey={params.id}
-            schema={rendered.data.schema}
+            schema={schema}
             uiSchema={rendered.data.uiSchema as UiSchema}
             extraErrors={extraErrors}
             disabled={run.isPending}
