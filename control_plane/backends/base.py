@@ -73,6 +73,8 @@ class LaunchSpec(BaseModel):
     execution_id: str
     workflow_name: str
     org_id: str | None
+    user_id: str | None = Field(None, description="Who started the execution (shown on the runner's labels).")
+    trigger: str | None = Field(None, description="How it was started, a `Trigger` value (shown likewise).")
     token: str
     timeout_seconds: int
     api_url: str
@@ -151,6 +153,10 @@ class Backend(Protocol):
 
     def details(self, execution_id: str) -> RunnerDetails | None:
         """More about where the runner of `execution_id` is; None when the backend has nothing to add."""
+
+    async def run_ended(self, execution_id: str, status: ExecutionStatus, error_message: str | None) -> None:
+        """The execution this backend ran ended with `status` (committed by this replica): a backend whose runners
+        show elsewhere (Kubernetes Jobs) writes it there. Never raises."""
 
     async def reconcile(self, active_execution_ids: list[str]) -> None:
         """After a control-plane restart: re-attach to the runners of these still-active executions, and

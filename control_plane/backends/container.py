@@ -145,6 +145,9 @@ class ContainerBackend:
     def details(self, execution_id: str) -> RunnerDetails:
         return RunnerDetails(commands=inspect_commands(self.name, execution_id))
 
+    async def run_ended(self, execution_id: str, status: ExecutionStatus, error_message: str | None) -> None:
+        """A container's labels cannot change: its status stays in the database."""
+
     async def reconcile(self, active_execution_ids: list[str]) -> None:
         """Follow again the containers of still-active executions; report those whose container is gone or ended;
         remove the containers of executions that are over."""

@@ -19,6 +19,7 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
+from bifrost._internal.protocol import ExecutionStatus
 from control_plane.backends.base import ExitCallback, LaunchSpec, RunnerDetails, RunnerExit
 from control_plane.backends.kubernetes_api import KubernetesApi, load_api_client
 from control_plane.backends.kubernetes_diagnosis import (
@@ -35,6 +36,7 @@ from control_plane.backends.kubernetes_spec import (
     RUNNER_CONTAINER,
     build_job,
     build_secret,
+    ended_patch,
     execution_id_of,
     inspect_commands,
     job_name,
@@ -181,6 +183,17 @@ class KubernetesBackend:
                 continue
             if job_finished(job) or _age_seconds(job) > ORPHAN_MIN_AGE_SECONDS:
                 await self._api.delete_job(job["metadata"]["name"], "Background")
+
+    async def run_ended(self, execution_id: str, status: ExecutionStatus, error_message: str | None) -> None:
+        """Write the final status onto the Job as a label, and the error message as an annotation."""
+        name = job_name(execution_id)
+        try:
+            await self._api.patch_job(name, ended_patch(status.value, error_message))
+        except ApiException as exc:
+            if exc.status != 404:  # a Job already removed (TTL, deleted) has nothing to show
+                logger.warning("could not write the end of execution %s onto Job %s: %s", execution_id, name, exc)
+        except Exception as exc:
+            logger.warning("could not write the end of execution %s onto Job %s: %s", execution_id, name, exc)
 
     def runner_ref(self, execution_id: str) -> str:
         """The Job's name."""

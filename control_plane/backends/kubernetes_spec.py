@@ -1,7 +1,9 @@
 """The Kubernetes objects of one execution: its Job (the runner's pod template) and its token Secret.
 
 Names and labels are derived from the execution id alone, so a second launch of the same execution finds the
-first one's Job. Label values must be label-safe; the exact values go into annotations.
+first one's Job. Label values must be valid label values (63 characters at most, alphanumerics and `-_.`,
+beginning and ending alphanumeric): a value that is not one is cut to a readable part plus a hash of the whole
+(`label_value`), and the exact values go into annotations of the same keys.
 """
 
 from __future__ import annotations
@@ -19,6 +21,14 @@ MANAGED_BY = "bifrost"
 EXECUTION_ID = "bifrost.io/execution-id"
 WORKFLOW = "bifrost.io/workflow"
 ORG = "bifrost.io/org"
+USER = "bifrost.io/user"
+TRIGGER = "bifrost.io/trigger"
+STATUS = "bifrost.io/status"
+"""The final status, written onto the Job when the execution ends."""
+ERROR = "bifrost.io/error"
+"""The annotation with the error message of an execution that did not succeed."""
+ERROR_ANNOTATION_MAX = 4096
+"""Characters of the error message kept in the annotation; the whole message stays in Bifrost."""
 # Every object of ours carries these; the shared watch and the reconciliation select on them.
 MANAGED_SELECTOR = f"app.kubernetes.io/managed-by={MANAGED_BY}"
 RUNNER_CONTAINER = "runner"
@@ -77,11 +87,27 @@ def runner_labels(spec: LaunchSpec) -> dict[str, str]:
         EXECUTION_ID: label_value(spec.execution_id),
         WORKFLOW: label_value(spec.workflow_name),
         ORG: label_value(spec.org_id or "global"),
-    }
+    } | {key: label_value(value) for key, value in _optional_facts(spec).items()}
 
 
 def runner_annotations(spec: LaunchSpec) -> dict[str, str]:
-    return {EXECUTION_ID: spec.execution_id, WORKFLOW: spec.workflow_name, ORG: spec.org_id or "global"}
+    exact = {EXECUTION_ID: spec.execution_id, WORKFLOW: spec.workflow_name, ORG: spec.org_id or "global"}
+    return exact | _optional_facts(spec)
+
+
+def _optional_facts(spec: LaunchSpec) -> dict[str, str]:
+    facts = {USER: spec.user_id, TRIGGER: spec.trigger}
+    return {key: value for key, value in facts.items() if value}
+
+
+def ended_patch(status: str, error_message: str | None) -> dict[str, Any]:
+    """The merge patch that writes an execution's end onto its Job: the status label, the error annotation."""
+    error = None
+    if error_message:
+        error = error_message
+        if len(error) > ERROR_ANNOTATION_MAX:
+            error = f"{error[: ERROR_ANNOTATION_MAX - 1]}…"
+    return {"metadata": {"labels": {STATUS: label_value(status)}, "annotations": {ERROR: error}}}
 
 
 def execution_id_of(obj: dict[str, Any]) -> str | None:

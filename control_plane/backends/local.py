@@ -207,6 +207,9 @@ class LocalBackend:
     def details(self, execution_id: str) -> RunnerDetails | None:
         return None
 
+    async def run_ended(self, execution_id: str, status: ExecutionStatus, error_message: str | None) -> None:
+        """Nothing outside the database shows a local run."""
+
     async def reconcile(self, active_execution_ids: list[str]) -> None:
         """Re-attach to the runners of `active_execution_ids` (those this backend launched): a runner still alive
         is watched until it ends; one that is gone is reported at once."""

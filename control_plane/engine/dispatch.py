@@ -292,6 +292,8 @@ class Dispatcher:
             execution_id=target.execution_id,
             workflow_name=target.workflow_name,
             org_id=target.org_id,
+            user_id=target.user_id,
+            trigger=target.trigger,
             token=token,
             timeout_seconds=timeout_seconds,
             api_url=self._settings.api_url,

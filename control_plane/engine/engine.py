@@ -401,6 +401,7 @@ class ExecutionEngine:
                 RUN_DURATION.observe(change.duration_ms / 1000)
             if change.launched:
                 RUNNING.dec()
+                self._spawn(self._backend.run_ended(change.execution_id, change.terminal_status, _error_of(change)))
         # Without a launch recorded when it ended, the row as it ended may lack the runner (recorded by another
         # replica meanwhile): waiters read the row again rather than take it.
         final_row = change.final_row if change.launched else None
@@ -419,3 +420,12 @@ class ExecutionEngine:
 
     async def _on_nats_reconnected(self) -> None:
         logger.info("reconnected to NATS at %s", self._nats_url)
+
+
+def _error_of(change: Committed) -> str | None:
+    """The error message of the status a commit ended an execution with."""
+    for event in reversed(change.changes):
+        if isinstance(event, LiveEvent) and event.kind == "status":
+            message = event.data.get("error_message")
+            return None if message is None else str(message)
+    return None

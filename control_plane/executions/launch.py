@@ -39,6 +39,7 @@ class LaunchTarget:
     workflow_name: str
     org_id: str | None
     user_id: str
+    trigger: str | None
     created_at: datetime
     status: ExecutionStatus
     launched: bool
@@ -93,6 +94,7 @@ def launch_target(
         workflow_name=row["workflow_name"],
         org_id=row["org_id"],
         user_id=row["user_id"],
+        trigger=row["trigger"],
         created_at=row["created_at"],
         status=row["status"],
         launched=row["backend"] is not None,

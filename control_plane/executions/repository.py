@@ -415,6 +415,7 @@ _LAUNCH_QUERY: Select[Any] = (
         EXECUTIONS.c.workflow_name,
         EXECUTIONS.c.org_id,
         EXECUTIONS.c.user_id,
+        EXECUTIONS.c.trigger,
         EXECUTIONS.c.created_at,
         EXECUTIONS.c.status,
         EXECUTIONS.c.backend,

@@ -209,9 +209,21 @@ async def _run_workflow(
         with contextlib.suppress(asyncio.CancelledError):
             await publishing_logs
     collector.publish(final=True)
-    return _publish_outcome(
+    status = _publish_outcome(
         publisher, redactor, outcome, invocation, parameter_names, time.monotonic() - started, payload.max_json_depth
     )
+    _print_end(status, outcome, redactor)
+    return status
+
+
+def _print_end(status: ExecutionStatus, outcome: Outcome, redactor: Redactor) -> None:
+    """End the runner's own output (a pod's log: `kubectl logs`) with how the workflow ended and, when it did not
+    succeed, its error with the traceback."""
+    if status is ExecutionStatus.SUCCESS:
+        log.info("the workflow ended %s", status)
+        return
+    error = outcome.traceback or f"{outcome.error_type or status}: {outcome.error_message or ''}"
+    log.error("the workflow ended %s\n%s", status, redactor.text(error).rstrip())
 
 
 def _publish_outcome(

@@ -123,6 +123,7 @@ class RecordingBackend:
         self.launches: list[LaunchSpec] = []
         self.kills: list[str] = []
         self.reconciled: list[list[str]] = []
+        self.ended: list[tuple[str, ExecutionStatus, str | None]] = []
         self.failures_left = fail_launches
         self.on_exit: ExitCallback | None = None
 
@@ -150,6 +151,9 @@ class RecordingBackend:
 
     def details(self, execution_id: str) -> RunnerDetails | None:
         return None
+
+    async def run_ended(self, execution_id: str, status: ExecutionStatus, error_message: str | None) -> None:
+        self.ended.append((execution_id, status, error_message))
 
     def launched_ids(self) -> list[str]:
         return [spec.execution_id for spec in self.launches]

@@ -234,6 +234,36 @@ async def test_a_runner_that_exits_without_reporting_fails_its_execution(
     assert execution.error_message == "runner was killed by signal SIGKILL"
 
 
+async def test_the_backend_is_told_how_each_run_ended_once(
+    start_engine: EngineFactory,
+    new_execution: Callable[..., str],
+    backend: RecordingBackend,
+    runner_nats: NatsClient,
+    db: sqlalchemy.Engine,
+) -> None:
+    engine = await start_engine()
+    reported, crashed = new_execution(), new_execution()
+    with db.begin() as conn:
+        conn.execute(sqlalchemy.text("UPDATE executions SET \"trigger\" = 'form'"))
+    for execution_id in (reported, crashed):
+        await engine.submit(execution_id, sync=True)
+    js = runner_nats.jetstream()
+    await publish(js, StartedEvent(execution_id=reported, seq=1))
+    await publish(js, FinishedEvent(execution_id=reported, seq=2, status=ExecutionStatus.FAILED,
+                                    error_type="RuntimeError", error_message="the ticket system refused"))
+    await backend.exit(crashed, 137, "the runner ran out of memory")
+    for execution_id in (reported, crashed):
+        assert await engine.wait_terminal(execution_id, timeout=20)
+    await eventually(lambda: len(backend.ended) == 2, "the backend is told of both ends")
+
+    assert sorted(backend.ended) == sorted([
+        (reported, ExecutionStatus.FAILED, "the ticket system refused"),
+        (crashed, ExecutionStatus.FAILED, "the runner ran out of memory"),
+    ])
+    # The launch names who started the run and how, for the runner's labels.
+    assert {(spec.user_id, spec.trigger) for spec in backend.launches} == {(read_execution(db, reported).user_id, "form")}
+
+
 @sqlite_only
 async def test_a_runner_exit_waits_for_its_last_events(
     start_engine: EngineFactory,

@@ -45,6 +45,8 @@ def launch_spec(timeout_seconds: int = 60, **fields: Any) -> LaunchSpec:
         "execution_id": str(uuid.uuid4()),
         "workflow_name": "create_user",
         "org_id": "org-1",
+        "user_id": "2f1c8f0e-5b7a-4c1e-9d55-0b6f3a1e7c42",
+        "trigger": "form",
         "token": f"tok-{uuid.uuid4().hex}",
         "timeout_seconds": timeout_seconds,
         "api_url": "http://bifrost.bifrost.svc:8000",

@@ -120,6 +120,9 @@ async def test_an_execution_runs_as_a_job_and_its_result_reaches_the_database(
     }
     assert any("creating ada@example.com in IT" in record["message"] for record in logs)
     assert job["metadata"]["labels"]["bifrost.io/workflow"] == "create_user"
+    assert job["metadata"]["labels"]["bifrost.io/trigger"] == "api"
+    assert job["metadata"]["annotations"]["bifrost.io/user"] == execution["user_id"]
+    await apiserver.wait_until(lambda: job_label(apiserver, execution_id, "bifrost.io/status") == "Success")
     assert "ada@example.com" not in str(job)  # parameters never reach the Job
     assert "creating ada@example.com" in kubelet.log_of(job_name(execution_id))  # `kubectl logs` shows them
 
@@ -165,7 +168,7 @@ async def test_the_execution_detail_names_its_job_pod_and_kubectl_commands(
 
 
 async def test_a_workflow_that_fails_fails_its_job_and_keeps_its_own_error(
-    api: httpx.AsyncClient, apiserver: ApiServer
+    api: httpx.AsyncClient, apiserver: ApiServer, kubelet: TestKubelet
 ) -> None:
     execution_id = await start(api, "explode")
     execution = await finished(api, execution_id)
@@ -174,8 +177,22 @@ async def test_a_workflow_that_fails_fails_its_job_and_keeps_its_own_error(
     assert execution["error"]["type"] == "RuntimeError"
     assert "the ticket system refused the change" in execution["error"]["message"]
     assert execution["error"]["runner_log_tail"] is None
-    # The runner exits with the code of a failed run, so the Job shows as failed too.
+    # The runner exits with the code of a failed run, so the Job shows as failed too, labelled with the status and
+    # annotated with the error; its log (`kubectl logs job/...`) ends with the traceback.
     await apiserver.wait_until(lambda: job_failed(apiserver, execution_id))
+    await apiserver.wait_until(lambda: job_label(apiserver, execution_id, "bifrost.io/status") == "Failed")
+    job = apiserver.object(JOBS, NAMESPACE, job_name(execution_id))
+    assert job is not None
+    assert job["metadata"]["annotations"]["bifrost.io/error"] == execution["error"]["message"]
+    log = kubelet.log_of(job_name(execution_id))
+    assert "the workflow ended Failed\nTraceback (most recent call last):" in log
+    assert 'raise RuntimeError("the ticket system refused the change")' in log
+    assert log.rstrip().endswith("RuntimeError: the ticket system refused the change")
+
+
+def job_label(apiserver: ApiServer, execution_id: str, key: str) -> str | None:
+    job = apiserver.object(JOBS, NAMESPACE, job_name(execution_id))
+    return None if job is None else job["metadata"].get("labels", {}).get(key)
 
 
 def job_failed(apiserver: ApiServer, execution_id: str) -> bool:

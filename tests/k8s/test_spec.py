@@ -18,8 +18,10 @@ from pydantic import ValidationError
 from bifrost import workflow, workflow_info
 from control_plane.backends.base import RunnerResources, RunnerWorkspace
 from control_plane.backends.kubernetes_spec import (
+    ERROR_ANNOTATION_MAX,
     build_job,
     build_secret,
+    ended_patch,
     inspect_commands,
     job_name,
     label_value,
@@ -74,6 +76,8 @@ def test_the_job_follows_the_runner_contract(production: Settings) -> None:
         "bifrost.io/execution-id": spec.execution_id,
         "bifrost.io/workflow": "create_user",
         "bifrost.io/org": "org-1",
+        "bifrost.io/user": spec.user_id,
+        "bifrost.io/trigger": "form",
     }
     assert job["spec"]["backoffLimit"] == 0
     assert job["spec"]["activeDeadlineSeconds"] == 360
@@ -198,6 +202,7 @@ def test_names_and_labels_stay_valid_for_any_workflow_or_org_name(production: Se
         execution_id="Exec_ID.With/odd chars" * 4,
         workflow_name="export ninjaone devices → csv (nightly run for every customer org)",
         org_id="org/with spaces",
+        user_id="ada.lovelace@example.com",
     )
     job = build_job(spec, production)
     labels = job["metadata"]["labels"]
@@ -208,7 +213,26 @@ def test_names_and_labels_stay_valid_for_any_workflow_or_org_name(production: Se
     assert job_name(spec.execution_id) != job_name(spec.execution_id + "x")
     assert job["metadata"]["annotations"]["bifrost.io/workflow"] == spec.workflow_name
     assert job["metadata"]["annotations"]["bifrost.io/execution-id"] == spec.execution_id
+    assert job["metadata"]["annotations"]["bifrost.io/user"] == "ada.lovelace@example.com"
+    assert labels["bifrost.io/user"].startswith("ada.lovelace-example.com-")
     assert label_value("create_user") == "create_user"
+
+
+def test_the_end_of_a_run_patches_a_valid_status_label_and_a_bounded_error_annotation(production: Settings) -> None:
+    job = build_job(launch_spec(), production)
+    patch = ended_patch("Failed", "RuntimeError: " + "the ticket system refused the change. " * 500)
+    job["metadata"]["labels"].update(patch["metadata"]["labels"])
+    job["metadata"]["annotations"].update(patch["metadata"]["annotations"])
+
+    kubernetes_validate.validate(job, SUPPORTED_VERSIONS[-1], strict=True)
+    assert job["metadata"]["labels"]["bifrost.io/status"] == "Failed"
+    error = job["metadata"]["annotations"]["bifrost.io/error"]
+    assert error.startswith("RuntimeError: the ticket system refused the change.")
+    assert len(error) == ERROR_ANNOTATION_MAX and error.endswith("…")
+    # A run that ends without an error drops an annotation left from before.
+    assert ended_patch("Success", None)["metadata"] == {
+        "labels": {"bifrost.io/status": "Success"}, "annotations": {"bifrost.io/error": None}
+    }
 
 
 def test_kubectl_commands_inspect_the_job_its_pod_and_its_logs() -> None:
