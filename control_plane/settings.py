@@ -198,6 +198,11 @@ class Settings(BaseSettings):
     )
     k8s_watch_timeout_seconds: int = Field(300, ge=1, description="Server-side lifetime of one watch request.")
     k8s_log_tail_lines: int = Field(50, ge=0, description="Log lines of a failed runner kept in its reason.")
+    k8s_workflow_runs: bool = Field(
+        True,
+        description="A WorkflowRun custom resource per execution, owning its Job (`kubectl get workflowruns`); "
+        "skipped, with a warning, where its CRD is not installed.",
+    )
     k8s_workspace_volume_claim: str | None = Field(
         None,
         description="A PersistentVolumeClaim in the runner namespace holding the folder workspace, mounted "

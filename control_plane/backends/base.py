@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Protocol
 
 from pydantic import BaseModel, Field
@@ -124,9 +125,21 @@ class RunnerExit(BaseModel):
     exit_code: int | None
     reason: str
     status: ExecutionStatus | None = Field(
-        None, description="The status to close with (`Timeout` for a deadline); None: `Failed` unless reported."
+        None,
+        description="The status to close with (`Timeout` for a deadline, `Cancelled` for a run deleted in the "
+        "cluster); None: `Failed` unless reported.",
     )
     log_tail: str | None = Field(None, description="The last lines the runner printed, when it failed.")
+
+
+class RunEnd(BaseModel):
+    """How an execution a backend ran ended, as the control plane recorded it."""
+
+    execution_id: str
+    status: ExecutionStatus
+    error_message: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
 
 
 ExitCallback = Callable[[RunnerExit], Awaitable[None]]
@@ -154,9 +167,9 @@ class Backend(Protocol):
     def details(self, execution_id: str) -> RunnerDetails | None:
         """More about where the runner of `execution_id` is; None when the backend has nothing to add."""
 
-    async def run_ended(self, execution_id: str, status: ExecutionStatus, error_message: str | None) -> None:
-        """The execution this backend ran ended with `status` (committed by this replica): a backend whose runners
-        show elsewhere (Kubernetes Jobs) writes it there. Never raises."""
+    async def run_ended(self, end: RunEnd) -> None:
+        """An execution this backend ran ended (committed by this replica): a backend whose runs show elsewhere
+        (Kubernetes Jobs and WorkflowRuns) writes it there. Never raises."""
 
     async def reconcile(self, active_execution_ids: list[str]) -> None:
         """After a control-plane restart: re-attach to the runners of these still-active executions, and

@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from bifrost._internal.protocol import ExecutionStatus
-from control_plane.backends.base import ExitCallback, LaunchSpec, RunnerDetails, RunnerExit
+from control_plane.backends.base import ExitCallback, LaunchSpec, RunEnd, RunnerDetails, RunnerExit
 from control_plane.backends.container_cli import ContainerCli, ContainerCliError
 from control_plane.backends.container_diagnosis import (
     Diagnosis,
@@ -145,7 +145,7 @@ class ContainerBackend:
     def details(self, execution_id: str) -> RunnerDetails:
         return RunnerDetails(commands=inspect_commands(self.name, execution_id))
 
-    async def run_ended(self, execution_id: str, status: ExecutionStatus, error_message: str | None) -> None:
+    async def run_ended(self, end: RunEnd) -> None:
         """A container's labels cannot change: its status stays in the database."""
 
     async def reconcile(self, active_execution_ids: list[str]) -> None:

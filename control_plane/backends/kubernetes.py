@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -20,7 +20,7 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from bifrost._internal.protocol import ExecutionStatus
-from control_plane.backends.base import ExitCallback, LaunchSpec, RunnerDetails, RunnerExit
+from control_plane.backends.base import ExitCallback, LaunchSpec, RunEnd, RunnerDetails, RunnerExit
 from control_plane.backends.kubernetes_api import KubernetesApi, load_api_client
 from control_plane.backends.kubernetes_diagnosis import (
     Diagnosis,
@@ -32,6 +32,15 @@ from control_plane.backends.kubernetes_diagnosis import (
     pod_started,
     runner_state,
 )
+from control_plane.backends.kubernetes_runs import (
+    API_VERSION,
+    KIND,
+    being_deleted,
+    build_workflow_run,
+    owner_reference,
+    started_patch,
+)
+from control_plane.backends.kubernetes_runs import ended_patch as run_ended_patch
 from control_plane.backends.kubernetes_spec import (
     RUNNER_CONTAINER,
     build_job,
@@ -61,6 +70,8 @@ class _Run:
     job: dict[str, Any] | None = None
     pod: dict[str, Any] | None = None
     pod_gone: bool = False
+    started_at: str | None = None
+    """When its pod started, once written onto its WorkflowRun."""
 
 
 class KubernetesBackend:
@@ -74,6 +85,9 @@ class KubernetesBackend:
         self._watches: list[SharedWatch] = []
         self._sweeper: asyncio.Task[None] | None = None
         self._on_exit: ExitCallback | None = None
+        self._workflow_runs = settings.k8s_workflow_runs
+        self._started: dict[str, datetime] = {}
+        """When the pods of runs this replica followed started, for the durations of their WorkflowRuns."""
 
     @property
     def watches(self) -> list[SharedWatch]:
@@ -110,6 +124,23 @@ class KubernetesBackend:
                 timeout,
             ),
         ]
+        if self._workflow_runs and not await self._api.workflow_runs_served():
+            logger.warning(
+                "the API server does not serve WorkflowRuns (workflowruns.bifrost.io): runs are Jobs alone. Install "
+                "the CRD from the Helm chart's crds/ folder (or k8s/), or set BIFROST_K8S_WORKFLOW_RUNS=false"
+            )
+            self._workflow_runs = False
+        if self._workflow_runs:
+            self._watches.append(
+                SharedWatch(
+                    "workflowruns",
+                    self._api.list_workflow_runs,
+                    namespace,
+                    to_loop(self._workflow_runs_listed),
+                    to_loop(self._workflow_run_event),
+                    timeout,
+                )
+            )
         for watch in self._watches:
             watch.start()
         self._sweeper = asyncio.create_task(self._sweep_pending())
@@ -130,8 +161,9 @@ class KubernetesBackend:
         name = job_name(spec.execution_id)
         self._runs[spec.execution_id] = _Run(spec.execution_id, name, time.monotonic())
         try:
+            owner = await self._create_workflow_run(spec) if self._workflow_runs else None
             try:
-                job = await self._api.create_job(build_job(spec, self._settings))
+                job = await self._api.create_job(build_job(spec, self._settings, owner))
             except ApiException as exc:
                 if exc.status != 409:
                     raise
@@ -151,6 +183,16 @@ class KubernetesBackend:
         except BaseException:
             self._runs.pop(spec.execution_id, None)
             raise
+
+    async def _create_workflow_run(self, spec: LaunchSpec) -> dict[str, Any]:
+        """The execution's WorkflowRun (made now, or by an earlier launch): the reference its Job is owned by."""
+        try:
+            workflow_run = await self._api.create_workflow_run(build_workflow_run(spec, self._settings))
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+            workflow_run = await self._api.read_workflow_run(job_name(spec.execution_id))
+        return owner_reference(workflow_run)
 
     async def kill(self, execution_id: str) -> None:
         run = self._runs.pop(execution_id, None)
@@ -184,16 +226,30 @@ class KubernetesBackend:
             if job_finished(job) or _age_seconds(job) > ORPHAN_MIN_AGE_SECONDS:
                 await self._api.delete_job(job["metadata"]["name"], "Background")
 
-    async def run_ended(self, execution_id: str, status: ExecutionStatus, error_message: str | None) -> None:
-        """Write the final status onto the Job as a label, and the error message as an annotation."""
-        name = job_name(execution_id)
-        try:
-            await self._api.patch_job(name, ended_patch(status.value, error_message))
-        except ApiException as exc:
-            if exc.status != 404:  # a Job already removed (TTL, deleted) has nothing to show
-                logger.warning("could not write the end of execution %s onto Job %s: %s", execution_id, name, exc)
-        except Exception as exc:
-            logger.warning("could not write the end of execution %s onto Job %s: %s", execution_id, name, exc)
+    async def run_ended(self, end: RunEnd) -> None:
+        """Write the final status onto the Job as a label and the error message as an annotation, and both with
+        the run's times onto its WorkflowRun."""
+        name = job_name(end.execution_id)
+        started = end.started_at or self._started.get(end.execution_id)
+        self._started.pop(end.execution_id, None)
+        writes: list[tuple[str, Awaitable[Any]]] = [
+            ("Job", self._api.patch_job(name, ended_patch(end.status.value, end.error_message)))
+        ]
+        if self._workflow_runs:
+            patch = run_ended_patch(end.status.value, end.error_message, started, end.finished_at)
+            writes.append(("WorkflowRun", self._api.patch_workflow_run(name, patch)))
+        for kind, write in writes:
+            try:
+                await write
+            except ApiException as exc:
+                if exc.status != 404:  # one already removed (TTL, deleted) has nothing to show
+                    logger.warning(
+                        "could not write the end of execution %s onto %s %s: %s", end.execution_id, kind, name, exc
+                    )
+            except Exception as exc:
+                logger.warning(
+                    "could not write the end of execution %s onto %s %s: %s", end.execution_id, kind, name, exc
+                )
 
     def runner_ref(self, execution_id: str) -> str:
         """The Job's name."""
@@ -239,7 +295,57 @@ class KubernetesBackend:
         if run is None:
             return
         run.pod, run.pod_gone = pod, kind == "DELETED"
+        if self._workflow_runs and run.started_at is None and pod_started(pod):
+            run.started_at = str(pod.get("status", {}).get("startTime") or _now_timestamp())
+            self._spawn(self._write_started(run.execution_id, run.job_name, run.started_at))
         self._evaluate(run)
+
+    async def _write_started(self, execution_id: str, name: str, started_at: str) -> None:
+        self._started[execution_id] = datetime.fromisoformat(started_at.replace("Z", "+00:00"))
+        try:
+            await self._api.patch_workflow_run(name, started_patch(started_at))
+        except Exception as exc:
+            logger.warning("could not write the start of execution %s onto WorkflowRun %s: %s", execution_id, name, exc)
+
+    def _workflow_runs_listed(self, workflow_runs: list[dict[str, Any]], _listed_at: float) -> None:
+        present = {execution_id_of(workflow_run) for workflow_run in workflow_runs}
+        for workflow_run in workflow_runs:
+            self._workflow_run_event("MODIFIED", workflow_run)
+        for run in list(self._runs.values()):
+            # A run whose WorkflowRun went while nobody watched: it was deleted, unless it was never made yet.
+            if run.job is not None and run.execution_id not in present and _owned_by_workflow_run(run.job):
+                self._cancel_deleted(run)
+
+    def _workflow_run_event(self, kind: str, workflow_run: dict[str, Any]) -> None:
+        run = self._runs.get(execution_id_of(workflow_run) or "")
+        if run is not None and (kind == "DELETED" or being_deleted(workflow_run)):
+            self._cancel_deleted(run)
+
+    def _cancel_deleted(self, run: _Run) -> None:
+        """Someone deleted the run's WorkflowRun (`kubectl delete workflowrun`): cancel the execution."""
+        if self._runs.pop(run.execution_id, None) is None:
+            return
+        self._spawn(self._finish_cancelled(run))
+
+    async def _finish_cancelled(self, run: _Run) -> None:
+        try:
+            await self._api.delete_job(run.job_name, "Foreground")
+        except Exception:
+            logger.exception("could not delete the Job %s of a deleted WorkflowRun", run.job_name)
+        await self._report(
+            RunnerExit(
+                execution_id=run.execution_id,
+                exit_code=None,
+                status=ExecutionStatus.CANCELLED,
+                reason=f"The WorkflowRun {run.job_name} was deleted (kubectl delete workflowrun?): the run was "
+                "cancelled and its Job deleted.",
+            )
+        )
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _evaluate(self, run: _Run) -> None:
         diagnosis = diagnose(run.job, run.pod, run.pod_gone)
@@ -260,11 +366,13 @@ class KubernetesBackend:
         """Report the end of `run` exactly once: it leaves the tracked runs here, synchronously."""
         if self._runs.pop(run.execution_id, None) is None:
             return
-        task = asyncio.create_task(self._finish(run, diagnosis))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._spawn(self._finish(run, diagnosis))
 
     async def _finish(self, run: _Run, diagnosis: Diagnosis) -> None:
+        if self._workflow_runs and diagnosis == job_deleted(run.job_name) and await self._workflow_run_gone(run):
+            # The garbage collector deleted the Job of a deleted WorkflowRun before its watch told us.
+            await self._finish_cancelled(run)
+            return
         if job_finished(run.job) and not run.pod_gone and not runner_state(run.pod).get("terminated"):
             # The pods' watch may lag behind the Jobs' one: read the pod's final state before judging.
             await self._refresh_pod(run)
@@ -276,6 +384,14 @@ class KubernetesBackend:
             except Exception:
                 logger.exception("could not delete the Job %s of a failed execution", run.job_name)
         await self._report(self._exit(run.execution_id, diagnosis, log_tail))
+
+    async def _workflow_run_gone(self, run: _Run) -> bool:
+        try:
+            return being_deleted(await self._api.read_workflow_run(run.job_name))
+        except ApiException as exc:
+            return bool(exc.status == 404)
+        except Exception:
+            return False
 
     async def _refresh_pod(self, run: _Run) -> None:
         try:
@@ -318,6 +434,15 @@ class KubernetesBackend:
             await self._on_exit(runner_exit)
         except Exception:
             logger.exception("reporting the end of execution %s failed", runner_exit.execution_id)
+
+
+def _now_timestamp() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _owned_by_workflow_run(job: dict[str, Any]) -> bool:
+    owners = job.get("metadata", {}).get("ownerReferences") or []
+    return any(owner.get("kind") == KIND and owner.get("apiVersion") == API_VERSION for owner in owners)
 
 
 def _age_seconds(job: dict[str, Any]) -> float:

@@ -17,6 +17,7 @@ import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from control_plane.backends.kubernetes_runs import GROUP, PLURAL, VERSION
 from control_plane.backends.kubernetes_spec import MANAGED_SELECTOR
 from control_plane.settings import Settings
 
@@ -84,6 +85,7 @@ class KubernetesApi:
         self.api_client = api_client
         self.batch = client.BatchV1Api(api_client)
         self.core = client.CoreV1Api(api_client)
+        self.custom = client.CustomObjectsApi(api_client)
         self._limiter = RateLimiter(settings.k8s_qps, settings.k8s_burst)
         self._retry_seconds = settings.k8s_api_retry_seconds
         self._executor = ThreadPoolExecutor(settings.k8s_api_workers, thread_name_prefix="bifrost-k8s-api")
@@ -130,6 +132,44 @@ class KubernetesApi:
         except ApiException as exc:
             if exc.status != 404:
                 raise
+
+    def list_workflow_runs(self, namespace: str, **kwargs: Any) -> Any:
+        """List (or watch) WorkflowRuns as the shared watch lists Jobs and pods."""
+        return self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, **kwargs)
+
+    async def workflow_runs_served(self) -> bool:
+        """Whether the API server serves WorkflowRuns (their CRD is installed)."""
+        try:
+            await self._call(self.list_workflow_runs, self.namespace, label_selector=MANAGED_SELECTOR, limit=1)
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    async def create_workflow_run(self, body: dict[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = await self._call(
+            self.custom.create_namespaced_custom_object, GROUP, VERSION, self.namespace, PLURAL, body
+        )
+        return result
+
+    async def read_workflow_run(self, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self._call(
+            self.custom.get_namespaced_custom_object, GROUP, VERSION, self.namespace, PLURAL, name
+        )
+        return result
+
+    async def patch_workflow_run(self, name: str, patch: dict[str, Any]) -> None:
+        await self._call(
+            self.custom.patch_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            self.namespace,
+            PLURAL,
+            name,
+            patch,
+            _content_type="application/merge-patch+json",
+        )
 
     async def create_secret(self, body: dict[str, Any]) -> None:
         await self._call(self.core.create_namespaced_secret, self.namespace, body)

@@ -151,8 +151,9 @@ def _env(spec: LaunchSpec) -> list[dict[str, Any]]:
     return env
 
 
-def build_job(spec: LaunchSpec, settings: Settings) -> dict[str, Any]:
-    """The execution's Job, created suspended: it starts once its Secret exists (see `build_secret`)."""
+def build_job(spec: LaunchSpec, settings: Settings, owner: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The execution's Job, created suspended: it starts once its Secret exists (see `build_secret`). `owner`: the
+    reference to the WorkflowRun it belongs to, if any."""
     labels = runner_labels(spec)
     annotations = runner_annotations(spec)
     uid = settings.k8s_run_as_user
@@ -208,15 +209,18 @@ def build_job(spec: LaunchSpec, settings: Settings) -> dict[str, Any]:
         pod_spec["nodeSelector"] = dict(settings.k8s_node_selector)
     if settings.k8s_tolerations:
         pod_spec["tolerations"] = [t.model_dump(exclude_none=True) for t in settings.k8s_tolerations]
+    metadata: dict[str, Any] = {
+        "name": job_name(spec.execution_id),
+        "namespace": settings.k8s_namespace,
+        "labels": labels,
+        "annotations": annotations,
+    }
+    if owner is not None:
+        metadata["ownerReferences"] = [owner]
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": {
-            "name": job_name(spec.execution_id),
-            "namespace": settings.k8s_namespace,
-            "labels": labels,
-            "annotations": annotations,
-        },
+        "metadata": metadata,
         "spec": {
             "suspend": True,
             "backoffLimit": 0,

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bifrost._internal.protocol import ExecutionStatus, RunnerClaim, RunnerEnded, reported_status
-from control_plane.backends.base import ExitCallback, LaunchSpec, RunnerDetails, RunnerExit
+from control_plane.backends.base import ExitCallback, LaunchSpec, RunEnd, RunnerDetails, RunnerExit
 from control_plane.backends.local_records import RunnerRecord, RunnerRecords, is_same_process, process_start_time
 from control_plane.backends.local_sandbox import (
     SANDBOX_TMP,
@@ -207,7 +207,7 @@ class LocalBackend:
     def details(self, execution_id: str) -> RunnerDetails | None:
         return None
 
-    async def run_ended(self, execution_id: str, status: ExecutionStatus, error_message: str | None) -> None:
+    async def run_ended(self, end: RunEnd) -> None:
         """Nothing outside the database shows a local run."""
 
     async def reconcile(self, active_execution_ids: list[str]) -> None:

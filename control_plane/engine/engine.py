@@ -29,7 +29,8 @@ from bifrost._internal.protocol import (
     parse_event,
 )
 from bifrost._internal.redaction import Redactor
-from control_plane.backends.base import Backend, RunnerExit
+from control_plane.backends.base import Backend, RunEnd, RunnerExit
+from control_plane.db.models import as_utc, utcnow
 from control_plane.engine.dispatch import Dispatcher, LaunchOutcome
 from control_plane.engine.ingest import Ingestor
 from control_plane.engine.live import FinalRow, LiveHub, LiveSubscription
@@ -50,6 +51,9 @@ logger = logging.getLogger(__name__)
 ENQUEUE_FIRST_RETRY_SECONDS = 0.25
 ENQUEUE_MAX_RETRY_SECONDS = 5.0
 """An execution NATS could not queue is offered again after these delays, doubling, until it is taken."""
+
+_EXIT_ERROR_TYPES = {ExecutionStatus.TIMEOUT: "Timeout", ExecutionStatus.CANCELLED: "Cancelled"}
+"""The error type of an execution a backend ended with that status; any other: `RunnerExited`."""
 
 NATS_WATCH_SECONDS = 0.5
 """How often the engine checks that the nats-server it started is still running."""
@@ -346,7 +350,7 @@ class ExecutionEngine:
             self._repository.close,
             execution_id,
             status,
-            error_type="Timeout" if status is ExecutionStatus.TIMEOUT else "RunnerExited",
+            error_type=_EXIT_ERROR_TYPES.get(status, "RunnerExited"),
             error_message=reason,
             runner_log_tail=None if runner_exit.log_tail is None else redactor.text(runner_exit.log_tail),
         )
@@ -401,7 +405,7 @@ class ExecutionEngine:
                 RUN_DURATION.observe(change.duration_ms / 1000)
             if change.launched:
                 RUNNING.dec()
-                self._spawn(self._backend.run_ended(change.execution_id, change.terminal_status, _error_of(change)))
+                self._spawn(self._backend.run_ended(_end_of(change, change.terminal_status)))
         # Without a launch recorded when it ended, the row as it ended may lack the runner (recorded by another
         # replica meanwhile): waiters read the row again rather than take it.
         final_row = change.final_row if change.launched else None
@@ -422,10 +426,21 @@ class ExecutionEngine:
         logger.info("reconnected to NATS at %s", self._nats_url)
 
 
-def _error_of(change: Committed) -> str | None:
-    """The error message of the status a commit ended an execution with."""
+def _end_of(change: Committed, status: ExecutionStatus) -> RunEnd:
+    """How the execution a commit ended ended: its error message from the status event, its times from the row."""
+    error: str | None = None
     for event in reversed(change.changes):
         if isinstance(event, LiveEvent) and event.kind == "status":
             message = event.data.get("error_message")
-            return None if message is None else str(message)
-    return None
+            error = None if message is None else str(message)
+            break
+    # A commit of the control plane's own (runner gone, cancel) carries no row: it ended it just now.
+    row = change.final_row or {}
+    started, finished = row.get("started_at"), row.get("finished_at") or utcnow()
+    return RunEnd(
+        execution_id=change.execution_id,
+        status=status,
+        error_message=error,
+        started_at=None if started is None else as_utc(started),
+        finished_at=as_utc(finished),
+    )

@@ -1,7 +1,9 @@
 """kmock's KubernetesEmulator (a real HTTP server speaking the Kubernetes API), completed with what a real API
 server does and the backend relies on: uids, creation timestamps, resourceVersions, label selectors, watches
 that resume from a resourceVersion (410 Gone once it is compacted away), server-side watch timeouts, and the
-garbage collector deleting what a deleted object owned. Tests can also end every open watch at once.
+garbage collector deleting what a deleted object owned. Custom resources are served once their
+CustomResourceDefinition is created (404 before, as on a cluster without it), and listed as a Table with the
+CRD's printer columns for clients that ask for one (`kubectl get`). Tests can also end every open watch at once.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import kmock
 JOBS = kmock.resource("batch/v1/jobs")
 PODS = kmock.resource("v1/pods")
 SECRETS = kmock.resource("v1/secrets")
+CRDS = kmock.resource("apiextensions.k8s.io/v1/customresourcedefinitions")
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,37 @@ _CHANGE_TYPES: dict[kmock.action | None, str] = {
 }
 
 
+def _is_custom(resource: kmock.resource) -> bool:
+    """Whether a resource comes from a CRD rather than Kubernetes itself (whose groups are single words or end
+    in .k8s.io)."""
+    group = resource.group or ""
+    return "." in group and not group.endswith(".k8s.io")
+
+
+def _cell(obj: dict[str, Any], column: dict[str, Any]) -> Any:
+    """The value of a printer column's simple JSONPath (`.a.b`) in `obj`; a date as its age."""
+    value: Any = obj
+    for key in column["jsonPath"].lstrip(".").split("."):
+        value = value.get(key) if isinstance(value, dict) else None
+    if value is None:
+        return None
+    if column["type"] == "date":
+        moment = datetime.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        return _age(datetime.datetime.now(tz=datetime.UTC) - moment)
+    return value
+
+
+def _age(elapsed: datetime.timedelta) -> str:
+    seconds = max(0, int(elapsed.total_seconds()))
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m"
+    if seconds < 86400:
+        return f"{seconds // 3600}h"
+    return f"{seconds // 86400}d"
+
+
 def now_timestamp() -> str:
     return datetime.datetime.now(tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -72,6 +106,8 @@ class ApiServer(kmock.KubernetesEmulator):
     _watch_generation: int = attrs.field(default=0, init=False)
     creates: collections.Counter[kmock.resource] = attrs.field(factory=collections.Counter, init=False)
     """Create requests per resource, answered or refused (409 AlreadyExists)."""
+    _definitions: dict[tuple[str, str], dict[str, Any]] = attrs.field(factory=dict, init=False)
+    """The served version of each custom resource, by (group, plural), from its CRD."""
     direct: bool = False
     """Serve reads and writes of single objects straight from the store, skipping kmock's reaction matching
     (which compares every request with all earlier ones: too slow for thousands of objects). Reactions, and
@@ -81,6 +117,7 @@ class ApiServer(kmock.KubernetesEmulator):
         super().__attrs_post_init__()
         for resource, kind in ((JOBS, "Job"), (PODS, "Pod"), (SECRETS, "Secret")):
             self.resources[resource] = kmock.ResourceInfo(kind=kind, namespaced=True)
+        self.resources[CRDS] = kmock.ResourceInfo(kind="CustomResourceDefinition", namespaced=False)
 
     def _next_version(self) -> int:
         self._version += 1
@@ -89,6 +126,14 @@ class ApiServer(kmock.KubernetesEmulator):
     async def _handle(self, request: kmock.Request) -> Any:
         if request.resource is None or request.subresource == "log":
             return await super()._handle(request)
+        if _is_custom(request.resource):
+            version = self._definitions.get((request.resource.group or "", request.resource.plural or ""))
+            if version is None or version["name"] != request.resource.version:
+                return self._render_status(404, "NotFound")
+            if request.action == kmock.action.LIST and "as=Table" in request.headers.get("Accept", ""):
+                return aiohttp.web.json_response(self._table(request, version))
+        if request.resource == CRDS and request.action == kmock.action.CREATE and isinstance(request.data, dict):
+            self._define(request.data)
         if request.action == kmock.action.CREATE and isinstance(request.data, dict):
             self.creates[request.resource] += 1
             metadata = request.data.setdefault("metadata", {})
@@ -124,6 +169,39 @@ class ApiServer(kmock.KubernetesEmulator):
             stored.delete()
             return aiohttp.web.json_response(stored.last.raw)
         return aiohttp.web.json_response(stored.raw)
+
+    def _define(self, crd: dict[str, Any]) -> None:
+        spec = crd["spec"]
+        [served] = [version for version in spec["versions"] if version.get("storage")]
+        resource = kmock.resource(f"{spec['group']}/{served['name']}/{spec['names']['plural']}")
+        names = spec["names"]
+        self.resources[resource] = kmock.ResourceInfo(
+            kind=names["kind"], singular=names.get("singular"), namespaced=spec["scope"] == "Namespaced",
+            verbs={"create", "get", "list", "watch", "patch", "update", "delete"},
+            shortnames=set(names.get("shortNames", [])), categories=set(names.get("categories", [])),
+        )
+        self._definitions[(spec["group"], spec["names"]["plural"])] = served
+
+    def _table(self, request: kmock.Request, version: dict[str, Any]) -> dict[str, Any]:
+        """The objects a list request asks for, as the Table the API server answers `kubectl get` with: a Name
+        column, then the CRD's printer columns (dates as ages, as kubectl shows them)."""
+        columns = [{"name": "Name", "type": "string", "format": "name", "description": "", "priority": 0}] + [
+            {"name": column["name"], "type": column["type"], "format": column.get("format", ""),
+             "description": column.get("description", ""), "priority": column.get("priority", 0)}
+            for column in version.get("additionalPrinterColumns", [])
+        ]
+        items = [
+            obj.raw for (resource, _, _), obj in list(self.objects.items())
+            if not obj.deleted and self._visible(request, resource, obj.raw)
+        ]
+        rows = [{
+            "cells": [item["metadata"]["name"]] + [
+                _cell(item, column) for column in version.get("additionalPrinterColumns", [])
+            ],
+            "object": {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": item["metadata"]},
+        } for item in items]
+        return {"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {"resourceVersion": str(self._version)},
+                "columnDefinitions": columns, "rows": rows}
 
     @staticmethod
     def _render_status(code: int, reason: str) -> aiohttp.web.StreamResponse:

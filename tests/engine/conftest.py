@@ -28,7 +28,7 @@ from bifrost._internal.protocol import (
     message_id,
 )
 from bifrost_devtools.services import NatsServer
-from control_plane.backends.base import ExitCallback, LaunchSpec, RunnerDetails, RunnerExit
+from control_plane.backends.base import ExitCallback, LaunchSpec, RunEnd, RunnerDetails, RunnerExit
 from control_plane.db.models import Execution, ExecutionLog, Organization, User, Workflow, utcnow
 from control_plane.db.session import make_engine
 from control_plane.engine import ExecutionEngine
@@ -123,7 +123,7 @@ class RecordingBackend:
         self.launches: list[LaunchSpec] = []
         self.kills: list[str] = []
         self.reconciled: list[list[str]] = []
-        self.ended: list[tuple[str, ExecutionStatus, str | None]] = []
+        self.ended: list[RunEnd] = []
         self.failures_left = fail_launches
         self.on_exit: ExitCallback | None = None
 
@@ -152,8 +152,8 @@ class RecordingBackend:
     def details(self, execution_id: str) -> RunnerDetails | None:
         return None
 
-    async def run_ended(self, execution_id: str, status: ExecutionStatus, error_message: str | None) -> None:
-        self.ended.append((execution_id, status, error_message))
+    async def run_ended(self, end: RunEnd) -> None:
+        self.ended.append(end)
 
     def launched_ids(self) -> list[str]:
         return [spec.execution_id for spec in self.launches]

@@ -249,19 +249,36 @@ async def test_the_backend_is_told_how_each_run_ended_once(
         await engine.submit(execution_id, sync=True)
     js = runner_nats.jetstream()
     await publish(js, StartedEvent(execution_id=reported, seq=1))
-    await publish(js, FinishedEvent(execution_id=reported, seq=2, status=ExecutionStatus.FAILED,
-                                    error_type="RuntimeError", error_message="the ticket system refused"))
+    await publish(
+        js,
+        FinishedEvent(
+            execution_id=reported,
+            seq=2,
+            status=ExecutionStatus.FAILED,
+            error_type="RuntimeError",
+            error_message="the ticket system refused",
+        ),
+    )
     await backend.exit(crashed, 137, "the runner ran out of memory")
     for execution_id in (reported, crashed):
         assert await engine.wait_terminal(execution_id, timeout=20)
     await eventually(lambda: len(backend.ended) == 2, "the backend is told of both ends")
 
-    assert sorted(backend.ended) == sorted([
-        (reported, ExecutionStatus.FAILED, "the ticket system refused"),
-        (crashed, ExecutionStatus.FAILED, "the runner ran out of memory"),
-    ])
+    ends = {end.execution_id: end for end in backend.ended}
+    assert (ends[reported].status, ends[reported].error_message) == (
+        ExecutionStatus.FAILED,
+        "the ticket system refused",
+    )
+    assert (ends[crashed].status, ends[crashed].error_message) == (
+        ExecutionStatus.FAILED,
+        "the runner ran out of memory",
+    )
+    assert ends[reported].started_at is not None
+    assert ends[reported].finished_at is not None and ends[reported].finished_at >= ends[reported].started_at
     # The launch names who started the run and how, for the runner's labels.
-    assert {(spec.user_id, spec.trigger) for spec in backend.launches} == {(read_execution(db, reported).user_id, "form")}
+    assert {(spec.user_id, spec.trigger) for spec in backend.launches} == {
+        (read_execution(db, reported).user_id, "form")
+    }
 
 
 @sqlite_only

@@ -9,6 +9,7 @@ from typing import Any
 
 import kmock
 import pytest
+import yaml
 
 from bifrost_devtools.k8s_apiserver import ApiServer
 from control_plane.backends.base import LaunchSpec, RunnerExit
@@ -17,6 +18,7 @@ from control_plane.settings import Settings
 from tests.k8s.kubelet import TestKubelet
 
 NAMESPACE = "bifrost-runs"
+WORKFLOW_RUNS_CRD = Path(__file__).parents[2] / "k8s" / "workflowruns.bifrost.io.yaml"
 
 
 class Exits:
@@ -61,6 +63,15 @@ def launch_spec(timeout_seconds: int = 60, **fields: Any) -> LaunchSpec:
 async def apiserver() -> AsyncIterator[ApiServer]:
     async with ApiServer() as server, kmock.Server(server):
         yield server
+
+
+@pytest.fixture
+async def crd(apiserver: ApiServer) -> dict[str, Any]:
+    """The WorkflowRun CRD of k8s/, installed in the emulated cluster (before a backend starts, when asked first)."""
+    definition: dict[str, Any] = yaml.safe_load(WORKFLOW_RUNS_CRD.read_text())
+    async with apiserver.post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", json=definition) as response:
+        assert response.status in (200, 201), await response.text()
+    return definition
 
 
 @pytest.fixture

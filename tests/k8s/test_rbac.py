@@ -1,14 +1,18 @@
 """The Role of the chart and of k8s/ against the calls the kubernetes backend really makes: every call it makes
-through an execution's life (launched twice, run, failed with its log read, killed) is granted, and nothing else."""
+through an execution's life (launched twice, run, failed with its log read, killed, its end written onto its Job
+and WorkflowRun) is granted, and nothing else."""
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import kmock
 import pytest
 
+from bifrost._internal.protocol import ExecutionStatus
 from bifrost_devtools.k8s_apiserver import ApiServer
+from control_plane.backends.base import RunEnd
 from control_plane.backends.kubernetes import KubernetesBackend
 from control_plane.settings import Settings
 from tests.k8s.conftest import Exits, launch_spec
@@ -19,7 +23,7 @@ from tests.k8s.test_deploy import granted, plain_manifests, render
 BACKEND_TOKEN = "Bearer test-token"
 # What a set blockOwnerDeletion owner reference needs where the API server enforces owner references (which the
 # emulator does not): the right to update the owner's finalizers.
-OWNER_REFERENCE_RIGHTS = {("batch", "jobs/finalizers", "update")}
+OWNER_REFERENCE_RIGHTS = {("batch", "jobs/finalizers", "update"), ("bifrost.io", "workflowruns/finalizers", "update")}
 
 
 def verb(request: kmock.Request) -> str:
@@ -48,7 +52,12 @@ def calls_made(apiserver: ApiServer) -> set[tuple[str, str, str]]:
 
 @pytest.fixture
 async def backend_calls(
-    backend: KubernetesBackend, settings: Settings, kubelet: TestKubelet, apiserver: ApiServer, exits: Exits
+    crd: dict[str, Any],
+    backend: KubernetesBackend,
+    settings: Settings,
+    kubelet: TestKubelet,
+    apiserver: ApiServer,
+    exits: Exits,
 ) -> set[tuple[str, str, str]]:
     succeeding, failing, killed = launch_spec(), launch_spec(), launch_spec()
     kubelet.scripts[succeeding.execution_id] = "print('done')"
@@ -64,6 +73,7 @@ async def backend_calls(
         assert (await exits.of(failing.execution_id)).log_tail
         await backend.kill(killed.execution_id)
         await exits.of(killed.execution_id)
+        await backend.run_ended(RunEnd(execution_id=failing.execution_id, status=ExecutionStatus.FAILED))
     finally:
         await other.stop()
     return calls_made(apiserver)
