@@ -126,7 +126,7 @@ class ApiServer(kmock.KubernetesEmulator):
     async def _handle(self, request: kmock.Request) -> Any:
         if request.resource is None or request.subresource == "log":
             return await super()._handle(request)
-        if _is_custom(request.resource):
+        if _is_custom(request.resource) and request.resource.plural:
             version = self._definitions.get((request.resource.group or "", request.resource.plural or ""))
             if version is None or version["name"] != request.resource.version:
                 return self._render_status(404, "NotFound")

@@ -65,13 +65,18 @@ async def apiserver() -> AsyncIterator[ApiServer]:
         yield server
 
 
-@pytest.fixture
-async def crd(apiserver: ApiServer) -> dict[str, Any]:
-    """The WorkflowRun CRD of k8s/, installed in the emulated cluster (before a backend starts, when asked first)."""
+async def install_crd(apiserver: ApiServer) -> dict[str, Any]:
+    """Install the WorkflowRun CRD of k8s/ in the emulated cluster."""
     definition: dict[str, Any] = yaml.safe_load(WORKFLOW_RUNS_CRD.read_text())
     async with apiserver.post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", json=definition) as response:
         assert response.status in (200, 201), await response.text()
     return definition
+
+
+@pytest.fixture
+async def crd(apiserver: ApiServer) -> dict[str, Any]:
+    """The WorkflowRun CRD, installed (before a backend starts, when asked for first)."""
+    return await install_crd(apiserver)
 
 
 @pytest.fixture
