@@ -19,6 +19,7 @@ from bifrost_runner.checkout import CACHE_FOLDER
 from control_plane.backends.kubernetes_spec import inspect_commands, job_name
 from tests.api.conftest import ADMIN_KEY, Bifrost
 from tests.k8s.conftest import NAMESPACE
+from tests.k8s.test_workflow_runs import WORKFLOW_RUNS
 from tests.k8s.kubelet import Fault, TestKubelet
 from tests.workspace.conftest import new_bucket, running_bifrost, s3_overrides
 
@@ -64,7 +65,12 @@ def upload_workflows(bifrost: Bifrost) -> None:
 
 @pytest.fixture
 async def bifrost(
-    apiserver: ApiServer, kubelet: TestKubelet, kubeconfig: Path, seaweedfs: SeaweedS3, tmp_path: Path
+    apiserver: ApiServer,
+    crd: dict[str, Any],
+    kubelet: TestKubelet,
+    kubeconfig: Path,
+    seaweedfs: SeaweedS3,
+    tmp_path: Path,
 ) -> AsyncIterator[Bifrost]:
     # Started off the event loop: the control plane talks to the emulated API server, which is served by it.
     with contextlib.ExitStack() as stack:
@@ -188,6 +194,12 @@ async def test_a_workflow_that_fails_fails_its_job_and_keeps_its_own_error(
     assert "the workflow ended Failed\nTraceback (most recent call last):" in log
     assert 'raise RuntimeError("the ticket system refused the change")' in log
     assert log.rstrip().endswith("RuntimeError: the ticket system refused the change")
+    # Its WorkflowRun says the same, with the run's times.
+    workflow_run = apiserver.object(WORKFLOW_RUNS, NAMESPACE, job_name(execution_id))
+    assert workflow_run is not None
+    assert workflow_run["status"]["phase"] == "Failed"
+    assert workflow_run["status"]["message"] == execution["error"]["message"]
+    assert workflow_run["status"]["duration"].endswith("s")
 
 
 def job_label(apiserver: ApiServer, execution_id: str, key: str) -> str | None:
