@@ -132,6 +132,9 @@ SETTINGS = {
     "runner_image": f"{HERE}::test_job_settings_shape_the_runner_job",
     "runner_image_pull_policy": f"{HERE}::test_job_settings_shape_the_runner_job",
     "runner_image_pull_secrets": f"{HERE}::test_job_settings_shape_the_runner_job",
+    "k8s_runner_service_account": (
+        "tests/k8s/test_spec.py::test_runner_pods_run_as_the_configured_service_account_without_its_token"
+    ),
     "k8s_node_selector": f"{HERE}::test_job_settings_shape_the_runner_job",
     "k8s_tolerations": f"{HERE}::test_job_settings_shape_the_runner_job",
     "k8s_cpu_request": f"{HERE}::test_job_settings_shape_the_runner_job",
