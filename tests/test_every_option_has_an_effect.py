@@ -24,6 +24,7 @@ from sqlmodel import Session, select
 from bifrost._internal.workspace import kept_file_path
 from bifrost.metadata import DataProviderOptions, WorkflowOptions
 from control_plane.backends.base import RunnerWorkspace
+from control_plane.backends.container_spec import run_arguments
 from control_plane.backends.kubernetes_api import KubernetesApi, load_api_client
 from control_plane.backends.kubernetes_spec import build_job
 from control_plane.db.models import LoginFailure, UiSession, utcnow
@@ -128,6 +129,13 @@ SETTINGS = {
     "local_max_processes": "tests/security/test_local_sandbox.py::test_too_many_processes_are_refused_naming_the_limit",
     "local_sandbox": "tests/runner/test_local_backend.py::test_unsandboxed_runners_run_with_a_warning",
     "local_sandbox_paths": "tests/api/test_retries_and_limits.py::test_a_failed_execution_is_retried_after_its_backoff",
+    "container_memory_limit_mb": f"{HERE}::test_container_settings_shape_the_runner_container",
+    "container_cpu_limit": f"{HERE}::test_container_settings_shape_the_runner_container",
+    "container_max_processes": f"{HERE}::test_container_settings_shape_the_runner_container",
+    "container_run_as_user": f"{HERE}::test_container_settings_shape_the_runner_container",
+    "container_deadline_grace_seconds": (
+        "tests/containers/test_backend.py::test_a_runner_past_its_deadline_is_stopped_and_times_out"
+    ),
     "k8s_namespace": f"{HERE}::test_job_settings_shape_the_runner_job",
     "runner_image": f"{HERE}::test_job_settings_shape_the_runner_job",
     "runner_image_pull_policy": f"{HERE}::test_job_settings_shape_the_runner_job",
@@ -344,6 +352,24 @@ def test_job_settings_shape_the_runner_job(setting: str, value: Any, read: Any) 
         "k8s_deadline_grace_seconds": 107,
     }.get(setting, value)
     assert changed == expected
+
+
+CONTAINER_SETTINGS: list[tuple[str, Any, str]] = [
+    ("container_memory_limit_mb", 300, "--memory=300m"),
+    ("container_cpu_limit", "500m", "--cpus=0.5"),
+    ("container_max_processes", 64, "--pids-limit=64"),
+    ("container_run_as_user", 20002, "--user=20002:20002"),
+]
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "argument"), CONTAINER_SETTINGS, ids=[setting for setting, _, _ in CONTAINER_SETTINGS]
+)
+def test_container_settings_shape_the_runner_container(setting: str, value: Any, argument: str) -> None:
+    spec = launch_spec()
+    default = run_arguments(spec, Settings(backend="podman"), "replica-1", deadline=0.0)
+    changed = run_arguments(spec, Settings(backend="podman", **{setting: value}), "replica-1", deadline=0.0)
+    assert argument in changed and argument not in default
 
 
 async def test_the_kubernetes_api_is_called_from_the_configured_number_of_threads(kubeconfig: Path) -> None:
