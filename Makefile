@@ -11,7 +11,7 @@ UI_BUILT := ui/dist/index.html
 UI_SOURCES := ui/index.html ui/package.json ui/tsconfig.json ui/vite.config.ts \
 	$(shell find ui/src ui/public -type f ! -name '*.test.*' 2>/dev/null)
 
-.PHONY: install lock sandbox-deps container-deps system-deps ui ui-test run test lint bench clean
+.PHONY: install lock sandbox-deps container-deps system-deps images ui ui-test run test lint bench clean
 
 # The whole uv workspace (server, runner, SDK, dev tools) exactly as uv.lock pins it. uv itself comes from PyPI
 # the first time; from then on it is the version the lock pins, in the same environment.
@@ -63,7 +63,13 @@ ui-test: $(UI_INSTALLED)
 run: install sandbox-deps ui
 	$(BIN)/bifrost serve
 
-test: install system-deps lint ui ui-test
+# The images the container tests run (the first time: a Debian base made with debootstrap, then both Dockerfiles),
+# built before the tests so that none of them waits on a build; kept by podman, rebuilt only when what they are
+# made from changed.
+images: install container-deps ui
+	$(BIN)/python -m bifrost_devtools.images
+
+test: install system-deps lint ui ui-test images
 	$(BIN)/python -m pytest
 
 lint: install

@@ -109,8 +109,12 @@ class Settings(BaseSettings):
         description="A folder workspace keeps the files of this many recently recorded revisions, so runs pinned "
         "to them still sync after the folder was edited.",
     )
-    max_concurrency: int = Field(20, ge=1, description="Executions running at once, over all workflows.")
-    max_concurrency_per_workflow: int = Field(10, ge=1)
+    max_concurrency: int = Field(
+        20, ge=1, description="Executions running at once, over all workflows and replicas (sub-workflows aside)."
+    )
+    max_concurrency_per_workflow: int = Field(
+        10, ge=1, description="Executions of one workflow running at once; its own `max_concurrency` may be lower."
+    )
     runner_exit_grace_seconds: float = Field(
         5.0, description="After a runner exits, how long its `finished` event may take before we close it."
     )

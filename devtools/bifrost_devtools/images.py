@@ -118,7 +118,10 @@ def _make_base_image(tag: str) -> None:
             str(rootfs),
             str(BASE_RECIPE["mirror"]),
         ]
-        result = subprocess.run(command, capture_output=True, text=True)
+        try:
+            result = subprocess.run(command, capture_output=True, text=True)
+        finally:
+            _unmount_below(rootfs)
         if result.returncode != 0:
             raise PodmanError(f"{shlex.join(command)} failed: {result.stdout[-2000:]}{result.stderr[-2000:]}")
         shutil.copyfile(HOST_CA_BUNDLE, rootfs / "etc/ssl/certs/ca-certificates.crt")
@@ -133,6 +136,15 @@ def _make_base_image(tag: str) -> None:
         if tar.returncode != 0:
             raise PodmanError(f"packing {rootfs} failed ({tar.returncode})")
     print(f"built {tag} in {time.monotonic() - started:.0f}s", flush=True)
+
+
+def _unmount_below(rootfs: Path) -> None:
+    """Unmount what debootstrap mounted in the new system (its /proc, /sys) and left behind if it was stopped
+    halfway: the folder could not be removed otherwise."""
+    prefix = f"{rootfs}/"
+    mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
+    for mount in sorted((m for m in mounts if m.startswith(prefix)), key=len, reverse=True):
+        subprocess.run(["umount", "--lazy", mount], check=False)
 
 
 def copied_sources(dockerfile: Path) -> list[str]:
@@ -186,3 +198,15 @@ def removing_containers(settings: Settings) -> Iterator[None]:
         leftovers = podman("ps", "--all", "--quiet", selector).split()
         if leftovers:
             podman("rm", "--force", "--time=0", *leftovers)
+
+
+def build_all() -> None:
+    """The base, runner and server images the tests run, built ahead so that no test waits for a first build."""
+    os.environ.setdefault("CONTAINERS_CONF", str(CONTAINERS_CONF))
+    base = base_image()
+    for dockerfile, name in ((RUNNER_DOCKERFILE, "bifrost-runner"), (SERVER_DOCKERFILE, "bifrost")):
+        print(f"{name}: {build(dockerfile, name, base)}", flush=True)
+
+
+if __name__ == "__main__":
+    build_all()

@@ -253,6 +253,7 @@ def _publish_outcome(
         error_message=None if outcome.error_message is None else storable.text(redactor.text(outcome.error_message)),
         traceback=None if outcome.traceback is None else storable.text(redactor.text(outcome.traceback)),
         duration_ms=seconds * 1000,
+        user_error=outcome.user_error,
     )
     return outcome.status
 

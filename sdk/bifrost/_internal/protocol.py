@@ -137,6 +137,8 @@ class FinishedEvent(_EventBase):
     error_message: str | None = None
     traceback: str | None = None
     duration_ms: float | None = None
+    user_error: bool = False
+    """The workflow raised `UserError`: a problem for whoever started it, which a retry would meet again."""
 
 
 Event = Annotated[
