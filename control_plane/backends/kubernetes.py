@@ -307,13 +307,18 @@ class KubernetesBackend:
         except Exception as exc:
             logger.warning("could not write the start of execution %s onto WorkflowRun %s: %s", execution_id, name, exc)
 
-    def _workflow_runs_listed(self, workflow_runs: list[dict[str, Any]], _listed_at: float) -> None:
+    def _workflow_runs_listed(self, workflow_runs: list[dict[str, Any]], listed_at: float) -> None:
         present = {execution_id_of(workflow_run) for workflow_run in workflow_runs}
         for workflow_run in workflow_runs:
             self._workflow_run_event("MODIFIED", workflow_run)
         for run in list(self._runs.values()):
             # A run whose WorkflowRun went while nobody watched: it was deleted, unless it was never made yet.
-            if run.job is not None and run.execution_id not in present and _owned_by_workflow_run(run.job):
+            if (
+                run.job is not None
+                and run.since < listed_at
+                and run.execution_id not in present
+                and _owned_by_workflow_run(run.job)
+            ):
                 self._cancel_deleted(run)
 
     def _workflow_run_event(self, kind: str, workflow_run: dict[str, Any]) -> None:
