@@ -58,6 +58,8 @@ logger = logging.getLogger(__name__)
 # Jobs of no active execution younger than this are left alone by `reconcile`: another replica may have
 # launched them after our list of active executions was taken.
 ORPHAN_MIN_AGE_SECONDS = 120.0
+STARTED_KEPT = 10_000
+"""Start times of runs kept for the durations of their WorkflowRuns, at most."""
 
 
 @dataclass
@@ -302,6 +304,9 @@ class KubernetesBackend:
 
     async def _write_started(self, execution_id: str, name: str, started_at: str) -> None:
         self._started[execution_id] = datetime.fromisoformat(started_at.replace("Z", "+00:00"))
+        if len(self._started) > STARTED_KEPT:
+            # Runs whose end another replica recorded never come back for theirs: forget the oldest.
+            del self._started[next(iter(self._started))]
         try:
             await self._api.patch_workflow_run(name, started_patch(started_at))
         except Exception as exc:
