@@ -51,6 +51,9 @@ from bifrost_runner.variables import capture_variables
 
 log = logging.getLogger("bifrost_runner")
 
+STARTED_HOLD_SECONDS = 0.05
+"""How long the `started` event waits for the next events, to leave with them."""
+
 
 @dataclass
 class Preconnected:
@@ -187,8 +190,7 @@ async def _run_workflow(
         workspace_revision=checkout.revision,
         sync_seconds=checkout.sync_seconds,
     )
-    # Sent from here, not by the send loop, it leaves in one write with the control subscription.
-    await publisher.send_queued()
+    publisher.hold(STARTED_HOLD_SECONDS)
     cancel = await _cancel_signal(nc, payload.execution_id)
     redactor = Redactor()
     for secret in payload.secrets:
