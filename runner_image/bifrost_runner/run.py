@@ -38,7 +38,12 @@ from bifrost_runner.api import ApiClient, ApiError
 from bifrost_runner.checkout import Checkout, checked_out
 from bifrost_runner.config import RunnerConfig
 from bifrost_runner.confinement import Confinement
-from bifrost_runner.connection import NatsUnavailableError, connect_runner_nats, rehearsal_connection
+from bifrost_runner.connection import (
+    NatsUnavailableError,
+    ReadyConnection,
+    connect_runner_nats,
+    rehearsal_connection,
+)
 from bifrost_runner.execute import Invocation, invoke
 from bifrost_runner.loader import WorkflowLoadError, load_workflow
 from bifrost_runner.logs import LogCollector, captured_output
@@ -78,13 +83,14 @@ async def run_execution(
     preconnected: Preconnected | None = None,
     handed_payload: RunPayload | None = None,
     confinement: Confinement | None = None,
+    ready: ReadyConnection | None = None,
 ) -> int:
     """Run the execution of `config`; the exit code is 0 once its `finished` event is stored in JetStream.
 
-    The API client in `preconnected` is used when it leads where `config` says, and closed otherwise. The
-    payload is fetched from the control plane unless the backend handed it over. With `confinement`, the
-    workspace is checked out through its writable cache, and the runner seals itself before the workflow's code
-    is imported."""
+    The API client in `preconnected` is used when it leads where `config` says, and closed otherwise; so is the
+    NATS connection `ready`, made while the runner waited for its claim. The payload is fetched from the control
+    plane unless the backend handed it over. With `confinement`, the workspace is checked out through its writable
+    cache, and the runner seals itself before the workflow's code is imported."""
     api = await _take_preconnected(config, preconnected)
     if api is None:
         api = ApiClient(config.api_url, config.token)
@@ -94,13 +100,23 @@ async def run_execution(
     else:
         payload = asyncio.get_running_loop().create_future()
         payload.set_result(handed_payload)
+    nc = None
+    if ready is not None and ready.serves(config):
+        nc = await ready.take(config)
+    elif ready is not None:
+        # Made under another execution's identity (one no execution will have): of no use, and let go before
+        # any workflow code runs.
+        await ready.close()
     try:
-        # Waiting for NATS longer than the workflow may run is pointless: the backend stops the runner then.
-        nc = await connect_runner_nats(config, give_up_after=config.timeout_seconds)
+        if nc is None:
+            # Waiting for NATS longer than the workflow may run is pointless: the backend stops the runner then.
+            nc = await connect_runner_nats(config, give_up_after=config.timeout_seconds)
     except NatsUnavailableError as exc:
         log.error("cannot report execution %s: %s", config.execution_id, exc)
         payload.cancel()
         await api.aclose()
+        if ready is not None:
+            await ready.close()
         return 1
     publisher = EventPublisher(nc, config.execution_id)
     await publisher.start()
@@ -109,6 +125,8 @@ async def run_execution(
         reported = await publisher.wait_acknowledged(config.report_seconds)
     finally:
         await publisher.close()
+        if ready is not None:
+            await ready.close()
         await nc.close()
         await api.aclose()
     if not reported:
