@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 
-from bifrost._internal.protocol import RunPayload
+from bifrost._internal.protocol import RUNNER_EXIT_BAD_CONFIG, RunPayload
 from bifrost_runner.config import RunnerConfig, RunnerConfigError
 from bifrost_runner.confinement import Confinement
 from bifrost_runner.connection import ReadyConnection
@@ -45,7 +45,7 @@ async def run_from_env(
             await preconnected.close()
         if ready is not None:
             await ready.close()
-        return 2
+        return RUNNER_EXIT_BAD_CONFIG
     return await run_execution(config, preconnected, payload, confinement, ready)
 
 
