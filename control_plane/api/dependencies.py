@@ -12,7 +12,6 @@ from typing import Annotated
 from fastapi import Depends, Header, HTTPException, Path, Query, Request, status
 from fastapi.security import APIKeyCookie, APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
-from starlette.concurrency import run_in_threadpool
 
 from control_plane.api.errors import status_of_refusal
 from control_plane.data_providers.service import DataProviderService
@@ -33,8 +32,6 @@ SESSION_COOKIE = "bifrost_session"
 AUTHENTICATED_SCOPE_KEY = "bifrost.principal"
 """Where the request guard leaves the principal, or the execution token's claims, it checked before the body
 was read."""
-STARTER_SCOPE_KEY = "bifrost.starter"
-"""Where the request guard leaves the `Starter` it checked before the body was read."""
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -213,25 +210,16 @@ def write_scope(user: Principal, global_scope: bool) -> str | None:
     return None
 
 
-async def require_starter(request: Request, services: ServicesDep, credentials: CredentialsDep) -> Starter:
-    """The caller starting the workflow named in the path (see `starter_of`), as the request guard checked it
-    before the body was read; checked here otherwise."""
-    known = request.scope.get(STARTER_SCOPE_KEY)
-    if isinstance(known, Starter):
-        return known
-    return await run_in_threadpool(starter_of, request, services, credentials, request.path_params.get("name", ""))
-
-
-def starter_of(request: Request, services: Services, credentials: Credentials, workflow_name: str) -> Starter:
-    """The caller starting `workflow_name`, for the organization they act for (only platform admins start global
-    runs); their principal is left in the request's scope. 403 when the workflow is restricted to roles the caller
-    lacks there; a platform admin starting a run for an organization they do not belong to is audited.
-    Authenticates the caller unless the request guard already did. Blocking: one database session for all."""
+def require_starter(request: Request, services: ServicesDep, credentials: CredentialsDep) -> Starter:
+    """The caller starting the workflow named in the path, for the organization they act for (only platform
+    admins start global runs). 403 when the workflow is restricted to roles the caller lacks there; a platform
+    admin starting a run for an organization they do not belong to is audited. Authenticates the caller unless
+    the request guard already did."""
+    workflow_name = request.path_params.get("name", "")
     with _refusals_answered():
         user = authorize_start(
             services.db_engine, _known_principal(request) or credentials, workflow_name, ip=client_address(request)
         )
-    request.scope[AUTHENTICATED_SCOPE_KEY] = user
     return Starter(user_id=user.user_id, org_id=user.org_id)
 
 

@@ -33,14 +33,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from control_plane.api import workspace
 from control_plane.api.dependencies import (
     AUTHENTICATED_SCOPE_KEY,
-    STARTER_SCOPE_KEY,
     Services,
     bearer_of,
     credentials_of,
     require_execution_token,
     require_starter,
     require_user,
-    starter_of,
 )
 from control_plane.settings import Settings
 
@@ -73,18 +71,14 @@ class RequestGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        route, path_params = self._route_of(scope)
+        route = self._route_of(scope)
         if route is not None and (url_problem := _url_problem(route, scope)) is not None:
-            refusal = await self._refusal(route, scope, None)
+            refusal = await self._refusal(route, scope)
             await (refusal or _unprocessable(*url_problem))(scope, receive, send)
             return
         limit = self._limit_of(route)
         takes_body = route is not None and route.body_field is not None
-        if (
-            route is not None
-            and takes_body
-            and (refusal := await self._refusal(route, scope, path_params)) is not None
-        ):
+        if route is not None and takes_body and (refusal := await self._refusal(route, scope)) is not None:
             await refusal(scope, receive, send)
             return
         declared = _content_length(scope)
@@ -105,25 +99,23 @@ class RequestGuard:
             limited = _replay(body, limited)
         await self.app(scope, limited, send)
 
-    def _route_of(self, scope: Scope) -> tuple[APIRoute | None, dict[str, Any]]:
-        """The route the request goes to, and the parameters its path holds."""
+    def _route_of(self, scope: Scope) -> APIRoute | None:
         if self._routes is None:
             self._routes = [c.route for c in iter_route_contexts(scope["app"].routes) if isinstance(c.route, APIRoute)]
         for route in self._routes:
-            match, child_scope = route.matches(scope)
+            match, _ = route.matches(scope)
             if match is Match.FULL:
-                return route, child_scope.get("path_params", {})
-        return None, {}
+                return route
+        return None
 
     def _limit_of(self, route: APIRoute | None) -> int:
         if route is not None and route.endpoint in _UPLOAD_ENDPOINTS:
             return self.settings.max_upload_bytes
         return self.settings.max_request_bytes
 
-    async def _refusal(self, route: APIRoute, scope: Scope, path_params: dict[str, Any] | None) -> Response | None:
-        """The answer refusing the caller, or None to go on (the principal, or the execution token's claims, and
-        the starter of a run are left in the scope for the route). `path_params`: None when they are malformed,
-        then only the caller is authenticated."""
+    async def _refusal(self, route: APIRoute, scope: Scope) -> Response | None:
+        """The answer refusing the caller, or None to go on (the principal, or the execution token's claims, are
+        left in the scope for the route)."""
         calls = set(_calls(route.dependant))
         services: Services = scope["app"].state.services
         request = Request(scope)
@@ -132,10 +124,6 @@ class RequestGuard:
                 scope[AUTHENTICATED_SCOPE_KEY] = await run_in_threadpool(
                     require_execution_token, request, services, await bearer_of(request)
                 )
-            elif require_starter in calls and path_params is not None:
-                credentials = await credentials_of(request)
-                name = str(path_params.get("name", ""))
-                scope[STARTER_SCOPE_KEY] = await run_in_threadpool(starter_of, request, services, credentials, name)
             elif calls & {require_user, require_starter}:
                 credentials = await credentials_of(request)
                 scope[AUTHENTICATED_SCOPE_KEY] = await run_in_threadpool(require_user, request, services, credentials)

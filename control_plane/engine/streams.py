@@ -88,26 +88,21 @@ def dispatch_consumer_config() -> ConsumerConfig:
     )
 
 
-# After the first message of a batch, how long a fetch may wait for the others the consumer held (another replica
-# may take some of them first).
+# After the first message of a batch, how long a fetch may wait for more that are not there yet.
 DRAIN_SECONDS = 0.005
 
 
 async def next_batch(subscription: JetStreamContext.PullSubscription, limit: int, wait: float) -> list[Msg]:
     """Wait up to `wait` seconds for one message, then take up to `limit` in all of what is already there.
-
-    A fetch waits until its batch is full or its time runs out: one fetch of `limit` would hold on to its first
-    messages, and so would a second one for more that are not there. The first message says how many more the
-    consumer held when it was delivered; only those are fetched (later ones make the next batch)."""
+    (One fetch of `limit` would hold on to its first messages until the batch fills or `wait` runs out.)"""
     try:
         first = await subscription.fetch(1, timeout=wait)
     except TimeoutError:
         return []
-    pending = min(first[0].metadata.num_pending, limit - 1)
-    if pending <= 0:
+    if limit == 1:
         return first
     try:
-        return first + await subscription.fetch(pending, timeout=DRAIN_SECONDS)
+        return first + await subscription.fetch(limit - 1, timeout=DRAIN_SECONDS)
     except TimeoutError:
         return first
 
