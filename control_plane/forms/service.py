@@ -294,9 +294,7 @@ class FormService:
 def _fill_first(problem: FieldProblem, field: ResolvedField) -> FieldProblem:
     """A missing input fed by another field: that field needs a value before this one has choices."""
     if problem.type == "missing" and problem.loc[0] == "values":
-        return FieldProblem(
-            problem.loc, f"needs a value before {field.label!r} can offer its choices", "missing"
-        )
+        return FieldProblem(problem.loc, f"needs a value before {field.label!r} can offer its choices", "missing")
     return problem
 
 

@@ -217,4 +217,3 @@ class LocalFolderStore:
             if folder.exists():
                 return
             folder = folder.parent
-
