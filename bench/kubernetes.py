@@ -76,15 +76,11 @@ async def _run(url: str) -> None:
     await backend.stop()
     async with httpx.AsyncClient() as client:
         creates = (await client.get(f"{url}/bench/creates")).json()["jobs"]
-    print(
-        f"launched {EXECUTIONS} executions (each delivered twice) in {elapsed:.1f}s: "
-        f"{EXECUTIONS / elapsed:.1f} Jobs/s, {3 * EXECUTIONS / elapsed:.0f} API requests/s "
-        f"at k8s_qps={QPS:g} k8s_burst={BURST} (3 requests per launch); Job creates: {creates}"
-    )
-    print(
-        f"control plane memory: {rss_before:.0f} MB before, {rss_after:.0f} MB with {EXECUTIONS} live Jobs "
-        f"watched ({(rss_after - rss_before) * 1024 / EXECUTIONS:.1f} KB per execution)"
-    )
+    print(f"launched {EXECUTIONS} executions (each delivered twice) in {elapsed:.1f}s: "
+          f"{EXECUTIONS / elapsed:.1f} Jobs/s, {3 * EXECUTIONS / elapsed:.0f} API requests/s "
+          f"at k8s_qps={QPS:g} k8s_burst={BURST} (3 requests per launch); Job creates: {creates}")
+    print(f"control plane memory: {rss_before:.0f} MB before, {rss_after:.0f} MB with {EXECUTIONS} live Jobs "
+          f"watched ({(rss_after - rss_before) * 1024 / EXECUTIONS:.1f} KB per execution)")
 
 
 def main() -> None:
@@ -96,18 +92,14 @@ def main() -> None:
         url = f"http://127.0.0.1:{port}"
         with tempfile.TemporaryDirectory() as tmp:
             kubeconfig = Path(tmp) / "kubeconfig"
-            kubeconfig.write_text(
-                json.dumps(
-                    {
-                        "apiVersion": "v1",
-                        "kind": "Config",
-                        "clusters": [{"name": "bench", "cluster": {"server": url}}],
-                        "users": [{"name": "bench", "user": {"token": "bench"}}],
-                        "contexts": [{"name": "bench", "context": {"cluster": "bench", "user": "bench"}}],
-                        "current-context": "bench",
-                    }
-                )
-            )
+            kubeconfig.write_text(json.dumps({
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "bench", "cluster": {"server": url}}],
+                "users": [{"name": "bench", "user": {"token": "bench"}}],
+                "contexts": [{"name": "bench", "context": {"cluster": "bench", "user": "bench"}}],
+                "current-context": "bench",
+            }))
             saved = {name: os.environ.pop(name, None) for name in ("KUBECONFIG", "KUBERNETES_SERVICE_HOST")}
             os.environ["KUBECONFIG"] = str(kubeconfig)
             try:

@@ -43,7 +43,9 @@ def set_member(
     org_id: str, user_id: str, body: MemberIn, request: Request, services: ServicesDep, user: UserDep
 ) -> MemberOut:
     """Change a member's role. Platform admins may also add any user to the organization."""
-    member = organizations.set_member(services.db_engine, user, org_id, user_id, body.role, ip=client_address(request))
+    member = organizations.set_member(
+        services.db_engine, user, org_id, user_id, body.role, ip=client_address(request)
+    )
     return MemberOut.of(member)
 
 

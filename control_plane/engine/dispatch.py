@@ -54,7 +54,6 @@ QUEUE_DEPTH_INTERVAL_SECONDS = 1.0
 # The execution token outlives the workflow's timeout by this much, for the runner's last reports.
 TOKEN_GRACE = timedelta(minutes=5)
 
-
 class LaunchOutcome(enum.Enum):
     LAUNCHED = "launched"
     SKIPPED = "skipped"  # already launched, finished, or closed here

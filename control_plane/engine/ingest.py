@@ -49,7 +49,6 @@ RETRY_SECONDS = 0.5
 # a redelivery takes, so events a crashed control plane had fetched but not acked are never skipped.
 GAP_WAIT_SECONDS = INGEST_ACK_WAIT_SECONDS + 1.0
 
-
 @dataclass
 class _HeldEvent:
     event: Event

@@ -306,7 +306,9 @@ class ExecutionRepository:
             # Compare and set: a status someone else wrote since it was read (a cancel, say) is not overwritten.
             # The row comes back as this update left it, for whoever waits for the end.
             moved = (
-                conn.execute(_MOVE_EXECUTION, {**values, **changes.status_values, "b_status_read": changes.status_read})
+                conn.execute(
+                    _MOVE_EXECUTION, {**values, **changes.status_values, "b_status_read": changes.status_read}
+                )
                 .mappings()
                 .one_or_none()
             )

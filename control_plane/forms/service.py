@@ -113,6 +113,17 @@ class FormService:
             ui_schema=render.ui_schema(view.form.id, resolved),
         )
 
+    def preview(self, principal: Principal, spec: FormSpec, *, is_global: bool) -> RenderedForm:
+        """A form not saved yet as it would be rendered, for those who may save it; `InvalidFieldsError` as
+        saving it would answer. Nothing is stored."""
+        _scope_to_write(principal, is_global)
+        fields = self._checked_fields(spec)
+        resolved = resolve(spec.workflow, fields, self._registry.snapshot)
+        return RenderedForm(
+            schema=render.json_schema(spec.name, spec.description, resolved),
+            ui_schema=render.ui_schema(None, resolved),
+        )
+
     # Changing.
 
     def create(self, principal: Principal, spec: FormSpec, *, is_global: bool, ip: str) -> FormView:
@@ -294,7 +305,9 @@ class FormService:
 def _fill_first(problem: FieldProblem, field: ResolvedField) -> FieldProblem:
     """A missing input fed by another field: that field needs a value before this one has choices."""
     if problem.type == "missing" and problem.loc[0] == "values":
-        return FieldProblem(problem.loc, f"needs a value before {field.label!r} can offer its choices", "missing")
+        return FieldProblem(
+            problem.loc, f"needs a value before {field.label!r} can offer its choices", "missing"
+        )
     return problem
 
 

@@ -57,7 +57,9 @@ def authenticate_in(session: Session, credentials: Credentials) -> Principal:
         if credentials.writes:
             _check_csrf(credentials.csrf_token, ui_session.csrf_token)
     else:
-        raise NotAuthenticatedError("missing API key: send `Authorization: Bearer <key>` or `X-Bifrost-Key: <key>`")
+        raise NotAuthenticatedError(
+            "missing API key: send `Authorization: Bearer <key>` or `X-Bifrost-Key: <key>`"
+        )
     if credentials.org is None or credentials.org == principal.org_id:
         return principal
     return acting_for(session, principal, credentials.org)

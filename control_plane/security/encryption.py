@@ -69,3 +69,5 @@ def _check_key(key: bytes, where: str) -> None:
             f"{where} is not a Fernet key (32 url-safe base64-encoded bytes); "
             "make one with `python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'`"
         ) from exc
+
+

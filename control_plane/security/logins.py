@@ -152,7 +152,9 @@ class WrongPasswordError(Exception):
         super().__init__("Wrong email or password.")
 
 
-def sign_in(db: Engine, throttle: LoginThrottle, email: str, password: str, *, ip: str, lifetime: timedelta) -> str:
+def sign_in(
+    db: Engine, throttle: LoginThrottle, email: str, password: str, *, ip: str, lifetime: timedelta
+) -> str:
     """Check the password and open a session; the session's cookie token. Every attempt is audited; a failed
     one counts towards the throttle (`WrongPasswordError`), and while it holds, none is checked
     (`LoginThrottledError`)."""

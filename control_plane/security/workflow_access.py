@@ -69,7 +69,9 @@ def restrict(db: Engine, actor: Principal, workflow_name: str, roles: list[str],
         rule.updated_by = actor.user_id
         rule.updated_at = utcnow()
         session.add(rule)
-        record(session, "workflow_access.changed", actor=actor, org_id=None, target=workflow_name, ip=ip, roles=roles)
+        record(
+            session, "workflow_access.changed", actor=actor, org_id=None, target=workflow_name, ip=ip, roles=roles
+        )
         session.commit()
         return rule
 

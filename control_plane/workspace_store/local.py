@@ -217,3 +217,4 @@ class LocalFolderStore:
             if folder.exists():
                 return
             folder = folder.parent
+
