@@ -63,6 +63,18 @@ def test_a_recorded_revision_is_archived_once_and_an_empty_cache_uses_it(
     assert cached_files(cache) == changed
 
 
+def test_an_empty_cache_gets_a_pinned_revision_from_its_archive_after_a_file_changed(
+    s3_store: S3Store, seaweedfs: SeaweedS3, bucket: str, tmp_path: Path
+) -> None:
+    files = workspace_files(6)
+    old = upload_files(s3_store, files)
+    upload_files(s3_store, {**files, "team1/flow_1.py": b"VALUE = 'new'\n"})  # an unversioned bucket
+
+    report = sync_revision(runner_source(seaweedfs, bucket), old, tmp_path / "cache")
+    assert report.from_archive
+    assert cached_files(tmp_path / "cache") == files
+
+
 def test_a_missing_archive_means_the_files_one_by_one_with_a_warning(
     s3_store: S3Store, seaweedfs: SeaweedS3, bucket: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
