@@ -49,6 +49,8 @@ def test_a_recorded_revision_is_archived_once_and_an_empty_cache_uses_it(
     assert seaweedfs.client().head_object(Bucket=bucket, Key=key)["LastModified"] == written
 
     cache = tmp_path / "cache"
+    (cache / "team0").mkdir(parents=True)
+    (cache / "team0" / "flow_0.py").write_bytes(b"VALUE = 'left by a crashed sync'\n")  # not in the index
     cold = sync_revision(runner_source(seaweedfs, bucket), manifest, cache)
     assert cold.from_archive
     assert (cold.downloaded, cold.reused) == (len(files), 0)
