@@ -67,8 +67,8 @@ def millicores(quantity: str) -> float:
 
 class Resources(BaseModel):
     """What the runner of a workflow may use: CPU as Kubernetes quantities, memory in MiB. An unset field keeps
-    the platform's default. On Kubernetes they are the runner pod's requests and limits; the local backend
-    applies the memory limit to the runner process."""
+    the platform's default. On Kubernetes they are the runner pod's requests and limits; podman and docker apply
+    the limits to the runner's container; the local backend applies the memory limit to the runner process."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

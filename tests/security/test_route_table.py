@@ -149,6 +149,7 @@ ROUTES: dict[tuple[str, str], Probe] = {
     ("POST", "/api/forms"): probe(
         401, 403, 403, 201, 201, json={**ROUTE_FORM, "name": "Probe {unique}"}, fresh=_unique
     ),
+    ("POST", "/api/forms/preview"): probe(*ORG_ADMINS.expect, json=ROUTE_FORM),
     ("GET", "/api/forms/{form_id}"): probe(*OWN_ORG.expect, path=FORM),
     ("PUT", "/api/forms/{form_id}"): probe(401, 403, 404, 200, 200, path=FORM, json=ROUTE_FORM),
     ("DELETE", "/api/forms/{form_id}"): probe(401, 403, 404, 204, 204, path="/api/forms/{form_id}", fresh=_new_form),

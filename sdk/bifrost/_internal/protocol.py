@@ -7,6 +7,7 @@ a field added here is seen by both at once.
 from __future__ import annotations
 
 import enum
+import os
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -62,6 +63,30 @@ class ExecutionStatus(enum.StrEnum):
     @property
     def is_terminal(self) -> bool:
         return self not in (ExecutionStatus.PENDING, ExecutionStatus.RUNNING)
+
+
+RUNNER_EXIT_CODES = {
+    ExecutionStatus.SUCCESS: 0,
+    ExecutionStatus.COMPLETED_WITH_ERRORS: 10,
+    ExecutionStatus.FAILED: 11,
+    ExecutionStatus.TIMEOUT: 12,
+    ExecutionStatus.CANCELLED: 13,
+}
+"""How a runner exits once NATS stored its `finished` event, by the final status it reported: 0 for Success only,
+so that the containers and Jobs of runs that did not succeed show as failed. The others are codes that neither
+Python nor the usual conventions (sysexits, signals) give a meaning, so that a crash is not taken for a report."""
+RUNNER_EXIT_UNREPORTED = 1
+"""The runner could not report how the execution ended (NATS unreachable, its events not acknowledged); also the
+exit code of a runner that crashed."""
+RUNNER_EXIT_BAD_CONFIG = 2
+"""The runner's configuration (its environment) is incomplete or malformed."""
+_REPORTED_STATUSES = {code: status for status, code in RUNNER_EXIT_CODES.items()}
+
+
+def reported_status(exit_code: int | None) -> ExecutionStatus | None:
+    """The final status a runner that exited with `exit_code` reported; None when its exit code says nothing of one
+    (0 is left out too: any process that ends normally exits with it)."""
+    return None if not exit_code else _REPORTED_STATUSES.get(exit_code)
 
 
 def _now() -> datetime:
@@ -155,9 +180,11 @@ class RunPayload(BaseModel):
     )
 
 
-# The local backend's runner template (`python -m bifrost_runner.zygote`): it reads one `RunnerClaim` per line
-# on its stdin and writes `TemplateStarted` once, then one `RunnerForked` / `RunnerEnded` / `RunnerForkFailed`
-# per line on its stdout.
+# The local backend's runner template (`python -m bifrost_runner.zygote`) reads one claim per line on its stdin:
+# a `ClaimHeader` it reads, a tab, and a `RunnerClaim` it passes on to the runner unread. The claim holds the
+# execution's secrets, which the template never holds in memory its later forks would inherit. It writes
+# `TemplateStarted` once, then one `ForkMade` / `RunnerForked` / `RunnerEnded` / `RunnerForkFailed` per line on
+# its stdout.
 
 
 class RunnerClaim(BaseModel):
@@ -170,6 +197,24 @@ class RunnerClaim(BaseModel):
     cpu_limit_seconds: int | None = None
     max_processes: int | None = Field(None, description="Processes and threads the runner may have at once.")
     payload: RunPayload | None = Field(None, description="The execution's payload; None: the runner fetches it.")
+
+
+class ClaimHeader(BaseModel):
+    """What the template reads of a `RunnerClaim`."""
+
+    execution_id: str
+    api_url: str | None = Field(None, description="Where the runner calls the API: the next spares prepare for it.")
+    log_folder: str = Field(description="Where the runner logs: the next spares make their log file there.")
+
+
+def claim_line(claim: RunnerClaim) -> bytes:
+    """One line of the template's input. (JSON holds no raw tab or newline.)"""
+    header = ClaimHeader(
+        execution_id=claim.execution_id,
+        api_url=claim.env.get("BIFROST_API_URL"),
+        log_folder=os.path.dirname(claim.log_path),
+    )
+    return header.model_dump_json().encode() + b"\t" + claim.model_dump_json().encode() + b"\n"
 
 
 class TemplateStarted(BaseModel):
