@@ -71,7 +71,10 @@ class S3Store:
             max_attempts=3,
             max_pool_connections=32,
         ).client
-        self._archived: dict[str, bytes] = {}  # ETag -> content, of the files of the last archived revision
+        # ETag -> content, of the files of the last archived revision and of those read since: the next archive
+        # reads only what neither holds
+        self._archived: dict[str, bytes] = {}
+        self._read_since: dict[str, bytes] = {}
         self._archiving = threading.Lock()
 
     @property
@@ -91,7 +94,11 @@ class S3Store:
 
     def read(self, path: str) -> bytes:
         canonical = normalize_workspace_path(path)
-        return self._get(canonical, self.prefix + canonical)
+        with self._errors("read", canonical):
+            response = self._client.get_object(Bucket=self.bucket, Key=self.prefix + canonical)
+            data = response["Body"].read()
+        self._read_since[response["ETag"].strip('"')] = data
+        return data
 
     def write(self, path: str, data: bytes) -> StoredFile:
         canonical = normalize_workspace_path(path)
@@ -121,13 +128,18 @@ class S3Store:
         files the previous archive did not hold are read. A file changed or removed since the listing leaves the
         revision without an archive; its runners fetch the files one by one."""
         relative = revision_archive_path(manifest.revision)
-        if self._exists(relative):
+        known = {**self._archived, **self._read_since}
+        if self._exists(relative):  # written before, by this replica or another
+            self._archived = {etag: known[etag] for etag in manifest.files.values() if etag in known}
+            self._read_since = {}
             return
-        wanted = {etag: path for path, etag in manifest.files.items() if etag not in self._archived}
+        wanted = {etag: path for path, etag in manifest.files.items() if etag not in known}
         with ThreadPoolExecutor(_ARCHIVE_READERS, thread_name_prefix="bifrost-archive-read") as readers:
             read = dict(zip(wanted, readers.map(self._read_version, wanted.values(), wanted), strict=True))
-        contents = {**self._archived, **{etag: data for etag, data in read.items() if data is not None}}
-        if any(etag not in contents for etag in manifest.files.values()):
+        contents = {**known, **{etag: data for etag, data in read.items() if data is not None}}
+        self._archived = {etag: contents[etag] for etag in manifest.files.values() if etag in contents}
+        self._read_since = {}
+        if len(self._archived) < len(set(manifest.files.values())):
             logger.warning(
                 "files of revision %s changed while it was recorded; its runners fetch them one by one",
                 manifest.revision[:12],
@@ -138,7 +150,6 @@ class S3Store:
             for path, etag in sorted(manifest.files.items()):
                 archive.writestr(zipfile.ZipInfo(path, _ARCHIVED_AT), contents[etag], zipfile.ZIP_DEFLATED)
         self._put(relative, self.prefix + relative, buffer.getvalue())
-        self._archived = {etag: contents[etag] for etag in manifest.files.values()}
 
     def _read_version(self, path: str, etag: str) -> bytes | None:
         """The content of `path` if it still has `etag`."""
