@@ -317,7 +317,9 @@ async def test_each_runner_logs_to_the_file_of_its_execution(local: LocalRun) ->
 
     runners = local.settings.data_dir.resolve() / "runners"
     for payload, word in zip(payloads, ("one", "two", "three"), strict=True):
-        assert (runners / f"{payload.execution_id}.log").read_text().rstrip().endswith(f"INFO stdout: {word}")
+        *_, printed, ended = (runners / f"{payload.execution_id}.log").read_text().splitlines()
+        assert printed.endswith(f"INFO stdout: {word}")
+        assert ended.endswith("bifrost-runner: the workflow ended Success")
     assert sorted(path.name for path in runners.iterdir()) == sorted(
         f"{payload.execution_id}{suffix}" for payload in payloads for suffix in (".json", ".log")
     )
