@@ -165,7 +165,9 @@ SETTINGS = {
         "tests/k8s/test_diagnosis.py::test_an_unschedulable_pod_fails_after_the_pending_timeout_with_the_schedulers_message"
     ),
     "k8s_watch_timeout_seconds": "tests/k8s/test_resilience.py::test_a_dropped_watch_resumes_and_loses_no_execution",
-    "k8s_workflow_runs": "tests/k8s/test_workflow_runs.py::test_without_the_crd_or_with_the_setting_off_runs_are_jobs_alone",
+    "k8s_workflow_runs": (
+        "tests/k8s/test_workflow_runs.py::test_without_the_crd_or_with_the_setting_off_runs_are_jobs_alone"
+    ),
     "k8s_log_tail_lines": (
         "tests/k8s/test_diagnosis.py::test_a_runner_that_crashes_before_reporting_fails_with_its_exit_code_and_log_tail"
     ),
