@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import signal
 import socket
 import threading
 import time
@@ -178,11 +179,23 @@ class _Deadline:
             return
         timer = threading.Timer(max(deadline.remaining(), 0.0), _shut_down, (sock,))
         timer.daemon = True
-        timer.start()
+        _start_deaf_to_ctrl_c(timer)
         try:
             yield
         finally:
             timer.cancel()
+
+
+def _start_deaf_to_ctrl_c(thread: threading.Thread) -> None:
+    """Start a thread that never takes SIGINT: the main thread, blocked reading, must get Ctrl-C at once."""
+    if not hasattr(signal, "pthread_sigmask"):
+        thread.start()
+        return
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        thread.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
 def _shut_down(sock: socket.socket) -> None:
