@@ -13,7 +13,6 @@ import httpx
 from bifrost.api.executions import ExecutionOut, ExecutionStatus
 from bifrost.client import _calls as calls
 from bifrost.client._base import Attempts, ClientBase, Follower
-from bifrost.client._retry import Retry
 from bifrost.client._stream import StreamEvent
 from bifrost.client.errors import ExecutionFailedError
 
@@ -21,26 +20,15 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
-class AsyncClient(ClientBase):
+class AsyncClient(ClientBase[httpx.AsyncClient]):
     """Bifrost's HTTP API for asyncio: the methods of `Client`, awaited (`follow` is an async iterator).
 
     async with AsyncClient("https://bifrost.example.com", api_key) as bifrost:
         execution = await bifrost.run("create_user", {"email": "a@example.com"}, check=True)
     """
 
-    def __init__(
-        self,
-        url: str,
-        api_key: str | None = None,
-        *,
-        org: str | None = None,
-        timeout: float = 60.0,
-        retry: Retry | None = None,
-    ) -> None:
-        super().__init__(url, api_key, org=org, timeout=timeout, retry=retry)
-        self._http = httpx.AsyncClient(
-            base_url=self._settings.url, headers=self._settings.headers, timeout=self._settings.timeout
-        )
+    def _open(self, *, base_url: str, headers: dict[str, str], timeout: httpx.Timeout) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=base_url, headers=headers, timeout=timeout)
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -4,7 +4,7 @@ retrying a request and following a stream; each client only does the input and o
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any, Generic, Self, TypeVar
 
 import httpx
 
@@ -13,6 +13,8 @@ from bifrost.client._retry import Retry, never_sent, reason, retry_after
 from bifrost.client._stream import EventLines, StreamEvent
 from bifrost.client.errors import ConnectionFailedError, api_error
 from bifrost.client.profiles import Connection, resolve
+
+Http = TypeVar("Http", httpx.Client, httpx.AsyncClient)
 
 ORG_HEADER = "X-Bifrost-Org"
 CONNECT_TIMEOUT = 10.0
@@ -44,8 +46,8 @@ class ClientSettings:
         )
 
 
-class ClientBase(calls.Endpoints):
-    """How a client is made; its endpoints come from `Endpoints`."""
+class ClientBase(calls.Endpoints, Generic[Http]):
+    """How a client is made, over the httpx client `Http` it sends with; its endpoints come from `Endpoints`."""
 
     def __init__(
         self,
@@ -57,6 +59,13 @@ class ClientBase(calls.Endpoints):
         retry: Retry | None = None,
     ) -> None:
         self._settings = ClientSettings.of(url, api_key, org=org, timeout=timeout, retry=retry)
+        self._http: Http = self._open(
+            base_url=self._settings.url, headers=self._settings.headers, timeout=self._settings.timeout
+        )
+
+    def _open(self, *, base_url: str, headers: dict[str, str], timeout: httpx.Timeout) -> Http:
+        """The httpx client the requests go out with."""
+        raise NotImplementedError
 
     @classmethod
     def connect(cls, *, profile: str | None = None, org: str | None = None, **options: Any) -> Self:

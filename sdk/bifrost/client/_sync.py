@@ -17,7 +17,6 @@ import httpx
 from bifrost.api.executions import ExecutionOut, ExecutionStatus
 from bifrost.client import _calls as calls
 from bifrost.client._base import Attempts, ClientBase, Follower
-from bifrost.client._retry import Retry
 from bifrost.client._stream import StreamEvent
 from bifrost.client.errors import ExecutionFailedError, WaitTimeoutError
 
@@ -25,7 +24,7 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
-class Client(ClientBase):
+class Client(ClientBase[httpx.Client]):
     """Bifrost's HTTP API, blocking. Use it as a context manager, or `close()` it.
 
         with Client("https://bifrost.example.com", api_key) as bifrost:
@@ -34,19 +33,8 @@ class Client(ClientBase):
     `org`: the organization to act for (default: the key's). Requests are retried as `retry` says; a refusal
     raises the `ApiError` of its kind, with the server's message."""
 
-    def __init__(
-        self,
-        url: str,
-        api_key: str | None = None,
-        *,
-        org: str | None = None,
-        timeout: float = 60.0,
-        retry: Retry | None = None,
-    ) -> None:
-        super().__init__(url, api_key, org=org, timeout=timeout, retry=retry)
-        self._http = httpx.Client(
-            base_url=self._settings.url, headers=self._settings.headers, timeout=self._settings.timeout
-        )
+    def _open(self, *, base_url: str, headers: dict[str, str], timeout: httpx.Timeout) -> httpx.Client:
+        return httpx.Client(base_url=base_url, headers=headers, timeout=timeout)
 
     def close(self) -> None:
         self._http.close()
