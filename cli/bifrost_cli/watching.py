@@ -6,7 +6,7 @@ from __future__ import annotations
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import typer
@@ -174,16 +174,21 @@ def cancel(client: Client, execution_id: str) -> None:
         output.note(f"Cancelling execution {execution_id}")
 
 
-def print_logs(client: Client, execution_id: str, printer: LogPrinter) -> None:
-    """Every log line stored for a finished execution."""
+def log_lines(client: Client, execution_id: str) -> Iterator[LogLine]:
+    """Every log line stored for an execution, page after page."""
     after = 0
     while True:
         page = client.get_logs(execution_id, after=after)
-        for line in page.logs:
-            printer.print(line)
+        yield from page.logs
         if not page.has_more:
             return
         after = page.next_after
+
+
+def print_logs(client: Client, execution_id: str, printer: LogPrinter) -> None:
+    """Every log line stored for a finished execution."""
+    for line in log_lines(client, execution_id):
+        printer.print(line)
 
 
 def report(execution: ExecutionOut, output_format: str) -> ExitCode:
