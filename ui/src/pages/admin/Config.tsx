@@ -1,9 +1,10 @@
 import { type FormEvent, useState } from "react";
+import { RemoveButton } from "../../components/ItemList";
 import { Problem } from "../../components/Page";
 import { formatDateTime } from "../../format";
 import type { ConfigEntry } from "../../types";
 import { AdminOnly, ScopeLabel } from "./AdminOnly";
-import { EditableList, GlobalField, NameField, RemoveButton, useScopedEntries } from "./EditableList";
+import { EditableList, GlobalField, NameField, useScopedEntries } from "./EditableList";
 
 /** The value an admin typed: text as it is, or JSON; an error message for JSON that does not parse. */
 export function parseConfigValue(text: string, kind: "text" | "json"): { value: unknown } | { error: string } {

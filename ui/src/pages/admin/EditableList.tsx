@@ -1,108 +1,23 @@
-import { type UseQueryResult, useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
+import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import type { ReactNode } from "react";
 import { api } from "../../api";
-import { Loading, Page, Problem } from "../../components/Page";
+import { ItemList } from "../../components/ItemList";
+import { Page } from "../../components/Page";
 import { useSignedIn } from "../../session";
 
-export interface Column<Item> {
-  label: string;
-  cell: (item: Item) => ReactNode;
-}
-
-/** An admin page: what it is about, the form that adds or changes an item, and the items in a table, each with
- * the buttons that act on it. */
+/** An admin page: what it is about, the form that adds or changes an item, and the items (see `ItemList`). */
 export function EditableList<Item>({
   title,
   intro,
   form,
-  items,
-  errors,
-  what,
-  empty,
-  caption,
-  columns,
-  rowKey,
-  actions,
-}: {
-  title: string;
-  intro?: ReactNode;
-  form: ReactNode;
-  items: UseQueryResult<Item[]>;
-  /** What failed while loading the items or acting on one. */
-  errors: unknown[];
-  /** What is loading, as in "Loading secrets…". */
-  what: string;
-  /** What the page says when there is no item. */
-  empty?: string;
-  caption: string;
-  columns: Column<Item>[];
-  rowKey: (item: Item) => string;
-  actions: (item: Item) => ReactNode;
-}) {
+  ...list
+}: { title: string; intro?: ReactNode; form: ReactNode } & Parameters<typeof ItemList<Item>>[0]) {
   return (
     <Page title={title}>
       {intro}
       {form}
-      <Problem error={errors.find(Boolean)} />
-      {items.isPending ? <Loading what={what} /> : null}
-      {items.data?.length === 0 && empty ? <p className="muted">{empty}</p> : null}
-      {items.data?.length ? (
-        <table className="responsive">
-          <caption className="visually-hidden">{caption}</caption>
-          <thead>
-            <tr>
-              {columns.map((column) => (
-                <th scope="col" key={column.label}>
-                  {column.label}
-                </th>
-              ))}
-              <th scope="col">
-                <span className="visually-hidden">Actions</span>
-              </th>
-            </tr>
-          </thead>
-          <tbody>
-            {items.data.map((item) => (
-              <tr key={rowKey(item)}>
-                {columns.map((column) => (
-                  <td data-label={column.label} key={column.label}>
-                    {column.cell(item)}
-                  </td>
-                ))}
-                <td className="row-actions">{actions(item)}</td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
-      ) : null}
+      <ItemList {...list} />
     </Page>
-  );
-}
-
-/** A button that removes something once the admin confirmed `question`; `label` is its text, `name` what it
- * removes (for screen readers, which read every row's button). */
-export function RemoveButton({
-  label,
-  name,
-  question,
-  onConfirmed,
-}: {
-  label: string;
-  name: string;
-  question: string;
-  onConfirmed: () => void;
-}) {
-  return (
-    <button
-      type="button"
-      className="small danger"
-      onClick={() => {
-        if (window.confirm(question)) onConfirmed();
-      }}
-    >
-      {label}
-      <span className="visually-hidden"> {name}</span>
-    </button>
   );
 }
 

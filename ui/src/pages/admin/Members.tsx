@@ -1,12 +1,13 @@
 import { useMutation, useQueryClient } from "@tanstack/react-query";
 import { type FormEvent, useState } from "react";
 import { api } from "../../api";
+import { RemoveButton } from "../../components/ItemList";
 import { Problem } from "../../components/Page";
 import { useMembers } from "../../members";
 import { useSignedIn } from "../../session";
 import type { Member, Role, User } from "../../types";
 import { AdminOnly } from "./AdminOnly";
-import { EditableList, RemoveButton } from "./EditableList";
+import { EditableList } from "./EditableList";
 
 const ROLE_LABELS: Record<Role, string> = { org_admin: "Admin", member: "Member" };
 

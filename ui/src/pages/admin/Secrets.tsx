@@ -1,9 +1,10 @@
 import { type FormEvent, useId, useState } from "react";
+import { RemoveButton } from "../../components/ItemList";
 import { Problem } from "../../components/Page";
 import { formatDateTime } from "../../format";
 import type { Secret } from "../../types";
 import { AdminOnly, ScopeLabel } from "./AdminOnly";
-import { EditableList, GlobalField, NameField, RemoveButton, useScopedEntries } from "./EditableList";
+import { EditableList, GlobalField, NameField, useScopedEntries } from "./EditableList";
 
 /** Secrets by name: values go in and are never shown again, not even to admins. */
 function SecretsPage() {
