@@ -33,6 +33,8 @@ class Proxy:
     stall_streams: int = 0
     """Stall this many more execution streams, each after `stall_after_log_events` log events went through."""
     stall_after_log_events: int = 0
+    stalled: int = 0
+    """How many streams were stalled."""
     stream_resumed_after: list[int | None] = field(default_factory=list)
     """The Last-Event-ID of every stream request that went through (None: from the start)."""
     answered_unavailable: int = 0
@@ -82,6 +84,9 @@ class _Connection:
                 self._proxy.stream_resumed_after.append(int(resumed.group(1)) if resumed else None)
             self._cutting = self._proxy._take("cut_streams")
             self._stalling = self._proxy._take("stall_streams")
+            if self._stalling:
+                with self._proxy._lock:
+                    self._proxy.stalled += 1
             self._log_events = 0
         self._upstream.sendall(data)
 

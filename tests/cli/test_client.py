@@ -99,6 +99,7 @@ def test_follow_ends_at_its_timeout_when_the_stream_stalls(server: Server) -> No
                 if event.log is not None:
                     lines.append(event.log.line)
         client.cancel(started.execution_id)
+    assert proxy.stalled == 1
     assert raised.value.execution_id == started.execution_id
     assert len(lines) >= 3 and lines == list(range(1, len(lines) + 1))
 

@@ -121,8 +121,9 @@ def test_timeout_ends_the_wait_while_the_server_sends_nothing(server: Server) ->
     with proxy_to(server.port) as proxy:
         proxy.stall_streams = 10
         done = bifrost(
-            "run", "nap", "-p", "seconds=30", "--timeout", "2", env=server.environment(url=proxy.url), timeout=40
+            "run", "nap", "-p", "seconds=30", "--timeout", "2", env=server.environment(url=proxy.url), timeout=20
         )
+    assert proxy.stalled >= 1
     assert done.returncode == 8, done.stderr
     assert "had not finished after 2 s; it goes on running" in done.stderr
     execution_id = done.stderr.split("execution ")[-1].split(" ")[0]
