@@ -28,6 +28,7 @@ from bifrost.api.executions import (
 )
 from bifrost.api.health import Readiness
 from bifrost.api.orgs import MemberIn, MemberOut, OrgIn, OrgOut, OrgRole
+from bifrost.api.schedules import ScheduleIn, ScheduleOut, SchedulePatch
 from bifrost.api.secrets import RotationOut, SecretIn, SecretOut
 from bifrost.api.sessions import SessionOut
 from bifrost.api.users import UserIn, UserOut, UserPatch
@@ -337,6 +338,44 @@ class Endpoints:
     @endpoint
     def revoke_key(key_id: str) -> Call[None]:
         return Call("DELETE", f"/api/keys/{_segment(key_id)}", _nothing, accept=frozenset({204}))
+
+    # Schedules.
+
+    @endpoint
+    def list_schedules() -> Call[list[ScheduleOut]]:
+        """The schedules of the organization acted for (org admins); every schedule for platform admins."""
+        return Call("GET", "/api/schedules", _list_reader(ScheduleOut))
+
+    @endpoint
+    def get_schedule(schedule_id: str) -> Call[ScheduleOut]:
+        """A schedule with its next five fire times and its last runs."""
+        return Call("GET", f"/api/schedules/{_segment(schedule_id)}", _reader(ScheduleOut))
+
+    @endpoint
+    def create_schedule(schedule: ScheduleIn, *, global_scope: bool = False) -> Call[ScheduleOut]:
+        """A schedule of the organization acted for, or a global one (platform admins)."""
+        body = _dump(schedule)
+        params = _scope(global_scope)
+        return Call("POST", "/api/schedules", _reader(ScheduleOut), params=params, json=body, accept=frozenset({201}))
+
+    @endpoint
+    def update_schedule(schedule_id: str, changes: SchedulePatch) -> Call[ScheduleOut]:
+        """Change the fields set in `changes`; the others stay."""
+        path = f"/api/schedules/{_segment(schedule_id)}"
+        return Call("PATCH", path, _reader(ScheduleOut), json=_dump(changes))
+
+    @endpoint
+    def enable_schedule(schedule_id: str) -> Call[ScheduleOut]:
+        return Endpoints.update_schedule(schedule_id, SchedulePatch(enabled=True))
+
+    @endpoint
+    def disable_schedule(schedule_id: str) -> Call[ScheduleOut]:
+        """Stop its fires; its settings and past runs stay."""
+        return Endpoints.update_schedule(schedule_id, SchedulePatch(enabled=False))
+
+    @endpoint
+    def delete_schedule(schedule_id: str) -> Call[None]:
+        return Call("DELETE", f"/api/schedules/{_segment(schedule_id)}", _nothing, accept=frozenset({204}))
 
     # Secrets and config.
 
