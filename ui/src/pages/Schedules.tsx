@@ -112,11 +112,21 @@ function SchedulesPage() {
   const { me } = useSignedIn();
   const client = useQueryClient();
   const schedules = useSchedules();
+  // While a change is on its way, its box shows what was asked for.
+  const [asked, setAsked] = useState<Record<string, boolean>>({});
   const toggle = useMutation({
     mutationFn: ({ schedule, enabled }: { schedule: Schedule; enabled: boolean }) =>
       api<Schedule>(`/api/schedules/${encodeURIComponent(schedule.id)}`, { method: "PATCH", body: { enabled } }),
-    onSuccess: () => client.invalidateQueries({ queryKey: ["schedules"] }),
+    onSuccess: (changed) => {
+      client.setQueryData<Schedule[]>(["schedules"], (list) =>
+        list?.map((schedule) => (schedule.id === changed.id ? changed : schedule)),
+      );
+      void client.invalidateQueries({ queryKey: ["schedules"] });
+    },
+    onSettled: (_changed, _error, { schedule }) =>
+      setAsked(({ [schedule.id]: _done, ...rest }) => rest),
   });
+  const enabled = (schedule: Schedule) => asked[schedule.id] ?? schedule.enabled;
   return (
     <Page
       title="Schedules"
@@ -180,9 +190,12 @@ function SchedulesPage() {
                   <label className="checkbox">
                     <input
                       type="checkbox"
-                      checked={schedule.enabled}
+                      checked={enabled(schedule)}
                       disabled={!mayChange(schedule, me.is_platform_admin) || toggle.isPending}
-                      onChange={(event) => toggle.mutate({ schedule, enabled: event.target.checked })}
+                      onChange={(event) => {
+                        setAsked({ ...asked, [schedule.id]: event.target.checked });
+                        toggle.mutate({ schedule, enabled: event.target.checked });
+                      }}
                     />
                     <span className="visually-hidden">Enabled: {schedule.workflow_name}</span>
                   </label>
