@@ -137,6 +137,8 @@ class ExecutionService:
         return execution
 
     async def _submit(self, execution: Execution, run_sync: bool, wait_seconds: float | None) -> Execution:
+        if run_sync and (ready_id := self._engine.ready_execution_id()) is not None:
+            execution.id = ready_id  # its runner waits connected to NATS already
         # Watched from before its launch, so its end cannot slip by unseen.
         with self._engine.watch_terminal(execution.id) as finished:
             await self._engine.submit(execution.id, sync=run_sync, new_row=_new_row(execution))
