@@ -119,7 +119,7 @@ def _failed_pod(job: dict[str, Any], pod: dict[str, Any] | None, pod_gone: bool)
     if terminated.get("reason") == "OOMKilled":
         return Diagnosis(
             f"The runner ran out of memory and was killed at {_memory_limit(pod)} (OOMKilled). Fix: raise the "
-            "workflow's memory limit (@workflow(resources={\"memory_limit_mb\": ...})) or BIFROST_K8S_MEMORY_LIMIT_MB.",
+            'workflow\'s memory limit (@workflow(resources={"memory_limit_mb": ...})) or BIFROST_K8S_MEMORY_LIMIT_MB.',
             ExecutionStatus.FAILED,
             exit_code=terminated.get("exitCode"),
             container_ran=True,

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bifrost._internal.protocol import ExecutionStatus, RunnerClaim, RunnerEnded
-from control_plane.backends.base import ExitCallback, LaunchSpec, RunnerDetails, RunnerExit
+from control_plane.backends.base import ClaimChannel, ExitCallback, LaunchSpec, RunnerDetails, RunnerExit
 from control_plane.backends.local_records import RunnerRecord, RunnerRecords, is_same_process, process_start_time
 from control_plane.backends.local_sandbox import (
     SANDBOX_TMP,
@@ -123,7 +123,8 @@ class LocalBackend:
     def template_pid(self) -> int | None:
         return self._template.pid if self._template and self._template_ready.is_set() else None
 
-    async def start(self, on_exit: ExitCallback) -> None:
+    async def start(self, on_exit: ExitCallback, claims: ClaimChannel | None = None) -> None:
+        """`claims` is of no use here: no runner of this backend waits for a claim over NATS."""
         self._on_exit = on_exit
         self._stopping = False
         await asyncio.to_thread(self._records.prepare)

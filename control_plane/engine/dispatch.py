@@ -139,7 +139,7 @@ class Dispatcher:
         """Launch without the queue (sync requests), recording the execution first when it is `new_row`. A launch
         the backend refuses closes the execution."""
         try:
-            outcome, _workflow_name = await self._try_launch(execution_id, new_row)
+            outcome, _workflow_name = await self._try_launch(execution_id, new_row, warm=True)
         except LaunchError as exc:
             await self._close_unlaunchable(execution_id, str(exc))
             return LaunchOutcome.SKIPPED
@@ -237,9 +237,10 @@ class Dispatcher:
         self._parked = still_parked
 
     async def _try_launch(
-        self, execution_id: str, new_row: Mapping[str, Any] | None = None
+        self, execution_id: str, new_row: Mapping[str, Any] | None = None, *, warm: bool = False
     ) -> tuple[LaunchOutcome, str]:
-        """Launch if the row still needs it and the limits allow; the outcome and the workflow's name."""
+        """Launch if the row still needs it and the limits allow; the outcome and the workflow's name. `warm`: a
+        sync run, which a waiting runner may take."""
         async with self._lock:
             target = await asyncio.to_thread(self._launch_target, execution_id, new_row)
             if target is None:
@@ -261,7 +262,7 @@ class Dispatcher:
                 problem = target.problem or LaunchProblem("LaunchFailed", "the execution cannot run")
                 await self._close_unlaunchable(execution_id, problem.message, problem.error_type)
                 return LaunchOutcome.SKIPPED, workflow_name
-            await self._launch(target, target.payload)
+            await self._launch(target, target.payload, warm)
             RUNNING.inc()
             return LaunchOutcome.LAUNCHED, workflow_name
 
@@ -271,17 +272,17 @@ class Dispatcher:
         read = self._repository.launch_row(execution_id, count_active=True, new_row=new_row)
         return None if read is None else launch_target(*read, self._limits, self._cipher)
 
-    async def _launch(self, target: LaunchTarget, payload: RunPayload) -> None:
+    async def _launch(self, target: LaunchTarget, payload: RunPayload, warm: bool) -> None:
         recorded = self._launches[target.execution_id] = asyncio.get_running_loop().create_future()
         ok = False
         try:
-            await self._launch_and_record(target, payload)
+            await self._launch_and_record(target, payload, warm)
             ok = True
         finally:
             del self._launches[target.execution_id]
             recorded.set_result(ok)
 
-    async def _launch_and_record(self, target: LaunchTarget, payload: RunPayload) -> None:
+    async def _launch_and_record(self, target: LaunchTarget, payload: RunPayload, warm: bool) -> None:
         timeout_seconds = payload.timeout_seconds
         expires_at = utcnow() + timedelta(seconds=timeout_seconds) + TOKEN_GRACE
         token = self._tokens.issue(
@@ -301,6 +302,7 @@ class Dispatcher:
             resources=RunnerResources.of_workflow(target.resources),
             payload=payload,
             report_seconds=self._settings.runner_report_seconds,
+            warm=warm,
         )
         try:
             await self._backend.launch(spec)

@@ -29,7 +29,7 @@ from bifrost._internal.protocol import (
     parse_event,
 )
 from bifrost._internal.redaction import Redactor
-from control_plane.backends.base import Backend, RunnerExit
+from control_plane.backends.base import Backend, ClaimChannel, RunnerExit
 from control_plane.engine.dispatch import Dispatcher, LaunchOutcome
 from control_plane.engine.ingest import Ingestor
 from control_plane.engine.live import FinalRow, LiveHub, LiveSubscription
@@ -115,7 +115,7 @@ class ExecutionEngine:
         await self._replicas.start(self._nats)
         self._ingestor = Ingestor(self._js, self._repository, self._announce, self._settings.max_json_depth)
         await self._ingestor.start()
-        await self._backend.start(self._on_runner_exit)
+        await self._backend.start(self._on_runner_exit, ClaimChannel(self._nats, self._nats_url, signer))
         await self._backend.reconcile(await asyncio.to_thread(self._repository.launched_active_ids, self._backend.name))
         await self._dispatcher.start(self._js, self._nats_url, signer)
         for execution_id in await asyncio.to_thread(self._repository.unlaunched_pending_ids):
