@@ -165,7 +165,7 @@ class KubernetesBackend:
 
     async def _launch_warm(self, spec: LaunchSpec, taken: Taken) -> bool:
         """Run `spec` on the pool pod `taken`; False when the pod did not take it."""
-        run = self._runs[spec.execution_id] = _Run(spec.execution_id, taken.job_name, time.monotonic(), pod=taken.pod)
+        self._runs[spec.execution_id] = _Run(spec.execution_id, taken.job_name, time.monotonic(), pod=taken.pod)
         self._pool_runs[taken.job_name] = spec.execution_id
         claim_env = spec.runner_env() | {"BIFROST_WORKSPACE_CACHE_DIR": WORKSPACE_MOUNT}
         claimed = False
@@ -177,14 +177,21 @@ class KubernetesBackend:
                 self._pool_runs.pop(taken.job_name, None)
         if not claimed:
             return False
+        # Off the run's path: the run does not wait for its Job and pod to be labelled.
+        task = asyncio.create_task(self._label_claimed(spec, taken))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return True
+
+    async def _label_claimed(self, spec: LaunchSpec, taken: Taken) -> None:
+        """Name the execution on the pool pod's Job and pod, for `kubectl get jobs,pods -l`."""
         metadata = claimed_metadata(spec)
         try:
-            run.job = await self._api.patch_job(taken.job_name, metadata)
+            await self._api.patch_job(taken.job_name, metadata)
             if taken.pod is not None:
                 await self._api.patch_pod(taken.pod["metadata"]["name"], metadata)
         except Exception:
             logger.exception("could not label the pool Job %s with execution %s", taken.job_name, spec.execution_id)
-        return True
 
     async def kill(self, execution_id: str) -> None:
         run = self._runs.pop(execution_id, None)

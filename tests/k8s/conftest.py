@@ -14,7 +14,7 @@ from bifrost_devtools.k8s_apiserver import ApiServer
 from control_plane.backends.base import LaunchSpec, RunnerExit
 from control_plane.backends.kubernetes import KubernetesBackend
 from control_plane.settings import Settings
-from tests.k8s.kubelet import TestKubelet
+from bifrost_devtools.k8s_kubelet import TestKubelet
 
 NAMESPACE = "bifrost-runs"
 

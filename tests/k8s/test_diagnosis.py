@@ -14,7 +14,7 @@ from control_plane.backends.kubernetes_diagnosis import diagnose
 from control_plane.backends.kubernetes_spec import job_name
 from control_plane.settings import Settings
 from tests.k8s.conftest import NAMESPACE, Exits, launch_spec
-from tests.k8s.kubelet import Fault, TestKubelet
+from bifrost_devtools.k8s_kubelet import Fault, TestKubelet
 
 LOADING = "import time; print('loading 40 GB of tickets', flush=True); time.sleep(120)"
 

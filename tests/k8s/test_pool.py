@@ -21,7 +21,7 @@ from bifrost_devtools.s3 import SeaweedS3
 from control_plane.backends.kubernetes_spec import EXECUTION_ID, POOL, job_name
 from tests.api.conftest import ADMIN_KEY, Bifrost
 from tests.k8s.conftest import NAMESPACE
-from tests.k8s.kubelet import TestKubelet
+from bifrost_devtools.k8s_kubelet import TestKubelet
 from tests.k8s.test_full_path import upload_workflows
 from tests.workspace.conftest import new_bucket, running_bifrost, s3_overrides
 
@@ -109,6 +109,12 @@ def jobs_of(apiserver: ApiServer, execution_id: str) -> list[dict[str, Any]]:
     return [job for job in apiserver.live(JOBS) if job["metadata"]["labels"].get(EXECUTION_ID) == execution_id]
 
 
+def labelled(apiserver: ApiServer, execution_id: str) -> bool:
+    """Whether the pool pod that took the execution, and its Job, are labelled with it (done after the claim)."""
+    pods = [pod for pod in apiserver.live(PODS) if pod["metadata"]["labels"].get(EXECUTION_ID) == execution_id]
+    return bool(jobs_of(apiserver, execution_id)) and bool(pods)
+
+
 async def test_a_sync_run_takes_a_waiting_pool_pod_and_the_pool_refills(
     api: httpx.AsyncClient, apiserver: ApiServer, kubelet: TestKubelet
 ) -> None:
@@ -118,6 +124,7 @@ async def test_a_sync_run_takes_a_waiting_pool_pod_and_the_pool_refills(
 
     assert execution["status"] == "Success", execution
     assert execution["result"]["user"] == "ada@example.com"
+    await apiserver.wait_until(lambda: labelled(apiserver, execution["execution_id"]))
     [job] = jobs_of(apiserver, execution["execution_id"])
     assert job["metadata"]["name"] == waiting
     assert job["metadata"]["annotations"][EXECUTION_ID] == execution["execution_id"]
@@ -140,6 +147,7 @@ async def test_a_pool_pod_runs_one_execution_and_refuses_a_second_claim(
     second = await run_sync(api, email="grace@example.com")
 
     assert [first["status"], second["status"]] == ["Success", "Success"]
+    await apiserver.wait_until(lambda: labelled(apiserver, second["execution_id"]))
     assert [job["metadata"]["name"] for job in jobs_of(apiserver, second["execution_id"])] == [second_pod]
     assert "grace@example.com" not in kubelet.log_of(first_pod)
     nc = await nats.connect(bifrost.settings.nats_url)
@@ -203,6 +211,7 @@ async def test_a_restarted_control_plane_replaces_the_pool_pods_it_finds_waiting
             base_url=after.url, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=60
         ) as api:
             execution = await run_sync(api, email="ada@example.com")
+            await apiserver.wait_until(lambda: labelled(apiserver, execution["execution_id"]))
 
     assert execution["status"] == "Success", execution
     assert [job["metadata"]["name"] for job in jobs_of(apiserver, execution["execution_id"])] == [replacement]
