@@ -11,10 +11,10 @@ import kmock
 import pytest
 
 from bifrost_devtools.k8s_apiserver import ApiServer
+from bifrost_devtools.k8s_kubelet import TestKubelet
 from control_plane.backends.base import LaunchSpec, RunnerExit
 from control_plane.backends.kubernetes import KubernetesBackend
 from control_plane.settings import Settings
-from bifrost_devtools.k8s_kubelet import TestKubelet
 
 NAMESPACE = "bifrost-runs"
 
@@ -65,14 +65,18 @@ async def apiserver() -> AsyncIterator[ApiServer]:
 def kubeconfig(apiserver: ApiServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A kubeconfig naming the emulated API server, found the way users point Bifrost at a cluster."""
     path = tmp_path / "kubeconfig"
-    path.write_text(json.dumps({
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "emulated", "cluster": {"server": str(apiserver.url).rstrip("/")}}],
-        "users": [{"name": "tester", "user": {"token": "test-token"}}],
-        "contexts": [{"name": "emulated", "context": {"cluster": "emulated", "user": "tester"}}],
-        "current-context": "emulated",
-    }))
+    path.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "emulated", "cluster": {"server": str(apiserver.url).rstrip("/")}}],
+                "users": [{"name": "tester", "user": {"token": "test-token"}}],
+                "contexts": [{"name": "emulated", "context": {"cluster": "emulated", "user": "tester"}}],
+                "current-context": "emulated",
+            }
+        )
+    )
     monkeypatch.setenv("KUBECONFIG", str(path))
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     yield path

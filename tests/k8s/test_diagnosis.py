@@ -9,12 +9,12 @@ import pytest
 
 from bifrost._internal.protocol import ExecutionStatus
 from bifrost_devtools.k8s_apiserver import JOBS, ApiServer
+from bifrost_devtools.k8s_kubelet import Fault, TestKubelet
 from control_plane.backends.kubernetes import KubernetesBackend
 from control_plane.backends.kubernetes_diagnosis import diagnose
 from control_plane.backends.kubernetes_spec import job_name
 from control_plane.settings import Settings
 from tests.k8s.conftest import NAMESPACE, Exits, launch_spec
-from bifrost_devtools.k8s_kubelet import Fault, TestKubelet
 
 LOADING = "import time; print('loading 40 GB of tickets', flush=True); time.sleep(120)"
 
@@ -66,14 +66,23 @@ async def test_a_runner_that_crashes_before_reporting_fails_with_its_exit_code_a
 @pytest.mark.parametrize(
     ("fault", "expected"),
     [
-        (Fault.IMAGE_PULL, ["could not pull the runner image", "registry.example/bifrost-runner:1.2.3",
-                            "BIFROST_RUNNER_IMAGE_PULL_SECRETS"]),
-        (Fault.CONTAINER_CONFIG, ["could not create the runner container", "runAsNonRoot",
-                                  "BIFROST_K8S_RUN_AS_USER"]),
+        (
+            Fault.IMAGE_PULL,
+            [
+                "could not pull the runner image",
+                "registry.example/bifrost-runner:1.2.3",
+                "BIFROST_RUNNER_IMAGE_PULL_SECRETS",
+            ],
+        ),
+        (Fault.CONTAINER_CONFIG, ["could not create the runner container", "runAsNonRoot", "BIFROST_K8S_RUN_AS_USER"]),
     ],
 )
 async def test_a_pod_that_can_never_start_fails_at_once_and_its_job_is_removed(
-    fault: Fault, expected: list[str], backend: KubernetesBackend, kubelet: TestKubelet, apiserver: ApiServer,
+    fault: Fault,
+    expected: list[str],
+    backend: KubernetesBackend,
+    kubelet: TestKubelet,
+    apiserver: ApiServer,
     exits: Exits,
 ) -> None:
     spec = launch_spec()
@@ -140,10 +149,20 @@ FAILED_JOB = {
 
 
 def test_a_pod_disrupted_because_its_node_became_unreachable_names_the_cause() -> None:
-    pod = {"metadata": {"name": "bifrost-run-1-x7k2p"}, "status": {"phase": "Failed", "conditions": [{
-        "type": "DisruptionTarget", "status": "True", "reason": "DeletionByTaintManager",
-        "message": "Taint manager: deleting due to NoExecute taint key node.kubernetes.io/unreachable",
-    }]}}
+    pod = {
+        "metadata": {"name": "bifrost-run-1-x7k2p"},
+        "status": {
+            "phase": "Failed",
+            "conditions": [
+                {
+                    "type": "DisruptionTarget",
+                    "status": "True",
+                    "reason": "DeletionByTaintManager",
+                    "message": "Taint manager: deleting due to NoExecute taint key node.kubernetes.io/unreachable",
+                }
+            ],
+        },
+    }
 
     diagnosis = diagnose(FAILED_JOB, pod)
 
@@ -154,9 +173,18 @@ def test_a_pod_disrupted_because_its_node_became_unreachable_names_the_cause() -
 
 
 def test_a_runner_killed_by_a_signal_names_the_signal() -> None:
-    pod = {"metadata": {"name": "bifrost-run-1-x7k2p"}, "status": {"phase": "Failed", "containerStatuses": [{
-        "name": "runner", "state": {"terminated": {"exitCode": 137, "reason": "Error"}},
-    }]}}
+    pod = {
+        "metadata": {"name": "bifrost-run-1-x7k2p"},
+        "status": {
+            "phase": "Failed",
+            "containerStatuses": [
+                {
+                    "name": "runner",
+                    "state": {"terminated": {"exitCode": 137, "reason": "Error"}},
+                }
+            ],
+        },
+    }
 
     diagnosis = diagnose(FAILED_JOB, pod)
 
@@ -167,7 +195,16 @@ def test_a_runner_killed_by_a_signal_names_the_signal() -> None:
 
 def test_a_job_that_is_still_running_has_no_diagnosis() -> None:
     running_job = {"metadata": {"name": "bifrost-run-1"}, "status": {"active": 1}}
-    pod = {"metadata": {"name": "p"}, "status": {"phase": "Running", "containerStatuses": [{
-        "name": "runner", "state": {"running": {"startedAt": "2026-12-01T00:00:00Z"}},
-    }]}}
+    pod = {
+        "metadata": {"name": "p"},
+        "status": {
+            "phase": "Running",
+            "containerStatuses": [
+                {
+                    "name": "runner",
+                    "state": {"running": {"startedAt": "2026-12-01T00:00:00Z"}},
+                }
+            ],
+        },
+    }
     assert diagnose(running_job, pod) is None

@@ -14,12 +14,12 @@ import httpx
 import pytest
 
 from bifrost_devtools.k8s_apiserver import JOBS, ApiServer
+from bifrost_devtools.k8s_kubelet import Fault, TestKubelet
 from bifrost_devtools.s3 import READER_KEY, SeaweedS3
 from bifrost_runner.checkout import CACHE_FOLDER
 from control_plane.backends.kubernetes_spec import inspect_commands, job_name
 from tests.api.conftest import ADMIN_KEY, Bifrost
 from tests.k8s.conftest import NAMESPACE
-from bifrost_devtools.k8s_kubelet import Fault, TestKubelet
 from tests.workspace.conftest import new_bucket, running_bifrost, s3_overrides
 
 WORKFLOWS = """
@@ -66,8 +66,11 @@ async def bifrost(
         running = await asyncio.to_thread(
             stack.enter_context,
             running_bifrost(
-                tmp_path, **s3_overrides(seaweedfs, new_bucket(seaweedfs)),
-                backend="kubernetes", k8s_namespace=NAMESPACE, k8s_deadline_grace_seconds=30,
+                tmp_path,
+                **s3_overrides(seaweedfs, new_bucket(seaweedfs)),
+                backend="kubernetes",
+                k8s_namespace=NAMESPACE,
+                k8s_deadline_grace_seconds=30,
                 cancel_grace_seconds=1.0,
             ),
         )
@@ -111,7 +114,9 @@ async def test_an_execution_runs_as_a_job_and_its_result_reaches_the_database(
     job = apiserver.object(JOBS, NAMESPACE, job_name(execution_id))
     assert job is not None
     assert execution["result"] == {
-        "user": "ada@example.com", "department": "IT", "org": job["metadata"]["annotations"]["bifrost.io/org"]
+        "user": "ada@example.com",
+        "department": "IT",
+        "org": job["metadata"]["annotations"]["bifrost.io/org"],
     }
     assert any("creating ada@example.com in IT" in record["message"] for record in logs)
     assert job["metadata"]["labels"]["bifrost.io/workflow"] == "create_user"

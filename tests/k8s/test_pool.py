@@ -17,11 +17,11 @@ from nats.errors import NoRespondersError
 
 from bifrost._internal.protocol import PoolClaim, pool_subject
 from bifrost_devtools.k8s_apiserver import JOBS, PODS, SECRETS, ApiServer
+from bifrost_devtools.k8s_kubelet import TestKubelet
 from bifrost_devtools.s3 import SeaweedS3
 from control_plane.backends.kubernetes_spec import EXECUTION_ID, POOL, job_name
 from tests.api.conftest import ADMIN_KEY, Bifrost
 from tests.k8s.conftest import NAMESPACE
-from bifrost_devtools.k8s_kubelet import TestKubelet
 from tests.k8s.test_full_path import upload_workflows
 from tests.workspace.conftest import new_bucket, running_bifrost, s3_overrides
 
