@@ -13,6 +13,7 @@ import contextlib
 import json
 import multiprocessing
 import os
+import signal
 import statistics
 import tempfile
 import time
@@ -53,12 +54,17 @@ def trivial(n: int = 0):
 
 def _serve_apiserver(port: int, with_kubelet: bool = False) -> None:
     async def serve() -> None:
+        stopping = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopping.set)
         async with ApiServer(direct=True) as server, kmock.Server(server, port=port):
             server["get /bench/creates"] << (lambda: {"jobs": server.creates[JOBS]})
+            kubelet = TestKubelet(server)
             if with_kubelet:
-                kubelet = TestKubelet(server)
                 await kubelet.start()
-            await asyncio.Event().wait()
+            try:
+                await stopping.wait()
+            finally:
+                await kubelet.stop()  # its pods are processes of this one
 
     asyncio.run(serve())
 

@@ -184,12 +184,10 @@ class KubernetesBackend:
         return True
 
     async def _label_claimed(self, spec: LaunchSpec, taken: Taken) -> None:
-        """Name the execution on the pool pod's Job and pod, for `kubectl get jobs,pods -l`."""
-        metadata = claimed_metadata(spec)
+        """Name the execution on the pool pod's Job, for `kubectl get jobs -l bifrost.io/execution-id=...` (its
+        pod is found by its `job-name` label)."""
         try:
-            await self._api.patch_job(taken.job_name, metadata)
-            if taken.pod is not None:
-                await self._api.patch_pod(taken.pod["metadata"]["name"], metadata)
+            await self._api.patch_job(taken.job_name, claimed_metadata(spec))
         except Exception:
             logger.exception("could not label the pool Job %s with execution %s", taken.job_name, spec.execution_id)
 
@@ -210,7 +208,11 @@ class KubernetesBackend:
         listed = await self._api.list_jobs()
         await self.pool.reconcile(listed)
         jobs = {execution_id_of(job): job for job in listed}
-        pods = {execution_id_of(pod): pod for pod in await self._api.list_pods()}
+        for execution_id in active_execution_ids:
+            taken = jobs.get(execution_id)
+            if taken is not None and pool_of(taken) is not None:
+                self._pool_runs[taken["metadata"]["name"]] = execution_id
+        pods = {self._execution_of_pod(pod): pod for pod in await self._api.list_pods()}
         now = time.monotonic()
         for execution_id in active_execution_ids:
             job = jobs.get(execution_id)
@@ -273,9 +275,13 @@ class KubernetesBackend:
         run.job = job
         self._evaluate(run)
 
-    def _pod_event(self, kind: str, pod: dict[str, Any]) -> None:
+    def _execution_of_pod(self, pod: dict[str, Any]) -> str | None:
+        """The execution a pod runs: from its own annotation, or its pool Job's."""
         job = (pod.get("metadata", {}).get("labels") or {}).get("job-name", "")
-        run = self._runs.get(execution_id_of(pod) or self._pool_runs.get(job) or "")
+        return execution_id_of(pod) or self._pool_runs.get(job)
+
+    def _pod_event(self, kind: str, pod: dict[str, Any]) -> None:
+        run = self._runs.get(self._execution_of_pod(pod) or "")
         if run is None:
             if pool_of(pod) is not None:
                 self.pool.pod_event(kind, pod)

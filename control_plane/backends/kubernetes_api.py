@@ -123,9 +123,6 @@ class KubernetesApi:
         result: dict[str, Any] = await self._call(self.batch.patch_namespaced_job, name, self.namespace, patch)
         return result
 
-    async def patch_pod(self, name: str, patch: dict[str, Any]) -> None:
-        await self._call(self.core.patch_namespaced_pod, name, self.namespace, patch)
-
     async def delete_job(self, name: str, propagation: str) -> None:
         """Delete a Job and what it owns; a Job that is already gone is fine."""
         try:

@@ -300,7 +300,7 @@ def build_pool_secret(
 
 
 def claimed_metadata(spec: LaunchSpec) -> dict[str, Any]:
-    """The labels and annotations a pool pod's Job and pod take on when they take `spec`'s execution."""
+    """The labels and annotations a pool pod's Job takes on when its pod takes `spec`'s execution."""
     return {"metadata": {"labels": runner_labels(spec), "annotations": runner_annotations(spec)}}
 
 

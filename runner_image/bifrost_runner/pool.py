@@ -10,6 +10,7 @@ shares (API URL, workspace); the claim adds the execution's own (id, token, NATS
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 
@@ -20,6 +21,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from bifrost._internal.protocol import PoolClaim, nats_credentials_file
 from bifrost_runner.connection import connect_nats
 from bifrost_runner.process import configure_runner_logging, exit_now, run_from_env
+from bifrost_runner.run import preconnect, rehearse
 
 log = logging.getLogger("bifrost_runner")
 
@@ -51,14 +53,20 @@ async def wait_for_claim(env: dict[str, str]) -> PoolClaim | None:
 
 async def run_pool_runner() -> int:
     configure_runner_logging()
+    preconnected = preconnect(os.environ["BIFROST_API_URL"])
+    # As a local spare does: an execution's steps taken once before the claim, so the run finds them warm. A
+    # failed rehearsal costs the run only its head start.
+    with contextlib.suppress(Exception):
+        await rehearse(preconnected)
     claim = await wait_for_claim(dict(os.environ))
     if claim is None:
         log.info("no claim came: exiting unused")
+        await preconnected.close()
         return 0
     for name in POOL_ENV:
         os.environ.pop(name, None)
     os.environ.update(claim.env)
-    return await run_from_env(payload=claim.payload)
+    return await run_from_env(preconnected, payload=claim.payload)
 
 
 def main() -> int:

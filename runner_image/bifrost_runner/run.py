@@ -282,9 +282,7 @@ async def _call(
         return failure(exc), None, set()
     invocation = await invoke(func, kwargs, payload.timeout_seconds, cancel)
     reason = cancel.result() if cancel.done() else ""
-    outcome = outcome_of(
-        invocation, payload.timeout_seconds, reason, payload.max_result_bytes, payload.max_json_depth
-    )
+    outcome = outcome_of(invocation, payload.timeout_seconds, reason, payload.max_result_bytes, payload.max_json_depth)
     return outcome, invocation, _parameter_names(func)
 
 
