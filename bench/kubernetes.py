@@ -142,7 +142,7 @@ def _apiserver(with_kubelet: bool) -> Iterator[str]:
     )
     process.start()
     try:
-        wait_for_port(port)
+        wait_for_port(port, timeout=60)  # a spawned interpreter importing kmock, on a busy machine
         yield f"http://127.0.0.1:{port}"
     finally:
         process.terminate()

@@ -116,14 +116,13 @@ class RunnerPool:
             return None
         chosen = min(ready, key=lambda waiting: waiting.since)
         del self._waiting[chosen.name]
-        self.refill()
         return Taken(chosen.name, chosen.pod, chosen.since)
 
     async def claim(self, taken: Taken, spec: LaunchSpec, claim_env: dict[str, str]) -> bool:
         """Hand `spec`'s execution to the pod `choose` picked; False when it did not take it (the run then gets a
         Job of its own)."""
         claims = self._claims
-        if claims is None:
+        if claims is None:  # stopping
             return False
         claim = PoolClaim(env=claim_env, payload=spec.payload)
         try:
@@ -139,7 +138,9 @@ class RunnerPool:
             # It may or may not have taken the claim: it must not run beside the Job the run now gets.
             logger.warning("pool pod %s did not answer its claim; deleting it", taken.job_name)
             self._spawn(self._delete(taken.job_name))
+            self.refill()
             return False
+        self.refill()
         return True
 
     def job_event(self, kind: str, job: dict[str, Any]) -> None:

@@ -22,7 +22,7 @@ from bifrost_devtools.s3 import SeaweedS3
 from control_plane.backends.kubernetes_spec import EXECUTION_ID, POOL, job_name
 from tests.api.conftest import ADMIN_KEY, Bifrost
 from tests.k8s.conftest import NAMESPACE
-from tests.k8s.test_full_path import upload_workflows
+from tests.k8s.test_full_path import finished, upload_workflows
 from tests.workspace.conftest import new_bucket, running_bifrost, s3_overrides
 
 WAITING = "waiting for a run"
@@ -212,3 +212,50 @@ async def test_a_restarted_control_plane_replaces_the_pool_pods_it_finds_waiting
 
     assert execution["status"] == "Success", execution
     assert [job["metadata"]["name"] for job in jobs_of(apiserver, execution["execution_id"])] == [replacement]
+
+
+async def test_a_pool_pod_killed_mid_run_fails_its_execution_and_the_pool_refills(
+    api: httpx.AsyncClient, apiserver: ApiServer, kubelet: TestKubelet
+) -> None:
+    waiting = await ready_pool_job(apiserver, kubelet)
+    request = asyncio.ensure_future(
+        api.post("/api/workflows/stubborn/execute", params={"sync": "true"}, json={"parameters": {}})
+    )
+    await kubelet.printed(waiting, "not listening")
+    [pod] = [pod for pod in kubelet.pods.values() if pod.job["metadata"]["name"] == waiting]
+    assert pod.process is not None
+    pod.process.kill()
+
+    execution = (await request).json()
+
+    assert execution["status"] == "Failed", execution
+    assert execution["runner"]["runner_ref"] == waiting
+    assert await ready_pool_job(apiserver, kubelet, besides=frozenset({waiting}))
+
+
+async def test_a_restarted_control_plane_follows_the_run_a_pool_pod_took(
+    apiserver: ApiServer, kubelet: TestKubelet, kubeconfig: Path, seaweedfs: SeaweedS3, bucket: str, tmp_path: Path
+) -> None:
+    folder = tmp_path / "cp"
+    headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    # A sync request answers 202 after a second: the run goes on while the control plane restarts.
+    async with started(folder, seaweedfs, bucket, k8s_pool_size=1, sync_wait_seconds=1) as before:
+        await asyncio.to_thread(upload_workflows, before)
+        taken = await ready_pool_job(apiserver, kubelet)
+        async with httpx.AsyncClient(base_url=before.url, headers=headers, timeout=60) as api:
+            response = await api.post(
+                "/api/workflows/stubborn/execute", params={"sync": "true"}, json={"parameters": {}}
+            )
+        execution_id = response.json()["execution_id"]
+        await kubelet.printed(taken, "not listening")
+        await apiserver.wait_until(lambda: labelled(apiserver, execution_id))
+
+    async with started(folder, seaweedfs, bucket, k8s_pool_size=1) as after:
+        [pod] = [pod for pod in kubelet.pods.values() if pod.job["metadata"]["name"] == taken]
+        assert pod.process is not None
+        pod.process.kill()
+        async with httpx.AsyncClient(base_url=after.url, headers=headers, timeout=60) as api:
+            execution = await finished(api, execution_id)
+
+    assert execution["status"] == "Failed", execution
+    assert execution["runner"]["runner_ref"] == taken
