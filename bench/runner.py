@@ -41,7 +41,9 @@ WORKFLOWS = """
 
 
 class Bench:
-    def __init__(self, api: RunnerApi, api_url: str, nats: NatsServer, workspace: Path, backend: LocalBackend) -> None:
+    def __init__(
+        self, api: RunnerApi, api_url: str, nats: NatsServer, workspace: Path, backend: LocalBackend
+    ) -> None:
         self.api = api
         self.api_url = api_url
         self.nats_url = nats.url
@@ -62,28 +64,16 @@ class Bench:
         self.counter += 1
         execution_id = f"bench-{self.counter}"
         payload = RunPayload(
-            execution_id=execution_id,
-            workflow_name=function_name,
-            file="flows.py",
-            function_name=function_name,
-            parameters={},
-            user=UserInfo(id="bench"),
-            organization=None,
-            timeout_seconds=60,
+            execution_id=execution_id, workflow_name=function_name, file="flows.py", function_name=function_name,
+            parameters={}, user=UserInfo(id="bench"), organization=None, timeout_seconds=60,
         )
         token = self.api.register(payload)
         finished = self.finished[execution_id] = asyncio.get_running_loop().create_future()
         started = time.perf_counter()
         await self.backend.launch(
             LaunchSpec(
-                execution_id=execution_id,
-                workflow_name=function_name,
-                org_id=None,
-                token=token,
-                timeout_seconds=60,
-                api_url=self.api_url,
-                nats_url=self.nats_url,
-                workspace_dir=str(self.workspace),
+                execution_id=execution_id, workflow_name=function_name, org_id=None, token=token,
+                timeout_seconds=60, api_url=self.api_url, nats_url=self.nats_url, workspace_dir=str(self.workspace),
                 payload=payload,
                 nats_credentials=self.signer.runner(execution_id, datetime.now(UTC) + timedelta(minutes=5)),
             )

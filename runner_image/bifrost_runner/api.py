@@ -79,7 +79,9 @@ class ApiClient:
         finally:
             runner_call.reset(marker)
 
-    async def _request_with_retries(self, method: str, path: str, absent_ok: bool, **kwargs: Any) -> httpx.Response:
+    async def _request_with_retries(
+        self, method: str, path: str, absent_ok: bool, **kwargs: Any
+    ) -> httpx.Response:
         attempt = 0
         while True:
             last_attempt = attempt == len(_RETRY_DELAYS)

@@ -86,7 +86,9 @@ async def invoke(
     done, _ = await asyncio.wait({work, cancel}, timeout=timeout_seconds, return_when=asyncio.FIRST_COMPLETED)
     if work in done:
         exception = work.exception()
-        return Invocation(returned=None if exception else work.result(), exception=exception, frame=catcher.frame)
+        return Invocation(
+            returned=None if exception else work.result(), exception=exception, frame=catcher.frame
+        )
     work.cancel()
     if isinstance(work, asyncio.Task):
         await asyncio.wait({work}, timeout=CANCEL_UNWIND_SECONDS)

@@ -65,18 +65,14 @@ async def apiserver() -> AsyncIterator[ApiServer]:
 def kubeconfig(apiserver: ApiServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A kubeconfig naming the emulated API server, found the way users point Bifrost at a cluster."""
     path = tmp_path / "kubeconfig"
-    path.write_text(
-        json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "emulated", "cluster": {"server": str(apiserver.url).rstrip("/")}}],
-                "users": [{"name": "tester", "user": {"token": "test-token"}}],
-                "contexts": [{"name": "emulated", "context": {"cluster": "emulated", "user": "tester"}}],
-                "current-context": "emulated",
-            }
-        )
-    )
+    path.write_text(json.dumps({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "emulated", "cluster": {"server": str(apiserver.url).rstrip("/")}}],
+        "users": [{"name": "tester", "user": {"token": "test-token"}}],
+        "contexts": [{"name": "emulated", "context": {"cluster": "emulated", "user": "tester"}}],
+        "current-context": "emulated",
+    }))
     monkeypatch.setenv("KUBECONFIG", str(path))
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     yield path

@@ -54,21 +54,13 @@ def bundled_nats(tmp_path: Path) -> Iterator[tuple[str, str]]:
         .replace("/data", str(tmp_path / "data"))
     )
     env = {name: value for name, value in os.environ.items() if not name.startswith("BIFROST_")}
-    accounts = subprocess.run(
-        [BIN / "bifrost", "nats-config"],
-        env=env | {"BIFROST_DATA_DIR": str(keys)},
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    accounts = subprocess.run([BIN / "bifrost", "nats-config"], env=env | {"BIFROST_DATA_DIR": str(keys)},
+                              capture_output=True, text=True, check=True)
     (config / "accounts.conf").write_text(accounts.stdout)
     [container] = nats_set["containers"]
     assert container["command"] == ["nats-server", "--config", "/etc/nats/nats.conf"]
-    process = subprocess.Popen(
-        [nats_server_binary(), "--config", str(config / "nats.conf")],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    process = subprocess.Popen([nats_server_binary(), "--config", str(config / "nats.conf")],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for_port(port)
         yield f"nats://127.0.0.1:{port}", secret["nats-account-seed"]
@@ -96,13 +88,8 @@ async def test_the_bundled_nats_lets_in_only_bifrost_identities_and_confines_run
         refused.append(str(exc))
 
     runner_identity = signer.runner("run-1", datetime.now(UTC) + timedelta(minutes=5))
-    runner = await nats.connect(
-        url,
-        user_credentials=credentials(runner_identity),
-        inbox_prefix=inbox_prefix("run-1"),
-        error_cb=on_error,
-        allow_reconnect=False,
-    )
+    runner = await nats.connect(url, user_credentials=credentials(runner_identity), inbox_prefix=inbox_prefix("run-1"),
+                                error_cb=on_error, allow_reconnect=False)
     try:
         ack = await runner.jetstream().publish(events_subject("run-1"), b"{}")
         assert ack.stream == "CHART_CHECK"
@@ -140,11 +127,8 @@ def served(tmp_path: Path) -> Iterator[dict[str, str]]:
             url = f"http://127.0.0.1:{port}"
             eventually(lambda: _ready(url) or process.poll() is not None, within=90, what="bifrost serve")
             assert process.poll() is None, (tmp_path / "serve.log").read_text()
-            yield env | {
-                "BIFROST_URL": url,
-                "BIFROST_API_KEY": key,
-                "BIFROST_PROFILES_FILE": str(tmp_path / "no-profiles.toml"),
-            }
+            yield env | {"BIFROST_URL": url, "BIFROST_API_KEY": key,
+                         "BIFROST_PROFILES_FILE": str(tmp_path / "no-profiles.toml")}
         finally:
             process.send_signal(signal.SIGINT)
             process.wait(timeout=60)
@@ -169,11 +153,8 @@ def test_the_helm_test_pod_runs_a_hello_workflow_end_to_end(served: dict[str, st
     assert done.returncode == 0, done.stdout + done.stderr
     assert '"Hello, Helm!"' in done.stdout
 
-    wrong_key = subprocess.run(
-        container["command"],
-        env=env | {"BIFROST_API_KEY": "bfk_wrong-key-000000000000"},
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    wrong_key = subprocess.run(container["command"], env=env | {"BIFROST_API_KEY": "bfk_wrong-key-000000000000"},
+                               capture_output=True, text=True, timeout=180)
     assert wrong_key.returncode != 0
+
+

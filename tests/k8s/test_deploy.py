@@ -36,15 +36,9 @@ PRODUCTION_VALUES: dict[str, Any] = {
     "replicaCount": 3,
     "podAnnotations": {"example.com/team": "ops"},
     "podLabels": {"example.com/cost-center": "it"},
-    "affinity": {
-        "nodeAffinity": {
-            "requiredDuringSchedulingIgnoredDuringExecution": {
-                "nodeSelectorTerms": [
-                    {"matchExpressions": [{"key": "node-role", "operator": "In", "values": ["services"]}]}
-                ]
-            }
-        }
-    },
+    "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchExpressions": [{"key": "node-role", "operator": "In", "values": ["services"]}]}
+    ]}}},
     "topologySpreadConstraints": [
         {"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "DoNotSchedule"}
     ],
@@ -55,11 +49,8 @@ PRODUCTION_VALUES: dict[str, Any] = {
     "serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/bifrost"}},
     "ingress": {"enabled": True, "className": "nginx", "host": "bifrost.example.com", "tlsSecretName": "bifrost-tls"},
     "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
-    "httpRoute": {
-        "enabled": True,
-        "parentRefs": [{"name": "public", "namespace": "gateways"}],
-        "hostnames": ["bifrost.example.com"],
-    },
+    "httpRoute": {"enabled": True, "parentRefs": [{"name": "public", "namespace": "gateways"}],
+                  "hostnames": ["bifrost.example.com"]},
     "nats": {
         "url": "tls://nats.messaging:4222",
         "accountSeed": {"existingSecret": "bifrost-nats", "key": "seed"},
@@ -80,13 +71,10 @@ PRODUCTION_VALUES: dict[str, Any] = {
         "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "automation", "effect": "NoSchedule"}],
         "resources": {"cpuRequest": "250m", "cpuLimit": "2", "memoryRequestMb": 512, "memoryLimitMb": 2048},
         "ttlSecondsAfterFinished": 600,
-        "networkPolicy": {
-            "enabled": True,
-            "egress": [
-                {"to": [{"ipBlock": {"cidr": "10.20.0.0/16"}}], "ports": [{"protocol": "TCP", "port": 4222}]},
-                {"to": [{"ipBlock": {"cidr": "10.30.0.10/32"}}], "ports": [{"protocol": "TCP", "port": 9000}]},
-            ],
-        },
+        "networkPolicy": {"enabled": True, "egress": [
+            {"to": [{"ipBlock": {"cidr": "10.20.0.0/16"}}], "ports": [{"protocol": "TCP", "port": 4222}]},
+            {"to": [{"ipBlock": {"cidr": "10.30.0.10/32"}}], "ports": [{"protocol": "TCP", "port": 9000}]},
+        ]},
     },
     "kubernetesApi": {"qps": 20, "burst": 40},
 }
@@ -178,14 +166,8 @@ def granted(docs: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
 @pytest.mark.parametrize("source", ["plain", *SOURCES])
 def test_every_manifest_is_valid(source: str, version: str) -> None:
     docs = plain_manifests() if source == "plain" else render(SOURCES[source])
-    assert {doc["kind"] for doc in docs} >= {
-        "ServiceAccount",
-        "Role",
-        "RoleBinding",
-        "ConfigMap",
-        "Deployment",
-        "Service",
-    }
+    assert {doc["kind"] for doc in docs} >= {"ServiceAccount", "Role", "RoleBinding", "ConfigMap", "Deployment",
+                                             "Service"}
     for doc in docs:
         if doc["kind"] not in CUSTOM_KINDS:
             kubernetes_validate.validate(doc, version, strict=True)
@@ -279,12 +261,8 @@ def test_secrets_named_as_existing_ones_are_not_generated() -> None:
         "bootstrapApiKey": {"existingSecret": "admin", "key": "api-key"},
     }
     docs = render(values)
-    assert set(one(docs, "Secret")["data"]) == {
-        "nats-keys.json",
-        "nats-account-seed",
-        "postgres-password",
-        "database-url",
-    }
+    assert set(one(docs, "Secret")["data"]) == {"nats-keys.json", "nats-account-seed", "postgres-password",
+                                                 "database-url"}
     env = container_env(docs)
     assert env["BIFROST_SECRET_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "keys", "key": "signing"}
     assert env["BIFROST_ENCRYPTION_KEYS"]["valueFrom"]["secretKeyRef"] == {"name": "keys", "key": "fernet"}
@@ -298,12 +276,8 @@ def test_nats_credentials_never_reach_a_config_map_or_a_runner_job(monkeypatch: 
             text = yaml.safe_dump(config_map)
             assert "SEED" not in text and all(secret not in text for secret in secrets)
         settings = settings_from(docs, monkeypatch)
-        env = {
-            var["name"]: var
-            for var in build_job(launch_spec(nats_url=settings.nats_url), settings)["spec"]["template"]["spec"][
-                "containers"
-            ][0]["env"]
-        }
+        env = {var["name"]: var for var in build_job(launch_spec(nats_url=settings.nats_url), settings)
+               ["spec"]["template"]["spec"]["containers"][0]["env"]}
         assert "@" not in env["BIFROST_NATS_URL"]["value"]
 
 
@@ -320,9 +294,8 @@ def test_the_plain_manifests_are_what_the_chart_renders_for_their_values() -> No
         return doc["kind"], doc["metadata"].get("namespace", ""), doc["metadata"]["name"]
 
     rendered = helm.Chart.load(CHART).render(plain_values(), name="bifrost", namespace="bifrost")
-    chart = sorted(
-        (doc for path, text in rendered.items() if path.endswith(".yaml") for doc in documents(text)), key=key
-    )
+    chart = sorted((doc for path, text in rendered.items() if path.endswith(".yaml") for doc in documents(text)),
+                   key=key)
     plain = sorted(documents((ROOT / "k8s" / "bifrost.yaml").read_text()), key=key)
     assert [key(doc) for doc in plain] == [key(doc) for doc in chart]
     for ours, theirs in zip(plain, chart, strict=True):
@@ -346,11 +319,13 @@ def test_the_chart_takes_the_workspace_bucket_and_its_credentials_from_its_value
     env = container_env(docs)
 
     assert (settings.workspace_url, settings.s3_endpoint_url, settings.s3_region) == (
-        "s3://automation-workflows/ops",
-        "http://minio.storage:9000",
-        "eu-west-1",
+        "s3://automation-workflows/ops", "http://minio.storage:9000", "eu-west-1"
     )
-    assert {name: env[name]["valueFrom"]["secretKeyRef"] for name in env if name.startswith("BIFROST_S3_")} == {
+    assert {
+        name: env[name]["valueFrom"]["secretKeyRef"]
+        for name in env
+        if name.startswith("BIFROST_S3_")
+    } == {
         "BIFROST_S3_ACCESS_KEY_ID": {"name": "workspace-s3", "key": "access-key-id"},
         "BIFROST_S3_SECRET_ACCESS_KEY": {"name": "workspace-s3", "key": "secret-access-key"},
         "BIFROST_S3_RUNNER_ACCESS_KEY_ID": {"name": "workspace-s3", "key": "runner-access-key-id"},
@@ -386,19 +361,13 @@ def test_the_control_plane_pods_are_probed_confined_spread_and_protected() -> No
     assert all(container[probe]["timeoutSeconds"] for probe in ("startupProbe", "readinessProbe", "livenessProbe"))
     assert spec["securityContext"]["runAsNonRoot"] is True
     assert container["securityContext"] == {
-        "allowPrivilegeEscalation": False,
-        "readOnlyRootFilesystem": True,
-        "capabilities": {"drop": ["ALL"]},
+        "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}
     }
     selector = one(docs, "Deployment")["spec"]["selector"]["matchLabels"]
-    assert spec["topologySpreadConstraints"] == [
-        {
-            "maxSkew": 1,
-            "topologyKey": "topology.kubernetes.io/zone",
-            "whenUnsatisfiable": "DoNotSchedule",
-            "labelSelector": {"matchLabels": selector},
-        }
-    ]
+    assert spec["topologySpreadConstraints"] == [{
+        "maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "DoNotSchedule",
+        "labelSelector": {"matchLabels": selector},
+    }]
     assert spec["affinity"] == PRODUCTION_VALUES["affinity"]
     assert spec["priorityClassName"] == "business-critical"
     assert spec["imagePullSecrets"] == [{"name": "registry-creds"}]
@@ -422,9 +391,7 @@ def test_every_pod_of_the_chart_runs_confined(source: str) -> None:
         assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
         for container in [*pod["containers"], *pod.get("initContainers", [])]:
             assert container["securityContext"] == {
-                "allowPrivilegeEscalation": False,
-                "readOnlyRootFilesystem": True,
-                "capabilities": {"drop": ["ALL"]},
+                "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}
             }, container["name"]
     if SOURCES[source].get("imagePullSecrets"):
         assert all(pod["imagePullSecrets"] == [{"name": "registry-creds"}] for pod in others)
@@ -463,7 +430,9 @@ def test_runner_pods_reach_only_dns_the_api_nats_and_what_the_admin_allows() -> 
                 if "ipBlock" in peer:
                     block = ipaddress.IPv4Network(peer["ipBlock"]["cidr"])
                     excluded = [ipaddress.IPv4Network(c) for c in peer["ipBlock"].get("except", [])]
-                    assert not METADATA_ADDRESS.subnet_of(block) or any(METADATA_ADDRESS.subnet_of(c) for c in excluded)
+                    assert not METADATA_ADDRESS.subnet_of(block) or any(
+                        METADATA_ADDRESS.subnet_of(c) for c in excluded
+                    )
     assert all_of(render({"runner": {"networkPolicy": {"enabled": False, "egress": []}}}), "NetworkPolicy") == [
         one(render({}), "NetworkPolicy", "bifrost-postgresql")
     ]
@@ -495,8 +464,7 @@ def test_ingress_and_service_monitor_are_rendered_only_when_enabled() -> None:
     assert ingress["spec"]["ingressClassName"] == "nginx"
     assert ingress["spec"]["tls"] == [{"hosts": ["bifrost.example.com"], "secretName": "bifrost-tls"}]
     assert ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"] == {
-        "name": "ops-bifrost",
-        "port": {"name": "http"},
+        "name": "ops-bifrost", "port": {"name": "http"}
     }
     monitor = one(docs, "ServiceMonitor")
     assert monitor["metadata"]["labels"]["release"] == "prometheus"
@@ -510,12 +478,10 @@ def test_an_http_route_attaches_the_api_to_the_gateways_given() -> None:
     assert route["apiVersion"] == "gateway.networking.k8s.io/v1"
     assert route["spec"]["parentRefs"] == [{"name": "public", "namespace": "gateways"}]
     assert route["spec"]["hostnames"] == ["bifrost.example.com"]
-    assert route["spec"]["rules"] == [
-        {
-            "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
-            "backendRefs": [{"name": "ops-bifrost", "port": 8000}],
-        }
-    ]
+    assert route["spec"]["rules"] == [{
+        "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+        "backendRefs": [{"name": "ops-bifrost", "port": 8000}],
+    }]
 
 
 @pytest.mark.parametrize("source", SOURCES)
@@ -526,10 +492,8 @@ def test_the_chart_lints_clean(source: str) -> None:
 
 
 def test_the_helm_test_pod_signs_in_with_the_bootstrap_key() -> None:
-    for values, key in (
-        (PRODUCTION_VALUES, {"name": "bifrost-admin", "key": "api-key"}),
-        ({}, {"name": "bifrost-generated", "key": "bootstrap-api-key"}),
-    ):
+    for values, key in ((PRODUCTION_VALUES, {"name": "bifrost-admin", "key": "api-key"}),
+                        ({}, {"name": "bifrost-generated", "key": "bootstrap-api-key"})):
         docs = render(values)
         [test_pod] = all_of(docs, "Pod")
         assert test_pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
@@ -581,10 +545,8 @@ WRONG_VALUES: list[tuple[dict[str, Any], str]] = [
     ({"workspaceUrl": "/srv/workflows"}, "/srv/workflows"),
     ({"publicUrl": "bifrost.example.com"}, "bifrost.example.com"),
     ({"podDisruptionBudget": {"maxUnavailable": "half"}}, "/podDisruptionBudget/maxUnavailable"),
-    (
-        {"topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "Maybe"}]},
-        "whenUnsatisfiable",
-    ),
+    ({"topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "Maybe"}]},
+     "whenUnsatisfiable"),
     ({"extraEnv": [{"name": "A", "valu": "1"}]}, "valu"),
     ({"extraVolumeMounts": [{"name": "ca", "mountPath": "etc/ca"}]}, "etc/ca"),
     ({"ingress": {"enabled": True, "host": "Bifrost Example"}}, "Bifrost Example"),
@@ -615,3 +577,4 @@ def test_a_folder_workspace_is_refused_by_the_settings_the_plain_manifests_feed(
     monkeypatch.setenv("BIFROST_BACKEND", "kubernetes")
     with pytest.raises(ValidationError, match="cannot use the folder workspace /srv/workflows: runner pods cannot"):
         Settings()
+

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import kmock
 import pytest
 
-from bifrost._internal.protocol import ExecutionStatus
-from bifrost_devtools.k8s_apiserver import JOBS, ApiServer
+from bifrost._internal.protocol import RUNNER_EXIT_CODES, ExecutionStatus
+from bifrost_devtools.k8s_apiserver import JOBS, PODS, ApiServer
 from bifrost_devtools.k8s_kubelet import Fault, TestKubelet
 from control_plane.backends.kubernetes import KubernetesBackend
 from control_plane.backends.kubernetes_diagnosis import diagnose
@@ -63,26 +64,40 @@ async def test_a_runner_that_crashes_before_reporting_fails_with_its_exit_code_a
     assert runner_exit.log_tail == "step 5\nstep 6\nstep 7\nstep 8\ncannot reach NATS at nats://nats:4222\n"
 
 
+async def test_a_failure_the_runner_reported_is_not_taken_for_a_crash(
+    backend: KubernetesBackend, kubelet: TestKubelet, apiserver: ApiServer, exits: Exits
+) -> None:
+    """A runner that reported a failed execution exits with its code, so its Job fails; its events, not the
+    backend, tell why, and its log is not read."""
+    spec = launch_spec()
+    kubelet.scripts[spec.execution_id] = (
+        f"import sys\nprint('reported')\nsys.exit({RUNNER_EXIT_CODES[ExecutionStatus.FAILED]})"
+    )
+
+    await backend.launch(spec)
+    runner_exit = await exits.of(spec.execution_id)
+
+    assert runner_exit.status is None
+    assert runner_exit.exit_code == RUNNER_EXIT_CODES[ExecutionStatus.FAILED]
+    assert "it reported the execution Failed" in runner_exit.reason
+    assert runner_exit.log_tail is None
+    assert list(apiserver[PODS, kmock.subresource("log")]) == []
+    job = apiserver.object(JOBS, NAMESPACE, job_name(spec.execution_id))
+    assert job is not None and job["status"]["failed"] == 1
+    assert exits.count(spec.execution_id) == 1
+
+
 @pytest.mark.parametrize(
     ("fault", "expected"),
     [
-        (
-            Fault.IMAGE_PULL,
-            [
-                "could not pull the runner image",
-                "registry.example/bifrost-runner:1.2.3",
-                "BIFROST_RUNNER_IMAGE_PULL_SECRETS",
-            ],
-        ),
-        (Fault.CONTAINER_CONFIG, ["could not create the runner container", "runAsNonRoot", "BIFROST_K8S_RUN_AS_USER"]),
+        (Fault.IMAGE_PULL, ["could not pull the runner image", "registry.example/bifrost-runner:1.2.3",
+                            "BIFROST_RUNNER_IMAGE_PULL_SECRETS"]),
+        (Fault.CONTAINER_CONFIG, ["could not create the runner container", "runAsNonRoot",
+                                  "BIFROST_K8S_RUN_AS_USER"]),
     ],
 )
 async def test_a_pod_that_can_never_start_fails_at_once_and_its_job_is_removed(
-    fault: Fault,
-    expected: list[str],
-    backend: KubernetesBackend,
-    kubelet: TestKubelet,
-    apiserver: ApiServer,
+    fault: Fault, expected: list[str], backend: KubernetesBackend, kubelet: TestKubelet, apiserver: ApiServer,
     exits: Exits,
 ) -> None:
     spec = launch_spec()
@@ -149,20 +164,10 @@ FAILED_JOB = {
 
 
 def test_a_pod_disrupted_because_its_node_became_unreachable_names_the_cause() -> None:
-    pod = {
-        "metadata": {"name": "bifrost-run-1-x7k2p"},
-        "status": {
-            "phase": "Failed",
-            "conditions": [
-                {
-                    "type": "DisruptionTarget",
-                    "status": "True",
-                    "reason": "DeletionByTaintManager",
-                    "message": "Taint manager: deleting due to NoExecute taint key node.kubernetes.io/unreachable",
-                }
-            ],
-        },
-    }
+    pod = {"metadata": {"name": "bifrost-run-1-x7k2p"}, "status": {"phase": "Failed", "conditions": [{
+        "type": "DisruptionTarget", "status": "True", "reason": "DeletionByTaintManager",
+        "message": "Taint manager: deleting due to NoExecute taint key node.kubernetes.io/unreachable",
+    }]}}
 
     diagnosis = diagnose(FAILED_JOB, pod)
 
@@ -173,18 +178,9 @@ def test_a_pod_disrupted_because_its_node_became_unreachable_names_the_cause() -
 
 
 def test_a_runner_killed_by_a_signal_names_the_signal() -> None:
-    pod = {
-        "metadata": {"name": "bifrost-run-1-x7k2p"},
-        "status": {
-            "phase": "Failed",
-            "containerStatuses": [
-                {
-                    "name": "runner",
-                    "state": {"terminated": {"exitCode": 137, "reason": "Error"}},
-                }
-            ],
-        },
-    }
+    pod = {"metadata": {"name": "bifrost-run-1-x7k2p"}, "status": {"phase": "Failed", "containerStatuses": [{
+        "name": "runner", "state": {"terminated": {"exitCode": 137, "reason": "Error"}},
+    }]}}
 
     diagnosis = diagnose(FAILED_JOB, pod)
 
@@ -195,16 +191,7 @@ def test_a_runner_killed_by_a_signal_names_the_signal() -> None:
 
 def test_a_job_that_is_still_running_has_no_diagnosis() -> None:
     running_job = {"metadata": {"name": "bifrost-run-1"}, "status": {"active": 1}}
-    pod = {
-        "metadata": {"name": "p"},
-        "status": {
-            "phase": "Running",
-            "containerStatuses": [
-                {
-                    "name": "runner",
-                    "state": {"running": {"startedAt": "2026-12-01T00:00:00Z"}},
-                }
-            ],
-        },
-    }
+    pod = {"metadata": {"name": "p"}, "status": {"phase": "Running", "containerStatuses": [{
+        "name": "runner", "state": {"running": {"startedAt": "2026-12-01T00:00:00Z"}},
+    }]}}
     assert diagnose(running_job, pod) is None

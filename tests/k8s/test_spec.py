@@ -55,9 +55,8 @@ def test_the_job_and_secret_are_valid_for_every_supported_kubernetes_version(
     spec = launch_spec(resources=RunnerResources(cpu_request="500m", cpu_limit="2", memory_limit_mb=4096))
     job = build_job(spec, production)
     kubernetes_validate.validate(job, version, strict=True)
-    kubernetes_validate.validate(
-        build_secret(spec, production, "6c1c2b0e-1111-2222-3333-444455556666"), version, strict=True
-    )
+    kubernetes_validate.validate(build_secret(spec, production, "6c1c2b0e-1111-2222-3333-444455556666"), version,
+                                 strict=True)
 
 
 def test_the_job_follows_the_runner_contract(production: Settings) -> None:
@@ -68,18 +67,14 @@ def test_the_job_follows_the_runner_contract(production: Settings) -> None:
 
     assert job["metadata"]["name"] == f"bifrost-run-{spec.execution_id}"
     assert job["metadata"]["namespace"] == "automation"
-    assert (
-        job["metadata"]["labels"]
-        == job["spec"]["template"]["metadata"]["labels"]
-        == {
-            "app.kubernetes.io/name": "bifrost-runner",
-            "app.kubernetes.io/managed-by": "bifrost",
-            "app.kubernetes.io/part-of": "bifrost",
-            "bifrost.io/execution-id": spec.execution_id,
-            "bifrost.io/workflow": "create_user",
-            "bifrost.io/org": "org-1",
-        }
-    )
+    assert job["metadata"]["labels"] == job["spec"]["template"]["metadata"]["labels"] == {
+        "app.kubernetes.io/name": "bifrost-runner",
+        "app.kubernetes.io/managed-by": "bifrost",
+        "app.kubernetes.io/part-of": "bifrost",
+        "bifrost.io/execution-id": spec.execution_id,
+        "bifrost.io/workflow": "create_user",
+        "bifrost.io/org": "org-1",
+    }
     assert job["spec"]["backoffLimit"] == 0
     assert job["spec"]["activeDeadlineSeconds"] == 360
     assert job["spec"]["ttlSecondsAfterFinished"] == 900
@@ -122,21 +117,14 @@ def test_the_credentials_are_only_in_the_secret_and_referenced_from_the_env(prod
     for name, value in credentials.items():
         assert value not in json.dumps(job)
         assert env[name] == {
-            "name": name,
-            "valueFrom": {"secretKeyRef": {"name": secret_name(spec.execution_id), "key": name}},
+            "name": name, "valueFrom": {"secretKeyRef": {"name": secret_name(spec.execution_id), "key": name}}
         }
         assert base64.b64decode(secret["data"][name]).decode() == value
     assert env["BIFROST_EXECUTION_ID"]["value"] == spec.execution_id
-    assert secret["metadata"]["ownerReferences"] == [
-        {
-            "apiVersion": "batch/v1",
-            "kind": "Job",
-            "name": job_name(spec.execution_id),
-            "uid": "uid-1",
-            "controller": True,
-            "blockOwnerDeletion": True,
-        }
-    ]
+    assert secret["metadata"]["ownerReferences"] == [{
+        "apiVersion": "batch/v1", "kind": "Job", "name": job_name(spec.execution_id), "uid": "uid-1",
+        "controller": True, "blockOwnerDeletion": True,
+    }]
 
 
 def test_runner_pods_run_as_the_configured_service_account_without_its_token(production: Settings) -> None:
