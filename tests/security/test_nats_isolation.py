@@ -173,14 +173,15 @@ def test_a_pool_runner_identity_receives_its_own_claim_and_nothing_else(tenants:
         )
         try:
             own = await waiting.subscribe(pool_subject("bifrost-pool-a"), max_msgs=1)
-            await waiting.subscribe(pool_subject("bifrost-pool-b"))
-            await waiting.subscribe("bifrost.runs.*.events")
-            await waiting.publish(events_subject("some-run"), b"forged")
             await waiting.flush()
             answer = asyncio.ensure_future(claimer.request(pool_subject("bifrost-pool-a"), b"the claim", timeout=5))
             claim = await own.next_msg(timeout=5)
             await claim.respond(b"taken")
             assert (await answer).data == b"taken"
+            await waiting.subscribe(pool_subject("bifrost-pool-b"))
+            await waiting.subscribe("bifrost.runs.*.events")
+            await waiting.publish(events_subject("some-run"), b"forged")
+            await waiting.flush()
             for _ in range(100):
                 if len(refused) >= 3:
                     break
