@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from nats.aio.client import Client as NatsClient
 from pydantic import BaseModel, Field
@@ -170,3 +170,16 @@ class Backend(Protocol):
     async def reconcile(self, active_execution_ids: list[str]) -> None:
         """After a control-plane restart: re-attach to the runners of these still-active executions, and
         report (via `on_exit`) those whose runner no longer exists."""
+
+
+@runtime_checkable
+class ReadiesRunners(Protocol):
+    """A backend that has runners wait connected to NATS, each under the identity of an execution that does not
+    exist yet: an execution created with one of those ids starts on its runner without connecting."""
+
+    def connect_runners_to(self, nats_url: str, signer: AccountSigner | None) -> None:
+        """Where ready runners connect, and who mints their identities (None: NATS checks none). Called before
+        `start`."""
+
+    def ready_execution_id(self) -> str | None:
+        """An id for a new execution whose runner waits connected, given out once; None when there is none."""

@@ -15,11 +15,10 @@ import logging
 import os
 
 import uvloop
-from nats.aio.client import RawCredentials
 from nats.errors import TimeoutError as NatsTimeoutError
 
-from bifrost._internal.protocol import PoolClaim, nats_credentials_file
-from bifrost_runner.connection import connect_nats
+from bifrost._internal.protocol import PoolClaim
+from bifrost_runner.connection import NatsIdentity, connect_nats
 from bifrost_runner.process import configure_runner_logging, exit_now, run_from_env
 from bifrost_runner.run import preconnect, rehearse
 
@@ -32,8 +31,8 @@ async def wait_for_claim(env: dict[str, str]) -> PoolClaim | None:
     """The claim sent to this runner; None when none came in time."""
     wait_seconds = float(env["BIFROST_POOL_WAIT_SECONDS"])
     jwt, seed = env.get("BIFROST_POOL_NATS_JWT"), env.get("BIFROST_POOL_NATS_SEED")
-    credentials = RawCredentials(nats_credentials_file(jwt, seed)) if jwt and seed else None
-    nc = await connect_nats(env["BIFROST_NATS_URL"], wait_seconds, credentials)
+    identity = NatsIdentity(jwt, seed) if jwt and seed else None
+    nc = await connect_nats(env["BIFROST_NATS_URL"], wait_seconds, identity)
     try:
         # At most one message: NATS itself refuses this subscription a second claim.
         subscription = await nc.subscribe(env["BIFROST_POOL_SUBJECT"], max_msgs=1)
