@@ -19,7 +19,7 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from control_plane.backends.base import ExitCallback, LaunchSpec, RunnerDetails, RunnerExit
+from control_plane.backends.base import ClaimChannel, ExitCallback, LaunchSpec, RunnerDetails, RunnerExit
 from control_plane.backends.kubernetes_api import KubernetesApi, load_api_client
 from control_plane.backends.kubernetes_diagnosis import (
     Diagnosis,
@@ -31,13 +31,17 @@ from control_plane.backends.kubernetes_diagnosis import (
     pod_started,
     runner_state,
 )
+from control_plane.backends.kubernetes_pool import RunnerPool, Taken
 from control_plane.backends.kubernetes_spec import (
     RUNNER_CONTAINER,
+    WORKSPACE_MOUNT,
     build_job,
     build_secret,
+    claimed_metadata,
     execution_id_of,
     inspect_commands,
     job_name,
+    pool_of,
 )
 from control_plane.backends.kubernetes_watch import SharedWatch
 from control_plane.settings import Settings
@@ -72,12 +76,16 @@ class KubernetesBackend:
         self._watches: list[SharedWatch] = []
         self._sweeper: asyncio.Task[None] | None = None
         self._on_exit: ExitCallback | None = None
+        self.pool = RunnerPool(settings, self._api)
+        self._pool_runs: dict[str, str] = {}
+        """The execution each pool pod's Job that took one runs, by the Job's name, while it runs."""
 
     @property
     def watches(self) -> list[SharedWatch]:
         return list(self._watches)
 
-    async def start(self, on_exit: ExitCallback) -> None:
+    async def start(self, on_exit: ExitCallback, claims: ClaimChannel | None = None) -> None:
+        """`claims`: with it (and `k8s_pool_size` above 0), sync runs take warm pool pods (see `kubernetes_pool`)."""
         self._on_exit = on_exit
         loop = asyncio.get_running_loop()
 
@@ -111,8 +119,10 @@ class KubernetesBackend:
         for watch in self._watches:
             watch.start()
         self._sweeper = asyncio.create_task(self._sweep_pending())
+        self.pool.start(claims)
 
     async def stop(self) -> None:
+        await self.pool.stop()
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -124,6 +134,9 @@ class KubernetesBackend:
 
     async def launch(self, spec: LaunchSpec) -> None:
         if spec.execution_id in self._runs:
+            return
+        taken = self.pool.choose(spec)
+        if taken is not None and await self._launch_warm(spec, taken):
             return
         name = job_name(spec.execution_id)
         self._runs[spec.execution_id] = _Run(spec.execution_id, name, time.monotonic())
@@ -150,9 +163,37 @@ class KubernetesBackend:
             self._runs.pop(spec.execution_id, None)
             raise
 
+    async def _launch_warm(self, spec: LaunchSpec, taken: Taken) -> bool:
+        """Run `spec` on the pool pod `taken`; False when the pod did not take it."""
+        self._runs[spec.execution_id] = _Run(spec.execution_id, taken.job_name, time.monotonic(), pod=taken.pod)
+        self._pool_runs[taken.job_name] = spec.execution_id
+        claim_env = spec.runner_env() | {"BIFROST_WORKSPACE_CACHE_DIR": WORKSPACE_MOUNT}
+        claimed = False
+        try:
+            claimed = await self.pool.claim(taken, spec, claim_env)
+        finally:
+            if not claimed:
+                self._runs.pop(spec.execution_id, None)
+                self._pool_runs.pop(taken.job_name, None)
+        if not claimed:
+            return False
+        # Off the run's path: the run does not wait for its Job and pod to be labelled.
+        task = asyncio.create_task(self._label_claimed(spec, taken))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return True
+
+    async def _label_claimed(self, spec: LaunchSpec, taken: Taken) -> None:
+        """Name the execution on the pool pod's Job, for `kubectl get jobs -l bifrost.io/execution-id=...` (its
+        pod is found by its `job-name` label)."""
+        try:
+            await self._api.patch_job(taken.job_name, claimed_metadata(spec))
+        except Exception:
+            logger.exception("could not label the pool Job %s with execution %s", taken.job_name, spec.execution_id)
+
     async def kill(self, execution_id: str) -> None:
         run = self._runs.pop(execution_id, None)
-        name = job_name(execution_id)
+        name = run.job_name if run is not None else job_name(execution_id)
         await self._api.delete_job(name, "Foreground")
         if run is not None:
             await self._report(
@@ -164,15 +205,21 @@ class KubernetesBackend:
             )
 
     async def reconcile(self, active_execution_ids: list[str]) -> None:
-        jobs = {execution_id_of(job): job for job in await self._api.list_jobs()}
-        pods = {execution_id_of(pod): pod for pod in await self._api.list_pods()}
+        listed = await self._api.list_jobs()
+        await self.pool.reconcile(listed)
+        jobs = {execution_id_of(job): job for job in listed}
+        for execution_id in active_execution_ids:
+            taken = jobs.get(execution_id)
+            if taken is not None and pool_of(taken) is not None:
+                self._pool_runs[taken["metadata"]["name"]] = execution_id
+        pods = {self._execution_of_pod(pod): pod for pod in await self._api.list_pods()}
         now = time.monotonic()
         for execution_id in active_execution_ids:
             job = jobs.get(execution_id)
             if job is None:
                 await self._report(self._exit(execution_id, job_vanished(job_name(execution_id))))
                 continue
-            run = self._runs.setdefault(execution_id, _Run(execution_id, job_name(execution_id), now))
+            run = self._runs.setdefault(execution_id, _Run(execution_id, job["metadata"]["name"], now))
             run.job, run.pod = job, pods.get(execution_id, run.pod)
             self._evaluate(run)
         active = set(active_execution_ids)
@@ -184,12 +231,16 @@ class KubernetesBackend:
 
     def runner_ref(self, execution_id: str) -> str:
         """The Job's name."""
-        return job_name(execution_id)
+        return self._job_name(execution_id)
+
+    def _job_name(self, execution_id: str) -> str:
+        run = self._runs.get(execution_id)
+        return run.job_name if run is not None else job_name(execution_id)
 
     def details(self, execution_id: str) -> RunnerDetails:
         """The Job (and pod, while this replica tracks the run) of an execution, and the kubectl commands to
         inspect them."""
-        namespace, name = self._settings.k8s_namespace, job_name(execution_id)
+        namespace, name = self._settings.k8s_namespace, self._job_name(execution_id)
         run = self._runs.get(execution_id)
         pod = (run.pod or {}).get("metadata", {}).get("name") if run else None
         return RunnerDetails(
@@ -197,9 +248,9 @@ class KubernetesBackend:
         )
 
     def _jobs_listed(self, jobs: list[dict[str, Any]], listed_at: float) -> None:
-        seen = {execution_id_of(job): job for job in jobs}
+        seen = {job["metadata"]["name"]: job for job in jobs}
         for run in list(self._runs.values()):
-            job = seen.get(run.execution_id)
+            job = seen.get(run.job_name)
             if job is not None:
                 run.job = job
                 self._evaluate(run)
@@ -211,8 +262,11 @@ class KubernetesBackend:
             self._pod_event("MODIFIED", pod)
 
     def _job_event(self, kind: str, job: dict[str, Any]) -> None:
-        run = self._runs.get(execution_id_of(job) or "")
+        name = job.get("metadata", {}).get("name", "")
+        run = self._runs.get(execution_id_of(job) or self._pool_runs.get(name) or "")
         if run is None:
+            if pool_of(job) is not None:
+                self.pool.job_event(kind, job)
             return
         if kind == "DELETED":
             # A Job may finish and be deleted (TTL 0) before we saw it finish: judge its last state first.
@@ -221,9 +275,16 @@ class KubernetesBackend:
         run.job = job
         self._evaluate(run)
 
+    def _execution_of_pod(self, pod: dict[str, Any]) -> str | None:
+        """The execution a pod runs: from its own annotation, or its pool Job's."""
+        job = (pod.get("metadata", {}).get("labels") or {}).get("job-name", "")
+        return execution_id_of(pod) or self._pool_runs.get(job)
+
     def _pod_event(self, kind: str, pod: dict[str, Any]) -> None:
-        run = self._runs.get(execution_id_of(pod) or "")
+        run = self._runs.get(self._execution_of_pod(pod) or "")
         if run is None:
+            if pool_of(pod) is not None:
+                self.pool.pod_event(kind, pod)
             return
         run.pod, run.pod_gone = pod, kind == "DELETED"
         self._evaluate(run)
@@ -247,6 +308,7 @@ class KubernetesBackend:
         """Report the end of `run` exactly once: it leaves the tracked runs here, synchronously."""
         if self._runs.pop(run.execution_id, None) is None:
             return
+        self._pool_runs.pop(run.job_name, None)
         task = asyncio.create_task(self._finish(run, diagnosis))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -35,7 +35,7 @@ from bifrost._internal.protocol import (
     RunnerSlot,
     reported_status,
 )
-from control_plane.backends.base import ExitCallback, LaunchSpec, RunnerDetails, RunnerExit
+from control_plane.backends.base import ClaimChannel, ExitCallback, LaunchSpec, RunnerDetails, RunnerExit
 from control_plane.backends.local_records import RunnerRecord, RunnerRecords, is_same_process, process_start_time
 from control_plane.backends.local_sandbox import (
     SANDBOX_TMP,
@@ -198,7 +198,8 @@ class LocalBackend:
         # After the launch under way goes on: a slot takes a NATS identity to make.
         asyncio.get_running_loop().call_soon(self._offer_slot)
 
-    async def start(self, on_exit: ExitCallback) -> None:
+    async def start(self, on_exit: ExitCallback, claims: ClaimChannel | None = None) -> None:
+        """`claims` is of no use here: this backend's spares get their slots over the template's pipe."""
         self._on_exit = on_exit
         self._stopping = False
         await asyncio.to_thread(self._records.prepare)

@@ -11,10 +11,10 @@ import kmock
 import pytest
 
 from bifrost_devtools.k8s_apiserver import ApiServer
+from bifrost_devtools.k8s_kubelet import TestKubelet
 from control_plane.backends.base import LaunchSpec, RunnerExit
 from control_plane.backends.kubernetes import KubernetesBackend
 from control_plane.settings import Settings
-from tests.k8s.kubelet import TestKubelet
 
 NAMESPACE = "bifrost-runs"
 
