@@ -273,7 +273,7 @@ class LocalBackend:
         try:
             cgroups = RunnerCgroups.find(name)
         except CgroupsUnavailable as unavailable:
-            log.info(
+            log.warning(
                 "local runners get no cgroups of their own (%s): they are limited by resource limits of their "
                 "processes (memory: RLIMIT_AS; processes and threads: RLIMIT_NPROC, sandboxed only; CPU time: "
                 "RLIMIT_CPU) and share the control plane's cgroup",
