@@ -161,6 +161,8 @@ class LocalBackend:
         spares, self._spare_cgroups = list(self._spare_cgroups.values()), {}
         await asyncio.to_thread(self._remove_cgroups, spares)
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._cgroups is not None:
+            await asyncio.to_thread(self._cgroups.remove_if_unused)
         self._records.close()
 
     async def launch(self, spec: LaunchSpec) -> None:

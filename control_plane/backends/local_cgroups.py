@@ -246,6 +246,8 @@ class RunnerCgroups:
         if mount_root != "/" and path.startswith(mount_root):
             path = path[len(mount_root) :]
         base = mount_point / path.lstrip("/")
+        if base.name == CONTROL_PLANE_LEAF:  # moved there by an earlier start of this process
+            base = base.parent
         controllers = (base / "cgroup.controllers").read_text().split() if base.is_dir() else []
         missing = [controller for controller in CONTROLLERS if controller not in controllers]
         if missing:
@@ -318,6 +320,14 @@ class RunnerCgroups:
     def get(self, runner: str) -> RunnerCgroup:
         """The cgroup of `runner`, made or not."""
         return RunnerCgroup({key: parent / runner for key, parent in self.parents.items()})
+
+    def remove_if_unused(self) -> None:
+        """Remove the runner cgroups no process is left in, then the parent folders if that emptied them: the
+        cgroups of runners that outlive the control plane stay."""
+        for parent in self.parents.values():
+            for folder in [*parent.iterdir(), parent]:
+                with contextlib.suppress(OSError):  # not a folder, gone, or a process is still in it
+                    folder.rmdir()
 
     def leftovers(self) -> list[str]:
         """Names of runner cgroups present, made by this or an earlier control plane of the same name."""

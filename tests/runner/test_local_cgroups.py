@@ -24,7 +24,14 @@ import pytest
 from bifrost._internal.protocol import ExecutionStatus
 from control_plane.backends.base import RunnerExit, RunnerResources
 from control_plane.backends.local import LocalBackend
-from control_plane.backends.local_cgroups import UNIFIED, CgroupsUnavailable, RunnerCgroup, RunnerCgroups
+from control_plane.backends.local_cgroups import (
+    UNIFIED,
+    CgroupsUnavailable,
+    RunnerCgroup,
+    RunnerCgroups,
+    _own_cgroups,
+    _unified_mount,
+)
 from tests.runner.conftest import Harness, logged
 from tests.runner.test_local_backend import WAIT_FOR_MARKER, LocalRun, launch_spec, local_settings, shared_folder
 
@@ -208,6 +215,29 @@ def test_a_cgroup_left_by_an_earlier_runner_of_that_name_is_replaced(cgroups: Ru
     assert cgroups.leftovers() == ["reused"]
 
 
+def test_the_control_planes_cgroups_are_read_from_proc() -> None:
+    """Found on every machine, whichever hierarchies it has: the control plane's cgroup in each, and where the
+    unified one is mounted (a v2-only machine, one with both, and a cgroup namespace's own mount)."""
+    own = _own_cgroups("12:pids:/user.slice\n4:memory:/user.slice/session-1.scope\n1:name=systemd:/x\n0::/x/y\n")
+    mounts = (
+        "30 25 0:26 / /sys/fs/cgroup/unified rw,nosuid - cgroup2 cgroup2 rw\n"
+        "31 25 0:27 / /sys/fs/cgroup/memory rw,nosuid - cgroup cgroup rw,memory\n"
+    )
+
+    assert own == {
+        "pids": "/user.slice",
+        "memory": "/user.slice/session-1.scope",
+        "name=systemd": "/x",
+        UNIFIED: "/x/y",
+    }
+    assert _unified_mount(mounts) == (Path("/sys/fs/cgroup/unified"), "/")
+    assert _unified_mount("40 1 0:30 /ns /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate\n") == (
+        Path("/sys/fs/cgroup"),
+        "/ns",
+    )
+    assert _unified_mount(mounts.splitlines()[1]) is None
+
+
 # The local backend.
 
 
@@ -241,9 +271,8 @@ async def _backend(harness: Harness, tmp_path: Path, **fields: Any) -> AsyncIter
         yield LocalRun(harness, settings, backend, exits)
     finally:
         await backend.stop()
-        assert backend.cgroups.leftovers() == []  # no spare's cgroup either
-        for parent in backend.cgroups.parents.values():
-            parent.rmdir()
+        # No spare's cgroup is left either, nor the folder they were in.
+        assert all(not parent.exists() for parent in backend.cgroups.parents.values())
 
 
 @pytest.fixture
