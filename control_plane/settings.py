@@ -149,6 +149,12 @@ class Settings(BaseSettings):
     runner_image_pull_secrets: list[str] = Field(
         default_factory=list, description="Names of docker-registry Secrets in the runner namespace (JSON list)."
     )
+    k8s_runner_service_account: str | None = Field(
+        None,
+        pattern=r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$",
+        description="The ServiceAccount of runner pods, in the runner namespace (its token is never mounted); "
+        "unset: the namespace's `default`.",
+    )
     k8s_node_selector: dict[str, str] = Field(default_factory=dict, description="Runner pods' nodeSelector (JSON).")
     k8s_tolerations: list[K8sToleration] = Field(default_factory=list, description="Runner pods' tolerations (JSON).")
     k8s_cpu_request: str = Field("100m", pattern=CPU_QUANTITY, description="A runner's CPU request, e.g. 250m.")

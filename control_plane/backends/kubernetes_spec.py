@@ -174,6 +174,8 @@ def build_job(spec: LaunchSpec, settings: Settings) -> dict[str, Any]:
         container["volumeMounts"].append(
             {"name": "workspace-source", "mountPath": str(settings.workspace_dir), "readOnly": True}
         )
+    if settings.k8s_runner_service_account:
+        pod_spec["serviceAccountName"] = settings.k8s_runner_service_account
     if settings.runner_image_pull_secrets:
         pod_spec["imagePullSecrets"] = [{"name": name} for name in settings.runner_image_pull_secrets]
     if settings.k8s_node_selector:

@@ -21,6 +21,7 @@ from bifrost._internal.protocol import (
     RunnerForked,
     RunnerForkFailed,
     TemplateStarted,
+    claim_line,
     template_message_adapter,
 )
 from control_plane.backends.local_sandbox import host_pid
@@ -138,7 +139,7 @@ class RunnerTemplate:
         forked: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._forking[claim.execution_id] = forked
         try:
-            self._claims.write(claim.model_dump_json().encode() + b"\n")
+            self._claims.write(claim_line(claim))
             await self._claims.drain()
             return await forked
         except ConnectionError as exc:

@@ -60,7 +60,21 @@ def new_seed(prefix: int) -> str:
     return seed.decode()
 
 
+def _random_key(text: str) -> bytes | None:
+    """The 32 bytes of a key given as standard base64 (what the Helm chart generates); None for anything else,
+    an nkey seed included (its base32 text is never valid base64 of 32 bytes)."""
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except ValueError:
+        return None
+    return raw if len(raw) == 32 else None
+
+
 def _key_pair(seed: str, prefix: int, what: str) -> nkeys.KeyPair:
+    """The key pair of `seed`: an nkey seed of the kind `prefix`, or 32 random bytes in base64 made into one."""
+    raw = _random_key(seed.strip())
+    if raw is not None:
+        return nkeys.from_seed(bytearray(nkeys.encode_seed(raw, prefix)))
     try:
         kind, _ = nkeys.decode_seed(bytearray(seed.strip().encode()))
         if kind != prefix:
@@ -68,7 +82,7 @@ def _key_pair(seed: str, prefix: int, what: str) -> nkeys.KeyPair:
             raise NatsKeyError(f"{what} is the nkey seed of {kind_name}, not of {_KINDS[prefix]}")
         return nkeys.from_seed(bytearray(seed.strip().encode()))
     except nkeys.NkeysError:
-        raise NatsKeyError(f"{what} is not a valid nkey seed") from None
+        raise NatsKeyError(f"{what} is neither a valid nkey seed nor 32 bytes in base64") from None
 
 
 def _public_key(pair: nkeys.KeyPair) -> str:

@@ -7,8 +7,10 @@ once (see `bifrost_runner.run.rehearse`); a claim sent elsewhere makes a client 
 its claim came: the claim brings the execution's own NATS identity. A used spare is replaced once its runner
 ends, or shortly after, so that a new fork does not compete with the run for a core; where the runner can take
 its priority back (see `priority_is_restorable`), a spare gets ready at the lowest CPU priority, so that it never
-competes with running work, and runs its claim at the template's priority. The template reads `RunnerClaim`s,
-one JSON line each, on stdin; writes `TemplateStarted`, then `ForkMade` / `RunnerForked` / `RunnerEnded` /
+competes with running work, and runs its claim at the template's priority. The template reads claims on stdin, one
+line each (see `bifrost._internal.protocol.claim_line`), into memory its forks see zeroed, and passes each on to
+its runner reading only its header: no runner finds another execution's secrets in the memory it inherits. It
+writes `TemplateStarted`, then `ForkMade` / `RunnerForked` / `RunnerEnded` /
 `RunnerForkFailed` lines on stdout; reaps its runners; and exits when stdin closes, leaving running runners to
 finish. Started as the first process of a PID namespace (the local runners' sandbox), it stays as that
 namespace's init while the template runs in a child.
@@ -21,6 +23,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import mmap
 import os
 import re
 import resource
@@ -33,6 +36,7 @@ import tempfile
 import time
 import traceback
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
@@ -42,6 +46,7 @@ from pydantic import BaseModel, ValidationError
 
 from bifrost._internal.prepared_files import PreparedFile
 from bifrost._internal.protocol import (
+    ClaimHeader,
     ForkMade,
     RunnerClaim,
     RunnerEnded,
@@ -74,7 +79,11 @@ RUNNER_UIDS = 10_000
 """With `--runner-uid-base`, how many users runners get: at most this many run at once."""
 SPARE_FAILED_DELAY_SECONDS = 1.0
 """After a spare died before its claim, how long the template waits before forking another."""
+INPUT_BUFFER_BYTES = 1024 * 1024
+"""What the template reads its input into at first; a longer line gets a larger buffer."""
 _RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+_MADV_WIPEONFORK = getattr(mmap, "MADV_WIPEONFORK", 18)
+"""Linux's value (Python 3.11 does not name it)."""
 
 
 @dataclass
@@ -90,6 +99,69 @@ class _Fork:
     """Confined: read end of the pipe on which the runner's keeper (the fork) tells how the runner ended."""
     run: str | None = None
     """Confined: the name of the run's folder among the runner folders."""
+
+
+def _wiped_map(size: int) -> mmap.mmap:
+    """Anonymous memory that the template's forks see zeroed: where the template keeps what it passes on to
+    runners (their claims hold an execution's secrets), so that no later fork, which may run another
+    organization's code, finds them in the memory it inherits."""
+    mapped = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)  # wiped only if private
+    mapped.madvise(_MADV_WIPEONFORK)
+    return mapped
+
+
+def _write_all(fd: int, data: memoryview) -> None:
+    written = 0
+    while written < len(data):
+        with data[written:] as rest:
+            written += os.write(fd, rest)
+
+
+class _Input:
+    """The template's input, read into memory its forks see zeroed (see `_wiped_map`). Each whole line goes to a
+    handler as its header's bytes and a view of its body with the newline, valid while the handler runs."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._map = _wiped_map(INPUT_BUFFER_BYTES)
+        self._start = 0
+        self._end = 0
+
+    def read(self, on_line: Callable[[bytes, memoryview], None]) -> bool:
+        """Read what is there and hand out every whole line; False at the end of the input."""
+        if self._end == len(self._map):
+            self._make_room()
+        with memoryview(self._map) as view, view[self._end :] as free:
+            count = os.readv(self._fd, [free])
+        if count == 0:
+            return False
+        self._end += count
+        while (newline := self._map.find(b"\n", self._start, self._end)) != -1:
+            start, self._start = self._start, newline + 1
+            tab = self._map.find(b"\t", start, newline)
+            if tab == -1:
+                print("bifrost runner template: ignored a line without a claim", file=sys.stderr)
+                continue
+            with memoryview(self._map) as view, view[tab + 1 : newline + 1] as body:
+                on_line(self._map[start:tab], body)
+        if self._start == self._end:
+            self._start = self._end = 0
+        return True
+
+    def _make_room(self) -> None:
+        pending = self._end - self._start
+        if self._start > 0:
+            self._map.move(0, self._start, pending)
+        else:  # one line longer than the buffer
+            larger = _wiped_map(2 * len(self._map))
+            with memoryview(self._map) as view, view[:pending] as part:
+                larger[:pending] = part
+            self._map.close()
+            self._map = larger
+        self._start, self._end = 0, pending
+
+    def close(self) -> None:
+        self._map.close()
 
 
 def _send(message: BaseModel) -> None:
@@ -154,11 +226,9 @@ class Expected:
     log_folder: str | None = None
     """Where the last claim's runner logged: the next runners make their log file there ahead."""
 
-    def after(self, claim: RunnerClaim) -> Expected:
+    def after(self, claim: ClaimHeader) -> Expected:
         """What to expect after `claim`: what it says, and what was expected before where it says nothing."""
-        return Expected(
-            claim.env.get("BIFROST_API_URL") or self.api_url, os.path.dirname(claim.log_path) or self.log_folder
-        )
+        return Expected(claim.api_url or self.api_url, claim.log_folder or self.log_folder)
 
 
 async def _read_claim(claim_fd: int) -> bytes:
@@ -336,7 +406,7 @@ class Template:
         self._spares: deque[_Fork] = deque()
         self._forks: dict[int, _Fork] = {}
         self._selector = selectors.DefaultSelector()
-        self._input = b""
+        self._input = _Input(sys.stdin.fileno())
         self._expected = Expected()
         self._refill_at: float | None = None
         self._held_back = False
@@ -349,7 +419,7 @@ class Template:
             timeout = None if self._refill_at is None else max(0.0, self._refill_at - time.monotonic())
             for key, _ in self._selector.select(timeout):
                 if key.fd == sys.stdin.fileno():
-                    if not self._read_claims():
+                    if not self._input.read(self._on_line):
                         self._close_spares()
                         return
                 else:
@@ -436,19 +506,9 @@ class Template:
                 print(f"bifrost runner template: cannot fork a spare runner: {exc}", file=sys.stderr)
                 return
 
-    def _read_claims(self) -> bool:
-        data = os.read(sys.stdin.fileno(), 65536)
-        if not data:
-            return False
-        *lines, self._input = (self._input + data).split(b"\n")
-        for line in lines:
-            if line.strip():
-                self._claim(line)
-        return True
-
-    def _claim(self, line: bytes) -> None:
+    def _on_line(self, header: bytes, body: memoryview) -> None:
         try:
-            claim = RunnerClaim.model_validate_json(line)
+            claim = ClaimHeader.model_validate_json(header)
         except ValidationError as exc:
             print(f"bifrost runner template: ignored a malformed claim: {exc}", file=sys.stderr)
             return
@@ -477,7 +537,7 @@ class Template:
             for pid in self._waiting_processes(fork):
                 restore_priority(pid, self._priority)  # so that it wakes to its claim at once
         with contextlib.suppress(BrokenPipeError):  # the fork died before its claim: reaping reports its end
-            os.write(fork.claim_fd, line)
+            _write_all(fork.claim_fd, body)
         os.close(fork.claim_fd)
         fork.claim_fd = None
         self._refill_soon()
@@ -527,6 +587,7 @@ class Template:
         for fork in self._spares:
             if fork.claim_fd is not None:
                 os.close(fork.claim_fd)
+        self._input.close()
 
     def probe(self) -> int:
         """Fork one runner as for a claim, and have it take the user its workflow would run as, then end: 0 when

@@ -102,3 +102,10 @@ async def test_a_seed_that_is_not_an_account_seed_is_refused_by_name(
 ) -> None:
     with pytest.raises(NatsKeyError, match="BIFROST_NATS_ACCOUNT_SEED is the nkey seed of an operator"):
         await start_engine(nats_url=identity_nats.url, nats_account_seed=SecretStr(NatsKeys.generate().operator))
+
+
+async def test_a_seed_that_is_no_key_at_all_is_refused_by_name(
+    start_engine: EngineFactory, identity_nats: NatsServer
+) -> None:
+    with pytest.raises(NatsKeyError, match="BIFROST_NATS_ACCOUNT_SEED is neither a valid nkey seed nor 32 bytes"):
+        await start_engine(nats_url=identity_nats.url, nats_account_seed=SecretStr("c2hvcnQ="))

@@ -127,6 +127,19 @@ def test_the_credentials_are_only_in_the_secret_and_referenced_from_the_env(prod
     }]
 
 
+def test_runner_pods_run_as_the_configured_service_account_without_its_token(production: Settings) -> None:
+    assert "serviceAccountName" not in build_job(launch_spec(), production)["spec"]["template"]["spec"]
+    pod = build_job(launch_spec(), production.model_copy(update={"k8s_runner_service_account": "runner"}))
+    assert pod["spec"]["template"]["spec"]["serviceAccountName"] == "runner"
+    assert pod["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
+
+
+def test_a_service_account_name_that_kubernetes_refuses_is_refused_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BIFROST_K8S_RUNNER_SERVICE_ACCOUNT", "Runner_SA")
+    with pytest.raises(ValidationError, match="k8s_runner_service_account"):
+        Settings()
+
+
 def resources_of(job: dict[str, Any]) -> dict[str, Any]:
     resources: dict[str, Any] = job["spec"]["template"]["spec"]["containers"][0]["resources"]
     return resources

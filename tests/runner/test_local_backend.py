@@ -7,6 +7,7 @@ import logging
 import os
 import re
 import resource
+import secrets
 import signal
 import sys
 import threading
@@ -764,3 +765,50 @@ def test_a_non_root_control_plane_says_when_runners_cannot_have_a_process_limit(
     assert problem is not None
     assert "5.10.0-28-amd64" in problem and "BIFROST_LOCAL_MAX_PROCESSES" in problem
     assert "no process limit" in problem
+
+
+FIND_IN_MEMORY = """
+    import ctypes
+    from bifrost import workflow
+
+    @workflow
+    def find_in_memory(head: str, tail: str, password: str = ""):
+        \"\"\"How often `head` followed by `tail` is in this process's writable memory (never joined here).\"\"\"
+        head_bytes, tail_bytes = head.encode(), tail.encode()
+        found = 0
+        with open("/proc/self/maps") as maps:
+            regions = [line.split()[:2] for line in maps]
+        for addresses, permissions in regions:
+            if not permissions.startswith("rw"):
+                continue
+            start, end = (int(address, 16) for address in addresses.split("-"))
+            chunk = ctypes.string_at(start, end - start)
+            at = chunk.find(head_bytes)
+            while at != -1:
+                found += chunk[at + len(head_bytes) : at + len(head_bytes) + len(tail_bytes)] == tail_bytes
+                at = chunk.find(head_bytes, at + 1)
+        return found
+"""
+
+
+async def test_no_runner_finds_another_execution_secrets_in_the_memory_it_inherits(local: LocalRun) -> None:
+    """Every claim passes through the template, which later forks the runners of other executions."""
+    local.harness.write(FIND_IN_MEMORY)
+    parameter_secret = secrets.token_hex(16)
+    before, before_token = local.harness.payload(
+        "find_in_memory", parameters={"head": "-", "tail": "-", "password": parameter_secret}
+    )
+    before_spec = local.spec(before, before_token).model_copy(update={"payload": before})
+    await local.backend.launch(before_spec)
+    assert (await local.next_exit()).exit_code == 0
+    assert before_spec.nats_credentials is not None
+    inherited = [before_token, before_spec.nats_credentials.seed, parameter_secret]
+
+    found = []
+    for secret in inherited:  # each run by a spare made after the first run's claim went through the template
+        half = len(secret) // 2
+        payload = await local.launch("find_in_memory", parameters={"head": secret[:half], "tail": secret[half:]})
+        assert (await local.next_exit()).exit_code == 0
+        found.append(await _result(local.harness, payload.execution_id))
+
+    assert found == [0, 0, 0]

@@ -7,6 +7,7 @@ a field added here is seen by both at once.
 from __future__ import annotations
 
 import enum
+import os
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -155,9 +156,11 @@ class RunPayload(BaseModel):
     )
 
 
-# The local backend's runner template (`python -m bifrost_runner.zygote`): it reads one `RunnerClaim` per line
-# on its stdin and writes `TemplateStarted` once, then one `RunnerForked` / `RunnerEnded` / `RunnerForkFailed`
-# per line on its stdout.
+# The local backend's runner template (`python -m bifrost_runner.zygote`) reads one claim per line on its stdin:
+# a `ClaimHeader` it reads, a tab, and a `RunnerClaim` it passes on to the runner unread. The claim holds the
+# execution's secrets, which the template never holds in memory its later forks would inherit. It writes
+# `TemplateStarted` once, then one `ForkMade` / `RunnerForked` / `RunnerEnded` / `RunnerForkFailed` per line on
+# its stdout.
 
 
 class RunnerClaim(BaseModel):
@@ -170,6 +173,24 @@ class RunnerClaim(BaseModel):
     cpu_limit_seconds: int | None = None
     max_processes: int | None = Field(None, description="Processes and threads the runner may have at once.")
     payload: RunPayload | None = Field(None, description="The execution's payload; None: the runner fetches it.")
+
+
+class ClaimHeader(BaseModel):
+    """What the template reads of a `RunnerClaim`."""
+
+    execution_id: str
+    api_url: str | None = Field(None, description="Where the runner calls the API: the next spares prepare for it.")
+    log_folder: str = Field(description="Where the runner logs: the next spares make their log file there.")
+
+
+def claim_line(claim: RunnerClaim) -> bytes:
+    """One line of the template's input. (JSON holds no raw tab or newline.)"""
+    header = ClaimHeader(
+        execution_id=claim.execution_id,
+        api_url=claim.env.get("BIFROST_API_URL"),
+        log_folder=os.path.dirname(claim.log_path),
+    )
+    return header.model_dump_json().encode() + b"\t" + claim.model_dump_json().encode() + b"\n"
 
 
 class TemplateStarted(BaseModel):

@@ -1,0 +1,77 @@
+"""The Role of the chart and of k8s/ against the calls the kubernetes backend really makes: every call it makes
+through an execution's life (launched twice, run, failed with its log read, killed) is granted, and nothing else."""
+
+from __future__ import annotations
+
+import asyncio
+
+import kmock
+import pytest
+
+from bifrost_devtools.k8s_apiserver import ApiServer
+from control_plane.backends.kubernetes import KubernetesBackend
+from control_plane.settings import Settings
+from tests.k8s.conftest import Exits, launch_spec
+from tests.k8s.kubelet import TestKubelet
+from tests.k8s.test_deploy import granted, plain_manifests, render
+
+# The token the backend's kubeconfig holds (see conftest); the test kubelet's own requests carry none.
+BACKEND_TOKEN = "Bearer test-token"
+# What a set blockOwnerDeletion owner reference needs where the API server enforces owner references (which the
+# emulator does not): the right to update the owner's finalizers.
+OWNER_REFERENCE_RIGHTS = {("batch", "jobs/finalizers", "update")}
+
+
+def verb(request: kmock.Request) -> str:
+    if request.method == kmock.method.GET:
+        if request.name:
+            return "get"
+        return "watch" if request.params.get("watch") in ("true", "1") else "list"
+    return {
+        kmock.method.POST: "create",
+        kmock.method.PATCH: "patch",
+        kmock.method.PUT: "update",
+        kmock.method.DELETE: "delete",
+    }[request.method]
+
+
+def calls_made(apiserver: ApiServer) -> set[tuple[str, str, str]]:
+    made = set()
+    for method in kmock.method:
+        for request in apiserver[method]:
+            if request.headers.get("Authorization") != BACKEND_TOKEN or request.resource is None:
+                continue
+            resource = request.resource.plural + (f"/{request.subresource}" if request.subresource else "")
+            made.add((request.resource.group or "", resource, verb(request)))
+    return made
+
+
+@pytest.fixture
+async def backend_calls(
+    backend: KubernetesBackend, settings: Settings, kubelet: TestKubelet, apiserver: ApiServer, exits: Exits
+) -> set[tuple[str, str, str]]:
+    succeeding, failing, killed = launch_spec(), launch_spec(), launch_spec()
+    kubelet.scripts[succeeding.execution_id] = "print('done')"
+    kubelet.scripts[failing.execution_id] = "import sys; print('step 1'); sys.exit('broken')"
+    kubelet.scripts[killed.execution_id] = "import time; print('working', flush=True); time.sleep(120)"
+    other = KubernetesBackend(settings)
+    await other.start(exits)
+    try:
+        await asyncio.gather(backend.launch(succeeding), other.launch(succeeding))
+        await backend.launch(failing)
+        await backend.launch(killed)
+        await exits.of(succeeding.execution_id)
+        assert (await exits.of(failing.execution_id)).log_tail
+        await backend.kill(killed.execution_id)
+        await exits.of(killed.execution_id)
+    finally:
+        await other.stop()
+    return calls_made(apiserver)
+
+
+@pytest.mark.parametrize("source", ["plain", "chart"])
+def test_the_role_grants_exactly_the_calls_the_backend_makes(
+    source: str, backend_calls: set[tuple[str, str, str]]
+) -> None:
+    docs = plain_manifests() if source == "plain" else render({})
+    assert granted(docs) == backend_calls | OWNER_REFERENCE_RIGHTS
