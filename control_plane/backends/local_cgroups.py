@@ -290,18 +290,22 @@ class RunnerCgroups:
     @classmethod
     def _v1(cls, name: str, own: dict[str, str], root: Path) -> RunnerCgroups:
         parents: dict[str, Path] = {}
-        for controller in CONTROLLERS:
-            hierarchy = root / controller
-            if controller not in own or not (hierarchy / "cgroup.procs").is_file():
-                raise CgroupsUnavailable(f"cgroup v1: no {controller} hierarchy is mounted at {hierarchy}")
-            parent = hierarchy / own[controller].lstrip("/") / name
-            try:
-                parent.mkdir(exist_ok=True)
-            except OSError as error:
-                raise CgroupsUnavailable(f"cgroup v1: could not make {parent}: {error}") from error
-            if not os.access(parent / "cgroup.procs", os.W_OK):
-                raise CgroupsUnavailable(f"cgroup v1: the control plane may not move processes into {parent}")
-            parents[controller] = parent
+        try:
+            for controller in CONTROLLERS:
+                hierarchy = root / controller
+                if controller not in own or not (hierarchy / "cgroup.procs").is_file():
+                    raise CgroupsUnavailable(f"cgroup v1: no {controller} hierarchy is mounted at {hierarchy}")
+                parent = hierarchy / own[controller].lstrip("/") / name
+                try:
+                    parent.mkdir(exist_ok=True)
+                except OSError as error:
+                    raise CgroupsUnavailable(f"cgroup v1: could not make {parent}: {error}") from error
+                parents[controller] = parent
+                if not os.access(parent / "cgroup.procs", os.W_OK):
+                    raise CgroupsUnavailable(f"cgroup v1: the control plane may not move processes into {parent}")
+        except CgroupsUnavailable:
+            cls(parents).remove_if_unused()  # those of the other controllers, made already
+            raise
         return cls(parents)
 
     def make(self, runner: str, memory_limit_bytes: int, max_processes: int | None) -> RunnerCgroup:
