@@ -289,22 +289,26 @@ async def _eventually(check: Any, what: str) -> Any:
     return found
 
 
-def _spare_of(template_pid: int) -> int | None:
+def _spare_cgroup(cgroups: RunnerCgroups, template_pid: int) -> RunnerCgroup | None:
+    """The cgroup of a spare the template forked, once the spare is in it (a child of the template may also be a
+    throwaway fork of its own, which gets none)."""
     for task in Path(f"/proc/{template_pid}/task").iterdir():
-        children = (task / "children").read_text().split()
-        if children:
-            return int(children[0])
+        for child in (task / "children").read_text().split():
+            cgroup = cgroups.get(f"spare-{child}")
+            try:
+                if all(int(child) in members for members in _members(cgroup)):
+                    return cgroup
+            except FileNotFoundError:
+                continue
     return None
 
 
 async def test_a_spare_waits_in_a_cgroup_of_its_own_with_the_default_limits(local: LocalRun) -> None:
     cgroups = local.backend.cgroups
     assert cgroups is not None and local.backend.template_pid is not None
-    spare = await _eventually(lambda: _spare_of(local.backend.template_pid or 0), "a spare")
-    cgroup = cgroups.get(f"spare-{spare}")
 
-    await _eventually(lambda: all(folder.exists() for folder in cgroup.folders.values()), "the spare's cgroup")
-    assert all(spare in members for members in _members(cgroup))
+    cgroup = await _eventually(lambda: _spare_cgroup(cgroups, local.backend.template_pid or 0), "a spare's cgroup")
+
     assert _memory_limit(cgroup) == local.settings.local_memory_limit_mb * MB
     # Sandboxed, a runner's keeper is in its cgroup too.
     assert _process_limit(cgroup) == str(local.settings.local_max_processes + 1)
@@ -314,7 +318,8 @@ async def test_a_run_has_its_own_cgroup_with_its_workflows_limits_until_it_ends(
     local: LocalRun, tmp_path: Path
 ) -> None:
     local.harness.write(WAIT_FOR_MARKER)
-    payload, token = local.harness.payload("wait_for", parameters={"marker": str(tmp_path / "go")})
+    marker = shared_folder(tmp_path) / "go"
+    payload, token = local.harness.payload("wait_for", parameters={"marker": str(marker)})
     spec = launch_spec(local.harness, payload, token).model_copy(
         update={"resources": RunnerResources(memory_limit_mb=300)}
     )
@@ -328,7 +333,7 @@ async def test_a_run_has_its_own_cgroup_with_its_workflows_limits_until_it_ends(
         assert keeper in members and len(members) >= 2  # the keeper and the runner it started
     assert _memory_limit(cgroup) == 300 * MB
 
-    (tmp_path / "go").touch()
+    marker.touch()
     runner_exit = await local.next_exit()
 
     assert runner_exit.exit_code == 0
