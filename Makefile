@@ -11,7 +11,7 @@ UI_BUILT := ui/dist/index.html
 UI_SOURCES := ui/index.html ui/package.json ui/tsconfig.json ui/vite.config.ts \
 	$(shell find ui/src ui/public -type f ! -name '*.test.*' 2>/dev/null)
 
-.PHONY: install lock sandbox-deps system-deps ui ui-test run test lint bench clean
+.PHONY: install lock sandbox-deps container-deps system-deps images ui ui-test run test lint bench clean
 
 # The whole uv workspace (server, runner, SDK, dev tools) exactly as uv.lock pins it. uv itself comes from PyPI
 # the first time; from then on it is the version the lock pins, in the same environment.
@@ -31,9 +31,17 @@ sandbox-deps:
 	@command -v bwrap >/dev/null 2>&1 || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null)
 
-# The Debian packages the test suite starts for real: PostgreSQL, the runners' sandbox, and the browser the web
-# UI's tests drive.
-system-deps: sandbox-deps
+# Podman with runc, and debootstrap: the container tests build the images with them, their Python base image made
+# from Debian packages (see devtools/bifrost_devtools/images.py); what podman needs on this kind of machine is in
+# tests/containers/containers.conf.
+container-deps:
+	@command -v podman >/dev/null 2>&1 && command -v runc >/dev/null 2>&1 && command -v debootstrap >/dev/null 2>&1 || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			podman runc debootstrap >/dev/null)
+
+# The Debian packages the test suite starts for real: PostgreSQL, the runners' sandbox, podman, and the browser the
+# web UI's tests drive.
+system-deps: sandbox-deps container-deps
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null)
 	@test -x /usr/bin/chromium || \
@@ -55,14 +63,20 @@ ui-test: $(UI_INSTALLED)
 run: install sandbox-deps ui
 	$(BIN)/bifrost serve
 
-test: install system-deps lint ui ui-test
+# The images the container tests run (the first time: a Debian base made with debootstrap, then both Dockerfiles),
+# built before the tests so that none of them waits on a build; kept by podman, rebuilt only when what they are
+# made from changed.
+images: install container-deps ui
+	$(BIN)/python -m bifrost_devtools.images
+
+test: install system-deps lint ui ui-test images
 	$(BIN)/python -m pytest
 
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy sdk/bifrost cli/bifrost_cli runner_image/bifrost_runner control_plane devtools/bifrost_devtools
 
-bench: install ui
+bench: install ui container-deps
 	$(BIN)/python -m bench
 
 clean:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
@@ -21,6 +22,8 @@ from control_plane.engine import ExecutionEngine
 from control_plane.executions.service import ExecutionService
 from control_plane.forms.service import FormService
 from control_plane.registry import Registry
+from control_plane.schedules.scheduler import Scheduler
+from control_plane.schedules.service import ScheduleService
 from control_plane.security.bootstrap import bootstrap
 from control_plane.security.encryption import SecretCipher, load_encryption_keys
 from control_plane.security.key_files import make_private_file, make_private_folder
@@ -52,6 +55,9 @@ def create_app(settings: Settings) -> FastAPI:
             started.push_async_callback(engine.stop)
             executions = ExecutionService(db_engine, registry, engine, cipher, settings)
             data_providers = DataProviderService(db_engine, registry, executions, settings)
+            scheduler = Scheduler(db_engine, registry, functools.partial(engine.submit, sync=False))
+            await scheduler.start()
+            started.push_async_callback(scheduler.stop)
             app.state.services = Services(
                 settings=settings,
                 db_engine=db_engine,
@@ -62,6 +68,7 @@ def create_app(settings: Settings) -> FastAPI:
                 forms=FormService(
                     db_engine, registry, executions, data_providers, sync_wait_seconds=settings.sync_wait_seconds
                 ),
+                schedules=ScheduleService(db_engine, registry),
                 tokens=tokens,
                 cipher=cipher,
             )

@@ -4,7 +4,9 @@ from prometheus_client import Counter, Gauge, Histogram
 
 EXECUTIONS_FINISHED = Counter("bifrost_executions_finished_total", "Executions that ended, by status.", ["status"])
 EXECUTIONS_CREATED = Counter("bifrost_executions_created_total", "Executions requested, by mode.", ["mode"])
-QUEUE_DEPTH = Gauge("bifrost_queue_depth", "Executions waiting in the work queue.")
+QUEUE_DEPTH = Gauge(
+    "bifrost_queue_depth", "Executions waiting to be launched: not claimed yet, or held back by the limits."
+)
 RUNNING = Gauge("bifrost_executions_running", "Executions launched and not yet finished.")
 DISPATCH_LATENCY = Histogram(
     "bifrost_dispatch_latency_seconds",

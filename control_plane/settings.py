@@ -109,8 +109,12 @@ class Settings(BaseSettings):
         description="A folder workspace keeps the files of this many recently recorded revisions, so runs pinned "
         "to them still sync after the folder was edited.",
     )
-    max_concurrency: int = Field(20, ge=1, description="Executions running at once, over all workflows.")
-    max_concurrency_per_workflow: int = Field(10, ge=1)
+    max_concurrency: int = Field(
+        20, ge=1, description="Executions running at once, over all workflows and replicas (sub-workflows aside)."
+    )
+    max_concurrency_per_workflow: int = Field(
+        10, ge=1, description="Executions of one workflow running at once; its own `max_concurrency` may be lower."
+    )
     runner_exit_grace_seconds: float = Field(
         5.0, description="After a runner exits, how long its `finished` event may take before we close it."
     )
@@ -143,9 +147,33 @@ class Settings(BaseSettings):
         description="Further host folders sandboxed local runners may read and write (JSON list of paths).",
     )
 
+    runner_image: str = Field(
+        "bifrost-runner:0.1.0", description="The runner image of every Job (kubernetes) or container (podman, docker)."
+    )
+    runner_image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field(
+        "IfNotPresent",
+        description="When the runner image is pulled: Kubernetes' imagePullPolicy; podman and docker take it as "
+        "--pull=always, missing or never.",
+    )
+
+    container_memory_limit_mb: int = Field(
+        1024, ge=16, description="Memory limit of a runner container (podman, docker); a workflow may set its own."
+    )
+    container_cpu_limit: str | None = Field(
+        "1", pattern=CPU_QUANTITY, description="CPU limit of a runner container, e.g. 2 or 500m; unset: none."
+    )
+    container_max_processes: int = Field(
+        256, ge=8, description="Processes and threads a runner container may have at once (--pids-limit)."
+    )
+    container_run_as_user: int = Field(10001, ge=1, description="The non-root uid (and gid) runner containers run as.")
+    container_deadline_grace_seconds: float = Field(
+        30.0,
+        ge=0,
+        description="A runner container still running this long after its workflow's timeout is stopped and its "
+        "execution ends as timed out (the runner times out first).",
+    )
+
     k8s_namespace: str = Field("bifrost", description="Where the kubernetes backend creates runner Jobs.")
-    runner_image: str = Field("bifrost-runner:0.1.0", description="The runner image of every Job.")
-    runner_image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
     runner_image_pull_secrets: list[str] = Field(
         default_factory=list, description="Names of docker-registry Secrets in the runner namespace (JSON list)."
     )
@@ -207,6 +235,20 @@ class Settings(BaseSettings):
                 "cannot see the control plane's folders. Use an S3 workspace (BIFROST_WORKSPACE_URL="
                 "s3://bucket/prefix), or set BIFROST_K8S_WORKSPACE_VOLUME_CLAIM to a PersistentVolumeClaim that "
                 "holds this folder and is mounted at the same path in the control plane"
+            )
+        if self.backend in ("podman", "docker") and self.workspace_dir is not None and ":" in str(self.workspace_dir):
+            raise ValueError(
+                f"BIFROST_BACKEND={self.backend} cannot mount the workspace folder {self.workspace_dir} into runner "
+                "containers: its path holds a ':'. Move it to a path without one"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _pull_secrets_are_kubernetes_secrets(self) -> Settings:
+        if self.backend in ("podman", "docker") and self.runner_image_pull_secrets:
+            raise ValueError(
+                f"BIFROST_RUNNER_IMAGE_PULL_SECRETS names Kubernetes Secrets, which BIFROST_BACKEND={self.backend} "
+                f"cannot use: log in to the registry with `{self.backend} login` as the user Bifrost runs as instead"
             )
         return self
 

@@ -14,7 +14,7 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from bifrost_cli import discover, executions, keys, profiles, run, values, workflows, workspace
+from bifrost_cli import discover, executions, keys, profiles, run, schedules, values, workflows, workspace
 from bifrost_cli.exits import expected_failure
 
 
@@ -50,6 +50,7 @@ app.command("run")(run.run)
 app.add_typer(executions.app)
 app.add_typer(workflows.app)
 app.add_typer(keys.app)
+app.add_typer(schedules.app)
 app.add_typer(values.secrets)
 app.add_typer(values.config)
 app.add_typer(workspace.app)

@@ -20,6 +20,7 @@ from control_plane.errors import NotAuthenticatedError, RefusedError
 from control_plane.executions.service import ExecutionService, Starter
 from control_plane.forms.service import FormService
 from control_plane.registry import Registry
+from control_plane.schedules.service import ScheduleService
 from control_plane.security.authentication import CSRF_HEADER, ORG_HEADER, Credentials, authenticate
 from control_plane.security.encryption import SecretCipher
 from control_plane.security.principals import Principal
@@ -46,6 +47,7 @@ class Services:
     executions: ExecutionService
     data_providers: DataProviderService
     forms: FormService
+    schedules: ScheduleService
     tokens: TokenIssuer
     cipher: SecretCipher
 

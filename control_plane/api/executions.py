@@ -70,8 +70,10 @@ def list_all(
 @router.get("/{execution_id}")
 def get_one(execution_id: str, services: ServicesDep, user: UserDep) -> ExecutionOut:
     """The execution, with where its runner was launched: for Kubernetes its namespace, Job, pod (while this
-    replica tracks it) and the kubectl commands that inspect them."""
-    return ExecutionOut.of(*services.executions.with_runner(user, execution_id))
+    replica tracks it) and the kubectl commands that inspect them; and, for a retried execution or a retry, every
+    attempt."""
+    execution, runner = services.executions.with_runner(user, execution_id)
+    return ExecutionOut.of(execution, runner, services.executions.attempts(execution))
 
 
 @router.get("/{execution_id}/logs")

@@ -35,6 +35,14 @@ def create_form(body: FormCreate, request: Request, services: ServicesDep, user:
     return FormOut.of(services.forms.create(user, spec, is_global=body.is_global, ip=client_address(request)))
 
 
+@router.post("/preview", responses=_INVALID_FORM)
+def preview_form(body: FormCreate, services: ServicesDep, user: UserDep) -> RenderedOut:
+    """A form as `GET /api/forms/{id}/schema` would render it once saved, checked as saving it is; nothing is
+    stored. Its data-provider fields name no `optionsPath`: the page calls the providers with the inputs."""
+    spec = FormSpec.model_validate(body.model_dump(exclude={"is_global"}, exclude_unset=True))
+    return RenderedOut.of(services.forms.preview(user, spec, is_global=body.is_global))
+
+
 @router.get("/{form_id}", response_model_exclude_unset=True)
 def get_form(form_id: str, services: ServicesDep, user: UserDep) -> FormOut:
     return FormOut.of(services.forms.get(user, form_id))

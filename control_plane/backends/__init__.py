@@ -7,7 +7,7 @@ from control_plane.settings import Settings
 
 
 class BackendNotAvailableError(ValueError):
-    """The configured backend is not part of this installation."""
+    """The configured backend cannot run on this machine."""
 
 
 def create_backend(settings: Settings) -> Backend:
@@ -20,6 +20,6 @@ def create_backend(settings: Settings) -> Backend:
         from control_plane.backends.kubernetes import KubernetesBackend
 
         return KubernetesBackend(settings)
-    raise BackendNotAvailableError(
-        f"BIFROST_BACKEND={settings.backend!r} is not available yet; use 'local' or 'kubernetes'"
-    )
+    from control_plane.backends.container import ContainerBackend
+
+    return ContainerBackend(settings)

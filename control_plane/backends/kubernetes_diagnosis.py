@@ -7,7 +7,7 @@ import signal
 from dataclasses import dataclass
 from typing import Any
 
-from bifrost._internal.protocol import ExecutionStatus
+from bifrost._internal.protocol import ExecutionStatus, reported_status
 from control_plane.backends.kubernetes_spec import RUNNER_CONTAINER
 
 IMAGE_PULL_REASONS = frozenset({"ImagePullBackOff", "ErrImagePull", "InvalidImageName", "ErrImageNeverPull"})
@@ -109,6 +109,15 @@ def _failed_pod(job: dict[str, Any], pod: dict[str, Any] | None, pod_gone: bool)
     status = (pod or {}).get("status", {})
     terminated = runner_state(pod).get("terminated") or {}
     disruption = condition(pod, "DisruptionTarget")
+    reported = reported_status(terminated.get("exitCode"))
+    if reported is not None:
+        # Not a crash: the Job failed because the workflow did not succeed, which the runner reported itself.
+        return Diagnosis(
+            f"The runner exited with code {terminated['exitCode']}: it reported the execution {reported}, but the "
+            "report did not reach the control plane.",
+            None,
+            exit_code=int(terminated["exitCode"]),
+        )
     if status.get("reason") == "Evicted":
         return Diagnosis(
             f"The runner pod {pod_name(pod)} was evicted: {status.get('message', '')} Fix: the node ran short of "

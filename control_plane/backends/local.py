@@ -23,7 +23,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from bifrost._internal.protocol import ExecutionStatus, RunnerClaim, RunnerEnded
+from bifrost._internal.protocol import ExecutionStatus, RunnerClaim, RunnerEnded, reported_status
 from control_plane.backends.base import ExitCallback, LaunchSpec, RunnerDetails, RunnerExit
 from control_plane.backends.local_cgroups import CgroupError, CgroupsUnavailable, RunnerCgroup, RunnerCgroups
 from control_plane.backends.local_records import RunnerRecord, RunnerRecords, is_same_process, process_start_time
@@ -80,6 +80,9 @@ def _ending(exit_code: int | None, signum: int | None, kill_note: str | None) ->
         if signum == signal.SIGXCPU:
             return f"{reason}: its CPU-time limit was reached"
         return f"{reason} {kill_note}" if kill_note else reason
+    reported = reported_status(exit_code)
+    if reported is not None:
+        return f"runner exited with code {exit_code}: it reported the execution {reported}"
     if exit_code is not None:
         return f"runner exited with code {exit_code}"
     return "runner ended; its exit status is unknown"
@@ -433,7 +436,8 @@ class LocalBackend:
             if ended.execution_id in self._launching:
                 self._ended_while_launching[ended.execution_id] = ended
             return
-        failed = ended.exit_code != 0
+        # A runner that reported how the execution ended has nothing to add from its log.
+        failed = ended.exit_code != 0 and reported_status(ended.exit_code) is None
         reason = self._out_of_memory(runner) if failed else None
         if reason is None:
             at_limit = runner.memory_limit_mb if ended.memory_limit_reached and failed else None

@@ -13,6 +13,7 @@ from sqlmodel import Field, SQLModel
 from bifrost._internal.protocol import ExecutionStatus
 from bifrost.api.executions import ExecutionKind
 from bifrost.api.orgs import OrgRole as OrgRole  # the roles a membership holds, as the API names them
+from bifrost.api.schedules import CatchUpPolicy, OverlapPolicy, ScheduleSource
 
 MAX_ROW_ID = 2**63 - 1
 """The largest id of the 64-bit id columns: bounds numbers compared with them."""
@@ -104,6 +105,7 @@ class Execution(SQLModel, table=True):
     __table_args__ = (
         Index("ix_executions_org_created", "org_id", "created_at"),
         Index("ix_executions_workflow_created", "workflow_name", "created_at"),
+        UniqueConstraint("retry_of", "attempt", name="uq_executions_retry_attempt"),
     )
 
     id: str = Field(default_factory=new_id, primary_key=True)
@@ -147,6 +149,31 @@ class Execution(SQLModel, table=True):
     started_at: datetime | None = _optional_timestamp()
     finished_at: datetime | None = _optional_timestamp()
     duration_ms: float | None = None
+    schedule_id: str | None = Field(
+        default=None, index=True, description="The schedule whose fire started it (or started the first attempt)."
+    )
+    retry_of: str | None = Field(
+        default=None, foreign_key="executions.id", index=True, description="For a retry: the first attempt."
+    )
+    attempt: int = Field(default=1, description="1 for a first attempt, 2 for its first retry, and so on.")
+    start_after: datetime | None = Field(
+        default=None,
+        sa_column=Column(DateTime(timezone=True), nullable=True),
+        description="Not launched before this moment: a retry's backoff, or the wait after a refused launch.",
+    )
+    serial_key: str | None = Field(
+        default=None,
+        description="Executions sharing it run one at a time, in the order they were created (the fires of a "
+        "schedule that queues overlapping runs).",
+    )
+    slot_claimed_at: datetime | None = Field(
+        default=None,
+        sa_column=Column(DateTime(timezone=True), nullable=True),
+        description="When a dispatcher took the execution to launch it (and, unless it is a sub-workflow, a slot "
+        "of the concurrency limits); renewed while the launch lasts.",
+    )
+    slot_claimed_by: str | None = Field(default=None, description="The dispatcher (control-plane replica) that did.")
+    launch_attempts: int = Field(default=0, description="Launches the backend refused so far.")
 
 
 class ExecutionLog(SQLModel, table=True):
@@ -346,3 +373,67 @@ class DataProviderResult(SQLModel, table=True):
     options: list[dict[str, Any]] = Field(sa_column=Column(JSON, nullable=False))
     execution_id: str = Field(description="The call that returned them.")
     expires_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, index=True))
+
+
+def _unique_decorator_schedule() -> Index:
+    where = text("source = 'decorator'")
+    return Index(
+        "uq_schedules_decorator_workflow", "workflow_name", unique=True, sqlite_where=where, postgresql_where=where
+    )
+
+
+class Schedule(SQLModel, table=True):
+    """Starts a workflow at the times of a cron expression, in a time zone, as its owner."""
+
+    __tablename__ = "schedules"
+    __table_args__ = (_unique_decorator_schedule(),)
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    org_id: str | None = Field(default=None, foreign_key="organizations.id", index=True)
+    workflow_name: str = Field(index=True)
+    description: str | None = Field(default=None, sa_column=Column(Text))
+    parameters: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    cron: str = Field(description="Five fields: minute, hour, day of month, month, day of week.")
+    timezone: str = Field(default="UTC", description="The IANA time zone the cron expression is read in.")
+    enabled: bool = True
+    overlap_policy: str = Field(default=OverlapPolicy.SKIP.value, description="An `OverlapPolicy` value.")
+    catch_up_policy: str = Field(default=CatchUpPolicy.LATEST.value, description="A `CatchUpPolicy` value.")
+    source: str = Field(default=ScheduleSource.API.value, description="A `ScheduleSource` value.")
+    owner_user_id: str = Field(
+        foreign_key="users.id", description="The service account of the schedule's organization its runs run as."
+    )
+    needs_attention: str | None = Field(
+        default=None,
+        sa_column=Column(Text),
+        description="Why the schedule does not fire (its workflow is gone, its parameters no longer fit); NULL: "
+        "it fires.",
+    )
+    next_fire_at: datetime | None = Field(
+        default=None,
+        sa_column=Column(DateTime(timezone=True), nullable=True),
+        description="The next fire time the scheduler acts on (UTC).",
+    )
+    version: int = Field(default=1, description="Counts the changes: the scheduler fires only what it read.")
+    created_by: str | None = Field(default=None, foreign_key="users.id")
+    updated_by: str | None = Field(default=None, foreign_key="users.id")
+    created_at: datetime = _required_timestamp()
+    updated_at: datetime = _required_timestamp()
+
+
+class ScheduleFire(SQLModel, table=True):
+    """One fire time of a schedule, acted on once: the unique (schedule, fire time) row is what makes the
+    replicas fire it exactly once."""
+
+    __tablename__ = "schedule_fires"
+    __table_args__ = (UniqueConstraint("schedule_id", "fire_time", name="uq_schedule_fires_time"),)
+
+    id: int | None = Field(
+        default=None,
+        sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    )
+    schedule_id: str = Field(foreign_key="schedules.id")
+    fire_time: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    fired_at: datetime = _required_timestamp()
+    outcome: str = Field(description="`started`, `skipped` (the previous run still ran) or `not_started`.")
+    execution_id: str | None = Field(default=None, foreign_key="executions.id")
+    detail: str | None = Field(default=None, sa_column=Column(Text))

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Engine, event, text
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, create_engine
 
@@ -41,3 +43,19 @@ def database_reachable(engine: Engine) -> bool:
     except SQLAlchemyError:
         return False
     return True
+
+
+@contextmanager
+def serialized_transaction(engine: Engine, name: str) -> Iterator[Connection]:
+    """A transaction that runs alone among the transactions of the same `name`, in every process that uses the
+    database, and sees everything they committed before it: for a read-then-write that must not interleave
+    (claiming the last free slot). Committed when the block ends without an exception."""
+    with engine.connect() as connection:
+        if connection.dialect.name == "postgresql":
+            # Held to the end of the transaction. The key: any number, the same for every process.
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": zlib.crc32(name.encode())})
+        else:
+            # SQLite has one writer at a time; taking the write lock first makes the reads see the latest commit.
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        yield connection
+        connection.commit()

@@ -13,6 +13,8 @@ from control_plane.db.models import (
     ExecutionLog,
     Membership,
     Organization,
+    Schedule,
+    ScheduleFire,
     User,
     Workflow,
 )
@@ -29,5 +31,7 @@ EXECUTIONS = _table(Execution)
 EXECUTION_LOGS = _table(ExecutionLog)
 MEMBERSHIPS = _table(Membership)
 ORGANIZATIONS = _table(Organization)
+SCHEDULES = _table(Schedule)
+SCHEDULE_FIRES = _table(ScheduleFire)
 USERS = _table(User)
 WORKFLOWS = _table(Workflow)

@@ -1,8 +1,11 @@
-"""Launching executions: the queue's durable consumer (shared by every replica) and the concurrency limits.
+"""Launching executions: every replica's dispatcher claims waiting executions in the database, within the
+concurrency limits (`executions.slots`), and launches what it claimed.
 
-A queue message is acked only once the backend accepted the launch and the launch is recorded on the row; a
-redelivered message finds the row launched (or finished) and is acked without a second launch. Messages that
-hit a limit are parked, unacked, until an execution finishes.
+The database is what waits: an execution waits, Pending, until a dispatcher claims it, whether its queue message
+came or not. A message on the queue (the engine puts one there for each execution it records) only wakes a
+dispatcher at once; so does the end of an execution, here or on another replica. Otherwise every dispatcher
+looks again every second. A claim lasts while its launch does (it is renewed meanwhile); a dispatcher that dies
+in the middle of a launch leaves a claim that lapses, and the execution is claimed again.
 """
 
 from __future__ import annotations
@@ -10,30 +13,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import functools
 import logging
-import time
-from collections.abc import Awaitable, Mapping
-from dataclasses import dataclass
+import uuid
+from collections.abc import Callable, Coroutine, Mapping
 from datetime import timedelta
 from typing import Any
 
 import nats.errors
-from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from bifrost._internal.protocol import QUEUE_STREAM, QUEUE_SUBJECT, ExecutionStatus, RunPayload
 from control_plane.backends.base import Backend, LaunchSpec, RunnerResources, RunnerWorkspace
 from control_plane.db.models import as_utc, utcnow
-from control_plane.engine.streams import (
-    DISPATCH_ACK_WAIT_SECONDS,
-    DISPATCH_CONSUMER,
-    dispatch_consumer_config,
-    next_batch,
-)
+from control_plane.engine.streams import DISPATCH_CONSUMER, dispatch_consumer_config, next_batch
 from control_plane.engine.tasks import cancel_and_wait
 from control_plane.executions.changes import Announce
 from control_plane.executions.launch import LaunchProblem, LaunchTarget, PayloadLimits, launch_target
 from control_plane.executions.repository import ExecutionRepository
+from control_plane.executions.slots import CLAIM_LEASE, Limits, Slots
 from control_plane.metrics import DISPATCH_LATENCY, QUEUE_DEPTH, RUNNING
 from control_plane.security.encryption import SecretCipher
 from control_plane.security.nats_identities import AccountSigner
@@ -42,39 +40,26 @@ from control_plane.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-FETCH_BATCH = 10
+CLAIM_BATCH = 10
+"""Executions one claim takes at most, so that the replicas share a burst."""
 IDLE_POLL_SECONDS = 1.0
-PARKED_POLL_SECONDS = 0.25
 RETRY_SECONDS = 0.5
-# Parked messages beyond this are left in the stream (for other replicas) until room frees up.
-PARK_LIMIT = 1_000
-# A message whose launch failed this many times closes its execution as Failed.
+# A launch the backend refused this many times closes its execution as Failed.
 MAX_LAUNCH_ATTEMPTS = 5
-QUEUE_DEPTH_INTERVAL_SECONDS = 1.0
+RENEW_SECONDS = CLAIM_LEASE.total_seconds() / 5
 # The execution token outlives the workflow's timeout by this much, for the runner's last reports.
 TOKEN_GRACE = timedelta(minutes=5)
 
+
 class LaunchOutcome(enum.Enum):
     LAUNCHED = "launched"
-    SKIPPED = "skipped"  # already launched, finished, or closed here
+    SKIPPED = "skipped"  # already launched or finished, or closed here
     UNKNOWN = "unknown"  # no such execution
-    GLOBAL_LIMIT = "global_limit"
-    WORKFLOW_LIMIT = "workflow_limit"
-
-
-# Outcomes after which the queue message is done with.
-SETTLED = frozenset({LaunchOutcome.LAUNCHED, LaunchOutcome.SKIPPED, LaunchOutcome.UNKNOWN})
+    WAITING = "waiting"  # held back by the concurrency limits (or launched by another replica meanwhile)
 
 
 class LaunchError(Exception):
     """The backend did not accept a launch."""
-
-
-@dataclass
-class _Parked:
-    message: Msg
-    execution_id: str
-    workflow_name: str
 
 
 class Dispatcher:
@@ -82,6 +67,7 @@ class Dispatcher:
         self,
         settings: Settings,
         repository: ExecutionRepository,
+        slots: Slots,
         cipher: SecretCipher,
         backend: Backend,
         tokens: TokenIssuer,
@@ -89,43 +75,51 @@ class Dispatcher:
     ) -> None:
         self._settings = settings
         self._repository = repository
+        self._slots = slots
+        self._limits = Limits(total=settings.max_concurrency, per_workflow=settings.max_concurrency_per_workflow)
         self._cipher = cipher
-        self._limits = PayloadLimits(settings.max_result_bytes, settings.max_json_depth)
+        self._payload_limits = PayloadLimits(settings.max_result_bytes, settings.max_json_depth)
         self._backend = backend
         self._tokens = tokens
         self._announce = announce
+        self._name = f"dispatcher-{uuid.uuid4().hex[:12]}"
+        """This dispatcher's name on its claims."""
         self._nats_url = ""
         self._nats_signer: AccountSigner | None = None
-        self._lock = asyncio.Lock()
+        self._connected: Callable[[], bool] = lambda: False
         self._wake = asyncio.Event()
-        self._parked: list[_Parked] = []
         self._launches: dict[str, asyncio.Future[bool]] = {}
         """Launches in progress here, by execution: each resolves with whether the launch got recorded."""
-        self._holding: dict[int, Msg] = {}
-        """Messages taken from the queue and not settled yet (being launched, waiting their turn, or parked)."""
-        self._saturated = False
-        self._queue_depth_at = 0.0
         self._tasks: list[asyncio.Task[None]] = []
+        self._background: set[asyncio.Task[None]] = set()
+        self._total_reached = False
+        """Whether the last claim found the total limit reached with executions waiting."""
+        self._freed = False
+        """Whether an execution ended since the last claim."""
+        self._claimed_at = 0.0
 
-    async def start(self, js: JetStreamContext, nats_url: str, nats_signer: AccountSigner | None) -> None:
-        """`nats_signer` mints each runner's NATS identity; None: runners connect without one."""
+    async def start(
+        self, js: JetStreamContext, nats_url: str, nats_signer: AccountSigner | None, connected: Callable[[], bool]
+    ) -> None:
+        """`nats_signer` mints each runner's NATS identity; None: runners connect without one. `connected`: whether
+        NATS is reachable, without which no runner could report (nothing is launched meanwhile)."""
         self._nats_url = nats_url
         self._nats_signer = nats_signer
+        self._connected = connected
         subscription = await js.pull_subscribe(
             QUEUE_SUBJECT, durable=DISPATCH_CONSUMER, stream=QUEUE_STREAM, config=dispatch_consumer_config()
         )
+        self._wake.set()
         self._tasks = [
-            asyncio.create_task(self._run(subscription), name="bifrost-dispatch"),
-            asyncio.create_task(self._keep_holding(), name="bifrost-dispatch-progress"),
+            asyncio.create_task(self._listen(subscription), name="bifrost-dispatch-wake"),
+            asyncio.create_task(self._dispatch(), name="bifrost-dispatch"),
+            asyncio.create_task(self._renew_claims(), name="bifrost-dispatch-claims"),
         ]
 
     async def stop(self) -> None:
-        """Stop dispatching. Parked messages stay unacked and are redelivered to the next dispatcher."""
-        for task in self._tasks:
+        for task in [*self._tasks, *self._background]:
             await cancel_and_wait(task)
         self._tasks = []
-        self._parked.clear()
-        self._holding.clear()
 
     def launch_in_progress(self, execution_id: str) -> asyncio.Future[bool] | None:
         """The launch of the execution this dispatcher has under way and not recorded yet: it resolves with
@@ -133,143 +127,125 @@ class Dispatcher:
         return self._launches.get(execution_id)
 
     def capacity_freed(self, _execution_id: str) -> None:
+        self._freed = True
         self._wake.set()
 
     async def launch_now(self, execution_id: str, new_row: Mapping[str, Any] | None = None) -> LaunchOutcome:
-        """Launch without the queue (sync requests), recording the execution first when it is `new_row`. A launch
-        the backend refuses closes the execution."""
-        try:
-            outcome, _workflow_name = await self._try_launch(execution_id, new_row)
-        except LaunchError as exc:
-            await self._close_unlaunchable(execution_id, str(exc))
-            return LaunchOutcome.SKIPPED
+        """Launch at once if the limits allow (sync requests), recording the execution first when it is `new_row`;
+        it waits otherwise. A launch the backend refuses closes the execution."""
+        claim = await asyncio.to_thread(
+            self._slots.claim, self._name, self._limits, utcnow(), most=CLAIM_BATCH, new_row=new_row
+        )
+        claimed = claim.execution_ids
+        outcome = LaunchOutcome.WAITING
+        if execution_id in claimed:
+            outcome = await self._launch_claimed(execution_id, refusal_closes=True)
+        others = [claimed_id for claimed_id in claimed if claimed_id != execution_id]
+        if others:  # claimed along with it, as older executions go first: launched without holding up the answer
+            self._spawn(self._launch_all(others))
+        if outcome is LaunchOutcome.WAITING:
+            status = await asyncio.to_thread(self._repository.status, execution_id)
+            if status is None:
+                return LaunchOutcome.UNKNOWN
+            if status.is_terminal:
+                return LaunchOutcome.SKIPPED
         return outcome
 
-    async def _run(self, subscription: JetStreamContext.PullSubscription) -> None:
+    async def _listen(self, subscription: JetStreamContext.PullSubscription) -> None:
+        """Queue messages wake the dispatcher: the executions they name are read from the database."""
         while True:
-            self._wake.clear()
             try:
-                await self._retry_parked()
-                if self._saturated or len(self._parked) >= PARK_LIMIT:
-                    # Not `wait_for`: on Python 3.11 it swallows a cancel that comes as the wake-up does.
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(IDLE_POLL_SECONDS):
-                            await self._wake.wait()
-                    self._saturated = False
-                    continue
-                batch = await self._fetch(subscription)
-                self._holding.update((id(message), message) for message in batch)
-                for message in batch:
-                    await self._handle(message)
-                await self._update_queue_depth(subscription)
-            except Exception:  # the loop must outlive any one failure; unacked messages come again
+                messages = await next_batch(subscription, CLAIM_BATCH, IDLE_POLL_SECONDS)
+            except nats.errors.Error as exc:
+                logger.debug("fetching from the queue failed (%s); retrying", exc)
+                await asyncio.sleep(RETRY_SECONDS)
+                continue
+            except Exception:  # the loop must outlive any one failure
+                logger.exception("fetching from the queue failed; retrying")
+                await asyncio.sleep(RETRY_SECONDS)
+                continue
+            for message in messages:
+                with contextlib.suppress(nats.errors.Error):
+                    await message.ack()
+            if messages:
+                self._wake.set()
+
+    async def _dispatch(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            # Not `wait_for`: on Python 3.11 it swallows a cancel that comes as the wake-up does.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(IDLE_POLL_SECONDS):
+                    await self._wake.wait()
+            self._wake.clear()
+            if not self._connected():
+                continue
+            if self._total_reached and not self._freed and loop.time() - self._claimed_at < IDLE_POLL_SECONDS:
+                continue  # woken by new work while the total limit is reached: nothing can start before one ends
+            self._freed = False
+            self._claimed_at = loop.time()
+            try:
+                while await self._claim_and_launch():
+                    pass
+            except Exception:  # the loop must outlive any one failure; what it did not launch still waits
                 logger.exception("dispatching failed; retrying")
-                self._holding = {id(parked.message): parked.message for parked in self._parked}
                 await asyncio.sleep(RETRY_SECONDS)
 
-    async def _fetch(self, subscription: JetStreamContext.PullSubscription) -> list[Msg]:
-        wait = PARKED_POLL_SECONDS if self._parked else IDLE_POLL_SECONDS
-        try:
-            return await next_batch(subscription, FETCH_BATCH, wait)
-        except nats.errors.Error as exc:
-            logger.debug("fetching from the queue failed (%s); retrying", exc)
-            await asyncio.sleep(RETRY_SECONDS)
-            return []
+    async def _claim_and_launch(self) -> bool:
+        """One claim, and the launches of what it took; whether it took anything."""
+        now = utcnow()
+        waiting = await asyncio.to_thread(self._slots.waiting_count, now)
+        QUEUE_DEPTH.set(waiting)
+        if not waiting:
+            self._total_reached = False
+            return False
+        claim = await asyncio.to_thread(self._slots.claim, self._name, self._limits, now, most=CLAIM_BATCH)
+        self._total_reached = claim.total_reached
+        for execution_id in claim.execution_ids:
+            await self._launch_claimed(execution_id, refusal_closes=False)
+        return bool(claim.execution_ids)
 
-    async def _handle(self, message: Msg) -> None:
-        execution_id = message.data.decode(errors="replace")
-        if self._saturated:
-            self._park(message, execution_id, workflow_name="")
-            return
-        try:
-            outcome, workflow_name = await self._try_launch(execution_id)
-        except LaunchError as exc:
-            await self._launch_failed(message, execution_id, str(exc))
-            return
-        if outcome in SETTLED:
-            await self._settle(message, message.ack())
-            return
-        self._saturated = outcome is LaunchOutcome.GLOBAL_LIMIT
-        self._park(message, execution_id, workflow_name)
+    async def _launch_all(self, execution_ids: list[str]) -> None:
+        for execution_id in execution_ids:
+            await self._launch_claimed(execution_id, refusal_closes=False)
 
-    def _park(self, message: Msg, execution_id: str, workflow_name: str) -> None:
-        self._parked.append(_Parked(message, execution_id, workflow_name))
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
-    async def _settle(self, message: Msg, reply: Awaitable[None]) -> None:
-        self._holding.pop(id(message), None)
-        await _settle(reply)
-
-    async def _keep_holding(self) -> None:
-        """Tell JetStream every held message is still being worked on, so it is not redelivered meanwhile: one
-        launch may take long, and the messages fetched with it wait their turn."""
+    async def _renew_claims(self) -> None:
         while True:
-            await asyncio.sleep(DISPATCH_ACK_WAIT_SECONDS / 4)
-            for message in list(self._holding.values()):
-                await _settle(message.in_progress())
-
-    async def _retry_parked(self) -> None:
-        if not self._parked:
-            return
-        counts = await asyncio.to_thread(self._repository.active_counts)
-        total = sum(counts.values())
-        still_parked: list[_Parked] = []
-        for index, parked in enumerate(self._parked):
-            if total >= self._settings.max_concurrency:
-                self._saturated = True
-                still_parked.extend(self._parked[index:])
-                break
-            workflow_full = counts.get(parked.workflow_name, 0) >= self._settings.max_concurrency_per_workflow
-            if parked.workflow_name and workflow_full:
-                still_parked.append(parked)
-                continue
+            await asyncio.sleep(RENEW_SECONDS)
             try:
-                outcome, parked.workflow_name = await self._try_launch(parked.execution_id)
-            except LaunchError as exc:
-                await self._launch_failed(parked.message, parked.execution_id, str(exc))
-                continue
-            if outcome is LaunchOutcome.LAUNCHED:
-                total += 1
-                counts[parked.workflow_name] = counts.get(parked.workflow_name, 0) + 1
-            if outcome in SETTLED:
-                await self._settle(parked.message, parked.message.ack())
-            else:
-                still_parked.append(parked)
-        self._parked = still_parked
+                await asyncio.to_thread(self._slots.renew, self._name, list(self._launches), utcnow())
+            except Exception:  # the next renewal comes well within the lease
+                logger.exception("renewing the claims of launches under way failed")
 
-    async def _try_launch(
-        self, execution_id: str, new_row: Mapping[str, Any] | None = None
-    ) -> tuple[LaunchOutcome, str]:
-        """Launch if the row still needs it and the limits allow; the outcome and the workflow's name."""
-        async with self._lock:
-            target = await asyncio.to_thread(self._launch_target, execution_id, new_row)
-            if target is None:
-                logger.warning("not launching execution %s: it does not exist", execution_id)
-                return LaunchOutcome.UNKNOWN, ""
-            workflow_name = target.workflow_name
-            if not target.launchable:
-                return LaunchOutcome.SKIPPED, workflow_name
-            # A sub-workflow (no counts read) runs within its parent's slot: the parent waits for it, so
-            # holding it back for a slot could deadlock a full system.
-            counts = target.active_counts
-            if counts is not None:
-                RUNNING.set(sum(counts.values()))
-                if sum(counts.values()) >= self._settings.max_concurrency:
-                    return LaunchOutcome.GLOBAL_LIMIT, workflow_name
-                if counts.get(workflow_name, 0) >= self._settings.max_concurrency_per_workflow:
-                    return LaunchOutcome.WORKFLOW_LIMIT, workflow_name
-            if target.payload is None:
-                problem = target.problem or LaunchProblem("LaunchFailed", "the execution cannot run")
-                await self._close_unlaunchable(execution_id, problem.message, problem.error_type)
-                return LaunchOutcome.SKIPPED, workflow_name
+    async def _launch_claimed(self, execution_id: str, *, refusal_closes: bool) -> LaunchOutcome:
+        """Launch an execution this dispatcher claimed. A launch the backend refuses is tried again later, or,
+        with `refusal_closes` or after too many refusals, closes the execution."""
+        target = await asyncio.to_thread(self._launch_target, execution_id)
+        if target is None:
+            return LaunchOutcome.UNKNOWN
+        if not target.launchable:
+            return LaunchOutcome.SKIPPED
+        if target.payload is None:
+            problem = target.problem or LaunchProblem("LaunchFailed", "the execution cannot run")
+            # No retry: another attempt could not run either.
+            await self._close_unlaunchable(execution_id, problem.message, problem.error_type, retryable=False)
+            return LaunchOutcome.SKIPPED
+        try:
             await self._launch(target, target.payload)
-            RUNNING.inc()
-            return LaunchOutcome.LAUNCHED, workflow_name
+        except LaunchError as exc:
+            await self._launch_refused(execution_id, str(exc), refusal_closes=refusal_closes)
+            return LaunchOutcome.SKIPPED
+        RUNNING.inc()
+        return LaunchOutcome.LAUNCHED
 
-    def _launch_target(self, execution_id: str, new_row: Mapping[str, Any] | None) -> LaunchTarget | None:
-        """The execution as it is launched, with the counts its limits need; None when there is no such
-        execution. With `new_row`, it is recorded first."""
-        read = self._repository.launch_row(execution_id, count_active=True, new_row=new_row)
-        return None if read is None else launch_target(*read, self._limits, self._cipher)
+    def _launch_target(self, execution_id: str) -> LaunchTarget | None:
+        row = self._repository.launch_row(execution_id)
+        return None if row is None else launch_target(row, self._payload_limits, self._cipher)
 
     async def _launch(self, target: LaunchTarget, payload: RunPayload) -> None:
         recorded = self._launches[target.execution_id] = asyncio.get_running_loop().create_future()
@@ -314,41 +290,31 @@ class Dispatcher:
         )
         if status is ExecutionStatus.CANCELLED:
             await self._backend.kill(target.execution_id)
-        DISPATCH_LATENCY.observe((utcnow() - as_utc(target.created_at)).total_seconds())
+        DISPATCH_LATENCY.observe((utcnow() - as_utc(target.due_at)).total_seconds())
 
-    async def _launch_failed(self, message: Msg, execution_id: str, reason: str) -> None:
-        attempts = message.metadata.num_delivered or 1
+    async def _launch_refused(self, execution_id: str, reason: str, *, refusal_closes: bool) -> None:
+        if refusal_closes:
+            await self._close_unlaunchable(execution_id, reason)
+            return
+        attempts = await asyncio.to_thread(self._slots.refused, execution_id, self._name, utcnow())
         if attempts < MAX_LAUNCH_ATTEMPTS:
             logger.warning("launch attempt %d of execution %s failed: %s", attempts, execution_id, reason)
-            await self._settle(message, message.nak(delay=float(2**attempts)))
             return
         await self._close_unlaunchable(execution_id, f"{reason} (after {attempts} attempts)")
-        await self._settle(message, message.ack())
 
-    async def _close_unlaunchable(self, execution_id: str, reason: str, error_type: str = "LaunchFailed") -> None:
+    async def _close_unlaunchable(
+        self, execution_id: str, reason: str, error_type: str = "LaunchFailed", *, retryable: bool = True
+    ) -> None:
         logger.error("execution %s cannot be launched: %s", execution_id, reason)
         closed = await asyncio.to_thread(
-            self._repository.close, execution_id, ExecutionStatus.FAILED, error_type=error_type, error_message=reason
+            functools.partial(
+                self._repository.close,
+                execution_id,
+                ExecutionStatus.FAILED,
+                error_type=error_type,
+                error_message=reason,
+                retryable=retryable,
+            )
         )
         if closed is not None:
             await self._announce([closed])
-
-    async def _update_queue_depth(self, subscription: JetStreamContext.PullSubscription) -> None:
-        now = time.monotonic()
-        if now - self._queue_depth_at < QUEUE_DEPTH_INTERVAL_SECONDS:
-            return
-        self._queue_depth_at = now
-        try:
-            info = await subscription.consumer_info()
-        except (nats.errors.Error, TimeoutError) as exc:
-            logger.debug("reading the queue depth failed: %s", exc)
-            return
-        QUEUE_DEPTH.set((info.num_pending or 0) + (info.num_ack_pending or 0))
-
-
-async def _settle(reply: Awaitable[None]) -> None:
-    """Acks are best effort: a lost one means a redelivery, which finds the row launched and is skipped."""
-    try:
-        await reply
-    except nats.errors.Error as exc:
-        logger.debug("settling a queue message failed: %s", exc)

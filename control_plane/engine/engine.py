@@ -39,6 +39,7 @@ from control_plane.engine.streams import ensure_streams
 from control_plane.executions.changes import Committed, LiveEvent
 from control_plane.executions.repository import ExecutionRepository
 from control_plane.executions.sealed_parameters import readable_secrets
+from control_plane.executions.slots import Slots
 from control_plane.metrics import EXECUTIONS_FINISHED, RUN_DURATION, RUNNING
 from control_plane.security.encryption import SecretCipher
 from control_plane.security.nats_identities import KEYS_FILE, AccountSigner, NatsKeys
@@ -46,10 +47,6 @@ from control_plane.security.tokens import TokenIssuer
 from control_plane.settings import Settings
 
 logger = logging.getLogger(__name__)
-
-ENQUEUE_FIRST_RETRY_SECONDS = 0.25
-ENQUEUE_MAX_RETRY_SECONDS = 5.0
-"""An execution NATS could not queue is offered again after these delays, doubling, until it is taken."""
 
 NATS_WATCH_SECONDS = 0.5
 """How often the engine checks that the nats-server it started is still running."""
@@ -75,7 +72,7 @@ class ExecutionEngine:
         self._cipher = cipher
         self._repository = ExecutionRepository(db)
         self._hub = LiveHub()
-        self._dispatcher = Dispatcher(settings, self._repository, cipher, backend, tokens, self._announce)
+        self._dispatcher = Dispatcher(settings, self._repository, Slots(db), cipher, backend, tokens, self._announce)
         self._hub.on_terminal(self._dispatcher.capacity_freed)
         self._replicas = ReplicaAnnouncer(self._hub, self._repository)
         self._embedded_nats: EmbeddedNats | None = None
@@ -117,9 +114,7 @@ class ExecutionEngine:
         await self._ingestor.start()
         await self._backend.start(self._on_runner_exit)
         await self._backend.reconcile(await asyncio.to_thread(self._repository.launched_active_ids, self._backend.name))
-        await self._dispatcher.start(self._js, self._nats_url, signer)
-        for execution_id in await asyncio.to_thread(self._repository.unlaunched_pending_ids):
-            await self._enqueue(execution_id)
+        await self._dispatcher.start(self._js, self._nats_url, signer, self._nats_connected)
         logger.info("engine started: NATS at %s, %s backend", self._nats_url, self._backend.name)
 
     async def _start_nats(self) -> AccountSigner | None:
@@ -163,8 +158,8 @@ class ExecutionEngine:
         self._nats_url = ""
 
     async def submit(self, execution_id: str, *, sync: bool, new_row: Mapping[str, Any] | None = None) -> None:
-        """Hand a Pending execution over for launch: at once when `sync` (and a slot is free), else queued. With
-        `new_row` (its `executions` row) it is recorded first; a sync one in the transaction that reads it for
+        """Hand a Pending execution over for launch: at once when `sync` (and the limits allow), else queued. With
+        `new_row` (its `executions` row) it is recorded first; a sync one in the transaction that claims it for
         launch."""
         if not sync:
             if new_row is None:
@@ -176,8 +171,11 @@ class ExecutionEngine:
         outcome = await self._dispatcher.launch_now(execution_id, new_row)
         if outcome is LaunchOutcome.UNKNOWN:
             raise ExecutionNotFoundError(execution_id)
-        if outcome in (LaunchOutcome.GLOBAL_LIMIT, LaunchOutcome.WORKFLOW_LIMIT):
+        if outcome is LaunchOutcome.WAITING:
             await self._queue(execution_id)
+
+    def _nats_connected(self) -> bool:
+        return self._nats is not None and self._nats.is_connected
 
     async def wait_terminal(self, execution_id: str, timeout: float) -> bool:  # noqa: ASYNC109 (the API's contract)
         """Whether the execution reached a terminal status within `timeout` seconds."""
@@ -274,27 +272,12 @@ class ExecutionEngine:
         return self._js
 
     async def _queue(self, execution_id: str) -> None:
-        """Put a recorded execution on the queue; while NATS cannot take it, keep trying in the background, so
-        that the caller is answered and the run, Pending meanwhile, starts once NATS is back."""
+        """Put a recorded execution's id on the queue, which wakes a dispatcher at once. The execution waits in the
+        database either way: when NATS cannot take the message, a dispatcher finds it there once NATS is back."""
         try:
             await self._enqueue(execution_id)
         except nats.errors.Error as exc:
-            logger.warning(
-                "execution %s could not be queued (%s); it stays Pending until NATS takes it", execution_id, exc
-            )
-            self._spawn(self._enqueue_until_taken(execution_id))
-
-    async def _enqueue_until_taken(self, execution_id: str) -> None:
-        delay = ENQUEUE_FIRST_RETRY_SECONDS
-        while True:
-            await asyncio.sleep(delay)
-            try:
-                await self._enqueue(execution_id)
-            except nats.errors.Error:
-                delay = min(delay * 2, ENQUEUE_MAX_RETRY_SECONDS)
-            else:
-                logger.info("execution %s is queued now that NATS takes it", execution_id)
-                return
+            logger.warning("execution %s could not be queued (%s); it waits until NATS is back", execution_id, exc)
 
     async def _enqueue(self, execution_id: str) -> None:
         await self._jetstream().publish(
@@ -309,6 +292,8 @@ class ExecutionEngine:
     async def _kill_after_cancel_grace(self, execution_id: str, reason: str) -> None:
         if await self.wait_terminal(execution_id, self._settings.cancel_grace_seconds):
             return
+        # Killed before it is closed: once closed, its slot of the concurrency limits is free for the next run.
+        await self._backend.kill(execution_id)
         closed = await asyncio.to_thread(
             self._repository.close,
             execution_id,
@@ -317,7 +302,6 @@ class ExecutionEngine:
             error_message=f"{reason}; the runner did not stop within {self._settings.cancel_grace_seconds:g}s "
             "and was killed",
         )
-        await self._backend.kill(execution_id)
         if closed is not None:
             await self._announce([closed])
 

@@ -47,7 +47,7 @@ EVENTS_STREAM_CONFIG = StreamConfig(
 
 QUEUE_STREAM_CONFIG = StreamConfig(
     name=QUEUE_STREAM,
-    description="Ids of executions waiting to be launched.",
+    description="Ids of executions recorded to be launched: each wakes a dispatcher.",
     subjects=[QUEUE_SUBJECT],
     retention=RetentionPolicy.WORK_QUEUE,
     storage=StorageType.FILE,
@@ -72,9 +72,8 @@ def ingest_consumer_config() -> ConsumerConfig:
     )
 
 
-# A queue message a dispatcher took but did not settle comes again after this long, so the work of a replica
-# that died is launched by another one (or by it, restarted) within seconds. A live dispatcher tells JetStream
-# it is still at work on every message it holds (launching, or parked at a limit) well within it.
+# A queue message only wakes a dispatcher (what waits is in the database), which acks it on receipt; one a
+# replica took and died before acking comes again after this long, to wake another.
 DISPATCH_ACK_WAIT_SECONDS = 4.0
 
 

@@ -39,15 +39,13 @@ class LaunchTarget:
     workflow_name: str
     org_id: str | None
     user_id: str
-    created_at: datetime
+    due_at: datetime
+    """When it could first be launched: its creation, or the end of the wait it was given (a retry's backoff)."""
     status: ExecutionStatus
     launched: bool
     resources: Resources | None
     """What the workflow asked for with `@workflow(resources=...)`; None: the backend's defaults."""
     parent_execution_id: str | None
-    active_counts: dict[str, int] | None
-    """What the limits count, read with the row; None when no limit applies (not launchable, or a
-    sub-workflow)."""
     payload: RunPayload | None
     """What the runner runs; None when it cannot run, because of `problem`."""
     problem: LaunchProblem | None
@@ -57,9 +55,7 @@ class LaunchTarget:
         return not self.launched and not self.status.is_terminal
 
 
-def launch_target(
-    row: RowMapping, counts: dict[str, int] | None, limits: PayloadLimits, cipher: SecretCipher
-) -> LaunchTarget:
+def launch_target(row: RowMapping, limits: PayloadLimits, cipher: SecretCipher) -> LaunchTarget:
     """The target of a row read by `ExecutionRepository.launch_row`."""
     payload: RunPayload | None = None
     problem: LaunchProblem | None = None
@@ -93,12 +89,11 @@ def launch_target(
         workflow_name=row["workflow_name"],
         org_id=row["org_id"],
         user_id=row["user_id"],
-        created_at=row["created_at"],
+        due_at=max(row["created_at"], row["start_after"] or row["created_at"]),
         status=row["status"],
         launched=row["backend"] is not None,
         resources=_workflow_resources(row["meta"]),
         parent_execution_id=row["parent_execution_id"],
-        active_counts=counts,
         payload=payload,
         problem=problem,
     )

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, Select, bindparam, func, insert, or_, select, update
+from sqlalchemy import Engine, Select, bindparam, insert, or_, select, update
 from sqlalchemy.engine import Connection, RowMapping
 
 from bifrost._internal.protocol import Event, ExecutionStatus
@@ -22,6 +22,7 @@ from bifrost.api.executions import ExecutionKind
 from control_plane.db.models import MAX_LOG_LINE, Execution, ExecutionLog, utcnow
 from control_plane.db.tables import EXECUTION_LOGS, EXECUTIONS, ORGANIZATIONS, USERS, WORKFLOWS
 from control_plane.executions.changes import Committed, LiveEvent, log_live_event, status_data
+from control_plane.executions.retries import RETRIED_STATUSES, record_retry
 from control_plane.executions.transitions import ExecutionChanges
 from control_plane.security.principals import Principal
 
@@ -121,6 +122,16 @@ class ExecutionRepository:
         with self._db.connect() as conn:
             return [Execution.model_validate(dict(row)) for row in conn.execute(query).mappings()]
 
+    def attempts(self, first_execution_id: str) -> list[Execution]:
+        """The first attempt and its retries, in order."""
+        query = (
+            select(EXECUTIONS)
+            .where(or_(EXECUTIONS.c.id == first_execution_id, EXECUTIONS.c.retry_of == first_execution_id))
+            .order_by(EXECUTIONS.c.attempt)
+        )
+        with self._db.connect() as conn:
+            return [Execution.model_validate(dict(row)) for row in conn.execute(query).mappings()]
+
     def logs(self, execution_id: str, *, after_line: int, limit: int) -> list[ExecutionLog]:
         query = (
             select(EXECUTION_LOGS)
@@ -156,31 +167,13 @@ class ExecutionRepository:
         with self._db.begin() as conn:
             conn.execute(_INSERT_EXECUTION, new_row)
 
-    def launch_row(
-        self, execution_id: str, *, count_active: bool, new_row: Mapping[str, Any] | None = None
-    ) -> tuple[RowMapping, dict[str, int] | None] | None:
-        """The execution with its workflow, user and organization (what `launch.launch_target` reads); with
-        `count_active`, and when the concurrency limits apply to it (a Pending, unlaunched execution that is no
-        sub-workflow), the counts they need, read in the same transaction. None when there is no such execution.
-        With `new_row`, the execution is recorded first, in the same transaction."""
-        with self._db.begin() as conn:
-            if new_row is not None:
-                conn.execute(_INSERT_EXECUTION, new_row)
-            row = conn.execute(_LAUNCH_QUERY, {"execution_id": execution_id}).mappings().one_or_none()
-            if row is None:
-                return None
-            limited = row["backend"] is None and row["status"] == ExecutionStatus.PENDING
-            counted = count_active and limited and row["parent_execution_id"] is None
-            return row, self._active_counts(conn) if counted else None
-
-    def active_counts(self) -> dict[str, int]:
-        """Launched, unfinished executions per workflow: what the concurrency limits count."""
+    def launch_row(self, execution_id: str) -> RowMapping | None:
+        """The execution with its workflow, user and organization (what `launch.launch_target` reads); None when
+        there is no such execution."""
         with self._db.connect() as conn:
-            return self._active_counts(conn)
-
-    @staticmethod
-    def _active_counts(conn: Connection) -> dict[str, int]:
-        return {name: count for name, count in conn.execute(_ACTIVE_COUNTS_QUERY)}
+            query = conn.execute(_LAUNCH_QUERY, {"execution_id": execution_id})
+            row: RowMapping | None = query.mappings().one_or_none()
+            return row
 
     def record_launch(self, execution_id: str, backend: str, runner_ref: str | None = None) -> ExecutionStatus:
         """Mark the execution as handed to `backend`, whose handle on its runner is `runner_ref`; its status now
@@ -196,15 +189,6 @@ class ExecutionRepository:
         with self._db.connect() as conn:
             return list(conn.execute(query).scalars())
 
-    def unlaunched_pending_ids(self) -> list[str]:
-        query = (
-            select(EXECUTIONS.c.id)
-            .where(EXECUTIONS.c.status == ExecutionStatus.PENDING, EXECUTIONS.c.backend.is_(None))
-            .order_by(EXECUTIONS.c.created_at)
-        )
-        with self._db.connect() as conn:
-            return list(conn.execute(query).scalars())
-
     # Status changes.
 
     def close(
@@ -216,10 +200,12 @@ class ExecutionRepository:
         error_message: str,
         runner_log_tail: str | None = None,
         only_unlaunched: bool = False,
+        retryable: bool = True,
     ) -> Committed | None:
         """Move an unfinished execution to a terminal `status` the control plane decided; None when it was
         already terminal (or, with `only_unlaunched`, already handed to a backend). `runner_log_tail`: what the
-        runner printed last, when it ended without reporting."""
+        runner printed last, when it ended without reporting. A `Failed` or `Timeout` execution is retried as its
+        workflow says (`executions.retries`) unless not `retryable` (it cannot run at all)."""
         conditions = [EXECUTIONS.c.id == execution_id, EXECUTIONS.c.status.in_(ACTIVE_STATUSES)]
         if only_unlaunched:
             conditions.append(EXECUTIONS.c.backend.is_(None))
@@ -227,7 +213,12 @@ class ExecutionRepository:
         with self._db.begin() as conn:
             row = (
                 conn.execute(
-                    select(EXECUTIONS.c.workflow_name, EXECUTIONS.c.last_event_seq, EXECUTIONS.c.backend)
+                    select(
+                        EXECUTIONS.c.workflow_name,
+                        EXECUTIONS.c.last_event_seq,
+                        EXECUTIONS.c.backend,
+                        EXECUTIONS.c.sealed_parameters,
+                    )
                     .where(*conditions)
                     .with_for_update()
                 )
@@ -248,6 +239,8 @@ class ExecutionRepository:
                     sealed_parameters=None,
                 )
             )
+            if retryable and status in RETRIED_STATUSES:
+                record_retry(conn, execution_id, row["sealed_parameters"])
         data = status_data(status, error_type=error_type, error_message=error_message)
         return Committed(
             execution_id=execution_id,
@@ -307,6 +300,9 @@ class ExecutionRepository:
             **changes.values,
         }
         if changes.status_values:
+            ending = changes.committed.terminal_status
+            retried = ending in RETRIED_STATUSES and not changes.user_error
+            sealed = conn.execute(_SEALED_QUERY, {"execution_id": changes.execution_id}).scalar() if retried else None
             # Compare and set: a status someone else wrote since it was read (a cancel, say) is not overwritten.
             # The row comes back as this update left it, for whoever waits for the end.
             moved = (
@@ -317,8 +313,10 @@ class ExecutionRepository:
                 .one_or_none()
             )
             if moved is not None:
-                if changes.committed.terminal_status is not None:
+                if ending is not None:
                     changes.committed.final_row = dict(moved)
+                if retried:
+                    record_retry(conn, changes.execution_id, sealed)
                 return
             changes.committed.drop_status_changes()
         conn.execute(_UPDATE_EXECUTION, values)
@@ -363,12 +361,6 @@ def _insert_log_rows(conn: Connection, rows: list[dict[str, Any]]) -> None:
 
 
 # The statements of every launch and every ingest batch are built once: building one costs more than running it.
-_ACTIVE_COUNTS_QUERY = (
-    select(EXECUTIONS.c.workflow_name, func.count())
-    .where(EXECUTIONS.c.status.in_(ACTIVE_STATUSES), EXECUTIONS.c.backend.is_not(None))
-    .group_by(EXECUTIONS.c.workflow_name)
-)
-
 _LOCK_ROWS_QUERY = (
     select(
         EXECUTIONS.c.id,
@@ -409,6 +401,8 @@ _LOG_LINES_QUERY = (
 
 _STATUS_QUERY = select(EXECUTIONS.c.status).where(EXECUTIONS.c.id == bindparam("execution_id"))
 
+_SEALED_QUERY = select(EXECUTIONS.c.sealed_parameters).where(EXECUTIONS.c.id == bindparam("execution_id"))
+
 _LAUNCH_QUERY: Select[Any] = (
     select(
         EXECUTIONS.c.id,
@@ -416,6 +410,7 @@ _LAUNCH_QUERY: Select[Any] = (
         EXECUTIONS.c.org_id,
         EXECUTIONS.c.user_id,
         EXECUTIONS.c.created_at,
+        EXECUTIONS.c.start_after,
         EXECUTIONS.c.status,
         EXECUTIONS.c.backend,
         EXECUTIONS.c.parent_execution_id,

@@ -164,6 +164,11 @@ class ExecutionService:
         backend = self._engine.backend
         return execution, backend.details(execution.id) if execution.backend == backend.name else None
 
+    def attempts(self, execution: Execution) -> list[Execution]:
+        """The attempts of the retry chain the execution belongs to, first to last; empty when it has none."""
+        chain = self._repository.attempts(execution.retry_of or execution.id)
+        return chain if len(chain) > 1 else []
+
     def page(
         self,
         principal: Principal,
@@ -252,10 +257,10 @@ class ExecutionService:
     def runner_payload(self, execution_id: str) -> RunPayload:
         """What the runner of the execution runs. `NotAuthenticatedError` when the execution is gone,
         `NotFoundError` saying why when it cannot run."""
-        read = self._repository.launch_row(execution_id, count_active=False)
-        if read is None:
+        row = self._repository.launch_row(execution_id)
+        if row is None:
             raise NotAuthenticatedError("the token's execution no longer exists")
-        target = launch_target(*read, self._limits, self._cipher)
+        target = launch_target(row, self._limits, self._cipher)
         if target.payload is None:
             raise NotFoundError(target.problem.message if target.problem else "the execution cannot run")
         return target.payload

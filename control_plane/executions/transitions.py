@@ -43,6 +43,8 @@ class ExecutionChanges:
         """Columns to set whatever the status is by now."""
         self.status_values: dict[str, Any] = {}
         """Columns to set only if the status is still `status_read`."""
+        self.user_error = False
+        """Whether the final status came from a `UserError` the workflow raised."""
         self.committed = Committed(
             execution_id=self.execution_id, workflow_name=row["workflow_name"], launched=row["backend"] is not None
         )
@@ -110,6 +112,7 @@ class ExecutionChanges:
             status, error_type = ExecutionStatus.FAILED, "InvalidFinalStatus"
             error_message = f"the runner finished with the non-final status {event.status.value!r}"
         self.status = status
+        self.user_error = event.user_error
         self.status_values.update(
             status=status,
             sealed_parameters=None,  # no runner needs them any more

@@ -56,7 +56,9 @@ def json_schema(title: str, description: str | None, form: ResolvedForm) -> dict
     return schema
 
 
-def ui_schema(form_id: str, form: ResolvedForm) -> dict[str, Any]:
+def ui_schema(form_id: str | None, form: ResolvedForm) -> dict[str, Any]:
+    """How each field is shown; `form_id` None for a form not saved yet, whose provider fields name no
+    `optionsPath` (a preview calls the providers themselves with the inputs)."""
     ui: dict[str, Any] = {"ui:order": [field.name for field in form.fields]}
     for field in form.fields:
         ui[field.name] = _ui(form_id, field)
@@ -130,7 +132,7 @@ def _one_of(field: ResolvedField) -> list[dict[str, Any]]:
     return choices
 
 
-def _ui(form_id: str, field: ResolvedField) -> dict[str, Any]:
+def _ui(form_id: str | None, field: ResolvedField) -> dict[str, Any]:
     spec = field.spec
     ui: dict[str, Any] = {}
     if field.is_markdown:
@@ -146,14 +148,16 @@ def _ui(form_id: str, field: ResolvedField) -> dict[str, Any]:
     if spec.visible_if is not None:
         options["visibleIf"] = spec.visible_if
     if spec.data_provider is not None:
-        options["dataProvider"] = {
+        provider: dict[str, Any] = {
             "name": spec.data_provider.name,
             "inputs": {
                 name: {"field": given.field} if isinstance(given, FieldInput) else {"value": given.value}
                 for name, given in spec.data_provider.inputs.items()
             },
-            "optionsPath": options_path(form_id, field.name),
         }
+        if form_id is not None:
+            provider["optionsPath"] = options_path(form_id, field.name)
+        options["dataProvider"] = provider
     if options:
         ui["ui:options"] = options
     return ui

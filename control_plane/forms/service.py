@@ -113,6 +113,17 @@ class FormService:
             ui_schema=render.ui_schema(view.form.id, resolved),
         )
 
+    def preview(self, principal: Principal, spec: FormSpec, *, is_global: bool) -> RenderedForm:
+        """A form not saved yet as it would be rendered, for those who may save it; `InvalidFieldsError` as
+        saving it would answer. Nothing is stored."""
+        _scope_to_write(principal, is_global)
+        fields = self._checked_fields(spec)
+        resolved = resolve(spec.workflow, fields, self._registry.snapshot)
+        return RenderedForm(
+            schema=render.json_schema(spec.name, spec.description, resolved),
+            ui_schema=render.ui_schema(None, resolved),
+        )
+
     # Changing.
 
     def create(self, principal: Principal, spec: FormSpec, *, is_global: bool, ip: str) -> FormView:

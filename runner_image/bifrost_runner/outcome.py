@@ -30,6 +30,7 @@ class Outcome:
     error_type: str | None = None
     error_message: str | None = None
     traceback: str | None = None
+    user_error: bool = False
 
 
 def _author_frames(tb: TracebackType | None) -> TracebackType | None:
@@ -85,7 +86,8 @@ def limit_reached(exception: BaseException) -> str | None:
 
 def failure(exception: BaseException) -> Outcome:
     if isinstance(exception, UserError):
-        return Outcome(ExecutionStatus.FAILED, error_type=type(exception).__name__, error_message=exception.message)
+        name = type(exception).__name__
+        return Outcome(ExecutionStatus.FAILED, error_type=name, error_message=exception.message, user_error=True)
     tb = _author_frames(exception.__traceback__) or exception.__traceback__
     return Outcome(
         ExecutionStatus.FAILED,

@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 
-from bifrost._internal.protocol import RunPayload
+from bifrost._internal.protocol import RUNNER_EXIT_BAD_CONFIG, RunPayload
 from bifrost_runner.config import RunnerConfig, RunnerConfigError
 from bifrost_runner.confinement import Confinement
 from bifrost_runner.run import Preconnected, run_execution
@@ -41,7 +41,7 @@ async def run_from_env(
         logging.getLogger("bifrost_runner").error("%s", exc)
         if preconnected is not None:
             await preconnected.close()
-        return 2
+        return RUNNER_EXIT_BAD_CONFIG
     return await run_execution(config, preconnected, payload, confinement)
 
 

@@ -21,6 +21,8 @@ from nats.aio.msg import Msg
 from pydantic import ValidationError
 
 from bifrost._internal.protocol import (
+    RUNNER_EXIT_CODES,
+    RUNNER_EXIT_UNREPORTED,
     CancelRequest,
     ExecutionStatus,
     FinishedEvent,
@@ -76,7 +78,8 @@ async def run_execution(
     handed_payload: RunPayload | None = None,
     confinement: Confinement | None = None,
 ) -> int:
-    """Run the execution of `config`; the exit code is 0 once its `finished` event is stored in JetStream.
+    """Run the execution of `config`; once its `finished` event is stored in JetStream, the exit code of the final
+    status it reported (`RUNNER_EXIT_CODES`: 0 for Success only), else `RUNNER_EXIT_UNREPORTED`.
 
     The API client in `preconnected` is used when it leads where `config` says, and closed otherwise. The
     payload is fetched from the control plane unless the backend handed it over. With `confinement`, the
@@ -98,11 +101,11 @@ async def run_execution(
         log.error("cannot report execution %s: %s", config.execution_id, exc)
         payload.cancel()
         await api.aclose()
-        return 1
+        return RUNNER_EXIT_UNREPORTED
     publisher = EventPublisher(nc, config.execution_id)
     await publisher.start()
     try:
-        await _report_execution(config, api, payload, publisher, nc, confinement)
+        status = await _report_execution(config, api, payload, publisher, nc, confinement)
         reported = await publisher.wait_acknowledged(config.report_seconds)
     finally:
         await publisher.close()
@@ -112,7 +115,7 @@ async def run_execution(
         log.error(
             "execution %s: events not acknowledged by NATS within %.0f s", config.execution_id, config.report_seconds
         )
-    return 0 if reported else 1
+    return RUNNER_EXIT_CODES[status] if reported else RUNNER_EXIT_UNREPORTED
 
 
 async def _take_preconnected(config: RunnerConfig, preconnected: Preconnected | None) -> ApiClient | None:
@@ -149,7 +152,8 @@ async def _report_execution(
     publisher: EventPublisher,
     nc: NATS,
     confinement: Confinement | None,
-) -> None:
+) -> ExecutionStatus:
+    """The final status of the execution, once its `finished` event is emitted."""
     try:
         payload = await payload_request
     except ApiError as exc:
@@ -159,13 +163,13 @@ async def _report_execution(
             error_type="PayloadUnavailable",
             error_message=storable_text(str(exc)),
         )
-        return
+        return ExecutionStatus.FAILED
     try:
         writable_cache = confinement.writable_cache if confinement is not None else None
         async with checked_out(config, payload.workspace_revision, writable_cache) as checkout:
             if confinement is not None:
                 confinement.seal()
-            await _run_workflow(checkout, payload, api, publisher, nc)
+            return await _run_workflow(checkout, payload, api, publisher, nc)
     except WorkspaceSyncError as exc:
         log.error("execution %s: %s", config.execution_id, exc)
         publisher.emit(
@@ -174,11 +178,12 @@ async def _report_execution(
             error_type="WorkspaceSyncError",
             error_message=storable_text(str(exc)),
         )
+        return ExecutionStatus.FAILED
 
 
 async def _run_workflow(
     checkout: Checkout, payload: RunPayload, api: ApiClient, publisher: EventPublisher, nc: NATS
-) -> None:
+) -> ExecutionStatus:
     started = time.monotonic()
     publisher.emit(
         StartedEvent,
@@ -204,7 +209,7 @@ async def _run_workflow(
         with contextlib.suppress(asyncio.CancelledError):
             await publishing_logs
     collector.publish(final=True)
-    _publish_outcome(
+    return _publish_outcome(
         publisher, redactor, outcome, invocation, parameter_names, time.monotonic() - started, payload.max_json_depth
     )
 
@@ -217,8 +222,9 @@ def _publish_outcome(
     parameter_names: set[str],
     seconds: float,
     max_json_depth: int,
-) -> None:
-    """The closing events: the workflow's variables, its result, and how it finished, made storable."""
+) -> ExecutionStatus:
+    """The closing events: the workflow's variables, its result, and how it finished, made storable; the final
+    status."""
     storable = Storable(max_json_depth)
     if invocation is not None and invocation.frame is not None:
         variables = capture_variables(invocation.frame, parameter_names, redactor)
@@ -235,7 +241,9 @@ def _publish_outcome(
         error_message=None if outcome.error_message is None else storable.text(redactor.text(outcome.error_message)),
         traceback=None if outcome.traceback is None else storable.text(redactor.text(outcome.traceback)),
         duration_ms=seconds * 1000,
+        user_error=outcome.user_error,
     )
+    return outcome.status
 
 
 def _context(payload: RunPayload, services: RuntimeServices) -> ExecutionContext:

@@ -7,10 +7,11 @@ decorator options become a `WorkflowInfo` / `DataProviderInfo`, whichever front-
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from functools import cached_property
 from typing import Annotated, Any, Literal, Self, TypeVar, get_args
 
-from croniter import croniter
+from croniter import CroniterError, croniter
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -60,6 +61,21 @@ class RetryPolicy(BaseModel):
         return float(self.backoff_seconds * self.backoff_factor ** (attempt - 1))
 
 
+def cron_problem(expression: str) -> str | None:
+    """Why `expression` is not a cron expression a schedule can follow; None when it is one. Five fields: minute,
+    hour, day of month, month, day of week (`0 9 * * 1-5`)."""
+    if len(expression.split()) != 5 or not croniter.is_valid(expression):
+        return (
+            "not a valid cron expression; expected five fields such as '0 9 * * *' (minute, hour, day of month, "
+            "month, day of week)"
+        )
+    try:
+        croniter(expression, datetime(2000, 1, 1)).get_next(datetime)
+    except CroniterError:
+        return "the cron expression names no date that exists (such as February 30)"
+    return None
+
+
 def millicores(quantity: str) -> float:
     """The CPU quantity `quantity` ("2", "0.5", "500m") in millicores."""
     return float(quantity[:-1]) if quantity.endswith("m") else float(quantity) * 1000
@@ -67,8 +83,8 @@ def millicores(quantity: str) -> float:
 
 class Resources(BaseModel):
     """What the runner of a workflow may use: CPU as Kubernetes quantities, memory in MiB. An unset field keeps
-    the platform's default. On Kubernetes they are the runner pod's requests and limits; the local backend
-    applies the memory limit to the runner process."""
+    the platform's default. On Kubernetes they are the runner pod's requests and limits; podman and docker apply
+    the limits to the runner's container; the local backend applies the memory limit to the runner process."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -120,8 +136,9 @@ class WorkflowOptions(_CommonOptions):
     @field_validator("schedule")
     @classmethod
     def _valid_cron(cls, value: str | None) -> str | None:
-        if value is not None and not croniter.is_valid(value):
-            raise ValueError("not a valid cron expression; expected five fields such as '0 9 * * *'")
+        problem = None if value is None else cron_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
     @field_validator("retries", mode="before")

@@ -167,6 +167,26 @@ def test_the_rendered_form_carries_every_refinement(admin: httpx.Client, depende
     assert schema["required"] == ["email", "name", "department", "manager"]
 
 
+def test_a_preview_renders_a_form_not_saved_yet_and_stores_nothing(
+    admin: httpx.Client, dependent_form: dict[str, Any]
+) -> None:
+    before = admin.get("/api/forms").json()
+    definition = {"name": "Onboarding", "description": "New colleagues", "workflow": "onboard"}
+    preview = admin.post("/api/forms/preview", json={**definition, "fields": DEPENDENT_FIELDS})
+    assert preview.status_code == 200, preview.text
+    saved = admin.get(f"/api/forms/{dependent_form['id']}/schema").json()
+    assert preview.json()["schema"] == saved["schema"]
+    # Not saved, the form has no options route: the page calls the provider with the inputs itself.
+    assert preview.json()["uiSchema"]["manager"]["ui:options"]["dataProvider"] == {
+        "name": "managers",
+        "inputs": {"department": {"field": "department"}},
+    }
+    wrong = [*DEPENDENT_FIELDS[:5], {"name": "remote", "widget": "email"}]
+    refused = admin.post("/api/forms/preview", json={**definition, "name": "Wrong", "fields": wrong})
+    assert list(errors_of(refused)) == [("fields", "remote", "widget")]
+    assert admin.get("/api/forms").json() == before
+
+
 def test_a_dropdown_takes_its_choices_from_the_field_above(
     admin: httpx.Client, dependent_form: dict[str, Any]
 ) -> None:

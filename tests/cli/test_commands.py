@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from bifrost.api import ScheduleIn
+from bifrost.client import Client
 from tests.cli.conftest import ADMIN_KEY, Server, bifrost
 
 
@@ -25,6 +27,7 @@ def run_json(server: Server, *arguments: str) -> dict[str, object]:
         ["executions", "list"],
         ["workflows", "list"],
         ["keys", "list"],
+        ["schedules", "list"],
         ["secrets", "list"],
         ["config", "list"],
     ],
@@ -100,6 +103,32 @@ def test_a_key_made_with_the_cli_works_until_it_is_revoked(server: Server) -> No
     assert bifrost("keys", "revoke", listed["id"], env=server.environment()).returncode == 0
     refused = bifrost("workflows", "list", env=server.environment(key=key))
     assert refused.returncode == 7
+
+
+def test_schedules_are_listed_shown_disabled_and_enabled(server: Server) -> None:
+    with Client(server.url, ADMIN_KEY) as client:
+        made = client.create_schedule(
+            ScheduleIn(workflow_name="add", parameters={"a": 2}, cron="30 2 * * *", timezone="Europe/Berlin"),
+            global_scope=True,
+        )
+    table = bifrost("schedules", "list", env=server.environment())
+    assert table.returncode == 0, table.stderr
+    [row] = [line for line in table.stdout.splitlines() if made.id in line]
+    assert "add" in row and "30 2 * * *" in row and "Europe/Berlin" in row and "enabled" in row
+    shown = bifrost("schedules", "show", made.id, env=server.environment())
+    assert shown.returncode == 0, shown.stderr
+    assert '"a": 2' in shown.stdout and "no runs yet" in shown.stderr
+
+    disabled = bifrost("schedules", "disable", made.id, "-o", "json", env=server.environment())
+    assert disabled.returncode == 0, disabled.stderr
+    assert json.loads(disabled.stdout)["enabled"] is False and json.loads(disabled.stdout)["next_fire_at"] is None
+    with Client(server.url, ADMIN_KEY) as client:
+        assert client.get_schedule(made.id).enabled is False
+    enabled = json.loads(bifrost("schedules", "enable", made.id, "-o", "json", env=server.environment()).stdout)
+    assert enabled["enabled"] is True and enabled["next_fire_at"] is not None
+
+    missing = bifrost("schedules", "show", "no-such-schedule", env=server.environment())
+    assert missing.returncode == 2 and "no schedule 'no-such-schedule'" in missing.stderr
 
 
 def test_secrets_and_config_take_their_values_from_stdin_or_a_file(server: Server, tmp_path: Path) -> None:

@@ -91,6 +91,19 @@ def new_execution(db: sqlalchemy.Engine, owner: User) -> Callable[..., str]:
     return create
 
 
+@pytest.fixture
+def execution_row(owner: User) -> Callable[..., dict[str, Any]]:
+    """The row of a new execution, not recorded yet: `engine.submit(row["id"], sync=True, new_row=row)` records it
+    as the API does, in the transaction that claims it. (A recorded execution waits, and any dispatcher may claim
+    it before the submit does.)"""
+
+    def make(workflow: str = "hello") -> dict[str, Any]:
+        execution = Execution(org_id=owner.org_id, user_id=owner.id, workflow_name=workflow, parameters={})
+        return {column: value for column, value in execution.model_dump().items() if value is not None}
+
+    return make
+
+
 def read_execution(db: sqlalchemy.Engine, execution_id: str) -> Execution:
     with Session(db, expire_on_commit=False) as session:
         execution = session.get(Execution, execution_id)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
+from typing import Any
 
 import sqlalchemy
 from nats.aio.client import Client as NatsClient
@@ -97,11 +98,15 @@ async def test_limits_hold_executions_until_others_finish(
 
 
 async def test_a_sync_submit_launches_without_the_queue(
-    start_engine: EngineFactory, new_execution: Callable[..., str], backend: RecordingBackend, db: sqlalchemy.Engine
+    start_engine: EngineFactory,
+    execution_row: Callable[..., dict[str, Any]],
+    backend: RecordingBackend,
+    db: sqlalchemy.Engine,
 ) -> None:
     engine = await start_engine()
-    execution_id = new_execution()
-    await engine.submit(execution_id, sync=True)
+    row = execution_row()
+    execution_id = row["id"]
+    await engine.submit(execution_id, sync=True, new_row=row)
     assert backend.launched_ids() == [execution_id]
     launched = read_execution(db, execution_id)
     assert (launched.backend, launched.runner_ref) == ("recording", f"recorded-{execution_id}")
@@ -110,13 +115,15 @@ async def test_a_sync_submit_launches_without_the_queue(
 async def test_a_sync_submit_at_the_limit_waits_in_the_queue(
     start_engine: EngineFactory,
     new_execution: Callable[..., str],
+    execution_row: Callable[..., dict[str, Any]],
     backend: RecordingBackend,
     runner_nats: NatsClient,
 ) -> None:
     engine = await start_engine(max_concurrency=1)
-    first, second = new_execution(), new_execution()
-    await engine.submit(first, sync=True)
-    await engine.submit(second, sync=True)
+    first_row, second_row = execution_row(), execution_row()
+    first, second = first_row["id"], second_row["id"]
+    await engine.submit(first, sync=True, new_row=first_row)
+    await engine.submit(second, sync=True, new_row=second_row)
     assert backend.launched_ids() == [first]
     await finish(runner_nats, first)
     await eventually(lambda: backend.launched_ids() == [first, second], "the queued sync execution is launched")
@@ -134,11 +141,12 @@ async def test_a_refused_launch_is_retried_before_the_message_is_acked(
 
 
 async def test_a_refused_sync_launch_fails_the_execution(
-    start_engine: EngineFactory, new_execution: Callable[..., str], db: sqlalchemy.Engine
+    start_engine: EngineFactory, execution_row: Callable[..., dict[str, Any]], db: sqlalchemy.Engine
 ) -> None:
     engine = await start_engine(backend_override=RecordingBackend(fail_launches=1))
-    execution_id = new_execution()
-    await engine.submit(execution_id, sync=True)
+    row = execution_row()
+    execution_id = row["id"]
+    await engine.submit(execution_id, sync=True, new_row=row)
     assert await engine.wait_terminal(execution_id, timeout=5)
     execution = read_execution(db, execution_id)
     assert execution.status == ExecutionStatus.FAILED
@@ -194,20 +202,22 @@ async def test_cancelling_a_waiting_execution_means_it_never_runs(
 async def test_cancelling_a_running_execution_asks_the_runner_then_kills_it(
     start_engine: EngineFactory,
     new_execution: Callable[..., str],
+    execution_row: Callable[..., dict[str, Any]],
     backend: RecordingBackend,
     runner_nats: NatsClient,
     db: sqlalchemy.Engine,
 ) -> None:
     engine = await start_engine()
     requests: list[Msg] = []
-    execution_id = new_execution()
+    row = execution_row()
+    execution_id = row["id"]
 
     async def on_request(msg: Msg) -> None:
         requests.append(msg)
 
     await runner_nats.subscribe(control_subject(execution_id), cb=on_request)
     await runner_nats.flush()
-    await engine.submit(execution_id, sync=True)
+    await engine.submit(execution_id, sync=True, new_row=row)
     await publish(runner_nats.jetstream(), StartedEvent(execution_id=execution_id, seq=1))
 
     await engine.cancel(execution_id, reason="stop the import")
@@ -221,11 +231,15 @@ async def test_cancelling_a_running_execution_asks_the_runner_then_kills_it(
 
 
 async def test_a_runner_that_exits_without_reporting_fails_its_execution(
-    start_engine: EngineFactory, new_execution: Callable[..., str], backend: RecordingBackend, db: sqlalchemy.Engine
+    start_engine: EngineFactory,
+    execution_row: Callable[..., dict[str, Any]],
+    backend: RecordingBackend,
+    db: sqlalchemy.Engine,
 ) -> None:
     engine = await start_engine()
-    execution_id = new_execution()
-    await engine.submit(execution_id, sync=True)
+    row = execution_row()
+    execution_id = row["id"]
+    await engine.submit(execution_id, sync=True, new_row=row)
     await backend.exit(execution_id, -9, "runner was killed by signal SIGKILL")
     assert await engine.wait_terminal(execution_id, timeout=20)
     execution = read_execution(db, execution_id)
@@ -238,13 +252,15 @@ async def test_a_runner_that_exits_without_reporting_fails_its_execution(
 async def test_a_runner_exit_waits_for_its_last_events(
     start_engine: EngineFactory,
     new_execution: Callable[..., str],
+    execution_row: Callable[..., dict[str, Any]],
     backend: RecordingBackend,
     runner_nats: NatsClient,
     db: sqlalchemy.Engine,
 ) -> None:
     engine = await start_engine(runner_exit_grace_seconds=0.0)
-    execution_id = new_execution()
-    await engine.submit(execution_id, sync=True)
+    row = execution_row()
+    execution_id = row["id"]
+    await engine.submit(execution_id, sync=True, new_row=row)
     js = runner_nats.jetstream()
     started, _lost, logs, finished = full_run(execution_id, log_events=2)
     # Event 2 never arrives, so ingest holds the rest back for a while; the runner has exited meanwhile.
@@ -256,14 +272,19 @@ async def test_a_runner_exit_waits_for_its_last_events(
     assert read_execution(db, execution_id).status == ExecutionStatus.SUCCESS
 
 
-async def test_start_requeues_pending_executions_and_reconciles_launched_ones(
-    start_engine: EngineFactory, new_execution: Callable[..., str], backend: RecordingBackend, db: sqlalchemy.Engine
+async def test_a_started_engine_launches_waiting_executions_and_reconciles_launched_ones(
+    start_engine: EngineFactory,
+    new_execution: Callable[..., str],
+    execution_row: Callable[..., dict[str, Any]],
+    backend: RecordingBackend,
+    db: sqlalchemy.Engine,
 ) -> None:
     first = await start_engine()
-    launched = new_execution()
-    await first.submit(launched, sync=True)
+    launched_row = execution_row()
+    launched = launched_row["id"]
+    await first.submit(launched, sync=True, new_row=launched_row)
     await first.stop()
-    never_queued = new_execution()
+    never_queued = new_execution()  # recorded, never submitted: it waits all the same
 
     await start_engine()
     assert backend.reconciled[-1] == [launched]
@@ -294,14 +315,18 @@ class FinishesBeforeLaunchReturns(RecordingBackend):
 
 
 async def test_a_sync_answer_names_the_runner_even_when_the_run_ended_before_its_launch_was_recorded(
-    start_engine: EngineFactory, new_execution: Callable[..., str], runner_nats: NatsClient, db: sqlalchemy.Engine
+    start_engine: EngineFactory,
+    execution_row: Callable[..., dict[str, Any]],
+    runner_nats: NatsClient,
+    db: sqlalchemy.Engine,
 ) -> None:
     backend = FinishesBeforeLaunchReturns(runner_nats, db)
     backend.read_back.set()  # the answer comes after the launch returned anyway
     engine = await start_engine(backend_override=backend)
-    execution_id = new_execution()
+    row = execution_row()
+    execution_id = row["id"]
     with engine.watch_terminal(execution_id) as finished:
-        await engine.submit(execution_id, sync=True)
+        await engine.submit(execution_id, sync=True, new_row=row)
         final_row = await asyncio.wait_for(finished, 20)
     # As the API answers: the row the waiter got, else the row read back.
     answer = final_row or read_execution(db, execution_id).model_dump()
@@ -332,9 +357,11 @@ async def test_an_execution_submitted_while_nats_is_down_is_launched_once_it_is_
     db: sqlalchemy.Engine,
 ) -> None:
     engine = await start_engine()
-    execution_id = new_execution("other")
     nats_server.stop()
     try:
+        while await engine.healthy():  # noqa: ASYNC110 (the engine tells no event of a lost connection)
+            await asyncio.sleep(0.05)
+        execution_id = new_execution("other")
         await engine.submit(execution_id, sync=False)
         assert read_execution(db, execution_id).status == ExecutionStatus.PENDING
         assert backend.launched_ids() == []

@@ -6,6 +6,7 @@ from __future__ import annotations
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy
 
@@ -32,7 +33,7 @@ async def test_launches_carry_the_resources_the_workflow_asked_for(
     settings: Settings,
     db: sqlalchemy.Engine,
     start_engine: EngineFactory,
-    new_execution: Callable[..., str],
+    execution_row: Callable[..., dict[str, Any]],
     backend: RecordingBackend,
 ) -> None:
     workspace = Path(settings.workspace_url)
@@ -42,9 +43,10 @@ async def test_launches_carry_the_resources_the_workflow_asked_for(
     assert registry.snapshot.problems == ()
 
     engine = await start_engine()
-    reindex, ping = new_execution("reindex"), new_execution("ping")
-    await engine.submit(reindex, sync=True)
-    await engine.submit(ping, sync=True)
+    reindex_row, ping_row = execution_row("reindex"), execution_row("ping")
+    reindex, ping = reindex_row["id"], ping_row["id"]
+    await engine.submit(reindex, sync=True, new_row=reindex_row)
+    await engine.submit(ping, sync=True, new_row=ping_row)
 
     resources = {spec.execution_id: spec.resources for spec in backend.launches}
     assert resources == {
@@ -57,7 +59,7 @@ async def test_changed_resources_apply_to_the_next_launch(
     settings: Settings,
     db: sqlalchemy.Engine,
     start_engine: EngineFactory,
-    new_execution: Callable[..., str],
+    execution_row: Callable[..., dict[str, Any]],
     backend: RecordingBackend,
 ) -> None:
     workspace = Path(settings.workspace_url)
@@ -66,13 +68,15 @@ async def test_changed_resources_apply_to_the_next_launch(
     registry = Registry(LocalFolderStore(workspace), db)
     registry.rescan()
     engine = await start_engine()
-    before = new_execution("reindex")
-    await engine.submit(before, sync=True)
+    before_row = execution_row("reindex")
+    before = before_row["id"]
+    await engine.submit(before, sync=True, new_row=before_row)
 
     source.write_text(textwrap.dedent(WORKFLOWS).replace('"memory_limit_mb": 4096', '"memory_limit_mb": 16384'))
     assert registry.rescan()
-    after = new_execution("reindex")
-    await engine.submit(after, sync=True)
+    after_row = execution_row("reindex")
+    after = after_row["id"]
+    await engine.submit(after, sync=True, new_row=after_row)
 
     limits = {spec.execution_id: spec.resources and spec.resources.memory_limit_mb for spec in backend.launches}
     assert limits == {before: 4096, after: 16384}

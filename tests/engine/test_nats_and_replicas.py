@@ -28,6 +28,8 @@ from bifrost._internal.protocol import (
 )
 from bifrost_devtools.services import NatsServer
 from control_plane.backends import BackendNotAvailableError, create_backend
+from control_plane.backends.base import RunnerExit
+from control_plane.backends.container import ContainerBackend
 from control_plane.backends.local import LocalBackend
 from control_plane.engine import LiveEvent, LiveStreamLaggedError
 from control_plane.engine.live import SUBSCRIBER_BACKLOG_LIMIT, LiveHub
@@ -193,8 +195,19 @@ async def test_a_subscriber_that_falls_too_far_behind_is_told_so() -> None:
 
 def test_the_configured_backend_is_created(tmp_path: Path) -> None:
     assert isinstance(create_backend(Settings(data_dir=tmp_path, backend="local")), LocalBackend)
-    with pytest.raises(BackendNotAvailableError, match="BIFROST_BACKEND='docker' is not available yet"):
-        create_backend(Settings(data_dir=tmp_path, backend="docker"))
+    assert isinstance(create_backend(Settings(data_dir=tmp_path, backend="docker")), ContainerBackend)
+
+
+async def test_a_container_backend_without_its_cli_refuses_to_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    backend = create_backend(Settings(data_dir=tmp_path, backend="docker"))
+
+    async def on_exit(_: RunnerExit) -> None: ...
+
+    with pytest.raises(BackendNotAvailableError, match="`docker` command, which is not on PATH"):
+        await backend.start(on_exit)
 
 
 async def test_lines_another_replica_committed_are_read_back_before_the_terminal_status() -> None:

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import kmock
 import pytest
 
-from bifrost._internal.protocol import ExecutionStatus
-from bifrost_devtools.k8s_apiserver import JOBS, ApiServer
+from bifrost._internal.protocol import RUNNER_EXIT_CODES, ExecutionStatus
+from bifrost_devtools.k8s_apiserver import JOBS, PODS, ApiServer
 from control_plane.backends.kubernetes import KubernetesBackend
 from control_plane.backends.kubernetes_diagnosis import diagnose
 from control_plane.backends.kubernetes_spec import job_name
@@ -61,6 +62,29 @@ async def test_a_runner_that_crashes_before_reporting_fails_with_its_exit_code_a
     assert "exited with code 1" in runner_exit.reason
     # The last 5 lines (k8s_log_tail_lines), read from the pod's log before the Job's TTL removes it.
     assert runner_exit.log_tail == "step 5\nstep 6\nstep 7\nstep 8\ncannot reach NATS at nats://nats:4222\n"
+
+
+async def test_a_failure_the_runner_reported_is_not_taken_for_a_crash(
+    backend: KubernetesBackend, kubelet: TestKubelet, apiserver: ApiServer, exits: Exits
+) -> None:
+    """A runner that reported a failed execution exits with its code, so its Job fails; its events, not the
+    backend, tell why, and its log is not read."""
+    spec = launch_spec()
+    kubelet.scripts[spec.execution_id] = (
+        f"import sys\nprint('reported')\nsys.exit({RUNNER_EXIT_CODES[ExecutionStatus.FAILED]})"
+    )
+
+    await backend.launch(spec)
+    runner_exit = await exits.of(spec.execution_id)
+
+    assert runner_exit.status is None
+    assert runner_exit.exit_code == RUNNER_EXIT_CODES[ExecutionStatus.FAILED]
+    assert "it reported the execution Failed" in runner_exit.reason
+    assert runner_exit.log_tail is None
+    assert list(apiserver[PODS, kmock.subresource("log")]) == []
+    job = apiserver.object(JOBS, NAMESPACE, job_name(spec.execution_id))
+    assert job is not None and job["status"]["failed"] == 1
+    assert exits.count(spec.execution_id) == 1
 
 
 @pytest.mark.parametrize(

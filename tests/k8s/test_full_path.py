@@ -44,6 +44,11 @@ def hog():
 
 
 @workflow
+def explode():
+    raise RuntimeError("the ticket system refused the change")
+
+
+@workflow
 def stubborn():
     import time
     print("not listening", flush=True)
@@ -157,6 +162,25 @@ async def test_the_execution_detail_names_its_job_pod_and_kubectl_commands(
     await api.post(f"/api/executions/{execution_id}/cancel")
     ended = await finished(api, execution_id)
     assert (ended["runner"]["runner_ref"], ended["runner"]["job_name"]) == (name, name)
+
+
+async def test_a_workflow_that_fails_fails_its_job_and_keeps_its_own_error(
+    api: httpx.AsyncClient, apiserver: ApiServer
+) -> None:
+    execution_id = await start(api, "explode")
+    execution = await finished(api, execution_id)
+
+    assert execution["status"] == "Failed"
+    assert execution["error"]["type"] == "RuntimeError"
+    assert "the ticket system refused the change" in execution["error"]["message"]
+    assert execution["error"]["runner_log_tail"] is None
+    # The runner exits with the code of a failed run, so the Job shows as failed too.
+    await apiserver.wait_until(lambda: job_failed(apiserver, execution_id))
+
+
+def job_failed(apiserver: ApiServer, execution_id: str) -> bool:
+    job = apiserver.object(JOBS, NAMESPACE, job_name(execution_id))
+    return job is not None and job.get("status", {}).get("failed") == 1
 
 
 async def test_a_runner_killed_for_memory_fails_its_execution_with_the_diagnosis(

@@ -36,7 +36,8 @@ def test_the_cli_wheel_installs_alone_and_runs_without_the_server(tmp_path: Path
     assert json.loads(present) == []
 
     listed = {match.group(1) for match in COMMAND_ROW.finditer(run(command, "--help", cwd=tmp_path))}
-    assert listed == {"run", "executions", "workflows", "keys", "secrets", "config", "workspace", "discover", "profile"}
+    core = {"run", "executions", "workflows", "keys", "schedules", "secrets", "config", "workspace", "discover"}
+    assert listed == core | {"profile"}
 
     (tmp_path / "workspace").mkdir()
     (tmp_path / "workspace" / "flows.py").write_text(FLOW)

@@ -18,6 +18,7 @@ from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
 
 from bifrost._internal.protocol import (
+    RUNNER_EXIT_CODES,
     Event,
     FinishedEvent,
     OrganizationInfo,
@@ -135,7 +136,8 @@ class Harness:
             raise AssertionError(f"the runner did not finish within {RUN_LIMIT_SECONDS:.0f} s; its stderr ends: {tail}")
         stdout, stderr = communicating.result()
         assert process.returncode is not None
-        events = await self.events(execution_id) if process.returncode == 0 else []
+        reported = process.returncode in RUNNER_EXIT_CODES.values()
+        events = await self.events(execution_id) if reported else []
         return RunnerRun(process.returncode, stdout.decode(), stderr.decode(), events)
 
     async def run(self, function_name: str, **fields: Any) -> RunnerRun:

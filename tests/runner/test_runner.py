@@ -7,7 +7,9 @@ import json
 import sys
 from datetime import UTC, datetime, timedelta
 
-from bifrost._internal.protocol import CancelRequest, ExecutionStatus, control_subject, message_id
+import pytest
+
+from bifrost._internal.protocol import RUNNER_EXIT_CODES, CancelRequest, ExecutionStatus, control_subject, message_id
 from control_plane.security.nats_identities import AccountSigner
 from tests.runner.conftest import Harness, logged
 
@@ -297,6 +299,31 @@ async def test_timeout_stops_the_workflow(harness: Harness) -> None:
     assert run.of_type("variables")[0].variables["waited"] > 0
 
 
+@pytest.mark.parametrize(
+    ("body", "status", "exit_code"),
+    [
+        ("return {'done': True}", ExecutionStatus.SUCCESS, 0),
+        ("return {'success': False, 'error': 'two hosts down'}", ExecutionStatus.COMPLETED_WITH_ERRORS, 10),
+        ("raise RuntimeError('no such host')", ExecutionStatus.FAILED, 11),
+    ],
+)
+async def test_the_exit_code_tells_the_reported_status(
+    harness: Harness, body: str, status: ExecutionStatus, exit_code: int
+) -> None:
+    """Only a run that succeeded leaves a container or a Job that succeeded."""
+    harness.write(f"""
+        from bifrost import workflow
+
+        @workflow
+        def check():
+            {body}
+    """)
+    run = await harness.run("check")
+
+    assert run.finished.status is status
+    assert run.returncode == exit_code == RUNNER_EXIT_CODES[status]
+
+
 async def test_a_sync_workflow_that_ignores_its_timeout_does_not_hold_the_runner(harness: Harness) -> None:
     harness.write("""
         import time
@@ -308,7 +335,7 @@ async def test_a_sync_workflow_that_ignores_its_timeout_does_not_hold_the_runner
     """)
     run = await harness.run("stuck", timeout_seconds=1)
 
-    assert run.returncode == 0
+    assert run.returncode == RUNNER_EXIT_CODES[ExecutionStatus.TIMEOUT]
     assert run.finished.status is ExecutionStatus.TIMEOUT
 
 
@@ -356,7 +383,7 @@ async def test_cancel_ends_the_runner_of_a_sync_workflow(harness: Harness) -> No
     await _cancel_when_logged(harness, payload.execution_id, "working")
     run = await harness.finish(process, payload.execution_id)
 
-    assert run.returncode == 0
+    assert run.returncode == RUNNER_EXIT_CODES[ExecutionStatus.CANCELLED]
     assert run.finished.status is ExecutionStatus.CANCELLED
 
 

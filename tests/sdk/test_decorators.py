@@ -198,7 +198,9 @@ def test_data_provider_bare_and_with_options() -> None:
         """Sites of the org."""
         return [{"label": "North", "value": "north"}]
 
-    @data_provider(name="departments", description="Departments of the current org", cache_ttl_seconds=60)
+    @data_provider(
+        name="departments", description="Departments of the current org", category="Directory", cache_ttl_seconds=60
+    )
     async def departments(context: ExecutionContext, active_only: bool = True) -> list[dict[str, str]]:
         return []
 
@@ -206,7 +208,7 @@ def test_data_provider_bare_and_with_options() -> None:
     assert data_provider_info(sites).description == "Sites of the org."
     info = data_provider_info(departments)
     assert (info.name, info.cache_ttl_seconds) == ("departments", 60)
-    assert info.description == "Departments of the current org"
+    assert (info.description, info.category) == ("Departments of the current org", "Directory")
     assert list(info.parameters_schema["properties"]) == ["active_only"]
     assert asyncio.run(sites()) == [{"label": "North", "value": "north"}]
 

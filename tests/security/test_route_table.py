@@ -99,6 +99,13 @@ def _new_form(world: World) -> dict[str, str]:
         return {"form_id": made.json()["id"]}
 
 
+def _new_schedule(world: World) -> dict[str, str]:
+    with world.tenants.platform(world.tenants.org_a) as platform:
+        made = platform.post("/api/schedules", json={"workflow_name": "ping", "cron": "0 9 * * *"})
+        assert made.is_success, made.text
+        return {"schedule": made.json()["id"]}
+
+
 def _unique(_world: World) -> dict[str, str]:
     return {"unique": uuid.uuid4().hex[:8]}
 
@@ -149,6 +156,7 @@ ROUTES: dict[tuple[str, str], Probe] = {
     ("POST", "/api/forms"): probe(
         401, 403, 403, 201, 201, json={**ROUTE_FORM, "name": "Probe {unique}"}, fresh=_unique
     ),
+    ("POST", "/api/forms/preview"): probe(*ORG_ADMINS.expect, json=ROUTE_FORM),
     ("GET", "/api/forms/{form_id}"): probe(*OWN_ORG.expect, path=FORM),
     ("PUT", "/api/forms/{form_id}"): probe(401, 403, 404, 200, 200, path=FORM, json=ROUTE_FORM),
     ("DELETE", "/api/forms/{form_id}"): probe(401, 403, 404, 204, 204, path="/api/forms/{form_id}", fresh=_new_form),
@@ -210,6 +218,16 @@ ROUTES: dict[tuple[str, str], Probe] = {
     ("PUT", "/api/config/{name}"): probe(*ORG_ADMINS.expect, path="/api/config/{config}", json={"value": 2}),
     ("DELETE", "/api/config/{name}"): probe(401, 403, 403, 204, 204, path="/api/config/{name}", fresh=_new_config),
     ("GET", "/api/audit"): ORG_ADMINS,
+    # Before the workspace routes, which replace the workspace and its workflows.
+    ("GET", "/api/schedules"): probe(*ORG_ADMINS.expect, hidden="{schedule}"),
+    ("POST", "/api/schedules"): probe(401, 403, 403, 201, 201, json={"workflow_name": "ping", "cron": "0 9 * * *"}),
+    ("GET", "/api/schedules/{schedule_id}"): probe(*ORG_ADMINS.expect, path="/api/schedules/{schedule}"),
+    ("PATCH", "/api/schedules/{schedule_id}"): probe(
+        *ORG_ADMINS.expect, path="/api/schedules/{schedule}", json={"enabled": True}
+    ),
+    ("DELETE", "/api/schedules/{schedule_id}"): probe(
+        401, 403, 403, 204, 204, path="/api/schedules/{schedule}", fresh=_new_schedule
+    ),
     ("GET", "/api/workspace/files"): SIGNED_IN,
     ("GET", "/api/workspace/files/{path}"): probe(*SIGNED_IN.expect, path="/api/workspace/files/security_flows.py"),
     ("PUT", "/api/workspace/files/{path}"): probe(
@@ -242,6 +260,7 @@ def world(tenants: Tenants) -> World:
         assert admin_a.put("/api/config/route-config-a", json={"value": 1}).is_success
         form = admin_a.post("/api/forms", json=ROUTE_FORM)
         assert form.status_code == 201, form.text
+        schedule = admin_a.post("/api/schedules", json={"workflow_name": "ping", "cron": "0 9 * * *"}).json()["id"]
     return World(
         tenants,
         {
@@ -252,6 +271,7 @@ def world(tenants: Tenants) -> World:
             "secret": "route-secret-a",
             "config": "route-config-a",
             "form": form.json()["id"],
+            "schedule": schedule,
         },
     )
 

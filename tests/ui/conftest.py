@@ -1,51 +1,37 @@
 """The web UI in a real browser: the system's Chromium, driven by Playwright, against a real `bifrost serve` on a
-free loopback port with a workspace of its own."""
+free loopback port with a workspace of its own (see `bifrost_devtools.browser`)."""
 
 from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from playwright.sync_api import BrowserContext, Page, Playwright, expect, sync_playwright
 
-from bifrost_devtools.services import free_port, wait_for_port
-from control_plane.security.bootstrap import ADMIN_EMAIL
+from bifrost_devtools.browser import (
+    CHROMIUM,
+    NO_CHROMIUM,
+    NOT_BUILT,
+    PASSWORD,
+    REPO,
+    UI_BUILT,
+    Bifrost,
+    open_browser,
+    serving,
+)
 
-REPO = Path(__file__).resolve().parents[2]
-UI_DIR = REPO / "ui" / "dist"
-UI_BUILT = UI_DIR / "index.html"
-NOT_BUILT = f"the web UI is not built (no {UI_BUILT}): run `make ui`"
 AXE_SCRIPT = REPO / "ui" / "node_modules" / "axe-core" / "axe.min.js"
 SCREENSHOTS = REPO / "docs" / "images"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-BIFROST = str(Path(sys.executable).parent / "bifrost")
-ADMIN_KEY = "bfk_ui-tests-admin-key-0123456789abcdef"
-PASSWORD = "correct horse battery staple"
 VIEWER_EMAIL = "viewer@example.test"
 # A loaded machine may take a while to start a runner or to render; these are waits, not speed limits.
 expect.set_options(timeout=30_000)
 
-WORKFLOWS = '''
+UI_FLOWS = '''
 import asyncio
 import logging
 from typing import Annotated, Literal
@@ -102,71 +88,44 @@ async def fail_loudly(reason: str = "the disk is full") -> None:
     """Raise an error."""
     raise RuntimeError(reason)
 '''
+UI_FORMS = '''
+import asyncio
+import logging
+
+from bifrost import config, data_provider, workflow
+
+logger = logging.getLogger(__name__)
+
+_MANAGERS = {
+    "IT": [("ada@example.com", "Ada Lovelace"), ("linus@example.com", "Linus Torvalds")],
+    "Finance": [("grace@example.com", "Grace Hopper")],
+}
 
 
-@dataclass
-class Bifrost:
-    url: str
-    admin: httpx.Client
-    """The platform admin, by API key."""
-    admin_id: str
-
-    def finished(self, execution_id: str) -> dict[str, Any]:
-        """The execution once it has finished: its event stream ends then, or earlier for a reader that fell
-        behind, who opens it again."""
-        while True:
-            with self.admin.stream("GET", f"/api/executions/{execution_id}/stream") as stream:
-                for _ in stream.iter_bytes():
-                    pass
-            execution: dict[str, Any] = self.admin.get(f"/api/executions/{execution_id}").json()
-            if execution["status"] not in ("Pending", "Running"):
-                return execution
+@data_provider(cache_ttl_seconds=0)
+async def ui_departments() -> list[dict[str, str]]:
+    return [{"value": name, "label": name} for name in _MANAGERS]
 
 
-def _serve_environment(tmp: Path, port: int) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("BIFROST_")}
-    settings = {
-        "DATA_DIR": str(tmp / "data"),
-        "WORKSPACE_URL": str(tmp / "workspace"),
-        "UI_DIR": str(UI_DIR),
-        "BOOTSTRAP_API_KEY": ADMIN_KEY,
-        "PORT": str(port),
-        "LOCAL_POOL_SIZE": "1",
-        "WORKSPACE_POLL_SECONDS": "0.2",
-        "RUNNER_REPORT_SECONDS": "30",
-    }
-    return env | {f"BIFROST_{name}": value for name, value in settings.items()}
+@data_provider(cache_ttl_seconds=0)
+async def ui_managers(department: str) -> list[dict[str, str]]:
+    return [{"value": email, "label": name} for email, name in _MANAGERS.get(department, [])]
 
 
-@contextmanager
-def serving(tmp: Path) -> Iterator[Bifrost]:
-    """`bifrost serve` as a user starts it, on a free loopback port, with the workflows above, the admin's
-    password set and a viewer (a member of the default organization)."""
-    if not UI_BUILT.is_file():
-        raise RuntimeError(NOT_BUILT)
-    (tmp / "workspace").mkdir()
-    (tmp / "workspace" / "ui_flows.py").write_text(WORKFLOWS)
-    port = free_port()
-    with (tmp / "serve.log").open("w") as log:
-        process = subprocess.Popen(
-            [BIFROST, "serve", "--port", str(port)], env=_serve_environment(tmp, port), stdout=log, stderr=log
-        )
-    try:
-        wait_for_port(port, timeout=60)
-        url = f"http://127.0.0.1:{port}"
-        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=60) as admin:
-            admin_id = admin.get("/api/users/me").json()["id"]
-            assert admin.patch(f"/api/users/{admin_id}", json={"password": PASSWORD}).is_success
-            viewer = admin.post("/api/users", json={"email": VIEWER_EMAIL, "password": PASSWORD, "role": "member"})
-            assert viewer.status_code == 201, viewer.text
-            yield Bifrost(url=url, admin=admin, admin_id=admin_id)
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+@workflow(category="People", execution_mode="async")
+async def move_person(email: str, department: str, manager: str, reason: str = "") -> dict[str, str]:
+    """Move a person to another department and manager.
+
+    It waits for the config entry `release` to name the person before it moves them.
+    """
+    logger.info("moving %s to %s under %s", email, department, manager)
+    while await config.get("release") != email:
+        await asyncio.sleep(0.1)
+    logger.info("moved %s", email)
+    return {"email": email, "department": department, "manager": manager, "reason": reason}
+'''
+
+WORKSPACE = {"ui_flows.py": UI_FLOWS, "ui_forms.py": UI_FORMS}
 
 
 # Package-scoped, not session-scoped: Playwright's sync API keeps an event loop running in the main thread until it
@@ -175,14 +134,16 @@ def serving(tmp: Path) -> Iterator[Bifrost]:
 def bifrost(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bifrost]:
     if not UI_BUILT.is_file():
         pytest.fail(NOT_BUILT)
-    with serving(tmp_path_factory.mktemp("ui")) as running:
+    with serving(tmp_path_factory.mktemp("ui"), WORKSPACE) as running:
+        viewer = running.admin.post("/api/users", json={"email": VIEWER_EMAIL, "password": PASSWORD, "role": "member"})
+        assert viewer.status_code == 201, viewer.text
         yield running
 
 
 @pytest.fixture(scope="package")
 def playwright() -> Iterator[Playwright]:
     if not CHROMIUM.exists():
-        pytest.fail(f"no Chromium at {CHROMIUM}: install the Debian package `chromium` (make test does)")
+        pytest.fail(NO_CHROMIUM)
     with sync_playwright() as running:
         yield running
 
@@ -201,19 +162,6 @@ class Browser:
         return page
 
 
-def open_browser(playwright: Playwright, bifrost: Bifrost, profile: Path, **options: Any) -> BrowserContext:
-    """The system's Chromium with a fresh profile in `profile`, its pages' relative URLs on `bifrost`."""
-    return playwright.chromium.launch_persistent_context(
-        str(profile),
-        executable_path=str(CHROMIUM),
-        headless=True,
-        args=CHROMIUM_FLAGS,
-        base_url=bifrost.url,
-        viewport=options.pop("viewport", {"width": 1280, "height": 860}),
-        **options,
-    )
-
-
 @pytest.fixture
 def browser(playwright: Playwright, bifrost: Bifrost, tmp_path: Path) -> Iterator[Browser]:
     context = open_browser(playwright, bifrost, tmp_path / "profile")
@@ -225,14 +173,6 @@ def browser(playwright: Playwright, bifrost: Bifrost, tmp_path: Path) -> Iterato
     # A refused request (401 for the signed-out check, 422 for bad input) is an answer, not a page error.
     unexpected = [error for error in errors if "Failed to load resource" not in error]
     assert unexpected == [], f"the pages logged errors: {unexpected}"
-
-
-def sign_in(page: Page, email: str = ADMIN_EMAIL, password: str = PASSWORD) -> None:
-    page.goto("/")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("heading", name="Workflows", level=1)).to_be_visible()
 
 
 def screenshot(page: Page, name: str) -> None:

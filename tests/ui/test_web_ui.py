@@ -7,17 +7,9 @@ from pathlib import Path
 
 from playwright.sync_api import Locator, Page, Playwright, expect
 
+from bifrost_devtools.browser import PASSWORD, Bifrost, open_browser, sign_in
 from control_plane.security.bootstrap import ADMIN_EMAIL
-from tests.ui.conftest import (
-    PASSWORD,
-    VIEWER_EMAIL,
-    Bifrost,
-    Browser,
-    assert_accessible,
-    open_browser,
-    screenshot,
-    sign_in,
-)
+from tests.ui.conftest import VIEWER_EMAIL, Browser, assert_accessible, screenshot
 
 EXECUTION_URL = re.compile(r"/executions/[0-9a-f-]{36}$")
 

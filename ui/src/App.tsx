@@ -17,6 +17,10 @@ const Secrets = lazy(() => import("./pages/admin/Secrets"));
 const Config = lazy(() => import("./pages/admin/Config"));
 const Members = lazy(() => import("./pages/admin/Members"));
 const Audit = lazy(() => import("./pages/admin/Audit"));
+const Forms = lazy(() => import("./pages/Forms"));
+const FormRun = lazy(() => import("./pages/FormRun"));
+const NewForm = lazy(() => import("./pages/admin/FormBuilder").then((module) => ({ default: module.NewForm })));
+const EditForm = lazy(() => import("./pages/admin/FormBuilder"));
 
 class ErrorBoundary extends Component<{ children: ReactNode }, { error: Error | null }> {
   state = { error: null };
@@ -63,6 +67,10 @@ function Pages() {
         </Route>
         <Route path="/workflows" component={Workflows} />
         <Route path="/workflows/:name">{(params) => <RunWorkflow key={params.name} params={params} />}</Route>
+        <Route path="/forms" component={Forms} />
+        <Route path="/forms/new" component={NewForm} />
+        <Route path="/forms/:id/edit">{(params) => <EditForm key={params.id} params={params} />}</Route>
+        <Route path="/forms/:id">{(params) => <FormRun key={params.id} params={params} />}</Route>
         <Route path="/executions" component={Executions} />
         <Route path="/executions/:id">{(params) => <ExecutionDetail key={params.id} params={params} />}</Route>
         <Route path="/workspace/errors" component={WorkspaceErrors} />

@@ -45,6 +45,7 @@ describe("the server's per-field errors", () => {
   it("are located in the parameters", () => {
     expect(parameterPath({ loc: ["body", "parameters", "items", 0, "name"], msg: "" })).toEqual(["items", 0, "name"]);
     expect(parameterPath({ loc: ["parameters", "count"], msg: "" })).toEqual(["count"]);
+    expect(parameterPath({ loc: ["values", "manager"], msg: "" })).toEqual(["manager"]);
   });
 
   it("land under their fields, several per field, and at the top when they concern the whole", () => {

@@ -77,11 +77,11 @@ export function baseUiSchema(schema: JsonSchema): UiSchema {
 }
 
 /** Where in the parameters a 422 problem points: `["body", "parameters", "items", 0, "name"]` gives
- * `["items", 0, "name"]`. */
+ * `["items", 0, "name"]`, and a form's `["values", "manager"]` gives `["manager"]`. */
 export function parameterPath(problem: FieldProblem): (string | number)[] {
   const path = [...problem.loc];
   if (path[0] === "body") path.shift();
-  if (path[0] === "parameters") path.shift();
+  if (path[0] === "parameters" || path[0] === "values") path.shift();
   return path;
 }
 

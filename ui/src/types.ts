@@ -182,3 +182,114 @@ export interface AuditPage {
   events: AuditEvent[];
   next_before: number | null;
 }
+
+export type Widget =
+  | "text"
+  | "textarea"
+  | "email"
+  | "password"
+  | "number"
+  | "checkbox"
+  | "select"
+  | "radio"
+  | "multiselect"
+  | "date"
+  | "datetime"
+  | "json"
+  | "markdown";
+
+export const WIDGETS: Widget[] = [
+  "text",
+  "textarea",
+  "email",
+  "password",
+  "number",
+  "checkbox",
+  "select",
+  "radio",
+  "multiselect",
+  "date",
+  "datetime",
+  "json",
+  "markdown",
+];
+
+export type FormAccess = "everyone" | "roles" | "platform_admins";
+
+export interface Validation {
+  minimum?: number | null;
+  maximum?: number | null;
+  min_length?: number | null;
+  max_length?: number | null;
+  pattern?: string | null;
+}
+
+/** A data provider's input: a fixed value, or another field's value. */
+export type ProviderInput = { value: unknown } | { field: string };
+
+export interface ProviderBinding {
+  name: string;
+  inputs?: Record<string, ProviderInput>;
+}
+
+export interface Option {
+  value: unknown;
+  label: string;
+  description?: string | null;
+}
+
+export interface FieldSpec {
+  name: string;
+  label?: string | null;
+  help_text?: string | null;
+  placeholder?: string | null;
+  widget?: Widget | null;
+  default?: unknown;
+  required?: boolean | null;
+  validation?: Validation | null;
+  options?: Option[] | null;
+  data_provider?: ProviderBinding | null;
+  visible_if?: unknown;
+  content?: string | null;
+}
+
+export interface FormDefinition {
+  name: string;
+  description?: string | null;
+  workflow: string;
+  access: FormAccess;
+  roles: Role[];
+  fields?: FieldSpec[];
+}
+
+export interface FormProblem {
+  field: string | null;
+  message: string;
+}
+
+export interface BifrostForm extends FormDefinition {
+  id: string;
+  org_id: string | null;
+  fields: FieldSpec[];
+  needs_attention: boolean;
+  problems: FormProblem[];
+  created_at: string;
+  updated_at: string;
+}
+
+export interface RenderedForm {
+  schema: JsonSchema;
+  uiSchema: Record<string, unknown>;
+}
+
+export interface DataProvider {
+  name: string;
+  description: string | null;
+  parameters_schema: JsonSchema;
+}
+
+export interface ProviderOptions {
+  options: Option[];
+  cached: boolean;
+  execution_id: string;
+}

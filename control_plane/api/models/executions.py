@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from bifrost.api import executions as api
 from bifrost.api.executions import (
+    AttemptOut,
     ExecuteRequest,
     ExecutionAccepted,
     ExecutionError,
@@ -31,10 +32,27 @@ __all__ = [
 ]
 
 
+def _attempt(execution: Execution) -> AttemptOut:
+    return AttemptOut(
+        execution_id=execution.id,
+        attempt=execution.attempt,
+        status=execution.status,
+        start_after=as_utc(execution.start_after) if execution.start_after else None,
+        created_at=as_utc(execution.created_at),
+        finished_at=as_utc(execution.finished_at) if execution.finished_at else None,
+    )
+
+
 class ExecutionOut(api.ExecutionOut):
     @classmethod
-    def of(cls, execution: Execution, runner_details: RunnerDetails | None = None) -> ExecutionOut:
-        """`runner_details`: what the backend adds about the runner (the detail view asks it; lists do not)."""
+    def of(
+        cls,
+        execution: Execution,
+        runner_details: RunnerDetails | None = None,
+        attempts: Sequence[Execution] | None = None,
+    ) -> ExecutionOut:
+        """`runner_details`: what the backend adds about the runner; `attempts`: the retry chain it belongs to (the
+        detail view asks for both; lists do not)."""
         has_error = execution.error_type is not None or execution.error_message is not None
         return cls(
             execution_id=execution.id,
@@ -56,6 +74,11 @@ class ExecutionOut(api.ExecutionOut):
             org_id=execution.org_id,
             user_id=execution.user_id,
             parent_execution_id=execution.parent_execution_id,
+            schedule_id=execution.schedule_id,
+            retry_of=execution.retry_of,
+            attempt=execution.attempt,
+            start_after=as_utc(execution.start_after) if execution.start_after else None,
+            attempts=[_attempt(attempt) for attempt in attempts] if attempts else None,
             workspace_revision=execution.workspace_revision,
             log_count=execution.log_count,
             created_at=as_utc(execution.created_at),

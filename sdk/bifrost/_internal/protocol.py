@@ -65,6 +65,30 @@ class ExecutionStatus(enum.StrEnum):
         return self not in (ExecutionStatus.PENDING, ExecutionStatus.RUNNING)
 
 
+RUNNER_EXIT_CODES = {
+    ExecutionStatus.SUCCESS: 0,
+    ExecutionStatus.COMPLETED_WITH_ERRORS: 10,
+    ExecutionStatus.FAILED: 11,
+    ExecutionStatus.TIMEOUT: 12,
+    ExecutionStatus.CANCELLED: 13,
+}
+"""How a runner exits once NATS stored its `finished` event, by the final status it reported: 0 for Success only,
+so that the containers and Jobs of runs that did not succeed show as failed. The others are codes that neither
+Python nor the usual conventions (sysexits, signals) give a meaning, so that a crash is not taken for a report."""
+RUNNER_EXIT_UNREPORTED = 1
+"""The runner could not report how the execution ended (NATS unreachable, its events not acknowledged); also the
+exit code of a runner that crashed."""
+RUNNER_EXIT_BAD_CONFIG = 2
+"""The runner's configuration (its environment) is incomplete or malformed."""
+_REPORTED_STATUSES = {code: status for status, code in RUNNER_EXIT_CODES.items()}
+
+
+def reported_status(exit_code: int | None) -> ExecutionStatus | None:
+    """The final status a runner that exited with `exit_code` reported; None when its exit code says nothing of one
+    (0 is left out too: any process that ends normally exits with it)."""
+    return None if not exit_code else _REPORTED_STATUSES.get(exit_code)
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -113,6 +137,8 @@ class FinishedEvent(_EventBase):
     error_message: str | None = None
     traceback: str | None = None
     duration_ms: float | None = None
+    user_error: bool = False
+    """The workflow raised `UserError`: a problem for whoever started it, which a retry would meet again."""
 
 
 Event = Annotated[

@@ -8,6 +8,7 @@ from bifrost.api.api_keys import ApiKeyCreated, ApiKeyIn, ApiKeyOut, ServiceKeyI
 from bifrost.api.audit import AuditEventOut, AuditPage
 from bifrost.api.config import ConfigIn, ConfigOut
 from bifrost.api.executions import (
+    AttemptOut,
     ExecuteRequest,
     ExecutionAccepted,
     ExecutionError,
@@ -24,6 +25,15 @@ from bifrost.api.executions import (
 )
 from bifrost.api.health import Readiness
 from bifrost.api.orgs import MemberIn, MemberOut, OrgIn, OrgOut, OrgRole
+from bifrost.api.schedules import (
+    CatchUpPolicy,
+    FireOut,
+    OverlapPolicy,
+    ScheduleIn,
+    ScheduleOut,
+    SchedulePatch,
+    ScheduleSource,
+)
 from bifrost.api.secrets import RotationOut, SecretIn, SecretOut
 from bifrost.api.sessions import SessionOut
 from bifrost.api.users import UserIn, UserOut, UserPatch
@@ -38,8 +48,10 @@ __all__ = [
     "ApiKeyCreated",
     "ApiKeyIn",
     "ApiKeyOut",
+    "AttemptOut",
     "AuditEventOut",
     "AuditPage",
+    "CatchUpPolicy",
     "ConfigIn",
     "ConfigOut",
     "DataProviderInfo",
@@ -49,6 +61,7 @@ __all__ = [
     "ExecutionOut",
     "ExecutionPage",
     "ExecutionStatus",
+    "FireOut",
     "LogLine",
     "LogPage",
     "MemberIn",
@@ -56,11 +69,16 @@ __all__ = [
     "OrgIn",
     "OrgOut",
     "OrgRole",
+    "OverlapPolicy",
     "Readiness",
     "ResultOut",
     "RotationOut",
     "RunnerDetails",
     "RunnerOut",
+    "ScheduleIn",
+    "ScheduleOut",
+    "SchedulePatch",
+    "ScheduleSource",
     "SecretIn",
     "SecretOut",
     "ServiceKeyIn",

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 from bifrost._internal.protocol import ExecutionStatus
 
 __all__ = [
+    "AttemptOut",
     "ExecuteRequest",
     "ExecutionAccepted",
     "ExecutionError",
@@ -45,6 +46,10 @@ class Trigger(StrEnum):
     WORKFLOW = "workflow"
     """A sub-workflow, started by a running workflow."""
     FORM = "form"
+    SCHEDULE = "schedule"
+    """A fire of a schedule (`schedule_id` names it)."""
+    RETRY = "retry"
+    """A retry of a failed or timed-out execution (`retry_of` names the first attempt)."""
 
 
 class ExecuteRequest(BaseModel):
@@ -83,6 +88,17 @@ class RunnerOut(RunnerDetails):
     runner_ref: str | None = Field(description="The backend's handle on the runner: a local pid, a Job name.")
 
 
+class AttemptOut(BaseModel):
+    """One attempt of a retried execution."""
+
+    execution_id: str
+    attempt: int
+    status: ExecutionStatus
+    start_after: datetime | None = Field(description="Not launched before this (the retry's backoff).")
+    created_at: datetime
+    finished_at: datetime | None
+
+
 class ExecutionOut(BaseModel):
     execution_id: str
     workflow_name: str = Field(description="The workflow, or for a `data_provider` execution the data provider.")
@@ -96,6 +112,13 @@ class ExecutionOut(BaseModel):
     org_id: str | None
     user_id: str
     parent_execution_id: str | None
+    schedule_id: str | None = Field(description="The schedule whose fire started it (or its first attempt).")
+    retry_of: str | None = Field(description="For a retry: the first attempt.")
+    attempt: int = Field(description="1 for a first attempt, 2 for its first retry, and so on.")
+    start_after: datetime | None = Field(description="Not launched before this: a retry's backoff.")
+    attempts: list[AttemptOut] | None = Field(
+        None, description="In the detail of an execution that was retried or is a retry: every attempt, in order."
+    )
     workspace_revision: str | None
     log_count: int
     created_at: datetime

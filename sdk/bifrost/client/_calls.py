@@ -28,6 +28,7 @@ from bifrost.api.executions import (
 )
 from bifrost.api.health import Readiness
 from bifrost.api.orgs import MemberIn, MemberOut, OrgIn, OrgOut, OrgRole
+from bifrost.api.schedules import ScheduleIn, ScheduleOut, SchedulePatch
 from bifrost.api.secrets import RotationOut, SecretIn, SecretOut
 from bifrost.api.sessions import SessionOut
 from bifrost.api.users import UserIn, UserOut, UserPatch
@@ -290,6 +291,36 @@ def create_service_key(name: str, role: OrgRole, expires_at: datetime | None) ->
 
 def revoke_key(key_id: str) -> Call[None]:
     return Call("DELETE", f"/api/keys/{_segment(key_id)}", _nothing, accept=frozenset({204}))
+
+
+# Schedules.
+
+
+def list_schedules() -> Call[list[ScheduleOut]]:
+    return Call("GET", "/api/schedules", _list_reader(ScheduleOut))
+
+
+def get_schedule(schedule_id: str) -> Call[ScheduleOut]:
+    return Call("GET", f"/api/schedules/{_segment(schedule_id)}", _reader(ScheduleOut))
+
+
+def create_schedule(schedule: ScheduleIn, global_scope: bool) -> Call[ScheduleOut]:
+    return Call(
+        "POST",
+        "/api/schedules",
+        _reader(ScheduleOut),
+        params=_scope(global_scope),
+        json=_dump(schedule),
+        accept=frozenset({201}),
+    )
+
+
+def update_schedule(schedule_id: str, changes: SchedulePatch) -> Call[ScheduleOut]:
+    return Call("PATCH", f"/api/schedules/{_segment(schedule_id)}", _reader(ScheduleOut), json=_dump(changes))
+
+
+def delete_schedule(schedule_id: str) -> Call[None]:
+    return Call("DELETE", f"/api/schedules/{_segment(schedule_id)}", _nothing, accept=frozenset({204}))
 
 
 # Secrets and config.

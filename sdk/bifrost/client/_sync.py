@@ -24,6 +24,7 @@ from bifrost.api.executions import (
 )
 from bifrost.api.health import Readiness
 from bifrost.api.orgs import MemberOut, OrgOut, OrgRole
+from bifrost.api.schedules import ScheduleIn, ScheduleOut, SchedulePatch
 from bifrost.api.secrets import RotationOut, SecretOut
 from bifrost.api.sessions import SessionOut
 from bifrost.api.users import UserIn, UserOut, UserPatch
@@ -311,6 +312,34 @@ class Client:
 
     def revoke_key(self, key_id: str) -> None:
         self.send(calls.revoke_key(key_id))
+
+    # Schedules.
+
+    def list_schedules(self) -> list[ScheduleOut]:
+        """The schedules of the organization acted for (org admins); every schedule for platform admins."""
+        return self.send(calls.list_schedules())
+
+    def get_schedule(self, schedule_id: str) -> ScheduleOut:
+        """A schedule with its next five fire times and its last runs."""
+        return self.send(calls.get_schedule(schedule_id))
+
+    def create_schedule(self, schedule: ScheduleIn, *, global_scope: bool = False) -> ScheduleOut:
+        """A schedule of the organization acted for, or a global one (platform admins)."""
+        return self.send(calls.create_schedule(schedule, global_scope))
+
+    def update_schedule(self, schedule_id: str, changes: SchedulePatch) -> ScheduleOut:
+        """Change the fields set in `changes`; the others stay."""
+        return self.send(calls.update_schedule(schedule_id, changes))
+
+    def enable_schedule(self, schedule_id: str) -> ScheduleOut:
+        return self.update_schedule(schedule_id, SchedulePatch(enabled=True))
+
+    def disable_schedule(self, schedule_id: str) -> ScheduleOut:
+        """Stop its fires; its settings and past runs stay."""
+        return self.update_schedule(schedule_id, SchedulePatch(enabled=False))
+
+    def delete_schedule(self, schedule_id: str) -> None:
+        self.send(calls.delete_schedule(schedule_id))
 
     # Secrets and config.
 

@@ -90,6 +90,9 @@ export function Layout({ children }: { children: ReactNode }) {
               <NavLink href="/workflows">Workflows</NavLink>
             </li>
             <li>
+              <NavLink href="/forms">Forms</NavLink>
+            </li>
+            <li>
               <NavLink href="/executions">Executions</NavLink>
             </li>
             <li>

@@ -16,7 +16,8 @@ import { useSignedIn } from "../session";
 import { type ExecutionPage, isTerminal, STATUSES } from "../types";
 import { useWorkflows } from "./Workflows";
 
-const FILTERS = ["status", "workflow", "user", "since", "until"] as const;
+// `form` has no control of its own: a form's page links here with it ("Past runs"), and "Clear filters" drops it.
+const FILTERS = ["status", "workflow", "user", "since", "until", "form"] as const;
 type Filter = (typeof FILTERS)[number];
 const PAGE_SIZE = 50;
 // While something in view may still change, the list asks again often; otherwise now and then for new runs.

@@ -9,6 +9,7 @@ import { JsonField, type JsonFieldContext } from "../components/JsonField";
 import { Loading, Page, Problem } from "../components/Page";
 import { baseUiSchema, formSchema, toErrorSchema } from "../schema";
 import type { Execution, ExecutionAccepted, Workflow } from "../types";
+import { useForms } from "./Forms";
 
 type Parameters = Record<string, unknown>;
 
@@ -94,6 +95,8 @@ export default function RunWorkflow({ params }: { params: { name: string } }) {
     enabled: from !== null,
   });
   const ready = workflow.data && (from === null || source.data || source.error);
+  const forms = useForms();
+  const itsForms = (forms.data ?? []).filter((form) => form.workflow === name && !form.needs_attention);
 
   return (
     <Page
@@ -135,6 +138,17 @@ export default function RunWorkflow({ params }: { params: { name: string } }) {
               </div>
             ) : null}
           </dl>
+          {itsForms.length ? (
+            <p>
+              Also as a form:{" "}
+              {itsForms.map((form, index) => (
+                <span key={form.id}>
+                  {index ? ", " : null}
+                  <Link href={`/forms/${form.id}`}>{form.name}</Link>
+                </span>
+              ))}
+            </p>
+          ) : null}
           {workflow.data.warnings.length ? (
             <ul className="warnings" aria-label="Warnings for the author">
               {workflow.data.warnings.map((warning) => (
