@@ -151,9 +151,9 @@ def test_joining_moves_a_process_with_every_process_it_started(cgroups: RunnerCg
         import os, time
         if os.fork() == 0:
             if os.fork() == 0:
+                print("started", flush=True)  # the last of the three
                 time.sleep(600)
             os.wait()
-        print("started", flush=True)
         os.wait()
         """
     process = _start(script)
