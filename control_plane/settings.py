@@ -127,7 +127,12 @@ class Settings(BaseSettings):
     )
     max_result_bytes: int = 10 * 1024 * 1024
 
-    local_pool_size: int = Field(2, ge=0, description="Pre-started runner processes of the local backend.")
+    local_pool_size: int = Field(
+        2,
+        ge=0,
+        description="Pre-started runner processes of the local backend, for any run; as many more wait for sync runs, "
+        "each connected to NATS ahead as the run it is kept for.",
+    )
     local_memory_limit_mb: int = Field(
         1024,
         ge=64,

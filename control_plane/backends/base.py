@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
 
 from bifrost._internal.protocol import ExecutionStatus, RunPayload
 from bifrost.api.executions import RunnerDetails as RunnerDetails  # what a backend tells of a runner
 from bifrost.metadata import CPU_QUANTITY, Resources
-from control_plane.security.nats_identities import NatsCredentials
+from control_plane.security.nats_identities import AccountSigner, NatsCredentials
 from control_plane.settings import Settings
 
 
@@ -155,3 +155,16 @@ class Backend(Protocol):
     async def reconcile(self, active_execution_ids: list[str]) -> None:
         """After a control-plane restart: re-attach to the runners of these still-active executions, and
         report (via `on_exit`) those whose runner no longer exists."""
+
+
+@runtime_checkable
+class ReadiesRunners(Protocol):
+    """A backend that has runners wait connected to NATS, each under the identity of an execution that does not
+    exist yet: an execution created with one of those ids starts on its runner without connecting."""
+
+    def connect_runners_to(self, nats_url: str, signer: AccountSigner | None) -> None:
+        """Where ready runners connect, and who mints their identities (None: NATS checks none). Called before
+        `start`."""
+
+    def ready_execution_id(self) -> str | None:
+        """An id for a new execution whose runner waits connected, given out once; None when there is none."""

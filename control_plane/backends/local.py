@@ -2,6 +2,10 @@
 
 The template (`python -m bifrost_runner.zygote`, see `local_template`) has the runner's imports loaded and
 keeps forks ready, so a run costs a fork, not an interpreter start; each fork serves one execution and exits.
+Given where NATS is (`connect_runners_to`), the backend also gives as many more forks a slot each (see
+`RunnerSlot`): the id of an execution yet to be created, with that execution's NATS identity, under which the fork
+connects while it waits; a sync run created with that id (`ready_execution_id`) then starts on a runner connected
+already.
 Runners get only their own configuration in their environment, never the control plane's, and run in a session
 of their own under memory, process and CPU-time limits, in a sandbox (see `local_sandbox`) unless
 `local_sandbox` is `none`. Where the control plane may make cgroups, each runner is moved into one of its own (see
@@ -19,11 +23,20 @@ import math
 import os
 import signal
 import time
+import uuid
 from collections.abc import Coroutine
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
-from bifrost._internal.protocol import ExecutionStatus, RunnerClaim, RunnerEnded, reported_status
+from bifrost._internal.protocol import (
+    SLOT_RESERVED_UNTIL,
+    ExecutionStatus,
+    RunnerClaim,
+    RunnerEnded,
+    RunnerSlot,
+    reported_status,
+)
 from control_plane.backends.base import ExitCallback, LaunchSpec, RunnerDetails, RunnerExit
 from control_plane.backends.local_cgroups import CgroupError, CgroupsUnavailable, RunnerCgroup, RunnerCgroups
 from control_plane.backends.local_records import RunnerRecord, RunnerRecords, is_same_process, process_start_time
@@ -38,6 +51,7 @@ from control_plane.backends.local_sandbox import (
     template_options,
 )
 from control_plane.backends.local_template import LaunchError, RunnerTemplate, TemplateGoneError
+from control_plane.security.nats_identities import AccountSigner
 from control_plane.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -47,6 +61,8 @@ KILL_GRACE_SECONDS = 3.0
 TEMPLATE_RESTART_DELAY_SECONDS = 0.5
 TEMPLATE_WAIT_SECONDS = 30.0
 LOST_REASON = "runner process lost (control plane restarted)"
+READY_IDENTITY_SECONDS = 600.0
+"""How long the NATS identity of a ready runner's slot is valid (see `RunnerSlot` for how much of it is used)."""
 LOG_TAIL_LINES = 50
 """Of a runner that failed, this many of its last output lines go with its exit report."""
 
@@ -121,6 +137,13 @@ class LocalBackend:
         self._cgroups: RunnerCgroups | None = None
         self._spare_cgroups: dict[int, RunnerCgroup] = {}
         """The cgroup made for each fork of the template, by its pid, until a launch takes it."""
+        self._runner_nats: tuple[str, AccountSigner | None] | None = None
+        self._slots_out: set[str] = set()
+        """Slots given to the template that a spare holds, or will."""
+        self._ready_slots: dict[str, RunnerSlot] = {}
+        """Of those, the ones no execution was given yet, oldest first."""
+        self._reserved: set[str] = set()
+        """Of those, the ones given to executions, whose runner has not taken its claim yet."""
 
     @property
     def cgroups(self) -> RunnerCgroups | None:
@@ -130,6 +153,55 @@ class LocalBackend:
     @property
     def template_pid(self) -> int | None:
         return self._template.pid if self._template and self._template_ready.is_set() else None
+
+    def connect_runners_to(self, nats_url: str, signer: AccountSigner | None) -> None:
+        self._runner_nats = (nats_url, signer)
+
+    def ready_execution_id(self) -> str | None:
+        now = time.time()
+        while self._ready_slots:
+            execution_id = next(iter(self._ready_slots))
+            slot = self._ready_slots.pop(execution_id)
+            if slot.moment(SLOT_RESERVED_UNTIL) > now:
+                self._reserved.add(execution_id)
+                return execution_id
+        self._offer_slot()  # for the next execution: slots are made as sync runs use them
+        return None
+
+    def _offer_slot(self) -> None:
+        """Give the template a slot for a spare, unless as many slots as it keeps spares wait for an execution.
+        (Slots given to executions do not count: such an execution may wait its turn at a concurrency limit.)"""
+        template = self._template
+        if self._runner_nats is None or template is None or not self._template_ready.is_set():
+            return
+        if len(self._slots_out) - len(self._reserved) >= self._settings.local_pool_size:
+            return
+        nats_url, signer = self._runner_nats
+        execution_id = str(uuid.uuid4())
+        issued_at = time.time()
+        expires_at = issued_at + READY_IDENTITY_SECONDS
+        identity = signer.runner(execution_id, datetime.fromtimestamp(expires_at, UTC)) if signer else None
+        slot = RunnerSlot(
+            execution_id=execution_id,
+            nats_url=nats_url,
+            nats_jwt=identity.jwt if identity else None,
+            nats_seed=identity.seed if identity else None,
+            issued_at=issued_at,
+            expires_at=expires_at,
+        )
+        template.give_slot(slot)
+        self._slots_out.add(execution_id)
+        self._ready_slots[execution_id] = slot
+
+    def _slot_gone(self, slot: str) -> None:
+        """`slot` is claimed, or dropped unclaimed: another one takes its place."""
+        if slot not in self._slots_out:
+            return
+        self._slots_out.discard(slot)
+        self._ready_slots.pop(slot, None)
+        self._reserved.discard(slot)
+        # After the launch under way goes on: a slot takes a NATS identity to make.
+        asyncio.get_running_loop().call_soon(self._offer_slot)
 
     async def start(self, on_exit: ExitCallback) -> None:
         self._on_exit = on_exit
@@ -259,6 +331,7 @@ class LocalBackend:
             payload=spec.payload,
         )
         template = await self._ready_template()
+        self._slot_gone(spec.execution_id)
         try:
             return await template.fork(claim)
         except TemplateGoneError:
@@ -515,10 +588,16 @@ class LocalBackend:
             # Each runner confined to namespaces of its own, and a user (or else a user namespace) of its own.
             options=template_options(self._settings, self._records.folder) if self._sandbox is not None else (),
             on_fork_made=self._fork_made if self._cgroups is not None else None,
+            on_slot_dropped=self._slot_gone,
         )
         await template.start()
         self._template = template
+        self._slots_out.clear()
+        self._ready_slots.clear()
+        self._reserved.clear()
         self._template_ready.set()
+        for _ in range(self._settings.local_pool_size):
+            self._offer_slot()
 
     def _template_gone(self) -> None:
         """The template died: watch its runners by pid from now on, and start a new template."""

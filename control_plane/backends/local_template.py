@@ -20,8 +20,11 @@ from bifrost._internal.protocol import (
     RunnerEnded,
     RunnerForked,
     RunnerForkFailed,
+    RunnerSlot,
+    SlotDropped,
     TemplateStarted,
     claim_line,
+    slot_line,
     template_message_adapter,
 )
 from control_plane.backends.local_sandbox import host_pid
@@ -45,11 +48,14 @@ class RunnerTemplate:
         sandbox: list[str] | None = None,
         options: Sequence[str] = (),
         on_fork_made: Callable[[int], Awaitable[None]] | None = None,
+        on_slot_dropped: Callable[[str], None] | None = None,
     ) -> None:
         """`sandbox`: the command line the template runs in (see `local_sandbox`); None: none. `options`: the
         template's options for its runners (users or user namespaces of their own, confinement; see
         `bifrost_runner.zygote`). `on_fork_made`: awaited with the pid here of each fork the template makes, before
-        any later message is read; so before the fork's claim is reported, when it is a spare."""
+        any later message is read; so before the fork's claim is reported, when it is a spare. `on_slot_dropped`:
+        told of each slot given (`give_slot`) that no runner will hold, though no claim came for it."""
+        self._on_slot_dropped = on_slot_dropped
         self._spares = spares
         self._env = env
         self._on_ended = on_ended
@@ -132,8 +138,14 @@ class RunnerTemplate:
     def pid(self) -> int:
         return self._pid
 
+    def give_slot(self, slot: RunnerSlot) -> None:
+        """Have a spare wait with `slot` (see `RunnerSlot`); the template retires it in time."""
+        if self._reader.done():
+            return
+        self._claims.write(slot_line(slot))
+
     async def fork(self, claim: RunnerClaim) -> int:
-        """Start the runner of `claim`; its pid."""
+        """Start the runner of `claim` (on the spare holding its slot, if one does); its pid."""
         if self._reader.done():
             raise TemplateGoneError("the runner template is not running")
         forked: asyncio.Future[int] = asyncio.get_running_loop().create_future()
@@ -187,6 +199,10 @@ class RunnerTemplate:
                 self._on_ended(message)
                 continue
             if isinstance(message, TemplateStarted):
+                continue
+            if isinstance(message, SlotDropped):
+                if self._on_slot_dropped is not None:
+                    self._on_slot_dropped(message.execution_id)
                 continue
             if isinstance(message, ForkMade):
                 found: int | None = message.pid

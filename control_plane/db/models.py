@@ -100,6 +100,17 @@ class Workflow(SQLModel, table=True):
     updated_at: datetime = _required_timestamp()
 
 
+class DiscoveredFile(SQLModel, table=True):
+    """What discovery found in one workspace file, kept so that a restart re-parses only the files that changed."""
+
+    __tablename__ = "discovery_cache"
+
+    path: str = Field(primary_key=True)
+    etag: str = Field(description="The content hash of the file this result was read from.")
+    parser: str = Field(description="Which discovery code produced it: a result of another is parsed again.")
+    result: str = Field(sa_column=Column(Text, nullable=False), description="The `FileDiscovery`, as JSON.")
+
+
 class Execution(SQLModel, table=True):
     __tablename__ = "executions"
     __table_args__ = (

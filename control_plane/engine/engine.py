@@ -29,7 +29,7 @@ from bifrost._internal.protocol import (
     parse_event,
 )
 from bifrost._internal.redaction import Redactor
-from control_plane.backends.base import Backend, RunnerExit
+from control_plane.backends.base import Backend, ReadiesRunners, RunnerExit
 from control_plane.engine.dispatch import Dispatcher, LaunchOutcome
 from control_plane.engine.ingest import Ingestor
 from control_plane.engine.live import FinalRow, LiveHub, LiveSubscription
@@ -112,6 +112,8 @@ class ExecutionEngine:
         await self._replicas.start(self._nats)
         self._ingestor = Ingestor(self._js, self._repository, self._announce, self._settings.max_json_depth)
         await self._ingestor.start()
+        if isinstance(self._backend, ReadiesRunners):
+            self._backend.connect_runners_to(self._nats_url, signer)
         await self._backend.start(self._on_runner_exit)
         await self._backend.reconcile(await asyncio.to_thread(self._repository.launched_active_ids, self._backend.name))
         await self._dispatcher.start(self._js, self._nats_url, signer, self._nats_connected)
@@ -156,6 +158,11 @@ class ExecutionEngine:
             await asyncio.to_thread(self._embedded_nats.stop)
             self._embedded_nats = None
         self._nats_url = ""
+
+    def ready_execution_id(self) -> str | None:
+        """An id for a new sync execution that starts sooner with it: its runner waits connected to NATS already
+        (see `ReadiesRunners`). Given out once; None when there is none."""
+        return self._backend.ready_execution_id() if isinstance(self._backend, ReadiesRunners) else None
 
     async def submit(self, execution_id: str, *, sync: bool, new_row: Mapping[str, Any] | None = None) -> None:
         """Hand a Pending execution over for launch: at once when `sync` (and the limits allow), else queued. With

@@ -3,7 +3,7 @@ its end, and to the other replicas."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -11,7 +11,6 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from bifrost._internal.protocol import ExecutionStatus
-from control_plane.db.models import as_utc
 
 LiveKind = Literal["log", "status", "variables", "result"]
 
@@ -43,19 +42,33 @@ class LogRange(BaseModel):
 def log_live_event(row: Mapping[Any, Any]) -> LiveEvent:
     """The `log` event of an `execution_logs` row (a database row, or one about to be written)."""
     # Built without validation from a row just written or read: this runs for every log line delivered.
-    data = {
+    return LiveEvent.model_construct(kind="log", id=row["line"], data=log_data(row))
+
+
+def log_data(row: Mapping[Any, Any]) -> dict[str, Any]:
+    """An `execution_logs` row as the API writes a log line (`LogLine`), JSON-ready."""
+    return {
         "line": row["line"],
         "ts": _json_timestamp(row["ts"]),
         "level": row["level"],
         "logger": row["logger"],
         "message": row["message"],
     }
-    return LiveEvent.model_construct(kind="log", id=row["line"], data=data)
+
+
+def log_lines_data(rows: Iterable[tuple[int, datetime, str, str, str]]) -> list[dict[str, Any]]:
+    """`log_data` of many rows of (line, ts, level, logger, message), as a long log is read back."""
+    return [
+        {"line": line, "ts": _json_timestamp(ts), "level": level, "logger": logger, "message": message}
+        for line, ts, level, logger, message in rows
+    ]
 
 
 def _json_timestamp(ts: datetime) -> str:
     """As pydantic writes a UTC timestamp in JSON."""
-    return as_utc(ts).astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if ts.tzinfo is None:  # as SQLite hands back what Bifrost wrote in UTC
+        return ts.isoformat() + "Z"
+    return ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def status_data(

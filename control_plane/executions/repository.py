@@ -1,6 +1,6 @@
 """Every read and write of executions and their log lines: blocking SQLAlchemy Core statements, called from
-worker threads. What the API reads comes back as `Execution` and `ExecutionLog` objects; the engine's hot paths
-(launch, ingest) work on plain rows.
+worker threads. What the API reads comes back as `Execution` objects, log lines as JSON-ready dicts; the engine's
+hot paths (launch, ingest) work on plain rows.
 
 Every status change goes through a conditional UPDATE, so a terminal status is never overwritten and two
 replicas (or a replayed event) cannot move an execution backwards.
@@ -19,9 +19,9 @@ from sqlalchemy.engine import Connection, RowMapping
 
 from bifrost._internal.protocol import Event, ExecutionStatus
 from bifrost.api.executions import ExecutionKind
-from control_plane.db.models import MAX_LOG_LINE, Execution, ExecutionLog, utcnow
+from control_plane.db.models import MAX_LOG_LINE, Execution, utcnow
 from control_plane.db.tables import EXECUTION_LOGS, EXECUTIONS, ORGANIZATIONS, USERS, WORKFLOWS
-from control_plane.executions.changes import Committed, LiveEvent, log_live_event, status_data
+from control_plane.executions.changes import Committed, LiveEvent, log_lines_data, log_live_event, status_data
 from control_plane.executions.retries import RETRIED_STATUSES, record_retry
 from control_plane.executions.transitions import ExecutionChanges
 from control_plane.security.principals import Principal
@@ -132,27 +132,23 @@ class ExecutionRepository:
         with self._db.connect() as conn:
             return [Execution.model_validate(dict(row)) for row in conn.execute(query).mappings()]
 
-    def logs(self, execution_id: str, *, after_line: int, limit: int) -> list[ExecutionLog]:
-        query = (
-            select(EXECUTION_LOGS)
-            .where(EXECUTION_LOGS.c.execution_id == execution_id, EXECUTION_LOGS.c.line > after_line)
-            .order_by(EXECUTION_LOGS.c.line)
-            .limit(limit)
-        )
+    def logs(self, execution_id: str, *, after_line: int, limit: int) -> list[dict[str, Any]]:
+        """Up to `limit` log lines after `after_line`, JSON-ready as the API writes them."""
+        bounds = {"execution_id": execution_id, "first": after_line + 1, "last": MAX_LOG_LINE}
         with self._db.connect() as conn:
-            return [ExecutionLog.model_validate(dict(row)) for row in conn.execute(query).mappings()]
+            return log_lines_data(conn.execute(_LOG_DATA_QUERY.limit(limit), bounds).all())
 
-    def with_log(self, execution_id: str, *, after_line: int = 0) -> tuple[Execution, list[LiveEvent]] | None:
-        """The execution and its log after `after_line` as `log` events, read together; None when there is no such
-        execution."""
+    def with_log(self, execution_id: str, *, after_line: int = 0) -> tuple[Execution, list[dict[str, Any]]] | None:
+        """The execution and its log after `after_line` (the `data` of its `log` events), read together; None when
+        there is no such execution."""
         with self._db.connect() as conn:
             row = conn.execute(select(EXECUTIONS).where(EXECUTIONS.c.id == execution_id)).mappings().one_or_none()
             if row is None:
                 return None
             lines = conn.execute(
-                _LOG_LINES_QUERY, {"execution_id": execution_id, "first": after_line + 1, "last": MAX_LOG_LINE}
+                _LOG_DATA_QUERY, {"execution_id": execution_id, "first": after_line + 1, "last": MAX_LOG_LINE}
             )
-            return Execution.model_validate(dict(row)), [log_live_event(line) for line in lines.mappings()]
+            return Execution.model_validate(dict(row)), log_lines_data(lines.all())
 
     def log_lines(self, execution_id: str, first: int, last: int) -> list[LiveEvent]:
         """Log lines `first` to `last` as `log` events."""
@@ -398,6 +394,22 @@ _LOG_LINES_QUERY = (
     )
     .order_by(EXECUTION_LOGS.c.line)
 )
+
+_LOG_DATA_QUERY = (
+    select(
+        EXECUTION_LOGS.c.line,
+        EXECUTION_LOGS.c.ts,
+        EXECUTION_LOGS.c.level,
+        EXECUTION_LOGS.c.logger,
+        EXECUTION_LOGS.c.message,
+    )
+    .where(
+        EXECUTION_LOGS.c.execution_id == bindparam("execution_id"),
+        EXECUTION_LOGS.c.line.between(bindparam("first"), bindparam("last")),
+    )
+    .order_by(EXECUTION_LOGS.c.line)
+)
+"""Log lines `first` to `last`, in the order of `log_lines_data`."""
 
 _STATUS_QUERY = select(EXECUTIONS.c.status).where(EXECUTIONS.c.id == bindparam("execution_id"))
 

@@ -21,7 +21,7 @@ from bifrost._internal.schema import validate_parameters
 from bifrost.api.executions import ExecutionKind, Trigger
 from bifrost.metadata import DataProviderInfo
 from control_plane.backends.base import RunnerDetails
-from control_plane.db.models import Execution, ExecutionLog, as_utc
+from control_plane.db.models import Execution, as_utc
 from control_plane.engine import ExecutionEngine, LiveStreamLaggedError
 from control_plane.errors import ConflictError, InvalidRequestError, NotAuthenticatedError, NotFoundError
 from control_plane.executions.changes import LiveEvent, status_data
@@ -137,6 +137,8 @@ class ExecutionService:
         return execution
 
     async def _submit(self, execution: Execution, run_sync: bool, wait_seconds: float | None) -> Execution:
+        if run_sync and (ready_id := self._engine.ready_execution_id()) is not None:
+            execution.id = ready_id  # its runner waits connected to NATS already
         # Watched from before its launch, so its end cannot slip by unseen.
         with self._engine.watch_terminal(execution.id) as finished:
             await self._engine.submit(execution.id, sync=run_sync, new_row=_new_row(execution))
@@ -205,8 +207,9 @@ class ExecutionService:
 
     def logs(
         self, principal: Principal, execution_id: str, *, after_line: int, limit: int
-    ) -> tuple[list[ExecutionLog], bool]:
-        """Up to `limit` log lines after `after_line`, and whether more were already stored."""
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """Up to `limit` log lines after `after_line` (JSON-ready `LogLine`s), and whether more were already
+        stored."""
         self.visible(principal, execution_id)
         rows = self._repository.logs(execution_id, after_line=after_line, limit=limit + 1)
         return rows[:limit], len(rows) > limit
@@ -220,10 +223,12 @@ class ExecutionService:
         await self._engine.cancel(execution_id)
         return execution
 
-    async def follow(self, execution_id: str, *, after_line: int = 0) -> AsyncIterator[LiveEvent | list[LiveEvent]]:
-        """Everything so far (the stored log after line `after_line`, as one list, then variables, result,
-        status), then the changes as they commit, until the execution finishes or the follower falls too far
-        behind (then the follower starts over, after the last line it got)."""
+    async def follow(
+        self, execution_id: str, *, after_line: int = 0
+    ) -> AsyncIterator[LiveEvent | list[dict[str, Any]]]:
+        """Everything so far (the stored log after line `after_line`, as one list of the `data` of its `log`
+        events, then variables, result, status), then the changes as they commit, until the execution finishes
+        or the follower falls too far behind (then the follower starts over, after the last line it got)."""
         # Subscribed before the backlog is read: whatever commits in between arrives live, and the backlog's
         # high-water marks drop what both contain.
         async with self._engine.live(execution_id) as live:
@@ -241,7 +246,7 @@ class ExecutionService:
             yield LiveEvent(kind="status", id=seq, data=_status_of(execution))
             if execution.status.is_terminal:
                 return
-            last_line = lines[-1].id if lines else after_line
+            last_line = lines[-1]["line"] if lines else after_line
             live.skip_lines_through(last_line)
             try:
                 async for event in live:

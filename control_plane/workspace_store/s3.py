@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
+import logging
+import threading
+import zipfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -15,9 +20,11 @@ from bifrost._internal.workspace import (
     Manifest,
     WorkspaceFileNotFoundError,
     WorkspaceStoreError,
+    content_etag,
     is_workspace_path,
     normalize_workspace_path,
     parse_recorded_manifest,
+    revision_archive_path,
     revision_manifest_path,
 )
 from control_plane.workspace_store.base import StoredFile, manifest_of
@@ -29,6 +36,10 @@ _CREDENTIAL_ERRORS = frozenset(
     {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken"}
 )
 _MISSING_KEY_ERRORS = frozenset({"NoSuchKey", "404", "NotFound"})
+_ARCHIVE_READERS = 16
+_ARCHIVED_AT = (1980, 1, 1, 0, 0, 0)  # one timestamp for every entry: the same files make the same archive
+
+logger = logging.getLogger(__name__)
 
 
 class S3Store:
@@ -60,6 +71,11 @@ class S3Store:
             max_attempts=3,
             max_pool_connections=32,
         ).client
+        # ETag -> content, of the files of the last archived revision and of those read since: the next archive
+        # reads only what neither holds
+        self._archived: dict[str, bytes] = {}
+        self._read_since: dict[str, bytes] = {}
+        self._archiving = threading.Lock()
 
     @property
     def description(self) -> str:
@@ -78,7 +94,11 @@ class S3Store:
 
     def read(self, path: str) -> bytes:
         canonical = normalize_workspace_path(path)
-        return self._get(canonical, self.prefix + canonical)
+        with self._errors("read", canonical):
+            response = self._client.get_object(Bucket=self.bucket, Key=self.prefix + canonical)
+            data = response["Body"].read()
+        self._read_since[response["ETag"].strip('"')] = data
+        return data
 
     def write(self, path: str, data: bytes) -> StoredFile:
         canonical = normalize_workspace_path(path)
@@ -96,9 +116,56 @@ class S3Store:
         return manifest_of(self.list())
 
     def record_revision(self, manifest: Manifest) -> str:
+        """Record the manifest, and the revision's files as one archive for runners with an empty cache."""
         relative = revision_manifest_path(manifest.revision)
         self._put(relative, self.prefix + relative, manifest.model_dump_json().encode())
+        with self._archiving:
+            self._archive(manifest)
         return manifest.revision
+
+    def _archive(self, manifest: Manifest) -> None:
+        """Write the revision's archive unless it exists (its name is the revision: it never changes). Only the
+        files the previous archive did not hold are read. A file changed or removed since the listing leaves the
+        revision without an archive; its runners fetch the files one by one."""
+        relative = revision_archive_path(manifest.revision)
+        known = {**self._archived, **self._read_since}
+        if self._exists(relative):  # written before, by this replica or another
+            self._archived = {etag: known[etag] for etag in manifest.files.values() if etag in known}
+            self._read_since = {}
+            return
+        wanted = {etag: path for path, etag in manifest.files.items() if etag not in known}
+        with ThreadPoolExecutor(_ARCHIVE_READERS, thread_name_prefix="bifrost-archive-read") as readers:
+            read = dict(zip(wanted, readers.map(self._read_version, wanted.values(), wanted), strict=True))
+        contents = {**known, **{etag: data for etag, data in read.items() if data is not None}}
+        self._archived = {etag: contents[etag] for etag in manifest.files.values() if etag in contents}
+        self._read_since = {}
+        if len(self._archived) < len(set(manifest.files.values())):
+            logger.warning(
+                "files of revision %s changed while it was recorded; its runners fetch them one by one",
+                manifest.revision[:12],
+            )
+            return
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            for path, etag in sorted(manifest.files.items()):
+                archive.writestr(zipfile.ZipInfo(path, _ARCHIVED_AT), contents[etag], zipfile.ZIP_DEFLATED)
+        self._put(relative, self.prefix + relative, buffer.getvalue())
+
+    def _read_version(self, path: str, etag: str) -> bytes | None:
+        """The content of `path` if it still has `etag`."""
+        try:
+            data = self.read(path)
+        except WorkspaceFileNotFoundError:
+            return None
+        return data if content_etag(data) == etag else None
+
+    def _exists(self, relative: str) -> bool:
+        try:
+            with self._errors("read", relative):
+                self._client.head_object(Bucket=self.bucket, Key=self.prefix + relative)
+        except WorkspaceFileNotFoundError:
+            return False
+        return True
 
     def load_revision(self, revision: str) -> Manifest:
         relative = revision_manifest_path(revision)

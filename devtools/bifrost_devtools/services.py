@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 from nats.aio.client import RawCredentials
 
 from bifrost._internal.protocol import MAX_EVENT_BYTES, nats_credentials_file
@@ -53,6 +54,8 @@ class NatsServer:
     store_dir: Path
     keys: NatsKeys | None = None
     """With keys, the server checks identities as one set up by `bifrost nats-config` does."""
+    monitor_port: int | None = None
+    """Where the server answers its monitoring endpoints (`connections`); None: nowhere."""
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -64,13 +67,24 @@ class NatsServer:
         config = self.store_dir.with_name(f"{self.store_dir.name}.conf")
         auth = self.keys.server_config() if self.keys is not None else ""
         config.write_text(f"max_payload: {MAX_EVENT_BYTES}\n{auth}")
+        monitoring = ["-m", str(self.monitor_port)] if self.monitor_port is not None else []
         self.process = subprocess.Popen(
             [nats_server_binary(), "-a", "127.0.0.1", "-p", str(self.port),
-             "-js", "-sd", str(self.store_dir), "-c", str(config)],
+             "-js", "-sd", str(self.store_dir), "-c", str(config), *monitoring],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         wait_for_port(self.port)
+        if self.monitor_port is not None:
+            wait_for_port(self.monitor_port)
+
+    def connections(self) -> list[dict[str, object]]:
+        """The server's client connections as its monitoring lists them (each with its `cid` and `name`)."""
+        assert self.monitor_port is not None, "the server was started without monitoring"
+        response = httpx.get(f"http://127.0.0.1:{self.monitor_port}/connz", params={"limit": 10_000}, timeout=10)
+        response.raise_for_status()
+        connections: list[dict[str, object]] = response.json()["connections"] or []
+        return connections
 
     @property
     def account_seed(self) -> str:
@@ -100,10 +114,12 @@ class NatsServer:
 
 
 @contextmanager
-def running_nats(tmp: Path, *, identities: bool = False) -> Iterator[NatsServer]:
-    """A nats-server with JetStream; with `identities`, it lets in only identities of Bifrost's NATS account."""
+def running_nats(tmp: Path, *, identities: bool = False, monitoring: bool = False) -> Iterator[NatsServer]:
+    """A nats-server with JetStream; with `identities`, it lets in only identities of Bifrost's NATS account; with
+    `monitoring`, it lists its connections (`NatsServer.connections`)."""
     keys = NatsKeys.generate() if identities else None
-    server = NatsServer(port=free_port(), store_dir=tmp / "nats", keys=keys)
+    monitor_port = free_port() if monitoring else None
+    server = NatsServer(port=free_port(), store_dir=tmp / "nats", keys=keys, monitor_port=monitor_port)
     server.start()
     try:
         yield server

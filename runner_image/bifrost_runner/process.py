@@ -10,6 +10,7 @@ import sys
 from bifrost._internal.protocol import RUNNER_EXIT_BAD_CONFIG, RunPayload
 from bifrost_runner.config import RunnerConfig, RunnerConfigError
 from bifrost_runner.confinement import Confinement
+from bifrost_runner.connection import ReadyConnection
 from bifrost_runner.run import Preconnected, run_execution
 
 
@@ -30,9 +31,10 @@ async def run_from_env(
     preconnected: Preconnected | None = None,
     payload: RunPayload | None = None,
     confinement: Confinement | None = None,
+    ready: ReadyConnection | None = None,
 ) -> int:
-    """Run the execution the environment describes, over the connections in `preconnected` where they fit;
-    `payload` is the execution's, when the backend handed it over (else it is fetched). A confined runner (see
+    """Run the execution the environment describes, over the connections in `preconnected` and `ready` where
+    they fit; `payload` is the execution's, when the backend handed it over (else it is fetched). A confined runner (see
     `confinement`) seals itself once its workspace is checked out."""
     configure_runner_logging()
     try:
@@ -41,8 +43,10 @@ async def run_from_env(
         logging.getLogger("bifrost_runner").error("%s", exc)
         if preconnected is not None:
             await preconnected.close()
+        if ready is not None:
+            await ready.close()
         return RUNNER_EXIT_BAD_CONFIG
-    return await run_execution(config, preconnected, payload, confinement)
+    return await run_execution(config, preconnected, payload, confinement, ready)
 
 
 def exit_now(code: int) -> None:

@@ -47,6 +47,8 @@ class EventPublisher:
         self._sent_at: dict[int, float] = {}
         self._last_ack_at = 0.0
         self._to_send = asyncio.Event()
+        self._held_until: float | None = None
+        self._hold_ended = asyncio.Event()
         self._all_acked = asyncio.Event()
         self._all_acked.set()
         self._inbox = nc.new_inbox()
@@ -85,7 +87,15 @@ class EventPublisher:
         self._next_seq += 1
         self._all_acked.clear()
         self._to_send.set()
+        self._hold_ended.set()
         return event
+
+    def hold(self, seconds: float) -> None:
+        """Keep what was emitted so far for up to `seconds`, unless another event is emitted first: then they leave
+        together. (A run that ends within that time reports in one go, which the control plane stores in one
+        transaction.)"""
+        self._held_until = asyncio.get_running_loop().time() + seconds
+        self._hold_ended.clear()
 
     def _resend_unacknowledged(self) -> None:
         if self._unacked:
@@ -102,8 +112,13 @@ class EventPublisher:
 
     async def _send_loop(self) -> None:
         retry_delay = _FIRST_RETRY_SECONDS
+        loop = asyncio.get_running_loop()
         while True:
             await self._to_send.wait()
+            if self._held_until is not None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._hold_ended.wait(), self._held_until - loop.time())
+                self._held_until = None
             self._to_send.clear()
             while not await self.send_queued():
                 # Disconnected: the client buffers nothing, so wait for it to reconnect and retry.
@@ -112,9 +127,7 @@ class EventPublisher:
             retry_delay = _FIRST_RETRY_SECONDS
 
     async def send_queued(self) -> bool:
-        """Publish the queued events in order; False when NATS refused one (disconnected). Called from another
-        task, its events leave in one write with what that task sends next (the send loop would make a write of
-        its own); what cannot be sent then is left to the send loop."""
+        """Publish the queued events in order; False when NATS refused one (disconnected)."""
         loop = asyncio.get_running_loop()
         while self._send_from < self._next_seq:
             seq = self._send_from

@@ -40,7 +40,12 @@ from bifrost_runner.api import ApiClient, ApiError
 from bifrost_runner.checkout import Checkout, checked_out
 from bifrost_runner.config import RunnerConfig
 from bifrost_runner.confinement import Confinement
-from bifrost_runner.connection import NatsUnavailableError, connect_runner_nats, rehearsal_connection
+from bifrost_runner.connection import (
+    NatsUnavailableError,
+    ReadyConnection,
+    connect_runner_nats,
+    rehearsal_connection,
+)
 from bifrost_runner.execute import Invocation, invoke
 from bifrost_runner.loader import WorkflowLoadError, load_workflow
 from bifrost_runner.logs import LogCollector, captured_output
@@ -52,6 +57,9 @@ from bifrost_runner.sync import WorkspaceSyncError
 from bifrost_runner.variables import capture_variables
 
 log = logging.getLogger("bifrost_runner")
+
+STARTED_HOLD_SECONDS = 0.05
+"""How long the `started` event waits for the next events, to leave with them."""
 
 
 @dataclass
@@ -77,14 +85,15 @@ async def run_execution(
     preconnected: Preconnected | None = None,
     handed_payload: RunPayload | None = None,
     confinement: Confinement | None = None,
+    ready: ReadyConnection | None = None,
 ) -> int:
     """Run the execution of `config`; once its `finished` event is stored in JetStream, the exit code of the final
     status it reported (`RUNNER_EXIT_CODES`: 0 for Success only), else `RUNNER_EXIT_UNREPORTED`.
 
-    The API client in `preconnected` is used when it leads where `config` says, and closed otherwise. The
-    payload is fetched from the control plane unless the backend handed it over. With `confinement`, the
-    workspace is checked out through its writable cache, and the runner seals itself before the workflow's code
-    is imported."""
+    The API client in `preconnected` is used when it leads where `config` says, and closed otherwise; so is the
+    NATS connection `ready`, made while the runner waited for its claim. The payload is fetched from the control
+    plane unless the backend handed it over. With `confinement`, the workspace is checked out through its writable
+    cache, and the runner seals itself before the workflow's code is imported."""
     api = await _take_preconnected(config, preconnected)
     if api is None:
         api = ApiClient(config.api_url, config.token)
@@ -94,13 +103,23 @@ async def run_execution(
     else:
         payload = asyncio.get_running_loop().create_future()
         payload.set_result(handed_payload)
+    nc = None
+    if ready is not None and ready.serves(config):
+        nc = await ready.take(config)
+    elif ready is not None:
+        # Made under another execution's identity (one no execution will have): of no use, and let go before
+        # any workflow code runs.
+        await ready.close()
     try:
-        # Waiting for NATS longer than the workflow may run is pointless: the backend stops the runner then.
-        nc = await connect_runner_nats(config, give_up_after=config.timeout_seconds)
+        if nc is None:
+            # Waiting for NATS longer than the workflow may run is pointless: the backend stops the runner then.
+            nc = await connect_runner_nats(config, give_up_after=config.timeout_seconds)
     except NatsUnavailableError as exc:
         log.error("cannot report execution %s: %s", config.execution_id, exc)
         payload.cancel()
         await api.aclose()
+        if ready is not None:
+            await ready.close()
         return RUNNER_EXIT_UNREPORTED
     publisher = EventPublisher(nc, config.execution_id)
     await publisher.start()
@@ -109,6 +128,8 @@ async def run_execution(
         reported = await publisher.wait_acknowledged(config.report_seconds)
     finally:
         await publisher.close()
+        if ready is not None:
+            await ready.close()
         await nc.close()
         await api.aclose()
     if not reported:
@@ -192,8 +213,7 @@ async def _run_workflow(
         workspace_revision=checkout.revision,
         sync_seconds=checkout.sync_seconds,
     )
-    # Sent from here, not by the send loop, it leaves in one write with the control subscription.
-    await publisher.send_queued()
+    publisher.hold(STARTED_HOLD_SECONDS)
     cancel = await _cancel_signal(nc, payload.execution_id)
     redactor = Redactor()
     for secret in payload.secrets:

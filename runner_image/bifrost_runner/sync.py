@@ -2,13 +2,16 @@
 
 Only what the cache lacks is downloaded (in parallel, with retries), every file is checked against the ETag
 its revision recorded, and files the revision does not have are removed: the workflow runs exactly the
-revision it was dispatched with, or the sync fails with a message saying why.
+revision it was dispatched with, or the sync fails with a message saying why. An empty cache is filled from
+the revision's archive (one object) where the source keeps one; a missing or damaged archive is reported and
+the files are fetched one by one instead.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import io
 import logging
 import os
 import shutil
@@ -16,6 +19,8 @@ import stat
 import struct
 import threading
 import time
+import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -28,6 +33,7 @@ from bifrost._internal.workspace import (
     Manifest,
     WorkspacePathError,
     WorkspaceStoreError,
+    content_etag,
     normalize_workspace_path,
     write_atomically,
 )
@@ -68,6 +74,7 @@ class SyncReport:
     reused: int
     removed: int
     seconds: float
+    from_archive: bool = False
 
 
 class _CachedFile(BaseModel):
@@ -129,7 +136,10 @@ def sync_revision(
             if manifest.files.get(path) == cached.etag and _unchanged(os.path.join(cache_dir, path), cached)
         }
         missing = sorted(manifest.files.keys() - fresh.keys())
+        unpacked = _from_archive(source, manifest, cache_dir, workers, retry) if missing and not fresh else {}
+        missing = [path for path in missing if path not in unpacked]
         fetched, failures = _download(source, manifest, missing, cache_dir, workers, retry)
+        fetched |= unpacked
         _write_index(cache_dir, _CacheIndex(files=fresh | fetched))
         if checkout_dir is not None and not failures:
             _check_out(cache_dir, manifest, checkout_dir)
@@ -137,7 +147,8 @@ def sync_revision(
         first = failures[0]
         raise WorkspaceSyncError(
             f"workspace revision {manifest.revision} could not be synced from {source.description}: "
-            f"{len(missing) - len(fetched)} of {len(manifest.files)} files missing; first failure: {first}"
+            f"{len(manifest.files) - len(fresh) - len(fetched)} of {len(manifest.files)} files missing; "
+            f"first failure: {first}"
         ) from first
     report = SyncReport(
         revision=manifest.revision,
@@ -145,6 +156,7 @@ def sync_revision(
         reused=len(fresh),
         removed=removed,
         seconds=time.monotonic() - started,
+        from_archive=bool(unpacked),
     )
     logger.info(
         "workspace revision %s synced in %.3fs: %d downloaded, %d reused, %d removed",
@@ -155,6 +167,77 @@ def sync_revision(
         report.removed,
     )
     return report
+
+
+def _from_archive(
+    source: RevisionSource, manifest: Manifest, cache_dir: Path, workers: int, retry: RetryPolicy
+) -> dict[str, _CachedFile]:
+    """Every file of the revision, from its archive; nothing (after a warning saying why) when the source keeps
+    no archive of it, or one that is damaged or does not hold exactly the revision's files."""
+    if not source.keeps_archives:
+        return {}
+    revision = manifest.revision
+    try:
+        archive = _with_retries(lambda: source.fetch_archive(revision), f"archive of {revision}", source, retry)
+    except WorkspaceStoreError as exc:
+        logger.warning(
+            "the archive of revision %s could not be fetched (%s); fetching its files one by one", revision[:12], exc
+        )
+        return {}
+    if archive is None:
+        logger.warning(
+            "revision %s has no archive in %s; fetching its files one by one", revision[:12], source.description
+        )
+        return {}
+    try:
+        with zipfile.ZipFile(io.BytesIO(archive)) as unpacked:
+            contents = {path: unpacked.read(path) for path in manifest.files}
+    except (zipfile.BadZipFile, KeyError, zlib.error, EOFError, ValueError) as exc:
+        logger.warning(
+            "the archive of revision %s in %s is damaged (%s); fetching its files one by one",
+            revision[:12],
+            source.description,
+            exc,
+        )
+        return {}
+    wrong = next((path for path, data in contents.items() if content_etag(data) != manifest.files[path]), None)
+    if wrong is not None:
+        logger.warning(
+            "the archive of revision %s in %s holds another version of %r; fetching its files one by one",
+            revision[:12],
+            source.description,
+            wrong,
+        )
+        return {}
+    try:
+        for folder in sorted(_folders_of(set(contents))):
+            os.makedirs(os.path.join(cache_dir, folder), exist_ok=True)
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="workspace-unpack") as pool:
+            written = pool.map(lambda item: _write_new(os.path.join(cache_dir, item[0]), item[1]), contents.items())
+            return {
+                path: _CachedFile(etag=manifest.files[path], size=done.st_size, mtime_ns=done.st_mtime_ns)
+                for path, done in zip(contents, written, strict=True)
+            }
+    except OSError as exc:
+        raise WorkspaceSyncError(f"cannot write the files of revision {revision} into {cache_dir}: {exc}") from exc
+
+
+def _write_new(target: str, data: bytes) -> os.stat_result:
+    """Write a file the cache does not hold yet in place (half the system calls of a write through a temporary
+    file, which is most of the time of filling an empty cache: a file left half-written is not in the index, so
+    the next sync replaces it); a file that is there is replaced by renaming, as every other sync write."""
+    try:
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    except FileExistsError:
+        write_atomically(Path(target), data)
+        return os.stat(target)
+    try:
+        remaining = memoryview(data)
+        while remaining:
+            remaining = remaining[os.write(fd, remaining) :]
+        return os.fstat(fd)
+    finally:
+        os.close(fd)
 
 
 def _download(

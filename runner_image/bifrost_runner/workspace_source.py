@@ -27,6 +27,7 @@ from bifrost._internal.workspace import (
     normalize_workspace_path,
     parse_recorded_manifest,
     parse_workspace_url,
+    revision_archive_path,
     revision_manifest_path,
 )
 
@@ -54,6 +55,14 @@ class RevisionSource(Protocol):
     def load_manifest(self, revision: str) -> Manifest:
         """The manifest the control plane recorded for `revision`."""
 
+    @property
+    def keeps_archives(self) -> bool:
+        """Whether the control plane keeps each revision as one archive here (see `fetch_archive`)."""
+
+    def fetch_archive(self, revision: str) -> bytes | None:
+        """The archive of `revision`'s files (zip), or None when there is none; SourceUnavailableError for
+        failures worth retrying."""
+
 
 class LocalFolderSource:
     """A workspace folder the runner can see (the embedded mode, a mounted volume). A file changed since its
@@ -65,6 +74,13 @@ class LocalFolderSource:
     @property
     def description(self) -> str:
         return f"folder {self.root}"
+
+    @property
+    def keeps_archives(self) -> bool:
+        return False  # the files are at hand: an archive would be one more copy of them
+
+    def fetch_archive(self, revision: str) -> bytes | None:
+        return None
 
     def fetch(self, path: str, etag: str) -> bytes:
         live = self._read(confined_path(self.root, normalize_workspace_path(path)), path)
@@ -148,6 +164,15 @@ class S3Source:
     def description(self) -> str:
         where = f" at {self.endpoint_url}" if self.endpoint_url else ""
         return f"s3://{self.bucket}/{self.prefix}{where}"
+
+    @property
+    def keeps_archives(self) -> bool:
+        return True
+
+    def fetch_archive(self, revision: str) -> bytes | None:
+        relative = revision_archive_path(revision)
+        found = self._get(relative, self.prefix + relative)
+        return None if found is None else found[1]
 
     def fetch(self, path: str, etag: str) -> bytes:
         key = self.prefix + normalize_workspace_path(path)

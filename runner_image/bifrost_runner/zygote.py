@@ -1,19 +1,21 @@
 """`python -m bifrost_runner.zygote`: the local backend's runner template.
 
-It imports everything a runner needs once (never any workspace code), then forks one single-use runner per
-claim. A few forks wait ready ("spares"), so starting a run costs a pipe write, not an interpreter start. A spare
-waits with its client for the control plane's API at the URL of the last claim, having rehearsed an execution
-once (see `bifrost_runner.run.rehearse`); a claim sent elsewhere makes a client anew. It connects to NATS once
-its claim came: the claim brings the execution's own NATS identity. A used spare is replaced once its runner
-ends, or shortly after, so that a new fork does not compete with the run for a core; where the runner can take
-its priority back (see `priority_is_restorable`), a spare gets ready at the lowest CPU priority, so that it never
-competes with running work, and runs its claim at the template's priority. The template reads claims on stdin, one
-line each (see `bifrost._internal.protocol.claim_line`), into memory its forks see zeroed, and passes each on to
-its runner reading only its header: no runner finds another execution's secrets in the memory it inherits. It
-writes `TemplateStarted`, then `ForkMade` / `RunnerForked` / `RunnerEnded` /
-`RunnerForkFailed` lines on stdout; reaps its runners; and exits when stdin closes, leaving running runners to
-finish. Started as the first process of a PID namespace (the local runners' sandbox), it stays as that
-namespace's init while the template runs in a child.
+It imports everything a runner needs once (never any workspace code), then forks one single-use runner per claim. A
+few forks wait ready ("spares"), so starting a run costs a pipe write, not an interpreter start. A spare waits with
+its client for the control plane's API at the URL of the last claim, having rehearsed an execution once (see
+`bifrost_runner.run.rehearse`); a claim sent elsewhere makes a client anew. A spare given a slot (see `RunnerSlot`)
+connects to NATS under its identity while it waits, and serves that slot's execution alone; it is ended unclaimed
+before the identity expires (`SlotDropped`). Spares holding no slot serve the other executions and connect to NATS
+once their claim came: the claim brings the execution's own NATS identity. A used spare is replaced once its runner
+ends, or shortly after, so that a new fork does not compete with the run for a core; where the runner can take its
+priority back (see `priority_is_restorable`), a spare gets ready at the lowest CPU priority, so that it never
+competes with running work, and runs its claim at the template's priority. The template reads claims and slots on
+stdin, one line each (see `bifrost._internal.protocol.claim_line`), into memory its forks see zeroed, and passes
+each on to its runner reading only its header: no runner finds another execution's secrets in the memory it
+inherits. It writes `TemplateStarted`, then `ForkMade` / `RunnerForked` / `RunnerEnded` / `RunnerForkFailed` /
+`SlotDropped` lines on stdout; reaps its runners; and exits when stdin closes, leaving running runners to finish.
+Started as the first process of a PID namespace (the local runners' sandbox), it stays as that namespace's init
+while the template runs in a child.
 """
 
 from __future__ import annotations
@@ -52,7 +54,11 @@ from bifrost._internal.protocol import (
     RunnerEnded,
     RunnerForked,
     RunnerForkFailed,
+    SlotDropped,
+    SlotHeader,
     TemplateStarted,
+    runner_message_adapter,
+    template_header_adapter,
 )
 from bifrost_runner.api import ApiClient
 from bifrost_runner.confinement import (
@@ -69,6 +75,7 @@ from bifrost_runner.confinement import (
     set_dumpable,
     set_not_dumpable,
 )
+from bifrost_runner.connection import ReadyConnection
 from bifrost_runner.logs import WORKFLOW_LOG_LEVEL
 from bifrost_runner.process import configure_runner_logging, exit_now, run_from_env
 from bifrost_runner.run import Preconnected, preconnect, rehearse
@@ -81,6 +88,8 @@ SPARE_FAILED_DELAY_SECONDS = 1.0
 """After a spare died before its claim, how long the template waits before forking another."""
 INPUT_BUFFER_BYTES = 1024 * 1024
 """What the template reads its input into at first; a longer line gets a larger buffer."""
+MAX_CLAIM_LINE_BYTES = 1024 * 1024 * 1024
+"""The longest line a runner reads from its claim pipe."""
 _RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 _MADV_WIPEONFORK = getattr(mmap, "MADV_WIPEONFORK", 18)
 """Linux's value (Python 3.11 does not name it)."""
@@ -99,6 +108,10 @@ class _Fork:
     """Confined: read end of the pipe on which the runner's keeper (the fork) tells how the runner ended."""
     run: str | None = None
     """Confined: the name of the run's folder among the runner folders."""
+    slot: str | None = None
+    """The slot given to the fork while it waits (see `RunnerSlot`)."""
+    retire_at: float | None = None
+    """When a spare holding a slot is ended unclaimed (Unix time)."""
 
 
 def _wiped_map(size: int) -> mmap.mmap:
@@ -110,11 +123,12 @@ def _wiped_map(size: int) -> mmap.mmap:
     return mapped
 
 
-def _write_all(fd: int, data: memoryview) -> None:
-    written = 0
-    while written < len(data):
-        with data[written:] as rest:
-            written += os.write(fd, rest)
+def _write_all(fd: int, data: memoryview | mmap.mmap) -> None:
+    with memoryview(data) as view:
+        written = 0
+        while written < len(view):
+            with view[written:] as rest:
+                written += os.write(fd, rest)
 
 
 class _Input:
@@ -162,6 +176,12 @@ class _Input:
 
     def close(self) -> None:
         self._map.close()
+
+
+@dataclass
+class _PendingSlot:
+    header: SlotHeader
+    body: mmap.mmap
 
 
 def _send(message: BaseModel) -> None:
@@ -231,13 +251,22 @@ class Expected:
         return Expected(claim.api_url or self.api_url, claim.log_folder or self.log_folder)
 
 
-async def _read_claim(claim_fd: int) -> bytes:
-    reader = asyncio.StreamReader()
+async def _read_claim(claim_fd: int) -> tuple[RunnerClaim | None, ReadyConnection | None]:
+    """The claim, None when the pipe closes first; and the connection made under the slot given meanwhile."""
+    reader = asyncio.StreamReader(limit=MAX_CLAIM_LINE_BYTES)
     transport, _ = await asyncio.get_running_loop().connect_read_pipe(
         lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(claim_fd, "rb", buffering=0)
     )
+    ready: ReadyConnection | None = None
     try:
-        return await reader.read()
+        while line := await reader.readline():
+            message = runner_message_adapter.validate_json(line)
+            if isinstance(message, RunnerClaim):
+                return message, ready
+            if ready is not None:
+                await ready.close()
+            ready = ReadyConnection(message)
+        return None, ready
     finally:
         transport.close()
 
@@ -273,18 +302,19 @@ async def _serve_claim(claim_fd: int, setup: _Setup, confinement: Confinement | 
     prepared_log = PreparedFile.make(log_folder, os.O_WRONLY | os.O_APPEND) if log_folder else None
     api_url = setup.expected.api_url
     connecting = asyncio.ensure_future(_get_ready(api_url)) if api_url else None
-    data = await _read_claim(claim_fd)
+    claim, ready = await _read_claim(claim_fd)
     if setup.waiting_priority is not None:
         # The template restored it before handing the claim over; a thread started meanwhile is seen to here.
         restore_priority(os.getpid(), priority)
     preconnected = await connecting if connecting else None
-    if not data:  # the template went away (or shrank its pool) before a claim came
+    if claim is None:  # the template went away (or retired this spare) before a claim came
         if preconnected is not None:
             await preconnected.close()
+        if ready is not None:
+            await ready.close()
         return 0
-    claim = RunnerClaim.model_validate_json(data)
     _apply_claim(claim, prepared_log, confinement)
-    return await run_from_env(preconnected, claim.payload, confinement)
+    return await run_from_env(preconnected, claim.payload, confinement, ready)
 
 
 def _runner_process(claim_fd: int, setup: _Setup, confinement: Confinement | None) -> int:
@@ -405,6 +435,8 @@ class Template:
         self._priority = os.getpriority(os.PRIO_PROCESS, 0)
         self._spares: deque[_Fork] = deque()
         self._forks: dict[int, _Fork] = {}
+        self._pending_slots: deque[_PendingSlot] = deque()
+        """Slots no spare holds yet: the next spares made get them."""
         self._selector = selectors.DefaultSelector()
         self._input = _Input(sys.stdin.fileno())
         self._expected = Expected()
@@ -416,17 +448,34 @@ class Template:
         self._selector.register(sys.stdin.fileno(), selectors.EVENT_READ)
         self._refill()
         while True:
-            timeout = None if self._refill_at is None else max(0.0, self._refill_at - time.monotonic())
-            for key, _ in self._selector.select(timeout):
+            for key, _ in self._selector.select(self._timeout()):
                 if key.fd == sys.stdin.fileno():
                     if not self._input.read(self._on_line):
                         self._close_spares()
                         return
                 else:
                     self._reap(self._forks[key.fd])
+            self._retire_slots()
             due = self._refill_at is not None and time.monotonic() >= self._refill_at
-            if due or (not self._spares and not self._held_back):
+            if self._wants_spares() and (
+                due or (not self._held_back and (not self._spares or self._refill_at is None))
+            ):
                 self._refill()
+
+    def _wants_spares(self) -> bool:
+        """Fewer spares holding no slot than wanted, or a slot waiting for a spare: a spare holding a slot is kept
+        for that slot's execution alone (the control plane keeps as many slots waiting as it wants spares)."""
+        free = sum(1 for spare in self._spares if spare.slot is None)
+        return free < self._spares_wanted or bool(self._pending_slots)
+
+    def _timeout(self) -> float | None:
+        """Until the next refill or retirement of a slot."""
+        timeouts = [] if self._refill_at is None else [self._refill_at - time.monotonic()]
+        retire_at = [fork.retire_at for fork in self._spares if fork.retire_at is not None]
+        retire_at += [pending.header.retire_at for pending in self._pending_slots]
+        if retire_at:
+            timeouts.append(min(retire_at) - time.time())
+        return max(0.0, min(timeouts)) if timeouts else None
 
     def _refill_soon(self) -> None:
         """A fork starting up takes a core for a few ms: while a spare is left, wait until the claimed runner
@@ -497,27 +546,87 @@ class Template:
         )
 
     def _refill(self) -> None:
+        """Give the slots waiting to spares holding none, and make spares up to the number wanted."""
         self._refill_at = None
         self._held_back = False
-        while len(self._spares) < self._spares_wanted:
-            try:
-                self._spares.append(self._fork())
-            except OSError as exc:
-                print(f"bifrost runner template: cannot fork a spare runner: {exc}", file=sys.stderr)
-                return
+        while self._wants_spares():
+            spare = next((fork for fork in self._spares if fork.slot is None), None) if self._pending_slots else None
+            if spare is None:
+                try:
+                    spare = self._fork()
+                except OSError as exc:
+                    print(f"bifrost runner template: cannot fork a spare runner: {exc}", file=sys.stderr)
+                    return
+                self._spares.append(spare)
+            if self._pending_slots:
+                pending = self._pending_slots.popleft()
+                self._give_slot(spare, pending.header, pending.body)
+                pending.body.close()
 
-    def _on_line(self, header: bytes, body: memoryview) -> None:
+    def _on_line(self, header_line: bytes, body: memoryview) -> None:
         try:
-            claim = ClaimHeader.model_validate_json(header)
+            header = template_header_adapter.validate_json(header_line)
         except ValidationError as exc:
-            print(f"bifrost runner template: ignored a malformed claim: {exc}", file=sys.stderr)
+            print(f"bifrost runner template: ignored a malformed line: {exc}", file=sys.stderr)
             return
+        if isinstance(header, SlotHeader):
+            self._add_slot(header, body)
+        else:
+            self._claim(header, body)
+
+    def _add_slot(self, header: SlotHeader, body: memoryview) -> None:
+        """Keep the slot for the next refill: a spare given one connects to NATS at once, which is not to compete
+        with a run just claimed (see `_refill_soon`)."""
+        kept = _wiped_map(len(body))
+        kept[:] = body
+        self._pending_slots.append(_PendingSlot(header, kept))
+
+    @staticmethod
+    def _give_slot(spare: _Fork, header: SlotHeader, body: memoryview | mmap.mmap) -> None:
+        assert spare.claim_fd is not None
+        spare.slot, spare.retire_at = header.execution_id, header.retire_at
+        with contextlib.suppress(BrokenPipeError):  # the spare died: reaping reports its slot dropped
+            _write_all(spare.claim_fd, body)
+
+    def _retire_slots(self) -> None:
+        """End the spares, and drop the slots no spare holds yet, whose identity expires soon."""
+        now = time.time()
+        for spare in [fork for fork in self._spares if fork.retire_at is not None and fork.retire_at <= now]:
+            assert spare.claim_fd is not None and spare.slot is not None
+            self._spares.remove(spare)
+            os.close(spare.claim_fd)  # it exits; reaping it reports nothing
+            spare.claim_fd = None
+            _send(SlotDropped(execution_id=spare.slot))
+        for pending in [pending for pending in self._pending_slots if pending.header.retire_at <= now]:
+            self._drop_pending(pending)
+
+    def _drop_pending(self, pending: _PendingSlot) -> None:
+        self._pending_slots.remove(pending)
+        pending.body.close()
+        _send(SlotDropped(execution_id=pending.header.execution_id))
+
+    def _spare_for(self, claim: ClaimHeader) -> _Fork | None:
+        """The spare holding the execution's slot, else one holding no slot (another slot's identity is for another
+        execution); None when there is neither."""
+        for pending in self._pending_slots:
+            if pending.header.execution_id == claim.execution_id:  # taken by its claim before any spare
+                self._pending_slots.remove(pending)
+                pending.body.close()
+                break
+        for wanted in (claim.execution_id, None):
+            for spare in self._spares:
+                if spare.slot == wanted:
+                    self._spares.remove(spare)
+                    return spare
+        return None
+
+    def _claim(self, claim: ClaimHeader, body: memoryview) -> None:
         if self._folders is not None and not _RUN_NAME.fullmatch(claim.execution_id):
             _send(RunnerForkFailed(execution_id=claim.execution_id, error="the execution id is no folder name"))
             return
         self._expected = self._expected.after(claim)
         try:
-            fork = self._spares.popleft() if self._spares else self._fork()
+            fork = self._spare_for(claim) or self._fork()
         except OSError as exc:
             _send(RunnerForkFailed(execution_id=claim.execution_id, error=f"fork failed: {exc}"))
             return
@@ -562,15 +671,18 @@ class Template:
                 runner_status, at_limit = os.read(fork.status_fd, 64).split()
                 status, at_memory_limit = int(runner_status), at_limit == b"1"
             os.close(fork.status_fd)
+        if fork.execution_id is None and self._folders is not None and fork.run is not None:
+            shutil.rmtree(self._folders.run_folder(fork.run), ignore_errors=True)
         if fork.claim_fd is not None:  # a spare that died unclaimed
             os.close(fork.claim_fd)
             self._spares.remove(fork)
-            if self._folders is not None and fork.run is not None:
-                shutil.rmtree(self._folders.run_folder(fork.run), ignore_errors=True)
+            if fork.slot is not None:
+                _send(SlotDropped(execution_id=fork.slot))
             self._held_back = True
             self._refill_at = time.monotonic() + SPARE_FAILED_DELAY_SECONDS
             return
-        assert fork.execution_id is not None
+        if fork.execution_id is None:  # a spare retired with its slot
+            return
         if self._refill_at is not None:
             self._refill_at = time.monotonic()
         _send(
@@ -587,6 +699,8 @@ class Template:
         for fork in self._spares:
             if fork.claim_fd is not None:
                 os.close(fork.claim_fd)
+        for pending in self._pending_slots:
+            pending.body.close()
         self._input.close()
 
     def probe(self) -> int:

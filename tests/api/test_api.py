@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from bifrost._internal.protocol import ExecutionStatus
+from bifrost.api.executions import LogPage
 from control_plane.db.models import Execution, ExecutionLog, Organization, User
 from control_plane.db.session import make_engine
 from control_plane.security.api_keys import issue_api_key
@@ -279,6 +280,8 @@ def test_execution_details_logs_variables_and_result(db: Engine, admin: httpx.Cl
     }
     first = admin.get(f"/api/executions/{execution.id}/logs", params={"limit": 3}).json()
     assert [log["message"] for log in first["logs"]] == ["line 1", "line 2", "line 3"]
+    assert set(first["logs"][0]) == {"line", "ts", "level", "logger", "message"}
+    assert LogPage.model_validate(first).logs[0].ts.tzinfo is not None
     assert first["has_more"] is True
     rest = admin.get(f"/api/executions/{execution.id}/logs", params={"after": first["next_after"]}).json()
     assert [log["line"] for log in rest["logs"]] == [4, 5]

@@ -177,7 +177,7 @@ def runner_api() -> Iterator[ServedRunnerApi]:
 @pytest.fixture
 def identity_nats(tmp_path: Path) -> Iterator[NatsServer]:
     """A NATS that lets in only identities of Bifrost's account, as the control plane sets it up."""
-    with running_nats(tmp_path, identities=True) as server:
+    with running_nats(tmp_path, identities=True, monitoring=True) as server:
         yield server
 
 

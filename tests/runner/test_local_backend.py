@@ -21,8 +21,10 @@ import pytest
 
 from bifrost._internal.prepared_files import PreparedFile
 from bifrost._internal.protocol import ExecutionStatus, RunnerClaim, RunnerEnded, RunPayload
+from bifrost_devtools.services import NatsServer
 from bifrost_runner.run import REHEARSAL_MODULE, preconnect, rehearse
 from bifrost_runner.zygote import LOWEST_PRIORITY, priority_is_restorable
+from control_plane.backends import local as local_backend
 from control_plane.backends import local_template
 from control_plane.backends.base import LaunchSpec, RunnerExit, RunnerWorkspace
 from control_plane.backends.local import LOST_REASON, LocalBackend, basic_environment
@@ -34,6 +36,7 @@ from control_plane.backends.local_sandbox import (
     runner_cache_dir,
 )
 from control_plane.backends.local_template import RunnerTemplate
+from control_plane.security.nats_identities import AccountSigner
 from control_plane.settings import Settings
 from tests.runner.conftest import Harness, logged
 
@@ -81,17 +84,29 @@ class LocalRun:
         await self.backend.launch(self.spec(payload, token))
         return payload
 
+    async def launch_as(self, execution_id: str, function_name: str, **fields: Any) -> RunPayload:
+        """Launch an execution with the id `execution_id` (one the backend gave out)."""
+        payload, _ = self.harness.payload(function_name, **fields)
+        payload = payload.model_copy(update={"execution_id": execution_id})
+        await self.backend.launch(self.spec(payload, self.harness.api.register(payload)))
+        return payload
+
     async def next_exit(self) -> RunnerExit:
         return await asyncio.wait_for(self.exits.get(), timeout=60)
 
 
-async def _started_backend(settings: Settings) -> tuple[LocalBackend, asyncio.Queue[RunnerExit]]:
+async def _started_backend(
+    settings: Settings, ready_on: NatsServer | None = None
+) -> tuple[LocalBackend, asyncio.Queue[RunnerExit]]:
+    """With `ready_on`, spares wait connected to that NATS, as the engine has them."""
     exits: asyncio.Queue[RunnerExit] = asyncio.Queue()
 
     async def on_exit(runner_exit: RunnerExit) -> None:
         await exits.put(runner_exit)
 
     backend = LocalBackend(settings)
+    if ready_on is not None:
+        backend.connect_runners_to(ready_on.url, AccountSigner(ready_on.account_seed))
     await backend.start(on_exit)
     return backend, exits
 
@@ -115,6 +130,15 @@ def shared_folder(tmp_path: Path) -> Path:
 async def local(harness: Harness, tmp_path: Path) -> AsyncIterator[LocalRun]:
     settings = local_settings(harness, tmp_path, cancel_grace_seconds=1.0)
     backend, exits = await _started_backend(settings)
+    yield LocalRun(harness, settings, backend, exits)
+    await backend.stop()
+
+
+@pytest.fixture
+async def ready_local(harness: Harness, tmp_path: Path) -> AsyncIterator[LocalRun]:
+    """The local backend with spares waiting connected to NATS."""
+    settings = local_settings(harness, tmp_path)
+    backend, exits = await _started_backend(settings, ready_on=harness.nats)
     yield LocalRun(harness, settings, backend, exits)
     await backend.stop()
 
@@ -791,8 +815,10 @@ FIND_IN_MEMORY = """
 """
 
 
-async def test_no_runner_finds_another_execution_secrets_in_the_memory_it_inherits(local: LocalRun) -> None:
-    """Every claim passes through the template, which later forks the runners of other executions."""
+async def test_no_runner_finds_another_execution_secrets_in_the_memory_it_inherits(ready_local: LocalRun) -> None:
+    """Every claim, and every slot, passes through the template, which later forks the runners of other
+    executions."""
+    local = ready_local
     local.harness.write(FIND_IN_MEMORY)
     parameter_secret = secrets.token_hex(16)
     before, before_token = local.harness.payload(
@@ -812,3 +838,118 @@ async def test_no_runner_finds_another_execution_secrets_in_the_memory_it_inheri
         found.append(await _result(local.harness, payload.execution_id))
 
     assert found == [0, 0, 0]
+
+
+def _runner_connections(nats: NatsServer, execution_id: str) -> list[object]:
+    """The ids of the NATS connections of the runner of `execution_id`."""
+    name = f"bifrost-runner {execution_id}"
+    return [connection["cid"] for connection in nats.connections() if connection.get("name") == name]
+
+
+async def _connected_ready_id(local: LocalRun) -> tuple[str, object]:
+    """An execution id the backend gives out, once its ready runner is connected; and that connection's id."""
+    deadline = time.monotonic() + 60
+    while (execution_id := local.backend.ready_execution_id()) is None:
+        assert time.monotonic() < deadline, "the backend never had a ready execution id"
+        await asyncio.sleep(0.05)
+    while not (connections := await asyncio.to_thread(_runner_connections, local.harness.nats, execution_id)):
+        assert time.monotonic() < deadline, f"no runner connected to NATS for {execution_id} ahead of its launch"
+        await asyncio.sleep(0.05)
+    (connection,) = connections
+    return execution_id, connection
+
+
+async def test_a_run_given_a_ready_id_runs_on_the_connection_its_runner_made_while_waiting(
+    ready_local: LocalRun, tmp_path: Path
+) -> None:
+    ready_local.harness.write(WAIT_FOR_MARKER)
+    marker = shared_folder(tmp_path) / "go"
+    execution_id, waiting_connection = await _connected_ready_id(ready_local)
+
+    await ready_local.launch_as(execution_id, "wait_for", parameters={"marker": str(marker)})
+    await ready_local.harness.events(execution_id, until=logged("waiting"))
+    running_connections = await asyncio.to_thread(_runner_connections, ready_local.harness.nats, execution_id)
+    marker.touch()
+
+    assert running_connections == [waiting_connection]
+    assert isinstance(await _result(ready_local.harness, execution_id), int)
+    assert (await ready_local.next_exit()).exit_code == 0
+
+
+async def test_runs_of_other_ids_run_under_their_own_identity_while_spares_wait_ready(ready_local: LocalRun) -> None:
+    ready_local.harness.write("""
+        from bifrost import workflow
+
+        @workflow
+        def hello(n: int):
+            return n
+    """)
+    await _connected_ready_id(ready_local)
+    launched = [await ready_local.launch("hello", parameters={"n": n}) for n in range(3)]
+    for _ in launched:
+        assert (await ready_local.next_exit()).exit_code == 0
+    execution_id, _ = await _connected_ready_id(ready_local)
+    await ready_local.launch_as(execution_id, "hello", parameters={"n": 3})
+
+    results = [await _result(ready_local.harness, payload.execution_id) for payload in launched]
+    assert [*results, await _result(ready_local.harness, execution_id)] == [0, 1, 2, 3]
+    assert (await ready_local.next_exit()).exit_code == 0
+
+
+async def test_a_run_outliving_the_identity_its_runner_was_ready_with_reports_to_its_end(
+    harness: Harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """NATS ends a connection whose identity expires: the runner reconnects under its claim's identity before."""
+    monkeypatch.setattr(local_backend, "READY_IDENTITY_SECONDS", 6.0)
+    harness.write("""
+        import asyncio
+        from bifrost import workflow
+
+        @workflow
+        async def ticks(count: int):
+            for n in range(count):
+                print(f"tick {n}")
+                await asyncio.sleep(0.25)
+            return count
+    """)
+    settings = local_settings(harness, tmp_path)
+    backend, exits = await _started_backend(settings, ready_on=harness.nats)
+    local = LocalRun(harness, settings, backend, exits)
+    try:
+        execution_id, waiting_connection = await _connected_ready_id(local)
+        await local.launch_as(execution_id, "ticks", parameters={"count": 32})
+        await harness.events(execution_id, until=logged("tick 0"))
+        assert await asyncio.to_thread(_runner_connections, harness.nats, execution_id) == [waiting_connection]
+
+        assert await _result(harness, execution_id) == 32
+        logs = [stored.event for stored in await harness.events(execution_id) if stored.event.type == "log"]
+        assert [record.message for event in logs for record in event.records] == [f"tick {n}" for n in range(32)]
+        assert (await local.next_exit()).exit_code == 0
+    finally:
+        await backend.stop()
+
+
+async def test_spares_are_replaced_before_the_identity_they_wait_with_expires(
+    harness: Harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(local_backend, "READY_IDENTITY_SECONDS", 2.0)
+    harness.write("""
+        from bifrost import workflow
+
+        @workflow
+        def hello():
+            return "hello"
+    """)
+    settings = local_settings(harness, tmp_path)
+    backend, exits = await _started_backend(settings, ready_on=harness.nats)
+    local = LocalRun(harness, settings, backend, exits)
+    try:
+        await _connected_ready_id(local)  # given out, and never launched
+        await asyncio.sleep(5)  # past the lifetime of several identities
+        execution_id, _ = await _connected_ready_id(local)
+        await local.launch_as(execution_id, "hello")
+
+        assert await _result(harness, execution_id) == "hello"
+        assert (await local.next_exit()).exit_code == 0
+    finally:
+        await backend.stop()

@@ -22,10 +22,11 @@ from tests.security.conftest import WORKFLOWS, Tenants, populate
 
 NATS_FLOWS = """
 import asyncio
+import gc
 import os
 
 import nats
-from nats.aio.client import RawCredentials
+from nats.aio.client import Client, RawCredentials
 
 from bifrost import config, workflow
 from bifrost._internal.protocol import (
@@ -79,6 +80,31 @@ async def snoop(victim: str):
         await asyncio.sleep(0.05)
     await nc.close()
     return {"refused": refused, "received": received, "consumer": consumer}
+
+
+@workflow
+async def held(gate: str):
+    while await config.get(gate) is None:
+        await asyncio.sleep(0.1)
+    return "the true result"
+
+
+@workflow(execution_mode="sync")
+async def snoop_through_the_runner(victim: str):
+    # A sync run starts on a runner that connected to NATS while it waited, under an identity made ahead.
+    (nc,) = [found for found in gc.get_objects() if isinstance(found, Client) and found.is_connected]
+    received = []
+
+    async def on_message(msg):
+        received.append(msg.subject)
+
+    for subject in ("bifrost.runs.*.events", events_subject(victim), ">"):
+        await nc.subscribe(subject, cb=on_message)
+    forged = FinishedEvent(execution_id=victim, seq=1, status=ExecutionStatus.FAILED, error_message="forged by B")
+    await nc.publish(events_subject(victim), forged.model_dump_json().encode())
+    await nc.flush()
+    await asyncio.sleep(2)
+    return {"received": received, "connected": nc.is_connected}
 """
 
 
@@ -89,7 +115,8 @@ def tenants(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReq
     with running_bifrost(tmp, database_url, {"security_flows.py": WORKFLOWS, "nats_flows.py": NATS_FLOWS}) as bifrost:
         with bifrost.client() as admin:
             eventually(
-                lambda: {"steady", "snoop"} <= {w["name"] for w in admin.get("/api/workflows").json()},
+                lambda: {"steady", "snoop", "held", "snoop_through_the_runner"}
+                <= {w["name"] for w in admin.get("/api/workflows").json()},
                 what="the workflows to register",
             )
         yield populate(bifrost)
@@ -121,6 +148,29 @@ def test_a_run_of_another_org_can_neither_read_nor_forge_a_runs_events(tenants: 
         assert run["status"] == "Success", run
         assert run["result"] == "the true result"
         assert run["error"] is None
+
+
+def test_a_sync_run_can_neither_read_nor_forge_a_runs_events_through_its_runners_connection(
+    tenants: Tenants,
+) -> None:
+    with tenants.client("member_a") as member_a, tenants.client("member_b") as member_b:
+        victim = start(member_a, "held", gate="held-gate")
+        eventually(
+            lambda: member_a.get(f"/api/executions/{victim}").json()["status"] == "Running",
+            what="org A's run to start",
+        )
+
+        attack = member_b.post(
+            "/api/workflows/snoop_through_the_runner/execute", json={"parameters": {"victim": victim}}
+        ).json()
+
+        assert attack["status"] == "Success", attack
+        assert attack["result"] == {"received": [], "connected": True}
+        with tenants.client("admin_a") as admin_a:
+            assert admin_a.put("/api/config/held-gate", json={"value": "open"}).status_code == 200
+        run = finished(member_a, victim)
+        assert run["status"] == "Success", run
+        assert run["result"] == "the true result"
 
 
 def _connects(url: str, jwt: str, seed: str) -> bool:

@@ -155,8 +155,9 @@ def test_a_pinned_revision_that_is_gone_fails_clearly_instead_of_running_a_mix(
     files = workspace_files(12)
     old = upload_files(store, files)
     new_files = {**files, "team1/flow_1.py": b"VALUE = 'new'\n"}
-    upload_files(store, new_files)
+    current = upload_files(store, new_files)
     cache = tmp_path / "cache"
+    sync_revision(source, current, cache)  # a cache that holds files: the old revision is synced file by file
 
     with pytest.raises(WorkspaceSyncError, match=f"revision {old.revision} could not be synced") as caught:
         sync_revision(source, old, cache, retry=FAST_RETRY)
@@ -164,7 +165,6 @@ def test_a_pinned_revision_that_is_gone_fails_clearly_instead_of_running_a_mix(
     assert isinstance(caught.value.__cause__, RevisionChangedError)
     assert "'team1/flow_1.py' changed" in str(caught.value)
     # The next execution, dispatched with the current revision, gets exactly that one.
-    current = store.manifest()
     sync_revision(source, current, cache)
     assert cached_files(cache) == new_files
 

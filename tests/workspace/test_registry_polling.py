@@ -1,4 +1,5 @@
-"""The registry on an S3 workspace polls cheaply: one listing per poll, and only changed files are read."""
+"""The registry on an S3 workspace polls cheaply: one listing per poll, and only changed files are read (once,
+for discovery and the revision's archive together)."""
 
 from __future__ import annotations
 
@@ -46,7 +47,8 @@ def test_a_poll_lists_once_and_reads_only_what_changed(seaweedfs: SeaweedS3, tmp
     registry = Registry(store, db)
 
     assert registry.rescan()
-    assert sorted(store.reads) == [f"flows/f{index}.py" for index in range(5)]  # Python files only
+    # Each file once: the Python files for discovery, the others for the revision's archive
+    assert sorted(store.reads) == ["flows/data.csv", *(f"flows/f{index}.py" for index in range(5))]
     store.reads.clear()
 
     listings = store.listings

@@ -12,13 +12,15 @@ from bifrost.api.executions import (
     ExecutionAccepted,
     ExecutionError,
     ExecutionKind,
+    LogLine,
+    LogPage,
     ResultOut,
     RunnerDetails,
     RunnerOut,
     Trigger,
     VariablesOut,
 )
-from control_plane.db.models import Execution, ExecutionLog, as_utc
+from control_plane.db.models import Execution, as_utc
 
 __all__ = [
     "ExecuteRequest",
@@ -97,13 +99,3 @@ class ExecutionOut(api.ExecutionOut):
 
 class ExecutionPage(api.ExecutionPage):
     executions: Sequence[ExecutionOut]
-
-
-class LogLine(api.LogLine):
-    @classmethod
-    def of(cls, log: ExecutionLog) -> LogLine:
-        return cls(line=log.line, ts=as_utc(log.ts), level=log.level, logger=log.logger, message=log.message)
-
-
-class LogPage(api.LogPage):
-    logs: Sequence[LogLine]

@@ -182,16 +182,47 @@ class RunPayload(BaseModel):
     )
 
 
-# The local backend's runner template (`python -m bifrost_runner.zygote`) reads one claim per line on its stdin:
-# a `ClaimHeader` it reads, a tab, and a `RunnerClaim` it passes on to the runner unread. The claim holds the
-# execution's secrets, which the template never holds in memory its later forks would inherit. It writes
-# `TemplateStarted` once, then one `ForkMade` / `RunnerForked` / `RunnerEnded` / `RunnerForkFailed` per line on
-# its stdout.
+# The local backend's runner template (`python -m bifrost_runner.zygote`) reads framed lines on its stdin: a
+# header it reads (`SlotHeader`, `ClaimHeader`), a tab, and a body it passes on to a runner unread (`RunnerSlot`,
+# `RunnerClaim`): the bodies hold the executions' secrets, which the template never holds in memory its later
+# forks would inherit. It writes `TemplateStarted` once, then one `ForkMade` / `RunnerForked` / `RunnerEnded` /
+# `RunnerForkFailed` / `SlotDropped` per line on its stdout. A runner reads the bodies, one per line.
+
+
+class RunnerSlot(BaseModel):
+    """An execution id chosen before its execution exists, with the NATS identity its runner will have: a spare
+    runner given the slot connects to NATS with it while it waits, so that the execution created with this id
+    starts on a runner that is connected already. The template keeps spares that hold no slot besides, for the
+    other executions. The identity is that execution's own (it may publish only its events and receive only its
+    control messages) and expires `expires_at`; the spare is replaced well before (`SLOT_RETIRED_AT`), and a
+    runner still running then switches to the identity of its claim (`SLOT_LEFT_AT`)."""
+
+    type: Literal["slot"] = "slot"
+    execution_id: str
+    nats_url: str
+    nats_jwt: str | None = Field(None, repr=False, description="None: NATS checks no identities.")
+    nats_seed: str | None = Field(None, repr=False)
+    issued_at: float = Field(description="When the identity was made (Unix time).")
+    expires_at: float = Field(description="When NATS stops taking the identity (Unix time).")
+
+    def moment(self, fraction: float) -> float:
+        """The time `fraction` of the identity's lifetime after it was made (Unix time)."""
+        return self.issued_at + fraction * (self.expires_at - self.issued_at)
+
+
+SLOT_RESERVED_UNTIL = 0.5
+"""Of a slot's lifetime: after this much, no new execution is given its id."""
+SLOT_RETIRED_AT = 0.6
+"""Of a slot's lifetime: a spare still waiting with it then is ended, and another one made."""
+SLOT_LEFT_AT = 0.8
+"""Of a slot's lifetime: a runner still running on the slot's connection then reconnects under its claim's
+identity."""
 
 
 class RunnerClaim(BaseModel):
     """Start the runner of one execution, with exactly this environment."""
 
+    type: Literal["claim"] = "claim"
     execution_id: str
     env: dict[str, str]
     log_path: str = Field(description="The runner's stdout and stderr go to this file.")
@@ -201,22 +232,46 @@ class RunnerClaim(BaseModel):
     payload: RunPayload | None = Field(None, description="The execution's payload; None: the runner fetches it.")
 
 
-class ClaimHeader(BaseModel):
-    """What the template reads of a `RunnerClaim`."""
+RunnerMessage = Annotated[RunnerSlot | RunnerClaim, Field(discriminator="type")]
+runner_message_adapter: TypeAdapter[RunnerMessage] = TypeAdapter(RunnerMessage)
 
+
+class SlotHeader(BaseModel):
+    """What the template reads of a `RunnerSlot`: give it to a spare, and end that spare at `retire_at`."""
+
+    type: Literal["slot"] = "slot"
+    execution_id: str
+    retire_at: float = Field(description="Unix time.")
+
+
+class ClaimHeader(BaseModel):
+    """What the template reads of a `RunnerClaim`. The spare holding the execution's slot serves it, else one
+    holding none: a spare holding a slot waits for that slot's execution alone."""
+
+    type: Literal["claim"] = "claim"
     execution_id: str
     api_url: str | None = Field(None, description="Where the runner calls the API: the next spares prepare for it.")
     log_folder: str = Field(description="Where the runner logs: the next spares make their log file there.")
 
 
+TemplateHeader = Annotated[SlotHeader | ClaimHeader, Field(discriminator="type")]
+template_header_adapter: TypeAdapter[TemplateHeader] = TypeAdapter(TemplateHeader)
+
+
 def claim_line(claim: RunnerClaim) -> bytes:
-    """One line of the template's input. (JSON holds no raw tab or newline.)"""
+    """The template's input line of `claim`. (JSON holds no raw tab or newline.)"""
     header = ClaimHeader(
         execution_id=claim.execution_id,
         api_url=claim.env.get("BIFROST_API_URL"),
         log_folder=os.path.dirname(claim.log_path),
     )
     return header.model_dump_json().encode() + b"\t" + claim.model_dump_json().encode() + b"\n"
+
+
+def slot_line(slot: RunnerSlot) -> bytes:
+    """The template's input line of `slot`."""
+    header = SlotHeader(execution_id=slot.execution_id, retire_at=slot.moment(SLOT_RETIRED_AT))
+    return header.model_dump_json().encode() + b"\t" + slot.model_dump_json().encode() + b"\n"
 
 
 class TemplateStarted(BaseModel):
@@ -256,7 +311,16 @@ class RunnerForkFailed(BaseModel):
     error: str
 
 
+class SlotDropped(BaseModel):
+    """A slot no runner will use, though no claim came for it: its spare was retired or died, or its lifetime ran
+    out before a spare took it."""
+
+    type: Literal["slot_dropped"] = "slot_dropped"
+    execution_id: str
+
+
 TemplateMessage = Annotated[
-    TemplateStarted | ForkMade | RunnerForked | RunnerEnded | RunnerForkFailed, Field(discriminator="type")
+    TemplateStarted | ForkMade | RunnerForked | RunnerEnded | RunnerForkFailed | SlotDropped,
+    Field(discriminator="type"),
 ]
 template_message_adapter: TypeAdapter[TemplateMessage] = TypeAdapter(TemplateMessage)

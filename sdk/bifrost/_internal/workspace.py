@@ -124,6 +124,18 @@ def write_atomically(target: Path, data: bytes) -> None:
         raise
 
 
+ARCHIVES_DIR = ".bifrost/archives"
+"""Where an S3 workspace keeps each recorded revision's files as one zip archive, named by the revision (itself
+the hash of the revision's paths and ETags, so an archive is written once and never changes): a runner with an
+empty cache fetches that one object instead of every file."""
+
+
+def revision_archive_path(revision: str) -> str:
+    if len(revision) != 64 or any(ch not in string.hexdigits for ch in revision):
+        raise ValueError(f"{revision!r} is not a workspace revision (64 hex digits)")
+    return f"{ARCHIVES_DIR}/{revision.lower()}.zip"
+
+
 def revision_manifest_path(revision: str) -> str:
     if len(revision) != 64 or any(ch not in string.hexdigits for ch in revision):
         raise ValueError(f"{revision!r} is not a workspace revision (64 hex digits)")

@@ -1,0 +1,127 @@
+"""Reading back a long log through the API of `bifrost serve` (SQLite): 200,000 stored log lines of one finished
+execution, as pages of the largest page size (target under 1 s for all of them) and as the replay of the
+execution's server-sent event stream (target under 3 s).
+
+Run: `python -m bench.log_readback`.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+from sqlalchemy import insert
+from sqlmodel import Session, col, select
+
+from bench.executions import serving
+from bifrost._internal.protocol import ExecutionStatus
+from bifrost_devtools.services import free_port
+from control_plane.api.executions import MAX_LOG_PAGE
+from control_plane.db.models import Execution, ExecutionLog, User
+from control_plane.db.session import make_engine
+from control_plane.settings import Settings
+
+KEY = "bfk_benchmark-log-readback-key-0123456789"
+LINES = 200_000
+PAGES_TARGET_SECONDS = 1.0
+REPLAY_TARGET_SECONDS = 3.0
+
+
+def store_long_log(settings: Settings) -> str:
+    """A finished execution of the bootstrap admin with LINES log lines; its id."""
+    db = make_engine(settings.resolved_database_url)
+    with Session(db) as session:
+        admin = session.exec(select(User).where(col(User.is_platform_admin))).first()
+        if admin is None:
+            raise RuntimeError("bifrost serve made no admin user")
+        execution = Execution(user_id=admin.id, workflow_name="chatty", backend="bench", status=ExecutionStatus.SUCCESS)
+        session.add(execution)
+        session.commit()
+        execution_id = execution.id
+    now = datetime.now(UTC)
+    rows = [
+        {
+            "execution_id": execution_id,
+            "line": line,
+            "ts": now,
+            "level": "INFO",
+            "logger": "bench.chatty",
+            "message": f"processed item {line} of the nightly import, nothing unusual",
+        }
+        for line in range(1, LINES + 1)
+    ]
+    with db.begin() as conn:
+        conn.execute(insert(ExecutionLog), rows)
+    db.dispose()
+    return execution_id
+
+
+def read_pages(api: httpx.Client, execution_id: str) -> int:
+    lines, after = 0, 0
+    while True:
+        page = api.get(f"/api/executions/{execution_id}/logs", params={"after": after, "limit": MAX_LOG_PAGE}).json()
+        lines += len(page["logs"])
+        after = page["next_after"]
+        if not page["has_more"]:
+            return lines
+
+
+def replay(api: httpx.Client, execution_id: str) -> int:
+    lines = 0
+    with api.stream("GET", f"/api/executions/{execution_id}/stream") as response:
+        for text_line in response.iter_lines():
+            if text_line == "event: log":
+                lines += 1
+    return lines
+
+
+def timed_best_of(
+    runs: int, action: Callable[[httpx.Client, str], int], api: httpx.Client, execution_id: str
+) -> tuple[float, int]:
+    best, count = float("inf"), 0
+    for _ in range(runs):
+        start = time.perf_counter()
+        count = action(api, execution_id)
+        best = min(best, time.perf_counter() - start)
+    return best, count
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="bifrost-bench-logs-") as tmp:
+        workspace = Path(tmp) / "workspace"
+        workspace.mkdir()
+        port = free_port()
+        api_url = f"http://127.0.0.1:{port}"
+        settings = Settings(data_dir=Path(tmp) / "data", workspace_url=str(workspace))
+        env = {
+            "BIFROST_DATA_DIR": str(settings.data_dir),
+            "BIFROST_WORKSPACE_URL": str(workspace),
+            "BIFROST_PORT": str(port),
+            "BIFROST_BOOTSTRAP_API_KEY": KEY,
+        }
+        with (
+            serving(env, api_url, Path(tmp) / "bifrost-serve.log"),
+            httpx.Client(base_url=api_url, headers={"X-Bifrost-Key": KEY}, timeout=120) as api,
+        ):
+            execution_id = store_long_log(settings)
+            pages_seconds, paged = timed_best_of(3, read_pages, api, execution_id)
+            replay_seconds, replayed = timed_best_of(3, replay, api, execution_id)
+    if paged != LINES or replayed != LINES:
+        raise RuntimeError(f"read back {paged} lines in pages and {replayed} in the replay, not {LINES}")
+    for label, seconds, target in (
+        (f"pages of {MAX_LOG_PAGE:,} lines", pages_seconds, PAGES_TARGET_SECONDS),
+        ("SSE replay           ", replay_seconds, REPLAY_TARGET_SECONDS),
+    ):
+        verdict = "ok" if seconds < target else "SLOWER THAN TARGET"
+        print(
+            f"log read-back, {LINES:,} lines, {label}: {seconds:.2f} s ({verdict}: target {target:.0f} s), "
+            f"{LINES / seconds:,.0f} lines/s (best of 3)"
+        )
+
+
+if __name__ == "__main__":
+    main()

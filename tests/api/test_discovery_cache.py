@@ -1,0 +1,160 @@
+"""The discovery cache: what each workspace file holds is kept in the database, so a restarted control plane
+re-parses only the files that changed while it was down, on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, update
+from sqlmodel import Session, select
+
+from bifrost._internal.discovery import FileDiscovery
+from control_plane import registry as registry_module
+from control_plane.db.migrate import upgrade_database
+from control_plane.db.models import DiscoveredFile, Workflow
+from control_plane.db.session import make_engine
+from control_plane.registry import Registry
+from control_plane.workspace_store import LocalFolderStore
+from tests.api.conftest import fresh_database
+
+
+def flow(name: str, timeout: int = 60) -> str:
+    return f'''
+from bifrost import workflow
+
+@workflow(timeout_seconds={timeout})
+async def {name}(who: str, times: int = 1):
+    """Say hello to someone."""
+    return "hello " * times + who
+'''
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    engine = make_engine(fresh_database(request.param, tmp_path, request))
+    upgrade_database(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    folder = tmp_path / "workspace"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
+def parsed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The paths discovery parses (in this process), in order."""
+    seen: list[str] = []
+    real_discover = registry_module.discover_source
+
+    def counting(path: str, source: str) -> FileDiscovery:
+        seen.append(path)
+        return real_discover(path, source)
+
+    monkeypatch.setattr(registry_module, "discover_source", counting)
+    return seen
+
+
+def restarted(workspace: Path, db: Engine) -> Registry:
+    """A registry as a freshly started control plane has it after its first scan."""
+    registry = Registry(LocalFolderStore(workspace), db)
+    assert registry.rescan()
+    return registry
+
+
+def stored(db: Engine) -> dict[str, int]:
+    with Session(db) as session:
+        return {row.name: row.timeout_seconds for row in session.exec(select(Workflow)).all()}
+
+
+def test_a_restart_with_nothing_changed_parses_nothing(db: Engine, workspace: Path, parsed: list[str]) -> None:
+    (workspace / "greet.py").write_text(flow("greet"))
+    (workspace / "reports").mkdir()
+    (workspace / "reports" / "daily.py").write_text(flow("daily", timeout=120))
+    first = restarted(workspace, db)
+    assert sorted(parsed) == ["greet.py", "reports/daily.py"]
+
+    parsed.clear()
+    second = restarted(workspace, db)
+    assert parsed == []
+    assert second.snapshot.workflows == first.snapshot.workflows
+    assert second.snapshot.revision == first.snapshot.revision
+    assert second.snapshot.workflows["daily"].form_fields == first.snapshot.workflows["daily"].form_fields
+    assert stored(db) == {"greet": 60, "daily": 120}
+
+
+def test_a_restart_parses_only_the_changed_and_added_files(db: Engine, workspace: Path, parsed: list[str]) -> None:
+    (workspace / "same.py").write_text(flow("same"))
+    (workspace / "edited.py").write_text(flow("edited"))
+    (workspace / "removed.py").write_text(flow("removed"))
+    restarted(workspace, db)
+
+    (workspace / "edited.py").write_text(flow("edited", timeout=300))
+    (workspace / "removed.py").unlink()
+    (workspace / "added.py").write_text(flow("added", timeout=90))
+    parsed.clear()
+    registry = restarted(workspace, db)
+
+    assert sorted(parsed) == ["added.py", "edited.py"]
+    assert set(registry.snapshot.workflows) == {"same", "edited", "added"}
+    assert registry.snapshot.workflows["edited"].timeout_seconds == 300
+    assert stored(db) == {"same": 60, "edited": 300, "added": 90}
+    with Session(db) as session:
+        assert set(session.exec(select(DiscoveredFile.path)).all()) == {"same.py", "edited.py", "added.py"}
+
+
+def test_a_conflict_resolved_while_down_registers_the_name(db: Engine, workspace: Path, parsed: list[str]) -> None:
+    (workspace / "a.py").write_text(flow("greet"))
+    (workspace / "b.py").write_text(flow("greet", timeout=120))
+    assert restarted(workspace, db).snapshot.workflows == {}
+    assert stored(db) == {}
+
+    (workspace / "b.py").unlink()
+    parsed.clear()
+    registry = restarted(workspace, db)
+    assert parsed == []
+    assert set(registry.snapshot.workflows) == {"greet"}
+    assert stored(db) == {"greet": 60}
+
+
+def test_entries_of_other_discovery_code_are_parsed_again(db: Engine, workspace: Path, parsed: list[str]) -> None:
+    (workspace / "greet.py").write_text(flow("greet"))
+    restarted(workspace, db)
+    with Session(db) as session:
+        session.execute(update(DiscoveredFile).values(parser="an older release"))
+        session.add(Workflow(name="stale", file="gone.py", function_name="stale"))
+        session.commit()
+
+    parsed.clear()
+    registry = restarted(workspace, db)
+    assert parsed == ["greet.py"]
+    assert set(registry.snapshot.workflows) == {"greet"}
+    assert stored(db) == {"greet": 60}
+    with Session(db) as session:
+        assert set(session.exec(select(DiscoveredFile.parser)).all()) == {registry_module.parser_version()}
+
+
+@pytest.mark.parametrize("db", ["sqlite"], indirect=True)
+def test_files_parsed_by_worker_processes_give_what_one_process_gives(
+    db: Engine, workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for index in range(6):
+        (workspace / f"flow_{index}.py").write_text(flow(f"flow_{index}", timeout=60 + index))
+    (workspace / "broken.py").write_text("from bifrost import workflow\n\n@workflow\ndef oops(:\n    pass\n")
+    serial_db = make_engine(f"sqlite:///{tmp_path / 'serial.db'}")
+    upgrade_database(serial_db)
+    serial = restarted(workspace, serial_db)
+
+    monkeypatch.setattr(registry_module, "PARALLEL_FROM_FILES", 2)
+    monkeypatch.setattr(registry_module, "_CHUNK_FILES", 3)
+    parallel = restarted(workspace, db)
+
+    assert parallel.snapshot.workflows == serial.snapshot.workflows
+    assert parallel.snapshot.problems == serial.snapshot.problems
+    assert [problem.file for problem in parallel.snapshot.problems] == ["broken.py"]
+    assert stored(db) == {f"flow_{index}": 60 + index for index in range(6)}
