@@ -134,7 +134,10 @@ class Settings(BaseSettings):
         "each connected to NATS ahead as the run it is kept for.",
     )
     local_memory_limit_mb: int = Field(
-        1024, ge=64, description="Memory (address-space) limit of a local runner; a workflow may set its own."
+        1024,
+        ge=64,
+        description="Memory limit of a local runner: of its cgroup, where the control plane may make cgroups, else "
+        "of its address space; a workflow may set its own.",
     )
     local_max_processes: int = Field(
         256, ge=8, description="Processes and threads a local runner may have at once, the workflow's included."
