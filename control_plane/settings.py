@@ -134,7 +134,10 @@ class Settings(BaseSettings):
         "each connected to NATS ahead as the run it is kept for.",
     )
     local_memory_limit_mb: int = Field(
-        1024, ge=64, description="Memory (address-space) limit of a local runner; a workflow may set its own."
+        1024,
+        ge=64,
+        description="Memory limit of a local runner: of its cgroup, where the control plane may make cgroups, else "
+        "of its address space; a workflow may set its own.",
     )
     local_max_processes: int = Field(
         256, ge=8, description="Processes and threads a local runner may have at once, the workflow's included."
@@ -204,6 +207,15 @@ class Settings(BaseSettings):
     )
     k8s_pending_timeout_seconds: float = Field(
         600.0, gt=0, description="A runner pod not running after this long fails its execution."
+    )
+    k8s_pool_size: int = Field(
+        1,
+        ge=0,
+        description="Runner pods kept waiting for sync runs (of workflows without resources of their own); each "
+        "takes exactly one run and exits, and the pool refills. 0: every run gets a Job of its own.",
+    )
+    k8s_pool_wait_seconds: float = Field(
+        600.0, gt=0, description="A pool pod waiting this long without a run is replaced by a fresh one."
     )
     k8s_watch_timeout_seconds: int = Field(300, ge=1, description="Server-side lifetime of one watch request.")
     k8s_log_tail_lines: int = Field(50, ge=0, description="Log lines of a failed runner kept in its reason.")

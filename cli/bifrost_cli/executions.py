@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
@@ -11,10 +11,6 @@ from bifrost_cli import output
 from bifrost_cli.exits import CliError
 from bifrost_cli.options import OrgOption, Output, OutputOption, ProfileOption, connect
 from bifrost_cli.run import FollowOption, TimeoutOption, WaitOption, start_and_report
-
-if TYPE_CHECKING:
-    from bifrost.api import LogLine
-    from bifrost.client import Client
 
 app = typer.Typer(
     name="executions", help="Executions: list them, show one, read or follow its log, cancel it, run it again."
@@ -117,7 +113,7 @@ def logs(
     with connect(profile, org) as client:
         if not follow:
             if output_format == "json":
-                output.print_json(_all_lines(client, execution_id))
+                output.print_json(list(watching.log_lines(client, execution_id)))
             else:
                 watching.print_logs(client, execution_id, watching.LogPrinter(to_stderr=False))
             return
@@ -125,17 +121,6 @@ def logs(
         execution = watching.watch(client, client.get_execution(execution_id), printer=printer, timeout=None)
         code = watching.report(execution, output_format)
     raise typer.Exit(code)
-
-
-def _all_lines(client: Client, execution_id: str) -> list[LogLine]:
-    lines: list[LogLine] = []
-    after = 0
-    while True:
-        page = client.get_logs(execution_id, after=after)
-        lines.extend(page.logs)
-        if not page.has_more:
-            return lines
-        after = page.next_after
 
 
 @app.command()

@@ -1,16 +1,12 @@
-"""Waiting for an execution: its log live, a progress display, a deadline, and Ctrl-C, which asks whether to
-cancel it; then its outcome, and the exit code of its final status."""
+"""Waiting for an execution: its log live, a progress display, a deadline (`--timeout`), and Ctrl-C, which asks
+whether to cancel it; then its outcome, and the exit code of its final status."""
 
 from __future__ import annotations
 
-import _thread
 import signal
 import sys
-import threading
+import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-from types import FrameType
 from typing import TYPE_CHECKING
 
 import typer
@@ -26,31 +22,6 @@ if TYPE_CHECKING:
     from bifrost.client import Client
 
 
-class _DeadlinePassed(Exception):
-    pass
-
-
-@dataclass
-class _Deadline:
-    """Turns the passing of `--timeout` into an exception in the main thread, wherever it waits; only while armed,
-    so that it cannot strike after the wait is over."""
-
-    armed: bool = False
-    passed: bool = False
-
-    def on_interrupt(self, _signum: int, _frame: FrameType | None) -> None:
-        if self.passed:
-            if self.armed:
-                raise _DeadlinePassed
-            return
-        raise KeyboardInterrupt
-
-    def pass_now(self) -> None:
-        if self.armed:
-            self.passed = True
-            _thread.interrupt_main()
-
-
 def _start_without_ctrl_c(start: Callable[[], None]) -> None:
     """Start a thread that never takes SIGINT: delivered to another thread than the main one, Ctrl-C would count
     only once the main thread, blocked reading the stream, runs Python again, at the stream's next event."""
@@ -59,24 +30,6 @@ def _start_without_ctrl_c(start: Callable[[], None]) -> None:
         start()
     finally:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-
-
-@contextmanager
-def _deadline(seconds: float | None) -> Iterator[_Deadline]:
-    deadline = _Deadline(armed=True)
-    if seconds is None:
-        yield deadline
-        return
-    previous = signal.signal(signal.SIGINT, deadline.on_interrupt)
-    timer = threading.Timer(seconds, deadline.pass_now)
-    timer.daemon = True
-    _start_without_ctrl_c(timer.start)
-    try:
-        yield deadline
-    finally:
-        deadline.armed = False
-        timer.cancel()
-        signal.signal(signal.SIGINT, previous)
 
 
 class LogPrinter:
@@ -163,14 +116,18 @@ def watch(
     timeout: float | None,
 ) -> ExecutionOut:
     """Follow `execution` until it finishes, printing its log lines with `printer`; the finished execution."""
+    from bifrost.client import WaitTimeoutError
+
     execution_id = execution.execution_id
     last_line = 0 if printer is not None else execution.log_count
+    ends = None if timeout is None else time.monotonic() + timeout
     cancelled = False
-    with _Progress(f"{execution.workflow_name} ({execution_id})") as progress, _deadline(timeout) as deadline:
+    with _Progress(f"{execution.workflow_name} ({execution_id})") as progress:
         progress.status(execution.status.value)
         while True:
+            remaining = None if ends is None else ends - time.monotonic()
             try:
-                for event in client.follow(execution_id, after_line=last_line):
+                for event in client.follow(execution_id, after_line=last_line, timeout=remaining):
                     last_line = event.last_line
                     if event.log is not None:
                         progress.line()
@@ -178,10 +135,8 @@ def watch(
                             printer.print(event.log)
                     elif event.status is not None:
                         progress.status(event.status.status.value)
-                        if event.is_final:
-                            deadline.armed = False
                 break
-            except _DeadlinePassed:
+            except WaitTimeoutError:
                 raise CliError(
                     f"execution {execution_id} had not finished after {timeout:g} s; it goes on running "
                     f"(follow it: bifrost executions logs {execution_id} --follow)",
@@ -219,16 +174,21 @@ def cancel(client: Client, execution_id: str) -> None:
         output.note(f"Cancelling execution {execution_id}")
 
 
-def print_logs(client: Client, execution_id: str, printer: LogPrinter) -> None:
-    """Every log line stored for a finished execution."""
+def log_lines(client: Client, execution_id: str) -> Iterator[LogLine]:
+    """Every log line stored for an execution, page after page."""
     after = 0
     while True:
         page = client.get_logs(execution_id, after=after)
-        for line in page.logs:
-            printer.print(line)
+        yield from page.logs
         if not page.has_more:
             return
         after = page.next_after
+
+
+def print_logs(client: Client, execution_id: str, printer: LogPrinter) -> None:
+    """Every log line stored for a finished execution."""
+    for line in log_lines(client, execution_id):
+        printer.print(line)
 
 
 def report(execution: ExecutionOut, output_format: str) -> ExitCode:

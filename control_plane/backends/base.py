@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
+from nats.aio.client import Client as NatsClient
 from pydantic import BaseModel, Field
 
 from bifrost._internal.protocol import ExecutionStatus, RunPayload
@@ -95,6 +97,7 @@ class LaunchSpec(BaseModel):
     report_seconds: float | None = Field(
         None, description="How long the runner waits for NATS to take its last events; None: the runner's default."
     )
+    warm: bool = Field(False, description="A sync run: a runner already waiting (a pool pod) may take it.")
 
     def runner_env(self) -> dict[str, str]:
         """The runner's whole configuration, as environment variables (see `bifrost_runner.config`)."""
@@ -145,11 +148,23 @@ class RunEnd(BaseModel):
 ExitCallback = Callable[[RunnerExit], Awaitable[None]]
 
 
+@dataclass
+class ClaimChannel:
+    """NATS as the control plane reaches it, for backends whose waiting runners receive their claim over it."""
+
+    nats: NatsClient
+    nats_url: str
+    """NATS as runners reach it."""
+    signer: AccountSigner | None
+    """Mints waiting runners' identities; None when NATS does not check identities."""
+
+
 class Backend(Protocol):
     name: str
 
-    async def start(self, on_exit: ExitCallback) -> None:
-        """Begin serving launches; `on_exit` is called once for every runner that ends, however it ends."""
+    async def start(self, on_exit: ExitCallback, claims: ClaimChannel | None = None) -> None:
+        """Begin serving launches; `on_exit` is called once for every runner that ends, however it ends. `claims`:
+        how to reach runners waiting for a claim (see `ClaimChannel`); None: no runner waits for one."""
 
     async def stop(self) -> None:
         """Stop launching; runners already running are left to finish."""

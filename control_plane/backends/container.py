@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from bifrost._internal.protocol import ExecutionStatus
-from control_plane.backends.base import ExitCallback, LaunchSpec, RunEnd, RunnerDetails, RunnerExit
+from control_plane.backends.base import ClaimChannel, ExitCallback, LaunchSpec, RunEnd, RunnerDetails, RunnerExit
 from control_plane.backends.container_cli import ContainerCli, ContainerCliError
 from control_plane.backends.container_diagnosis import (
     Diagnosis,
@@ -88,7 +88,8 @@ class ContainerBackend:
         self._events: asyncio.Task[None] | None = None
         self._on_exit: ExitCallback | None = None
 
-    async def start(self, on_exit: ExitCallback) -> None:
+    async def start(self, on_exit: ExitCallback, claims: ClaimChannel | None = None) -> None:
+        """`claims` is of no use here: no runner of this backend waits for a claim over NATS."""
         self._cli.check_available()
         make_private_folder(self._cli.workdir)
         self._on_exit = on_exit

@@ -20,7 +20,7 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from bifrost._internal.protocol import ExecutionStatus
-from control_plane.backends.base import ExitCallback, LaunchSpec, RunEnd, RunnerDetails, RunnerExit
+from control_plane.backends.base import ClaimChannel, ExitCallback, LaunchSpec, RunEnd, RunnerDetails, RunnerExit
 from control_plane.backends.kubernetes_api import KubernetesApi, load_api_client
 from control_plane.backends.kubernetes_diagnosis import (
     Diagnosis,
@@ -32,6 +32,7 @@ from control_plane.backends.kubernetes_diagnosis import (
     pod_started,
     runner_state,
 )
+from control_plane.backends.kubernetes_pool import RunnerPool, Taken
 from control_plane.backends.kubernetes_runs import (
     API_VERSION,
     KIND,
@@ -43,12 +44,15 @@ from control_plane.backends.kubernetes_runs import (
 from control_plane.backends.kubernetes_runs import ended_patch as run_ended_patch
 from control_plane.backends.kubernetes_spec import (
     RUNNER_CONTAINER,
+    WORKSPACE_MOUNT,
     build_job,
     build_secret,
+    claimed_metadata,
     ended_patch,
     execution_id_of,
     inspect_commands,
     job_name,
+    pool_of,
 )
 from control_plane.backends.kubernetes_watch import SharedWatch
 from control_plane.settings import Settings
@@ -90,12 +94,18 @@ class KubernetesBackend:
         self._workflow_runs = settings.k8s_workflow_runs
         self._started: dict[str, datetime] = {}
         """When the pods of runs this replica followed started, for the durations of their WorkflowRuns."""
+        self.pool = RunnerPool(settings, self._api)
+        self._pool_runs: dict[str, str] = {}
+        """The execution each pool pod's Job that took one runs, by the Job's name, while it runs."""
+        self._pool_jobs: dict[str, str] = {}
+        """The pool Job each execution a pool pod took ran in, by execution, until its end is written onto it."""
 
     @property
     def watches(self) -> list[SharedWatch]:
         return list(self._watches)
 
-    async def start(self, on_exit: ExitCallback) -> None:
+    async def start(self, on_exit: ExitCallback, claims: ClaimChannel | None = None) -> None:
+        """`claims`: with it (and `k8s_pool_size` above 0), sync runs take warm pool pods (see `kubernetes_pool`)."""
         self._on_exit = on_exit
         loop = asyncio.get_running_loop()
 
@@ -146,8 +156,10 @@ class KubernetesBackend:
         for watch in self._watches:
             watch.start()
         self._sweeper = asyncio.create_task(self._sweep_pending())
+        self.pool.start(claims)
 
     async def stop(self) -> None:
+        await self.pool.stop()
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -159,6 +171,9 @@ class KubernetesBackend:
 
     async def launch(self, spec: LaunchSpec) -> None:
         if spec.execution_id in self._runs:
+            return
+        taken = self.pool.choose(spec)
+        if taken is not None and await self._launch_warm(spec, taken):
             return
         name = job_name(spec.execution_id)
         self._runs[spec.execution_id] = _Run(spec.execution_id, name, time.monotonic())
@@ -196,9 +211,41 @@ class KubernetesBackend:
             workflow_run = await self._api.read_workflow_run(job_name(spec.execution_id))
         return owner_reference(workflow_run)
 
+    async def _launch_warm(self, spec: LaunchSpec, taken: Taken) -> bool:
+        """Run `spec` on the pool pod `taken`; False when the pod did not take it."""
+        self._runs[spec.execution_id] = _Run(spec.execution_id, taken.job_name, time.monotonic(), pod=taken.pod)
+        self._pool_runs[taken.job_name] = spec.execution_id
+        claim_env = spec.runner_env() | {"BIFROST_WORKSPACE_CACHE_DIR": WORKSPACE_MOUNT}
+        claimed = False
+        try:
+            claimed = await self.pool.claim(taken, spec, claim_env)
+        finally:
+            if not claimed:
+                self._runs.pop(spec.execution_id, None)
+                self._pool_runs.pop(taken.job_name, None)
+        if not claimed:
+            return False
+        self._remember_pool_job(spec.execution_id, taken.job_name)
+        # Off the run's path: the run does not wait for its Job and pod to be labelled.
+        task = asyncio.create_task(self._label_claimed(spec, taken))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return True
+
+    async def _label_claimed(self, spec: LaunchSpec, taken: Taken) -> None:
+        """Name the execution on the pool pod's Job, for `kubectl get jobs -l bifrost.io/execution-id=...` (its
+        pod is found by its `job-name` label), and make the Job belong to the execution's WorkflowRun."""
+        try:
+            patch = claimed_metadata(spec)
+            if self._workflow_runs:
+                patch["metadata"]["ownerReferences"] = [await self._create_workflow_run(spec)]
+            await self._api.patch_job(taken.job_name, patch)
+        except Exception:
+            logger.exception("could not label the pool Job %s with execution %s", taken.job_name, spec.execution_id)
+
     async def kill(self, execution_id: str) -> None:
         run = self._runs.pop(execution_id, None)
-        name = job_name(execution_id)
+        name = run.job_name if run is not None else job_name(execution_id)
         await self._api.delete_job(name, "Foreground")
         if run is not None:
             await self._report(
@@ -210,15 +257,22 @@ class KubernetesBackend:
             )
 
     async def reconcile(self, active_execution_ids: list[str]) -> None:
-        jobs = {execution_id_of(job): job for job in await self._api.list_jobs()}
-        pods = {execution_id_of(pod): pod for pod in await self._api.list_pods()}
+        listed = await self._api.list_jobs()
+        await self.pool.reconcile(listed)
+        jobs = {execution_id_of(job): job for job in listed}
+        for execution_id in active_execution_ids:
+            taken = jobs.get(execution_id)
+            if taken is not None and pool_of(taken) is not None:
+                self._pool_runs[taken["metadata"]["name"]] = execution_id
+                self._remember_pool_job(execution_id, taken["metadata"]["name"])
+        pods = {self._execution_of_pod(pod): pod for pod in await self._api.list_pods()}
         now = time.monotonic()
         for execution_id in active_execution_ids:
             job = jobs.get(execution_id)
             if job is None:
                 await self._report(self._exit(execution_id, job_vanished(job_name(execution_id))))
                 continue
-            run = self._runs.setdefault(execution_id, _Run(execution_id, job_name(execution_id), now))
+            run = self._runs.setdefault(execution_id, _Run(execution_id, job["metadata"]["name"], now))
             run.job, run.pod = job, pods.get(execution_id, run.pod)
             self._evaluate(run)
         active = set(active_execution_ids)
@@ -231,7 +285,7 @@ class KubernetesBackend:
     async def run_ended(self, end: RunEnd) -> None:
         """Write the final status onto the Job as a label and the error message as an annotation, and both with
         the run's times onto its WorkflowRun."""
-        name = job_name(end.execution_id)
+        name = self._pool_jobs.pop(end.execution_id, None) or job_name(end.execution_id)
         started = end.started_at or self._started.get(end.execution_id)
         self._started.pop(end.execution_id, None)
         writes: list[tuple[str, Awaitable[Any]]] = [
@@ -239,7 +293,7 @@ class KubernetesBackend:
         ]
         if self._workflow_runs:
             patch = run_ended_patch(end.status.value, end.error_message, started, end.finished_at)
-            writes.append(("WorkflowRun", self._api.patch_workflow_run(name, patch)))
+            writes.append(("WorkflowRun", self._api.patch_workflow_run(job_name(end.execution_id), patch)))
         for kind, write in writes:
             try:
                 await write
@@ -253,14 +307,24 @@ class KubernetesBackend:
                     "could not write the end of execution %s onto %s %s: %s", end.execution_id, kind, name, exc
                 )
 
+    def _remember_pool_job(self, execution_id: str, name: str) -> None:
+        self._pool_jobs[execution_id] = name
+        if len(self._pool_jobs) > STARTED_KEPT:
+            # Runs whose end another replica recorded never come back for theirs: forget the oldest.
+            del self._pool_jobs[next(iter(self._pool_jobs))]
+
     def runner_ref(self, execution_id: str) -> str:
         """The Job's name."""
-        return job_name(execution_id)
+        return self._job_name(execution_id)
+
+    def _job_name(self, execution_id: str) -> str:
+        run = self._runs.get(execution_id)
+        return run.job_name if run is not None else job_name(execution_id)
 
     def details(self, execution_id: str) -> RunnerDetails:
         """The Job (and pod, while this replica tracks the run) of an execution, and the kubectl commands to
         inspect them."""
-        namespace, name = self._settings.k8s_namespace, job_name(execution_id)
+        namespace, name = self._settings.k8s_namespace, self._job_name(execution_id)
         run = self._runs.get(execution_id)
         pod = (run.pod or {}).get("metadata", {}).get("name") if run else None
         return RunnerDetails(
@@ -268,9 +332,9 @@ class KubernetesBackend:
         )
 
     def _jobs_listed(self, jobs: list[dict[str, Any]], listed_at: float) -> None:
-        seen = {execution_id_of(job): job for job in jobs}
+        seen = {job["metadata"]["name"]: job for job in jobs}
         for run in list(self._runs.values()):
-            job = seen.get(run.execution_id)
+            job = seen.get(run.job_name)
             if job is not None:
                 run.job = job
                 self._evaluate(run)
@@ -282,8 +346,11 @@ class KubernetesBackend:
             self._pod_event("MODIFIED", pod)
 
     def _job_event(self, kind: str, job: dict[str, Any]) -> None:
-        run = self._runs.get(execution_id_of(job) or "")
+        name = job.get("metadata", {}).get("name", "")
+        run = self._runs.get(execution_id_of(job) or self._pool_runs.get(name) or "")
         if run is None:
+            if pool_of(job) is not None:
+                self.pool.job_event(kind, job)
             return
         if kind == "DELETED":
             # A Job may finish and be deleted (TTL 0) before we saw it finish: judge its last state first.
@@ -292,17 +359,25 @@ class KubernetesBackend:
         run.job = job
         self._evaluate(run)
 
+    def _execution_of_pod(self, pod: dict[str, Any]) -> str | None:
+        """The execution a pod runs: from its own annotation, or its pool Job's."""
+        job = (pod.get("metadata", {}).get("labels") or {}).get("job-name", "")
+        return execution_id_of(pod) or self._pool_runs.get(job)
+
     def _pod_event(self, kind: str, pod: dict[str, Any]) -> None:
-        run = self._runs.get(execution_id_of(pod) or "")
+        run = self._runs.get(self._execution_of_pod(pod) or "")
         if run is None:
+            if pool_of(pod) is not None:
+                self.pool.pod_event(kind, pod)
             return
         run.pod, run.pod_gone = pod, kind == "DELETED"
         if self._workflow_runs and run.started_at is None and pod_started(pod):
             run.started_at = str(pod.get("status", {}).get("startTime") or _now_timestamp())
-            self._spawn(self._write_started(run.execution_id, run.job_name, run.started_at))
+            self._spawn(self._write_started(run.execution_id, run.started_at))
         self._evaluate(run)
 
-    async def _write_started(self, execution_id: str, name: str, started_at: str) -> None:
+    async def _write_started(self, execution_id: str, started_at: str) -> None:
+        name = job_name(execution_id)
         self._started[execution_id] = datetime.fromisoformat(started_at.replace("Z", "+00:00"))
         if len(self._started) > STARTED_KEPT:
             # Runs whose end another replica recorded never come back for theirs: forget the oldest.
@@ -335,6 +410,7 @@ class KubernetesBackend:
         """Someone deleted the run's WorkflowRun (`kubectl delete workflowrun`): cancel the execution."""
         if self._runs.pop(run.execution_id, None) is None:
             return
+        self._pool_runs.pop(run.job_name, None)
         self._spawn(self._finish_cancelled(run))
 
     async def _finish_cancelled(self, run: _Run) -> None:
@@ -347,8 +423,8 @@ class KubernetesBackend:
                 execution_id=run.execution_id,
                 exit_code=None,
                 status=ExecutionStatus.CANCELLED,
-                reason=f"The WorkflowRun {run.job_name} was deleted (kubectl delete workflowrun?): the run was "
-                "cancelled and its Job deleted.",
+                reason=f"The WorkflowRun {job_name(run.execution_id)} was deleted (kubectl delete workflowrun?): the "
+                "run was cancelled and its Job deleted.",
             )
         )
 
@@ -376,6 +452,7 @@ class KubernetesBackend:
         """Report the end of `run` exactly once: it leaves the tracked runs here, synchronously."""
         if self._runs.pop(run.execution_id, None) is None:
             return
+        self._pool_runs.pop(run.job_name, None)
         self._spawn(self._finish(run, diagnosis))
 
     async def _finish(self, run: _Run, diagnosis: Diagnosis) -> None:
@@ -397,7 +474,7 @@ class KubernetesBackend:
 
     async def _workflow_run_gone(self, run: _Run) -> bool:
         try:
-            return being_deleted(await self._api.read_workflow_run(run.job_name))
+            return being_deleted(await self._api.read_workflow_run(job_name(run.execution_id)))
         except ApiException as exc:
             return bool(exc.status == 404)
         except Exception:

@@ -29,6 +29,8 @@ ERROR = "bifrost.io/error"
 """The annotation with the error message of an execution that did not succeed."""
 ERROR_ANNOTATION_MAX = 4096
 """Characters of the error message kept in the annotation; the whole message stays in Bifrost."""
+POOL = "bifrost.io/pool"
+"""On a pool pod's Job and pod: the pool it was made for (it keeps it once it took an execution)."""
 # Every object of ours carries these; the shared watch and the reconciliation select on them.
 MANAGED_SELECTOR = f"app.kubernetes.io/managed-by={MANAGED_BY}"
 RUNNER_CONTAINER = "runner"
@@ -120,14 +122,16 @@ def is_credential(env_name: str) -> bool:
     return any(marker in env_name for marker in _CREDENTIAL_MARKERS)
 
 
-def _resources(spec: LaunchSpec, settings: Settings) -> dict[str, dict[str, str]]:
+def _resources(
+    resources: RunnerResources | None, memory_limit_mb: int | None, settings: Settings
+) -> dict[str, dict[str, str]]:
     """Requests and limits: the workflow's own, else the defaults; a limit is raised to at least its request."""
-    wanted = spec.resources or RunnerResources()
+    wanted = resources or RunnerResources()
     memory_request = wanted.memory_request_mb or settings.k8s_memory_request_mb
-    memory_limit = wanted.memory_limit_mb or spec.memory_limit_mb or settings.k8s_memory_limit_mb
+    memory_limit = wanted.memory_limit_mb or memory_limit_mb or settings.k8s_memory_limit_mb
     cpu_request = wanted.cpu_request or settings.k8s_cpu_request
     cpu_limit = wanted.cpu_limit or settings.k8s_cpu_limit
-    if wanted.memory_limit_mb or spec.memory_limit_mb:
+    if wanted.memory_limit_mb or memory_limit_mb:
         memory_request = min(memory_request, memory_limit)
     limits = {"memory": f"{max(memory_request, memory_limit)}Mi"}
     if cpu_limit is not None:
@@ -151,19 +155,16 @@ def _env(spec: LaunchSpec) -> list[dict[str, Any]]:
     return env
 
 
-def build_job(spec: LaunchSpec, settings: Settings, owner: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The execution's Job, created suspended: it starts once its Secret exists (see `build_secret`). `owner`: the
-    reference to the WorkflowRun it belongs to, if any."""
-    labels = runner_labels(spec)
-    annotations = runner_annotations(spec)
+def _pod_spec(settings: Settings, module: str, env: list[dict[str, Any]], resources: dict[str, Any]) -> dict[str, Any]:
+    """A runner pod running `python -m <module>`."""
     uid = settings.k8s_run_as_user
     container: dict[str, Any] = {
         "name": RUNNER_CONTAINER,
         "image": settings.runner_image,
         "imagePullPolicy": settings.runner_image_pull_policy,
-        "command": ["python", "-m", "bifrost_runner"],
-        "env": _env(spec),
-        "resources": _resources(spec, settings),
+        "command": ["python", "-m", module],
+        "env": env,
+        "resources": resources,
         "volumeMounts": [
             {"name": "workspace", "mountPath": WORKSPACE_MOUNT},
             {"name": "tmp", "mountPath": "/tmp"},
@@ -209,6 +210,17 @@ def build_job(spec: LaunchSpec, settings: Settings, owner: dict[str, Any] | None
         pod_spec["nodeSelector"] = dict(settings.k8s_node_selector)
     if settings.k8s_tolerations:
         pod_spec["tolerations"] = [t.model_dump(exclude_none=True) for t in settings.k8s_tolerations]
+    return pod_spec
+
+
+def build_job(spec: LaunchSpec, settings: Settings, owner: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The execution's Job, created suspended: it starts once its Secret exists (see `build_secret`). `owner`: the
+    reference to the WorkflowRun it belongs to, if any."""
+    labels = runner_labels(spec)
+    annotations = runner_annotations(spec)
+    pod_spec = _pod_spec(
+        settings, "bifrost_runner", _env(spec), _resources(spec.resources, spec.memory_limit_mb, settings)
+    )
     metadata: dict[str, Any] = {
         "name": job_name(spec.execution_id),
         "namespace": settings.k8s_namespace,
@@ -234,26 +246,95 @@ def build_job(spec: LaunchSpec, settings: Settings, owner: dict[str, Any] | None
 def build_secret(spec: LaunchSpec, settings: Settings, job_uid: str) -> dict[str, Any]:
     """The execution's credentials, owned by its Job: Kubernetes deletes the Secret with the Job."""
     credentials = {name: value for name, value in spec.runner_env().items() if is_credential(name)}
+    metadata = {"labels": runner_labels(spec), "annotations": runner_annotations(spec)}
+    return _owned_secret(
+        settings, secret_name(spec.execution_id), job_name(spec.execution_id), job_uid, metadata, credentials
+    )
+
+
+def _owned_secret(
+    settings: Settings, name: str, job: str, job_uid: str, metadata: dict[str, Any], values: dict[str, str]
+) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Secret",
         "type": "Opaque",
         "immutable": True,
         "metadata": {
-            "name": secret_name(spec.execution_id),
+            "name": name,
             "namespace": settings.k8s_namespace,
-            "labels": runner_labels(spec),
-            "annotations": runner_annotations(spec),
+            **metadata,
             "ownerReferences": [
                 {
                     "apiVersion": "batch/v1",
                     "kind": "Job",
-                    "name": job_name(spec.execution_id),
+                    "name": job,
                     "uid": job_uid,
                     "controller": True,
                     "blockOwnerDeletion": True,
                 }
             ],
         },
-        "data": {name: base64.b64encode(value.encode()).decode() for name, value in credentials.items()},
+        "data": {key: base64.b64encode(value.encode()).decode() for key, value in values.items()},
     }
+
+
+def pool_labels(pool: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": "bifrost-runner",
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+        "app.kubernetes.io/part-of": "bifrost",
+        POOL: pool,
+    }
+
+
+def pool_secret_name(name: str) -> str:
+    return f"{name}-pool"
+
+
+def build_pool_job(
+    name: str, pool: str, runner_env: dict[str, str], credentials: dict[str, str], settings: Settings
+) -> dict[str, Any]:
+    """A pool pod's Job, created suspended like an execution's: it waits for one claim (see
+    `bifrost_runner.pool`). `runner_env`: what every run of the pool shares; `credentials`: its own pool identity
+    and the pool's other credentials, which go into its Secret (`build_pool_secret`)."""
+    env: list[dict[str, Any]] = [{"name": "PYTHONUNBUFFERED", "value": "1"}, {"name": "HOME", "value": "/tmp"}]
+    env += [{"name": key, "value": value} for key, value in runner_env.items()]
+    env += [
+        {"name": key, "valueFrom": {"secretKeyRef": {"name": pool_secret_name(name), "key": key}}}
+        for key in credentials
+    ]
+    labels = pool_labels(pool)
+    resources = _resources(None, None, settings)
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "namespace": settings.k8s_namespace, "labels": labels},
+        "spec": {
+            "suspend": True,
+            "backoffLimit": 0,
+            "ttlSecondsAfterFinished": settings.k8s_ttl_seconds_after_finished,
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": _pod_spec(settings, "bifrost_runner.pool", env, resources),
+            },
+        },
+    }
+
+
+def build_pool_secret(
+    name: str, pool: str, credentials: dict[str, str], settings: Settings, job_uid: str
+) -> dict[str, Any]:
+    """A pool pod's credentials, owned by its Job."""
+    return _owned_secret(settings, pool_secret_name(name), name, job_uid, {"labels": pool_labels(pool)}, credentials)
+
+
+def claimed_metadata(spec: LaunchSpec) -> dict[str, Any]:
+    """The labels and annotations a pool pod's Job takes on when its pod takes `spec`'s execution."""
+    return {"metadata": {"labels": runner_labels(spec), "annotations": runner_annotations(spec)}}
+
+
+def pool_of(obj: dict[str, Any]) -> str | None:
+    """The pool a Job or pod of ours was made for; None for an execution's own Job."""
+    labels: dict[str, str] = obj.get("metadata", {}).get("labels") or {}
+    return labels.get(POOL)

@@ -8,14 +8,16 @@ connects while it waits; a sync run created with that id (`ready_execution_id`) 
 already.
 Runners get only their own configuration in their environment, never the control plane's, and run in a session
 of their own under memory, process and CPU-time limits, in a sandbox (see `local_sandbox`) unless
-`local_sandbox` is `none`.
+`local_sandbox` is `none`. Where the control plane may make cgroups, each runner is moved into one of its own (see
+`local_cgroups`), made for it as a spare: its memory and process limits are the cgroup's, and removing the cgroup
+when the run ends kills whatever the run left behind.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
+import hashlib
 import logging
 import math
 import os
@@ -35,7 +37,8 @@ from bifrost._internal.protocol import (
     RunnerSlot,
     reported_status,
 )
-from control_plane.backends.base import ExitCallback, LaunchSpec, RunEnd, RunnerDetails, RunnerExit
+from control_plane.backends.base import ClaimChannel, ExitCallback, LaunchSpec, RunEnd, RunnerDetails, RunnerExit
+from control_plane.backends.local_cgroups import CgroupError, CgroupsUnavailable, RunnerCgroup, RunnerCgroups
 from control_plane.backends.local_records import RunnerRecord, RunnerRecords, is_same_process, process_start_time
 from control_plane.backends.local_sandbox import (
     SANDBOX_TMP,
@@ -66,13 +69,7 @@ LOG_TAIL_LINES = 50
 _BASIC_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR")
 
 
-@functools.cache
-def _log_how_runners_are_limited() -> None:
-    log.info(
-        "local runners are limited by resource limits of their processes (memory: RLIMIT_AS; processes and "
-        "threads: RLIMIT_NPROC; CPU time: RLIMIT_CPU), not by cgroups of their own: they share the control "
-        "plane's cgroup"
-    )
+SPARE_CGROUP_PREFIX = "spare-"
 
 
 def basic_environment() -> dict[str, str]:
@@ -137,6 +134,9 @@ class LocalBackend:
         self._sandbox: list[str] | None = None
         self._process_limit = False
         """Whether runners get `local_max_processes` as their process limit: only sandboxed, where it holds."""
+        self._cgroups: RunnerCgroups | None = None
+        self._spare_cgroups: dict[int, RunnerCgroup] = {}
+        """The cgroup made for each fork of the template, by its pid, until a launch takes it."""
         self._runner_nats: tuple[str, AccountSigner | None] | None = None
         self._slots_out: set[str] = set()
         """Slots given to the template that a spare holds, or will."""
@@ -144,6 +144,11 @@ class LocalBackend:
         """Of those, the ones no execution was given yet, oldest first."""
         self._reserved: set[str] = set()
         """Of those, the ones given to executions, whose runner has not taken its claim yet."""
+
+    @property
+    def cgroups(self) -> RunnerCgroups | None:
+        """Where runners get cgroups of their own; None: they are limited by resource limits of their processes."""
+        return self._cgroups
 
     @property
     def template_pid(self) -> int | None:
@@ -198,7 +203,8 @@ class LocalBackend:
         # After the launch under way goes on: a slot takes a NATS identity to make.
         asyncio.get_running_loop().call_soon(self._offer_slot)
 
-    async def start(self, on_exit: ExitCallback) -> None:
+    async def start(self, on_exit: ExitCallback, claims: ClaimChannel | None = None) -> None:
+        """`claims` is of no use here: this backend's spares get their slots over the template's pipe."""
         self._on_exit = on_exit
         self._stopping = False
         await asyncio.to_thread(self._records.prepare)
@@ -215,7 +221,7 @@ class LocalBackend:
                 "plane's user and can read its files (the data folder's keys and database), its environment and "
                 "its memory. Use it only where every workflow author is trusted with all of that."
             )
-        _log_how_runners_are_limited()
+        self._cgroups = await asyncio.to_thread(self._find_cgroups)
         await self._start_template()
 
     async def stop(self) -> None:
@@ -228,7 +234,11 @@ class LocalBackend:
                 runner.watch.cancel()
         if self._template:
             await self._template.close()
+        spares, self._spare_cgroups = list(self._spare_cgroups.values()), {}
+        await asyncio.to_thread(self._remove_cgroups, spares)
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._cgroups is not None:
+            await asyncio.to_thread(self._cgroups.remove_if_unused)
         self._records.close()
 
     async def launch(self, spec: LaunchSpec) -> None:
@@ -244,6 +254,8 @@ class LocalBackend:
                 return
             try:
                 pid = await self._fork(spec)
+                if self._cgroups is not None:
+                    self._enter_cgroup(self._cgroups, spec, pid)
             except LaunchError:
                 self._records.remove(execution_id)
                 raise
@@ -314,7 +326,8 @@ class LocalBackend:
             execution_id=spec.execution_id,
             env=self._runner_specific_environment(spec),
             log_path=str(self._records.log_path(spec.execution_id)),
-            memory_limit_bytes=memory_limit_mb * 1024 * 1024,
+            # In a cgroup, the cgroup's limit counts memory in use, not address space reserved.
+            memory_limit_bytes=memory_limit_mb * 1024 * 1024 if self._cgroups is None else None,
             cpu_limit_seconds=spec.timeout_seconds + math.ceil(self._settings.cancel_grace_seconds),
             # RLIMIT_NPROC counts a user's processes: meaningful only for a runner with a user (or user namespace)
             # of its own, so not for unsandboxed runners, which share the control plane's user.
@@ -330,6 +343,92 @@ class LocalBackend:
             if self._template is template:
                 self._template_ready.clear()
             return await (await self._ready_template()).fork(claim)
+
+    def _find_cgroups(self) -> RunnerCgroups | None:
+        """Where runner cgroups are made, with what an earlier control plane left there removed (its runners
+        still running aside); None where there are none to have. Says which, in the log."""
+        limits = (
+            f"memory {self._settings.local_memory_limit_mb} MB, processes and threads "
+            f"{self._settings.local_max_processes}"
+        )
+        name = "bifrost-" + hashlib.sha256(str(self._records.folder).encode()).hexdigest()[:12]
+        try:
+            cgroups = RunnerCgroups.find(name)
+        except CgroupsUnavailable as unavailable:
+            log.warning(
+                "local runners get no cgroups of their own (%s): they are limited by resource limits of their "
+                "processes (memory: RLIMIT_AS; processes and threads: RLIMIT_NPROC, sandboxed only; CPU time: "
+                "RLIMIT_CPU) and share the control plane's cgroup",
+                unavailable,
+            )
+            return None
+        log.info(
+            "local runners each get a cgroup of their own (%s, under %s; by default %s; CPU time: RLIMIT_CPU)",
+            cgroups.kind,
+            ", ".join(str(parent) for parent in cgroups.parents.values()),
+            limits,
+        )
+        for leftover in cgroups.leftovers():
+            try:
+                record = None if leftover.startswith(SPARE_CGROUP_PREFIX) else self._records.read(leftover)
+            except ValueError:  # no execution's name
+                record = None
+            if record is None or record.ended:
+                self._remove_cgroups([cgroups.get(leftover)])
+        return cgroups
+
+    def _cgroup_processes(self) -> int:
+        """A runner cgroup's process limit: a sandboxed runner's keeper counts too."""
+        return self._settings.local_max_processes + (1 if self._sandbox is not None else 0)
+
+    async def _fork_made(self, pid: int) -> None:
+        """A cgroup for the new fork `pid`, with the default limits, while it waits for its claim."""
+        assert self._cgroups is not None
+        try:
+            cgroup = await asyncio.to_thread(self._make_cgroup, self._cgroups, f"{SPARE_CGROUP_PREFIX}{pid}", pid)
+        except CgroupError as error:
+            log.warning("a spare runner has no cgroup yet (its launch makes one): %s", error)
+            return
+        self._spare_cgroups[pid] = cgroup
+
+    def _make_cgroup(
+        self, cgroups: RunnerCgroups, name: str, pid: int, memory_limit_mb: int | None = None
+    ) -> RunnerCgroup:
+        memory_limit_mb = memory_limit_mb or self._settings.local_memory_limit_mb
+        cgroup = cgroups.make(name, memory_limit_mb * 1024 * 1024, self._cgroup_processes())
+        try:
+            cgroup.join_tree(pid)
+        except CgroupError:
+            self._remove_cgroups([cgroup])
+            raise
+        return cgroup
+
+    def _enter_cgroup(self, cgroups: RunnerCgroups, spec: LaunchSpec, pid: int) -> None:
+        """Give the launched runner `pid` its cgroup: its spare's, renamed after the execution and with the
+        workflow's limits, or one made now. A runner that cannot have one is killed: it would run unlimited."""
+        memory_limit_mb = self._memory_limit_mb(spec)
+        cgroup = self._spare_cgroups.pop(pid, None)
+        try:
+            if cgroup is None:
+                cgroup = self._make_cgroup(cgroups, spec.execution_id, pid, memory_limit_mb)
+            else:
+                cgroup = cgroup.rename(spec.execution_id)
+                if memory_limit_mb != self._settings.local_memory_limit_mb:
+                    cgroup.set_limits(memory_limit_mb * 1024 * 1024, self._cgroup_processes())
+        except CgroupError as error:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            if cgroup is not None:
+                self._spawn(asyncio.to_thread(self._remove_cgroups, [cgroup]))
+            raise LaunchError(f"the runner could not be given its cgroup: {error}") from error
+
+    @staticmethod
+    def _remove_cgroups(cgroups: list[RunnerCgroup]) -> None:
+        for cgroup in cgroups:
+            try:
+                cgroup.remove()
+            except CgroupError as error:
+                log.error("a runner's cgroup could not be removed: %s", error)
 
     def _runner_environment(self) -> dict[str, str]:
         env = basic_environment()
@@ -397,7 +496,16 @@ class LocalBackend:
             finally:
                 loop.remove_reader(pidfd)
                 os.close(pidfd)
-        self._finish(runner, None, f"{exit_reason(None, None)} {note}")
+        self._finish(runner, None, self._out_of_memory(runner) or f"{exit_reason(None, None)} {note}")
+
+    def _out_of_memory(self, runner: _Runner) -> str | None:
+        """The reason a runner that ended failing did, when its cgroup's OOM killer ended it (or a process it
+        needed): the signal it died of says nothing more."""
+        if self._cgroups is None or not self._cgroups.get(runner.execution_id).memory_limit_reached():
+            return None
+        if runner.memory_limit_mb is None:  # adopted from an earlier control plane
+            return "memory limit reached"
+        return f"memory limit of {runner.memory_limit_mb} MB reached"
 
     def _runner_ended(self, ended: RunnerEnded) -> None:
         runner = self._runners.get(ended.execution_id)
@@ -407,8 +515,10 @@ class LocalBackend:
             return
         # A runner that reported how the execution ended has nothing to add from its log.
         failed = ended.exit_code != 0 and reported_status(ended.exit_code) is None
-        at_limit = runner.memory_limit_mb if ended.memory_limit_reached and failed else None
-        reason = exit_reason(ended.exit_code, ended.signal, runner.kill_note, at_limit)
+        reason = self._out_of_memory(runner) if failed else None
+        if reason is None:
+            at_limit = runner.memory_limit_mb if ended.memory_limit_reached and failed else None
+            reason = exit_reason(ended.exit_code, ended.signal, runner.kill_note, at_limit)
         self._finish(runner, ended.exit_code, reason, failed=failed)
 
     def _finish(self, runner: _Runner, exit_code: int | None, reason: str, failed: bool = False) -> None:
@@ -445,6 +555,8 @@ class LocalBackend:
     def _record_end(self, execution_id: str, exit_code: int | None, reason: str, with_log_tail: bool) -> str | None:
         record = self._records.read(execution_id) or RunnerRecord(execution_id=execution_id)
         self._records.write(record.model_copy(update={"exit_code": exit_code, "reason": reason}))
+        if self._cgroups is not None:  # with whatever the run left behind
+            self._remove_cgroups([self._cgroups.get(execution_id)])
         if self._sandbox is not None:  # what the run left in its /tmp and /dev/shm: no process of it is left
             remove_tree(runner_tmp_dir(self._settings) / execution_id)
         return self._records.log_tail(execution_id, LOG_TAIL_LINES) if with_log_tail else None
@@ -479,6 +591,7 @@ class LocalBackend:
             sandbox=self._sandbox,
             # Each runner confined to namespaces of its own, and a user (or else a user namespace) of its own.
             options=template_options(self._settings, self._records.folder) if self._sandbox is not None else (),
+            on_fork_made=self._fork_made if self._cgroups is not None else None,
             on_slot_dropped=self._slot_gone,
         )
         await template.start()
@@ -499,6 +612,14 @@ class LocalBackend:
         if not self._stopping:
             log.warning("the local runner template exited; restarting it")
             self._spawn(self._restart_template())
+        self._spawn(self._remove_spare_cgroups(list(self._spare_cgroups)))
+
+    async def _remove_spare_cgroups(self, pids: list[int]) -> None:
+        """Remove the cgroups of the forks `pids` of a template gone, with the spares among them: once a moment
+        has passed, launches that took one of them have done so."""
+        await asyncio.sleep(TEMPLATE_RESTART_DELAY_SECONDS)
+        cgroups = [cgroup for pid in pids if (cgroup := self._spare_cgroups.pop(pid, None)) is not None]
+        await asyncio.to_thread(self._remove_cgroups, cgroups)
 
     async def _restart_template(self) -> None:
         while not self._stopping:

@@ -10,7 +10,7 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from pydantic import ValidationError
 
@@ -47,12 +47,14 @@ class RunnerTemplate:
         on_gone: Callable[[], None],
         sandbox: list[str] | None = None,
         options: Sequence[str] = (),
+        on_fork_made: Callable[[int], Awaitable[None]] | None = None,
         on_slot_dropped: Callable[[str], None] | None = None,
     ) -> None:
         """`sandbox`: the command line the template runs in (see `local_sandbox`); None: none. `options`: the
         template's options for its runners (users or user namespaces of their own, confinement; see
-        `bifrost_runner.zygote`). `on_slot_dropped`: told of each slot given (`give_slot`) that no runner will
-        hold, though no claim came for it."""
+        `bifrost_runner.zygote`). `on_fork_made`: awaited with the pid here of each fork the template makes, before
+        any later message is read; so before the fork's claim is reported, when it is a spare. `on_slot_dropped`:
+        told of each slot given (`give_slot`) that no runner will hold, though no claim came for it."""
         self._on_slot_dropped = on_slot_dropped
         self._spares = spares
         self._env = env
@@ -60,6 +62,7 @@ class RunnerTemplate:
         self._on_gone = on_gone
         self._sandbox = sandbox
         self._options = list(options)
+        self._on_fork_made = on_fork_made
         self._forking: dict[str, asyncio.Future[int]] = {}
         self._host_pids: dict[int, int] = {}
         """In a sandbox: the pid here of each running runner, by its pid in the sandbox."""
@@ -202,6 +205,7 @@ class RunnerTemplate:
                     self._on_slot_dropped(message.execution_id)
                 continue
             if isinstance(message, ForkMade):
+                found: int | None = message.pid
                 if self._sandbox is not None:
                     # A look through /proc: off the event loop, which the messages after this one wait for.
                     found = await asyncio.to_thread(host_pid, self._pid, message.pid)
@@ -209,6 +213,8 @@ class RunnerTemplate:
                         self._host_pids.pop(message.pid, None)
                     else:
                         self._host_pids[message.pid] = found
+                if found is not None and self._on_fork_made is not None:
+                    await self._on_fork_made(found)
                 continue
             forked = self._forking.get(message.execution_id)
             if forked is None or forked.done():

@@ -139,7 +139,7 @@ class Dispatcher:
         claimed = claim.execution_ids
         outcome = LaunchOutcome.WAITING
         if execution_id in claimed:
-            outcome = await self._launch_claimed(execution_id, refusal_closes=True)
+            outcome = await self._launch_claimed(execution_id, refusal_closes=True, warm=True)
         others = [claimed_id for claimed_id in claimed if claimed_id != execution_id]
         if others:  # claimed along with it, as older executions go first: launched without holding up the answer
             self._spawn(self._launch_all(others))
@@ -222,9 +222,10 @@ class Dispatcher:
             except Exception:  # the next renewal comes well within the lease
                 logger.exception("renewing the claims of launches under way failed")
 
-    async def _launch_claimed(self, execution_id: str, *, refusal_closes: bool) -> LaunchOutcome:
+    async def _launch_claimed(self, execution_id: str, *, refusal_closes: bool, warm: bool = False) -> LaunchOutcome:
         """Launch an execution this dispatcher claimed. A launch the backend refuses is tried again later, or,
-        with `refusal_closes` or after too many refusals, closes the execution."""
+        with `refusal_closes` or after too many refusals, closes the execution. `warm`: a sync request's own
+        execution, which a waiting runner may take."""
         target = await asyncio.to_thread(self._launch_target, execution_id)
         if target is None:
             return LaunchOutcome.UNKNOWN
@@ -236,7 +237,7 @@ class Dispatcher:
             await self._close_unlaunchable(execution_id, problem.message, problem.error_type, retryable=False)
             return LaunchOutcome.SKIPPED
         try:
-            await self._launch(target, target.payload)
+            await self._launch(target, target.payload, warm)
         except LaunchError as exc:
             await self._launch_refused(execution_id, str(exc), refusal_closes=refusal_closes)
             return LaunchOutcome.SKIPPED
@@ -247,17 +248,17 @@ class Dispatcher:
         row = self._repository.launch_row(execution_id)
         return None if row is None else launch_target(row, self._payload_limits, self._cipher)
 
-    async def _launch(self, target: LaunchTarget, payload: RunPayload) -> None:
+    async def _launch(self, target: LaunchTarget, payload: RunPayload, warm: bool) -> None:
         recorded = self._launches[target.execution_id] = asyncio.get_running_loop().create_future()
         ok = False
         try:
-            await self._launch_and_record(target, payload)
+            await self._launch_and_record(target, payload, warm)
             ok = True
         finally:
             del self._launches[target.execution_id]
             recorded.set_result(ok)
 
-    async def _launch_and_record(self, target: LaunchTarget, payload: RunPayload) -> None:
+    async def _launch_and_record(self, target: LaunchTarget, payload: RunPayload, warm: bool) -> None:
         timeout_seconds = payload.timeout_seconds
         expires_at = utcnow() + timedelta(seconds=timeout_seconds) + TOKEN_GRACE
         token = self._tokens.issue(
@@ -279,6 +280,7 @@ class Dispatcher:
             resources=RunnerResources.of_workflow(target.resources),
             payload=payload,
             report_seconds=self._settings.runner_report_seconds,
+            warm=warm,
         )
         try:
             await self._backend.launch(spec)

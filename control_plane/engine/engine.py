@@ -29,7 +29,7 @@ from bifrost._internal.protocol import (
     parse_event,
 )
 from bifrost._internal.redaction import Redactor
-from control_plane.backends.base import Backend, ReadiesRunners, RunEnd, RunnerExit
+from control_plane.backends.base import Backend, ClaimChannel, ReadiesRunners, RunEnd, RunnerExit
 from control_plane.db.models import as_utc, utcnow
 from control_plane.engine.dispatch import Dispatcher, LaunchOutcome
 from control_plane.engine.ingest import Ingestor
@@ -118,7 +118,7 @@ class ExecutionEngine:
         await self._ingestor.start()
         if isinstance(self._backend, ReadiesRunners):
             self._backend.connect_runners_to(self._nats_url, signer)
-        await self._backend.start(self._on_runner_exit)
+        await self._backend.start(self._on_runner_exit, ClaimChannel(self._nats, self._nats_url, signer))
         await self._backend.reconcile(await asyncio.to_thread(self._repository.launched_active_ids, self._backend.name))
         await self._dispatcher.start(self._js, self._nats_url, signer, self._nats_connected)
         logger.info("engine started: NATS at %s, %s backend", self._nats_url, self._backend.name)

@@ -27,7 +27,7 @@ from typing import Any
 import nkeys
 from pydantic import BaseModel, Field, ValidationError
 
-from bifrost._internal.protocol import control_subject, events_subject, inbox_prefix
+from bifrost._internal.protocol import control_subject, events_subject, inbox_prefix, pool_subject
 from control_plane.security.key_files import create_key_file
 
 KEYS_FILE = "nats-keys.json"
@@ -132,6 +132,12 @@ class AccountSigner:
             "sub": {"allow": [control_subject(execution_id), f"{inbox_prefix(execution_id)}.>"]},
         }
         return self._user(f"bifrost-runner-{execution_id}", permissions, expires_at.timestamp())
+
+
+    def pool_runner(self, runner_name: str, expires_at: datetime) -> NatsCredentials:
+        """The identity of one waiting pool runner: it may only receive its claim and answer it."""
+        permissions = {"pub": {"deny": [">"]}, "sub": {"allow": [pool_subject(runner_name)]}, "resp": {"max": 1}}
+        return self._user(f"bifrost-pool-{runner_name}", permissions, expires_at.timestamp())
 
 
 class NatsKeys(BaseModel):

@@ -1,5 +1,6 @@
 """A TCP proxy in front of a real server, as a load balancer stands there: it forwards every byte both ways, and
-on request it answers 503 in the server's place or cuts an execution's event stream in the middle."""
+on request it answers 503 in the server's place, cuts an execution's event stream in the middle, or stalls one (as a
+dead network does: the connection stays open and nothing more comes)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,11 @@ class Proxy:
     cut_streams: int = 0
     """Cut this many more execution streams, each after `cut_after_log_events` log events went through."""
     cut_after_log_events: int = 3
+    stall_streams: int = 0
+    """Stall this many more execution streams, each after `stall_after_log_events` log events went through."""
+    stall_after_log_events: int = 0
+    stalled: int = 0
+    """How many streams were stalled."""
     stream_resumed_after: list[int | None] = field(default_factory=list)
     """The Last-Event-ID of every stream request that went through (None: from the start)."""
     answered_unavailable: int = 0
@@ -68,6 +74,7 @@ class _Connection:
         self._client = client
         self._upstream = upstream
         self._cutting = False
+        self._stalling = False
         self._log_events = 0
 
     def to_server(self, data: bytes) -> None:
@@ -76,6 +83,10 @@ class _Connection:
             with self._proxy._lock:
                 self._proxy.stream_resumed_after.append(int(resumed.group(1)) if resumed else None)
             self._cutting = self._proxy._take("cut_streams")
+            self._stalling = self._proxy._take("stall_streams")
+            if self._stalling:
+                with self._proxy._lock:
+                    self._proxy.stalled += 1
             self._log_events = 0
         self._upstream.sendall(data)
 
@@ -88,6 +99,10 @@ class _Connection:
     def pump_responses(self) -> None:
         try:
             while data := self._upstream.recv(65536):
+                if self._stalling:
+                    if self._log_events >= self._proxy.stall_after_log_events:
+                        continue  # swallowed: the client waits for what never comes
+                    self._log_events += data.count(b"event: log")
                 if self._cutting:
                     self._log_events += data.count(b"event: log")
                     if self._log_events >= self._proxy.cut_after_log_events:

@@ -87,6 +87,23 @@ def test_wait_gives_up_after_its_timeout_and_the_execution_goes_on(server: Serve
         client.cancel(started.execution_id)
 
 
+def test_follow_ends_at_its_timeout_when_the_stream_stalls(server: Server) -> None:
+    """The stream delivers some lines, then nothing more (a dead network): `follow` gives the lines that came,
+    then `WaitTimeoutError` at its timeout, without waiting for a read to give up."""
+    lines: list[int] = []
+    with proxy_to(server.port) as proxy, Client(proxy.url, ADMIN_KEY, retry=QUICK) as client:
+        proxy.stall_streams, proxy.stall_after_log_events = 1, 3
+        started = client.execute("ticks", {"count": 200, "pause": 0.1})
+        with pytest.raises(WaitTimeoutError) as raised:
+            for event in client.follow(started.execution_id, timeout=4):
+                if event.log is not None:
+                    lines.append(event.log.line)
+        client.cancel(started.execution_id)
+    assert proxy.stalled == 1
+    assert raised.value.execution_id == started.execution_id
+    assert len(lines) >= 3 and lines == list(range(1, len(lines) + 1))
+
+
 def test_the_async_client_follows_a_stream_cut_twice_without_losing_a_line(server: Server) -> None:
     async def follow(url: str) -> tuple[list[int], ExecutionOut]:
         async with AsyncClient(url, ADMIN_KEY, retry=QUICK) as client:

@@ -115,6 +115,21 @@ def test_timeout_stops_waiting_and_leaves_the_execution_running(server: Server) 
     bifrost("executions", "cancel", execution_id, env=server.environment())
 
 
+def test_timeout_ends_the_wait_while_the_server_sends_nothing(server: Server) -> None:
+    """The stream's answer never comes (a stalled network): the wait ends when --timeout passes, not when a read
+    of the connection gives up (a minute later)."""
+    with proxy_to(server.port) as proxy:
+        proxy.stall_streams = 10
+        done = bifrost(
+            "run", "nap", "-p", "seconds=30", "--timeout", "2", env=server.environment(url=proxy.url), timeout=20
+        )
+    assert proxy.stalled >= 1
+    assert done.returncode == 8, done.stderr
+    assert "had not finished after 2 s; it goes on running" in done.stderr
+    execution_id = done.stderr.split("execution ")[-1].split(" ")[0]
+    bifrost("executions", "cancel", execution_id, env=server.environment())
+
+
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [

@@ -28,7 +28,7 @@ from bifrost._internal.protocol import (
     message_id,
 )
 from bifrost_devtools.services import NatsServer
-from control_plane.backends.base import ExitCallback, LaunchSpec, RunEnd, RunnerDetails, RunnerExit
+from control_plane.backends.base import ClaimChannel, ExitCallback, LaunchSpec, RunEnd, RunnerDetails, RunnerExit
 from control_plane.db.models import Execution, ExecutionLog, Organization, User, Workflow, utcnow
 from control_plane.db.session import make_engine
 from control_plane.engine import ExecutionEngine
@@ -140,7 +140,7 @@ class RecordingBackend:
         self.failures_left = fail_launches
         self.on_exit: ExitCallback | None = None
 
-    async def start(self, on_exit: ExitCallback) -> None:
+    async def start(self, on_exit: ExitCallback, claims: ClaimChannel | None = None) -> None:
         self.on_exit = on_exit
 
     async def stop(self) -> None:

@@ -12,10 +12,10 @@ import pytest
 import yaml
 
 from bifrost_devtools.k8s_apiserver import ApiServer
+from bifrost_devtools.k8s_kubelet import TestKubelet
 from control_plane.backends.base import LaunchSpec, RunnerExit
 from control_plane.backends.kubernetes import KubernetesBackend
 from control_plane.settings import Settings
-from tests.k8s.kubelet import TestKubelet
 
 NAMESPACE = "bifrost-runs"
 WORKFLOW_RUNS_CRD = Path(__file__).parents[2] / "k8s" / "workflowruns.bifrost.io.yaml"

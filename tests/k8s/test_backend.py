@@ -8,11 +8,11 @@ import kmock
 
 from bifrost._internal.protocol import ExecutionStatus
 from bifrost_devtools.k8s_apiserver import JOBS, PODS, SECRETS, ApiServer
+from bifrost_devtools.k8s_kubelet import TestKubelet
 from control_plane.backends.kubernetes import KubernetesBackend
 from control_plane.backends.kubernetes_spec import job_name, secret_name
 from control_plane.settings import Settings
 from tests.k8s.conftest import NAMESPACE, Exits, launch_spec
-from tests.k8s.kubelet import TestKubelet
 
 PRINT_ENV = (
     "import json, os; "

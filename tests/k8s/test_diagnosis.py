@@ -10,12 +10,12 @@ import pytest
 
 from bifrost._internal.protocol import RUNNER_EXIT_CODES, ExecutionStatus
 from bifrost_devtools.k8s_apiserver import JOBS, PODS, ApiServer
+from bifrost_devtools.k8s_kubelet import Fault, TestKubelet
 from control_plane.backends.kubernetes import KubernetesBackend
 from control_plane.backends.kubernetes_diagnosis import diagnose
 from control_plane.backends.kubernetes_spec import job_name
 from control_plane.settings import Settings
 from tests.k8s.conftest import NAMESPACE, Exits, launch_spec
-from tests.k8s.kubelet import Fault, TestKubelet
 
 LOADING = "import time; print('loading 40 GB of tickets', flush=True); time.sleep(120)"
 

@@ -14,12 +14,12 @@ import httpx
 import pytest
 
 from bifrost_devtools.k8s_apiserver import JOBS, ApiServer
+from bifrost_devtools.k8s_kubelet import Fault, TestKubelet
 from bifrost_devtools.s3 import READER_KEY, SeaweedS3
 from bifrost_runner.checkout import CACHE_FOLDER
 from control_plane.backends.kubernetes_spec import inspect_commands, job_name
 from tests.api.conftest import ADMIN_KEY, Bifrost
 from tests.k8s.conftest import NAMESPACE
-from tests.k8s.kubelet import Fault, TestKubelet
 from tests.k8s.test_workflow_runs import WORKFLOW_RUNS
 from tests.workspace.conftest import new_bucket, running_bifrost, s3_overrides
 

@@ -12,11 +12,11 @@ import pytest
 
 from bifrost._internal.protocol import ExecutionStatus
 from bifrost_devtools.k8s_apiserver import ApiServer
+from bifrost_devtools.k8s_kubelet import TestKubelet
 from control_plane.backends.base import RunEnd
 from control_plane.backends.kubernetes import KubernetesBackend
 from control_plane.settings import Settings
 from tests.k8s.conftest import Exits, launch_spec
-from tests.k8s.kubelet import TestKubelet
 from tests.k8s.test_deploy import granted, plain_manifests, render
 
 # The token the backend's kubeconfig holds (see conftest); the test kubelet's own requests carry none.

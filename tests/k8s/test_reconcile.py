@@ -7,11 +7,11 @@ from pathlib import Path
 
 from bifrost._internal.protocol import ExecutionStatus
 from bifrost_devtools.k8s_apiserver import JOBS, ApiServer
+from bifrost_devtools.k8s_kubelet import TestKubelet
 from control_plane.backends.kubernetes import KubernetesBackend
 from control_plane.backends.kubernetes_spec import job_name
 from control_plane.settings import Settings
 from tests.k8s.conftest import NAMESPACE, Exits, launch_spec
-from tests.k8s.kubelet import TestKubelet
 from tests.k8s.test_resilience import job_status, wait_for_file
 
 

@@ -11,10 +11,10 @@ import kmock
 
 from bifrost._internal.protocol import ExecutionStatus
 from bifrost_devtools.k8s_apiserver import JOBS, PODS, ApiServer
+from bifrost_devtools.k8s_kubelet import TestKubelet
 from control_plane.backends.kubernetes import KubernetesBackend
 from control_plane.backends.kubernetes_spec import job_name
 from tests.k8s.conftest import NAMESPACE, Exits, launch_spec
-from tests.k8s.kubelet import TestKubelet
 
 
 def job_status(apiserver: ApiServer, execution_id: str) -> dict[str, Any]:

@@ -20,13 +20,13 @@ import yaml
 
 from bifrost._internal.protocol import ExecutionStatus
 from bifrost_devtools.k8s_apiserver import JOBS, ApiServer
+from bifrost_devtools.k8s_kubelet import TestKubelet
 from control_plane.backends.base import RunEnd
 from control_plane.backends.kubernetes import KubernetesBackend
 from control_plane.backends.kubernetes_runs import build_workflow_run, duration_text, ended_patch, owner_reference
 from control_plane.backends.kubernetes_spec import build_job, job_name
 from control_plane.settings import Settings
 from tests.k8s.conftest import NAMESPACE, WORKFLOW_RUNS_CRD, Exits, install_crd, launch_spec
-from tests.k8s.kubelet import TestKubelet
 from tests.k8s.test_spec import SUPPORTED_VERSIONS
 
 ROOT = Path(__file__).parents[2]

@@ -205,9 +205,15 @@ def c_hog():
     libc = ctypes.CDLL(None)
     libc.malloc.restype = ctypes.c_void_p
     libc.malloc.argtypes = [ctypes.c_size_t]
-    while libc.malloc(16 * 1024 * 1024):
-        pass
+    libc.memset.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t]
+    while block := libc.malloc(16 * 1024 * 1024):
+        libc.memset(block, 1, 16 * 1024 * 1024)
     libc.abort()  # as C code that finds no memory left does
+
+
+@workflow(execution_mode="sync")
+def cgroup():
+    return {"execution": os.environ["BIFROST_EXECUTION_ID"], "cgroups": open("/proc/self/cgroup").read().split()}
 
 
 @workflow(execution_mode="sync")
@@ -284,10 +290,20 @@ def _ready(served: Served) -> bool:
         raise AssertionError(f"bifrost serve exited: {(served.root / 'serve.log').read_text()[-3000:]}")
     try:
         with served.client() as client:
-            names = {"snoop", "processes", "hold", "hold_off", "poison", "victim", "hog", "small_hog", "c_hog", "spawn"}
-            return names <= {
-                workflow["name"] for workflow in client.get("/api/workflows").json()
+            names = {
+                "snoop",
+                "processes",
+                "hold",
+                "hold_off",
+                "poison",
+                "victim",
+                "hog",
+                "small_hog",
+                "c_hog",
+                "spawn",
+                "cgroup",
             }
+            return names <= {workflow["name"] for workflow in client.get("/api/workflows").json()}
     except httpx.HTTPError:
         return False
 
@@ -470,6 +486,26 @@ def _runs_folders(served: Served) -> set[str]:
     return {entry.name for entry in folder.iterdir() if entry.is_dir() and len(entry.name) == 36}
 
 
+def _in_cgroups(served: Served) -> bool:
+    """Whether runners get cgroups of their own: then each run is in one named after its execution (its v1 memory
+    cgroup where there is one, else its v2 cgroup); else the control plane says that they do not."""
+    seen = served.result("cgroup")
+    memory = [line for line in seen["cgroups"] if ":memory:" in line] or [
+        line for line in seen["cgroups"] if line.startswith("0::")
+    ]
+    own = memory[0].endswith("/" + seen["execution"])
+    said = "local runners get no cgroups of their own" in (served.root / "serve.log").read_text()
+    assert own != said, seen
+    return own
+
+
+def test_a_run_has_a_cgroup_of_its_own_or_the_control_plane_says_why_not(served: Served) -> None:
+    in_cgroups = _in_cgroups(served)
+
+    if served.kind == "non-root" and os.geteuid() != 0:  # a user with no rights to cgroups not delegated to it
+        assert not in_cgroups
+
+
 def test_a_workflow_past_the_memory_limit_fails_naming_the_limit(served: Served) -> None:
     execution = served.run("hog", megabytes=2048)
 
@@ -491,7 +527,10 @@ def test_a_runner_killed_at_the_memory_limit_fails_naming_the_limit(served: Serv
 
     assert execution["status"] == ExecutionStatus.FAILED
     assert execution["error"]["type"] == "RunnerExited"
-    assert execution["error"]["message"] == "memory limit of 256 MB reached (runner killed by signal 6 (SIGABRT))"
+    if _in_cgroups(served):  # its cgroup's OOM killer ended it
+        assert execution["error"]["message"] == "memory limit of 256 MB reached"
+    else:  # its address space full, malloc found no memory
+        assert execution["error"]["message"] == "memory limit of 256 MB reached (runner killed by signal 6 (SIGABRT))"
 
 
 def test_too_many_processes_are_refused_naming_the_limit(served: Served) -> None:

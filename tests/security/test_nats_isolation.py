@@ -15,7 +15,7 @@ import nats.errors
 import pytest
 from nats.aio.client import RawCredentials
 
-from bifrost._internal.protocol import events_subject, nats_credentials_file
+from bifrost._internal.protocol import events_subject, nats_credentials_file, pool_subject
 from control_plane.security.nats_identities import AccountSigner, NatsKeys
 from tests.api.conftest import eventually, finished, fresh_database, running_bifrost, start
 from tests.security.conftest import WORKFLOWS, Tenants, populate
@@ -200,3 +200,51 @@ def test_an_expired_or_foreign_runner_identity_is_refused(tenants: Tenants) -> N
     assert not _connects(settings.nats_url, expired.jwt, expired.seed)
     assert not _connects(settings.nats_url, foreign.jwt, foreign.seed)
     assert not _connects(settings.nats_url, current.jwt, foreign.seed)
+
+
+def test_a_pool_runner_identity_receives_its_own_claim_and_nothing_else(tenants: Tenants) -> None:
+    settings = tenants.bifrost.settings
+    assert settings.nats_url is not None and settings.nats_account_seed is not None
+    url, signer = settings.nats_url, AccountSigner(settings.nats_account_seed.get_secret_value())
+    pod = signer.pool_runner("bifrost-pool-a", datetime.now(UTC) + timedelta(minutes=5))
+    control_plane = signer.control_plane()
+
+    async def attempt() -> tuple[bytes, list[str]]:
+        refused: list[str] = []
+
+        async def on_error(exc: Exception) -> None:
+            refused.append(str(exc).lower())
+
+        waiting = await nats.connect(
+            url, user_credentials=RawCredentials(nats_credentials_file(pod.jwt, pod.seed)), error_cb=on_error
+        )
+        claimer = await nats.connect(
+            url, user_credentials=RawCredentials(nats_credentials_file(control_plane.jwt, control_plane.seed))
+        )
+        try:
+            own = await waiting.subscribe(pool_subject("bifrost-pool-a"), max_msgs=1)
+            await waiting.flush()
+            answer = asyncio.ensure_future(claimer.request(pool_subject("bifrost-pool-a"), b"the claim", timeout=5))
+            claim = await own.next_msg(timeout=5)
+            await claim.respond(b"taken")
+            assert (await answer).data == b"taken"
+            await waiting.subscribe(pool_subject("bifrost-pool-b"))
+            await waiting.subscribe("bifrost.runs.*.events")
+            await waiting.publish(events_subject("some-run"), b"forged")
+            await waiting.flush()
+            for _ in range(100):
+                if len(refused) >= 3:
+                    break
+                await asyncio.sleep(0.05)
+            return claim.data, refused
+        finally:
+            await waiting.close()
+            await claimer.close()
+
+    claim, refused = asyncio.run(attempt())
+
+    assert claim == b"the claim"
+    refusals = "\n".join(refused)
+    assert f'permissions violation for subscription to "{pool_subject("bifrost-pool-b")}"' in refusals
+    assert 'permissions violation for subscription to "bifrost.runs.*.events"' in refusals
+    assert f'permissions violation for publish to "{events_subject("some-run")}"' in refusals

@@ -17,6 +17,9 @@ const Secrets = lazy(() => import("./pages/admin/Secrets"));
 const Config = lazy(() => import("./pages/admin/Config"));
 const Members = lazy(() => import("./pages/admin/Members"));
 const Audit = lazy(() => import("./pages/admin/Audit"));
+const Schedules = lazy(() => import("./pages/Schedules"));
+const NewSchedule = lazy(() => import("./pages/Schedules").then((module) => ({ default: module.NewSchedule })));
+const EditSchedule = lazy(() => import("./pages/Schedules").then((module) => ({ default: module.EditSchedule })));
 const Forms = lazy(() => import("./pages/Forms"));
 const FormRun = lazy(() => import("./pages/FormRun"));
 const NewForm = lazy(() => import("./pages/admin/FormBuilder").then((module) => ({ default: module.NewForm })));
@@ -71,6 +74,9 @@ function Pages() {
         <Route path="/forms/new" component={NewForm} />
         <Route path="/forms/:id/edit">{(params) => <EditForm key={params.id} params={params} />}</Route>
         <Route path="/forms/:id">{(params) => <FormRun key={params.id} params={params} />}</Route>
+        <Route path="/schedules" component={Schedules} />
+        <Route path="/schedules/new" component={NewSchedule} />
+        <Route path="/schedules/:id">{(params) => <EditSchedule key={params.id} params={params} />}</Route>
         <Route path="/executions" component={Executions} />
         <Route path="/executions/:id">{(params) => <ExecutionDetail key={params.id} params={params} />}</Route>
         <Route path="/workspace/errors" component={WorkspaceErrors} />

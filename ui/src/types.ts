@@ -92,9 +92,28 @@ export interface Runner {
   commands: string[];
 }
 
+export type Trigger = "api" | "endpoint" | "workflow" | "form" | "schedule" | "retry";
+
+/** One attempt of a retried execution. */
+export interface Attempt {
+  execution_id: string;
+  attempt: number;
+  status: ExecutionStatus;
+  start_after: string | null;
+  created_at: string;
+  finished_at: string | null;
+}
+
 export interface Execution {
   execution_id: string;
   workflow_name: string;
+  trigger: Trigger | null;
+  form_id: string | null;
+  schedule_id: string | null;
+  retry_of: string | null;
+  attempt: number;
+  start_after: string | null;
+  attempts?: Attempt[] | null;
   status: ExecutionStatus;
   parameters: Record<string, unknown>;
   result: unknown;
@@ -292,4 +311,42 @@ export interface ProviderOptions {
   options: Option[];
   cached: boolean;
   execution_id: string;
+}
+
+export type OverlapPolicy = "skip" | "queue" | "allow";
+export type CatchUpPolicy = "skip" | "latest";
+
+/** What a schedule is given when made or changed. */
+export interface ScheduleSettings {
+  workflow_name: string;
+  parameters: Record<string, unknown>;
+  cron: string;
+  timezone: string;
+  enabled: boolean;
+  overlap_policy: OverlapPolicy;
+  catch_up_policy: CatchUpPolicy;
+  description: string | null;
+}
+
+/** A fire time the scheduler acted on. */
+export interface Fire {
+  fire_time: string;
+  fired_at: string;
+  outcome: "started" | "skipped" | "missed" | "not_started";
+  execution_id: string | null;
+  execution_status: ExecutionStatus | null;
+  detail: string | null;
+}
+
+export interface Schedule extends ScheduleSettings {
+  id: string;
+  org_id: string | null;
+  source: "api" | "decorator";
+  owner_user_id: string;
+  needs_attention: string | null;
+  next_fire_at: string | null;
+  next_fire_times: string[];
+  last_runs: Fire[];
+  created_at: string;
+  updated_at: string;
 }

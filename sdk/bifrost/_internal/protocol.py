@@ -33,6 +33,11 @@ def control_subject(execution_id: str) -> str:
     return f"bifrost.runs.{execution_id}.control"
 
 
+def pool_subject(runner_name: str) -> str:
+    """Where one waiting runner (a Kubernetes pool pod) receives its claim: its pool identity alone may subscribe."""
+    return f"bifrost.pool.{runner_name}.claim"
+
+
 def inbox_prefix(execution_id: str) -> str:
     """Where a runner receives replies (JetStream's acknowledgements): its NATS identity may subscribe here."""
     return f"bifrost.runs.{execution_id}.inbox"
@@ -230,6 +235,14 @@ class RunnerClaim(BaseModel):
     cpu_limit_seconds: int | None = None
     max_processes: int | None = Field(None, description="Processes and threads the runner may have at once.")
     payload: RunPayload | None = Field(None, description="The execution's payload; None: the runner fetches it.")
+
+
+class PoolClaim(BaseModel):
+    """The one execution a waiting pool runner runs: its environment (token, NATS identity, ...) and payload. It
+    goes to the runner over NATS, never into the pod's spec."""
+
+    env: dict[str, str]
+    payload: RunPayload | None = None
 
 
 RunnerMessage = Annotated[RunnerSlot | RunnerClaim, Field(discriminator="type")]

@@ -95,6 +95,11 @@ export function Layout({ children }: { children: ReactNode }) {
             <li>
               <NavLink href="/executions">Executions</NavLink>
             </li>
+            {isAdmin ? (
+              <li>
+                <NavLink href="/schedules">Schedules</NavLink>
+              </li>
+            ) : null}
             <li>
               <NavLink href="/workspace/errors">
                 Workspace errors

@@ -2,7 +2,8 @@ import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { type FormEvent, useState } from "react";
 import { api } from "../api";
 import { CopyButton } from "../components/CopyButton";
-import { Loading, Page, Problem } from "../components/Page";
+import { ItemList, RemoveButton } from "../components/ItemList";
+import { Page, Problem } from "../components/Page";
 import { formatDateTime } from "../format";
 import { useSignedIn } from "../session";
 import type { ApiKey, ApiKeyCreated, Role } from "../types";
@@ -93,55 +94,34 @@ export default function ApiKeys() {
           Make key
         </button>
       </form>
-      <Problem error={keys.error ?? revoke.error} />
-      {keys.isPending ? <Loading what="keys" /> : null}
-      {keys.data?.length === 0 ? <p className="muted">No keys yet.</p> : null}
-      {keys.data?.length ? (
-        <table className="responsive">
-          <caption className="visually-hidden">API keys</caption>
-          <thead>
-            <tr>
-              <th scope="col">Name</th>
-              <th scope="col">Starts with</th>
-              <th scope="col">Holder</th>
-              <th scope="col">Expires</th>
-              <th scope="col">Last used</th>
-              <th scope="col">
-                <span className="visually-hidden">Actions</span>
-              </th>
-            </tr>
-          </thead>
-          <tbody>
-            {keys.data.map((key) => (
-              <tr key={key.id} className={key.revoked_at ? "revoked" : undefined}>
-                <td data-label="Name">{key.name}</td>
-                <td data-label="Starts with">
-                  <code>{key.prefix}…</code>
-                </td>
-                <td data-label="Holder">{key.user_id === me.id ? "you" : "service account"}</td>
-                <td data-label="Expires">{key.expires_at ? formatDateTime(key.expires_at) : "never"}</td>
-                <td data-label="Last used">{key.last_used_at ? formatDateTime(key.last_used_at) : "never"}</td>
-                <td className="row-actions">
-                  {key.revoked_at ? (
-                    <span className="muted">revoked {formatDateTime(key.revoked_at)}</span>
-                  ) : (
-                    <button
-                      type="button"
-                      className="small danger"
-                      onClick={() => {
-                        if (window.confirm(`Revoke the key ${key.name}? Whatever uses it stops working.`))
-                          revoke.mutate(key);
-                      }}
-                    >
-                      Revoke<span className="visually-hidden"> {key.name}</span>
-                    </button>
-                  )}
-                </td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
-      ) : null}
+      <ItemList
+        items={keys}
+        errors={[keys.error, revoke.error]}
+        what="keys"
+        empty="No keys yet."
+        caption="API keys"
+        columns={[
+          { label: "Name", cell: (key) => key.name },
+          { label: "Starts with", cell: (key) => <code>{key.prefix}…</code> },
+          { label: "Holder", cell: (key) => (key.user_id === me.id ? "you" : "service account") },
+          { label: "Expires", cell: (key) => (key.expires_at ? formatDateTime(key.expires_at) : "never") },
+          { label: "Last used", cell: (key) => (key.last_used_at ? formatDateTime(key.last_used_at) : "never") },
+        ]}
+        rowKey={(key) => key.id}
+        rowAttributes={(key) => ({ className: key.revoked_at ? "revoked" : undefined })}
+        actions={(key) =>
+          key.revoked_at ? (
+            <span className="muted">revoked {formatDateTime(key.revoked_at)}</span>
+          ) : (
+            <RemoveButton
+              label="Revoke"
+              name={key.name}
+              question={`Revoke the key ${key.name}? Whatever uses it stops working.`}
+              onConfirmed={() => revoke.mutate(key)}
+            />
+          )
+        }
+      />
     </Page>
   );
 }

@@ -1,13 +1,19 @@
 import { cleanup, render, screen } from "@testing-library/react";
 import { afterEach, describe, expect, it } from "vitest";
 import type { Execution } from "../types";
-import { RunnerDetails } from "./ExecutionDetail";
+import { Attempts, RunnerDetails, TriggerFact } from "./ExecutionDetail";
 
 afterEach(cleanup);
 
 const execution: Execution = {
   execution_id: "e1",
   workflow_name: "w",
+  trigger: "api",
+  form_id: null,
+  schedule_id: null,
+  retry_of: null,
+  attempt: 1,
+  start_after: null,
   status: "Running",
   parameters: {},
   result: null,
@@ -52,5 +58,56 @@ describe("where a runner ran", () => {
     const listed = screen.getByRole("list", { name: "Commands that inspect the runner" });
     expect([...listed.querySelectorAll("code")].map((code) => code.textContent)).toEqual(commands);
     expect(screen.getByRole("button", { name: `Copy: ${commands[0]}` })).toBeTruthy();
+  });
+});
+
+describe("the attempts of a retried run", () => {
+  const retried: Execution = {
+    ...execution,
+    execution_id: "e2",
+    trigger: "retry",
+    retry_of: "e1",
+    schedule_id: "s1",
+    attempt: 2,
+    status: "Pending",
+    start_after: "2026-01-01T00:01:00Z",
+    attempts: [
+      {
+        execution_id: "e1",
+        attempt: 1,
+        status: "Failed",
+        start_after: null,
+        created_at: "2026-01-01T00:00:00Z",
+        finished_at: "2026-01-01T00:00:30Z",
+      },
+      {
+        execution_id: "e2",
+        attempt: 2,
+        status: "Pending",
+        start_after: "2026-01-01T00:01:00Z",
+        created_at: "2026-01-01T00:00:30Z",
+        finished_at: null,
+      },
+    ],
+  };
+
+  it("links the others, marks this one, and says when one waiting on its backoff starts", () => {
+    render(<Attempts execution={retried} now={Date.parse("2026-01-01T00:00:40Z")} />);
+    const list = screen.getByRole("list", { name: "Attempts" });
+    expect(list.querySelector('a[href="/executions/e1"]')?.textContent).toBe("Attempt 1");
+    expect(screen.getByText("Attempt 2 (this one)")).toBeTruthy();
+    expect(list.textContent).toContain("Failed");
+    expect(list.textContent).toContain("starts after its backoff");
+    expect(list.textContent).toContain("in 20 seconds");
+  });
+
+  it("says it is a retry, and which schedule started the first attempt", () => {
+    render(
+      <dl>
+        <TriggerFact execution={retried} mayOpenSchedule />
+      </dl>,
+    );
+    expect(screen.getByRole("link", { name: "the first attempt" }).getAttribute("href")).toBe("/executions/e1");
+    expect(screen.getByRole("link", { name: "a schedule" }).getAttribute("href")).toBe("/schedules/s1");
   });
 });

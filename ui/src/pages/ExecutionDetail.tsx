@@ -8,9 +8,10 @@ import { LogLineCount, LogView } from "../components/LogView";
 import { Loading, Page, Problem } from "../components/Page";
 import { ResultView } from "../components/ResultView";
 import { StatusBadge, statusLabel } from "../components/StatusBadge";
-import { elapsedMs, formatDateTime, formatDuration } from "../format";
+import { elapsedMs, formatDateTime, formatDuration, formatRelative } from "../format";
 import { LogStore } from "../logs";
 import { useUserNames } from "../members";
+import { useSignedIn } from "../session";
 import { followExecution } from "../stream";
 import {
   type Execution,
@@ -18,6 +19,7 @@ import {
   type ExecutionStatus,
   isTerminal,
   type StatusChange,
+  type Trigger,
 } from "../types";
 
 const RANK: Record<ExecutionStatus, number> = {
@@ -107,6 +109,89 @@ function Timeline({ execution, status }: { execution: Execution; status: Executi
   );
 }
 
+const TRIGGERS: Record<Trigger, string> = {
+  api: "the API",
+  endpoint: "its endpoint",
+  workflow: "a workflow",
+  form: "a form",
+  schedule: "a schedule",
+  retry: "a retry",
+};
+
+/** What started the run, linked to the form or schedule it came from (schedules only for their admins). */
+export function TriggerFact({ execution, mayOpenSchedule }: { execution: Execution; mayOpenSchedule: boolean }) {
+  const { trigger, form_id: formId, schedule_id: scheduleId, retry_of: retryOf } = execution;
+  let what: ReactNode = trigger ? TRIGGERS[trigger] : "—";
+  if (trigger === "form" && formId) what = <Link href={`/forms/${formId}`}>a form</Link>;
+  if (trigger === "retry" && retryOf) {
+    what = (
+      <>
+        a retry of <Link href={`/executions/${retryOf}`}>the first attempt</Link>
+      </>
+    );
+  }
+  const schedule =
+    scheduleId && mayOpenSchedule ? <Link href={`/schedules/${scheduleId}`}>a schedule</Link> : "a schedule";
+  return (
+    <div>
+      <dt>Trigger</dt>
+      <dd>
+        {what}
+        {scheduleId && trigger !== "schedule" ? <> (first started by {schedule})</> : null}
+        {scheduleId && trigger === "schedule" ? schedule : null}
+      </dd>
+    </div>
+  );
+}
+
+/** Every attempt of a retried run, this one marked; one waiting on its backoff says when it starts. */
+export function Attempts({ execution, now }: { execution: Execution; now: number }) {
+  const attempts = execution.attempts ?? [];
+  return (
+    <ol className="attempts" aria-label="Attempts">
+      {attempts.map((attempt) => {
+        const current = attempt.execution_id === execution.execution_id;
+        const waiting =
+          attempt.status === "Pending" && attempt.start_after !== null && Date.parse(attempt.start_after) > now;
+        return (
+          <li key={attempt.execution_id} aria-current={current ? "step" : undefined}>
+            {current ? (
+              <strong>Attempt {attempt.attempt} (this one)</strong>
+            ) : (
+              <Link href={`/executions/${attempt.execution_id}`}>Attempt {attempt.attempt}</Link>
+            )}{" "}
+            <StatusBadge status={attempt.status} />{" "}
+            <span className="muted">
+              {waiting && attempt.start_after
+                ? `starts after its backoff, at ${formatDateTime(attempt.start_after)} (${formatRelative(attempt.start_after, now)})`
+                : attempt.finished_at
+                  ? `ended ${formatDateTime(attempt.finished_at)}`
+                  : `created ${formatDateTime(attempt.created_at)}`}
+            </span>
+          </li>
+        );
+      })}
+    </ol>
+  );
+}
+
+/** Why a Pending run has not started: its backoff, or (the API tells no more) a free place in the limits. */
+function PendingNote({ execution, now }: { execution: Execution; now: number }) {
+  if (execution.start_after && Date.parse(execution.start_after) > now) {
+    return (
+      <p className="muted" role="status">
+        Waiting for its backoff: starts at {formatDateTime(execution.start_after)} (
+        {formatRelative(execution.start_after, now)}).
+      </p>
+    );
+  }
+  return (
+    <p className="muted" role="status">
+      Waiting to be launched: a run waits here while the concurrency limits are reached.
+    </p>
+  );
+}
+
 export function RunnerDetails({ execution }: { execution: Execution }) {
   const runner = execution.runner;
   if (!runner) return <p className="muted">Not launched yet.</p>;
@@ -168,9 +253,13 @@ export default function ExecutionDetail({ params }: { params: { id: string } }) 
   const executionId = params.id;
   const [, navigate] = useLocation();
   const userName = useUserNames();
+  const { isAdmin } = useSignedIn();
   const execution = useQuery({
     queryKey: ["execution", executionId],
     queryFn: () => api<Execution>(`/api/executions/${encodeURIComponent(executionId)}`),
+    // The other attempts of a retried run change without this one's stream telling.
+    refetchInterval: (query) =>
+      query.state.data?.attempts?.some((attempt) => !isTerminal(attempt.status)) ? 2000 : false,
   });
   const { store, live, failure } = useLive(executionId);
   const [following, setFollowing] = useState(true);
@@ -191,7 +280,7 @@ export default function ExecutionDetail({ params }: { params: { id: string } }) 
   const data = execution.data;
   const status = data ? laterStatus(data.status, live.status?.status) : undefined;
   const running = status !== undefined && !isTerminal(status);
-  const now = useNow(running);
+  const now = useNow(running || Boolean(data?.attempts?.some((attempt) => !isTerminal(attempt.status))));
   if (!data || !status) {
     return (
       <Page title="Execution">
@@ -246,6 +335,7 @@ export default function ExecutionDetail({ params }: { params: { id: string } }) 
             <code>{data.execution_id}</code>
           </dd>
         </div>
+        <TriggerFact execution={data} mayOpenSchedule={isAdmin} />
         <div>
           <dt>Started by</dt>
           <dd>{userName(data.user_id)}</dd>
@@ -266,6 +356,12 @@ export default function ExecutionDetail({ params }: { params: { id: string } }) 
         ) : null}
       </dl>
       <Timeline execution={data} status={status} />
+      {status === "Pending" ? <PendingNote execution={data} now={now} /> : null}
+      {data.attempts?.length ? (
+        <Section title="Attempts" id="attempts">
+          <Attempts execution={data} now={now} />
+        </Section>
+      ) : null}
 
       {error || liveError ? (
         <Section title="Error" id="error">

@@ -1,11 +1,13 @@
 import { useMutation, useQueryClient } from "@tanstack/react-query";
 import { type FormEvent, useState } from "react";
 import { api } from "../../api";
-import { Loading, Page, Problem } from "../../components/Page";
+import { RemoveButton } from "../../components/ItemList";
+import { Problem } from "../../components/Page";
 import { useMembers } from "../../members";
 import { useSignedIn } from "../../session";
 import type { Member, Role, User } from "../../types";
 import { AdminOnly } from "./AdminOnly";
+import { EditableList } from "./EditableList";
 
 const ROLE_LABELS: Record<Role, string> = { org_admin: "Admin", member: "Member" };
 
@@ -59,87 +61,74 @@ function MembersPage() {
   };
 
   return (
-    <Page title={`Members of ${org?.name ?? "the organization"}`}>
-      <form className="card inline-form" onSubmit={submit} aria-label="Add a member">
-        <h2>Add a member</h2>
-        <Problem error={create.error} title="Not added." />
-        {create.isSuccess ? (
-          <p className="notice" role="status">
-            {create.data.email} added.
-          </p>
-        ) : null}
-        <label>
-          Email
-          <input type="email" required value={email} onChange={(event) => setEmail(event.target.value)} />
-        </label>
-        <label>
-          Name
-          <input value={name} onChange={(event) => setName(event.target.value)} />
-        </label>
-        <label>
-          Password
-          <input
-            type="password"
-            autoComplete="new-password"
-            minLength={12}
-            value={password}
-            onChange={(event) => setPassword(event.target.value)}
+    <EditableList
+      title={`Members of ${org?.name ?? "the organization"}`}
+      form={
+        <form className="card inline-form" onSubmit={submit} aria-label="Add a member">
+          <h2>Add a member</h2>
+          <Problem error={create.error} title="Not added." />
+          {create.isSuccess ? (
+            <p className="notice" role="status">
+              {create.data.email} added.
+            </p>
+          ) : null}
+          <label>
+            Email
+            <input type="email" required value={email} onChange={(event) => setEmail(event.target.value)} />
+          </label>
+          <label>
+            Name
+            <input value={name} onChange={(event) => setName(event.target.value)} />
+          </label>
+          <label>
+            Password
+            <input
+              type="password"
+              autoComplete="new-password"
+              minLength={12}
+              value={password}
+              onChange={(event) => setPassword(event.target.value)}
+            />
+          </label>
+          <label>
+            Role
+            <RoleSelect value={role} onChange={setNewRole} label="Role" />
+          </label>
+          <button type="submit" className="primary" disabled={create.isPending}>
+            Add member
+          </button>
+        </form>
+      }
+      items={members}
+      errors={[members.error, setRole.error, remove.error]}
+      what="members"
+      caption="Members and their roles"
+      columns={[
+        { label: "Email", cell: (member) => member.email },
+        { label: "Name", cell: (member) => member.name ?? "" },
+        {
+          label: "Role",
+          cell: (member) => (
+            <RoleSelect
+              value={member.role}
+              label={`Role of ${member.email}`}
+              onChange={(next) => setRole.mutate({ member, role: next })}
+            />
+          ),
+        },
+      ]}
+      rowKey={(member) => member.user_id}
+      actions={(member) =>
+        member.user_id !== me.id ? (
+          <RemoveButton
+            label="Remove"
+            name={member.email}
+            question={`Remove ${member.email} from ${org?.name}?`}
+            onConfirmed={() => remove.mutate(member)}
           />
-        </label>
-        <label>
-          Role
-          <RoleSelect value={role} onChange={setNewRole} label="Role" />
-        </label>
-        <button type="submit" className="primary" disabled={create.isPending}>
-          Add member
-        </button>
-      </form>
-      <Problem error={members.error ?? setRole.error ?? remove.error} />
-      {members.isPending ? <Loading what="members" /> : null}
-      {members.data ? (
-        <table className="responsive">
-          <caption className="visually-hidden">Members and their roles</caption>
-          <thead>
-            <tr>
-              <th scope="col">Email</th>
-              <th scope="col">Name</th>
-              <th scope="col">Role</th>
-              <th scope="col">
-                <span className="visually-hidden">Actions</span>
-              </th>
-            </tr>
-          </thead>
-          <tbody>
-            {members.data.map((member) => (
-              <tr key={member.user_id}>
-                <td data-label="Email">{member.email}</td>
-                <td data-label="Name">{member.name ?? ""}</td>
-                <td data-label="Role">
-                  <RoleSelect
-                    value={member.role}
-                    label={`Role of ${member.email}`}
-                    onChange={(next) => setRole.mutate({ member, role: next })}
-                  />
-                </td>
-                <td className="row-actions">
-                  {member.user_id !== me.id ? (
-                    <button
-                      type="button"
-                      className="small danger"
-                      onClick={() => {
-                        if (window.confirm(`Remove ${member.email} from ${org?.name}?`)) remove.mutate(member);
-                      }}
-                    >
-                      Remove<span className="visually-hidden"> {member.email}</span>
-                    </button>
-                  ) : null}
-                </td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
-      ) : null}
-    </Page>
+        ) : null
+      }
+    />
   );
 }
 

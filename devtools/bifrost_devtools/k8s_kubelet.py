@@ -143,8 +143,9 @@ class TestKubelet:
         await self._job_status(job, {"active": 0, "failed": 1, "conditions": [condition]})
 
     async def _run_job(self, job: dict[str, Any]) -> None:
-        execution_id = job["metadata"]["annotations"][EXECUTION_ID]
-        fault = self.faults.get(execution_id) or self.faults.get(job["metadata"]["annotations"][WORKFLOW])
+        annotations = job["metadata"].get("annotations") or {}  # none on a pool pod's Job
+        execution_id = annotations.get(EXECUTION_ID, "")
+        fault = self.faults.get(execution_id) or self.faults.get(annotations.get(WORKFLOW, ""))
         pod = await self._create_pod(job, unschedulable=fault is Fault.UNSCHEDULABLE)
         await self._job_status(job, {"active": 1, "startTime": now_timestamp()})
         if fault is Fault.UNSCHEDULABLE:
