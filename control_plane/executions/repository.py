@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection, RowMapping
 
 from bifrost._internal.protocol import Event, ExecutionStatus
 from bifrost.api.executions import ExecutionKind
-from control_plane.db.models import MAX_LOG_LINE, Execution, utcnow
+from control_plane.db.models import Execution, utcnow
 from control_plane.db.tables import EXECUTION_LOGS, EXECUTIONS, ORGANIZATIONS, USERS, WORKFLOWS
 from control_plane.executions.changes import Committed, LiveEvent, log_lines_data, log_live_event, status_data
 from control_plane.executions.retries import RETRIED_STATUSES, record_retry
@@ -134,7 +134,7 @@ class ExecutionRepository:
 
     def logs(self, execution_id: str, *, after_line: int, limit: int) -> list[dict[str, Any]]:
         """Up to `limit` log lines after `after_line`, JSON-ready as the API writes them."""
-        bounds = {"execution_id": execution_id, "first": after_line + 1, "last": MAX_LOG_LINE}
+        bounds = {"execution_id": execution_id, "after": after_line}
         with self._db.connect() as conn:
             return log_lines_data(conn.execute(_LOG_DATA_QUERY.limit(limit), bounds).all())
 
@@ -146,7 +146,7 @@ class ExecutionRepository:
             if row is None:
                 return None
             lines = conn.execute(
-                _LOG_DATA_QUERY, {"execution_id": execution_id, "first": after_line + 1, "last": MAX_LOG_LINE}
+                _LOG_DATA_QUERY, {"execution_id": execution_id, "after": after_line}
             )
             return Execution.model_validate(dict(row)), log_lines_data(lines.all())
 
@@ -405,11 +405,11 @@ _LOG_DATA_QUERY = (
     )
     .where(
         EXECUTION_LOGS.c.execution_id == bindparam("execution_id"),
-        EXECUTION_LOGS.c.line.between(bindparam("first"), bindparam("last")),
+        EXECUTION_LOGS.c.line > bindparam("after"),
     )
     .order_by(EXECUTION_LOGS.c.line)
 )
-"""Log lines `first` to `last`, in the order of `log_lines_data`."""
+"""Log lines after `after`, in the order of `log_lines_data` (no `after + 1` that could overflow the column)."""
 
 _STATUS_QUERY = select(EXECUTIONS.c.status).where(EXECUTIONS.c.id == bindparam("execution_id"))
 
