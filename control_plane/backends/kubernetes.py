@@ -88,6 +88,8 @@ class KubernetesBackend:
         self._api = api or KubernetesApi(settings, load_api_client(settings.k8s_api_workers))
         self._runs: dict[str, _Run] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._labelling: dict[str, asyncio.Task[None]] = {}
+        """Claimed pool runs whose Job is being labelled and whose WorkflowRun made, by execution id."""
         self._watches: list[SharedWatch] = []
         self._sweeper: asyncio.Task[None] | None = None
         self._on_exit: ExitCallback | None = None
@@ -230,6 +232,8 @@ class KubernetesBackend:
         task = asyncio.create_task(self._label_claimed(spec, taken))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        self._labelling[spec.execution_id] = task
+        task.add_done_callback(lambda _: self._labelling.pop(spec.execution_id, None))
         return True
 
     async def _label_claimed(self, spec: LaunchSpec, taken: Taken) -> None:
@@ -285,6 +289,9 @@ class KubernetesBackend:
     async def run_ended(self, end: RunEnd) -> None:
         """Write the final status onto the Job as a label and the error message as an annotation, and both with
         the run's times onto its WorkflowRun."""
+        labelling = self._labelling.get(end.execution_id)
+        if labelling is not None:  # a short pool run can end before its WorkflowRun is made: the end goes after it
+            await asyncio.wait([labelling])
         name = self._pool_jobs.pop(end.execution_id, None) or job_name(end.execution_id)
         started = end.started_at or self._started.get(end.execution_id)
         self._started.pop(end.execution_id, None)
