@@ -135,6 +135,31 @@ class RunnerExit(BaseModel):
     log_tail: str | None = Field(None, description="The last lines the runner printed, when it failed.")
 
 
+class Diagnosed(Protocol):
+    """What a backend concluded of a runner that ended without reporting its end."""
+
+    @property
+    def reason(self) -> str: ...
+    @property
+    def status(self) -> ExecutionStatus | None: ...
+    @property
+    def exit_code(self) -> int | None: ...
+
+
+def diagnosed_exit(execution_id: str, diagnosis: Diagnosed, log_tail: str | None = None) -> RunnerExit:
+    """The end of a runner as `diagnosis` tells it, with the last lines of its log when they were read."""
+    reason = diagnosis.reason
+    if log_tail:
+        reason = f"{reason}\n\nLast lines of the runner's log:\n{log_tail.rstrip()}"
+    return RunnerExit(
+        execution_id=execution_id,
+        exit_code=diagnosis.exit_code,
+        reason=reason,
+        status=diagnosis.status,
+        log_tail=log_tail,
+    )
+
+
 class RunEnd(BaseModel):
     """How an execution a backend ran ended, as the control plane recorded it."""
 

@@ -21,7 +21,15 @@ from datetime import datetime
 from typing import Any
 
 from bifrost._internal.protocol import ExecutionStatus
-from control_plane.backends.base import ClaimChannel, ExitCallback, LaunchSpec, RunEnd, RunnerDetails, RunnerExit
+from control_plane.backends.base import (
+    ClaimChannel,
+    ExitCallback,
+    LaunchSpec,
+    RunEnd,
+    RunnerDetails,
+    RunnerExit,
+    diagnosed_exit,
+)
 from control_plane.backends.container_cli import ContainerCli, ContainerCliError
 from control_plane.backends.container_diagnosis import (
     Diagnosis,
@@ -161,7 +169,7 @@ class ContainerBackend:
                 continue
             container = containers.get(execution_id)
             if container is None:
-                await self._report(_exit(execution_id, container_vanished(name)))
+                await self._report(diagnosed_exit(execution_id, container_vanished(name)))
                 continue
             run = self._runs[name] = _Run(execution_id, name, _deadline(container), created=True)
             if _running(container):
@@ -203,7 +211,7 @@ class ContainerBackend:
         if diagnosis is None:
             raise error
         if ours:
-            self._spawn(self._report(_exit(run.execution_id, diagnosis)))
+            self._spawn(self._report(diagnosed_exit(run.execution_id, diagnosis)))
 
     def _forget(self, run: _Run) -> bool:
         """Stop tracking `run`; whether it was still tracked (its end not reported yet)."""
@@ -292,7 +300,7 @@ class ContainerBackend:
             )
         log_tail = await self._log_tail(run.name) if diagnosis.ran else None
         await self._remove(run.name)
-        await self._report(_exit(run.execution_id, diagnosis, log_tail))
+        await self._report(diagnosed_exit(run.execution_id, diagnosis, log_tail))
 
     async def _log_tail(self, name: str) -> str | None:
         try:
@@ -325,19 +333,6 @@ class ContainerBackend:
 
 
 _FRACTION = re.compile(r"(\.\d{6})\d+")
-
-
-def _exit(execution_id: str, diagnosis: Diagnosis, log_tail: str | None = None) -> RunnerExit:
-    reason = diagnosis.reason
-    if log_tail:
-        reason = f"{reason}\n\nLast lines of the runner's log:\n{log_tail.rstrip()}"
-    return RunnerExit(
-        execution_id=execution_id,
-        exit_code=diagnosis.exit_code,
-        reason=reason,
-        status=diagnosis.status,
-        log_tail=log_tail,
-    )
 
 
 def _label(container: dict[str, Any], name: str) -> str | None:

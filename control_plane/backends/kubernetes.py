@@ -20,7 +20,15 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from bifrost._internal.protocol import ExecutionStatus
-from control_plane.backends.base import ClaimChannel, ExitCallback, LaunchSpec, RunEnd, RunnerDetails, RunnerExit
+from control_plane.backends.base import (
+    ClaimChannel,
+    ExitCallback,
+    LaunchSpec,
+    RunEnd,
+    RunnerDetails,
+    RunnerExit,
+    diagnosed_exit,
+)
 from control_plane.backends.kubernetes_api import KubernetesApi, load_api_client
 from control_plane.backends.kubernetes_diagnosis import (
     Diagnosis,
@@ -274,7 +282,7 @@ class KubernetesBackend:
         for execution_id in active_execution_ids:
             job = jobs.get(execution_id)
             if job is None:
-                await self._report(self._exit(execution_id, job_vanished(job_name(execution_id))))
+                await self._report(diagnosed_exit(execution_id, job_vanished(job_name(execution_id))))
                 continue
             run = self._runs.setdefault(execution_id, _Run(execution_id, job["metadata"]["name"], now))
             run.job, run.pod = job, pods.get(execution_id, run.pod)
@@ -477,7 +485,7 @@ class KubernetesBackend:
                 await self._api.delete_job(run.job_name, "Foreground")
             except Exception:
                 logger.exception("could not delete the Job %s of a failed execution", run.job_name)
-        await self._report(self._exit(run.execution_id, diagnosis, log_tail))
+        await self._report(diagnosed_exit(run.execution_id, diagnosis, log_tail))
 
     async def _workflow_run_gone(self, run: _Run) -> bool:
         try:
@@ -508,18 +516,6 @@ class KubernetesBackend:
                 logger.warning("could not read the log of pod %s: %s", pod["metadata"]["name"], exc)
         message = (runner_state(pod).get("terminated") or {}).get("message")
         return str(message) if message else None
-
-    def _exit(self, execution_id: str, diagnosis: Diagnosis, log_tail: str | None = None) -> RunnerExit:
-        reason = diagnosis.reason
-        if log_tail:
-            reason = f"{reason}\n\nLast lines of the runner's log:\n{log_tail.rstrip()}"
-        return RunnerExit(
-            execution_id=execution_id,
-            exit_code=diagnosis.exit_code,
-            reason=reason,
-            status=diagnosis.status,
-            log_tail=log_tail,
-        )
 
     async def _report(self, runner_exit: RunnerExit) -> None:
         if self._on_exit is None:
