@@ -20,11 +20,12 @@ from bifrost._internal.protocol import PoolClaim, pool_subject
 from bifrost_devtools.k8s_apiserver import JOBS, PODS, SECRETS, ApiServer
 from bifrost_devtools.k8s_kubelet import TestKubelet
 from bifrost_devtools.s3 import SeaweedS3
-from control_plane.backends.kubernetes_spec import EXECUTION_ID, POOL, job_name
+from control_plane.backends.kubernetes_runs import owner_reference
+from control_plane.backends.kubernetes_spec import EXECUTION_ID, POOL, STATUS, job_name
 from tests.api.conftest import ADMIN_KEY, Bifrost
 from tests.k8s.conftest import NAMESPACE
 from tests.k8s.test_full_path import finished, upload_workflows
-from tests.k8s.test_workflow_runs import kubectl
+from tests.k8s.test_workflow_runs import WORKFLOW_RUNS, kubectl
 from tests.workspace.conftest import new_bucket, running_bifrost, s3_overrides
 
 WAITING = "waiting for a run"
@@ -267,6 +268,28 @@ def owned(apiserver: ApiServer, name: str) -> bool:
     """Whether the pool Job `name` took an execution and belongs to its WorkflowRun."""
     job = apiserver.object(JOBS, NAMESPACE, name)
     return job is not None and bool(job["metadata"].get("ownerReferences"))
+
+
+async def test_a_pool_run_has_its_workflow_run_and_its_end_is_written_onto_the_pool_job(
+    crd: dict[str, Any], api: httpx.AsyncClient, apiserver: ApiServer, kubelet: TestKubelet
+) -> None:
+    waiting = await ready_pool_job(apiserver, kubelet)
+
+    execution = await run_sync(api, email="ada@example.com")
+
+    assert execution["status"] == "Success", execution
+    name = job_name(execution["execution_id"])
+    await apiserver.wait_until(lambda: (apiserver.object(JOBS, NAMESPACE, waiting) or {}).get("metadata", {}).get(
+        "labels", {}).get(STATUS) == "Success")
+    job = apiserver.object(JOBS, NAMESPACE, waiting)
+    workflow_run = apiserver.object(WORKFLOW_RUNS, NAMESPACE, name)
+    assert job is not None and workflow_run is not None
+    assert job["metadata"]["ownerReferences"] == [owner_reference(workflow_run)]
+    assert workflow_run["spec"]["executionId"] == execution["execution_id"]
+    await apiserver.wait_until(
+        lambda: (apiserver.object(WORKFLOW_RUNS, NAMESPACE, name) or {}).get("status", {}).get("phase") == "Success"
+    )
+    assert apiserver.object(JOBS, NAMESPACE, name) is None  # the run had no Job of its own
 
 
 async def test_deleting_the_workflow_run_of_a_pool_run_cancels_it(
