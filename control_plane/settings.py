@@ -224,6 +224,12 @@ class Settings(BaseSettings):
         description="A WorkflowRun custom resource per execution, owning its Job (`kubectl get workflowruns`); "
         "skipped, with a warning, where its CRD is not installed.",
     )
+    k8s_workflow_run_ttl_seconds: int = Field(
+        7 * 24 * 3600,
+        gt=0,
+        description="An ended run's WorkflowRun, with what is left of its Job, is deleted this long after the run "
+        "finished.",
+    )
     k8s_workspace_volume_claim: str | None = Field(
         None,
         description="A PersistentVolumeClaim in the runner namespace holding the folder workspace, mounted "
