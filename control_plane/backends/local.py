@@ -38,7 +38,13 @@ from bifrost._internal.protocol import (
     reported_status,
 )
 from control_plane.backends.base import ClaimChannel, ExitCallback, LaunchSpec, RunEnd, RunnerDetails, RunnerExit
-from control_plane.backends.local_cgroups import CgroupError, CgroupsUnavailable, RunnerCgroup, RunnerCgroups
+from control_plane.backends.local_cgroups import (
+    CgroupError,
+    CgroupsUnavailable,
+    ProcessGone,
+    RunnerCgroup,
+    RunnerCgroups,
+)
 from control_plane.backends.local_records import RunnerRecord, RunnerRecords, is_same_process, process_start_time
 from control_plane.backends.local_sandbox import (
     SANDBOX_TMP,
@@ -415,6 +421,10 @@ class LocalBackend:
                 cgroup = cgroup.rename(spec.execution_id)
                 if memory_limit_mb != self._settings.local_memory_limit_mb:
                     cgroup.set_limits(memory_limit_mb * 1024 * 1024, self._cgroup_processes())
+        except ProcessGone:
+            # A runner that ran to its end before it could be moved has nothing left to limit: its end is
+            # reported as any runner's is.
+            return
         except CgroupError as error:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
