@@ -392,6 +392,8 @@ class LocalBackend:
         assert self._cgroups is not None
         try:
             cgroup = await asyncio.to_thread(self._make_cgroup, self._cgroups, f"{SPARE_CGROUP_PREFIX}{pid}", pid)
+        except ProcessGone:  # it ran a claim to its end already (see `_enter_cgroup`)
+            return
         except CgroupError as error:
             log.warning("a spare runner has no cgroup yet (its launch makes one): %s", error)
             return
