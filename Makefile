@@ -69,8 +69,13 @@ run: install sandbox-deps ui
 images: install container-deps ui
 	$(BIN)/python -m bifrost_devtools.images
 
+# How many pytest processes share out the test files (pytest-xdist), a file to one process so that the services a
+# module starts once serve all its tests: 0 runs them all in this one; `make test TEST_WORKERS=auto` starts one per
+# core.
+TEST_WORKERS ?= 0
+
 test: install system-deps lint ui ui-test images
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --numprocesses=$(TEST_WORKERS) --dist=loadfile
 
 lint: install
 	$(BIN)/ruff check .

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import datetime
 
 from fastapi import FastAPI
 
@@ -17,6 +18,7 @@ from control_plane.api.ui import WebUi
 from control_plane.backends import create_backend
 from control_plane.data_providers.service import DataProviderService
 from control_plane.db.migrate import upgrade_database
+from control_plane.db.models import utcnow
 from control_plane.db.session import make_engine
 from control_plane.engine import ExecutionEngine
 from control_plane.executions.service import ExecutionService
@@ -32,7 +34,9 @@ from control_plane.settings import DATABASE_FILE, Settings
 from control_plane.workspace_store import store_from_settings
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings, *, clock: Callable[[], datetime] = utcnow) -> FastAPI:
+    """The app of `settings`. `clock` is the time its schedules go by (the real time, unless a test moves it)."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as started:
@@ -55,7 +59,7 @@ def create_app(settings: Settings) -> FastAPI:
             started.push_async_callback(engine.stop)
             executions = ExecutionService(db_engine, registry, engine, cipher, settings)
             data_providers = DataProviderService(db_engine, registry, executions, settings)
-            scheduler = Scheduler(db_engine, registry, functools.partial(engine.submit, sync=False))
+            scheduler = Scheduler(db_engine, registry, functools.partial(engine.submit, sync=False), clock=clock)
             await scheduler.start()
             started.push_async_callback(scheduler.stop)
             app.state.services = Services(
@@ -68,7 +72,7 @@ def create_app(settings: Settings) -> FastAPI:
                 forms=FormService(
                     db_engine, registry, executions, data_providers, sync_wait_seconds=settings.sync_wait_seconds
                 ),
-                schedules=ScheduleService(db_engine, registry),
+                schedules=ScheduleService(db_engine, registry, clock=clock),
                 tokens=tokens,
                 cipher=cipher,
             )

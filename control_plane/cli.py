@@ -70,7 +70,7 @@ def start_serving(
     except ValueError as exc:
         console.print(f"[red]Invalid configuration:[/red] {exc}")
         raise typer.Exit(2) from exc
-    out = Console()
+    out = Console(soft_wrap=True)  # a long workspace path stays whole, to copy from the log
     out.print(f"Bifrost at [bold]{settings.api_url}[/bold]")
     out.print(f"Workspace: {workspace}")
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")

@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -17,6 +18,7 @@ from sqlalchemy import create_engine, make_url, text
 
 from bifrost_devtools.services import free_port, running_nats
 from control_plane.app import create_app
+from control_plane.db.models import utcnow
 from control_plane.settings import Settings
 
 ADMIN_KEY = "bfk_test-admin-key-0123456789abcdef"
@@ -35,6 +37,20 @@ def eventually(probe: Callable[[], T | None], *, within: float = 20.0, what: str
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} did not happen within {within}s")
         time.sleep(0.05)
+
+
+class MovableClock:
+    """The real time, which the test may move forward: the time a schedule fires comes without waiting for it."""
+
+    def __init__(self) -> None:
+        self._ahead = timedelta()
+
+    def __call__(self) -> datetime:
+        return utcnow() + self._ahead
+
+    def move_to(self, moment: datetime) -> None:
+        """From now on, the clock reads `moment` and goes on from there (never back)."""
+        self._ahead = max(self._ahead, moment - utcnow())
 
 
 def start(api: httpx.Client, name: str, **parameters: Any) -> str:
@@ -71,10 +87,10 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
 
 
 @contextmanager
-def serving(settings: Settings) -> Iterator[str]:
+def serving(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Iterator[str]:
     """The real app behind a real uvicorn on a free port, in a background thread; yields its URL."""
     server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
+        uvicorn.Config(create_app(settings, clock=clock), host=settings.host, port=settings.port, log_level="warning")
     )
     thread = threading.Thread(target=server.run, name="bifrost-test-server", daemon=True)
     thread.start()
@@ -127,12 +143,19 @@ def make_settings(tmp: Path, database_url: str, nats_url: str, **overrides: Any)
 
 
 @contextmanager
-def running_bifrost(tmp: Path, database_url: str, workflows: dict[str, str], **overrides: Any) -> Iterator[Bifrost]:
+def running_bifrost(
+    tmp: Path,
+    database_url: str,
+    workflows: dict[str, str],
+    *,
+    clock: Callable[[], datetime] = utcnow,
+    **overrides: Any,
+) -> Iterator[Bifrost]:
     with running_nats(tmp, identities=True) as nats:
         settings = make_settings(
             tmp, database_url, nats.url, nats_account_seed=SecretStr(nats.account_seed), **overrides
         )
         for relative, source in workflows.items():
             (settings.workspace_dir / relative).write_text(source)
-        with serving(settings) as url:
+        with serving(settings, clock) as url:
             yield Bifrost(url=url, settings=settings, workspace=settings.workspace_dir)

@@ -65,7 +65,7 @@ def test_serve_prints_the_url_and_the_admin_key_only_on_the_first_start(tmp_path
         first.send_signal(signal.SIGINT)
         first_output, _ = first.communicate(timeout=60)
     assert url in first_output
-    assert f"Workspace: {tmp_path / 'workspace'}" in " ".join(first_output.split())
+    assert f"Workspace: {tmp_path / 'workspace'}\n" in first_output  # whole on its line, however long
     [key] = KEY_PATTERN.findall(first_output)
 
     with bifrost_serve(tmp_path, port) as second:

@@ -29,10 +29,10 @@ def test_the_ci_example_passes_when_the_workflow_succeeds(server: Server) -> Non
 
 def test_the_ci_example_fails_the_job_when_the_workflow_fails(server: Server) -> None:
     failed = run_ci_job(server, "explode")
-    assert failed.returncode == 1
+    assert failed.returncode == 1, failed.stdout + failed.stderr
     assert "Bifrost workflow explode: the workflow failed (exit 1)" in failed.stderr
     refused = run_ci_job(server, "add", "-p", "a=not-a-number")
-    assert refused.returncode == 2
+    assert refused.returncode == 2, refused.stdout + refused.stderr
 
 
 def test_admin_create_key_makes_a_platform_admin_key_and_audits_it(server: Server) -> None:

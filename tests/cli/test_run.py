@@ -34,7 +34,7 @@ def test_the_exit_code_says_how_the_execution_ended(
     server: Server, arguments: list[str], status: str, code: int
 ) -> None:
     done = bifrost("run", *arguments, "--output", "json", env=server.environment())
-    assert done.returncode == code, done.stderr
+    assert done.returncode == code, done.stdout + done.stderr  # the execution, with its error, is on stdout
     assert json.loads(done.stdout)["status"] == status
 
 
