@@ -37,7 +37,6 @@ from bifrost._internal.workspace import (
     confined_path,
     content_etag,
     is_workspace_path,
-    kept_file_path,
     normalize_workspace_path,
     parse_recorded_manifest,
     revision_manifest_path,
@@ -132,6 +131,7 @@ class LocalFolderStore:
         target = self.root / revision_manifest_path(revision)
         with self._recording:
             try:
+                (self.root / KEPT_FILES_DIR).mkdir(parents=True, exist_ok=True)
                 already_kept = self._kept_etags()
                 for path, etag in manifest.files.items():
                     self._keep(path, etag, already_kept)
@@ -160,24 +160,36 @@ class LocalFolderStore:
     def _keep(self, path: str, etag: str, already_kept: set[str]) -> None:
         if etag in already_kept:
             return
-        kept = self.root / kept_file_path(etag)
+        # A listed path is read as it is, without resolving it: a symlink swapped in since the listing can only
+        # bring content whose hash is the listed ETag, which the listing read inside the folder.
+        source = os.path.join(self.root, path) if _PLAIN_PATH.fullmatch(path) else None
         try:
-            data = self._file(path).read_bytes()
+            if source is None:
+                source = str(self._file(path))
+            with open(source, "rb") as file:
+                data = file.read()
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError, WorkspacePathError):
             logger.warning("%r vanished before its revision was recorded; runs of it cannot sync it", path)
             return
         if content_etag(data) != etag:
             logger.warning("%r changed before its revision was recorded; runs of it cannot sync it", path)
             return
-        write_atomically(kept, data)
+        kept_files = os.path.join(self.root, KEPT_FILES_DIR)
+        kept = os.path.join(kept_files, etag)
+        temporary = os.path.join(kept_files, f".{etag}.{os.getpid()}.{threading.get_ident()}.partial")
+        try:
+            with open(temporary, "wb") as file:
+                file.write(data)
+            os.replace(temporary, kept)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+            raise
         already_kept.add(etag)
 
     def _kept_etags(self) -> set[str]:
         """The ETags whose content is kept already, from one listing of the kept files."""
-        try:
-            return {name for name in os.listdir(self.root / KEPT_FILES_DIR) if _ETAG.fullmatch(name)}
-        except FileNotFoundError:
-            return set()
+        return {name for name in os.listdir(self.root / KEPT_FILES_DIR) if _ETAG.fullmatch(name)}
 
     def _prune_kept_files(self) -> None:
         """Remove the kept files that none of the `kept_revisions` most recently recorded revisions lists."""
