@@ -11,6 +11,7 @@ from sqlalchemy import Engine, update
 from sqlmodel import Session, select
 
 from bifrost._internal.discovery import FileDiscovery
+from control_plane import discovery_worker
 from control_plane import registry as registry_module
 from control_plane.db.migrate import upgrade_database
 from control_plane.db.models import DiscoveredFile, Workflow
@@ -50,13 +51,13 @@ def workspace(tmp_path: Path) -> Path:
 def parsed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The paths discovery parses (in this process), in order."""
     seen: list[str] = []
-    real_discover = registry_module.discover_source
+    real_discover = discovery_worker.discover_source
 
     def counting(path: str, source: str) -> FileDiscovery:
         seen.append(path)
         return real_discover(path, source)
 
-    monkeypatch.setattr(registry_module, "discover_source", counting)
+    monkeypatch.setattr(discovery_worker, "discover_source", counting)
     return seen
 
 
@@ -151,7 +152,6 @@ def test_files_parsed_by_worker_processes_give_what_one_process_gives(
     serial = restarted(workspace, serial_db)
 
     monkeypatch.setattr(registry_module, "PARALLEL_FROM_FILES", 2)
-    monkeypatch.setattr(registry_module, "_CHUNK_FILES", 3)
     parallel = restarted(workspace, db)
 
     assert parallel.snapshot.workflows == serial.snapshot.workflows
