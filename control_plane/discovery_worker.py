@@ -19,6 +19,7 @@ import sys
 from typing import Any
 
 from bifrost._internal.discovery import DiscoveryError, FileDiscovery, discover_source
+from bifrost.forms import form_field_values
 from bifrost.metadata import DataProviderInfo, WorkflowInfo
 
 logger = logging.getLogger(__name__)
@@ -64,10 +65,12 @@ def workflow_row(info: WorkflowInfo) -> dict[str, Any]:
         "endpoint_enabled": info.endpoint_enabled,
         "schedule": info.schedule,
         "timeout_seconds": info.timeout_seconds,
-        "meta": info.model_dump(
-            mode="json",
-            include={"tags", "retries", "max_concurrency", "resources", "line", "is_async", "form_fields", "warnings"},
-        ),
+        "meta": {
+            **info.model_dump(
+                mode="json", include={"tags", "retries", "max_concurrency", "resources", "line", "is_async", "warnings"}
+            ),
+            "form_fields": form_field_values(info.parameters_schema),
+        },
         "parameters_schema": info.parameters_schema,
     }
 

@@ -9,6 +9,7 @@ import pytest
 
 from bifrost import Resources, WorkflowDefinitionError, data_provider_info, workflow_info
 from bifrost._internal.discovery import Discovery, combine, discover_source, discover_workspace
+from bifrost.forms import form_field_values
 from bifrost.metadata import DataProviderInfo, WorkflowInfo
 from tests.sdk.conftest import WORKSPACE, Importer
 
@@ -485,3 +486,12 @@ def test_incremental_rediscovery_of_one_changed_file() -> None:
 def test_discovery_is_json_serialisable_and_round_trips() -> None:
     discovery = discover_workspace(WORKSPACE)
     assert Discovery.model_validate_json(discovery.model_dump_json()) == discovery
+
+
+def test_form_field_values_are_the_form_fields_as_json() -> None:
+    discovery = discover_workspace(WORKSPACE)
+    infos = [*discovery.workflows, *discovery.data_providers]
+    assert any(info.form_fields for info in infos)
+    for info in infos:
+        expected = [field.model_dump(mode="json") for field in info.form_fields]
+        assert json.dumps(form_field_values(info.parameters_schema)) == json.dumps(expected)
