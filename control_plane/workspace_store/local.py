@@ -48,6 +48,8 @@ logger = logging.getLogger(__name__)
 
 _FileStamp = tuple[int, int, int, int]
 """(inode, size, mtime_ns, ctime_ns): when none of these moved, the content did not either."""
+_Listing = list[tuple[str, str, int]]
+"""(path, ETag, size) of each workspace file, sorted by path."""
 STAMPS_FILE = ".bifrost/stamps.json"
 _STAMPS_VERSION = 1
 RACY_SECONDS = 2.0
@@ -220,8 +222,7 @@ class LocalFolderStore:
                 if (_PLAIN_PATH.fullmatch(relative) and len(relative) <= MAX_PATH_BYTES) or is_workspace_path(relative):
                     yield relative
 
-    def _listing(self) -> list[tuple[str, str, int]]:
-        """(path, ETag, size) of every workspace file, sorted by path."""
+    def _listing(self) -> _Listing:
         if not self.root.is_dir():
             raise WorkspaceStoreError(f"the workspace folder {self.root} does not exist")
         self._load_stamps()

@@ -150,7 +150,8 @@ def model_definitions(model: type[BaseModel]) -> dict[str, Any] | None:
     if model.__doc__:
         model_schema = {"description": inspect.cleandoc(model.__doc__), **model_schema}
     definitions[name] = model_schema
-    return json_copy(dict(sorted(definitions.items())))
+    copied: dict[str, Any] = json_copy(dict(sorted(definitions.items())))
+    return copied
 
 
 def _field_title(name: str) -> str:

@@ -30,6 +30,7 @@ class Point(BaseModel):
 
 
 SharedPoint = Point
+SharedColour = Colour
 
 
 class Shape(BaseModel):
@@ -106,7 +107,7 @@ def clashing_enums() -> type[BaseModel]:
 
     class Clash(BaseModel):
         mine: Colour
-        shared: globals()["Colour"]  # type: ignore[valid-type]
+        shared: SharedColour
 
     return Clash
 
