@@ -143,9 +143,7 @@ class LocalFolderStore:
                     write_atomically(target, manifest.model_dump_json().encode())
                     self._prune_kept_files()
             except OSError as exc:
-                raise WorkspaceStoreError(
-                    f"cannot record revision {revision} in {self.description}: {exc}"
-                ) from exc
+                raise WorkspaceStoreError(f"cannot record revision {revision} in {self.description}: {exc}") from exc
         return revision
 
     def load_revision(self, revision: str) -> Manifest:
@@ -311,4 +309,3 @@ class LocalFolderStore:
             if folder.exists():
                 return
             folder = folder.parent
-
