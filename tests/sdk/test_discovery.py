@@ -39,8 +39,18 @@ def test_example_workspace_static_discovery_equals_the_decorators(
     assert discovery.errors == [] and discovery.conflicts == []
     names = {info.name for info in discovery.workflows}
     assert {
-        "echo", "sleep_for", "log_lines", "fail_on_purpose", "soft_failure", "parent_calls_child", "sync_echo",
-        "blocking_sleep", "create_user", "assign_manager", "offboard_user", "export_devices_csv",
+        "echo",
+        "sleep_for",
+        "log_lines",
+        "fail_on_purpose",
+        "soft_failure",
+        "parent_calls_child",
+        "sync_echo",
+        "blocking_sleep",
+        "create_user",
+        "assign_manager",
+        "offboard_user",
+        "export_devices_csv",
         "daily_device_summary",
     } <= names
     assert {info.name for info in discovery.data_providers} == {"departments", "licence_skus", "managers"}
@@ -407,6 +417,51 @@ def test_types_defined_in_the_file_are_rebuilt_without_importing(
     live_schema = json.loads(json.dumps(live.parameters_schema))
     live_schema["properties"]["amount"].pop("default")
     assert json.dumps(info.parameters_schema, indent=1) == json.dumps(live_schema, indent=1)
+
+
+def test_an_annotation_written_alike_in_two_files_means_what_each_file_says(
+    tmp_path: Path, import_from: Callable[[Path], Importer]
+) -> None:
+    shared = textwrap.dedent("""
+        from typing import Annotated, Literal
+
+        from pydantic import Field
+
+        from bifrost import workflow
+        {definitions}
+
+        @workflow
+        async def {name}(
+            colours: list[Colour],
+            size: Annotated[int, Field(ge=LOWEST)] = 5,
+            quoted: "list[int]" = [],
+            other: "list[str]" = [],
+        ): ...
+    """)
+    write(
+        tmp_path,
+        {
+            "warm.py": shared.format(
+                name="warm",
+                definitions='import enum\nLOWEST = 1\nclass Colour(str, enum.Enum):\n    RED = "red"\n',
+            ),
+            "cold.py": shared.format(
+                name="cold",
+                definitions='import enum\nLOWEST = 2\nclass Colour(str, enum.Enum):\n    BLUE = "blue"\n',
+            ),
+        },
+    )
+    discovery = discover_workspace(tmp_path)
+    assert discovery.errors == []
+    schemas = {info.name: info.parameters_schema for info in discovery.workflows}
+    assert schemas["warm"]["$defs"]["Colour"]["enum"] == ["red"]
+    assert schemas["cold"]["$defs"]["Colour"]["enum"] == ["blue"]
+    assert schemas["warm"]["properties"]["size"]["minimum"] == 1
+    assert schemas["cold"]["properties"]["size"]["minimum"] == 2
+    for schema in schemas.values():
+        assert schema["properties"]["quoted"]["items"] == {"type": "integer"}
+        assert schema["properties"]["other"]["items"] == {"type": "string"}
+    assert_discovery_matches_import(discovery, import_from(tmp_path))
 
 
 def test_types_the_file_imports_from_elsewhere_become_any_with_a_warning() -> None:
