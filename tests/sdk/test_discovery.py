@@ -39,18 +39,8 @@ def test_example_workspace_static_discovery_equals_the_decorators(
     assert discovery.errors == [] and discovery.conflicts == []
     names = {info.name for info in discovery.workflows}
     assert {
-        "echo",
-        "sleep_for",
-        "log_lines",
-        "fail_on_purpose",
-        "soft_failure",
-        "parent_calls_child",
-        "sync_echo",
-        "blocking_sleep",
-        "create_user",
-        "assign_manager",
-        "offboard_user",
-        "export_devices_csv",
+        "echo", "sleep_for", "log_lines", "fail_on_purpose", "soft_failure", "parent_calls_child", "sync_echo",
+        "blocking_sleep", "create_user", "assign_manager", "offboard_user", "export_devices_csv",
         "daily_device_summary",
     } <= names
     assert {info.name for info in discovery.data_providers} == {"departments", "licence_skus", "managers"}
