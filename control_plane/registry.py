@@ -16,36 +16,32 @@ import functools
 import gc
 import hashlib
 import logging
-import multiprocessing
 import os
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import TypeAdapter
 from sqlalchemy import Engine, Table, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, SQLModel, col
 
 import bifrost
-from bifrost._internal.discovery import DiscoveryError, FileDiscovery, combine, discover_source
+from bifrost._internal.discovery import FileDiscovery, combine
 from bifrost._internal.workspace import WorkspaceFileNotFoundError, WorkspaceStoreError
 from bifrost.metadata import DataProviderInfo, WorkflowInfo
 from control_plane.db.models import DiscoveredFile, Workflow, utcnow
+from control_plane.discovery_worker import Rows, Worker, data_provider_row, discover_stored, workflow_row
 from control_plane.workspace_store import WorkspaceStore
 
 logger = logging.getLogger(__name__)
 
 PARALLEL_FROM_FILES = 200
 """A scan with at least this many files to parse spreads them over one worker process per core."""
-_CHUNK_FILES = 250
 _READERS = 8  # reads overlap: a store in S3 answers each read in a round trip
 _SQL_BATCH = 500
-_CACHED = {"workflows": {"__all__": {"form_fields"}}, "data_providers": {"__all__": {"form_fields"}}}
-_FILE_LIST = TypeAdapter(list[FileDiscovery])
 
 
 @dataclass(frozen=True)
@@ -123,7 +119,8 @@ class Registry:
 
     def _rescan(self) -> bool:
         manifest = self._store.manifest()
-        if self._snapshot.revision == manifest.revision:
+        revision = manifest.revision
+        if self._snapshot.revision == revision:
             return False
         complete = self._cache_loaded or self._load_cache()
         wanted = {path: etag for path, etag in manifest.files.items() if path.endswith(".py")}
@@ -134,7 +131,7 @@ class Registry:
         touched = [files[path] for path in (*changed, *removed) if path in files]
         for path in removed:
             del files[path], etags[path]
-        rows: dict[str, dict[str, Any]] = {}
+        rows: Rows = {}
         for path, (found, _, file_rows) in parsed.items():
             files[path], etags[path] = found, wanted[path]
             rows.update(file_rows)
@@ -148,7 +145,7 @@ class Registry:
         self._files, self._etags, self._snapshot, self._cache_loaded = files, etags, snapshot, True
         logger.info(
             "workspace revision %s: %d workflows, %d problems (%d files parsed, %d from the cache)",
-            manifest.revision[:12],
+            revision[:12],
             len(snapshot.workflows),
             len(snapshot.problems),
             len(parsed),
@@ -174,22 +171,26 @@ class Registry:
         self._etags = {row.path: row.etag for row in current}
         return bool(rows) and len(current) == len(rows)
 
-    def _discover_all(self, paths: list[str]) -> dict[str, tuple[FileDiscovery, str, dict[str, dict[str, Any]]]]:
+    def _discover_all(self, paths: list[str]) -> dict[str, tuple[FileDiscovery, str, Rows]]:
         """What each of `paths` holds, with its cache entry (JSON) and the `workflows` rows of its functions."""
         if not paths:
             return {}
-        workers = _cores()
-        with ThreadPoolExecutor(_READERS, thread_name_prefix="bifrost-discovery-read") as readers:
-            sources = readers.map(self._read, paths)
-            if len(paths) < PARALLEL_FROM_FILES or workers < 2:
-                return {path: _discover_stored(path, source) for path, source in zip(paths, sources, strict=True)}
-            # spawned, not forked: this process runs threads (the event loop's, NATS clients') that a fork would copy
-            context = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(workers, mp_context=context) as pool:
-                chunks: list[Future[list[tuple[str, dict[str, dict[str, Any]]]]]] = [
-                    pool.submit(_discover_chunk, chunk) for chunk in _chunks(zip(paths, sources, strict=True))
-                ]
-                stored = [entry for chunk in chunks for entry in chunk.result()]
+        cores = _cores()
+        if len(paths) < PARALLEL_FROM_FILES or cores < 2:
+            with ThreadPoolExecutor(_READERS, thread_name_prefix="bifrost-discovery-read") as readers:
+                sources = readers.map(self._read, paths)
+                return {path: discover_stored(path, source) for path, source in zip(paths, sources, strict=True)}
+        workers: list[Worker] = []
+        try:
+            workers.extend(Worker() for _ in range(cores))
+            with ThreadPoolExecutor(_READERS, thread_name_prefix="bifrost-discovery-read") as readers:
+                items = list(zip(paths, readers.map(self._read, paths), strict=True))
+            shares = [items[index * len(items) // cores : (index + 1) * len(items) // cores] for index in range(cores)]
+            with ThreadPoolExecutor(cores, thread_name_prefix="bifrost-discovery-worker") as talkers:
+                stored = [entry for answer in talkers.map(Worker.discover, workers, shares) for entry in answer]
+        finally:
+            for worker in workers:
+                worker.stop()
         decoded = _decode([encoded for encoded, _ in stored])
         return {
             path: (found, encoded, rows) for path, found, (encoded, rows) in zip(paths, decoded, stored, strict=True)
@@ -218,7 +219,7 @@ class Registry:
     def _persist(
         self,
         snapshot: RegistrySnapshot,
-        parsed_rows: dict[str, dict[str, Any]],
+        parsed_rows: Rows,
         cached: list[dict[str, Any]],
         removed: list[str],
         dirty: set[str] | None,
@@ -250,8 +251,8 @@ class Registry:
     @staticmethod
     def _row(snapshot: RegistrySnapshot, name: str) -> dict[str, Any]:
         if name in snapshot.workflows:
-            return _workflow_row(snapshot.workflows[name])
-        return _data_provider_row(snapshot.data_providers[name])
+            return workflow_row(snapshot.workflows[name])
+        return data_provider_row(snapshot.data_providers[name])
 
 
 def _registered(snapshot: RegistrySnapshot, name: str) -> bool:
@@ -273,59 +274,27 @@ def _cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def _discover(path: str, source: str | None) -> FileDiscovery:
-    if source is None:
-        return FileDiscovery(file=path)
-    try:
-        return discover_source(path, source)
-    except Exception as exc:  # one file that trips discovery must not hide the rest of the workspace
-        logger.exception("discovery of %s failed", path)
-        return FileDiscovery(
-            file=path, errors=[DiscoveryError(file=path, line=None, message=f"discovery failed: {exc!r}")]
-        )
-
-
-def _discover_stored(path: str, source: str | None) -> tuple[FileDiscovery, str, dict[str, dict[str, Any]]]:
-    """What one file holds, its cache entry, and the `workflows` rows of its functions (without a timestamp)."""
-    found = _discover(path, source)
-    rows = {info.name: _workflow_row(info) for info in found.workflows}
-    rows.update((info.name, _data_provider_row(info)) for info in found.data_providers)
-    return found, found.model_dump_json(exclude=_CACHED), rows
-
-
-def _discover_chunk(sources: list[tuple[str, str | None]]) -> list[tuple[str, dict[str, dict[str, Any]]]]:
-    """Runs in a worker process: the cache entries and `workflows` rows of some files."""
-    with _collection_paused():
-        return [_discover_stored(path, source)[1:] for path, source in sources]
-
-
 @contextlib.contextmanager
 def _collection_paused() -> Iterator[None]:
     """No cyclic garbage collection while a scan builds its many small objects (syntax trees, info models): the
     collector would walk them over and over, which took three quarters of the time of reading the cache back.
-    What a scan drops is freed by reference counting; the collector runs again after it."""
+    What a scan drops is freed by reference counting. What it keeps (the snapshot) lives long, so it goes
+    straight to the oldest generation: `gc.freeze` then `gc.unfreeze` moves every tracked object there without
+    walking any, where the young generations' collections would each have walked all of them once more."""
     enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
+        gc.freeze()
+        gc.unfreeze()
         if enabled:
             gc.enable()
 
 
 def _decode(encoded: Sequence[str]) -> list[FileDiscovery]:
-    return _FILE_LIST.validate_json("[" + ",".join(encoded) + "]")
-
-
-def _chunks(items: Iterable[tuple[str, str | None]]) -> Iterator[list[tuple[str, str | None]]]:
-    chunk: list[tuple[str, str | None]] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == _CHUNK_FILES:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
+    # one document per file: a fifth faster than one document of them all
+    return [FileDiscovery.model_validate_json(entry) for entry in encoded]
 
 
 def _batches(values: Sequence[str]) -> Iterator[Sequence[str]]:
@@ -355,40 +324,3 @@ def _upsert(session: Session, table_name: str, key: str, rows: list[dict[str, An
             index_elements=[key], set_={name: lite_insert.excluded[name] for name in rows[0] if name != key}
         )
         session.execute(lite_statement, rows)
-
-
-def _workflow_row(info: WorkflowInfo) -> dict[str, Any]:
-    return {
-        "name": info.name,
-        "kind": "workflow",
-        "description": info.description,
-        "category": info.category,
-        "file": info.file,
-        "function_name": info.function_name,
-        "execution_mode": info.execution_mode,
-        "endpoint_enabled": info.endpoint_enabled,
-        "schedule": info.schedule,
-        "timeout_seconds": info.timeout_seconds,
-        "meta": info.model_dump(
-            mode="json",
-            include={"tags", "retries", "max_concurrency", "resources", "line", "is_async", "form_fields", "warnings"},
-        ),
-        "parameters_schema": info.parameters_schema,
-    }
-
-
-def _data_provider_row(info: DataProviderInfo) -> dict[str, Any]:
-    return {
-        "name": info.name,
-        "kind": "data_provider",
-        "description": info.description,
-        "category": info.category,
-        "file": info.file,
-        "function_name": info.function_name,
-        "execution_mode": "sync",
-        "endpoint_enabled": False,
-        "schedule": None,
-        "timeout_seconds": info.timeout_seconds,
-        "meta": info.model_dump(mode="json", include={"cache_ttl_seconds", "line", "is_async", "warnings"}),
-        "parameters_schema": info.parameters_schema,
-    }

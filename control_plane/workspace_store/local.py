@@ -4,20 +4,31 @@ A folder keeps no earlier versions of its files, so recording a revision also ke
 files under `.bifrost/files/<etag>` (content-addressed, so a file unchanged across revisions is kept once):
 a run pinned to a revision can still sync it after the folder was edited. Copies that none of the most
 recently recorded revisions needs are pruned.
+
+A listing hashes a file only when its stat changed since it was last hashed. What each file's stat was when it
+was hashed is kept in `.bifrost/stamps.json` too, so a restarted control plane does not read the unchanged files
+again. A stat taken less than `RACY_SECONDS` after the file's last change is not trusted (a write in the same
+clock tick as the hash would leave the stat unchanged), as git does with its "racily clean" entries: such a
+file is hashed again at the next listing.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
+import re
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from stat import S_ISLNK, S_ISREG
 
 from bifrost._internal.workspace import (
+    ALLOWED_SUFFIXES,
     KEPT_FILES_DIR,
+    MAX_PATH_BYTES,
     REVISIONS_DIR,
     Manifest,
     WorkspaceFileNotFoundError,
@@ -26,18 +37,31 @@ from bifrost._internal.workspace import (
     confined_path,
     content_etag,
     is_workspace_path,
-    kept_file_path,
     normalize_workspace_path,
     parse_recorded_manifest,
     revision_manifest_path,
     write_atomically,
 )
-from control_plane.workspace_store.base import StoredFile, manifest_of
+from control_plane.workspace_store.base import StoredFile
 
 logger = logging.getLogger(__name__)
 
 _FileStamp = tuple[int, int, int, int]
 """(inode, size, mtime_ns, ctime_ns): when none of these moved, the content did not either."""
+_Listing = list[tuple[str, str, int]]
+"""(path, ETag, size) of each workspace file, sorted by path."""
+STAMPS_FILE = ".bifrost/stamps.json"
+_STAMPS_VERSION = 1
+RACY_SECONDS = 2.0
+"""A file changed less than this before it was hashed is hashed again at the next listing."""
+_ETAG = re.compile(r"[0-9a-f]{32}")
+_PLAIN_PATH = re.compile(
+    r"(?:[A-Za-z0-9_\-][A-Za-z0-9_.\-]*/)*[A-Za-z0-9_\-][A-Za-z0-9_.\-]*\.(?:"
+    + "|".join(re.escape(suffix[1:]) for suffix in sorted(ALLOWED_SUFFIXES))
+    + ")"
+)
+"""Paths that are canonical workspace paths at a glance (ASCII names, no hidden part, an accepted suffix); a
+listing checks every other path in full."""
 
 
 class LocalFolderStore:
@@ -51,6 +75,8 @@ class LocalFolderStore:
         self.kept_revisions = kept_revisions
         self._etags: dict[str, tuple[_FileStamp, str]] = {}
         self._etags_lock = threading.Lock()
+        self._stamps_loaded = False
+        self._stamps_changed = False
         self._recording = threading.Lock()
 
     @property
@@ -58,14 +84,7 @@ class LocalFolderStore:
         return f"folder {self.root}"
 
     def list(self) -> list[StoredFile]:
-        if not self.root.is_dir():
-            raise WorkspaceStoreError(f"the workspace folder {self.root} does not exist")
-        files = [stored for path in self._walk() if (stored := self._stored_file(path)) is not None]
-        with self._etags_lock:
-            listed = {f.path for f in files}
-            for gone in self._etags.keys() - listed:
-                del self._etags[gone]
-        return sorted(files, key=lambda f: f.path)
+        return [StoredFile(path=path, etag=etag, size=size) for path, etag, size in self._listing()]
 
     def read(self, path: str) -> bytes:
         target = self._file(path)
@@ -105,26 +124,27 @@ class LocalFolderStore:
             raise WorkspaceStoreError(f"the workspace folder {self.root} is not writable")
 
     def manifest(self) -> Manifest:
-        return manifest_of(self.list())
+        return Manifest(files={path: etag for path, etag, _ in self._listing()})
 
     def record_revision(self, manifest: Manifest) -> str:
         """Record `manifest` and keep a copy of each of its files. A file whose content no longer has the
         manifest's ETag (edited since the listing) cannot be kept: a run of this revision fails its sync."""
-        target = self.root / revision_manifest_path(manifest.revision)
+        revision = manifest.revision
+        target = self.root / revision_manifest_path(revision)
         with self._recording:
             try:
+                (self.root / KEPT_FILES_DIR).mkdir(parents=True, exist_ok=True)
+                already_kept = self._kept_etags()
                 for path, etag in manifest.files.items():
-                    self._keep(path, etag)
+                    self._keep(path, etag, already_kept)
                 if target.exists():
                     os.utime(target)  # recorded again: it counts as recent for pruning
                 else:
                     write_atomically(target, manifest.model_dump_json().encode())
                     self._prune_kept_files()
             except OSError as exc:
-                raise WorkspaceStoreError(
-                    f"cannot record revision {manifest.revision} in {self.description}: {exc}"
-                ) from exc
-        return manifest.revision
+                raise WorkspaceStoreError(f"cannot record revision {revision} in {self.description}: {exc}") from exc
+        return revision
 
     def load_revision(self, revision: str) -> Manifest:
         target = self.root / revision_manifest_path(revision)
@@ -137,19 +157,39 @@ class LocalFolderStore:
     def _file(self, path: str) -> Path:
         return confined_path(self.root, normalize_workspace_path(path))
 
-    def _keep(self, path: str, etag: str) -> None:
-        kept = self.root / kept_file_path(etag)
-        if kept.exists():
+    def _keep(self, path: str, etag: str, already_kept: set[str]) -> None:
+        if etag in already_kept:
             return
+        # A listed path is read as it is, without resolving it: a symlink swapped in since the listing can only
+        # bring content whose hash is the listed ETag, which the listing read inside the folder.
+        source = os.path.join(self.root, path) if _PLAIN_PATH.fullmatch(path) else None
         try:
-            data = self._file(path).read_bytes()
+            if source is None:
+                source = str(self._file(path))
+            with open(source, "rb") as file:
+                data = file.read()
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError, WorkspacePathError):
             logger.warning("%r vanished before its revision was recorded; runs of it cannot sync it", path)
             return
         if content_etag(data) != etag:
             logger.warning("%r changed before its revision was recorded; runs of it cannot sync it", path)
             return
-        write_atomically(kept, data)
+        kept_files = os.path.join(self.root, KEPT_FILES_DIR)
+        kept = os.path.join(kept_files, etag)
+        temporary = os.path.join(kept_files, f".{etag}.{os.getpid()}.{threading.get_ident()}.partial")
+        try:
+            with open(temporary, "wb") as file:
+                file.write(data)
+            os.replace(temporary, kept)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+            raise
+        already_kept.add(etag)
+
+    def _kept_etags(self) -> set[str]:
+        """The ETags whose content is kept already, from one listing of the kept files."""
+        return {name for name in os.listdir(self.root / KEPT_FILES_DIR) if _ETAG.fullmatch(name)}
 
     def _prune_kept_files(self) -> None:
         """Remove the kept files that none of the `kept_revisions` most recently recorded revisions lists."""
@@ -177,10 +217,23 @@ class LocalFolderStore:
             relative_folder = Path(folder).relative_to(self.root).as_posix()
             for name in names:
                 relative = name if relative_folder == "." else f"{relative_folder}/{name}"
-                if is_workspace_path(relative):
+                if (_PLAIN_PATH.fullmatch(relative) and len(relative) <= MAX_PATH_BYTES) or is_workspace_path(relative):
                     yield relative
 
-    def _stored_file(self, path: str) -> StoredFile | None:
+    def _listing(self) -> _Listing:
+        if not self.root.is_dir():
+            raise WorkspaceStoreError(f"the workspace folder {self.root} does not exist")
+        self._load_stamps()
+        files = [stored for path in self._walk() if (stored := self._stored_file(path)) is not None]
+        with self._etags_lock:
+            listed = {path for path, _, _ in files}
+            for gone in self._etags.keys() - listed:
+                del self._etags[gone]
+                self._stamps_changed = True
+        self._save_stamps()
+        return sorted(files)
+
+    def _stored_file(self, path: str) -> tuple[str, str, int] | None:
         """The listing entry of `path`, or None for what is not a workspace file after all (a symlink out of
         the root, something that vanished while we listed). The walk does not follow symlinked folders, so
         only a symlink itself can lead out of the root and needs resolving: a listing stays one `lstat` per file.
@@ -198,16 +251,55 @@ class LocalFolderStore:
         with self._etags_lock:
             known = self._etags.get(path)
         if known is not None and known[0] == stamp:
-            return StoredFile(path=path, etag=known[1], size=stat.st_size)
+            return path, known[1], stat.st_size
+        hashed_at = time.time_ns()
         try:
             with open(target, "rb") as file:
                 data = file.read()
         except OSError:
             return None
         etag = content_etag(data)
+        settled = max(stat.st_mtime_ns, stat.st_ctime_ns) < hashed_at - int(RACY_SECONDS * 1e9)
         with self._etags_lock:
-            self._etags[path] = (stamp, etag)
-        return StoredFile(path=path, etag=etag, size=len(data))
+            if settled and len(data) == stat.st_size:
+                self._etags[path] = (stamp, etag)
+                self._stamps_changed = True
+            elif self._etags.pop(path, None) is not None:
+                self._stamps_changed = True
+        return path, etag, len(data)
+
+    def _load_stamps(self) -> None:
+        """Take the stamps an earlier listing kept, once; a missing or unreadable file only costs hashing."""
+        if self._stamps_loaded:
+            return
+        self._stamps_loaded = True
+        try:
+            recorded = json.loads((self.root / STAMPS_FILE).read_bytes())
+            if recorded["version"] != _STAMPS_VERSION:
+                return
+            entries = {
+                path: ((ino, size, mtime_ns, ctime_ns), etag)
+                for path, (ino, size, mtime_ns, ctime_ns, etag) in recorded["files"].items()
+            }
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            logger.warning("%s is unreadable; every file is hashed again: %s", STAMPS_FILE, exc)
+            return
+        with self._etags_lock:
+            self._etags = {**entries, **self._etags}
+
+    def _save_stamps(self) -> None:
+        with self._etags_lock:
+            if not self._stamps_changed:
+                return
+            self._stamps_changed = False
+            files = {path: [*stamp, etag] for path, (stamp, etag) in self._etags.items()}
+        data = json.dumps({"version": _STAMPS_VERSION, "files": files}, separators=(",", ":")).encode()
+        try:
+            write_atomically(self.root / STAMPS_FILE, data)
+        except OSError as exc:  # the listing stands; the next start hashes the files again
+            logger.warning("cannot keep %s in %s: %s", STAMPS_FILE, self.description, exc)
 
     def _remove_empty_parents(self, removed: Path) -> None:
         folder = removed.parent
@@ -217,4 +309,3 @@ class LocalFolderStore:
             if folder.exists():
                 return
             folder = folder.parent
-

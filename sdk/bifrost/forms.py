@@ -34,6 +34,12 @@ class FormField(BaseModel):
 
 
 def form_fields(parameters_schema: dict[str, Any]) -> list[FormField]:
+    return [FormField(**values) for values in form_field_values(parameters_schema)]
+
+
+def form_field_values(parameters_schema: dict[str, Any]) -> list[dict[str, Any]]:
+    """The form fields as JSON values, equal to `[f.model_dump(mode="json") for f in form_fields(schema)]`
+    without building the models (discovery stores them for thousands of workflows)."""
     defs = parameters_schema.get("$defs", {})
     required = set(parameters_schema.get("required", []))
     fields = []
@@ -41,16 +47,16 @@ def form_fields(parameters_schema: dict[str, Any]) -> list[FormField]:
         inner, nullable = _strip_null(_resolve(prop, defs))
         widget, options = _widget(inner, defs)
         fields.append(
-            FormField(
-                name=name,
-                label=prop.get("title", name),
-                type=widget,
-                required=name in required,
-                default=prop.get("default"),
-                options=options,
-                description=prop.get("description"),
-                nullable=nullable,
-            )
+            {
+                "name": name,
+                "label": prop.get("title", name),
+                "type": widget,
+                "required": name in required,
+                "default": prop.get("default"),
+                "options": options,
+                "description": prop.get("description"),
+                "nullable": nullable,
+            }
         )
     return fields
 

@@ -22,7 +22,7 @@ from pydantic.fields import FieldInfo
 from pydantic.json_schema import PydanticJsonSchemaWarning
 
 from bifrost.context import ExecutionContext
-from bifrost.direct_schemas import annotation_schema, is_json_value
+from bifrost.direct_schemas import annotation_schema, is_json_value, model_definitions
 from bifrost.errors import WorkflowDefinitionError
 
 
@@ -162,6 +162,9 @@ def _model_definitions(model: type[BaseModel]) -> dict[str, Any] | None:
     own_hook = inspect.getattr_static(model, "__get_pydantic_json_schema__") is not _BASE_MODEL_SCHEMA_HOOK
     if own_hook or not name.isidentifier():
         return None
+    direct = model_definitions(model)
+    if direct is not None:
+        return direct
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", PydanticJsonSchemaWarning)

@@ -3,6 +3,8 @@ re-parses only the files that changed while it was down, on SQLite and on Postgr
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,12 +13,14 @@ from sqlalchemy import Engine, update
 from sqlmodel import Session, select
 
 from bifrost._internal.discovery import FileDiscovery
+from control_plane import discovery_worker
 from control_plane import registry as registry_module
 from control_plane.db.migrate import upgrade_database
 from control_plane.db.models import DiscoveredFile, Workflow
 from control_plane.db.session import make_engine
 from control_plane.registry import Registry
 from control_plane.workspace_store import LocalFolderStore
+from control_plane.workspace_store.local import STAMPS_FILE
 from tests.api.conftest import fresh_database
 
 
@@ -50,13 +54,13 @@ def workspace(tmp_path: Path) -> Path:
 def parsed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The paths discovery parses (in this process), in order."""
     seen: list[str] = []
-    real_discover = registry_module.discover_source
+    real_discover = discovery_worker.discover_source
 
     def counting(path: str, source: str) -> FileDiscovery:
         seen.append(path)
         return real_discover(path, source)
 
-    monkeypatch.setattr(registry_module, "discover_source", counting)
+    monkeypatch.setattr(discovery_worker, "discover_source", counting)
     return seen
 
 
@@ -108,6 +112,68 @@ def test_a_restart_parses_only_the_changed_and_added_files(db: Engine, workspace
         assert set(session.exec(select(DiscoveredFile.path)).all()) == {"same.py", "edited.py", "added.py"}
 
 
+def settled(path: Path, text: str) -> None:
+    """Write `text` and date the file an hour back, as a file nobody touched for long."""
+    path.write_text(text)
+    an_hour_ago = time.time_ns() - 3600 * 10**9
+    os.utime(path, ns=(an_hour_ago, an_hour_ago))
+
+
+def rewrite_in_place(path: Path, text: str) -> None:
+    """Replace the content without changing the file's inode, size or modification time (as a tool that restores
+    timestamps does); only its change time moves, which no tool can set."""
+    before = path.stat()
+    assert len(text.encode()) == before.st_size
+    with path.open("r+b") as file:
+        file.write(text.encode())
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = path.stat()
+    assert (after.st_ino, after.st_size, after.st_mtime_ns) == (before.st_ino, before.st_size, before.st_mtime_ns)
+
+
+def test_a_restart_parses_a_file_changed_with_its_old_size_and_modification_time(
+    db: Engine, workspace: Path, parsed: list[str]
+) -> None:
+    settled(workspace / "same.py", flow("same"))
+    settled(workspace / "edited.py", flow("edited", timeout=100))
+    restarted(workspace, db)
+
+    rewrite_in_place(workspace / "edited.py", flow("edited", timeout=300))
+    parsed.clear()
+    registry = restarted(workspace, db)
+
+    assert parsed == ["edited.py"]
+    assert registry.snapshot.workflows["edited"].timeout_seconds == 300
+    assert stored(db) == {"same": 60, "edited": 300}
+
+
+def test_a_file_rewritten_right_after_a_scan_is_seen_changed(db: Engine, workspace: Path) -> None:
+    """Rewritten within the same clock tick as its hash, a file keeps its stat: it is hashed again until its
+    last change is a little older than its hash."""
+    target = workspace / "flow.py"
+    for attempt in range(20):
+        target.write_text(flow("flow", timeout=100 + attempt))
+        registry = Registry(LocalFolderStore(workspace), db)
+        registry.rescan()
+        assert registry.snapshot.workflows["flow"].timeout_seconds == 100 + attempt
+        rewrite_in_place(target, flow("flow", timeout=200 + attempt))
+        registry.rescan()
+        assert registry.snapshot.workflows["flow"].timeout_seconds == 200 + attempt
+        assert restarted(workspace, db).snapshot.workflows["flow"].timeout_seconds == 200 + attempt
+
+
+def test_an_unreadable_record_of_stamps_only_costs_hashing_again(db: Engine, workspace: Path) -> None:
+    settled(workspace / "greet.py", flow("greet"))
+    first = restarted(workspace, db)
+    (workspace / STAMPS_FILE).write_text("{not json")
+    settled(workspace / "greet.py", flow("greet", timeout=90))
+
+    registry = restarted(workspace, db)
+    assert registry.snapshot.workflows["greet"].timeout_seconds == 90
+    assert registry.snapshot.revision != first.snapshot.revision
+    assert restarted(workspace, db).snapshot.revision == registry.snapshot.revision
+
+
 def test_a_conflict_resolved_while_down_registers_the_name(db: Engine, workspace: Path, parsed: list[str]) -> None:
     (workspace / "a.py").write_text(flow("greet"))
     (workspace / "b.py").write_text(flow("greet", timeout=120))
@@ -151,7 +217,6 @@ def test_files_parsed_by_worker_processes_give_what_one_process_gives(
     serial = restarted(workspace, serial_db)
 
     monkeypatch.setattr(registry_module, "PARALLEL_FROM_FILES", 2)
-    monkeypatch.setattr(registry_module, "_CHUNK_FILES", 3)
     parallel = restarted(workspace, db)
 
     assert parallel.snapshot.workflows == serial.snapshot.workflows

@@ -8,7 +8,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from bifrost._internal.discovery import FileDiscovery
-from control_plane import registry as registry_module
+from control_plane import discovery_worker
 from control_plane.db.migrate import upgrade_database
 from control_plane.db.models import Workflow
 from control_plane.db.session import make_engine
@@ -169,14 +169,14 @@ def test_each_revision_is_recorded_for_runners_to_sync(db: Engine, workspace: Pa
 def test_a_file_that_crashes_discovery_is_reported_not_fatal(
     db: Engine, workspace: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_discover = registry_module.discover_source
+    real_discover = discovery_worker.discover_source
 
     def discover_or_crash(path: str, source: str) -> FileDiscovery:
         if path == "weird.py":
             raise RecursionError("maximum recursion depth exceeded")
         return real_discover(path, source)
 
-    monkeypatch.setattr(registry_module, "discover_source", discover_or_crash)
+    monkeypatch.setattr(discovery_worker, "discover_source", discover_or_crash)
     (workspace / "greet.py").write_text(GREET)
     (workspace / "weird.py").write_text(REPORT)
     registry = Registry(LocalFolderStore(workspace), db)

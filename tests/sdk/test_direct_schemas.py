@@ -13,7 +13,7 @@ from typing import Annotated, Any, Generic, Literal, Optional, TypeVar, Union
 import pytest
 from pydantic import BaseModel, ConfigDict, Field, RootModel, TypeAdapter
 
-from bifrost.direct_schemas import annotation_schema
+from bifrost.direct_schemas import annotation_schema, model_definitions
 from bifrost.parameters import NO_ANNOTATION, NO_DEFAULT, ParameterSpec, build_parameters_schema, parameter_title
 
 T = TypeVar("T")
@@ -30,6 +30,7 @@ class Point(BaseModel):
 
 
 SharedPoint = Point
+SharedColour = Colour
 
 
 class Shape(BaseModel):
@@ -69,6 +70,80 @@ class WithStamp(BaseModel):
     stamp: date = Field(default_factory=date.today)
 
 
+class Level(int, enum.Enum):
+    LOW = 1
+    HIGH = 2
+
+
+class Ticket(BaseModel):
+    """A ticket to file.
+
+    Its body may be empty.
+    """
+
+    title: str
+    body: str = ""
+    colour: Colour = Colour.GREEN
+    level: Level
+    tags: list[str] = []
+    due: date | None = None
+    extra: dict[str, Any] = {}
+    anything: Any = None
+
+
+class Settings(BaseModel):
+    enabled: bool = True
+    ratio: float = 0.5
+    mode: Literal["a", "b"] = "a"
+
+
+class TicketWithColourTwice(Ticket):
+    other: Colour
+
+
+def clashing_enums() -> type[BaseModel]:
+    class Colour(enum.Enum):  # a second enum named Colour: pydantic qualifies both names
+        BLUE = "blue"
+
+    class Clash(BaseModel):
+        mine: Colour
+        shared: SharedColour
+
+    return Clash
+
+
+class Described(BaseModel):
+    name: str = Field(description="Described fields go through pydantic.")
+
+
+class Aliased(BaseModel):
+    name: str = Field(alias="Name")
+
+
+class Nested(BaseModel):
+    point: Point
+
+
+class NullableColour(BaseModel):
+    colour: Colour | None = None
+
+
+class Forbidding(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+
+
+class WithFactory(BaseModel):
+    tags: list[str] = Field(default_factory=list)
+
+
+# Models whose definitions are written directly, and models left to pydantic.
+PLAIN_MODELS = [Point, Ticket, Settings, TicketWithColourTwice]
+MORE_MODELS = [clashing_enums(), Described, Aliased, Nested, NullableColour, Forbidding, WithFactory]
+OTHER_MODELS = [Shape, Tree, Tags, Box[int], WithStamp, *MORE_MODELS]
+
+
 SIMPLE = [
     Any,
     str,
@@ -100,6 +175,8 @@ SIMPLE = [
 ]
 # Handed to pydantic: the fast path must recognise them as not simple.
 NOT_SIMPLE = [
+    *PLAIN_MODELS,
+    *MORE_MODELS,
     Colour,
     Point,
     list[Point],
@@ -188,3 +265,21 @@ def test_each_schema_is_the_callers_own_copy() -> None:
     }
     assert second["properties"]["colour"]["title"] == "Colour"
     assert second["$defs"]["Colour"]["enum"] == ["red", "green"]
+
+
+@pytest.mark.parametrize("model", PLAIN_MODELS, ids=repr)
+def test_plain_models_are_written_directly(model: type[BaseModel]) -> None:
+    assert model_definitions(model) is not None
+
+
+@pytest.mark.parametrize("model", OTHER_MODELS, ids=repr)
+def test_other_models_are_left_to_pydantic(model: type[BaseModel]) -> None:
+    assert model_definitions(model) is None
+
+
+@pytest.mark.parametrize("model", PLAIN_MODELS, ids=repr)
+def test_model_definitions_are_exactly_what_pydantic_produces(model: type[BaseModel]) -> None:
+    expected = model.model_json_schema()
+    definitions = expected.pop("$defs", {})
+    definitions[model.__name__] = expected
+    assert json.dumps(model_definitions(model)) == json.dumps(dict(sorted(definitions.items())))

@@ -9,6 +9,7 @@ import pytest
 
 from bifrost import Resources, WorkflowDefinitionError, data_provider_info, workflow_info
 from bifrost._internal.discovery import Discovery, combine, discover_source, discover_workspace
+from bifrost.forms import form_field_values
 from bifrost.metadata import DataProviderInfo, WorkflowInfo
 from tests.sdk.conftest import WORKSPACE, Importer
 
@@ -408,6 +409,51 @@ def test_types_defined_in_the_file_are_rebuilt_without_importing(
     assert json.dumps(info.parameters_schema, indent=1) == json.dumps(live_schema, indent=1)
 
 
+def test_an_annotation_written_alike_in_two_files_means_what_each_file_says(
+    tmp_path: Path, import_from: Callable[[Path], Importer]
+) -> None:
+    shared = textwrap.dedent("""
+        from typing import Annotated, Literal
+
+        from pydantic import Field
+
+        from bifrost import workflow
+        {definitions}
+
+        @workflow
+        async def {name}(
+            colours: list[Colour],
+            size: Annotated[int, Field(ge=LOWEST)] = 5,
+            quoted: "list[int]" = [],
+            other: "list[str]" = [],
+        ): ...
+    """)
+    write(
+        tmp_path,
+        {
+            "warm.py": shared.format(
+                name="warm",
+                definitions='import enum\nLOWEST = 1\nclass Colour(str, enum.Enum):\n    RED = "red"\n',
+            ),
+            "cold.py": shared.format(
+                name="cold",
+                definitions='import enum\nLOWEST = 2\nclass Colour(str, enum.Enum):\n    BLUE = "blue"\n',
+            ),
+        },
+    )
+    discovery = discover_workspace(tmp_path)
+    assert discovery.errors == []
+    schemas = {info.name: info.parameters_schema for info in discovery.workflows}
+    assert schemas["warm"]["$defs"]["Colour"]["enum"] == ["red"]
+    assert schemas["cold"]["$defs"]["Colour"]["enum"] == ["blue"]
+    assert schemas["warm"]["properties"]["size"]["minimum"] == 1
+    assert schemas["cold"]["properties"]["size"]["minimum"] == 2
+    for schema in schemas.values():
+        assert schema["properties"]["quoted"]["items"] == {"type": "integer"}
+        assert schema["properties"]["other"]["items"] == {"type": "string"}
+    assert_discovery_matches_import(discovery, import_from(tmp_path))
+
+
 def test_types_the_file_imports_from_elsewhere_become_any_with_a_warning() -> None:
     source = """
         from bifrost import workflow
@@ -485,3 +531,12 @@ def test_incremental_rediscovery_of_one_changed_file() -> None:
 def test_discovery_is_json_serialisable_and_round_trips() -> None:
     discovery = discover_workspace(WORKSPACE)
     assert Discovery.model_validate_json(discovery.model_dump_json()) == discovery
+
+
+def test_form_field_values_are_the_form_fields_as_json() -> None:
+    discovery = discover_workspace(WORKSPACE)
+    infos = [*discovery.workflows, *discovery.data_providers]
+    assert any(info.form_fields for info in infos)
+    for info in infos:
+        expected = [field.model_dump(mode="json") for field in info.form_fields]
+        assert json.dumps(form_field_values(info.parameters_schema)) == json.dumps(expected)

@@ -75,6 +75,8 @@ _STAR_EXPORTS: dict[str, tuple[str, ...]] = {
 _IDENTIFIER = re.compile(r"[A-Za-z_]\w*")
 _CLASS_CACHE_SIZE = 2048
 _class_cache: dict[tuple[Any, ...], Any] = {}
+_SUBSCRIPT_CACHE_SIZE = 4096
+_subscript_cache: dict[tuple[Any, ...], Any] = {}
 
 
 class Unresolvable(Exception):
@@ -91,6 +93,7 @@ class ModuleNames:
         self.constants: dict[str, ast.expr] = {}
         self._synthetic: dict[str, Any] = {}
         self._building: set[str] = set()
+        self._quoted = 0
         for statement in _top_level(tree.body):
             self._record(statement)
 
@@ -163,15 +166,27 @@ class ModuleNames:
             if node.value is None:
                 return None
             if isinstance(node.value, str):
+                self._quoted += 1  # positions in the parsed string are in it, not in the module's lines
                 try:
                     return self.resolve(ast.parse(node.value, mode="eval").body)
                 except SyntaxError:
                     raise Unresolvable(node.value) from None
+                finally:
+                    self._quoted -= 1
             raise Unresolvable(ast.unparse(node))
         if isinstance(node, ast.Name | ast.Attribute):
             return self._named(node)
         if isinstance(node, ast.Subscript):
-            return self._subscript(node)
+            key = None if self._quoted else self._subscript_key(node)
+            if key is None:
+                return self._subscript(node)
+            built = _subscript_cache.get(key)
+            if built is None:
+                built = self._subscript(node)
+                if len(_subscript_cache) >= _SUBSCRIPT_CACHE_SIZE:
+                    _subscript_cache.clear()
+                _subscript_cache[key] = built
+            return built
         if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
             try:
                 return self.resolve(node.left) | self.resolve(node.right)
@@ -188,6 +203,26 @@ class ModuleNames:
         if name in KNOWN_OBJECTS:
             return KNOWN_OBJECTS[name]
         raise Unresolvable(ast.unparse(node))
+
+    def _subscript_key(self, node: ast.Subscript) -> tuple[Any, ...] | None:
+        """The text of a one-line annotation such as `Annotated[str, Field(max_length=5)]` with what each name in
+        it means here: equal keys resolve to equal types, so files that repeat an annotation share one (building
+        `Annotated` and `Field` objects is what resolving costs). None where the text is not at hand cheaply."""
+        if node.end_lineno != node.lineno or node.end_col_offset is None:
+            return None
+        line = self._source_lines[node.lineno - 1]
+        if not line.isascii():  # offsets count UTF-8 bytes
+            return None
+        text = line[node.col_offset : node.end_col_offset]
+        meanings: list[tuple[str, Any]] = []
+        for used in sorted(set(_IDENTIFIER.findall(text))):
+            if used in self.aliases:
+                meanings.append((used, self.aliases[used]))
+            elif used in self.classes:
+                meanings.append((used, self._class_fingerprint(used, frozenset())))
+            elif used in self.constants:
+                meanings.append((used, ast.dump(self.constants[used])))
+        return text, tuple(meanings)
 
     def _subscript(self, node: ast.Subscript) -> Any:
         origin = self.resolve(node.value)

@@ -1,0 +1,135 @@
+"""What discovery keeps of one workspace file, computed in the control plane or in a worker process.
+
+A scan with many files to parse spreads them over worker processes. A worker is a fresh interpreter started
+with `python -c` that imports only this module and the SDK: multiprocessing's spawn would import the parent's
+main module in each worker too, which for the control plane is seconds of imports per worker. A worker reads
+one pickled list of (path, source) from its stdin, writes the pickled list of (cache entry, `workflows` rows)
+back to its stdout, and exits.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import os
+import pickle
+import subprocess
+import sys
+from typing import Any
+
+from bifrost._internal.discovery import DiscoveryError, FileDiscovery, discover_source
+from bifrost.forms import form_field_values
+from bifrost.metadata import DataProviderInfo, WorkflowInfo
+
+logger = logging.getLogger(__name__)
+
+Rows = dict[str, dict[str, Any]]
+"""The `workflows` rows of one file's functions, by name (without their timestamp)."""
+
+_CACHED = {"workflows": {"__all__": {"form_fields"}}, "data_providers": {"__all__": {"form_fields"}}}
+_BOOTSTRAP = (
+    "import json, sys; sys.path[:] = json.loads(sys.argv[1]); from control_plane.discovery_worker import serve; serve()"
+)
+
+
+def discover(path: str, source: str | None) -> FileDiscovery:
+    if source is None:
+        return FileDiscovery(file=path)
+    try:
+        return discover_source(path, source)
+    except Exception as exc:  # one file that trips discovery must not hide the rest of the workspace
+        logger.exception("discovery of %s failed", path)
+        return FileDiscovery(
+            file=path, errors=[DiscoveryError(file=path, line=None, message=f"discovery failed: {exc!r}")]
+        )
+
+
+def discover_stored(path: str, source: str | None) -> tuple[FileDiscovery, str, Rows]:
+    """What one file holds, its cache entry (JSON), and the `workflows` rows of its functions."""
+    found = discover(path, source)
+    rows = {info.name: workflow_row(info) for info in found.workflows}
+    rows.update((info.name, data_provider_row(info)) for info in found.data_providers)
+    return found, found.model_dump_json(exclude=_CACHED), rows
+
+
+def workflow_row(info: WorkflowInfo) -> dict[str, Any]:
+    return {
+        "name": info.name,
+        "kind": "workflow",
+        "description": info.description,
+        "category": info.category,
+        "file": info.file,
+        "function_name": info.function_name,
+        "execution_mode": info.execution_mode,
+        "endpoint_enabled": info.endpoint_enabled,
+        "schedule": info.schedule,
+        "timeout_seconds": info.timeout_seconds,
+        "meta": {
+            **info.model_dump(
+                mode="json", include={"tags", "retries", "max_concurrency", "resources", "line", "is_async", "warnings"}
+            ),
+            "form_fields": form_field_values(info.parameters_schema),
+        },
+        "parameters_schema": info.parameters_schema,
+    }
+
+
+def data_provider_row(info: DataProviderInfo) -> dict[str, Any]:
+    return {
+        "name": info.name,
+        "kind": "data_provider",
+        "description": info.description,
+        "category": info.category,
+        "file": info.file,
+        "function_name": info.function_name,
+        "execution_mode": "sync",
+        "endpoint_enabled": False,
+        "schedule": None,
+        "timeout_seconds": info.timeout_seconds,
+        "meta": info.model_dump(mode="json", include={"cache_ttl_seconds", "line", "is_async", "warnings"}),
+        "parameters_schema": info.parameters_schema,
+    }
+
+
+class WorkerError(RuntimeError):
+    """A worker process ended without answering."""
+
+
+class Worker:
+    """One worker process, started at once so that its imports overlap the parent's reading of the sources."""
+
+    def __init__(self) -> None:
+        self._process = subprocess.Popen(
+            [sys.executable, "-c", _BOOTSTRAP, json.dumps(sys.path)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+
+    def discover(self, sources: list[tuple[str, str | None]]) -> list[tuple[str, Rows]]:
+        """The cache entry and rows of each of `sources`, in order; the worker exits after answering."""
+        answer, errors = self._process.communicate(pickle.dumps(sources, protocol=pickle.HIGHEST_PROTOCOL))
+        message = errors.decode("utf-8", errors="replace").strip()
+        if self._process.returncode != 0:
+            raise WorkerError(f"a discovery worker ended with exit code {self._process.returncode}: {message}")
+        if message:
+            logger.warning("a discovery worker reported: %s", message)
+        result: list[tuple[str, Rows]] = pickle.loads(answer)
+        return result
+
+    def stop(self) -> None:
+        if self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
+
+
+def serve() -> None:
+    """A worker's life: one batch of sources in, what they hold out, then exit."""
+    gc.disable()  # everything built here lives until the exit; see `registry._collection_paused`
+    sources: list[tuple[str, str | None]] = pickle.load(sys.stdin.buffer)
+    answer = [discover_stored(path, source)[1:] for path, source in sources]
+    sys.stdout.buffer.write(pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL))
+    sys.stdout.buffer.flush()
+    sys.stderr.flush()
+    os._exit(0)  # no teardown of the many objects built: the process ends here
