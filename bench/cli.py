@@ -21,6 +21,7 @@ from pathlib import Path
 
 import httpx
 
+from bench._report import measured, print_figures
 from bench.executions import KEY, WORKFLOWS, serving
 from bifrost_devtools.services import free_port
 
@@ -38,7 +39,7 @@ def timed(count: int, call: Callable[[], object]) -> str:
         durations.append((time.perf_counter() - started) * 1000)
     durations.sort()
     p90 = durations[min(len(durations) - 1, round(0.9 * len(durations)) - 1)]
-    return f"median {statistics.median(durations):.0f} ms, p90 {p90:.0f} ms"
+    return measured(f"median {statistics.median(durations):.0f} ms, p90 {p90:.0f} ms")
 
 
 def without_bytecode_opt_out(env: dict[str, str]) -> dict[str, str]:
@@ -112,9 +113,7 @@ def main() -> None:
             figures["2. bifrost run trivial -p n=1, development environment"] = timed(
                 RUN_CALLS, lambda: command(development, "run", "trivial", "-p", "n=1", env=client_env)
             )
-    width = max(len(label) for label in figures)
-    for label in sorted(figures):
-        print(f"{label:<{width}}  {figures[label]}")
+    print_figures(figures)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,6 @@ over the same number of runs after a warm-up."""
 
 from __future__ import annotations
 
-import os
 import statistics
 import tempfile
 import time
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import httpx
 
+from bench._report import measured, print_figures
 from bench.executions import KEY, percentile, run_sync, serving
 from bifrost_devtools import images
 from bifrost_devtools.services import free_port
@@ -57,7 +57,7 @@ def round_trips(tmp: Path, backend: dict[str, str]) -> str:
             start = time.perf_counter()
             run_sync(api, "trivial", {"n": n})
             durations.append((time.perf_counter() - start) * 1000)
-    return f"{statistics.median(durations):.0f} / {percentile(durations, 95):.0f} ms"
+    return measured(f"{statistics.median(durations):.0f} / {percentile(durations, 95):.0f} ms ({RUNS} sync runs)")
 
 
 def main() -> None:
@@ -70,11 +70,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bifrost-bench-podman-") as tmp:
         podman = {"BIFROST_BACKEND": "podman", "BIFROST_RUNNER_IMAGE": runner_image}
         figures["launch to finished p50 / p95, podman backend"] = round_trips(Path(tmp), podman)
-    width = max(len(label) for label in figures)
-    for label, figure in figures.items():
-        print(f"{label:<{width}}  {figure} ({RUNS} sync runs of a trivial workflow)")
-    # The machine may be shared: what else ran weighs on the figures.
-    print("load average (1, 5, 15 min) at the end: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
+    print_figures(figures)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 
+from bench._report import measured
 from bench.executions import KEY, percentile, serving, timed
 from bifrost_devtools.services import free_port
 
@@ -40,7 +41,7 @@ def call_options(api: httpx.Client, provider: str, *, cached: bool) -> None:
 
 
 def figure(durations: list[float]) -> str:
-    return f"{statistics.median(durations):.1f} / {percentile(durations, 95):.1f} ms"
+    return measured(f"{statistics.median(durations):.1f} / {percentile(durations, 95):.1f} ms")
 
 
 def main() -> None:

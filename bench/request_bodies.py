@@ -14,6 +14,8 @@ from pathlib import Path
 
 import httpx
 
+from bench._report import measured
+
 BODY_MB = 200
 KEY = "bfk_bench-request-bodies-0123456789"
 
@@ -58,12 +60,13 @@ def main() -> None:
                 if time.monotonic() > deadline or server.poll() is not None:
                     raise RuntimeError("bifrost serve did not become ready")
                 time.sleep(0.2)
-            print(f"RSS of bifrost serve at start: {_rss_mb(server.pid)} MB")
+            print(f"RSS of bifrost serve at start: {measured(f'{_rss_mb(server.pid)} MB')}")
             for caller, headers in (("anonymous", {}), ("signed in", {"Authorization": f"Bearer {KEY}"})):
                 for framing in ("chunked", "Content-Length"):
                     length = {"Content-Length": str(BODY_MB * 1024 * 1024)} if framing == "Content-Length" else {}
                     outcome = _post(url, {"Content-Type": "application/json", **headers, **length})
-                    print(f"{caller}, {BODY_MB} MB {framing}: {outcome}; RSS {_rss_mb(server.pid)} MB")
+                    figure = measured(f"{outcome}; RSS {_rss_mb(server.pid)} MB")
+                    print(f"{caller}, {BODY_MB} MB {framing}: {figure}")
         finally:
             server.terminate()
             server.wait(60)

@@ -14,6 +14,7 @@ from pathlib import Path
 import nats
 from nats.aio.msg import Msg
 
+from bench._report import measured
 from bifrost import UserInfo
 from bifrost._internal.protocol import EVENTS_SUBJECT_WILDCARD, RunPayload, parse_event
 from bifrost_devtools.runner_api import RunnerApi, ServedRunnerApi
@@ -83,14 +84,17 @@ class Bench:
         return (done - started) * 1000
 
 
-def _summary(label: str, latencies: list[float]) -> str:
+def _summary(label: str, latencies: list[float], target_p50_ms: float | None = None) -> str:
     ordered = sorted(latencies)
     p95 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))]
     p50 = statistics.median(ordered)
-    return f"{label}: n={len(ordered)} p50={p50:.1f} ms p95={p95:.1f} ms max={ordered[-1]:.1f} ms"
+    figure = f"n={len(ordered)} p50={p50:.1f} ms p95={p95:.1f} ms max={ordered[-1]:.1f} ms"
+    if target_p50_ms is None:
+        return f"{label}: {measured(figure)}"
+    return f"{label}: {measured(figure, f'p50 < {target_p50_ms:.0f} ms', p50 < target_p50_ms)}"
 
 
-async def _measure(tmp: Path, nats_server: NatsServer, served: ServedRunnerApi) -> float:
+async def _measure(tmp: Path, nats_server: NatsServer, served: ServedRunnerApi) -> None:
     workspace = tmp / "workspace"
     workspace.mkdir()
     (workspace / "flows.py").write_text(textwrap.dedent(WORKFLOWS))
@@ -108,9 +112,9 @@ async def _measure(tmp: Path, nats_server: NatsServer, served: ServedRunnerApi) 
         for _ in range(5):
             await bench.run("trivial")
         trivial = [await bench.run("trivial") for _ in range(40)]
-        print(_summary("trivial sync run, sequential", trivial), flush=True)
+        print(_summary("trivial run, sequential", trivial, TARGET_P50_MS), flush=True)
         ten = [await bench.run("ten_ms") for _ in range(40)]
-        print(_summary("~10 ms sync run, sequential", ten), flush=True)
+        print(_summary("~10 ms run, sequential", ten), flush=True)
 
         limit = asyncio.Semaphore(20)
 
@@ -122,11 +126,10 @@ async def _measure(tmp: Path, nats_server: NatsServer, served: ServedRunnerApi) 
         many = await asyncio.gather(*(queued() for _ in range(1000)))
         elapsed = time.perf_counter() - started
         print(_summary("1,000 queued trivial runs, 20 at once", many), flush=True)
-        print(f"1,000 queued trivial runs: {1000 / elapsed:.0f} runs/s", flush=True)
+        print(f"1,000 queued trivial runs: {measured(f'{1000 / elapsed:.0f} runs/s')}", flush=True)
     finally:
         await backend.stop()
         await nc.close()
-    return statistics.median(trivial)
 
 
 def main() -> None:
@@ -134,11 +137,9 @@ def main() -> None:
     served.start()
     try:
         with tempfile.TemporaryDirectory() as folder, running_nats(Path(folder), identities=True) as server:
-            p50 = asyncio.run(_measure(Path(folder), server, served))
+            asyncio.run(_measure(Path(folder), server, served))
     finally:
         served.stop()
-    verdict = "ok" if p50 < TARGET_P50_MS else "over target"
-    print(f"trivial run p50 {p50:.1f} ms (target < {TARGET_P50_MS:.0f} ms): {verdict}", flush=True)
 
 
 if __name__ == "__main__":

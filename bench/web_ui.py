@@ -13,7 +13,6 @@ local backend, one pre-started runner):
 from __future__ import annotations
 
 import gzip
-import os
 import re
 import statistics
 import tempfile
@@ -22,6 +21,7 @@ from pathlib import Path
 
 from playwright.sync_api import Page, sync_playwright
 
+from bench._report import measured
 from bench.executions import percentile
 from bifrost_devtools.browser import UI_BUILT, UI_DIR, Bifrost, open_browser, serving, sign_in
 
@@ -112,10 +112,11 @@ def form_runs(bifrost: Bifrost, page: Page) -> None:
     form_id = made.json()["id"]
     _one_form_run(page, form_id, 0)  # the first run loads the form's and the execution page's code
     durations = [_one_form_run(page, form_id, run) for run in range(1, FORM_RUNS + 1)]
-    print(
-        f"  form Run pressed to first log line shown, {FORM_RUNS} runs: p50 {statistics.median(durations):.0f} ms, "
-        f"p95 {percentile(durations, 95):.0f} ms, best {min(durations):.0f} ms"
+    figure = measured(
+        f"p50 {statistics.median(durations):.0f} ms, p95 {percentile(durations, 95):.0f} ms, "
+        f"best {min(durations):.0f} ms"
     )
+    print(f"  form Run pressed to first log line shown, {FORM_RUNS} runs: {figure}")
 
 
 _WATCH_LONG_TASKS = """() => {
@@ -156,17 +157,18 @@ def long_log(bifrost: Bifrost, page: Page) -> None:
     shown = time.perf_counter() - opened
     longest = page.evaluate("() => window.longestTask")
     frames = page.evaluate(_SCROLL_UP, SCROLL_FRAMES)
-    print(f"  {LOG_LINES} log lines shown in {shown:.2f} s after opening the page; longest busy spell {longest:.0f} ms")
-    print(
-        f"  scrolling them end to start over {SCROLL_FRAMES} frames: median frame {frames['median']:.1f} ms, "
-        f"p95 {frames['p95']:.1f} ms, worst {frames['worst']:.1f} ms; {frames['rows']} rows in the page"
+    figure = measured(f"{shown:.2f} s after opening the page; longest busy spell {longest:.0f} ms")
+    print(f"  {LOG_LINES} log lines shown: {figure}")
+    figure = measured(
+        f"median frame {frames['median']:.1f} ms, p95 {frames['p95']:.1f} ms, worst {frames['worst']:.1f} ms; "
+        f"{frames['rows']} rows in the page"
     )
+    print(f"  scrolling them end to start over {SCROLL_FRAMES} frames: {figure}")
 
 
 def main() -> None:
     if not UI_BUILT.is_file():
         raise RuntimeError("the web UI is not built: run `make ui`")
-    print("  load average {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     weight()
     with (
         tempfile.TemporaryDirectory(prefix="bifrost-bench-ui-") as tmp,
@@ -181,7 +183,6 @@ def main() -> None:
             long_log(bifrost, context.new_page())
         finally:
             context.close()
-    print("  load average {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
 
 
 if __name__ == "__main__":

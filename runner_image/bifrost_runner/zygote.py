@@ -271,11 +271,12 @@ async def _read_claim(claim_fd: int) -> tuple[RunnerClaim | None, ReadyConnectio
         transport.close()
 
 
-async def _get_ready(api_url: str) -> Preconnected:
+async def _get_ready(api_url: str, rehearsing: bool) -> Preconnected:
     preconnected = preconnect(api_url)
-    # A failed rehearsal costs the execution only its head start; the runner must serve its claim regardless.
-    with contextlib.suppress(Exception):
-        await rehearse(preconnected)
+    if rehearsing:
+        # A failed rehearsal costs the execution only its head start; the runner must serve its claim regardless.
+        with contextlib.suppress(Exception):
+            await rehearse(preconnected)
     return preconnected
 
 
@@ -290,6 +291,9 @@ class _Setup:
     own_user_namespace: bool
     probe: bool = False
     """Only get ready and take the workflow's user, then end (see `Template.probe`)."""
+    rehearsing: bool = True
+    """Rehearse while waiting for the claim. Not for a fork made for a claim that is already waiting: it would
+    rehearse before its execution instead of while it waits, a delay its execution's own page copies do not need."""
 
 
 async def _serve_claim(claim_fd: int, setup: _Setup, confinement: Confinement | None) -> int:
@@ -301,7 +305,7 @@ async def _serve_claim(claim_fd: int, setup: _Setup, confinement: Confinement | 
     log_folder = confinement.log_folder if confinement is not None else setup.expected.log_folder
     prepared_log = PreparedFile.make(log_folder, os.O_WRONLY | os.O_APPEND) if log_folder else None
     api_url = setup.expected.api_url
-    connecting = asyncio.ensure_future(_get_ready(api_url)) if api_url else None
+    connecting = asyncio.ensure_future(_get_ready(api_url, setup.rehearsing)) if api_url else None
     claim, ready = await _read_claim(claim_fd)
     if setup.waiting_priority is not None:
         # The template restored it before handing the claim over; a thread started meanwhile is seen to here.
@@ -494,8 +498,10 @@ class Template:
                 return uid
         raise OSError(f"all {RUNNER_UIDS} runner users are in use")
 
-    def _fork(self) -> _Fork:
-        setup = _Setup(self._expected, self._waiting_priority, self._free_uid(), self._user_namespaces)
+    def _fork(self, *, claimed: bool = False) -> _Fork:
+        setup = _Setup(
+            self._expected, self._waiting_priority, self._free_uid(), self._user_namespaces, rehearsing=not claimed
+        )
         claim_read, claim_write = os.pipe()
         if self._folders is None or self._pid_namespaces is None:
             pid = os.fork()
@@ -626,7 +632,7 @@ class Template:
             return
         self._expected = self._expected.after(claim)
         try:
-            fork = self._spare_for(claim) or self._fork()
+            fork = self._spare_for(claim) or self._fork(claimed=True)
         except OSError as exc:
             _send(RunnerForkFailed(execution_id=claim.execution_id, error=f"fork failed: {exc}"))
             return

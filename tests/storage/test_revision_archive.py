@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import logging
+import struct
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -100,6 +101,7 @@ def test_a_missing_archive_means_the_files_one_by_one_with_a_warning(
             lambda data, files: zipped({**files, "team0/flow_0.py": b"VALUE = 'forged'\n"}), id="another-version"
         ),
         pytest.param(lambda data, files: zipped({"team0/flow_0.py": files["team0/flow_0.py"]}), id="files-missing"),
+        pytest.param(lambda data, files: with_member_byte_flipped(data), id="member-corrupted"),
     ],
 )
 def test_a_damaged_archive_is_refused_and_the_files_fetched_one_by_one(
@@ -141,3 +143,12 @@ def zipped(files: dict[str, bytes]) -> bytes:
         for path, data in files.items():
             archive.writestr(path, data)
     return buffer.getvalue()
+
+
+def with_member_byte_flipped(data: bytes) -> bytes:
+    """`data` with one byte of its last member's compressed content inverted; the zip's structure stays intact."""
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        member = archive.infolist()[-1]
+    name_length, extra_length = struct.unpack_from("<HH", data, member.header_offset + 26)
+    at = member.header_offset + 30 + name_length + extra_length + member.compress_size // 2
+    return data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1 :]
