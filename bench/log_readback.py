@@ -1,15 +1,18 @@
-"""Reading back a long log through the API of `bifrost serve` (SQLite): 200,000 stored log lines of one finished
-execution, as pages of the largest page size (target under 1 s for all of them) and as the replay of the
-execution's server-sent event stream (target under 3 s).
+"""Reading back a long log through the API of `bifrost serve`, on SQLite and on PostgreSQL (skipped when it is not
+installed): 200,000 stored log lines of one finished execution, as pages of the largest page size (target under
+1 s for all of them) and as the replay of the execution's server-sent event stream (target under 3 s). The
+client reads every line's JSON, as a real one would.
 
 Run: `python -m bench.log_readback`.
 """
 
 from __future__ import annotations
 
+import json
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,8 +22,8 @@ from sqlmodel import Session, col, select
 
 from bench.executions import serving
 from bifrost._internal.protocol import ExecutionStatus
-from bifrost_devtools.services import free_port
-from control_plane.api.executions import MAX_LOG_PAGE
+from bifrost.api.executions import MAX_LOG_PAGE
+from bifrost_devtools.services import free_port, postgres_bin_dir, running_postgres
 from control_plane.db.models import Execution, ExecutionLog, User
 from control_plane.db.session import make_engine
 from control_plane.settings import Settings
@@ -71,11 +74,15 @@ def read_pages(api: httpx.Client, execution_id: str) -> int:
 
 
 def replay(api: httpx.Client, execution_id: str) -> int:
-    lines = 0
+    """The log lines of the stream's `logs` (a batch) and `log` (one line) events."""
+    lines, event = 0, ""
     with api.stream("GET", f"/api/executions/{execution_id}/stream") as response:
         for text_line in response.iter_lines():
-            if text_line == "event: log":
-                lines += 1
+            if text_line.startswith("event: "):
+                event = text_line.removeprefix("event: ")
+            elif text_line.startswith("data: ") and event in ("log", "logs"):
+                data = json.loads(text_line.removeprefix("data: "))
+                lines += len(data) if event == "logs" else 1
     return lines
 
 
@@ -90,37 +97,55 @@ def timed_best_of(
     return best, count
 
 
-def main() -> None:
-    with tempfile.TemporaryDirectory(prefix="bifrost-bench-logs-") as tmp:
-        workspace = Path(tmp) / "workspace"
-        workspace.mkdir()
-        port = free_port()
-        api_url = f"http://127.0.0.1:{port}"
-        settings = Settings(data_dir=Path(tmp) / "data", workspace_url=str(workspace))
-        env = {
-            "BIFROST_DATA_DIR": str(settings.data_dir),
-            "BIFROST_WORKSPACE_URL": str(workspace),
-            "BIFROST_PORT": str(port),
-            "BIFROST_BOOTSTRAP_API_KEY": KEY,
-        }
-        with (
-            serving(env, api_url, Path(tmp) / "bifrost-serve.log"),
-            httpx.Client(base_url=api_url, headers={"X-Bifrost-Key": KEY}, timeout=120) as api,
-        ):
-            execution_id = store_long_log(settings)
-            pages_seconds, paged = timed_best_of(3, read_pages, api, execution_id)
-            replay_seconds, replayed = timed_best_of(3, replay, api, execution_id)
+@contextmanager
+def serving_bifrost(tmp: Path, database_url: str | None) -> Iterator[tuple[httpx.Client, Settings]]:
+    workspace = tmp / "workspace"
+    workspace.mkdir()
+    port = free_port()
+    api_url = f"http://127.0.0.1:{port}"
+    settings = Settings(data_dir=tmp / "data", workspace_url=str(workspace), database_url=database_url)
+    env = {
+        "BIFROST_DATA_DIR": str(settings.data_dir),
+        "BIFROST_WORKSPACE_URL": str(workspace),
+        "BIFROST_PORT": str(port),
+        "BIFROST_BOOTSTRAP_API_KEY": KEY,
+    } | ({"BIFROST_DATABASE_URL": database_url} if database_url else {})
+    with (
+        serving(env, api_url, tmp / "bifrost-serve.log"),
+        httpx.Client(base_url=api_url, headers={"X-Bifrost-Key": KEY}, timeout=120) as api,
+    ):
+        yield api, settings
+
+
+def figures(database: str) -> None:
+    """Print the figures of one database, each beside its target."""
+    if database == "PostgreSQL" and postgres_bin_dir() is None:
+        print(f"log read-back, {database}: skipped, PostgreSQL is not installed")
+        return
+    with (
+        running_postgres() if database == "PostgreSQL" else nullcontext(None) as database_url,
+        tempfile.TemporaryDirectory(prefix="bifrost-bench-logs-") as tmp,
+        serving_bifrost(Path(tmp), database_url) as (api, settings),
+    ):
+        execution_id = store_long_log(settings)
+        pages_seconds, paged = timed_best_of(3, read_pages, api, execution_id)
+        replay_seconds, replayed = timed_best_of(3, replay, api, execution_id)
     if paged != LINES or replayed != LINES:
         raise RuntimeError(f"read back {paged} lines in pages and {replayed} in the replay, not {LINES}")
     for label, seconds, target in (
         (f"pages of {MAX_LOG_PAGE:,} lines", pages_seconds, PAGES_TARGET_SECONDS),
-        ("SSE replay           ", replay_seconds, REPLAY_TARGET_SECONDS),
+        ("SSE replay", replay_seconds, REPLAY_TARGET_SECONDS),
     ):
         verdict = "ok" if seconds < target else "SLOWER THAN TARGET"
         print(
-            f"log read-back, {LINES:,} lines, {label}: {seconds:.2f} s ({verdict}: target {target:.0f} s), "
-            f"{LINES / seconds:,.0f} lines/s (best of 3)"
+            f"log read-back, {database:<10}, {LINES:,} lines, {label:<21}: {seconds:.2f} s "
+            f"({verdict}: target {target:.0f} s), {LINES / seconds:,.0f} lines/s (best of 3)"
         )
+
+
+def main() -> None:
+    for database in ("SQLite", "PostgreSQL"):
+        figures(database)
 
 
 if __name__ == "__main__":

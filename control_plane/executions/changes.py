@@ -3,12 +3,13 @@ its end, and to the other replicas."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel
+from sqlalchemy import Row
 
 from bifrost._internal.protocol import ExecutionStatus
 
@@ -56,12 +57,19 @@ def log_data(row: Mapping[Any, Any]) -> dict[str, Any]:
     }
 
 
-def log_lines_data(rows: Iterable[tuple[int, datetime, str, str, str]]) -> list[dict[str, Any]]:
-    """`log_data` of many rows of (line, ts, level, logger, message), as a long log is read back."""
-    return [
-        {"line": line, "ts": _json_timestamp(ts), "level": level, "logger": logger, "message": message}
-        for line, ts, level, logger, message in rows
-    ]
+@dataclass(frozen=True)
+class LogBatch:
+    """Consecutive stored log lines as one JSON array of `LogLine`s, as a long log is read back."""
+
+    json: str
+    count: int
+    last_line: int
+    """The number of the batch's last line; 0 for an empty batch."""
+
+    @classmethod
+    def of(cls, rows: Sequence[Row[int, str]]) -> LogBatch:
+        """The batch of rows of (line number, the line's JSON)."""
+        return cls(f"[{','.join(line_json for _, line_json in rows)}]", len(rows), rows[-1][0] if rows else 0)
 
 
 def _json_timestamp(ts: datetime) -> str:
