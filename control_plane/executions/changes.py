@@ -3,13 +3,13 @@ its end, and to the other replicas."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel
-from sqlalchemy import Row
 
 from bifrost._internal.protocol import ExecutionStatus
 
@@ -67,9 +67,10 @@ class LogBatch:
     """The number of the batch's last line; 0 for an empty batch."""
 
     @classmethod
-    def of(cls, rows: Sequence[Row[int, str]]) -> LogBatch:
-        """The batch of rows of (line number, the line's JSON)."""
-        return cls(f"[{','.join(line_json for _, line_json in rows)}]", len(rows), rows[-1][0] if rows else 0)
+    def of(cls, lines: Sequence[str]) -> LogBatch:
+        """The batch of lines in JSON."""
+        last_line = json.loads(lines[-1])["line"] if lines else 0
+        return cls(f"[{','.join(lines)}]", len(lines), last_line)
 
 
 def _json_timestamp(ts: datetime) -> str:

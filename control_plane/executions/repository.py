@@ -16,11 +16,12 @@ from typing import Any
 
 from sqlalchemy import Engine, Select, Text, bindparam, cast, func, insert, or_, select, type_coerce, update
 from sqlalchemy.engine import Connection, RowMapping
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnElement
 
 from bifrost._internal.protocol import Event, ExecutionStatus
 from bifrost.api.executions import ExecutionKind
-from control_plane.db.models import Execution, utcnow
+from control_plane.db.models import MAX_LOG_LINE, Execution, utcnow
 from control_plane.db.tables import EXECUTION_LOGS, EXECUTIONS, ORGANIZATIONS, USERS, WORKFLOWS
 from control_plane.executions.changes import Committed, LiveEvent, LogBatch, log_live_event, status_data
 from control_plane.executions.retries import RETRIED_STATUSES, record_retry
@@ -52,7 +53,9 @@ class ExecutionFilters:
 
 class ExecutionRepository:
     def __init__(self, db: Engine) -> None:
-        self._log_json_query = _log_json_query(db.dialect.name)
+        log_query = _log_json_query(db.dialect.name)
+        self._log_query = _compiled(db, log_query)
+        self._log_page_query = _compiled(db, log_query.where(EXECUTION_LOGS.c.line <= bindparam("through")))
         self._db = db
 
     # Reads of single values, for the engine and the runner routes.
@@ -136,9 +139,15 @@ class ExecutionRepository:
 
     def logs(self, execution_id: str, *, after_line: int, limit: int) -> tuple[LogBatch, bool]:
         """Up to `limit` log lines after `after_line`, and whether more are stored."""
-        bounds = {"execution_id": execution_id, "after": after_line}
+        # An execution's lines are numbered from 1 without a gap (`ExecutionChanges` numbers them as it writes
+        # them), so the page and the line after it are the numbers up to `after_line + limit + 1`. Read as that
+        # range, a page costs the same however long the log goes on after it, whatever the plan: PostgreSQL,
+        # which takes a log it has no statistics of yet for a few lines, would otherwise fetch and sort every
+        # line after `after_line` for each page.
+        through = min(after_line + limit + 1, MAX_LOG_LINE)
+        bounds = {"execution_id": execution_id, "after": after_line, "through": through}
         with self._db.connect() as conn:
-            rows = conn.execute(self._log_json_query.limit(limit + 1), bounds).all()
+            rows = _first_column(conn, self._log_page_query, bounds)
         return LogBatch.of(rows[:limit]), len(rows) > limit
 
     def with_log(
@@ -151,7 +160,7 @@ class ExecutionRepository:
             if row is None:
                 return None
             bounds = {"execution_id": execution_id, "after": after_line}
-            lines = conn.execute(self._log_json_query, bounds).all()
+            lines = _first_column(conn, self._log_query, bounds)
         batches = [LogBatch.of(lines[start : start + batch_size]) for start in range(0, len(lines), batch_size)]
         return Execution.model_validate(dict(row)), batches
 
@@ -401,10 +410,10 @@ _LOG_LINES_QUERY = (
 )
 
 
-def _log_json_query(dialect: str) -> Select[int, str]:
-    """Log lines after `after` (no `after + 1` that could overflow the column), each as its number and its
-    `LogLine` in JSON, written by the database: reading a long log back as Python values to encode them again took
-    most of its time."""
+def _log_json_query(dialect: str) -> Select[str]:
+    """Log lines after `after` (no `after + 1` that could overflow the column), each as its `LogLine` in JSON,
+    written by the database: reading a long log back as Python values to encode them again took most of its time,
+    and a row object per line made for long garbage collections."""
     iso: ColumnElement[str]
     if dialect == "postgresql":
         iso = func.to_char(func.timezone("UTC", EXECUTION_LOGS.c.ts), 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"', type_=Text)
@@ -427,13 +436,32 @@ def _log_json_query(dialect: str) -> Select[int, str]:
         EXECUTION_LOGS.c.message,
     )
     return (
-        select(EXECUTION_LOGS.c.line, cast(line_json, Text))
+        select(cast(line_json, Text))
         .where(
             EXECUTION_LOGS.c.execution_id == bindparam("execution_id"),
             EXECUTION_LOGS.c.line > bindparam("after"),
         )
         .order_by(EXECUTION_LOGS.c.line)
     )
+
+
+def _compiled(db: Engine, query: Select[Any]) -> SQLCompiler:
+    compiled = query.compile(dialect=db.dialect)
+    assert isinstance(compiled, SQLCompiler)
+    return compiled
+
+
+def _first_column(conn: Connection, query: SQLCompiler, values: dict[str, Any]) -> list[Any]:
+    """The first column of the rows of `query`, read with the driver's own cursor: for a long log, SQLAlchemy's
+    result rows took longer than the database's work, and the garbage collections they caused longer still."""
+    params = query.construct_params(values)
+    driver_params = tuple(params[name] for name in query.positiontup or ()) if query.positional else params
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(query.string, driver_params)
+        return [row[0] for row in cursor.fetchall()]
+    finally:
+        cursor.close()
 
 
 _STATUS_QUERY = select(EXECUTIONS.c.status).where(EXECUTIONS.c.id == bindparam("execution_id"))
