@@ -3,6 +3,7 @@ embedded mode: SQLite in the data folder, the local `workspace/`, a NATS child p
 
 from __future__ import annotations
 
+import re
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -12,6 +13,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bifrost._internal.workspace import parse_workspace_url
 from bifrost.metadata import CPU_QUANTITY as CPU_QUANTITY
+from bifrost.metadata import Resources
 
 DATABASE_FILE = "bifrost.db"
 """The embedded mode's SQLite database, in the data folder."""
@@ -29,6 +31,27 @@ class K8sToleration(BaseModel):
     value: str | None = None
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
     tolerationSeconds: int | None = None
+
+
+DEFAULT_POOL_CLASS = "default"
+"""The pool of runners with the default resources (`k8s_pool_size`)."""
+POOL_CLASS_NAME = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
+
+
+class K8sPoolClass(BaseModel):
+    """Warm runners for the workflows that ask for exactly these resources (`@workflow(resources=...)`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    size: int = Field(1, ge=0, description="Pool pods of this class kept waiting.")
+    resources: Resources
+
+    @field_validator("resources")
+    @classmethod
+    def _some_resources(cls, resources: Resources) -> Resources:
+        if resources == Resources():
+            raise ValueError("give at least one resource: the default resources have their pool (k8s_pool_size)")
+        return resources
 
 
 class Settings(BaseSettings):
@@ -214,6 +237,11 @@ class Settings(BaseSettings):
         description="Runner pods kept waiting for sync runs (of workflows without resources of their own); each "
         "takes exactly one run and exits, and the pool refills. 0: every run gets a Job of its own.",
     )
+    k8s_pool_classes: dict[str, K8sPoolClass] = Field(
+        default_factory=dict,
+        description="More warm runner pools, by name: each keeps `size` pods with `resources` waiting for the sync "
+        "runs of workflows that ask for exactly those resources.",
+    )
     k8s_pool_wait_seconds: float = Field(
         600.0, gt=0, description="A pool pod waiting this long without a run is replaced by a fresh one."
     )
@@ -224,12 +252,29 @@ class Settings(BaseSettings):
         description="A WorkflowRun custom resource per execution, owning its Job (`kubectl get workflowruns`); "
         "skipped, with a warning, where its CRD is not installed.",
     )
+    k8s_workflow_run_ttl_seconds: int = Field(
+        7 * 24 * 3600,
+        gt=0,
+        description="An ended run's WorkflowRun, with what is left of its Job, is deleted this long after the run "
+        "finished.",
+    )
     k8s_workspace_volume_claim: str | None = Field(
         None,
         description="A PersistentVolumeClaim in the runner namespace holding the folder workspace, mounted "
         "read-only in runner pods at the folder's path (the control plane mounts it at the same path); without "
         "it, the kubernetes backend needs an s3:// workspace.",
     )
+
+    @field_validator("k8s_pool_classes")
+    @classmethod
+    def _pool_class_names(cls, classes: dict[str, K8sPoolClass]) -> dict[str, K8sPoolClass]:
+        for name in classes:
+            if name == DEFAULT_POOL_CLASS or not re.fullmatch(POOL_CLASS_NAME, name):
+                raise ValueError(
+                    f"pool class name {name!r}: use lowercase letters, digits and '-' (at most 63, starting and "
+                    f"ending with a letter or digit), other than {DEFAULT_POOL_CLASS!r}"
+                )
+        return classes
 
     @field_validator("workspace_url")
     @classmethod

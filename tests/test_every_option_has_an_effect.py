@@ -168,10 +168,16 @@ SETTINGS = {
     "k8s_workflow_runs": (
         "tests/k8s/test_workflow_runs.py::test_without_the_crd_or_with_the_setting_off_runs_are_jobs_alone"
     ),
+    "k8s_workflow_run_ttl_seconds": (
+        "tests/k8s/test_workflow_runs.py::test_an_ended_runs_workflow_run_and_job_are_deleted_once_its_ttl_has_passed"
+    ),
     "k8s_log_tail_lines": (
         "tests/k8s/test_diagnosis.py::test_a_runner_that_crashes_before_reporting_fails_with_its_exit_code_and_log_tail"
     ),
     "k8s_pool_size": "tests/k8s/test_pool.py::test_with_a_pool_size_of_0_a_sync_run_gets_a_job_of_its_own",
+    "k8s_pool_classes": (
+        "tests/k8s/test_pool.py::test_a_workflow_with_a_pool_classs_resources_takes_a_pod_of_that_pool_and_others_get_jobs"
+    ),
     "k8s_pool_wait_seconds": "tests/k8s/test_pool.py::test_a_pool_pod_that_waits_too_long_is_replaced",
 }
 

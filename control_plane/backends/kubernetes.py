@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
@@ -46,6 +46,7 @@ from control_plane.backends.kubernetes_runs import (
     KIND,
     being_deleted,
     build_workflow_run,
+    finished_at,
     owner_reference,
     started_patch,
 )
@@ -99,9 +100,11 @@ class KubernetesBackend:
         self._labelling: dict[str, asyncio.Task[None]] = {}
         """Claimed pool runs whose Job is being labelled and whose WorkflowRun made, by execution id."""
         self._watches: list[SharedWatch] = []
-        self._sweeper: asyncio.Task[None] | None = None
+        self._sweepers: list[asyncio.Task[None]] = []
         self._on_exit: ExitCallback | None = None
         self._workflow_runs = settings.k8s_workflow_runs
+        self._ended: dict[str, datetime] = {}
+        """When the runs of the ended WorkflowRuns in the namespace finished, by WorkflowRun name."""
         self._started: dict[str, datetime] = {}
         """When the pods of runs this replica followed started, for the durations of their WorkflowRuns."""
         self.pool = RunnerPool(settings, self._api)
@@ -165,15 +168,17 @@ class KubernetesBackend:
             )
         for watch in self._watches:
             watch.start()
-        self._sweeper = asyncio.create_task(self._sweep_pending())
+        self._sweepers = [asyncio.create_task(self._sweep_pending())]
+        if self._workflow_runs:
+            self._sweepers.append(asyncio.create_task(self._expire_workflow_runs()))
         self.pool.start(claims)
 
     async def stop(self) -> None:
         await self.pool.stop()
-        if self._sweeper is not None:
-            self._sweeper.cancel()
+        for sweeper in self._sweepers:
+            sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
+                await sweeper
         await asyncio.gather(*(asyncio.to_thread(watch.stop) for watch in self._watches))
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=10)
@@ -404,6 +409,7 @@ class KubernetesBackend:
 
     def _workflow_runs_listed(self, workflow_runs: list[dict[str, Any]], listed_at: float) -> None:
         present = {execution_id_of(workflow_run) for workflow_run in workflow_runs}
+        self._ended.clear()
         for workflow_run in workflow_runs:
             self._workflow_run_event("MODIFIED", workflow_run)
         for run in list(self._runs.values()):
@@ -417,6 +423,12 @@ class KubernetesBackend:
                 self._cancel_deleted(run)
 
     def _workflow_run_event(self, kind: str, workflow_run: dict[str, Any]) -> None:
+        name = workflow_run.get("metadata", {}).get("name", "")
+        finished = finished_at(workflow_run)
+        if kind == "DELETED" or finished is None:
+            self._ended.pop(name, None)
+        else:
+            self._ended[name] = finished
         run = self._runs.get(execution_id_of(workflow_run) or "")
         if run is not None and (kind == "DELETED" or being_deleted(workflow_run)):
             self._cancel_deleted(run)
@@ -452,6 +464,22 @@ class KubernetesBackend:
         diagnosis = diagnose(run.job, run.pod, run.pod_gone)
         if diagnosis is not None:
             self._conclude(run, diagnosis)
+
+    async def _expire_workflow_runs(self) -> None:
+        """Delete the WorkflowRuns whose run finished `k8s_workflow_run_ttl_seconds` ago (their Jobs go with them).
+        Every replica does; a WorkflowRun another one deleted first is simply gone."""
+        ttl = self._settings.k8s_workflow_run_ttl_seconds
+        while True:
+            await asyncio.sleep(min(300.0, ttl / 4))
+            expired_before = datetime.now(UTC) - timedelta(seconds=ttl)
+            for name, finished in list(self._ended.items()):
+                if finished > expired_before:
+                    continue
+                del self._ended[name]
+                try:
+                    await self._api.delete_workflow_run(name)
+                except Exception:
+                    logger.exception("could not delete the expired WorkflowRun %s", name)
 
     async def _sweep_pending(self) -> None:
         """One timer for all executions: fail those whose pod has not started within the pending timeout."""

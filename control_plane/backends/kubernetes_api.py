@@ -171,6 +171,22 @@ class KubernetesApi:
             _content_type="application/merge-patch+json",
         )
 
+    async def delete_workflow_run(self, name: str) -> None:
+        """Delete the WorkflowRun; its Job goes with it (the garbage collector deletes what it owns)."""
+        try:
+            await self._call(
+                self.custom.delete_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                self.namespace,
+                PLURAL,
+                name,
+                propagation_policy="Background",
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
     async def create_secret(self, body: dict[str, Any]) -> None:
         await self._call(self.core.create_namespaced_secret, self.namespace, body)
 

@@ -1,5 +1,9 @@
 """Warm runners for the `kubernetes` backend: a few pool pods (a Job each) waiting for one sync run apiece.
 
+There is a pool per resource class: `default` (`k8s_pool_size` pods with the default resources, for workflows
+without resources of their own) and one per `k8s_pool_classes` entry, whose pods have its resources and take the
+runs of workflows that get exactly those (the same requests and limits, however written).
+
 A pool pod runs `python -m bifrost_runner.pool`: it connects to NATS under an identity of its own (in its Job's
 Secret, like an execution's token) that may only subscribe to its own claim subject, and waits there. A claim is
 a NATS request carrying the execution's environment (id, token, NATS identity) and payload, so nothing of the
@@ -27,7 +31,7 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 
 from bifrost._internal.protocol import PoolClaim, pool_subject
-from control_plane.backends.base import ClaimChannel, LaunchSpec, RunnerWorkspace
+from control_plane.backends.base import ClaimChannel, LaunchSpec, RunnerResources, RunnerWorkspace
 from control_plane.backends.kubernetes_api import KubernetesApi
 from control_plane.backends.kubernetes_diagnosis import job_finished
 from control_plane.backends.kubernetes_spec import (
@@ -36,22 +40,31 @@ from control_plane.backends.kubernetes_spec import (
     build_pool_secret,
     execution_id_of,
     is_credential,
+    pod_resources,
     pool_of,
 )
-from control_plane.settings import Settings
+from control_plane.settings import DEFAULT_POOL_CLASS, Settings
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_POOL = "default"
-"""The one resource class with a pool: the default resources. A workflow with its own gets a Job per run."""
 POOL_JOB_PREFIX = "bifrost-pool-"
 CLAIM_TIMEOUT_SECONDS = 2.0
 """How long a claim waits for the pod's answer before the run falls back to a Job of its own."""
 
 
+@dataclass(frozen=True)
+class _Class:
+    """One pool: its name (the pods' pool label), size and resources (None: the defaults)."""
+
+    name: str
+    size: int
+    resources: RunnerResources | None
+
+
 @dataclass
 class _Waiting:
     name: str
+    pool: str
     since: float
     pod: dict[str, Any] | None = None
 
@@ -65,6 +78,7 @@ class Taken:
     """A pool pod chosen to take an execution."""
 
     job_name: str
+    pool: str
     pod: dict[str, Any] | None
     since: float
 
@@ -74,8 +88,21 @@ class RunnerPool:
         self._settings = settings
         self._api = api
         self._claims: ClaimChannel | None = None
+        classes = [_Class(DEFAULT_POOL_CLASS, settings.k8s_pool_size, None)] + [
+            _Class(name, pool.size, RunnerResources.of_workflow(pool.resources))
+            for name, pool in settings.k8s_pool_classes.items()
+        ]
+        self._classes = [pool for pool in classes if pool.size > 0]
+        self._by_pod_resources: dict[tuple[float, float | None, int, int], str] = {}
+        for pool in self._classes:
+            same = self._by_pod_resources.setdefault(pod_resources(pool.resources, None, settings), pool.name)
+            if same != pool.name:
+                raise ValueError(
+                    f"the runner pools {same!r} and {pool.name!r} would have pods of the same resources: give "
+                    "each pool class (BIFROST_K8S_POOL_CLASSES) resources of its own"
+                )
         self._waiting: dict[str, _Waiting] = {}
-        self._creating = 0
+        self._creating = dict.fromkeys((pool.name for pool in self._classes), 0)
         self._tasks: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -88,7 +115,7 @@ class RunnerPool:
         return list(self._waiting)
 
     def start(self, claims: ClaimChannel | None) -> None:
-        if claims is None or self._settings.k8s_pool_size == 0:
+        if claims is None or not self._classes:
             return
         self._claims = claims
         self._sweeper = asyncio.create_task(self._sweep())
@@ -104,19 +131,22 @@ class RunnerPool:
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=10)
 
-    def takes(self, spec: LaunchSpec) -> bool:
-        """Whether a pool pod may run `spec`: a sync run of the default resources."""
-        return self.enabled and spec.warm and spec.resources is None and spec.memory_limit_mb is None
+    def pool_for(self, spec: LaunchSpec) -> str | None:
+        """The pool whose pods may run `spec`: a sync run whose pod would get that pool's resources."""
+        if not self.enabled or not spec.warm:
+            return None
+        return self._by_pod_resources.get(pod_resources(spec.resources, spec.memory_limit_mb, self._settings))
 
     def choose(self, spec: LaunchSpec) -> Taken | None:
         """The ready pool pod that is to take `spec`'s run (it leaves the pool now); None when `spec` may not be
-        run by a pool pod (see `takes`) or none is ready."""
-        ready = [waiting for waiting in self._waiting.values() if waiting.ready]
-        if not self.takes(spec) or not ready:
+        run by a pool pod (see `pool_for`) or none of its pool is ready."""
+        pool = self.pool_for(spec)
+        ready = [waiting for waiting in self._waiting.values() if waiting.ready and waiting.pool == pool]
+        if pool is None or not ready:
             return None
         chosen = min(ready, key=lambda waiting: waiting.since)
         del self._waiting[chosen.name]
-        return Taken(chosen.name, chosen.pod, chosen.since)
+        return Taken(chosen.name, chosen.pool, chosen.pod, chosen.since)
 
     async def claim(self, taken: Taken, spec: LaunchSpec, claim_env: dict[str, str]) -> bool:
         """Hand `spec`'s execution to the pod `choose` picked; False when it did not take it (the run then gets a
@@ -132,7 +162,7 @@ class RunnerPool:
         except NoRespondersError:
             # Running, but not listening yet: it may still take the next run.
             if time.monotonic() - taken.since < self._settings.k8s_pool_wait_seconds:
-                self._waiting[taken.job_name] = _Waiting(taken.job_name, taken.since, taken.pod)
+                self._waiting[taken.job_name] = _Waiting(taken.job_name, taken.pool, taken.since, taken.pod)
             return False
         except (NatsTimeoutError, TimeoutError):
             # It may or may not have taken the claim: it must not run beside the Job the run now gets.
@@ -172,24 +202,26 @@ class RunnerPool:
     def refill(self) -> None:
         if self._claims is None:
             return
-        for _ in range(self._settings.k8s_pool_size - len(self._waiting) - self._creating):
-            self._creating += 1
-            self._spawn(self._create())
+        for pool in self._classes:
+            waiting = sum(1 for pod in self._waiting.values() if pod.pool == pool.name)
+            for _ in range(pool.size - waiting - self._creating[pool.name]):
+                self._creating[pool.name] += 1
+                self._spawn(self._create(pool))
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _create(self) -> None:
+    async def _create(self, pool: _Class) -> None:
         try:
-            await self._create_pod_job()
+            await self._create_pod_job(pool)
         except Exception:
-            logger.exception("could not create a pool pod")
+            logger.exception("could not create a pod of the pool %s", pool.name)
         finally:
-            self._creating -= 1
+            self._creating[pool.name] -= 1
 
-    async def _create_pod_job(self) -> None:
+    async def _create_pod_job(self, pool: _Class) -> None:
         claims = self._claims
         if claims is None:
             return
@@ -211,11 +243,13 @@ class RunnerPool:
             env |= {"BIFROST_POOL_NATS_JWT": identity.jwt, "BIFROST_POOL_NATS_SEED": identity.seed}
         credentials = {key: value for key, value in env.items() if is_credential(key)}
         plain = {key: value for key, value in env.items() if key not in credentials}
-        job = await self._api.create_job(build_pool_job(name, DEFAULT_POOL, plain, credentials, self._settings))
-        self._waiting[name] = _Waiting(name, time.monotonic())
+        job = await self._api.create_job(
+            build_pool_job(name, pool.name, pool.resources, plain, credentials, self._settings)
+        )
+        self._waiting[name] = _Waiting(name, pool.name, time.monotonic())
         try:
             uid = job.get("metadata", {}).get("uid", "")
-            await self._api.create_secret(build_pool_secret(name, DEFAULT_POOL, credentials, self._settings, uid))
+            await self._api.create_secret(build_pool_secret(name, pool.name, credentials, self._settings, uid))
             await self._api.patch_job(name, {"spec": {"suspend": False}})
         except BaseException:
             self._waiting.pop(name, None)

@@ -2,13 +2,15 @@
 nothing and owning the execution's Job, so that `kubectl get workflowruns` lists the runs with their workflow,
 status, organization, user, start and duration, and `kubectl delete workflowrun` cancels one.
 
+An ended run's WorkflowRun is deleted `k8s_workflow_run_ttl_seconds` after the run finished.
+
 Its CRD ships with the Helm chart (`helm/bifrost/crds/`) and `k8s/`. Where it is not installed, the backend runs
 the Jobs alone (see `WorkflowRuns.available`).
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from control_plane.backends.base import LaunchSpec
@@ -25,6 +27,7 @@ VERSION = "v1alpha1"
 PLURAL = "workflowruns"
 KIND = "WorkflowRun"
 API_VERSION = f"{GROUP}/{VERSION}"
+TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 
 def build_workflow_run(spec: LaunchSpec, settings: Settings) -> dict[str, Any]:
@@ -64,7 +67,7 @@ def owner_reference(workflow_run: dict[str, Any]) -> dict[str, Any]:
 
 
 def _timestamp(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.strftime(TIMESTAMP_FORMAT)
 
 
 def duration_text(seconds: float) -> str:
@@ -104,6 +107,14 @@ def ended_patch(
     if started_at is not None and finished_at is not None:
         written["duration"] = duration_text((finished_at - started_at).total_seconds())
     return {"status": written}
+
+
+def finished_at(workflow_run: dict[str, Any]) -> datetime | None:
+    """When the WorkflowRun's run finished, as `ended_patch` wrote it; None while it runs."""
+    written = workflow_run.get("status", {}).get("finishedAt")
+    if not written:
+        return None
+    return datetime.strptime(written, TIMESTAMP_FORMAT).replace(tzinfo=UTC)
 
 
 def being_deleted(workflow_run: dict[str, Any]) -> bool:

@@ -139,6 +139,21 @@ def _resources(
     return {"requests": {"cpu": cpu_request, "memory": f"{memory_request}Mi"}, "limits": limits}
 
 
+def pod_resources(
+    resources: RunnerResources | None, memory_limit_mb: int | None, settings: Settings
+) -> tuple[float, float | None, int, int]:
+    """The requests and limits a runner pod of `resources` gets, as numbers (CPU in millicores, memory in MiB):
+    equal for two pods that get the same, however their CPU is written."""
+    given = _resources(resources, memory_limit_mb, settings)
+    cpu_limit = given["limits"].get("cpu")
+    return (
+        millicores(given["requests"]["cpu"]),
+        None if cpu_limit is None else millicores(cpu_limit),
+        int(given["requests"]["memory"].removesuffix("Mi")),
+        int(given["limits"]["memory"].removesuffix("Mi")),
+    )
+
+
 def _env(spec: LaunchSpec) -> list[dict[str, Any]]:
     env: list[dict[str, Any]] = [
         {"name": "PYTHONUNBUFFERED", "value": "1"},
@@ -293,11 +308,17 @@ def pool_secret_name(name: str) -> str:
 
 
 def build_pool_job(
-    name: str, pool: str, runner_env: dict[str, str], credentials: dict[str, str], settings: Settings
+    name: str,
+    pool: str,
+    resources: RunnerResources | None,
+    runner_env: dict[str, str],
+    credentials: dict[str, str],
+    settings: Settings,
 ) -> dict[str, Any]:
     """A pool pod's Job, created suspended like an execution's: it waits for one claim (see
-    `bifrost_runner.pool`). `runner_env`: what every run of the pool shares; `credentials`: its own pool identity
-    and the pool's other credentials, which go into its Secret (`build_pool_secret`)."""
+    `bifrost_runner.pool`). `resources`: its pool's (None: the defaults); `runner_env`: what every run of the pool
+    shares; `credentials`: its own pool identity and the pool's other credentials, which go into its Secret
+    (`build_pool_secret`)."""
     env: list[dict[str, Any]] = [{"name": "PYTHONUNBUFFERED", "value": "1"}, {"name": "HOME", "value": "/tmp"}]
     env += [{"name": key, "value": value} for key, value in runner_env.items()]
     env += [
@@ -305,7 +326,6 @@ def build_pool_job(
         for key in credentials
     ]
     labels = pool_labels(pool)
-    resources = _resources(None, None, settings)
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -316,7 +336,7 @@ def build_pool_job(
             "ttlSecondsAfterFinished": settings.k8s_ttl_seconds_after_finished,
             "template": {
                 "metadata": {"labels": labels},
-                "spec": _pod_spec(settings, "bifrost_runner.pool", env, resources),
+                "spec": _pod_spec(settings, "bifrost_runner.pool", env, _resources(resources, None, settings)),
             },
         },
     }

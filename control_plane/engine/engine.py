@@ -374,13 +374,19 @@ class ExecutionEngine:
 
     async def _announce(self, committed: list[Committed]) -> None:
         for change in committed:
-            launch = self._dispatcher.launch_in_progress(change.execution_id)
-            if change.terminal_status is not None and not change.launched and launch is not None:
-                # Its runner finished before this replica recorded the launch (the record follows the backend's
-                # answer): the end is announced once the launch is recorded, so whoever waits for it reads the
-                # execution with its runner.
-                self._spawn(self._announce_once_launched(change, launch))
-                continue
+            if change.terminal_status is not None and not change.launched:
+                launch = self._dispatcher.launch_in_progress(change.execution_id)
+                if launch is not None:
+                    # Its runner finished before this replica recorded the launch (the record follows the
+                    # backend's answer): the end is announced once the launch is recorded, so whoever waits for it
+                    # reads the execution with its runner.
+                    self._spawn(self._announce_once_launched(change, launch))
+                    continue
+                # The launch may have been recorded while the change was being committed, after the commit read
+                # the execution: without reading it again, its backend would never hear of the run's end.
+                if await asyncio.to_thread(self._repository.launched, change.execution_id):
+                    change.launched = True
+                    change.final_row = None  # the row as it ended predates the record
             await self._announce_change(change)
 
     async def _announce_once_launched(self, change: Committed, launch: asyncio.Future[bool]) -> None:

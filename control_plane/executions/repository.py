@@ -74,6 +74,14 @@ class ExecutionRepository:
             ).scalar_one_or_none()
             return seq
 
+    def launched(self, execution_id: str) -> bool:
+        """Whether the execution was handed to a backend."""
+        with self._db.connect() as conn:
+            backend = conn.execute(
+                select(EXECUTIONS.c.backend).where(EXECUTIONS.c.id == execution_id)
+            ).scalar_one_or_none()
+            return backend is not None
+
     def secret_scope(self, execution_id: str) -> tuple[str | None, str | None] | None:
         """The execution's organization and sealed parameters: where the secrets it could read come from. None
         when there is no such execution."""

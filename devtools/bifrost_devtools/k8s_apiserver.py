@@ -312,9 +312,9 @@ class ApiServer(kmock.KubernetesEmulator):
             if not pending:
                 await self._changes_recorded_after(position)
 
-    async def wait_until(self, condition: Callable[[], bool]) -> None:
-        """Until `condition()` holds, checked after every change."""
-        async with self._changed:
+    async def wait_until(self, condition: Callable[[], bool], within: float = 60.0) -> None:
+        """Until `condition()` holds, checked after every change; TimeoutError after `within` seconds."""
+        async with asyncio.timeout(within), self._changed:
             await self._changed.wait_for(condition)
 
     def compact(self) -> None:

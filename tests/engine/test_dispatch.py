@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
+import pytest
 import sqlalchemy
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
@@ -16,6 +18,7 @@ from nats.aio.msg import Msg
 from bifrost._internal.protocol import (
     QUEUE_SUBJECT,
     CancelRequest,
+    Event,
     ExecutionStatus,
     FinishedEvent,
     StartedEvent,
@@ -24,6 +27,7 @@ from bifrost._internal.protocol import (
 from bifrost_devtools.services import NatsServer
 from control_plane.backends.base import LaunchSpec
 from control_plane.engine import ExecutionNotFoundError
+from control_plane.executions.repository import ExecutionRepository, IngestResult
 from control_plane.security.tokens import TokenIssuer
 from tests.engine.conftest import (
     EngineFactory,
@@ -394,6 +398,41 @@ async def test_the_end_of_a_queued_run_is_told_once_its_launch_is_recorded(
         backend.read_back.set()
     assert told.status == ExecutionStatus.SUCCESS
     assert (told.backend, told.runner_ref) == ("recording", f"recorded-{execution_id}")
+
+
+async def test_the_backend_is_told_of_an_end_whose_launch_was_recorded_while_the_end_was_committed(
+    start_engine: EngineFactory,
+    new_execution: Callable[..., str],
+    runner_nats: NatsClient,
+    db: sqlalchemy.Engine,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    backend = FinishesBeforeLaunchReturns(runner_nats, db)
+    backend.read_back.set()
+    engine = await start_engine(backend_override=backend)
+    execution_id = new_execution()
+    ingest = ExecutionRepository.ingest
+
+    def ingest_while_the_launch_is_recorded(
+        repository: ExecutionRepository, events: Mapping[str, Sequence[Event]], accept_gaps: Collection[str]
+    ) -> IngestResult:
+        """Commit the end (the execution read as not launched), then return only once the launch is recorded and
+        no longer under way."""
+        result = ingest(repository, events, accept_gaps)
+        if any(change.terminal_status is not None for change in result.committed):
+            deadline = time.monotonic() + 20
+            while read_execution(db, execution_id).backend is None and time.monotonic() < deadline:
+                time.sleep(0.01)
+            time.sleep(0.3)  # for the dispatcher, on the event loop, to finish the launch it recorded
+        return result
+
+    monkeypatch.setattr(ExecutionRepository, "ingest", ingest_while_the_launch_is_recorded)
+    with engine.watch_terminal(execution_id) as finished:
+        await engine.submit(execution_id, sync=False)
+        await asyncio.wait_for(finished, 30)
+
+    await eventually(lambda: [end.execution_id for end in backend.ended] == [execution_id], "the backend is told")
+    assert backend.ended[0].status == ExecutionStatus.SUCCESS
 
 
 async def test_an_execution_submitted_while_nats_is_down_is_launched_once_it_is_back(

@@ -523,6 +523,14 @@ def test_the_documented_production_values_render_valid_objects(version: str, mon
     assert (settings.nats_url, settings.k8s_namespace) == ("nats://nats.messaging:4222", "bifrost-runs")
 
 
+def test_the_documented_pool_class_reaches_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    text = (ROOT / "docs" / "operations.md").read_text()
+    [block] = [part.split("```", 1)[0] for part in text.split("```yaml\n")[1:] if "classes:" in part.split("```")[0]]
+    settings = settings_from(render(yaml.safe_load(block)), monkeypatch)
+    large = settings.k8s_pool_classes["large"]
+    assert (large.size, large.resources.memory_limit_mb, large.resources.cpu_limit) == (1, 4096, "2")
+
+
 WRONG_VALUES: list[tuple[dict[str, Any], str]] = [
     ({"replicaCont": 3}, "replicaCont"),
     ({"runner": {"imagePullSecret": "regcred"}}, "imagePullSecret"),
@@ -554,6 +562,8 @@ WRONG_VALUES: list[tuple[dict[str, Any], str]] = [
     ({"httpRoute": {"enabled": True}}, "/httpRoute/parentRefs"),
     ({"nats": {"bundled": {"storage": {"size": "big"}}}}, "big"),
     ({"kubernetesApi": {"qps": 0}}, "/kubernetesApi/qps"),
+    ({"runner": {"pool": {"classes": {"Large": {"resources": {"memory_limit_mb": 4096}}}}}}, "Large"),
+    ({"runner": {"pool": {"classes": {"large": {"resources": {"gpus": 1}}}}}}, "gpus"),
     ({"tests": {"enabled": "yes"}}, "/tests/enabled"),
 ]
 

@@ -12,19 +12,25 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import kubernetes
 import nats
 import pytest
 from nats.errors import NoRespondersError
+from pydantic import ValidationError
 
 from bifrost._internal.protocol import PoolClaim, pool_subject
 from bifrost_devtools.k8s_apiserver import JOBS, PODS, SECRETS, ApiServer
 from bifrost_devtools.k8s_kubelet import TestKubelet
 from bifrost_devtools.s3 import SeaweedS3
-from control_plane.backends.kubernetes_spec import EXECUTION_ID, POOL, job_name
+from control_plane.backends.kubernetes_api import KubernetesApi
+from control_plane.backends.kubernetes_pool import RunnerPool
+from control_plane.backends.kubernetes_runs import owner_reference
+from control_plane.backends.kubernetes_spec import EXECUTION_ID, POOL, STATUS, job_name
+from control_plane.settings import Settings
 from tests.api.conftest import ADMIN_KEY, Bifrost
 from tests.k8s.conftest import NAMESPACE
-from tests.k8s.test_full_path import finished, upload_workflows
-from tests.k8s.test_workflow_runs import kubectl
+from tests.k8s.test_full_path import WORKFLOWS, finished, upload_workflows
+from tests.k8s.test_workflow_runs import WORKFLOW_RUNS, kubectl
 from tests.workspace.conftest import new_bucket, running_bifrost, s3_overrides
 
 WAITING = "waiting for a run"
@@ -97,9 +103,9 @@ async def ready_pool_job(apiserver: ApiServer, kubelet: TestKubelet, *, besides:
             await asyncio.sleep(0.05)
 
 
-async def run_sync(api: httpx.AsyncClient, **parameters: Any) -> dict[str, Any]:
+async def run_sync(api: httpx.AsyncClient, workflow: str = "create_user", **parameters: Any) -> dict[str, Any]:
     response = await api.post(
-        "/api/workflows/create_user/execute", params={"sync": "true"}, json={"parameters": parameters}
+        f"/api/workflows/{workflow}/execute", params={"sync": "true"}, json={"parameters": parameters}
     )
     assert response.status_code == 200, response.text
     execution: dict[str, Any] = response.json()
@@ -181,6 +187,59 @@ async def test_with_a_pool_size_of_0_a_sync_run_gets_a_job_of_its_own(
         job_name(execution["execution_id"])
     ]
     assert not [job for job in apiserver.live(JOBS) if POOL in job["metadata"]["labels"]]
+
+
+SIZED_WORKFLOWS = """
+from bifrost import workflow
+
+
+@workflow(resources={"memory_limit_mb": 2048, "cpu_limit": "1000m"})
+def crunch():
+    return "crunched"
+
+
+@workflow(resources={"memory_limit_mb": 1024})
+def tidy():
+    return "tidied"
+"""
+LARGE_POOL = {"large": {"size": 1, "resources": {"memory_limit_mb": 2048, "cpu_limit": "1"}}}
+
+
+@pytest.mark.parametrize("bifrost", [{"k8s_pool_size": 0, "k8s_pool_classes": LARGE_POOL}], indirect=True)
+async def test_a_workflow_with_a_pool_classs_resources_takes_a_pod_of_that_pool_and_others_get_jobs(
+    bifrost: Bifrost, api: httpx.AsyncClient, apiserver: ApiServer, kubelet: TestKubelet
+) -> None:
+    files = {"flows.py": WORKFLOWS, "sized.py": SIZED_WORKFLOWS}
+    response = await api.post("/api/workspace/sync", json={"files": files})
+    assert response.status_code == 200, response.text
+    waiting = await ready_pool_job(apiserver, kubelet)
+    pool_job = apiserver.object(JOBS, NAMESPACE, waiting)
+    assert pool_job is not None and pool_job["metadata"]["labels"][POOL] == "large"
+    [container] = pool_job["spec"]["template"]["spec"]["containers"]
+    assert container["resources"]["limits"] == {"memory": "2048Mi", "cpu": "1"}
+
+    crunched = await run_sync(api, workflow="crunch")  # the same CPU limit, written in millicores
+
+    assert (crunched["status"], crunched["result"]) == ("Success", "crunched"), crunched
+    await apiserver.wait_until(lambda: labelled(apiserver, crunched["execution_id"]))
+    assert [job["metadata"]["name"] for job in jobs_of(apiserver, crunched["execution_id"])] == [waiting]
+    # Other resources, and the default ones (whose pool has size 0 here): a Job of their own.
+    for workflow, parameters in (("tidy", {}), ("create_user", {"email": "ada@example.com"})):
+        execution = await run_sync(api, workflow=workflow, **parameters)
+        assert execution["status"] == "Success", execution
+        owned = [job["metadata"]["name"] for job in jobs_of(apiserver, execution["execution_id"])]
+        assert owned == [job_name(execution["execution_id"])], workflow
+    assert [job["metadata"]["labels"][POOL] for job in pool_jobs(apiserver, waiting=True)] == ["large"]
+
+
+def test_pool_classes_are_refused_with_a_bad_name_no_resources_or_the_resources_of_another_pool() -> None:
+    with pytest.raises(ValidationError, match="pool class name 'Large'"):
+        Settings(k8s_pool_classes={"Large": {"resources": {"memory_limit_mb": 2048}}})
+    with pytest.raises(ValidationError, match="give at least one resource"):
+        Settings(k8s_pool_classes={"large": {"resources": {}}})
+    same = Settings(k8s_memory_limit_mb=1024, k8s_pool_classes={"big": {"resources": {"memory_limit_mb": 1024}}})
+    with pytest.raises(ValueError, match="the runner pools 'default' and 'big' would have pods of the same"):
+        RunnerPool(same, KubernetesApi(same, kubernetes.client.ApiClient()))
 
 
 async def test_an_async_run_gets_a_job_of_its_own_while_pool_pods_wait(
@@ -267,6 +326,28 @@ def owned(apiserver: ApiServer, name: str) -> bool:
     """Whether the pool Job `name` took an execution and belongs to its WorkflowRun."""
     job = apiserver.object(JOBS, NAMESPACE, name)
     return job is not None and bool(job["metadata"].get("ownerReferences"))
+
+
+async def test_a_pool_run_has_its_workflow_run_and_its_end_is_written_onto_the_pool_job(
+    crd: dict[str, Any], api: httpx.AsyncClient, apiserver: ApiServer, kubelet: TestKubelet
+) -> None:
+    waiting = await ready_pool_job(apiserver, kubelet)
+
+    execution = await run_sync(api, email="ada@example.com")
+
+    assert execution["status"] == "Success", execution
+    name = job_name(execution["execution_id"])
+    await apiserver.wait_until(lambda: (apiserver.object(JOBS, NAMESPACE, waiting) or {}).get("metadata", {}).get(
+        "labels", {}).get(STATUS) == "Success")
+    job = apiserver.object(JOBS, NAMESPACE, waiting)
+    workflow_run = apiserver.object(WORKFLOW_RUNS, NAMESPACE, name)
+    assert job is not None and workflow_run is not None
+    assert job["metadata"]["ownerReferences"] == [owner_reference(workflow_run)]
+    assert workflow_run["spec"]["executionId"] == execution["execution_id"]
+    await apiserver.wait_until(
+        lambda: (apiserver.object(WORKFLOW_RUNS, NAMESPACE, name) or {}).get("status", {}).get("phase") == "Success"
+    )
+    assert apiserver.object(JOBS, NAMESPACE, name) is None  # the run had no Job of its own
 
 
 async def test_deleting_the_workflow_run_of_a_pool_run_cancels_it(

@@ -1,10 +1,11 @@
 """The Role of the chart and of k8s/ against the calls the kubernetes backend really makes: every call it makes
 through an execution's life (launched twice, run, failed with its log read, killed, its end written onto its Job
-and WorkflowRun) is granted, and nothing else."""
+and WorkflowRun, its WorkflowRun deleted once expired) is granted, and nothing else."""
 
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import kmock
@@ -15,9 +16,11 @@ from bifrost_devtools.k8s_apiserver import ApiServer
 from bifrost_devtools.k8s_kubelet import TestKubelet
 from control_plane.backends.base import RunEnd
 from control_plane.backends.kubernetes import KubernetesBackend
+from control_plane.backends.kubernetes_spec import job_name
 from control_plane.settings import Settings
-from tests.k8s.conftest import Exits, launch_spec
+from tests.k8s.conftest import NAMESPACE, Exits, launch_spec
 from tests.k8s.test_deploy import granted, plain_manifests, render
+from tests.k8s.test_workflow_runs import WORKFLOW_RUNS
 
 # The token the backend's kubeconfig holds (see conftest); the test kubelet's own requests carry none.
 BACKEND_TOKEN = "Bearer test-token"
@@ -63,7 +66,7 @@ async def backend_calls(
     kubelet.scripts[succeeding.execution_id] = "print('done')"
     kubelet.scripts[failing.execution_id] = "import sys; print('step 1'); sys.exit('broken')"
     kubelet.scripts[killed.execution_id] = "import time; print('working', flush=True); time.sleep(120)"
-    other = KubernetesBackend(settings)
+    other = KubernetesBackend(settings.model_copy(update={"k8s_workflow_run_ttl_seconds": 1}))
     await other.start(exits)
     try:
         await asyncio.gather(backend.launch(succeeding), other.launch(succeeding))
@@ -74,6 +77,11 @@ async def backend_calls(
         await backend.kill(killed.execution_id)
         await exits.of(killed.execution_id)
         await backend.run_ended(RunEnd(execution_id=failing.execution_id, status=ExecutionStatus.FAILED))
+        long_ago = datetime.now(UTC) - timedelta(days=30)
+        await other.run_ended(RunEnd(execution_id=succeeding.execution_id, status=ExecutionStatus.SUCCESS,
+                                     started_at=long_ago, finished_at=long_ago))
+        expired = job_name(succeeding.execution_id)
+        await apiserver.wait_until(lambda: apiserver.object(WORKFLOW_RUNS, NAMESPACE, expired) is None)
     finally:
         await other.stop()
     return calls_made(apiserver)

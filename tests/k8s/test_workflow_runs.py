@@ -1,5 +1,6 @@
 """WorkflowRuns: one per execution, owning its Job, listed by the real `kubectl` with the CRD's columns; deleting
-one cancels its run; the control plane runs the Jobs alone without the CRD, or with the setting off."""
+one cancels its run; an ended run's is deleted after its TTL; the control plane runs the Jobs alone without the
+CRD, or with the setting off."""
 
 from __future__ import annotations
 
@@ -155,6 +156,36 @@ async def test_deleting_a_workflow_run_cancels_its_run(
     assert pod.process is not None
     await pod.process.wait()
     assert exits.count(spec.execution_id) == 1
+
+
+async def test_an_ended_runs_workflow_run_and_job_are_deleted_once_its_ttl_has_passed(
+    crd: dict[str, Any], apiserver: ApiServer, kubelet: TestKubelet, exits: Exits, settings: Settings
+) -> None:
+    backend = KubernetesBackend(settings.model_copy(update={"k8s_workflow_run_ttl_seconds": 8}))
+    await backend.start(exits)
+    try:
+        long_ago, just_now, running = launch_spec(), launch_spec(), launch_spec()
+        kubelet.scripts[long_ago.execution_id] = kubelet.scripts[just_now.execution_id] = "print('done')"
+        kubelet.scripts[running.execution_id] = "import time; print('working', flush=True); time.sleep(120)"
+        for spec in (long_ago, just_now, running):
+            await backend.launch(spec)
+        for spec in (long_ago, just_now):
+            await exits.of(spec.execution_id)
+        await kubelet.printed(job_name(running.execution_id), "working")
+        now = datetime.now(UTC)
+        for spec, finished in ((long_ago, now - timedelta(hours=1)), (just_now, now)):
+            await backend.run_ended(RunEnd(execution_id=spec.execution_id, status=ExecutionStatus.SUCCESS,
+                                           started_at=finished - timedelta(seconds=3), finished_at=finished))
+        old, new, live = (job_name(spec.execution_id) for spec in (long_ago, just_now, running))
+
+        await apiserver.wait_until(lambda: apiserver.object(WORKFLOW_RUNS, NAMESPACE, old) is None)
+        assert apiserver.object(WORKFLOW_RUNS, NAMESPACE, new) is not None  # finished 8 s ago at the earliest
+        await apiserver.wait_until(lambda: apiserver.object(JOBS, NAMESPACE, old) is None)  # it owned its Job
+        await apiserver.wait_until(lambda: apiserver.object(WORKFLOW_RUNS, NAMESPACE, new) is None)
+        assert apiserver.object(WORKFLOW_RUNS, NAMESPACE, live) is not None  # a run that has not ended stays
+        assert exits.count(running.execution_id) == 0  # and is not cancelled
+    finally:
+        await backend.stop()
 
 
 @pytest.fixture(params=["without the CRD", "with the setting off"])
