@@ -72,6 +72,7 @@ def show(
         ("execution", execution.execution_id),
         ("workflow", execution.workflow_name),
         ("status", execution.status.value),
+        ("waiting for", execution.waiting_for),
         ("parameters", json.dumps(execution.parameters, ensure_ascii=False)),
         ("created", output.when(execution.created_at)),
         ("started", output.when(execution.started_at)),

@@ -69,9 +69,10 @@ def list_all(
 def get_one(execution_id: str, services: ServicesDep, user: UserDep) -> ExecutionOut:
     """The execution, with where its runner was launched: for Kubernetes its namespace, Job, pod (while this
     replica tracks it) and the kubectl commands that inspect them; and, for a retried execution or a retry, every
-    attempt."""
+    attempt; for one waiting to be launched, what it waits for."""
     execution, runner = services.executions.with_runner(user, execution_id)
-    return ExecutionOut.of(execution, runner, services.executions.attempts(execution))
+    executions = services.executions
+    return ExecutionOut.of(execution, runner, executions.attempts(execution), executions.waiting_for(execution))
 
 
 @router.get("/{execution_id}/logs", response_model=LogPage)

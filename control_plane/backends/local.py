@@ -38,7 +38,13 @@ from bifrost._internal.protocol import (
     reported_status,
 )
 from control_plane.backends.base import ClaimChannel, ExitCallback, LaunchSpec, RunEnd, RunnerDetails, RunnerExit
-from control_plane.backends.local_cgroups import CgroupError, CgroupsUnavailable, RunnerCgroup, RunnerCgroups
+from control_plane.backends.local_cgroups import (
+    CgroupError,
+    CgroupsUnavailable,
+    ProcessGone,
+    RunnerCgroup,
+    RunnerCgroups,
+)
 from control_plane.backends.local_records import RunnerRecord, RunnerRecords, is_same_process, process_start_time
 from control_plane.backends.local_sandbox import (
     SANDBOX_TMP,
@@ -386,6 +392,8 @@ class LocalBackend:
         assert self._cgroups is not None
         try:
             cgroup = await asyncio.to_thread(self._make_cgroup, self._cgroups, f"{SPARE_CGROUP_PREFIX}{pid}", pid)
+        except ProcessGone:  # it ran a claim to its end already (see `_enter_cgroup`)
+            return
         except CgroupError as error:
             log.warning("a spare runner has no cgroup yet (its launch makes one): %s", error)
             return
@@ -415,6 +423,10 @@ class LocalBackend:
                 cgroup = cgroup.rename(spec.execution_id)
                 if memory_limit_mb != self._settings.local_memory_limit_mb:
                     cgroup.set_limits(memory_limit_mb * 1024 * 1024, self._cgroup_processes())
+        except ProcessGone:
+            # A runner that ran to its end before it could be moved has nothing left to limit: its end is
+            # reported as any runner's is.
+            return
         except CgroupError as error:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)

@@ -37,6 +37,10 @@ class CgroupError(RuntimeError):
     """A runner's cgroup could not be made, joined or emptied."""
 
 
+class ProcessGone(CgroupError):
+    """The process to move into a cgroup has ended."""
+
+
 class CgroupsUnavailable(RuntimeError):
     """Runner cgroups cannot be had on this machine; the message says why."""
 
@@ -102,6 +106,8 @@ class RunnerCgroup:
         for folder in self.folders.values():
             try:
                 (folder / "cgroup.procs").write_text(str(pid))
+            except ProcessLookupError as error:
+                raise ProcessGone(f"process {pid} has ended") from error
             except OSError as error:
                 raise CgroupError(f"could not move process {pid} into {folder}: {error}") from error
 

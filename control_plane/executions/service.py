@@ -21,13 +21,14 @@ from bifrost._internal.schema import validate_parameters
 from bifrost.api.executions import ExecutionKind, Trigger
 from bifrost.metadata import DataProviderInfo
 from control_plane.backends.base import RunnerDetails
-from control_plane.db.models import Execution, as_utc
+from control_plane.db.models import Execution, as_utc, utcnow
 from control_plane.engine import ExecutionEngine, LiveStreamLaggedError
 from control_plane.errors import ConflictError, InvalidRequestError, NotAuthenticatedError, NotFoundError
 from control_plane.executions.changes import LiveEvent, LogBatch, status_data
 from control_plane.executions.launch import PayloadLimits, launch_target
 from control_plane.executions.repository import ExecutionFilters, ExecutionRepository
 from control_plane.executions.sealed_parameters import seal
+from control_plane.executions.slots import Limits, Slots
 from control_plane.metrics import EXECUTIONS_CREATED
 from control_plane.registry import Registry
 from control_plane.security.encryption import SecretCipher
@@ -68,6 +69,8 @@ class ExecutionService:
         self._engine = engine
         self._cipher = cipher
         self._limits = PayloadLimits(settings.max_result_bytes, settings.max_json_depth)
+        self._slots = Slots(db_engine)
+        self._concurrency = Limits(total=settings.max_concurrency, per_workflow=settings.max_concurrency_per_workflow)
 
     async def start(
         self,
@@ -168,6 +171,12 @@ class ExecutionService:
         execution = self.visible(principal, execution_id)
         backend = self._engine.backend
         return execution, backend.details(execution.id) if execution.backend == backend.name else None
+
+    def waiting_for(self, execution: Execution) -> str | None:
+        """What a Pending execution not launched yet waits for (see `Slots.holding_back`); None for the others."""
+        if execution.status != ExecutionStatus.PENDING or execution.backend is not None:
+            return None
+        return self._slots.holding_back(execution.id, self._concurrency, utcnow())
 
     def attempts(self, execution: Execution) -> list[Execution]:
         """The attempts of the retry chain the execution belongs to, first to last; empty when it has none."""

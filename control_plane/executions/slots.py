@@ -20,6 +20,7 @@ from sqlalchemy import Engine, and_, bindparam, func, or_, select, update
 from sqlalchemy.engine import Connection
 
 from bifrost._internal.protocol import ExecutionStatus
+from control_plane.db.models import as_utc
 from control_plane.db.session import serialized_transaction
 from control_plane.db.tables import EXECUTIONS, WORKFLOWS
 
@@ -91,6 +92,47 @@ class Slots:
             if claim.execution_ids:
                 conn.execute(_CLAIM, {"ids": claim.execution_ids, "now": now, "dispatcher": dispatcher})
             return claim
+
+    def holding_back(self, execution_id: str, limits: Limits, now: datetime) -> str | None:
+        """What keeps a waiting execution from being launched now, in words; None when it does not wait (it is
+        launched, claimed, or over)."""
+        with self._db.connect() as conn:
+            parameters = _waiting_parameters(now)
+            row = conn.execute(
+                select(
+                    EXECUTIONS.c.workflow_name,
+                    EXECUTIONS.c.parent_execution_id,
+                    EXECUTIONS.c.serial_key,
+                    EXECUTIONS.c.start_after,
+                ).where(EXECUTIONS.c.id == execution_id, _IS_WAITING_OR_BACKING_OFF),
+                parameters,
+            ).one_or_none()
+            if row is None:
+                return None
+            if row.start_after is not None and as_utc(row.start_after) > as_utc(now):
+                return f"its retry's backoff, until {as_utc(row.start_after):%Y-%m-%d %H:%M:%S} UTC"
+            if row.parent_execution_id is not None:
+                return "its turn: a sub-workflow is launched as soon as a dispatcher takes it"
+            holding = list(conn.execute(_HOLDING, parameters))
+            workflow_limit = _workflow_limits(conn, {row.workflow_name}, limits.per_workflow)[row.workflow_name]
+        running = sum(count for _, _, count in holding)
+        if running >= limits.total:
+            return (
+                f"the limit of {limits.total} executions running at once (BIFROST_MAX_CONCURRENCY): {running} run "
+                "now"
+            )
+        of_workflow = sum(count for name, _, count in holding if name == row.workflow_name)
+        if of_workflow >= workflow_limit:
+            whose = (
+                f"workflow {row.workflow_name!r}'s max_concurrency of {workflow_limit}"
+                if workflow_limit < limits.per_workflow
+                else f"the limit of {workflow_limit} runs of one workflow at once "
+                "(BIFROST_MAX_CONCURRENCY_PER_WORKFLOW)"
+            )
+            return f"{whose}: {of_workflow} run now"
+        if row.serial_key is not None and any(key == row.serial_key for _, key, _ in holding):
+            return "the run before it of the same schedule to end (the schedule queues overlapping runs)"
+        return "its turn: older waiting executions go first"
 
     def renew(self, dispatcher: str, execution_ids: list[str], now: datetime) -> None:
         """Keep the claims of launches still under way."""
@@ -177,6 +219,12 @@ _IS_WAITING = and_(
     EXECUTIONS.c.backend.is_(None),
     or_(EXECUTIONS.c.slot_claimed_at.is_(None), EXECUTIONS.c.slot_claimed_at <= bindparam("stale_before")),
     or_(EXECUTIONS.c.start_after.is_(None), EXECUTIONS.c.start_after <= bindparam("now")),
+)
+
+_IS_WAITING_OR_BACKING_OFF = and_(
+    EXECUTIONS.c.status == ExecutionStatus.PENDING,
+    EXECUTIONS.c.backend.is_(None),
+    or_(EXECUTIONS.c.slot_claimed_at.is_(None), EXECUTIONS.c.slot_claimed_at <= bindparam("stale_before")),
 )
 
 _WAITING = (

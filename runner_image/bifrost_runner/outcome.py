@@ -20,6 +20,7 @@ from bifrost._internal.storable import Storable, may_be_unstorable, nests_deeper
 from bifrost_runner.execute import Interruption, Invocation
 
 _RUNNER_DIR = str(Path(__file__).parent)
+CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
 @dataclass
@@ -61,6 +62,31 @@ def _tasks_of_this_user() -> int:
     return count
 
 
+def _cgroup_process_limit_reached() -> int | None:
+    """The process limit (`pids.max`) of the runner's cgroup once the cgroup refused a process or thread for it
+    (`pids.events`); None before, or outside such a cgroup."""
+    try:
+        memberships = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    for membership in memberships:
+        _, controllers, path = membership.split(":", 2)
+        if controllers == "":
+            folder = CGROUP_ROOT / path.lstrip("/")
+        elif "pids" in controllers.split(","):
+            folder = CGROUP_ROOT / controllers / path.lstrip("/")
+        else:
+            continue
+        try:
+            limit = (folder / "pids.max").read_text().strip()
+            events = dict(line.split() for line in (folder / "pids.events").read_text().splitlines())
+        except (OSError, ValueError):
+            continue
+        if limit != "max" and int(events.get("max", "0")) > 0:
+            return int(limit)
+    return None
+
+
 def _starting_a_process(exception: BaseException) -> bool:
     """Whether `exception` came from starting a process: in `subprocess` or `multiprocessing`, or on a line of
     the workflow's that forks or spawns one itself."""
@@ -76,12 +102,25 @@ def limit_reached(exception: BaseException) -> str | None:
         memory = _soft_limit(resource.RLIMIT_AS)
         if memory is not None:
             return f"memory limit of {memory // (1024 * 1024)} MB reached"
-    if isinstance(exception, BlockingIOError) and exception.errno == errno.EAGAIN:
+    if not _refused_a_process(exception):
+        return None
+    # The cgroup's limit first: its count of refusals says for sure that it was the one reached.
+    processes = _cgroup_process_limit_reached()
+    if processes is None and isinstance(exception, BlockingIOError):
         processes = _soft_limit(resource.RLIMIT_NPROC)
         # The processes that were there may be gone already: the exception ended the code that held them.
-        if processes is not None and (_starting_a_process(exception) or _tasks_of_this_user() >= processes):
-            return f"process limit of {processes} processes and threads reached: could not start another ({exception})"
-    return None
+        if processes is not None and not (_starting_a_process(exception) or _tasks_of_this_user() >= processes):
+            processes = None
+    if processes is None:
+        return None
+    return f"process limit of {processes} processes and threads reached: could not start another ({exception})"
+
+
+def _refused_a_process(exception: BaseException) -> bool:
+    """Whether `exception` is what starting a process or a thread raises when the kernel refuses it."""
+    if isinstance(exception, BlockingIOError):
+        return exception.errno == errno.EAGAIN
+    return isinstance(exception, RuntimeError) and "can't start new thread" in str(exception)
 
 
 def failure(exception: BaseException) -> Outcome:

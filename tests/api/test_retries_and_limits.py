@@ -126,3 +126,19 @@ def test_runs_of_a_workflow_limited_to_one_never_overlap(api: httpx.Client) -> N
         assert began >= ended
     # In the order they were started.
     assert [run["execution_id"] for run in sorted(runs, key=lambda run: run["started_at"])] == ids
+
+
+def test_a_run_held_back_by_a_limit_says_which_until_it_is_launched(api: httpx.Client) -> None:
+    first = start(api, "one_at_a_time", seconds=60)
+    eventually(lambda: api.get(f"/api/executions/{first}").json()["status"] == "Running", what="the first run")
+    second = start(api, "one_at_a_time", seconds=0)
+
+    waiting = api.get(f"/api/executions/{second}").json()
+    assert waiting["status"] == "Pending"
+    assert waiting["waiting_for"] == "workflow 'one_at_a_time''s max_concurrency of 1: 1 run now"
+    assert api.get(f"/api/executions/{first}").json()["waiting_for"] is None
+    assert all(execution["waiting_for"] is None for execution in api.get("/api/executions").json()["executions"])
+
+    assert api.post(f"/api/executions/{first}/cancel").status_code == 202
+    assert finished(api, second)["status"] == "Success"
+    assert api.get(f"/api/executions/{second}").json()["waiting_for"] is None

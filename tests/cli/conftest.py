@@ -64,6 +64,11 @@ async def nap(seconds: float = 60):
     await asyncio.sleep(seconds)
 
 
+@workflow(max_concurrency=1)
+async def one_at_a_time(seconds: float = 60):
+    await asyncio.sleep(seconds)
+
+
 @workflow
 async def secret_length(name: str):
     value = await context.get_secret(name)

@@ -11,6 +11,7 @@ import pytest
 
 from bifrost.api import ScheduleIn
 from bifrost.client import Client
+from tests.api.conftest import eventually
 from tests.cli.conftest import ADMIN_KEY, Server, bifrost
 
 
@@ -55,6 +56,23 @@ def test_executions_list_show_and_logs(server: Server) -> None:
     assert [line["line"] for line in lines] == list(range(1, len(lines) + 1))
     followed = bifrost("executions", "logs", execution_id, "--follow", env=server.environment())
     assert followed.returncode == 0 and "tick 2" in followed.stdout
+
+
+def test_executions_show_says_what_a_waiting_run_waits_for(server: Server) -> None:
+    with server.api() as api:
+        first, second = (
+            api.post("/api/workflows/one_at_a_time/execute", json={"parameters": {}}).json()["execution_id"]
+            for _ in range(2)
+        )
+        try:
+            eventually(lambda: api.get(f"/api/executions/{first}").json()["status"] == "Running", what="the first")
+            shown = bifrost("executions", "show", second, env=server.environment())
+            assert shown.returncode == 0, shown.stderr
+            assert "waiting for" in shown.stdout
+            assert "workflow 'one_at_a_time''s max_concurrency of 1: 1 run now" in " ".join(shown.stdout.split())
+        finally:
+            for execution_id in (first, second):
+                api.post(f"/api/executions/{execution_id}/cancel")
 
 
 def test_executions_list_refuses_an_unknown_status(server: Server) -> None:

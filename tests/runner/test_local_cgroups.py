@@ -408,3 +408,36 @@ async def test_what_an_unsandboxed_run_leaves_behind_ends_with_its_cgroup(
     assert runner_exit.exit_code == 0
     assert not _alive(daemon)
     assert all(not folder.exists() for folder in cgroup.folders.values())
+
+
+CROWD = """
+    import subprocess
+    import threading
+    import time
+    from bifrost import workflow
+
+    @workflow
+    def crowd(count: int, threads: bool):
+        if threads:
+            for _ in range(count):
+                threading.Thread(target=time.sleep, args=(30,), daemon=True).start()
+        else:
+            children = [subprocess.Popen(["sleep", "30"]) for _ in range(count)]
+        return count
+"""
+
+
+@pytest.mark.parametrize("threads", [False, True], ids=["processes", "threads"])
+async def test_an_unsandboxed_run_over_its_process_limit_fails_naming_the_limit(
+    harness: Harness, tmp_path: Path, backend_cgroups: None, threads: bool
+) -> None:
+    harness.write(CROWD)
+    async with _backend(harness, tmp_path, local_sandbox="none", local_max_processes=20) as local:
+        payload = await local.launch("crowd", parameters={"count": 40, "threads": threads})
+        runner_exit = await local.next_exit()
+        finished = (await local.harness.events(payload.execution_id))[-1].event
+
+    assert runner_exit.exit_code == 11  # the workflow failed
+    assert finished.type == "finished" and finished.status is ExecutionStatus.FAILED
+    assert finished.error_message is not None
+    assert finished.error_message.startswith("process limit of 20 processes and threads reached: could not start")

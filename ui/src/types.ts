@@ -113,6 +113,8 @@ export interface Execution {
   retry_of: string | null;
   attempt: number;
   start_after: string | null;
+  /** In the detail of a Pending execution not launched yet: what it waits for, in words. */
+  waiting_for?: string | null;
   attempts?: Attempt[] | null;
   status: ExecutionStatus;
   parameters: Record<string, unknown>;

@@ -52,9 +52,10 @@ class ExecutionOut(api.ExecutionOut):
         execution: Execution,
         runner_details: RunnerDetails | None = None,
         attempts: Sequence[Execution] | None = None,
+        waiting_for: str | None = None,
     ) -> ExecutionOut:
-        """`runner_details`: what the backend adds about the runner; `attempts`: the retry chain it belongs to (the
-        detail view asks for both; lists do not)."""
+        """`runner_details`: what the backend adds about the runner; `attempts`: the retry chain it belongs to;
+        `waiting_for`: what it waits for, Pending (the detail view asks for these; lists do not)."""
         has_error = execution.error_type is not None or execution.error_message is not None
         return cls(
             execution_id=execution.id,
@@ -80,6 +81,7 @@ class ExecutionOut(api.ExecutionOut):
             retry_of=execution.retry_of,
             attempt=execution.attempt,
             start_after=as_utc(execution.start_after) if execution.start_after else None,
+            waiting_for=waiting_for,
             attempts=[_attempt(attempt) for attempt in attempts] if attempts else None,
             workspace_revision=execution.workspace_revision,
             log_count=execution.log_count,

@@ -116,6 +116,11 @@ class ExecutionOut(BaseModel):
     retry_of: str | None = Field(description="For a retry: the first attempt.")
     attempt: int = Field(description="1 for a first attempt, 2 for its first retry, and so on.")
     start_after: datetime | None = Field(description="Not launched before this: a retry's backoff.")
+    waiting_for: str | None = Field(
+        None,
+        description="In the detail of a Pending execution not launched yet: what it waits for, in words (the "
+        "concurrency limit that holds it, its retry's backoff, or its turn).",
+    )
     attempts: list[AttemptOut] | None = Field(
         None, description="In the detail of an execution that was retried or is a retry: every attempt, in order."
     )

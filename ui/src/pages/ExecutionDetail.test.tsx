@@ -1,7 +1,7 @@
 import { cleanup, render, screen } from "@testing-library/react";
 import { afterEach, describe, expect, it } from "vitest";
 import type { Execution } from "../types";
-import { Attempts, RunnerDetails, TriggerFact } from "./ExecutionDetail";
+import { Attempts, PendingNote, RunnerDetails, TriggerFact } from "./ExecutionDetail";
 
 afterEach(cleanup);
 
@@ -109,5 +109,13 @@ describe("the attempts of a retried run", () => {
     );
     expect(screen.getByRole("link", { name: "the first attempt" }).getAttribute("href")).toBe("/executions/e1");
     expect(screen.getByRole("link", { name: "a schedule" }).getAttribute("href")).toBe("/schedules/s1");
+  });
+});
+
+describe("a run waiting to be launched", () => {
+  it("says which limit holds it back", () => {
+    const waiting_for = "workflow 'w''s max_concurrency of 1: 1 run now";
+    render(<PendingNote execution={{ ...execution, status: "Pending", waiting_for }} now={Date.now()} />);
+    expect(screen.getByRole("status").textContent).toBe(`Waiting for ${waiting_for}.`);
   });
 });

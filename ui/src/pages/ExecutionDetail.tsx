@@ -175,8 +175,8 @@ export function Attempts({ execution, now }: { execution: Execution; now: number
   );
 }
 
-/** Why a Pending run has not started: its backoff, or (the API tells no more) a free place in the limits. */
-function PendingNote({ execution, now }: { execution: Execution; now: number }) {
+/** Why a Pending run has not started: its backoff, or what the API says it waits for (the limit holding it). */
+export function PendingNote({ execution, now }: { execution: Execution; now: number }) {
   if (execution.start_after && Date.parse(execution.start_after) > now) {
     return (
       <p className="muted" role="status">
@@ -187,7 +187,7 @@ function PendingNote({ execution, now }: { execution: Execution; now: number }) 
   }
   return (
     <p className="muted" role="status">
-      Waiting to be launched: a run waits here while the concurrency limits are reached.
+      {execution.waiting_for ? `Waiting for ${execution.waiting_for}.` : "Waiting to be launched."}
     </p>
   );
 }
