@@ -176,9 +176,11 @@ def cancel(client: Client, execution_id: str) -> None:
 
 def log_lines(client: Client, execution_id: str) -> Iterator[LogLine]:
     """Every log line stored for an execution, page after page."""
+    from bifrost.api import MAX_LOG_PAGE
+
     after = 0
     while True:
-        page = client.get_logs(execution_id, after=after)
+        page = client.get_logs(execution_id, after=after, limit=MAX_LOG_PAGE)
         yield from page.logs
         if not page.has_more:
             return

@@ -5,15 +5,14 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response, status
-from pydantic_core import to_json
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
 from bifrost._internal.protocol import ExecutionStatus
-from bifrost.api.executions import ExecutionKind
+from bifrost.api.executions import MAX_LOG_PAGE, ExecutionKind
 from control_plane.api.dependencies import ServicesDep, UserDep
 from control_plane.api.models.executions import (
     ExecutionAccepted,
@@ -24,14 +23,12 @@ from control_plane.api.models.executions import (
     VariablesOut,
 )
 from control_plane.db.models import MAX_LOG_LINE
-from control_plane.executions.changes import LiveEvent
+from control_plane.executions.changes import LiveEvent, LogBatch
 from control_plane.executions.service import ExecutionService
 
 router = APIRouter(prefix="/api/executions", tags=["executions"])
 
 MAX_PAGE = 500
-MAX_LOG_PAGE = 5000
-BACKLOG_CHUNK_BYTES = 64 * 1024
 
 
 @router.get("")
@@ -84,14 +81,14 @@ def get_logs(
     services: ServicesDep,
     user: UserDep,
     after: Annotated[int, Query(ge=0, le=MAX_LOG_LINE, description="Return the lines after this line number.")] = 0,
-    limit: Annotated[int, Query(ge=1, le=MAX_LOG_PAGE)] = 1000,
+    limit: Annotated[int, Query(ge=1, le=MAX_LOG_PAGE)] = MAX_LOG_PAGE,
 ) -> Response:
     """A page of the stored log: up to `limit` lines after line `after`, in order."""
     page, has_more = services.executions.logs(user, execution_id, after_line=after, limit=limit)
-    next_after = page[-1]["line"] if page else after
-    # Written straight from the rows: validating a page of thousands of lines again as models took most of its time
-    body = to_json({"logs": page, "next_after": next_after, "has_more": has_more})
-    return Response(body, media_type="application/json")
+    next_after = page.last_line if page.count else after
+    # The lines come as JSON from the database; reading them as models to write them again took most of the time
+    body = f'{{"logs":{page.json},"next_after":{next_after},"has_more":{"true" if has_more else "false"}}}'
+    return Response(body.encode(), media_type="application/json")
 
 
 @router.get("/{execution_id}/variables")
@@ -141,10 +138,11 @@ async def _server_sent(
     """Each event's `id` is the number of the last log line sent so far."""
     last_line = after_line
     async for event in executions.follow(execution_id, after_line=after_line):
-        if isinstance(event, list):
-            for chunk in await run_in_threadpool(_encoded_in_chunks, event):
-                yield chunk
-            last_line = event[-1]["line"]
+        if isinstance(event, LogBatch):
+            last_line = event.last_line
+            # Written as `ServerSentEvent.encode` writes it, without its pass over every line of the data: the
+            # batch's JSON holds no line break.
+            yield f"id: {last_line}\r\nevent: logs\r\ndata: {event.json}\r\n\r\n".encode()
             continue
         if event.kind == "log":
             last_line = event.id
@@ -153,22 +151,3 @@ async def _server_sent(
 
 def _server_sent_event(event: LiveEvent, last_line: int) -> ServerSentEvent:
     return ServerSentEvent(event=event.kind, id=str(last_line), data=json.dumps(event.data))
-
-
-def _encoded_in_chunks(lines: list[dict[str, Any]]) -> list[bytes]:
-    """A stored log's lines, encoded (off the event loop) many to a write: written one event at a time, a long
-    log takes many times longer to send. Each is written as `ServerSentEvent.encode` writes it; its data is
-    JSON, which holds no line break."""
-    chunks: list[bytes] = []
-    chunk: list[str] = []
-    size = 0
-    for line in lines:
-        event = f"id: {line['line']}\r\nevent: log\r\ndata: {json.dumps(line)}\r\n\r\n"
-        chunk.append(event)
-        size += len(event)
-        if size >= BACKLOG_CHUNK_BYTES:
-            chunks.append("".join(chunk).encode())
-            chunk, size = [], 0
-    if chunk:
-        chunks.append("".join(chunk).encode())
-    return chunks

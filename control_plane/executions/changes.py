@@ -3,7 +3,8 @@ its end, and to the other replicas."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+import json
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -56,12 +57,20 @@ def log_data(row: Mapping[Any, Any]) -> dict[str, Any]:
     }
 
 
-def log_lines_data(rows: Iterable[tuple[int, datetime, str, str, str]]) -> list[dict[str, Any]]:
-    """`log_data` of many rows of (line, ts, level, logger, message), as a long log is read back."""
-    return [
-        {"line": line, "ts": _json_timestamp(ts), "level": level, "logger": logger, "message": message}
-        for line, ts, level, logger, message in rows
-    ]
+@dataclass(frozen=True)
+class LogBatch:
+    """Consecutive stored log lines as one JSON array of `LogLine`s, as a long log is read back."""
+
+    json: str
+    count: int
+    last_line: int
+    """The number of the batch's last line; 0 for an empty batch."""
+
+    @classmethod
+    def of(cls, lines: Sequence[str]) -> LogBatch:
+        """The batch of lines in JSON."""
+        last_line = json.loads(lines[-1])["line"] if lines else 0
+        return cls(f"[{','.join(lines)}]", len(lines), last_line)
 
 
 def _json_timestamp(ts: datetime) -> str:

@@ -1,6 +1,6 @@
 """Every read and write of executions and their log lines: blocking SQLAlchemy Core statements, called from
-worker threads. What the API reads comes back as `Execution` objects, log lines as JSON-ready dicts; the engine's
-hot paths (launch, ingest) work on plain rows.
+worker threads. What the API reads comes back as `Execution` objects, stored log lines as JSON the database writes;
+the engine's hot paths (launch, ingest) work on plain rows.
 
 Every status change goes through a conditional UPDATE, so a terminal status is never overwritten and two
 replicas (or a replayed event) cannot move an execution backwards.
@@ -14,14 +14,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, Select, bindparam, insert, or_, select, update
+from sqlalchemy import Engine, Select, Text, bindparam, cast, func, insert, or_, select, type_coerce, update
 from sqlalchemy.engine import Connection, RowMapping
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import ColumnElement
 
 from bifrost._internal.protocol import Event, ExecutionStatus
 from bifrost.api.executions import ExecutionKind
-from control_plane.db.models import Execution, utcnow
+from control_plane.db.models import MAX_LOG_LINE, Execution, utcnow
 from control_plane.db.tables import EXECUTION_LOGS, EXECUTIONS, ORGANIZATIONS, USERS, WORKFLOWS
-from control_plane.executions.changes import Committed, LiveEvent, log_lines_data, log_live_event, status_data
+from control_plane.executions.changes import Committed, LiveEvent, LogBatch, log_live_event, status_data
 from control_plane.executions.retries import RETRIED_STATUSES, record_retry
 from control_plane.executions.transitions import ExecutionChanges
 from control_plane.security.principals import Principal
@@ -51,6 +53,9 @@ class ExecutionFilters:
 
 class ExecutionRepository:
     def __init__(self, db: Engine) -> None:
+        log_query = _log_json_query(db.dialect.name)
+        self._log_query = _compiled(db, log_query)
+        self._log_page_query = _compiled(db, log_query.where(EXECUTION_LOGS.c.line <= bindparam("through")))
         self._db = db
 
     # Reads of single values, for the engine and the runner routes.
@@ -140,23 +145,32 @@ class ExecutionRepository:
         with self._db.connect() as conn:
             return [Execution.model_validate(dict(row)) for row in conn.execute(query).mappings()]
 
-    def logs(self, execution_id: str, *, after_line: int, limit: int) -> list[dict[str, Any]]:
-        """Up to `limit` log lines after `after_line`, JSON-ready as the API writes them."""
-        bounds = {"execution_id": execution_id, "after": after_line}
+    def logs(self, execution_id: str, *, after_line: int, limit: int) -> tuple[LogBatch, bool]:
+        """Up to `limit` log lines after `after_line`, and whether more are stored."""
+        # An execution's lines are numbered from 1 without a gap (`ExecutionChanges` numbers them as it writes
+        # them), so the page and the line after it are the numbers up to `after_line + limit + 1`. Read as that
+        # range, a page costs the same however long the log goes on after it, whatever the plan: PostgreSQL,
+        # which takes a log it has no statistics of yet for a few lines, would otherwise fetch and sort every
+        # line after `after_line` for each page.
+        through = min(after_line + limit + 1, MAX_LOG_LINE)
+        bounds = {"execution_id": execution_id, "after": after_line, "through": through}
         with self._db.connect() as conn:
-            return log_lines_data(conn.execute(_LOG_DATA_QUERY.limit(limit), bounds).all())
+            rows = _first_column(conn, self._log_page_query, bounds)
+        return LogBatch.of(rows[:limit]), len(rows) > limit
 
-    def with_log(self, execution_id: str, *, after_line: int = 0) -> tuple[Execution, list[dict[str, Any]]] | None:
-        """The execution and its log after `after_line` (the `data` of its `log` events), read together; None when
+    def with_log(
+        self, execution_id: str, *, after_line: int = 0, batch_size: int
+    ) -> tuple[Execution, list[LogBatch]] | None:
+        """The execution and its log after `after_line` in batches of `batch_size` lines, read together; None when
         there is no such execution."""
         with self._db.connect() as conn:
             row = conn.execute(select(EXECUTIONS).where(EXECUTIONS.c.id == execution_id)).mappings().one_or_none()
             if row is None:
                 return None
-            lines = conn.execute(
-                _LOG_DATA_QUERY, {"execution_id": execution_id, "after": after_line}
-            )
-            return Execution.model_validate(dict(row)), log_lines_data(lines.all())
+            bounds = {"execution_id": execution_id, "after": after_line}
+            lines = _first_column(conn, self._log_query, bounds)
+        batches = [LogBatch.of(lines[start : start + batch_size]) for start in range(0, len(lines), batch_size)]
+        return Execution.model_validate(dict(row)), batches
 
     def log_lines(self, execution_id: str, first: int, last: int) -> list[LiveEvent]:
         """Log lines `first` to `last` as `log` events."""
@@ -403,21 +417,60 @@ _LOG_LINES_QUERY = (
     .order_by(EXECUTION_LOGS.c.line)
 )
 
-_LOG_DATA_QUERY = (
-    select(
+
+def _log_json_query(dialect: str) -> Select[str]:
+    """Log lines after `after` (no `after + 1` that could overflow the column), each as its `LogLine` in JSON,
+    written by the database: reading a long log back as Python values to encode them again took most of its time,
+    and a row object per line made for long garbage collections."""
+    iso: ColumnElement[str]
+    if dialect == "postgresql":
+        iso = func.to_char(func.timezone("UTC", EXECUTION_LOGS.c.ts), 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"', type_=Text)
+        build = func.json_build_object
+    else:  # SQLite holds what Bifrost wrote in UTC as `YYYY-MM-DD HH:MM:SS.ffffff`
+        iso = func.replace(type_coerce(EXECUTION_LOGS.c.ts, Text), " ", "T", type_=Text).concat("Z")
+        build = func.json_object
+    # As pydantic writes a timestamp: without a fraction of a second when it has none
+    iso = func.replace(iso, ".000000Z", "Z", type_=Text)
+    line_json = build(
+        "line",
         EXECUTION_LOGS.c.line,
-        EXECUTION_LOGS.c.ts,
+        "ts",
+        iso,
+        "level",
         EXECUTION_LOGS.c.level,
+        "logger",
         EXECUTION_LOGS.c.logger,
+        "message",
         EXECUTION_LOGS.c.message,
     )
-    .where(
-        EXECUTION_LOGS.c.execution_id == bindparam("execution_id"),
-        EXECUTION_LOGS.c.line > bindparam("after"),
+    return (
+        select(cast(line_json, Text))
+        .where(
+            EXECUTION_LOGS.c.execution_id == bindparam("execution_id"),
+            EXECUTION_LOGS.c.line > bindparam("after"),
+        )
+        .order_by(EXECUTION_LOGS.c.line)
     )
-    .order_by(EXECUTION_LOGS.c.line)
-)
-"""Log lines after `after`, in the order of `log_lines_data` (no `after + 1` that could overflow the column)."""
+
+
+def _compiled(db: Engine, query: Select[Any]) -> SQLCompiler:
+    compiled = query.compile(dialect=db.dialect)
+    assert isinstance(compiled, SQLCompiler)
+    return compiled
+
+
+def _first_column(conn: Connection, query: SQLCompiler, values: dict[str, Any]) -> list[Any]:
+    """The first column of the rows of `query`, read with the driver's own cursor: for a long log, SQLAlchemy's
+    result rows took longer than the database's work, and the garbage collections they caused longer still."""
+    params = query.construct_params(values)
+    driver_params = tuple(params[name] for name in query.positiontup or ()) if query.positional else params
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(query.string, driver_params)
+        return [row[0] for row in cursor.fetchall()]
+    finally:
+        cursor.close()
+
 
 _STATUS_QUERY = select(EXECUTIONS.c.status).where(EXECUTIONS.c.id == bindparam("execution_id"))
 

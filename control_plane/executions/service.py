@@ -24,7 +24,7 @@ from control_plane.backends.base import RunnerDetails
 from control_plane.db.models import Execution, as_utc, utcnow
 from control_plane.engine import ExecutionEngine, LiveStreamLaggedError
 from control_plane.errors import ConflictError, InvalidRequestError, NotAuthenticatedError, NotFoundError
-from control_plane.executions.changes import LiveEvent, status_data
+from control_plane.executions.changes import LiveEvent, LogBatch, status_data
 from control_plane.executions.launch import PayloadLimits, launch_target
 from control_plane.executions.repository import ExecutionFilters, ExecutionRepository
 from control_plane.executions.sealed_parameters import seal
@@ -34,6 +34,9 @@ from control_plane.registry import Registry
 from control_plane.security.encryption import SecretCipher
 from control_plane.security.principals import Principal
 from control_plane.settings import Settings
+
+LOG_BATCH_LINES = 1000
+"""The most stored log lines a stream's replay sends as one `logs` event."""
 
 
 class WorkflowNotFoundError(NotFoundError):
@@ -214,14 +217,10 @@ class ExecutionService:
         last = rows[limit - 1]
         return rows[:limit], _encode_cursor(as_utc(last.created_at), last.id)
 
-    def logs(
-        self, principal: Principal, execution_id: str, *, after_line: int, limit: int
-    ) -> tuple[list[dict[str, Any]], bool]:
-        """Up to `limit` log lines after `after_line` (JSON-ready `LogLine`s), and whether more were already
-        stored."""
+    def logs(self, principal: Principal, execution_id: str, *, after_line: int, limit: int) -> tuple[LogBatch, bool]:
+        """Up to `limit` log lines after `after_line`, and whether more were already stored."""
         self.visible(principal, execution_id)
-        rows = self._repository.logs(execution_id, after_line=after_line, limit=limit + 1)
-        return rows[:limit], len(rows) > limit
+        return self._repository.logs(execution_id, after_line=after_line, limit=limit)
 
     async def cancel(self, principal: Principal, execution_id: str) -> Execution:
         """Ask a pending or running execution to stop; the execution as it was asked. `ConflictError` when it has
@@ -232,21 +231,21 @@ class ExecutionService:
         await self._engine.cancel(execution_id)
         return execution
 
-    async def follow(
-        self, execution_id: str, *, after_line: int = 0
-    ) -> AsyncIterator[LiveEvent | list[dict[str, Any]]]:
-        """Everything so far (the stored log after line `after_line`, as one list of the `data` of its `log`
-        events, then variables, result, status), then the changes as they commit, until the execution finishes
-        or the follower falls too far behind (then the follower starts over, after the last line it got)."""
+    async def follow(self, execution_id: str, *, after_line: int = 0) -> AsyncIterator[LiveEvent | LogBatch]:
+        """Everything so far (the stored log after line `after_line` in batches of up to `LOG_BATCH_LINES` lines,
+        then variables, result, status), then the changes as they commit, until the execution finishes or the
+        follower falls too far behind (then the follower starts over, after the last line it got)."""
         # Subscribed before the backlog is read: whatever commits in between arrives live, and the backlog's
         # high-water marks drop what both contain.
         async with self._engine.live(execution_id) as live:
-            read = await run_in_threadpool(self._repository.with_log, execution_id, after_line=after_line)
+            read = await run_in_threadpool(
+                self._repository.with_log, execution_id, after_line=after_line, batch_size=LOG_BATCH_LINES
+            )
             if read is None:
                 raise NotFoundError(f"no execution {execution_id!r}")
-            execution, lines = read
-            if lines:
-                yield lines
+            execution, batches = read
+            for batch in batches:
+                yield batch
             seq = execution.last_event_seq
             if execution.variables is not None:
                 yield LiveEvent(kind="variables", id=seq, data={"variables": execution.variables})
@@ -255,7 +254,7 @@ class ExecutionService:
             yield LiveEvent(kind="status", id=seq, data=_status_of(execution))
             if execution.status.is_terminal:
                 return
-            last_line = lines[-1]["line"] if lines else after_line
+            last_line = batches[-1].last_line if batches else after_line
             live.skip_lines_through(last_line)
             try:
                 async for event in live:

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, insert
 from sqlmodel import Session, col, select
 
 from bifrost._internal.protocol import ExecutionStatus
-from bifrost.api.executions import LogPage
+from bifrost.api.executions import MAX_LOG_PAGE, LogLine, LogPage
 from control_plane.db.models import Execution, ExecutionLog, Organization, User
 from control_plane.db.session import make_engine
 from control_plane.security.api_keys import issue_api_key
@@ -292,6 +293,63 @@ def test_execution_details_logs_variables_and_result(db: Engine, admin: httpx.Cl
     assert cancel.status_code == 409
     assert "already finished" in cancel.json()["detail"]
     assert admin.get("/api/executions/no-such-id").status_code == 404
+
+
+def test_log_lines_read_back_as_they_were_written(db: Engine, admin: httpx.Client) -> None:
+    user_id, org_id = admin_ids(db)
+    execution = add_execution(db, org_id=org_id, user_id=user_id, status=ExecutionStatus.SUCCESS, log_count=4)
+    written = [
+        LogLine(line=1, ts=datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC), level="INFO", logger="wf", message="whole"),
+        LogLine(
+            line=2,
+            ts=datetime(2026, 3, 1, 12, 0, 0, 500, tzinfo=UTC),
+            level="WARNING",
+            logger="wf.part",
+            message='quotes " and \\ back\nslash,\ttab, \x01 control, ünïcödé, 🙂',
+        ),
+        LogLine(line=3, ts=datetime(2026, 3, 1, 12, 0, 1, 120000, tzinfo=UTC), level="ERROR", logger="", message=""),
+        LogLine(
+            line=4, ts=datetime(2026, 12, 31, 23, 59, 59, 999999, tzinfo=UTC), level="INFO", logger="wf", message="{}"
+        ),
+    ]
+    with db.begin() as connection:
+        connection.execute(
+            insert(ExecutionLog), [{"execution_id": execution.id, **line.model_dump()} for line in written]
+        )
+    as_json = [line.model_dump(mode="json") for line in written]
+    assert admin.get(f"/api/executions/{execution.id}/logs").json()["logs"] == as_json
+    with admin.stream("GET", f"/api/executions/{execution.id}/stream") as stream:
+        batches = [
+            json.loads(line.removeprefix("data: ")) for line in stream.iter_lines() if line.startswith("data: [")
+        ]
+    assert batches == [as_json]
+
+
+def test_a_log_page_holds_the_most_lines_unless_asked_for_fewer(db: Engine, admin: httpx.Client) -> None:
+    user_id, org_id = admin_ids(db)
+    lines = MAX_LOG_PAGE + 1
+    execution = add_execution(db, org_id=org_id, user_id=user_id, status=ExecutionStatus.SUCCESS, log_count=lines)
+    now = datetime.now(UTC)
+    with db.begin() as connection:
+        connection.execute(
+            insert(ExecutionLog),
+            [
+                {"execution_id": execution.id, "line": line, "ts": now, "level": "INFO", "logger": "wf", "message": ""}
+                for line in range(1, lines + 1)
+            ],
+        )
+    path = f"/api/executions/{execution.id}/logs"
+    first = admin.get(path).json()
+    assert [log["line"] for log in first["logs"]] == list(range(1, MAX_LOG_PAGE + 1))
+    assert (first["next_after"], first["has_more"]) == (MAX_LOG_PAGE, True)
+    last = admin.get(path, params={"after": first["next_after"]}).json()
+    assert ([log["line"] for log in last["logs"]], last["next_after"], last["has_more"]) == ([lines], lines, False)
+    assert admin.get(path, params={"after": lines}).json() == {"logs": [], "next_after": lines, "has_more": False}
+    too_many = admin.get(path, params={"limit": MAX_LOG_PAGE + 1})
+    assert too_many.status_code == 422
+    [problem] = too_many.json()["detail"]
+    assert problem["loc"] == ["query", "limit"]
+    assert problem["msg"] == f"Input should be less than or equal to {MAX_LOG_PAGE}"
 
 
 def test_runner_routes_take_only_execution_tokens(bifrost: Bifrost, db: Engine) -> None:

@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from control_plane.api.executions import BACKLOG_CHUNK_BYTES
 from control_plane.backends.local_records import RunnerRecords
+from control_plane.executions.service import LOG_BATCH_LINES
 from tests.api.conftest import Bifrost, eventually, finished, running_bifrost, start
 
 WORKFLOWS = """
@@ -94,12 +94,11 @@ def api(bifrost: Bifrost) -> Iterator[httpx.Client]:
         yield client
 
 
-def read_stream(
-    api: httpx.Client, execution_id: str, *, last_event_id: int | None = None, log_lines: int | None = None
-) -> list[tuple[str, int, dict[str, Any]]]:
-    """The server-sent events of an execution's stream, until the server ends it (or, with `log_lines`, until
-    that many log lines came, when the client hangs up); with `last_event_id`, resumed after it."""
-    events: list[tuple[str, int, dict[str, Any]]] = []
+def server_sent_events(
+    api: httpx.Client, execution_id: str, *, last_event_id: int | None = None
+) -> Iterator[tuple[str, int, Any]]:
+    """The server-sent events of an execution's stream as they come (kind, id, data), until the server ends it;
+    with `last_event_id`, resumed after it."""
     fields: dict[str, str] = {}
     headers = {} if last_event_id is None else {"Last-Event-ID": str(last_event_id)}
     with api.stream("GET", f"/api/executions/{execution_id}/stream", headers=headers) as response:
@@ -111,10 +110,25 @@ def read_stream(
                 fields[name] = value.removeprefix(" ")
             else:  # a blank line ends an event; keep-alive comments come without data
                 if "data" in fields:
-                    events.append((fields["event"], int(fields["id"]), json.loads(fields["data"])))
+                    yield fields["event"], int(fields["id"]), json.loads(fields["data"])
                 fields = {}
-                if log_lines is not None and sum(kind == "log" for kind, _, _ in events) >= log_lines:
-                    break
+
+
+def read_stream(
+    api: httpx.Client, execution_id: str, *, last_event_id: int | None = None, log_lines: int | None = None
+) -> list[tuple[str, int, dict[str, Any]]]:
+    """The events of an execution's stream, a batch of log lines (`logs`) as one `log` event per line, until the
+    server ends it (or, with `log_lines`, until that many log lines came, when the client hangs up); with
+    `last_event_id`, resumed after it."""
+    events: list[tuple[str, int, dict[str, Any]]] = []
+    for kind, event_id, data in server_sent_events(api, execution_id, last_event_id=last_event_id):
+        if kind == "logs":
+            assert event_id == data[-1]["line"], "a batch's id is its last line"
+            events.extend(("log", line["line"], line) for line in data)
+        else:
+            events.append((kind, event_id, data))
+        if log_lines is not None and sum(kind == "log" for kind, _, _ in events) >= log_lines:
+            break
     return events
 
 
@@ -207,14 +221,20 @@ def test_stream_of_a_finished_execution_replays_it_and_ends(api: httpx.Client) -
     assert [data["result"]["logged"] for kind, _, data in events if kind == "result"] == [3]
 
 
-def test_stream_replays_a_log_of_many_writes_whole_and_in_order(api: httpx.Client) -> None:
+def test_stream_replays_a_long_stored_log_in_batches_whole_and_in_order(api: httpx.Client) -> None:
     execution_id = start(api, "chatty", count=3000)
-    finished(api, execution_id)
-    events = read_stream(api, execution_id)
-    logs = [(event_id, data) for kind, event_id, data in events if kind == "log"]
-    assert sum(len(json.dumps(data)) for _, data in logs) > 3 * BACKLOG_CHUNK_BYTES
-    assert [event_id for event_id, _ in logs] == list(range(1, len(logs) + 1))
-    assert [data["message"] for _, data in logs if data["logger"] != "bifrost"] == [f"line {i}" for i in range(3000)]
+    log_count = finished(api, execution_id)["log_count"]
+    events = list(server_sent_events(api, execution_id))
+    batches = [(event_id, data) for kind, event_id, data in events if kind == "logs"]
+    assert [kind for kind, _, _ in events] == ["logs"] * len(batches) + ["variables", "result", "status"]
+    assert [len(lines) for _, lines in batches] == [LOG_BATCH_LINES] * (log_count // LOG_BATCH_LINES) + (
+        [log_count % LOG_BATCH_LINES] if log_count % LOG_BATCH_LINES else []
+    )
+    assert [event_id for event_id, _ in batches] == [lines[-1]["line"] for _, lines in batches]
+    logs = [line for _, lines in batches for line in lines]
+    assert [line["line"] for line in logs] == list(range(1, log_count + 1))
+    assert [line["message"] for line in logs if line["logger"] != "bifrost"] == [f"line {i}" for i in range(3000)]
+    assert logs == api.get(f"/api/executions/{execution_id}/logs").json()["logs"], "as the log pages hold them"
     assert [data["status"] for kind, _, data in events if kind == "status"] == ["Success"]
 
 

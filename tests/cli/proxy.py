@@ -28,7 +28,8 @@ class Proxy:
     unavailable: int = 0
     """Answer this many more new connections' first request with 503, without passing it on."""
     cut_streams: int = 0
-    """Cut this many more execution streams, each after `cut_after_log_events` log events went through."""
+    """Cut this many more execution streams, each after `cut_after_log_events` log events (`log`, or `logs` for a
+    batch) went through."""
     cut_after_log_events: int = 3
     stall_streams: int = 0
     """Stall this many more execution streams, each after `stall_after_log_events` log events went through."""

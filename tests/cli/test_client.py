@@ -104,6 +104,21 @@ def test_follow_ends_at_its_timeout_when_the_stream_stalls(server: Server) -> No
     assert len(lines) >= 3 and lines == list(range(1, len(lines) + 1))
 
 
+def test_following_a_finished_execution_gives_its_stored_log_line_by_line(server: Server) -> None:
+    """The stream sends a stored log in batches of lines; `follow` gives them one event each, as a live line, and
+    the pages give the same lines."""
+    with Client(server.url, ADMIN_KEY) as client:
+        execution = client.run("ticks", {"count": 2500})
+        events = list(client.follow(execution.execution_id))
+        pages = client.get_logs(execution.execution_id)
+    logs = [event for event in events if event.log is not None]
+    assert [event.log.line for event in logs if event.log is not None] == list(range(1, execution.log_count + 1))
+    assert [event.last_line for event in logs] == list(range(1, execution.log_count + 1))
+    assert [event.log for event in logs] == list(pages.logs)
+    assert not pages.has_more
+    assert events[-1].is_final
+
+
 def test_the_async_client_follows_a_stream_cut_twice_without_losing_a_line(server: Server) -> None:
     async def follow(url: str) -> tuple[list[int], ExecutionOut]:
         async with AsyncClient(url, ADMIN_KEY, retry=QUICK) as client:

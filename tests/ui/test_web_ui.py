@@ -250,6 +250,10 @@ def test_a_log_of_100000_lines_follows_its_end_with_few_rows_in_the_page(bifrost
     page.keyboard.press("End")
     expect(follow).to_have_attribute("aria-pressed", "true")
     wait_until_shown(log, "line 100000 of 100000")
+    # Opened again once finished, the page reads the whole stored log back (in batches of lines).
+    page.reload()
+    expect(log).to_have_attribute("data-lines", "100000", timeout=60_000)
+    wait_until_shown(log, "line 100000 of 100000")
 
 
 def test_admin_pages_keep_secret_values_hidden(bifrost: Bifrost, browser: Browser) -> None:

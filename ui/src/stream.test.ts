@@ -62,6 +62,22 @@ describe("following an execution", () => {
     expect(requests[0]?.headers).toMatchObject({ [ORG_HEADER]: "org-1", Accept: "text/event-stream" });
   });
 
+  it("passes each line of a batch on, in order, before the live lines", async () => {
+    const { seen, handlers } = recorder();
+    await followExecution("e1", handlers, new AbortController().signal, {
+      fetch: async () =>
+        streamed(
+          sse(
+            ["logs", 2, [log(1), log(2)]],
+            ["logs", 3, [log(3)]],
+            ["log", 4, log(4)],
+            ["status", 4, status("Success")],
+          ),
+        ),
+    });
+    expect(seen).toEqual(["log 1", "log 2", "log 3", "log 4", "status Success"]);
+  });
+
   it("opens the stream again when it ends before the execution does", async () => {
     const answers = [
       sse(["status", 1, status("Running")], ["log", 1, log(1)]),

@@ -57,6 +57,9 @@ export async function followExecution(
         case "log":
           handlers.log(data as LogLine);
           break;
+        case "logs": // the stored log comes in batches of lines
+          for (const line of data as LogLine[]) handlers.log(line);
+          break;
         case "status": {
           const change = data as StatusChange;
           if (isTerminal(change.status)) finished = true;

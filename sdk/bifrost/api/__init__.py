@@ -8,6 +8,7 @@ from bifrost.api.api_keys import ApiKeyCreated, ApiKeyIn, ApiKeyOut, ServiceKeyI
 from bifrost.api.audit import AuditEventOut, AuditPage
 from bifrost.api.config import ConfigIn, ConfigOut
 from bifrost.api.executions import (
+    MAX_LOG_PAGE,
     AttemptOut,
     ExecuteRequest,
     ExecutionAccepted,
@@ -43,6 +44,7 @@ from bifrost.api.workspace import WorkspaceFileOut, WorkspaceListing, WorkspaceU
 from bifrost.metadata import DataProviderInfo, WorkflowInfo
 
 __all__ = [
+    "MAX_LOG_PAGE",
     "AccessIn",
     "AccessOut",
     "ApiKeyCreated",

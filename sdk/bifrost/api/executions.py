@@ -138,6 +138,10 @@ class ExecutionPage(BaseModel):
     next_cursor: str | None = Field(description="Pass as `cursor` for the next (older) page; null on the last.")
 
 
+MAX_LOG_PAGE = 10_000
+"""The most log lines one page of `GET /api/executions/{id}/logs` holds, and the lines a page holds by default."""
+
+
 class LogLine(BaseModel):
     line: int
     ts: datetime

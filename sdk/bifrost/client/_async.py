@@ -91,8 +91,7 @@ class AsyncClient(ClientBase[httpx.AsyncClient]):
                     await asyncio.sleep(follower.refused(response))
                     continue
                 async for line in response.aiter_lines():
-                    event = follower.feed(line)
-                    if event is not None:
+                    for event in follower.feed(line):
                         yield event
                         if event.is_final:
                             return

@@ -156,10 +156,10 @@ class Follower:
         path = calls.stream_path(self._execution_id)
         raise api_error(response.status_code, body, method="GET", path=path, execution_id=self._execution_id)
 
-    def feed(self, line: str) -> StreamEvent | None:
-        """The event a line completes, or None."""
-        event = self._lines.feed(line)
-        if event is not None:
+    def feed(self, line: str) -> list[StreamEvent]:
+        """The events a line completes."""
+        events = self._lines.feed(line)
+        if events:
             self._attempts.failures = 0
-            self.last_line = event.last_line
-        return event
+            self.last_line = events[-1].last_line
+        return events

@@ -6,14 +6,19 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import TypeAdapter
+
 from bifrost.api.executions import LogLine, StatusChange
+
+_LOG_LINES = TypeAdapter(list[LogLine])
 
 
 @dataclass(frozen=True)
 class StreamEvent:
-    """One event of an execution's stream. `kind` says which of the other fields it carries: `log` a log line,
-    `status` a status change, `variables` the workflow's variables, `result` its result. `last_line` is the
-    number of the last log line sent so far: resuming after it loses no line and repeats none."""
+    """One event of an execution's stream. `kind` says which of the other fields it carries: `log` a log line (a
+    batch of stored lines comes as one `log` event per line), `status` a status change, `variables` the
+    workflow's variables, `result` its result. `last_line` is the number of the last log line sent so far:
+    resuming after it loses no line and repeats none."""
 
     kind: str
     last_line: int
@@ -36,8 +41,9 @@ class EventLines:
         self._data: list[str] = []
         self._id: str | None = None
 
-    def feed(self, line: str) -> StreamEvent | None:
-        """The event a blank line completes, or None."""
+    def feed(self, line: str) -> list[StreamEvent]:
+        """The events a blank line completes: a `logs` event (a batch of log lines) makes one `log` event per
+        line."""
         if line:
             if not line.startswith(":"):
                 name, _, value = line.partition(":")
@@ -48,16 +54,23 @@ class EventLines:
                     self._event = value
                 elif name == "id":
                     self._id = value
-            return None
+            return []
         event, data, event_id = self._event, self._data, self._id
         self._event, self._data, self._id = "", [], None
         if not data or event_id is None:
-            return None
-        return _stream_event(event, event_id, json.loads("\n".join(data)))
+            return []
+        return _stream_events(event, event_id, json.loads("\n".join(data)))
 
 
-def _stream_event(kind: str, event_id: str, data: dict[str, Any]) -> StreamEvent | None:
-    last_line = int(event_id)
+def _stream_events(kind: str, event_id: str, data: Any) -> list[StreamEvent]:
+    if kind == "logs":
+        lines = _LOG_LINES.validate_python(data)
+        return [StreamEvent("log", line.line, log=line) for line in lines]
+    event = _stream_event(kind, int(event_id), data)
+    return [] if event is None else [event]
+
+
+def _stream_event(kind: str, last_line: int, data: dict[str, Any]) -> StreamEvent | None:
     if kind == "log":
         return StreamEvent(kind, last_line, log=LogLine.model_validate(data))
     if kind == "status":

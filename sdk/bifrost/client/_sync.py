@@ -123,8 +123,7 @@ class Client(ClientBase[httpx.Client]):
                     continue
                 with _Deadline.guarding(deadline, response):
                     for line in response.iter_lines():
-                        event = follower.feed(line)
-                        if event is not None:
+                        for event in follower.feed(line):
                             yield event
                             if event.is_final:
                                 return
