@@ -56,7 +56,7 @@ from control_plane.backends.local_sandbox import (
     runs_as_root,
     template_options,
 )
-from control_plane.backends.local_template import LaunchError, RunnerTemplate, TemplateGoneError
+from control_plane.backends.local_template import UNSEEN, LaunchError, RunnerTemplate, TemplateGoneError
 from control_plane.security.nats_identities import AccountSigner
 from control_plane.settings import Settings
 
@@ -260,7 +260,7 @@ class LocalBackend:
                 return
             try:
                 pid = await self._fork(spec)
-                if self._cgroups is not None:
+                if self._cgroups is not None and pid != UNSEEN:  # an unseen runner has ended already
                     self._enter_cgroup(self._cgroups, spec, pid)
             except LaunchError:
                 self._records.remove(execution_id)
@@ -268,7 +268,9 @@ class LocalBackend:
             runner = _Runner(execution_id, pid, process_start_time(pid), self._memory_limit_mb(spec))
             kill_at = time.time() + spec.timeout_seconds + self._settings.cancel_grace_seconds
             self._records.write(
-                RunnerRecord(execution_id=execution_id, pid=pid, start_time=runner.start_time, kill_at=kill_at)
+                RunnerRecord(
+                    execution_id=execution_id, pid=pid or None, start_time=runner.start_time, kill_at=kill_at
+                )
             )
             self._adopt(runner, kill_at, timeout_seconds=spec.timeout_seconds)
         finally:
@@ -290,7 +292,7 @@ class LocalBackend:
         """The runner's pid."""
         runner = self._runners.get(execution_id)
         if runner is not None:
-            return str(runner.pid)
+            return str(runner.pid) if runner.pid != UNSEEN else None
         record = self._records.read(execution_id)
         return str(record.pid) if record is not None and record.pid is not None else None
 

@@ -29,6 +29,9 @@ from bifrost._internal.protocol import (
 )
 from control_plane.backends.local_sandbox import host_pid
 
+UNSEEN = 0
+"""The pid of a sandboxed runner that ended before its pid outside the sandbox was found."""
+
 
 class LaunchError(RuntimeError):
     """The template could not start a runner."""
@@ -181,12 +184,13 @@ class RunnerTemplate:
 
     async def _host_pid(self, pid: int) -> int:
         """The pid here of the runner with pid `pid` in the template's sandbox: found when its fork was made, as a
-        runner of a trivial workflow may be gone by the time its `RunnerForked` is read."""
+        runner of a trivial workflow may be gone by the time its `RunnerForked` is read. `UNSEEN` for a runner
+        that ran to its end before it could be found (its `RunnerEnded` carries `UNSEEN` too)."""
         if self._sandbox is None:
             return pid
         found = self._host_pids.get(pid) or await asyncio.to_thread(host_pid, self._pid, pid)
         if found is None:
-            raise LaunchError(f"the runner (pid {pid} in its sandbox) ended as it started")
+            return UNSEEN
         self._host_pids[pid] = found
         return found
 
@@ -195,7 +199,7 @@ class RunnerTemplate:
             message = template_message_adapter.validate_json(line)
             if isinstance(message, RunnerEnded):
                 if self._sandbox is not None:
-                    message.pid = self._host_pids.pop(message.pid, 0)
+                    message.pid = self._host_pids.pop(message.pid, UNSEEN)
                 self._on_ended(message)
                 continue
             if isinstance(message, TemplateStarted):
@@ -220,14 +224,9 @@ class RunnerTemplate:
             if forked is None or forked.done():
                 continue
             if isinstance(message, RunnerForked):
-                try:
-                    pid = await self._host_pid(message.pid)
-                except LaunchError as exc:
-                    if not forked.done():
-                        forked.set_exception(exc)
-                else:
-                    if not forked.done():
-                        forked.set_result(pid)
+                pid = await self._host_pid(message.pid)
+                if not forked.done():
+                    forked.set_result(pid)
             elif isinstance(message, RunnerForkFailed):
                 forked.set_exception(LaunchError(message.error))
         for forked in self._forking.values():

@@ -729,6 +729,33 @@ async def test_a_runner_gone_before_its_fork_is_heard_of_is_launched_and_reporte
     await _result(local.harness, payload.execution_id)
 
 
+async def test_a_runner_forked_for_its_claim_and_gone_before_it_is_found_is_launched_and_reported(
+    harness: Harness, tmp_path: Path
+) -> None:
+    """No spare waits: the runner is forked with its claim, and ends before the backend, held up, looks for it."""
+    settings = local_settings(harness, tmp_path).model_copy(update={"local_pool_size": 0})
+    backend, exits = await _started_backend(settings)
+    local = LocalRun(harness, settings, backend, exits)
+    try:
+        local.harness.write(TOUCH_MARKER)
+        marker = shared_folder(tmp_path) / "touched"
+        payload, token = local.harness.payload("touch", parameters={"marker": str(marker)})
+        launching = asyncio.create_task(local.backend.launch(local.spec(payload, token)))
+        for _step in range(10_000):
+            await asyncio.sleep(0)
+            if _stalled_until_exists(marker, within=0.05):
+                break
+        _stalled_until_exists(marker, within=60)
+        _stalled_until_exists(marker.with_name("never"), within=1.0)  # its exit and reaping
+        await launching
+
+        runner_exit = await local.next_exit()
+        assert (runner_exit.execution_id, runner_exit.exit_code) == (payload.execution_id, 0)
+        await _result(local.harness, payload.execution_id)
+    finally:
+        await backend.stop()
+
+
 def test_links_a_runner_puts_in_place_of_its_log_or_record_are_never_followed(tmp_path: Path) -> None:
     key = tmp_path / "encryption.key"
     key.write_text("the control plane's key")
