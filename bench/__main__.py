@@ -1,9 +1,10 @@
-"""Run every benchmark module of this package in turn (each defines `main()`, which prints its figures)."""
+"""Run every benchmark module of this package in turn (each defines `main()`, which prints its figures), each in
+a process of its own: a memory figure must not count what an earlier benchmark left in the process."""
 
 from __future__ import annotations
 
-import importlib
 import pkgutil
+import subprocess
 import sys
 
 import bench
@@ -14,12 +15,10 @@ def main() -> int:
     failed = []
     for name in modules:
         print(f"== bench.{name}", flush=True)
-        module = importlib.import_module(f"bench.{name}")
-        try:
-            module.main()
-        except Exception as exc:  # one broken benchmark must not hide the figures of the others
+        # One broken benchmark must not hide the figures of the others.
+        if subprocess.run([sys.executable, "-m", f"bench.{name}"], check=False).returncode != 0:
             failed.append(name)
-            print(f"bench.{name} failed: {type(exc).__name__}: {exc}", flush=True)
+            print(f"bench.{name} failed", flush=True)
     return 1 if failed else 0
 
 
