@@ -214,17 +214,16 @@ def _workflow_limits(conn: Connection, names: set[str], default: int) -> dict[st
 
 _ACTIVE = EXECUTIONS.c.status.in_((ExecutionStatus.PENDING, ExecutionStatus.RUNNING))
 
-_IS_WAITING = and_(
-    EXECUTIONS.c.status == ExecutionStatus.PENDING,
-    EXECUTIONS.c.backend.is_(None),
-    or_(EXECUTIONS.c.slot_claimed_at.is_(None), EXECUTIONS.c.slot_claimed_at <= bindparam("stale_before")),
-    or_(EXECUTIONS.c.start_after.is_(None), EXECUTIONS.c.start_after <= bindparam("now")),
-)
-
+# Pending, neither launched nor claimed (a stale claim's dispatcher died): waiting, or backing off before a retry.
 _IS_WAITING_OR_BACKING_OFF = and_(
     EXECUTIONS.c.status == ExecutionStatus.PENDING,
     EXECUTIONS.c.backend.is_(None),
     or_(EXECUTIONS.c.slot_claimed_at.is_(None), EXECUTIONS.c.slot_claimed_at <= bindparam("stale_before")),
+)
+
+_IS_WAITING = and_(
+    _IS_WAITING_OR_BACKING_OFF,
+    or_(EXECUTIONS.c.start_after.is_(None), EXECUTIONS.c.start_after <= bindparam("now")),
 )
 
 _WAITING = (
