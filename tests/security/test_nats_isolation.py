@@ -223,6 +223,9 @@ def test_a_pool_runner_identity_receives_its_own_claim_and_nothing_else(tenants:
         )
         try:
             own = await waiting.subscribe(pool_subject("bifrost-pool-a"), max_msgs=1)
+            # nats-py writes a flush's PING ahead of the commands its flusher still holds, so the first PONG does
+            # not prove the server has the SUB; the second flush's PING is written after it.
+            await waiting.flush()
             await waiting.flush()
             answer = asyncio.ensure_future(claimer.request(pool_subject("bifrost-pool-a"), b"the claim", timeout=5))
             claim = await own.next_msg(timeout=5)
