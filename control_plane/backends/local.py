@@ -9,8 +9,8 @@ already.
 Runners get only their own configuration in their environment, never the control plane's, and run in a session
 of their own under memory, process and CPU-time limits, in a sandbox (see `local_sandbox`) unless
 `local_sandbox` is `none`. Where the control plane may make cgroups, each runner is moved into one of its own (see
-`local_cgroups`), made for it as a spare: its memory and process limits are the cgroup's, and removing the cgroup
-when the run ends kills whatever the run left behind.
+`local_cgroups`), made for it as a spare, before the template hands it a claim: its memory and process limits are
+the cgroup's, and removing the cgroup when the run ends kills whatever the run left behind.
 """
 
 from __future__ import annotations
@@ -389,17 +389,19 @@ class LocalBackend:
         """A runner cgroup's process limit: a sandboxed runner's keeper counts too."""
         return self._settings.local_max_processes + (1 if self._sandbox is not None else 0)
 
-    async def _fork_made(self, pid: int) -> None:
-        """A cgroup for the new fork `pid`, with the default limits, while it waits for its claim."""
+    async def _fork_made(self, pid: int) -> bool:
+        """A cgroup for the new fork `pid`, with the default limits, before it gets its claim; whether it is in
+        it."""
         assert self._cgroups is not None
         try:
             cgroup = await asyncio.to_thread(self._make_cgroup, self._cgroups, f"{SPARE_CGROUP_PREFIX}{pid}", pid)
-        except ProcessGone:  # it ran a claim to its end already (see `_enter_cgroup`)
-            return
+        except ProcessGone:  # it died
+            return False
         except CgroupError as error:
             log.warning("a spare runner has no cgroup yet (its launch makes one): %s", error)
-            return
+            return False
         self._spare_cgroups[pid] = cgroup
+        return True
 
     def _make_cgroup(
         self, cgroups: RunnerCgroups, name: str, pid: int, memory_limit_mb: int | None = None
@@ -419,8 +421,10 @@ class LocalBackend:
         memory_limit_mb = self._memory_limit_mb(spec)
         cgroup = self._spare_cgroups.pop(pid, None)
         try:
-            if cgroup is None:
+            if cgroup is None:  # it waits for its claim until told it is in its cgroup
                 cgroup = self._make_cgroup(cgroups, spec.execution_id, pid, memory_limit_mb)
+                if self._template is not None:
+                    self._template.moved(pid)
             else:
                 cgroup = cgroup.rename(spec.execution_id)
                 if memory_limit_mb != self._settings.local_memory_limit_mb:

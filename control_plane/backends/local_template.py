@@ -24,6 +24,7 @@ from bifrost._internal.protocol import (
     SlotDropped,
     TemplateStarted,
     claim_line,
+    fork_moved_line,
     slot_line,
     template_message_adapter,
 )
@@ -50,13 +51,15 @@ class RunnerTemplate:
         on_gone: Callable[[], None],
         sandbox: list[str] | None = None,
         options: Sequence[str] = (),
-        on_fork_made: Callable[[int], Awaitable[None]] | None = None,
+        on_fork_made: Callable[[int], Awaitable[bool]] | None = None,
         on_slot_dropped: Callable[[str], None] | None = None,
     ) -> None:
         """`sandbox`: the command line the template runs in (see `local_sandbox`); None: none. `options`: the
         template's options for its runners (users or user namespaces of their own, confinement; see
         `bifrost_runner.zygote`). `on_fork_made`: awaited with the pid here of each fork the template makes, before
-        any later message is read; so before the fork's claim is reported, when it is a spare. `on_slot_dropped`:
+        any later message is read; so before the fork's claim is reported, when it is a spare. It moves the fork
+        into a cgroup of its own and returns whether it did: the template hands a fork its claim only once it has,
+        or once `moved` was called for it. `on_slot_dropped`:
         told of each slot given (`give_slot`) that no runner will hold, though no claim came for it."""
         self._on_slot_dropped = on_slot_dropped
         self._spares = spares
@@ -82,6 +85,7 @@ class RunnerTemplate:
             sys.executable, "-s", "-m", "bifrost_runner.zygote",
             "--spares", str(self._spares),
             "--protocol-fds", f"{claims_read},{messages_write}",
+            *(["--claims-once-moved"] if self._on_fork_made is not None else []),
             *self._options,
         ]  # fmt: skip
         if self._sandbox is not None:
@@ -146,6 +150,15 @@ class RunnerTemplate:
         if self._reader.done():
             return
         self._claims.write(slot_line(slot))
+
+    def moved(self, pid: int) -> None:
+        """Tell the template that its runner `pid` (here), which `on_fork_made` did not move, is in its cgroup now."""
+        if self._sandbox is None:
+            inner: int | None = pid
+        else:
+            inner = next((inner for inner, host in self._host_pids.items() if host == pid), None)
+        if inner is not None and not self._reader.done():
+            self._claims.write(fork_moved_line(inner))
 
     async def fork(self, claim: RunnerClaim) -> int:
         """Start the runner of `claim` (on the spare holding its slot, if one does); its pid."""
@@ -217,8 +230,8 @@ class RunnerTemplate:
                         self._host_pids.pop(message.pid, None)
                     else:
                         self._host_pids[message.pid] = found
-                if found is not None and self._on_fork_made is not None:
-                    await self._on_fork_made(found)
+                if found is not None and self._on_fork_made is not None and await self._on_fork_made(found):
+                    self._claims.write(fork_moved_line(message.pid))
                 continue
             forked = self._forking.get(message.execution_id)
             if forked is None or forked.done():

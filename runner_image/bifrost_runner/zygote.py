@@ -14,8 +14,10 @@ stdin, one line each (see `bifrost._internal.protocol.claim_line`), into memory 
 each on to its runner reading only its header: no runner finds another execution's secrets in the memory it
 inherits. It writes `TemplateStarted`, then `ForkMade` / `RunnerForked` / `RunnerEnded` / `RunnerForkFailed` /
 `SlotDropped` lines on stdout; reaps its runners; and exits when stdin closes, leaving running runners to finish.
-Started as the first process of a PID namespace (the local runners' sandbox), it stays as that namespace's init
-while the template runs in a child.
+With `--claims-once-moved`, the backend moves each fork into a cgroup of its own once told of it (`ForkMade`), and
+says so (`ForkMoved`); the template hands claims to forks moved first, and holds a claim given to a fork not moved
+yet until it is: no runner runs a moment outside its limits. Started as the first process of a PID namespace (the
+local runners' sandbox), it stays as that namespace's init while the template runs in a child.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from bifrost._internal.prepared_files import PreparedFile
 from bifrost._internal.protocol import (
     ClaimHeader,
     ForkMade,
+    ForkMoved,
     RunnerClaim,
     RunnerEnded,
     RunnerForked,
@@ -112,6 +115,11 @@ class _Fork:
     """The slot given to the fork while it waits (see `RunnerSlot`)."""
     retire_at: float | None = None
     """When a spare holding a slot is ended unclaimed (Unix time)."""
+    moved: bool = True
+    """False until the backend said the fork is in its cgroup (see `--claims-once-moved`): no claim reaches it
+    before."""
+    held_claim: mmap.mmap | None = None
+    """The claim given to the fork before it was moved, kept until it is."""
 
 
 def _wiped_map(size: int) -> mmap.mmap:
@@ -427,10 +435,13 @@ class Template:
         runner_uid_base: int | None = None,
         user_namespaces: bool = False,
         folders: RunnerFolders | None = None,
+        claims_once_moved: bool = False,
     ) -> None:
         """`folders`: confine each runner to namespaces of its own (see `confinement`), with its part of these
-        folders; None: runners are the template's plain forks."""
+        folders; None: runners are the template's plain forks. `claims_once_moved`: hand a fork its claim only once
+        the backend said it moved it into its cgroup (`ForkMoved`)."""
         self._spares_wanted = spares
+        self._claims_once_moved = claims_once_moved
         self._waiting_priority = waiting_priority
         self._runner_uid_base = runner_uid_base
         self._user_namespaces = user_namespaces
@@ -516,6 +527,7 @@ class Template:
             fork = _Fork(pid=pid, pidfd=os.pidfd_open(pid), claim_fd=claim_write, uid=setup.uid)
         else:
             fork = self._confined_fork(setup, claim_read, claim_write, self._folders, self._pid_namespaces)
+        fork.moved = not self._claims_once_moved
         _send(ForkMade(pid=fork.pid))
         self._forks[fork.pidfd] = fork
         self._selector.register(fork.pidfd, selectors.EVENT_READ)
@@ -577,6 +589,8 @@ class Template:
             return
         if isinstance(header, SlotHeader):
             self._add_slot(header, body)
+        elif isinstance(header, ForkMoved):
+            self._fork_moved(header.pid)
         else:
             self._claim(header, body)
 
@@ -613,17 +627,17 @@ class Template:
 
     def _spare_for(self, claim: ClaimHeader) -> _Fork | None:
         """The spare holding the execution's slot, else one holding no slot (another slot's identity is for another
-        execution); None when there is neither."""
+        execution), one in its cgroup first; None when there is neither."""
         for pending in self._pending_slots:
             if pending.header.execution_id == claim.execution_id:  # taken by its claim before any spare
                 self._pending_slots.remove(pending)
                 pending.body.close()
                 break
         for wanted in (claim.execution_id, None):
-            for spare in self._spares:
-                if spare.slot == wanted:
-                    self._spares.remove(spare)
-                    return spare
+            candidates = sorted((spare for spare in self._spares if spare.slot == wanted), key=lambda s: not s.moved)
+            if candidates:
+                self._spares.remove(candidates[0])
+                return candidates[0]
         return None
 
     def _claim(self, claim: ClaimHeader, body: memoryview) -> None:
@@ -647,15 +661,32 @@ class Template:
         # Reported before the claim is handed over: if the template dies in between, the fork gets no claim
         # and exits, so a launch the backend did not hear of never runs.
         _send(RunnerForked(execution_id=claim.execution_id, pid=fork.pid))
+        if fork.moved:
+            self._hand_over(fork, body)
+        else:  # until the backend moved it into its cgroup: a claim runs limited from its first instruction on
+            fork.held_claim = _wiped_map(len(body))
+            fork.held_claim[:] = body
+        self._refill_soon()
+
+    def _hand_over(self, fork: _Fork, claim: memoryview | mmap.mmap) -> None:
         assert fork.claim_fd is not None
         if self._waiting_priority is not None:
             for pid in self._waiting_processes(fork):
                 restore_priority(pid, self._priority)  # so that it wakes to its claim at once
         with contextlib.suppress(BrokenPipeError):  # the fork died before its claim: reaping reports its end
-            _write_all(fork.claim_fd, body)
+            _write_all(fork.claim_fd, claim)
         os.close(fork.claim_fd)
         fork.claim_fd = None
-        self._refill_soon()
+
+    def _fork_moved(self, pid: int) -> None:
+        fork = next((fork for fork in self._forks.values() if fork.pid == pid), None)
+        if fork is None:  # ended meanwhile
+            return
+        fork.moved = True
+        if fork.held_claim is not None:
+            self._hand_over(fork, fork.held_claim)
+            fork.held_claim.close()
+            fork.held_claim = None
 
     def _waiting_processes(self, fork: _Fork) -> list[int]:
         """The process of `fork` that waits for the claim: the fork itself, or confined, its keeper's child."""
@@ -679,6 +710,12 @@ class Template:
             os.close(fork.status_fd)
         if fork.execution_id is None and self._folders is not None and fork.run is not None:
             shutil.rmtree(self._folders.run_folder(fork.run), ignore_errors=True)
+        if fork.held_claim is not None:  # claimed, it died before it was moved: its end is reported below
+            fork.held_claim.close()
+            fork.held_claim = None
+            assert fork.claim_fd is not None
+            os.close(fork.claim_fd)
+            fork.claim_fd = None
         if fork.claim_fd is not None:  # a spare that died unclaimed
             os.close(fork.claim_fd)
             self._spares.remove(fork)
@@ -702,9 +739,16 @@ class Template:
         )
 
     def _close_spares(self) -> None:
-        for fork in self._spares:
+        """Close the claim pipes of the forks waiting for a claim (a claim not handed over yet is dropped: its
+        runner ends without running it), so that they exit."""
+        for fork in self._forks.values():
+            if fork.held_claim is not None:
+                fork.held_claim.close()
+                fork.held_claim = None
+        for fork in self._forks.values():
             if fork.claim_fd is not None:
                 os.close(fork.claim_fd)
+                fork.claim_fd = None
         for pending in self._pending_slots:
             pending.body.close()
         self._input.close()
@@ -799,6 +843,11 @@ def main() -> None:
     parser.add_argument(
         "--probe", action="store_true", help="start one confined runner that ends at once; exit 1 if it fails"
     )
+    parser.add_argument(
+        "--claims-once-moved",
+        action="store_true",
+        help="hand a fork its claim only once told it is in its cgroup (a fork_moved line naming its pid)",
+    )
     args = parser.parse_args()
     folder_args = (args.runner_tmp, args.runner_cache, args.runner_logs)
     if args.spares < 0:
@@ -835,7 +884,14 @@ def main() -> None:
     # not copied into each fork by garbage collection passes touching it.
     gc.freeze()
     waiting_priority = LOWEST_PRIORITY if priority_is_restorable() else None
-    Template(args.spares, waiting_priority, args.runner_uid_base, args.runner_user_namespaces, folders).serve()
+    Template(
+        args.spares,
+        waiting_priority,
+        args.runner_uid_base,
+        args.runner_user_namespaces,
+        folders,
+        claims_once_moved=args.claims_once_moved,
+    ).serve()
 
 
 if __name__ == "__main__":

@@ -735,9 +735,12 @@ async def test_a_runner_gone_before_its_fork_is_heard_of_is_launched_and_reporte
 
 
 async def test_a_runner_forked_for_its_claim_and_gone_before_it_is_found_is_launched_and_reported(
-    harness: Harness, tmp_path: Path
+    harness: Harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """No spare waits: the runner is forked with its claim, and ends before the backend looks for it."""
+    """No spare waits: the runner is forked with its claim, and ends before the backend looks for it. That happens
+    only where runners get no cgroups, as here: a runner that gets one runs its claim only once the backend found it
+    and moved it there (see test_local_cgroups)."""
+    monkeypatch.setattr(LocalBackend, "_find_cgroups", lambda _: None)
     settings = local_settings(harness, tmp_path).model_copy(update={"local_pool_size": 0})
     backend, exits = await _started_backend(settings)
     try:

@@ -33,7 +33,15 @@ from control_plane.backends.local_cgroups import (
     _unified_mount,
 )
 from tests.runner.conftest import Harness, logged
-from tests.runner.test_local_backend import WAIT_FOR_MARKER, LocalRun, launch_spec, local_settings, shared_folder
+from tests.runner.test_local_backend import (
+    WAIT_FOR_MARKER,
+    LocalRun,
+    _stalled_until_exists,
+    _started_backend,
+    launch_spec,
+    local_settings,
+    shared_folder,
+)
 
 MB = 1024 * 1024
 
@@ -289,6 +297,10 @@ async def _eventually(check: Any, what: str) -> Any:
     return found
 
 
+def _children(pid: int) -> list[str]:
+    return [child for task in Path(f"/proc/{pid}/task").iterdir() for child in (task / "children").read_text().split()]
+
+
 def _spare_cgroup(cgroups: RunnerCgroups, template_pid: int) -> RunnerCgroup | None:
     """The cgroup of a spare the template forked, once the spare is in it (a child of the template may also be a
     throwaway fork of its own, which gets none)."""
@@ -312,6 +324,47 @@ async def test_a_spare_waits_in_a_cgroup_of_its_own_with_the_default_limits(loca
     assert _memory_limit(cgroup) == local.settings.local_memory_limit_mb * MB
     # Sandboxed, a runner's keeper is in its cgroup too.
     assert _process_limit(cgroup) == str(local.settings.local_max_processes + 1)
+
+
+CGROUP_OF_RUN = """
+    from pathlib import Path
+    from bifrost import workflow
+
+    @workflow
+    def cgroup_of_run(marker: str):
+        Path(marker).write_text(Path("/proc/self/cgroup").read_text())
+"""
+
+
+async def test_a_runner_forked_for_its_claim_runs_it_only_once_in_its_cgroup(
+    harness: Harness, tmp_path: Path, backend_cgroups: None
+) -> None:
+    """No spare waits: the runner is forked with its claim. This event loop, held up from the moment it is forked,
+    keeps the backend from moving it into its cgroup: the runner waits for that before it runs."""
+    harness.write(CGROUP_OF_RUN)
+    settings = local_settings(harness, tmp_path).model_copy(update={"local_pool_size": 0})
+    backend, exits = await _started_backend(settings)
+    marker = shared_folder(tmp_path) / "cgroup"
+    payload, token = harness.payload("cgroup_of_run", parameters={"marker": str(marker)})
+    try:
+        launching = asyncio.create_task(backend.launch(launch_spec(harness, payload, token)))
+        assert backend.template_pid is not None
+        for _step in range(10_000):  # one step of the event loop at a time, until the runner is forked
+            await asyncio.sleep(0)
+            if _children(backend.template_pid):
+                break
+        _stalled_until_exists(marker, within=2.0)
+        await launching
+        _stalled_until_exists(marker, within=60)
+        runner_exit = await asyncio.wait_for(exits.get(), timeout=60)
+        assert (runner_exit.execution_id, runner_exit.exit_code) == (payload.execution_id, 0)
+        assert backend.cgroups is not None
+        parents = [parent.name for parent in backend.cgroups.parents.values()]
+    finally:
+        await backend.stop()
+
+    # The workflow ran in a runner cgroup, not the control plane's.
+    assert all(name in marker.read_text() for name in parents)
 
 
 async def test_a_run_has_its_own_cgroup_with_its_workflows_limits_until_it_ends(

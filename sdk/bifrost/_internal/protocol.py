@@ -188,10 +188,11 @@ class RunPayload(BaseModel):
 
 
 # The local backend's runner template (`python -m bifrost_runner.zygote`) reads framed lines on its stdin: a
-# header it reads (`SlotHeader`, `ClaimHeader`), a tab, and a body it passes on to a runner unread (`RunnerSlot`,
-# `RunnerClaim`): the bodies hold the executions' secrets, which the template never holds in memory its later
-# forks would inherit. It writes `TemplateStarted` once, then one `ForkMade` / `RunnerForked` / `RunnerEnded` /
-# `RunnerForkFailed` / `SlotDropped` per line on its stdout. A runner reads the bodies, one per line.
+# header it reads (`SlotHeader`, `ClaimHeader`, `ForkMoved`), a tab, and a body it passes on to a runner unread
+# (`RunnerSlot`, `RunnerClaim`; none after `ForkMoved`): the bodies hold the executions' secrets, which the template
+# never holds in memory its later forks would inherit. It writes `TemplateStarted` once, then one `ForkMade` /
+# `RunnerForked` / `RunnerEnded` / `RunnerForkFailed` / `SlotDropped` per line on its stdout. A runner reads the
+# bodies, one per line.
 
 
 class RunnerSlot(BaseModel):
@@ -267,7 +268,15 @@ class ClaimHeader(BaseModel):
     log_folder: str = Field(description="Where the runner logs: the next spares make their log file there.")
 
 
-TemplateHeader = Annotated[SlotHeader | ClaimHeader, Field(discriminator="type")]
+class ForkMoved(BaseModel):
+    """The fork `pid` (of a `ForkMade`) is in its cgroup: a template that waits for this before it hands a fork its
+    claim (`--claims-once-moved`) may hand it one now."""
+
+    type: Literal["fork_moved"] = "fork_moved"
+    pid: int = Field(description="As `ForkMade` gave it.")
+
+
+TemplateHeader = Annotated[SlotHeader | ClaimHeader | ForkMoved, Field(discriminator="type")]
 template_header_adapter: TypeAdapter[TemplateHeader] = TypeAdapter(TemplateHeader)
 
 
@@ -279,6 +288,11 @@ def claim_line(claim: RunnerClaim) -> bytes:
         log_folder=os.path.dirname(claim.log_path),
     )
     return header.model_dump_json().encode() + b"\t" + claim.model_dump_json().encode() + b"\n"
+
+
+def fork_moved_line(pid: int) -> bytes:
+    """The template's input line telling that the fork `pid` is in its cgroup."""
+    return ForkMoved(pid=pid).model_dump_json().encode() + b"\t\n"
 
 
 def slot_line(slot: RunnerSlot) -> bytes:
