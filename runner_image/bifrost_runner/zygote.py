@@ -42,7 +42,6 @@ import traceback
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import NoReturn
 
 import uvloop
@@ -317,7 +316,7 @@ async def _serve_claim(claim_fd: int, setup: _Setup, confinement: Confinement | 
     claim, ready = await _read_claim(claim_fd)
     if setup.waiting_priority is not None:
         # The template restored it before handing the claim over; a thread started meanwhile is seen to here.
-        restore_priority(os.getpid(), priority)
+        restore_priority(0, priority)
     preconnected = await connecting if connecting else None
     if claim is None:  # the template went away (or retired this spare) before a claim came
         if preconnected is not None:
@@ -401,13 +400,12 @@ LOWEST_PRIORITY = 19
 """The nice value spares get ready at, where they can take the template's priority back."""
 
 
-def restore_priority(pid: int, priority: int) -> None:
-    """Give every thread of `pid` the nice value `priority`: a nice value is a thread's own, and a waiting
-    runner's threads (its rehearsal's worker thread, say) were started at the waiting priority."""
-    with contextlib.suppress(OSError):  # the process is gone
-        for thread_id in os.listdir(f"/proc/{pid}/task"):
-            with contextlib.suppress(OSError):  # the thread is gone
-                os.setpriority(os.PRIO_PROCESS, int(thread_id), priority)
+def restore_priority(process_group: int, priority: int) -> None:
+    """Give every thread of every process of `process_group` (0: this process's) the nice value `priority`: a nice
+    value is a thread's own, and a waiting runner's threads (its rehearsal's worker thread, say) were started at
+    the waiting priority. A fork is its runner's process group (confined, its keeper, the runner's parent, is)."""
+    with contextlib.suppress(OSError):  # gone, or not a process group yet: then none of it waits at low priority
+        os.setpriority(os.PRIO_PGRP, process_group, priority)
 
 
 def priority_is_restorable() -> bool:
@@ -671,8 +669,7 @@ class Template:
     def _hand_over(self, fork: _Fork, claim: memoryview | mmap.mmap) -> None:
         assert fork.claim_fd is not None
         if self._waiting_priority is not None:
-            for pid in self._waiting_processes(fork):
-                restore_priority(pid, self._priority)  # so that it wakes to its claim at once
+            restore_priority(fork.pid, self._priority)  # so that it wakes to its claim at once
         with contextlib.suppress(BrokenPipeError):  # the fork died before its claim: reaping reports its end
             _write_all(fork.claim_fd, claim)
         os.close(fork.claim_fd)
@@ -687,14 +684,6 @@ class Template:
             self._hand_over(fork, fork.held_claim)
             fork.held_claim.close()
             fork.held_claim = None
-
-    def _waiting_processes(self, fork: _Fork) -> list[int]:
-        """The process of `fork` that waits for the claim: the fork itself, or confined, its keeper's child."""
-        if self._folders is None:
-            return [fork.pid]
-        with contextlib.suppress(OSError):  # gone, or its runner not forked yet (then it waits at no priority)
-            return [int(child) for child in Path(f"/proc/{fork.pid}/task/{fork.pid}/children").read_text().split()]
-        return []
 
     def _reap(self, fork: _Fork) -> None:
         _, status = os.waitpid(fork.pid, 0)
