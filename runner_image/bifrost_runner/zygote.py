@@ -2,9 +2,9 @@
 
 It imports everything a runner needs once (never any workspace code), then forks one single-use runner per claim. A
 few forks wait ready ("spares"), so starting a run costs a pipe write, not an interpreter start. A spare waits with
-its client for the control plane's API at the URL of the last claim; a claim sent elsewhere makes a client anew. A
-spare given a slot (see `RunnerSlot`) connects to NATS under its identity while it waits, rehearses an execution
-once (see `bifrost_runner.run.rehearse`), and serves that slot's execution alone; it is ended unclaimed
+its client for the control plane's API at the URL of the last claim, having rehearsed an execution once (see
+`bifrost_runner.run.rehearse`); a claim sent elsewhere makes a client anew. A spare given a slot (see `RunnerSlot`)
+connects to NATS under its identity while it waits, and serves that slot's execution alone; it is ended unclaimed
 before the identity expires (`SlotDropped`). Spares holding no slot serve the other executions and connect to NATS
 once their claim came: the claim brings the execution's own NATS identity. A used spare is replaced once its runner
 ends, or shortly after, so that a new fork does not compete with the run for a core; where the runner can take its
@@ -258,11 +258,8 @@ class Expected:
         return Expected(claim.api_url or self.api_url, claim.log_folder or self.log_folder)
 
 
-async def _read_claim(
-    claim_fd: int, on_slot: Callable[[], None]
-) -> tuple[RunnerClaim | None, ReadyConnection | None]:
-    """The claim, None when the pipe closes first; and the connection made under the slot given meanwhile, each
-    slot told to `on_slot` too."""
+async def _read_claim(claim_fd: int) -> tuple[RunnerClaim | None, ReadyConnection | None]:
+    """The claim, None when the pipe closes first; and the connection made under the slot given meanwhile."""
     reader = asyncio.StreamReader(limit=MAX_CLAIM_LINE_BYTES)
     transport, _ = await asyncio.get_running_loop().connect_read_pipe(
         lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(claim_fd, "rb", buffering=0)
@@ -276,16 +273,18 @@ async def _read_claim(
             if ready is not None:
                 await ready.close()
             ready = ReadyConnection(message)
-            on_slot()
         return None, ready
     finally:
         transport.close()
 
 
-async def _rehearse(preconnected: Preconnected) -> None:
-    # A failed rehearsal costs the execution only its head start; the runner must serve its claim regardless.
-    with contextlib.suppress(Exception):
-        await rehearse(preconnected)
+async def _get_ready(api_url: str, rehearsing: bool) -> Preconnected:
+    preconnected = preconnect(api_url)
+    if rehearsing:
+        # A failed rehearsal costs the execution only its head start; the runner must serve its claim regardless.
+        with contextlib.suppress(Exception):
+            await rehearse(preconnected)
+    return preconnected
 
 
 @dataclass(frozen=True)
@@ -300,35 +299,25 @@ class _Setup:
     probe: bool = False
     """Only get ready and take the workflow's user, then end (see `Template.probe`)."""
     rehearsing: bool = True
-    """Rehearse while waiting for the claim, once given a slot: its execution is a sync one, whose caller waits for
-    the result (a spare holding none mostly serves queued executions, whose throughput the rehearsal's CPU time
-    would only lower). Not for a fork made for a claim that is already waiting: it would rehearse before its
-    execution instead of while it waits, a delay its execution's own page copies do not need."""
+    """Rehearse while waiting for the claim. Not for a fork made for a claim that is already waiting: it would
+    rehearse before its execution instead of while it waits, a delay its execution's own page copies do not need."""
 
 
 async def _serve_claim(claim_fd: int, setup: _Setup, confinement: Confinement | None) -> int:
-    """Make the API client and the log file where the execution is expected to use them, and rehearse once given
-    a slot, while waiting for the claim; then run it."""
+    """Make the API client and the log file where the execution is expected to use them and rehearse while
+    waiting for the claim, then run it."""
     priority = os.getpriority(os.PRIO_PROCESS, 0)
     if setup.waiting_priority is not None:
         os.setpriority(os.PRIO_PROCESS, 0, setup.waiting_priority)
     log_folder = confinement.log_folder if confinement is not None else setup.expected.log_folder
     prepared_log = PreparedFile.make(log_folder, os.O_WRONLY | os.O_APPEND) if log_folder else None
     api_url = setup.expected.api_url
-    preconnected = preconnect(api_url) if api_url else None
-    rehearsal: asyncio.Future[None] | None = None
-
-    def slot_given() -> None:
-        nonlocal rehearsal
-        if preconnected is not None and setup.rehearsing and rehearsal is None:
-            rehearsal = asyncio.ensure_future(_rehearse(preconnected))
-
-    claim, ready = await _read_claim(claim_fd, slot_given)
+    connecting = asyncio.ensure_future(_get_ready(api_url, setup.rehearsing)) if api_url else None
+    claim, ready = await _read_claim(claim_fd)
     if setup.waiting_priority is not None:
         # The template restored it before handing the claim over; a thread started meanwhile is seen to here.
         restore_priority(0, priority)
-    if rehearsal is not None:
-        await rehearsal
+    preconnected = await connecting if connecting else None
     if claim is None:  # the template went away (or retired this spare) before a claim came
         if preconnected is not None:
             await preconnected.close()

@@ -191,7 +191,7 @@ async def test_spares_wait_at_low_priority_and_runs_get_the_template_priority_ba
     assert template_pid is not None
     template_priority = os.getpriority(os.PRIO_PROCESS, template_pid)
 
-    # The first runner was forked before any claim; the later ones got ready while waiting.
+    # The first runner was forked before any claim; the later ones got ready (and rehearsed) while waiting.
     for _ in range(3):
         payload = await local.launch("priority")
         assert (await local.next_exit()).exit_code == 0
