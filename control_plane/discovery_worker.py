@@ -19,6 +19,8 @@ import subprocess
 import sys
 from typing import Any
 
+from pydantic_core import to_json
+
 from bifrost._internal.discovery import DiscoveryError, FileDiscovery, discover_source
 from bifrost.forms import form_field_values
 from bifrost.metadata import DataProviderInfo, WorkflowInfo
@@ -87,8 +89,8 @@ def workflow_row(info: WorkflowInfo) -> Row:
         info.endpoint_enabled,
         info.schedule,
         info.timeout_seconds,
-        json.dumps(meta),
-        json.dumps(info.parameters_schema),
+        _json(meta),
+        _json(info.parameters_schema),
     )
 
 
@@ -105,9 +107,13 @@ def data_provider_row(info: DataProviderInfo) -> Row:
         False,
         None,
         info.timeout_seconds,
-        json.dumps(meta),
-        json.dumps(info.parameters_schema),
+        _json(meta),
+        _json(info.parameters_schema),
     )
+
+
+def _json(value: Any) -> str:
+    return to_json(value).decode()  # pydantic-core's encoder: half the time of `json.dumps`
 
 
 class WorkerError(RuntimeError):
