@@ -26,6 +26,8 @@ from typing import Any
 
 from sqlalchemy import Dialect, Engine, bindparam, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
+from sqlalchemy.engine import Compiled
 from sqlmodel import Session, SQLModel, col
 
 import bifrost
@@ -355,20 +357,20 @@ def _upsert_statement(dialect_name: str, table_name: str, columns: tuple[str, ..
     table = SQLModel.metadata.tables[table_name]
     key, *updated = columns
     values = {name: bindparam(name, type_=table.c[name].type) for name in columns}
-    dialect: Dialect
+    compiled: Compiled
     if dialect_name == "postgresql":
         pg_insert = postgresql.insert(table).values(values)
-        statement = pg_insert.on_conflict_do_update(
+        pg_statement = pg_insert.on_conflict_do_update(
             index_elements=[key], set_={name: pg_insert.excluded[name] for name in updated}
         )
-        dialect = postgresql.psycopg.dialect(paramstyle="format")
+        # positional parameters (the engine's psycopg dialect names them), each cast to its column's type
+        compiled = pg_statement.compile(dialect=PGDialect_psycopg(paramstyle="format"))  # type: ignore[no-untyped-call]
     else:
         lite_insert = sqlite.insert(table).values(values)
-        statement = lite_insert.on_conflict_do_update(
+        lite_statement = lite_insert.on_conflict_do_update(
             index_elements=[key], set_={name: lite_insert.excluded[name] for name in updated}
         )
-        dialect = sqlite.dialect()
-    compiled = statement.compile(dialect=dialect)
+        compiled = lite_statement.compile(dialect=sqlite.dialect())
     if compiled.positiontup != list(columns):
         raise RuntimeError(f"the upsert into {table_name} takes its parameters in another order")
     return compiled.string
