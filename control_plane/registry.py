@@ -253,7 +253,7 @@ class Registry:
         registered = [*snapshot.workflows, *snapshot.data_providers]
         with Session(self._db_engine) as session:
             if dirty is None:
-                session.execute(delete(Workflow).where(col(Workflow.name).not_in(registered)))
+                session.execute(delete(Workflow))  # every registered row is written again below
                 session.execute(delete(DiscoveredFile).where(col(DiscoveredFile.parser) != parser_version()))
                 written: Iterable[str] = registered
             else:
@@ -331,7 +331,8 @@ def _infos(file: FileDiscovery) -> list[WorkflowInfo | DataProviderInfo]:
 
 def _stored_now(dialect: Dialect) -> Any:
     """The time now, as the driver takes it for a `workflows.updated_at` value (SQLite: as SQLAlchemy writes it)."""
-    process = Workflow.__table__.c.updated_at.type.bind_processor(dialect)  # type: ignore[attr-defined]
+    column_type = Workflow.__table__.c.updated_at.type  # type: ignore[attr-defined]
+    process = column_type.dialect_impl(dialect).bind_processor(dialect)
     now = utcnow()
     return process(now) if process else now
 

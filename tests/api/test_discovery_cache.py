@@ -284,3 +284,6 @@ def test_the_workflows_table_holds_each_function_as_the_registry_describes_it(
         "parameters_schema": moods.parameters_schema,
     }
     assert before <= as_utc(rows["greet"].updated_at) <= after
+    with Session(db) as session:  # stored as every other timestamp is, so that queries compare them
+        found = session.exec(select(Workflow.name).where(Workflow.updated_at == rows["greet"].updated_at)).all()
+    assert set(found) == {"greet", "moods"}
