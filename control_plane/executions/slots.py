@@ -12,7 +12,7 @@ order they were created: the oldest whose limits allow it goes first.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -55,6 +55,28 @@ class _Waiting:
     workflow_name: str
     is_subworkflow: bool
     serial_key: str | None
+
+
+@dataclass
+class _Held:
+    """The slots held: in all, per workflow and per schedule's queue (serial key)."""
+
+    total: int = 0
+    per_workflow: dict[str, int] = field(default_factory=dict)
+    per_key: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def now(cls, conn: Connection, parameters: dict[str, Any]) -> _Held:
+        held = cls()
+        for workflow_name, serial_key, count in conn.execute(_HOLDING, parameters):
+            held.add(workflow_name, serial_key, count)
+        return held
+
+    def add(self, workflow_name: str, serial_key: str | None, count: int) -> None:
+        self.total += count
+        self.per_workflow[workflow_name] = self.per_workflow.get(workflow_name, 0) + count
+        if serial_key is not None:
+            self.per_key[serial_key] = self.per_key.get(serial_key, 0) + count
 
 
 class Slots:
@@ -113,15 +135,14 @@ class Slots:
                 return f"its retry's backoff, until {as_utc(row.start_after):%Y-%m-%d %H:%M:%S} UTC"
             if row.parent_execution_id is not None:
                 return "its turn: a sub-workflow is launched as soon as a dispatcher takes it"
-            holding = list(conn.execute(_HOLDING, parameters))
+            held = _Held.now(conn, parameters)
             workflow_limit = _workflow_limits(conn, {row.workflow_name}, limits.per_workflow)[row.workflow_name]
-        running = sum(count for _, _, count in holding)
-        if running >= limits.total:
+        if held.total >= limits.total:
             return (
-                f"the limit of {limits.total} executions running at once (BIFROST_MAX_CONCURRENCY): {running} run "
-                "now"
+                f"the limit of {limits.total} executions running at once (BIFROST_MAX_CONCURRENCY): {held.total} "
+                "run now"
             )
-        of_workflow = sum(count for name, _, count in holding if name == row.workflow_name)
+        of_workflow = held.per_workflow.get(row.workflow_name, 0)
         if of_workflow >= workflow_limit:
             whose = (
                 f"workflow {row.workflow_name!r}'s max_concurrency of {workflow_limit}"
@@ -130,7 +151,7 @@ class Slots:
                 "(BIFROST_MAX_CONCURRENCY_PER_WORKFLOW)"
             )
             return f"{whose}: {of_workflow} run now"
-        if row.serial_key is not None and any(key == row.serial_key for _, key, _ in holding):
+        if row.serial_key is not None and held.per_key.get(row.serial_key, 0) >= 1:
             return "the run before it of the same schedule to end (the schedule queues overlapping runs)"
         return "its turn: older waiting executions go first"
 
@@ -169,14 +190,7 @@ def _waiting_parameters(now: datetime) -> dict[str, Any]:
 def _within_limits(
     conn: Connection, waiting: list[_Waiting], limits: Limits, parameters: dict[str, Any], most: int
 ) -> Claim:
-    total = 0
-    per_workflow: dict[str, int] = {}
-    per_key: dict[str, int] = {}
-    for workflow_name, serial_key, count in conn.execute(_HOLDING, parameters):
-        total += count
-        per_workflow[workflow_name] = per_workflow.get(workflow_name, 0) + count
-        if serial_key is not None:
-            per_key[serial_key] = per_key.get(serial_key, 0) + count
+    held = _Held.now(conn, parameters)
     workflow_limits = _workflow_limits(conn, {row.workflow_name for row in waiting}, limits.per_workflow)
     claimed: list[str] = []
     total_reached = False
@@ -186,18 +200,15 @@ def _within_limits(
         if row.is_subworkflow:
             claimed.append(row.execution_id)
             continue
-        if total >= limits.total:
+        if held.total >= limits.total:
             total_reached = True
             continue
-        if per_workflow.get(row.workflow_name, 0) >= workflow_limits[row.workflow_name]:
+        if held.per_workflow.get(row.workflow_name, 0) >= workflow_limits[row.workflow_name]:
             continue
-        if row.serial_key is not None and per_key.get(row.serial_key, 0) >= 1:
+        if row.serial_key is not None and held.per_key.get(row.serial_key, 0) >= 1:
             continue
         claimed.append(row.execution_id)
-        total += 1
-        per_workflow[row.workflow_name] = per_workflow.get(row.workflow_name, 0) + 1
-        if row.serial_key is not None:
-            per_key[row.serial_key] = 1
+        held.add(row.workflow_name, row.serial_key, 1)
     return Claim(claimed, total_reached)
 
 
