@@ -125,7 +125,7 @@ def postgres_cpu_seconds(postmaster: int) -> float:
             fields = stat.read_text().rpartition(")")[2].split()
             if int(fields[1]) == postmaster:
                 live += cpu_seconds(int(stat.parent.name))
-        except FileNotFoundError:
+        except (FileNotFoundError, ProcessLookupError):
             continue  # ended meanwhile, and counted in the postmaster's children's time once it waits for it
     return cpu_seconds(postmaster, children=True) + live
 
