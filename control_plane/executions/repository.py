@@ -440,8 +440,8 @@ def _log_json_query(dialect: str, *, through: bool) -> Select[str]:
     lines = selected.subquery("log_line")
     line_json: ColumnElement[Any]
     if dialect == "postgresql":
-        # A row of named columns as its JSON object: a third less of the database's time than json_build_object,
-        # which looks up the type of each of its arguments again for every line
+        # A row of named columns as its JSON object: a fifth less of the database's time than json_build_object of
+        # the same values
         line_json = func.row_to_json(lines.table_valued())
     else:
         line_json = func.json_object(*(part for column in lines.c for part in (column.name, column)))
