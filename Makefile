@@ -71,11 +71,11 @@ images: install container-deps ui
 
 # How many pytest processes share out the test files (pytest-xdist), a file to one process so that the services a
 # module starts once serve all its tests: 0 runs them all in this one; `make test TEST_WORKERS=auto` starts one per
-# core.
+# core. The 25 slowest tests are listed at the end, to show where the suite's time goes.
 TEST_WORKERS ?= 0
 
 test: install system-deps lint ui ui-test images
-	$(BIN)/python -m pytest --numprocesses=$(TEST_WORKERS) --dist=loadfile
+	$(BIN)/python -m pytest --numprocesses=$(TEST_WORKERS) --dist=loadfile --durations=25
 
 lint: install
 	$(BIN)/ruff check .

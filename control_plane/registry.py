@@ -24,16 +24,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, Table, delete, select
+from sqlalchemy import Dialect, Engine, bindparam, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
+from sqlalchemy.engine import Compiled
 from sqlmodel import Session, SQLModel, col
 
 import bifrost
 from bifrost._internal.discovery import FileDiscovery, combine
-from bifrost._internal.workspace import WorkspaceFileNotFoundError, WorkspaceStoreError
+from bifrost._internal.workspace import Manifest, WorkspaceFileNotFoundError, WorkspaceStoreError
 from bifrost.metadata import DataProviderInfo, WorkflowInfo
 from control_plane.db.models import DiscoveredFile, Workflow, utcnow
-from control_plane.discovery_worker import Rows, Worker, data_provider_row, discover_stored, workflow_row
+from control_plane.discovery_worker import (
+    WORKFLOW_COLUMNS,
+    Row,
+    Rows,
+    Worker,
+    data_provider_row,
+    discover_stored,
+    workflow_row,
+)
 from control_plane.workspace_store import WorkspaceStore
 
 logger = logging.getLogger(__name__)
@@ -41,6 +51,7 @@ logger = logging.getLogger(__name__)
 PARALLEL_FROM_FILES = 200
 """A scan with at least this many files to parse spreads them over one worker process per core."""
 _READERS = 8  # reads overlap: a store in S3 answers each read in a round trip
+_READS_PER_TASK = 64  # a task per file would cost the thread pool more than a folder's read
 _SQL_BATCH = 500
 
 
@@ -126,7 +137,7 @@ class Registry:
         wanted = {path: etag for path, etag in manifest.files.items() if path.endswith(".py")}
         changed = [path for path, etag in wanted.items() if self._etags.get(path) != etag]
         removed = [path for path in self._etags if path not in wanted]
-        parsed = self._discover_all(changed)
+        parsed, recorded = self._discover_and_record(changed, manifest)
         files, etags = dict(self._files), dict(self._etags)
         touched = [files[path] for path in (*changed, *removed) if path in files]
         for path in removed:
@@ -135,12 +146,9 @@ class Registry:
         for path, (found, _, file_rows) in parsed.items():
             files[path], etags[path] = found, wanted[path]
             rows.update(file_rows)
-        snapshot = self._build_snapshot(files, self._store.record_revision(manifest))
+        snapshot = self._build_snapshot(files, recorded)
         dirty = {info.name for file in (*touched, *(found for found, _, _ in parsed.values())) for info in _infos(file)}
-        cached = [
-            {"path": path, "etag": wanted[path], "parser": parser_version(), "result": encoded}
-            for path, (_, encoded, _) in parsed.items()
-        ]
+        cached = [(path, wanted[path], parser_version(), encoded) for path, (_, encoded, _) in parsed.items()]
         self._persist(snapshot, rows, cached, removed, dirty if complete else None)
         self._files, self._etags, self._snapshot, self._cache_loaded = files, etags, snapshot, True
         logger.info(
@@ -171,36 +179,51 @@ class Registry:
         self._etags = {row.path: row.etag for row in current}
         return bool(rows) and len(current) == len(rows)
 
-    def _discover_all(self, paths: list[str]) -> dict[str, tuple[FileDiscovery, str, Rows]]:
-        """What each of `paths` holds, with its cache entry (JSON) and the `workflows` rows of its functions."""
-        if not paths:
-            return {}
+    def _discover_and_record(
+        self, paths: list[str], manifest: Manifest
+    ) -> tuple[dict[str, tuple[FileDiscovery, str, Rows]], str]:
+        """What each of `paths` holds, with its cache entry (JSON) and the `workflows` rows of its functions; and
+        the revision of `manifest`, recorded in the store."""
         cores = _cores()
         if len(paths) < PARALLEL_FROM_FILES or cores < 2:
-            with ThreadPoolExecutor(_READERS, thread_name_prefix="bifrost-discovery-read") as readers:
-                sources = readers.map(self._read, paths)
-                return {path: discover_stored(path, source) for path, source in zip(paths, sources, strict=True)}
+            sources = self._read_all(paths)
+            parsed = {path: discover_stored(path, source) for path, source in zip(paths, sources, strict=True)}
+            return parsed, self._store.record_revision(manifest)
         workers: list[Worker] = []
         try:
             workers.extend(Worker() for _ in range(cores))
-            with ThreadPoolExecutor(_READERS, thread_name_prefix="bifrost-discovery-read") as readers:
-                items = list(zip(paths, readers.map(self._read, paths), strict=True))
+            items = list(zip(paths, self._read_all(paths), strict=True))
             shares = [items[index * len(items) // cores : (index + 1) * len(items) // cores] for index in range(cores)]
             with ThreadPoolExecutor(cores, thread_name_prefix="bifrost-discovery-worker") as talkers:
-                stored = [entry for answer in talkers.map(Worker.discover, workers, shares) for entry in answer]
+                answers = talkers.map(Worker.discover, workers, shares)
+                # Recording (a folder keeps a copy of every new file) overlaps the parsing. It starts after the
+                # last read: a store may reuse what it read for discovery (S3 archives it).
+                recorded = self._store.record_revision(manifest)
+                stored = [entry for answer in answers for entry in answer]
         finally:
             for worker in workers:
                 worker.stop()
         decoded = _decode([encoded for encoded, _ in stored])
-        return {
+        parsed = {
             path: (found, encoded, rows) for path, found, (encoded, rows) in zip(paths, decoded, stored, strict=True)
         }
+        return parsed, recorded
 
-    def _read(self, path: str) -> str | None:
-        try:
-            return self._store.read(path).decode("utf-8", errors="replace")
-        except WorkspaceFileNotFoundError:
-            return None  # removed since the listing; the next poll drops it
+    def _read_all(self, paths: list[str]) -> list[str | None]:
+        """The text of each of `paths` (None: removed since the listing; the next poll drops it)."""
+        size = max(1, min(_READS_PER_TASK, len(paths) // _READERS))
+        tasks = [paths[start : start + size] for start in range(0, len(paths), size)]
+        with ThreadPoolExecutor(_READERS, thread_name_prefix="bifrost-discovery-read") as readers:
+            return [source for sources in readers.map(self._read, tasks) for source in sources]
+
+    def _read(self, paths: list[str]) -> list[str | None]:
+        sources: list[str | None] = []
+        for path in paths:
+            try:
+                sources.append(self._store.read(path).decode("utf-8", errors="replace"))
+            except WorkspaceFileNotFoundError:
+                sources.append(None)
+        return sources
 
     def _build_snapshot(self, files: dict[str, FileDiscovery], revision: str) -> RegistrySnapshot:
         discovery = combine(files[path] for path in sorted(files))
@@ -220,18 +243,17 @@ class Registry:
         self,
         snapshot: RegistrySnapshot,
         parsed_rows: Rows,
-        cached: list[dict[str, Any]],
+        cached: list[tuple[str, str, str, str]],
         removed: list[str],
         dirty: set[str] | None,
     ) -> None:
         """Mirror the registry into the `workflows` table, for what reads it from the database, and keep the new
         cache entries, in one transaction. `dirty`: the names whose files changed (only they are written); None
         rewrites every row. `parsed_rows`: rows already built for the files parsed by this scan."""
-        now = utcnow()
         registered = [*snapshot.workflows, *snapshot.data_providers]
         with Session(self._db_engine) as session:
             if dirty is None:
-                session.execute(delete(Workflow).where(col(Workflow.name).not_in(registered)))
+                session.execute(delete(Workflow))  # every registered row is written again below
                 session.execute(delete(DiscoveredFile).where(col(DiscoveredFile.parser) != parser_version()))
                 written: Iterable[str] = registered
             else:
@@ -241,15 +263,16 @@ class Registry:
                 for batch in _batches(gone):
                     session.execute(delete(Workflow).where(col(Workflow.name).in_(batch)))
                 written = sorted(dirty.difference(gone))
-            rows = [{**(parsed_rows.get(name) or self._row(snapshot, name)), "updated_at": now} for name in written]
-            _upsert(session, "workflows", "name", rows)
+            now = _stored_now(session.get_bind().dialect)
+            rows = [(*(parsed_rows.get(name) or self._row(snapshot, name)), now) for name in written]
+            _upsert(session, "workflows", (*WORKFLOW_COLUMNS, "updated_at"), rows)
             for batch in _batches(removed):
                 session.execute(delete(DiscoveredFile).where(col(DiscoveredFile.path).in_(batch)))
-            _upsert(session, "discovery_cache", "path", cached)
+            _upsert(session, "discovery_cache", ("path", "etag", "parser", "result"), cached)
             session.commit()
 
     @staticmethod
-    def _row(snapshot: RegistrySnapshot, name: str) -> dict[str, Any]:
+    def _row(snapshot: RegistrySnapshot, name: str) -> Row:
         if name in snapshot.workflows:
             return workflow_row(snapshot.workflows[name])
         return data_provider_row(snapshot.data_providers[name])
@@ -306,21 +329,49 @@ def _infos(file: FileDiscovery) -> list[WorkflowInfo | DataProviderInfo]:
     return [*file.workflows, *file.data_providers]
 
 
-def _upsert(session: Session, table_name: str, key: str, rows: list[dict[str, Any]]) -> None:
-    """Insert `rows`, replacing the rows of the same `key`, in one executemany."""
+def _stored_now(dialect: Dialect) -> Any:
+    """The time now, as the driver takes it for a `workflows.updated_at` value (SQLite: as SQLAlchemy writes it)."""
+    column_type = Workflow.__table__.c.updated_at.type  # type: ignore[attr-defined]
+    process = column_type.dialect_impl(dialect).bind_processor(dialect)
+    now = utcnow()
+    return process(now) if process else now
+
+
+def _upsert(session: Session, table_name: str, columns: tuple[str, ...], rows: Sequence[tuple[Any, ...]]) -> None:
+    """Insert `rows` (values of `columns`, as the driver takes them), replacing the rows of the same first column,
+    in one executemany on the driver's cursor: SQLAlchemy's processing of each value took longer than the
+    database's work."""
     if not rows:
         return
-    table: Table = SQLModel.metadata.tables[table_name]
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        pg_insert = postgresql.insert(table)
+    connection = session.connection()
+    statement = _upsert_statement(connection.dialect.name, table_name, columns)
+    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.executemany(statement, rows)
+    finally:
+        cursor.close()
+
+
+@functools.cache
+def _upsert_statement(dialect_name: str, table_name: str, columns: tuple[str, ...]) -> str:
+    """The SQL of `_upsert`, with positional parameters in the order of `columns`."""
+    table = SQLModel.metadata.tables[table_name]
+    key, *updated = columns
+    values = {name: bindparam(name, type_=table.c[name].type) for name in columns}
+    compiled: Compiled
+    if dialect_name == "postgresql":
+        pg_insert = postgresql.insert(table).values(values)
         pg_statement = pg_insert.on_conflict_do_update(
-            index_elements=[key], set_={name: pg_insert.excluded[name] for name in rows[0] if name != key}
+            index_elements=[key], set_={name: pg_insert.excluded[name] for name in updated}
         )
-        session.execute(pg_statement, rows)
+        # positional parameters (the engine's psycopg dialect names them), each cast to its column's type
+        compiled = pg_statement.compile(dialect=PGDialect_psycopg(paramstyle="format"))  # type: ignore[no-untyped-call]
     else:
-        lite_insert = sqlite.insert(table)
+        lite_insert = sqlite.insert(table).values(values)
         lite_statement = lite_insert.on_conflict_do_update(
-            index_elements=[key], set_={name: lite_insert.excluded[name] for name in rows[0] if name != key}
+            index_elements=[key], set_={name: lite_insert.excluded[name] for name in updated}
         )
-        session.execute(lite_statement, rows)
+        compiled = lite_statement.compile(dialect=sqlite.dialect())
+    if compiled.positiontup != list(columns):
+        raise RuntimeError(f"the upsert into {table_name} takes its parameters in another order")
+    return compiled.string

@@ -195,7 +195,8 @@ class ExecutionLog(SQLModel, table=True):
         default=None,
         sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
     )
-    execution_id: str = Field(foreign_key="executions.id", index=True)
+    # No index of its own: the unique constraint's index on (execution_id, line) serves every read by execution
+    execution_id: str = Field(foreign_key="executions.id")
     line: int = Field(description="Position of the record within its execution, from 1.")
     ts: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     level: str

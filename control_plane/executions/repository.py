@@ -53,9 +53,8 @@ class ExecutionFilters:
 
 class ExecutionRepository:
     def __init__(self, db: Engine) -> None:
-        log_query = _log_json_query(db.dialect.name)
-        self._log_query = _compiled(db, log_query)
-        self._log_page_query = _compiled(db, log_query.where(EXECUTION_LOGS.c.line <= bindparam("through")))
+        self._log_query = _compiled(db, _log_json_query(db.dialect.name, through=False))
+        self._log_page_query = _compiled(db, _log_json_query(db.dialect.name, through=True))
         self._db = db
 
     # Reads of single values, for the engine and the runner routes.
@@ -418,39 +417,35 @@ _LOG_LINES_QUERY = (
 )
 
 
-def _log_json_query(dialect: str) -> Select[str]:
-    """Log lines after `after` (no `after + 1` that could overflow the column), each as its `LogLine` in JSON,
-    written by the database: reading a long log back as Python values to encode them again took most of its time,
-    and a row object per line made for long garbage collections."""
+def _log_json_query(dialect: str, *, through: bool) -> Select[str]:
+    """Log lines after `after` (no `after + 1` that could overflow the column), with `through` up to line `through`
+    only, each as its `LogLine` in JSON, written by the database: reading a long log back as Python values to encode
+    them again took most of its time, and a row object per line made for long garbage collections."""
     iso: ColumnElement[str]
     if dialect == "postgresql":
         iso = func.to_char(func.timezone("UTC", EXECUTION_LOGS.c.ts), 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"', type_=Text)
-        build = func.json_build_object
     else:  # SQLite holds what Bifrost wrote in UTC as `YYYY-MM-DD HH:MM:SS.ffffff`
         iso = func.replace(type_coerce(EXECUTION_LOGS.c.ts, Text), " ", "T", type_=Text).concat("Z")
-        build = func.json_object
     # As pydantic writes a timestamp: without a fraction of a second when it has none
     iso = func.replace(iso, ".000000Z", "Z", type_=Text)
-    line_json = build(
-        "line",
+    selected = select(
         EXECUTION_LOGS.c.line,
-        "ts",
-        iso,
-        "level",
+        iso.label("ts"),
         EXECUTION_LOGS.c.level,
-        "logger",
         EXECUTION_LOGS.c.logger,
-        "message",
         EXECUTION_LOGS.c.message,
-    )
-    return (
-        select(cast(line_json, Text))
-        .where(
-            EXECUTION_LOGS.c.execution_id == bindparam("execution_id"),
-            EXECUTION_LOGS.c.line > bindparam("after"),
-        )
-        .order_by(EXECUTION_LOGS.c.line)
-    )
+    ).where(EXECUTION_LOGS.c.execution_id == bindparam("execution_id"), EXECUTION_LOGS.c.line > bindparam("after"))
+    if through:
+        selected = selected.where(EXECUTION_LOGS.c.line <= bindparam("through"))
+    lines = selected.subquery("log_line")
+    line_json: ColumnElement[Any]
+    if dialect == "postgresql":
+        # A row of named columns as its JSON object: a fifth less of the database's time than json_build_object of
+        # the same values
+        line_json = func.row_to_json(lines.table_valued())
+    else:
+        line_json = func.json_object(*(part for column in lines.c for part in (column.name, column)))
+    return select(cast(line_json, Text)).order_by(lines.c.line)
 
 
 def _compiled(db: Engine, query: Select[Any]) -> SQLCompiler:

@@ -136,7 +136,8 @@ class LocalFolderStore:
                 (self.root / KEPT_FILES_DIR).mkdir(parents=True, exist_ok=True)
                 already_kept = self._kept_etags()
                 for path, etag in manifest.files.items():
-                    self._keep(path, etag, already_kept)
+                    if etag not in already_kept:
+                        self._keep(path, etag, already_kept)
                 if target.exists():
                     os.utime(target)  # recorded again: it counts as recent for pruning
                 else:
@@ -158,11 +159,9 @@ class LocalFolderStore:
         return confined_path(self.root, normalize_workspace_path(path))
 
     def _keep(self, path: str, etag: str, already_kept: set[str]) -> None:
-        if etag in already_kept:
-            return
         # A listed path is read as it is, without resolving it: a symlink swapped in since the listing can only
         # bring content whose hash is the listed ETag, which the listing read inside the folder.
-        source = os.path.join(self.root, path) if _PLAIN_PATH.fullmatch(path) else None
+        source = f"{self.root}/{path}" if _PLAIN_PATH.fullmatch(path) else None
         try:
             if source is None:
                 source = str(self._file(path))
@@ -174,9 +173,8 @@ class LocalFolderStore:
         if content_etag(data) != etag:
             logger.warning("%r changed before its revision was recorded; runs of it cannot sync it", path)
             return
-        kept_files = os.path.join(self.root, KEPT_FILES_DIR)
-        kept = os.path.join(kept_files, etag)
-        temporary = os.path.join(kept_files, f".{etag}.{os.getpid()}.{threading.get_ident()}.partial")
+        kept = f"{self.root}/{KEPT_FILES_DIR}/{etag}"
+        temporary = f"{self.root}/{KEPT_FILES_DIR}/.{etag}.{os.getpid()}.{threading.get_ident()}.partial"
         try:
             with open(temporary, "wb") as file:
                 file.write(data)

@@ -16,7 +16,7 @@ from bifrost._internal.discovery import FileDiscovery
 from control_plane import discovery_worker
 from control_plane import registry as registry_module
 from control_plane.db.migrate import upgrade_database
-from control_plane.db.models import DiscoveredFile, Workflow
+from control_plane.db.models import DiscoveredFile, Workflow, as_utc, utcnow
 from control_plane.db.session import make_engine
 from control_plane.registry import Registry
 from control_plane.workspace_store import LocalFolderStore
@@ -223,3 +223,67 @@ def test_files_parsed_by_worker_processes_give_what_one_process_gives(
     assert parallel.snapshot.problems == serial.snapshot.problems
     assert [problem.file for problem in parallel.snapshot.problems] == ["broken.py"]
     assert stored(db) == {f"flow_{index}": 60 + index for index in range(6)}
+
+
+@pytest.mark.parametrize("workers", [False, True], ids=["one process", "worker processes"])
+def test_the_workflows_table_holds_each_function_as_the_registry_describes_it(
+    db: Engine, workspace: Path, monkeypatch: pytest.MonkeyPatch, workers: bool
+) -> None:
+    (workspace / "greet.py").write_text(
+        "from bifrost import data_provider, workflow\n\n"
+        '@workflow(tags=["hello"], endpoint_enabled=True, schedule="0 9 * * 1", retries={"count": 2})\n'
+        'def greet(who: str, when: date | None = None, mood: Literal["glad", "calm"] = "calm"):\n'
+        '    """Say hello."""\n\n'
+        "@data_provider(cache_ttl_seconds=60)\n"
+        "async def moods(context):\n"
+        '    return [{"label": "Glad", "value": "glad"}]\n'
+        "\n\nfrom datetime import date\nfrom typing import Literal\n"
+    )
+    if workers:
+        monkeypatch.setattr(registry_module, "PARALLEL_FROM_FILES", 1)
+    before = utcnow()
+    registry = restarted(workspace, db)
+    after = utcnow()
+
+    with Session(db) as session:
+        rows = {row.name: row for row in session.exec(select(Workflow)).all()}
+    greet, moods = registry.snapshot.workflows["greet"], registry.snapshot.data_providers["moods"]
+    assert rows["greet"].model_dump(exclude={"updated_at"}) == {
+        "name": "greet",
+        "kind": "workflow",
+        "description": "Say hello.",
+        "category": None,
+        "file": "greet.py",
+        "function_name": "greet",
+        "execution_mode": "sync",
+        "endpoint_enabled": True,
+        "schedule": "0 9 * * 1",
+        "timeout_seconds": greet.timeout_seconds,
+        "meta": {
+            **greet.model_dump(
+                mode="json", include={"tags", "retries", "max_concurrency", "resources", "line", "is_async", "warnings"}
+            ),
+            "form_fields": [field.model_dump(mode="json") for field in greet.form_fields],
+        },
+        "parameters_schema": greet.parameters_schema,
+    }
+    assert rows["greet"].meta["retries"]["count"] == 2
+    assert [field["type"] for field in rows["greet"].meta["form_fields"]] == ["text", "date", "select"]
+    assert rows["moods"].model_dump(exclude={"updated_at"}) == {
+        "name": "moods",
+        "kind": "data_provider",
+        "description": None,
+        "category": None,
+        "file": "greet.py",
+        "function_name": "moods",
+        "execution_mode": "sync",
+        "endpoint_enabled": False,
+        "schedule": None,
+        "timeout_seconds": moods.timeout_seconds,
+        "meta": {"cache_ttl_seconds": 60, "line": 7, "is_async": True, "warnings": []},
+        "parameters_schema": moods.parameters_schema,
+    }
+    assert before <= as_utc(rows["greet"].updated_at) <= after
+    with Session(db) as session:  # stored as every other timestamp is, so that queries compare them
+        found = session.exec(select(Workflow.name).where(Workflow.updated_at == rows["greet"].updated_at)).all()
+    assert set(found) == {"greet", "moods"}

