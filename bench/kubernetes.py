@@ -70,6 +70,7 @@ def _serve_apiserver(port: int, with_kubelet: bool = False) -> None:
                 await stopping.wait()
             finally:
                 await kubelet.stop()  # its pods are processes of this one
+                server.end_watches()  # else the server's shutdown waits for each open watch's timeout
 
     asyncio.run(serve())
 

@@ -63,6 +63,8 @@ def launch_spec(timeout_seconds: int = 60, **fields: Any) -> LaunchSpec:
 async def apiserver() -> AsyncIterator[ApiServer]:
     async with ApiServer() as server, kmock.Server(server):
         yield server
+        # The server's shutdown waits for every request it serves: an open watch would hold it for its timeout.
+        server.end_watches()
 
 
 async def install_crd(apiserver: ApiServer) -> dict[str, Any]:
