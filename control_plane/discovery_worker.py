@@ -53,9 +53,7 @@ _BOOTSTRAP = (
 )
 
 
-def discover(path: str, source: str | None) -> FileDiscovery:
-    if source is None:
-        return FileDiscovery(file=path)
+def discover(path: str, source: str) -> FileDiscovery:
     try:
         return discover_source(path, source)
     except Exception as exc:  # one file that trips discovery must not hide the rest of the workspace
@@ -65,7 +63,7 @@ def discover(path: str, source: str | None) -> FileDiscovery:
         )
 
 
-def discover_stored(path: str, source: str | None) -> tuple[FileDiscovery, str, Rows]:
+def discover_stored(path: str, source: str) -> tuple[FileDiscovery, str, Rows]:
     """What one file holds, its cache entry (JSON), and the `workflows` rows of its functions."""
     found = discover(path, source)
     rows = {info.name: workflow_row(info) for info in found.workflows}
@@ -131,7 +129,7 @@ class Worker:
             stderr=subprocess.PIPE,
         )
 
-    def discover(self, sources: list[tuple[str, str | None]]) -> list[tuple[str, Rows]]:
+    def discover(self, sources: list[tuple[str, str]]) -> list[tuple[str, Rows]]:
         """The cache entry and rows of each of `sources`, in order; the worker exits after answering."""
         answer, errors = self._process.communicate(pickle.dumps(sources, protocol=pickle.HIGHEST_PROTOCOL))
         message = errors.decode("utf-8", errors="replace").strip()
@@ -151,7 +149,7 @@ class Worker:
 def serve() -> None:
     """A worker's life: one batch of sources in, what they hold out, then exit."""
     gc.disable()  # everything built here lives until the exit; see `registry._collection_paused`
-    sources: list[tuple[str, str | None]] = pickle.load(sys.stdin.buffer)
+    sources: list[tuple[str, str]] = pickle.load(sys.stdin.buffer)
     answer = [discover_stored(path, source)[1:] for path, source in sources]
     sys.stdout.buffer.write(pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL))
     sys.stdout.buffer.flush()

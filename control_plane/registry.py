@@ -137,7 +137,7 @@ class Registry:
         wanted = {path: etag for path, etag in manifest.files.items() if path.endswith(".py")}
         changed = [path for path, etag in wanted.items() if self._etags.get(path) != etag]
         removed = [path for path in self._etags if path not in wanted]
-        parsed, recorded = self._discover_and_record(changed, manifest)
+        parsed, recorded = self._discover_and_record([(path, wanted[path]) for path in changed], manifest)
         files, etags = dict(self._files), dict(self._etags)
         touched = [files[path] for path in (*changed, *removed) if path in files]
         for path in removed:
@@ -180,19 +180,20 @@ class Registry:
         return bool(rows) and len(current) == len(rows)
 
     def _discover_and_record(
-        self, paths: list[str], manifest: Manifest
+        self, listed: list[tuple[str, str]], manifest: Manifest
     ) -> tuple[dict[str, tuple[FileDiscovery, str, Rows]], str]:
-        """What each of `paths` holds, with its cache entry (JSON) and the `workflows` rows of its functions; and
-        the revision of `manifest`, recorded in the store."""
+        """What each of the `listed` files (path, ETag) holds, with its cache entry (JSON) and the `workflows` rows
+        of its functions; and the revision of `manifest`, recorded in the store. A file changed or removed since
+        the listing is left out: the next poll sees it again."""
         cores = _cores()
-        if len(paths) < PARALLEL_FROM_FILES or cores < 2:
-            sources = self._read_all(paths)
-            parsed = {path: discover_stored(path, source) for path, source in zip(paths, sources, strict=True)}
+        if len(listed) < PARALLEL_FROM_FILES or cores < 2:
+            items = self._read_all(listed)
+            parsed = {path: discover_stored(path, source) for path, source in items}
             return parsed, self._store.record_revision(manifest)
         workers: list[Worker] = []
         try:
             workers.extend(Worker() for _ in range(cores))
-            items = list(zip(paths, self._read_all(paths), strict=True))
+            items = self._read_all(listed)
             shares = [items[index * len(items) // cores : (index + 1) * len(items) // cores] for index in range(cores)]
             with ThreadPoolExecutor(cores, thread_name_prefix="bifrost-discovery-worker") as talkers:
                 answers = talkers.map(Worker.discover, workers, shares)
@@ -205,24 +206,24 @@ class Registry:
                 worker.stop()
         decoded = _decode([encoded for encoded, _ in stored])
         parsed = {
-            path: (found, encoded, rows) for path, found, (encoded, rows) in zip(paths, decoded, stored, strict=True)
+            path: (found, encoded, rows)
+            for (path, _), found, (encoded, rows) in zip(items, decoded, stored, strict=True)
         }
         return parsed, recorded
 
-    def _read_all(self, paths: list[str]) -> list[str | None]:
-        """The text of each of `paths` (None: removed since the listing; the next poll drops it)."""
-        size = max(1, min(_READS_PER_TASK, len(paths) // _READERS))
-        tasks = [paths[start : start + size] for start in range(0, len(paths), size)]
+    def _read_all(self, listed: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """(path, text) of each of the `listed` files (path, ETag) that still has its listed content."""
+        size = max(1, min(_READS_PER_TASK, len(listed) // _READERS))
+        tasks = [listed[start : start + size] for start in range(0, len(listed), size)]
         with ThreadPoolExecutor(_READERS, thread_name_prefix="bifrost-discovery-read") as readers:
-            return [source for sources in readers.map(self._read, tasks) for source in sources]
+            return [item for items in readers.map(self._read, tasks) for item in items]
 
-    def _read(self, paths: list[str]) -> list[str | None]:
-        sources: list[str | None] = []
-        for path in paths:
-            try:
-                sources.append(self._store.read(path).decode("utf-8", errors="replace"))
-            except WorkspaceFileNotFoundError:
-                sources.append(None)
+    def _read(self, listed: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        sources: list[tuple[str, str]] = []
+        for path, etag in listed:
+            data = self._store.read_version(path, etag)
+            if data is not None:
+                sources.append((path, data.decode("utf-8", errors="replace")))
         return sources
 
     def _build_snapshot(self, files: dict[str, FileDiscovery], revision: str) -> RegistrySnapshot:

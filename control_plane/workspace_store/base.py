@@ -32,6 +32,9 @@ class WorkspaceStore(Protocol):
     def read(self, path: str) -> bytes:
         """The content of one file; WorkspaceFileNotFoundError when there is none."""
 
+    def read_version(self, path: str, etag: str) -> bytes | None:
+        """The content of `path` as a manifest listed it (with `etag`); None when it changed or went since."""
+
     def write(self, path: str, data: bytes) -> StoredFile:
         """Create or replace one file; readers never see it half-written."""
 

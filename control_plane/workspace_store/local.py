@@ -5,7 +5,9 @@ files under `.bifrost/files/<etag>` (content-addressed, so a file unchanged acro
 a run pinned to a revision can still sync it after the folder was edited. Copies that none of the most
 recently recorded revisions needs are pruned.
 
-A listing hashes a file only when its stat changed since it was last hashed. What each file's stat was when it
+A listing hashes a file only when its stat changed since it was last hashed. What it read to hash is held, by
+ETag, until the next revision is recorded: reading a listed version (as discovery does right after a listing)
+and keeping the revision's copies then take the bytes at hand instead of reading and hashing every file again. What each file's stat was when it
 was hashed is kept in `.bifrost/stamps.json` too, so a restarted control plane does not read the unchanged files
 again. A stat taken less than `RACY_SECONDS` after the file's last change is not trusted (a write in the same
 clock tick as the hash would leave the stat unchanged), as git does with its "racily clean" entries: such a
@@ -52,6 +54,8 @@ _Listing = list[tuple[str, str, int]]
 """(path, ETag, size) of each workspace file, sorted by path."""
 STAMPS_FILE = ".bifrost/stamps.json"
 _STAMPS_VERSION = 1
+_HELD_BYTES = 256 * 2**20
+"""A listing holds what it hashed up to this much (a workspace's Python files are far below it)."""
 RACY_SECONDS = 2.0
 """A file changed less than this before it was hashed is hashed again at the next listing."""
 _ETAG = re.compile(r"[0-9a-f]{32}")
@@ -78,6 +82,7 @@ class LocalFolderStore:
         self._stamps_loaded = False
         self._stamps_changed = False
         self._recording = threading.Lock()
+        self._hashed: dict[str, bytes] = {}  # ETag -> content, of the files the last listing hashed
 
     @property
     def description(self) -> str:
@@ -94,6 +99,12 @@ class LocalFolderStore:
             raise WorkspaceFileNotFoundError(path, self.description) from None
         except OSError as exc:
             raise WorkspaceStoreError(f"cannot read {path!r} from {self.description}: {exc.strerror}") from exc
+
+    def read_version(self, path: str, etag: str) -> bytes | None:
+        held = self._hashed.get(etag)
+        if held is not None:
+            return held
+        return self._read_listed(path, etag)
 
     def write(self, path: str, data: bytes) -> StoredFile:
         canonical = normalize_workspace_path(path)
@@ -135,9 +146,10 @@ class LocalFolderStore:
             try:
                 (self.root / KEPT_FILES_DIR).mkdir(parents=True, exist_ok=True)
                 already_kept = self._kept_etags()
+                hashed, self._hashed = self._hashed, {}
                 for path, etag in manifest.files.items():
                     if etag not in already_kept:
-                        self._keep(path, etag, already_kept)
+                        self._keep(path, etag, hashed, already_kept)
                 if target.exists():
                     os.utime(target)  # recorded again: it counts as recent for pruning
                 else:
@@ -158,20 +170,12 @@ class LocalFolderStore:
     def _file(self, path: str) -> Path:
         return confined_path(self.root, normalize_workspace_path(path))
 
-    def _keep(self, path: str, etag: str, already_kept: set[str]) -> None:
-        # A listed path is read as it is, without resolving it: a symlink swapped in since the listing can only
-        # bring content whose hash is the listed ETag, which the listing read inside the folder.
-        source = f"{self.root}/{path}" if _PLAIN_PATH.fullmatch(path) else None
-        try:
-            if source is None:
-                source = str(self._file(path))
-            with open(source, "rb") as file:
-                data = file.read()
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError, WorkspacePathError):
-            logger.warning("%r vanished before its revision was recorded; runs of it cannot sync it", path)
-            return
-        if content_etag(data) != etag:
-            logger.warning("%r changed before its revision was recorded; runs of it cannot sync it", path)
+    def _keep(self, path: str, etag: str, hashed: dict[str, bytes], already_kept: set[str]) -> None:
+        data = hashed.get(etag)
+        if data is None:
+            data = self._read_listed(path, etag)
+        if data is None:
+            logger.warning("%r changed or vanished before its revision was recorded; runs of it cannot sync it", path)
             return
         kept = f"{self.root}/{KEPT_FILES_DIR}/{etag}"
         temporary = f"{self.root}/{KEPT_FILES_DIR}/.{etag}.{os.getpid()}.{threading.get_ident()}.partial"
@@ -184,6 +188,22 @@ class LocalFolderStore:
                 os.unlink(temporary)
             raise
         already_kept.add(etag)
+
+    def _read_listed(self, path: str, etag: str) -> bytes | None:
+        """The content of `path` if it still hashes to `etag`, else None."""
+        # A listed path is read as it is, without resolving it: a symlink swapped in since the listing can only
+        # bring content whose hash is the listed ETag, which the listing read inside the folder.
+        source = f"{self.root}/{path}" if _PLAIN_PATH.fullmatch(path) else None
+        try:
+            if source is None:
+                source = str(self._file(path))
+            with open(source, "rb") as file:
+                data = file.read()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError, WorkspacePathError):
+            return None
+        except OSError as exc:
+            raise WorkspaceStoreError(f"cannot read {path!r} from {self.description}: {exc.strerror}") from exc
+        return data if content_etag(data) == etag else None
 
     def _kept_etags(self) -> set[str]:
         """The ETags whose content is kept already, from one listing of the kept files."""
@@ -222,18 +242,22 @@ class LocalFolderStore:
         if not self.root.is_dir():
             raise WorkspaceStoreError(f"the workspace folder {self.root} does not exist")
         self._load_stamps()
-        files = [stored for path in self._walk() if (stored := self._stored_file(path)) is not None]
+        hashed: dict[str, bytes] = {}
+        files = [stored for path in self._walk() if (stored := self._stored_file(path, hashed)) is not None]
         with self._etags_lock:
             listed = {path for path, _, _ in files}
             for gone in self._etags.keys() - listed:
                 del self._etags[gone]
                 self._stamps_changed = True
         self._save_stamps()
+        if hashed:
+            held = {**self._hashed, **hashed}
+            self._hashed = held if sum(map(len, held.values())) <= _HELD_BYTES else {}
         return sorted(files)
 
-    def _stored_file(self, path: str) -> tuple[str, str, int] | None:
+    def _stored_file(self, path: str, hashed: dict[str, bytes]) -> tuple[str, str, int] | None:
         """The listing entry of `path`, or None for what is not a workspace file after all (a symlink out of
-        the root, something that vanished while we listed). The walk does not follow symlinked folders, so
+        the root, something that vanished while we listed); what it hashes goes into `hashed`. The walk does not follow symlinked folders, so
         only a symlink itself can lead out of the root and needs resolving: a listing stays one `lstat` per file.
         """
         target = os.path.join(self.root, path)
@@ -257,6 +281,7 @@ class LocalFolderStore:
         except OSError:
             return None
         etag = content_etag(data)
+        hashed[etag] = data
         settled = max(stat.st_mtime_ns, stat.st_ctime_ns) < hashed_at - int(RACY_SECONDS * 1e9)
         with self._etags_lock:
             if settled and len(data) == stat.st_size:

@@ -135,7 +135,7 @@ class S3Store:
             return
         wanted = {etag: path for path, etag in manifest.files.items() if etag not in known}
         with ThreadPoolExecutor(_ARCHIVE_READERS, thread_name_prefix="bifrost-archive-read") as readers:
-            read = dict(zip(wanted, readers.map(self._read_version, wanted.values(), wanted), strict=True))
+            read = dict(zip(wanted, readers.map(self.read_version, wanted.values(), wanted), strict=True))
         contents = {**known, **{etag: data for etag, data in read.items() if data is not None}}
         self._archived = {etag: contents[etag] for etag in manifest.files.values() if etag in contents}
         self._read_since = {}
@@ -151,8 +151,7 @@ class S3Store:
                 archive.writestr(zipfile.ZipInfo(path, _ARCHIVED_AT), contents[etag], zipfile.ZIP_DEFLATED)
         self._put(relative, self.prefix + relative, buffer.getvalue())
 
-    def _read_version(self, path: str, etag: str) -> bytes | None:
-        """The content of `path` if it still has `etag`."""
+    def read_version(self, path: str, etag: str) -> bytes | None:
         try:
             data = self.read(path)
         except WorkspaceFileNotFoundError:

@@ -93,12 +93,27 @@ def test_a_tampered_kept_copy_is_refused_by_its_etag(store: LocalFolderStore, tm
     assert not (tmp_path / "cache" / "flow.py").exists()
 
 
-def test_a_file_edited_between_listing_and_recording_is_not_kept_under_the_wrong_etag(store: LocalFolderStore) -> None:
+def test_a_file_edited_between_listing_and_recording_is_kept_as_listed(store: LocalFolderStore) -> None:
     (store.root / "flow.py").write_bytes(b"V = 1\n")
     listed = store.manifest()
     (store.root / "flow.py").write_bytes(b"V = 2\n")
 
     store.record_revision(listed)
+
+    assert (store.root / KEPT_FILES_DIR / listed.files["flow.py"]).read_bytes() == b"V = 1\n"
+    assert store.read_version("flow.py", listed.files["flow.py"]) is None  # the listed content went with the record
+
+
+def test_a_file_edited_since_another_store_listed_it_is_not_kept_under_the_wrong_etag(
+    store: LocalFolderStore,
+) -> None:
+    (store.root / "flow.py").write_bytes(b"V = 1\n")
+    listed = store.manifest()
+    (store.root / "flow.py").write_bytes(b"V = 2\n")
+    restarted = LocalFolderStore(store.root)
+
+    assert restarted.read_version("flow.py", listed.files["flow.py"]) is None
+    restarted.record_revision(listed)
 
     assert not (store.root / KEPT_FILES_DIR / listed.files["flow.py"]).exists()
 
