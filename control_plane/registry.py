@@ -49,7 +49,8 @@ from control_plane.workspace_store import WorkspaceStore
 logger = logging.getLogger(__name__)
 
 PARALLEL_FROM_FILES = 200
-"""A scan with at least this many files to parse spreads them over one worker process per core."""
+"""A scan with at least this many files to parse spreads them over this process and a worker process for each
+other core."""
 _READERS = 8  # reads overlap: a store in S3 answers each read in a round trip
 _READS_PER_TASK = 64  # a task per file would cost the thread pool more than a folder's read
 _SQL_BATCH = 500
@@ -192,23 +193,31 @@ class Registry:
             return parsed, self._store.record_revision(manifest)
         workers: list[Worker] = []
         try:
-            workers.extend(Worker() for _ in range(cores))
+            workers.extend(Worker() for _ in range(cores - 1))
             items = self._read_all(listed)
-            shares = [items[index * len(items) // cores : (index + 1) * len(items) // cores] for index in range(cores)]
-            with ThreadPoolExecutor(cores, thread_name_prefix="bifrost-discovery-worker") as talkers:
-                answers = talkers.map(Worker.discover, workers, shares)
+            # This process parses a share too: a worker for it would first spend as long importing the SDK
+            given = items[: len(items) - len(items) // cores]
+            shares = [
+                given[index * len(given) // len(workers) : (index + 1) * len(given) // len(workers)]
+                for index in range(len(workers))
+            ]
+            with ThreadPoolExecutor(cores, thread_name_prefix="bifrost-discovery-worker") as helpers:
+                answers = helpers.map(Worker.discover, workers, shares)
                 # Recording (a folder keeps a copy of every new file) overlaps the parsing. It starts after the
                 # last read: a store may reuse what it read for discovery (S3 archives it).
-                recorded = self._store.record_revision(manifest)
+                recording = helpers.submit(self._store.record_revision, manifest)
+                own = {path: discover_stored(path, source) for path, source in items[len(given) :]}
                 stored = [entry for answer in answers for entry in answer]
+                recorded = recording.result()
         finally:
             for worker in workers:
                 worker.stop()
         decoded = _decode([encoded for encoded, _ in stored])
         parsed = {
             path: (found, encoded, rows)
-            for (path, _), found, (encoded, rows) in zip(items, decoded, stored, strict=True)
+            for (path, _), found, (encoded, rows) in zip(given, decoded, stored, strict=True)
         }
+        parsed.update(own)
         return parsed, recorded
 
     def _read_all(self, listed: list[tuple[str, str]]) -> list[tuple[str, str]]:
