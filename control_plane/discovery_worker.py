@@ -72,10 +72,17 @@ def discover_stored(path: str, source: str) -> tuple[FileDiscovery, str, Rows]:
 
 
 def workflow_row(info: WorkflowInfo) -> Row:
-    meta = info.model_dump(
-        mode="json", include={"tags", "retries", "max_concurrency", "resources", "line", "is_async", "warnings"}
-    )
-    meta["form_fields"] = form_field_values(info.parameters_schema)
+    # as `model_dump` would give them, with the models left for the JSON encoder: a third of the time
+    meta = {
+        "line": info.line,
+        "is_async": info.is_async,
+        "warnings": info.warnings,
+        "tags": info.tags,
+        "retries": info.retries,
+        "max_concurrency": info.max_concurrency,
+        "resources": info.resources,
+        "form_fields": form_field_values(info.parameters_schema),
+    }
     return (
         info.name,
         "workflow",
@@ -93,7 +100,12 @@ def workflow_row(info: WorkflowInfo) -> Row:
 
 
 def data_provider_row(info: DataProviderInfo) -> Row:
-    meta = info.model_dump(mode="json", include={"cache_ttl_seconds", "line", "is_async", "warnings"})
+    meta = {
+        "line": info.line,
+        "is_async": info.is_async,
+        "warnings": info.warnings,
+        "cache_ttl_seconds": info.cache_ttl_seconds,
+    }
     return (
         info.name,
         "data_provider",

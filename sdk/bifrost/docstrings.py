@@ -36,15 +36,18 @@ def _args_section(lines: list[str]) -> dict[str, str]:
     entry_indent: int | None = None
     current: str | None = None
     for line in lines:
+        if line[:1].isalnum() or line[:1] == "_":  # only an unindented line can be a section header
+            header = _SECTION_HEADER.match(line)
+            if header:
+                in_args = header.group(1) in _ARGS_HEADERS
+                entry_indent, current = None, None
+                continue
+        if not in_args:
+            continue
         stripped = line.strip()
+        if not stripped:
+            continue
         indent = len(line) - len(line.lstrip())
-        header = _SECTION_HEADER.match(line)
-        if header and indent == 0:
-            in_args = header.group(1) in _ARGS_HEADERS
-            entry_indent, current = None, None
-            continue
-        if not in_args or not stripped:
-            continue
         if entry_indent is None:
             entry_indent = indent
         match = _ARG_LINE.match(stripped)

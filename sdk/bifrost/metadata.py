@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Annotated, Any, Literal, Self, TypeVar, get_args
 
 from croniter import CroniterError, croniter
@@ -61,6 +61,7 @@ class RetryPolicy(BaseModel):
         return float(self.backoff_seconds * self.backoff_factor ** (attempt - 1))
 
 
+@lru_cache(maxsize=1024)  # a schedule is checked in a quarter of a millisecond; workspaces repeat them
 def cron_problem(expression: str) -> str | None:
     """Why `expression` is not a cron expression a schedule can follow; None when it is one. Five fields: minute,
     hour, day of month, month, day of week (`0 9 * * 1-5`)."""

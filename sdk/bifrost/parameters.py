@@ -14,7 +14,7 @@ import json
 import typing
 import warnings
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
 from pydantic import BaseModel, Field, PydanticUserError, TypeAdapter
 from pydantic.errors import PydanticSchemaGenerationError
@@ -22,7 +22,7 @@ from pydantic.fields import FieldInfo
 from pydantic.json_schema import PydanticJsonSchemaWarning
 
 from bifrost.context import ExecutionContext
-from bifrost.direct_schemas import annotation_schema, is_json_value, model_definitions
+from bifrost.direct_schemas import annotation_schema, is_json_value, json_copy, model_definitions
 from bifrost.errors import WorkflowDefinitionError
 
 
@@ -94,8 +94,7 @@ def build_parameters_schema(params: list[ParameterSpec]) -> ParametersSchema:
     return ParametersSchema(schema=schema, warnings=found_warnings)
 
 
-@dataclass(frozen=True)
-class _PropertyPiece:
+class _PropertyPiece(NamedTuple):
     schema: dict[str, Any]
     defs: dict[str, Any]
     warning: str | None
@@ -104,6 +103,9 @@ class _PropertyPiece:
 _PROPERTY_CACHE_SIZE = 4096
 _BASE_MODEL_SCHEMA_HOOK = inspect.getattr_static(BaseModel, "__get_pydantic_json_schema__")
 _property_cache: dict[tuple[Any, ...], _PropertyPiece] = {}
+_ANNOTATION_KEYS_SIZE = 4096
+_annotation_keys: dict[int, tuple[Any, Any]] = {}
+"""id(annotation) -> (annotation, its key): discovery hands over one object for each annotation text it saw."""
 
 
 def parameter_title(name: str) -> str:
@@ -124,7 +126,7 @@ def _property_schema(param: ParameterSpec) -> _PropertyPiece:
         definitions = _model_definitions(annotation) if is_model else None
         if definitions is not None:
             reference = {"$ref": f"#/$defs/{annotation.__name__}"}
-            return _PropertyPiece(_field_schema(param, reference, has_default), _json_copy(definitions), None)
+            return _PropertyPiece(_field_schema(param, reference, has_default), json_copy(definitions), None)
     return _pydantic_property_schema(param)
 
 
@@ -134,7 +136,7 @@ def _field_schema(param: ParameterSpec, type_schema: dict[str, Any], has_default
     if param.description:
         schema["description"] = param.description
     if has_default:
-        schema["default"] = _json_copy(param.default) if isinstance(param.default, list | dict) else param.default
+        schema["default"] = json_copy(param.default) if isinstance(param.default, list | dict) else param.default
     # pydantic sorts the keys of every schema object; the type schemas are written sorted already
     return dict(sorted(schema.items()))
 
@@ -150,7 +152,7 @@ def _pydantic_property_schema(param: ParameterSpec) -> _PropertyPiece:
         if len(_property_cache) >= _PROPERTY_CACHE_SIZE:
             _property_cache.clear()
         cached = _property_cache[key] = _PropertyPiece(*_compute_property_schema(param))
-    return _PropertyPiece(_json_copy(cached.schema), _json_copy(cached.defs), cached.warning)
+    return _PropertyPiece(json_copy(cached.schema), json_copy(cached.defs), cached.warning)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -178,17 +180,20 @@ def _model_definitions(model: type[BaseModel]) -> dict[str, Any] | None:
     return dict(sorted(definitions.items()))
 
 
-def _json_copy(value: Any) -> Any:
-    return json.loads(json.dumps(value))
-
-
 def _annotation_key(annotation: Any) -> Any:
     """`Annotated[str, Field(...)]` rebuilt from source holds a new FieldInfo each time; FieldInfo compares by
     identity, its repr by content."""
-    if typing.get_origin(annotation) is Annotated:
-        base, *metadata = typing.get_args(annotation)
-        return (Annotated, base, tuple(repr(item) if isinstance(item, FieldInfo) else item for item in metadata))
-    return annotation
+    if typing.get_origin(annotation) is not Annotated:
+        return annotation
+    known = _annotation_keys.get(id(annotation))
+    if known is not None and known[0] is annotation:  # the entry holds the object: its id is not reused
+        return known[1]
+    base, *metadata = typing.get_args(annotation)
+    key = (Annotated, base, tuple(repr(item) if isinstance(item, FieldInfo) else item for item in metadata))
+    if len(_annotation_keys) >= _ANNOTATION_KEYS_SIZE:
+        _annotation_keys.clear()
+    _annotation_keys[id(annotation)] = (annotation, key)
+    return key
 
 
 def _default_key(default: Any) -> Any:
