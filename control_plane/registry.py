@@ -32,7 +32,7 @@ from sqlmodel import Session, SQLModel, col
 
 import bifrost
 from bifrost._internal.discovery import FileDiscovery, combine
-from bifrost._internal.workspace import Manifest, WorkspaceFileNotFoundError, WorkspaceStoreError
+from bifrost._internal.workspace import Manifest, WorkspaceStoreError
 from bifrost.metadata import DataProviderInfo, WorkflowInfo
 from control_plane.db.models import DiscoveredFile, Workflow, utcnow
 from control_plane.discovery_worker import (

@@ -5,13 +5,13 @@ files under `.bifrost/files/<etag>` (content-addressed, so a file unchanged acro
 a run pinned to a revision can still sync it after the folder was edited. Copies that none of the most
 recently recorded revisions needs are pruned.
 
-A listing hashes a file only when its stat changed since it was last hashed. What it read to hash is held, by
-ETag, until the next revision is recorded: reading a listed version (as discovery does right after a listing)
-and keeping the revision's copies then take the bytes at hand instead of reading and hashing every file again. What each file's stat was when it
+A listing hashes a file only when its stat changed since it was last hashed. What each file's stat was when it
 was hashed is kept in `.bifrost/stamps.json` too, so a restarted control plane does not read the unchanged files
 again. A stat taken less than `RACY_SECONDS` after the file's last change is not trusted (a write in the same
 clock tick as the hash would leave the stat unchanged), as git does with its "racily clean" entries: such a
-file is hashed again at the next listing.
+file is hashed again at the next listing. What a listing read to hash is held, by ETag, until the next revision
+is recorded: reading a listed version (as discovery does right after a listing) and keeping the revision's
+copies then take the bytes at hand, without reading and hashing them again.
 """
 
 from __future__ import annotations
@@ -257,8 +257,9 @@ class LocalFolderStore:
 
     def _stored_file(self, path: str, hashed: dict[str, bytes]) -> tuple[str, str, int] | None:
         """The listing entry of `path`, or None for what is not a workspace file after all (a symlink out of
-        the root, something that vanished while we listed); what it hashes goes into `hashed`. The walk does not follow symlinked folders, so
-        only a symlink itself can lead out of the root and needs resolving: a listing stays one `lstat` per file.
+        the root, something that vanished while we listed); what it hashes goes into `hashed`. The walk does not
+        follow symlinked folders, so only a symlink itself can lead out of the root and needs resolving: a listing
+        stays one `lstat` per file.
         """
         target = os.path.join(self.root, path)
         try:
