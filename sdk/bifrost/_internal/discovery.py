@@ -149,8 +149,8 @@ def combine(files: Iterable[FileDiscovery]) -> Discovery:
 
 
 def _file_result(path: str, errors: list[DiscoveryError] | None = None) -> FileDiscovery:
-    # Built unvalidated: one per file, from values that are ours.
-    return FileDiscovery.model_construct(file=path, workflows=[], data_providers=[], errors=errors or [])
+    # Every field given: validating them (in pydantic-core) takes half the time of `model_construct` (in Python)
+    return FileDiscovery(file=path, workflows=[], data_providers=[], errors=errors or [])
 
 
 def _place(info: WorkflowInfo | DataProviderInfo) -> Place:
