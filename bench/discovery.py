@@ -1,8 +1,9 @@
 """Static discovery speed on a generated workspace of 10,000 workflow files: the SDK's scan of a folder (one
-core), and the control plane's registry start on SQLite, first with an empty discovery cache (files parsed by
-one worker process per core; target under 3 s wall) and then as a restart with nothing changed (a new store and
-registry on the same folder and database; target under 0.5 s wall). The machine's load average is printed
-with the figures: wall times on a shared machine say little without it.
+core), and the control plane's registry start on SQLite, first with an empty discovery cache (files shared out
+between the control plane and a worker process for each other core; target under 3 s wall) and then as a
+restart with nothing changed (a new store and registry on the same folder and database; target under 0.5 s
+wall). The machine's load average is printed with the figures: wall times on a shared machine say little
+without it.
 
 Run: `python -m bench.discovery`.
 """
