@@ -4,12 +4,13 @@ A scan with many files to parse spreads them over worker processes. A worker is 
 with `python -c` that imports only this module and the SDK: multiprocessing's spawn would import the parent's
 main module in each worker too, which for the control plane is seconds of imports per worker. A worker reads
 one pickled list of (path, source) from its stdin, writes the pickled list of (cache entry, `workflows` rows)
-back to its stdout, and exits. Both come out as the values the database stores (the rows as tuples of column
-values, their JSON columns as JSON text): the control plane inserts them as they are, with no work per file.
+to its stdout (a temporary file), and exits. Both come out as the values the database stores (the rows as
+tuples of column values, their JSON columns as JSON text): the control plane inserts them as they are.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import logging
@@ -17,7 +18,8 @@ import os
 import pickle
 import subprocess
 import sys
-from typing import Any
+import tempfile
+from typing import Any, BinaryIO
 
 from pydantic_core import to_json
 
@@ -131,31 +133,50 @@ class WorkerError(RuntimeError):
 
 
 class Worker:
-    """One worker process, started at once so that its imports overlap the parent's reading of the sources."""
+    """One worker process, started at once so that its imports overlap the parent's reading of the sources.
+
+    Its answer goes to a temporary file, not a pipe: the thread talking to it then waits for its exit and reads
+    the answer in one call each, where draining a pipe takes a read per 64 KiB, and each read waits for the
+    interpreter's lock while the parent's own parsing holds it."""
 
     def __init__(self) -> None:
+        # both live as long as the worker: `stop` closes them
+        self._answer = tempfile.TemporaryFile()  # noqa: SIM115
+        self._errors = tempfile.TemporaryFile()  # noqa: SIM115
         self._process = subprocess.Popen(
             [sys.executable, "-c", _BOOTSTRAP, json.dumps(sys.path)],
             stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stdout=self._answer,
+            stderr=self._errors,
         )
 
     def discover(self, sources: list[tuple[str, str]]) -> list[tuple[str, Rows]]:
         """The cache entry and rows of each of `sources`, in order; the worker exits after answering."""
-        answer, errors = self._process.communicate(pickle.dumps(sources, protocol=pickle.HIGHEST_PROTOCOL))
-        message = errors.decode("utf-8", errors="replace").strip()
-        if self._process.returncode != 0:
-            raise WorkerError(f"a discovery worker ended with exit code {self._process.returncode}: {message}")
+        stdin = self._process.stdin
+        assert stdin is not None
+        # One write, which blocks until the worker has read it all (its exit code tells when it died instead)
+        with contextlib.suppress(BrokenPipeError), stdin:
+            stdin.write(pickle.dumps(sources, protocol=pickle.HIGHEST_PROTOCOL))
+        returncode = self._process.wait()
+        message = _read_from_start(self._errors).decode("utf-8", errors="replace").strip()
+        if returncode != 0:
+            raise WorkerError(f"a discovery worker ended with exit code {returncode}: {message}")
         if message:
             logger.warning("a discovery worker reported: %s", message)
-        result: list[tuple[str, Rows]] = pickle.loads(answer)
+        result: list[tuple[str, Rows]] = pickle.loads(_read_from_start(self._answer))
         return result
 
     def stop(self) -> None:
         if self._process.poll() is None:
             self._process.kill()
             self._process.wait()
+        self._answer.close()
+        self._errors.close()
+
+
+def _read_from_start(file: BinaryIO) -> bytes:
+    file.seek(0)
+    return file.read()
 
 
 def serve() -> None:

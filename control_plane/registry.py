@@ -201,14 +201,15 @@ class Registry:
                 given[index * len(given) // len(workers) : (index + 1) * len(given) // len(workers)]
                 for index in range(len(workers))
             ]
-            with ThreadPoolExecutor(cores, thread_name_prefix="bifrost-discovery-worker") as helpers:
-                answers = helpers.map(Worker.discover, workers, shares)
-                # Recording (a folder keeps a copy of every new file) overlaps the parsing. It starts after the
-                # last read: a store may reuse what it read for discovery (S3 archives it).
-                recording = helpers.submit(self._store.record_revision, manifest)
+            with ThreadPoolExecutor(len(workers), thread_name_prefix="bifrost-discovery-worker") as talkers:
+                answers = talkers.map(Worker.discover, workers, shares)
+                # Recording (a folder keeps a copy of every new file) overlaps the workers' parsing, and comes
+                # before this process's own: a thread doing it beside the parsing would wait for the
+                # interpreter's lock after each of its many system calls. It starts after the last read: a store
+                # may reuse what it read for discovery (S3 archives it).
+                recorded = self._store.record_revision(manifest)
                 own = {path: discover_stored(path, source) for path, source in items[len(given) :]}
                 stored = [entry for answer in answers for entry in answer]
-                recorded = recording.result()
         finally:
             for worker in workers:
                 worker.stop()
