@@ -73,6 +73,7 @@ from bifrost_runner.confinement import (
     held_capabilities,
     keep_to_this_run,
     limit,
+    mounted_inside_tmp,
     own_user_namespace,
     set_dumpable,
     set_not_dumpable,
@@ -195,12 +196,17 @@ def _send(message: BaseModel) -> None:
     os.write(sys.stdout.fileno(), message.model_dump_json().encode() + b"\n")
 
 
+_FD_CEILING = 2**31 - 1
+"""Above any descriptor number there can be."""
+
+
 def _close_inherited_fds(keep: set[int]) -> None:
-    for name in os.listdir("/proc/self/fd"):
-        fd = int(name)
-        if fd > 2 and fd not in keep:
-            with contextlib.suppress(OSError):  # the fd of the listing itself, already gone
-                os.close(fd)
+    """Close every descriptor above stderr but those in `keep`: a few `close_range` calls."""
+    low = 3
+    for fd in sorted(keep):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, _FD_CEILING)
 
 
 def _to_devnull(fds: tuple[int, ...]) -> None:
@@ -350,13 +356,15 @@ def _runner_process(claim_fd: int, setup: _Setup, confinement: Confinement | Non
     return uvloop.run(_serve_claim(claim_fd, setup, confinement))
 
 
-def _keeper(claim_fd: int, status_fd: int, setup: _Setup, folders: RunnerFolders, run_fd: int) -> NoReturn:
+def _keeper(
+    claim_fd: int, status_fd: int, setup: _Setup, folders: RunnerFolders, run_fd: int, carried_mounts: tuple[str, ...]
+) -> NoReturn:
     """In the fork, the first process of its own PID namespace: give the namespace its own mounts (see
     `confinement`), start the runner, wait for it, then tell the template how it ended and exit, which ends every
     process left in the namespace."""
     os.setsid()
     try:
-        confinement = keep_to_this_run(folders, run_fd)
+        confinement = keep_to_this_run(folders, run_fd, carried_mounts)
         os.close(run_fd)
         confinement.uid = setup.uid
         drop_capabilities(keep=held_capabilities() - {CAP_SYS_ADMIN})
@@ -445,6 +453,7 @@ class Template:
         self._user_namespaces = user_namespaces
         self._folders = folders
         self._pid_namespaces = PidNamespaces() if folders is not None else None
+        self._carried_mounts = mounted_inside_tmp() if folders is not None else ()
         self._priority = os.getpriority(os.PRIO_PROCESS, 0)
         self._spares: deque[_Fork] = deque()
         self._forks: dict[int, _Fork] = {}
@@ -531,9 +540,8 @@ class Template:
         self._selector.register(fork.pidfd, selectors.EVENT_READ)
         return fork
 
-    @staticmethod
     def _confined_fork(
-        setup: _Setup, claim_read: int, claim_write: int, folders: RunnerFolders, pid_namespaces: PidNamespaces
+        self, setup: _Setup, claim_read: int, claim_write: int, folders: RunnerFolders, pid_namespaces: PidNamespaces
     ) -> _Fork:
         run = f"spare-{secrets.token_hex(8)}"
         try:
@@ -551,7 +559,7 @@ class Template:
             pid_namespaces.restore()
             raise
         if pid == 0:
-            _keeper(claim_read, status_write, setup, folders, run_fd)
+            _keeper(claim_read, status_write, setup, folders, run_fd, self._carried_mounts)
         pid_namespaces.restore()
         os.close(claim_read)
         os.close(status_write)
