@@ -90,7 +90,7 @@ def serving(tmp: Path, workspace: Mapping[str, str]) -> Iterator[Bifrost]:
             [BIFROST, "serve", "--port", str(port)], env=_serve_environment(tmp, port), stdout=log, stderr=log
         )
     try:
-        wait_for_port(port, timeout=60)
+        wait_for_port(port, timeout=60, process=process)
         url = f"http://127.0.0.1:{port}"
         with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=60) as admin:
             admin_id = admin.get("/api/users/me").json()["id"]

@@ -86,7 +86,8 @@ class SeaweedS3:
         config.write_text(json.dumps(_identities()))
         self.process = subprocess.Popen(
             [
-                weed_binary(), "mini", f"-dir={self.data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+                weed_binary(), f"-logdir={self.data_dir}", "mini", f"-dir={self.data_dir}",
+                "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
                 *(f"-{flag}={port}" for flag, port in self.ports.items()),
                 f"-s3.config={config}", "-admin.ui=false", "-webdav=false", "-s3.port.iceberg=0",
                 "-s3.port.lance=0", "-master.telemetry=false", "-master.volumeSizeLimitMB=64",

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 from nats.aio.client import RawCredentials
@@ -28,9 +29,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for_port(port: int, timeout: float = 15.0) -> None:
+def wait_for_port(port: int, timeout: float = 15.0, process: subprocess.Popen[Any] | None = None) -> None:
+    """Until something listens on `port`; given the `process` that is to listen, fail as soon as it ends: one that
+    could not start (its port taken meanwhile, say) is named at once rather than after the whole timeout."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"{process.args!r} exited with code {process.returncode} before it listened on {port}")
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
                 return
@@ -74,9 +79,9 @@ class NatsServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        wait_for_port(self.port)
+        wait_for_port(self.port, process=self.process)
         if self.monitor_port is not None:
-            wait_for_port(self.monitor_port)
+            wait_for_port(self.monitor_port, process=self.process)
 
     def connections(self) -> list[dict[str, object]]:
         """The server's client connections as its monitoring lists them (each with its `cid` and `name`)."""

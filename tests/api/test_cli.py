@@ -45,12 +45,21 @@ def bifrost_serve(tmp_path: Path, port: int, **settings: str) -> Iterator[subpro
         text=True,
     )
     try:
-        wait_for_port(port, timeout=60)
+        wait_for_port(port, timeout=60, process=process)
+        eventually(lambda: _answers_ready(port), within=60, what="bifrost serve to answer ready")
         yield process
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGINT)
             process.wait(timeout=60)
+
+
+def _answers_ready(port: int) -> bool:
+    """Whether it is this `bifrost serve` that listens: a signal sent sooner could find it still importing."""
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def test_serve_prints_the_url_and_the_admin_key_only_on_the_first_start(tmp_path: Path) -> None:
@@ -128,7 +137,7 @@ def test_an_external_nats_set_up_with_nats_config_gives_runners_their_own_identi
         [nats_server_binary(), "-c", str(tmp_path / "nats.conf")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
-        wait_for_port(nats_port)
+        wait_for_port(nats_port, process=nats_server)
         port = free_port()
         external = {"nats_url": f"nats://127.0.0.1:{nats_port}", "nats_account_seed": seed}
         with bifrost_serve(tmp_path, port, bootstrap_api_key=BOOTSTRAP_KEY, **external), httpx.Client(

@@ -79,7 +79,7 @@ class ControlPlane:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        wait_for_port(self.port, timeout=60)
+        wait_for_port(self.port, timeout=60, process=self.process)
         wait_until(self._ready, "the control plane answers ready")
 
     @property

@@ -62,7 +62,7 @@ def bundled_nats(tmp_path: Path) -> Iterator[tuple[str, str]]:
     process = subprocess.Popen([nats_server_binary(), "--config", str(config / "nats.conf")],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_for_port(port)
+        wait_for_port(port, process=process)
         yield f"nats://127.0.0.1:{port}", secret["nats-account-seed"]
     finally:
         process.send_signal(signal.SIGTERM)
