@@ -3,7 +3,9 @@
 It imports everything a runner needs once (never any workspace code), then forks one single-use runner per claim. A
 few forks wait ready ("spares"), so starting a run costs a pipe write, not an interpreter start. A spare waits with
 its client for the control plane's API at the URL of the last claim, having rehearsed an execution once (see
-`bifrost_runner.run.rehearse`); a claim sent elsewhere makes a client anew. A spare given a slot (see `RunnerSlot`)
+`bifrost_runner.run.rehearse`) unless it was made while as many runs as the template has cores were running: a
+rehearsal then takes a core from them, and the next claim comes before it pays off. A claim sent elsewhere makes a
+client anew. A spare given a slot (see `RunnerSlot`)
 connects to NATS under its identity while it waits, and serves that slot's execution alone; it is ended unclaimed
 before the identity expires (`SlotDropped`). Spares holding no slot serve the other executions and connect to NATS
 once their claim came: the claim brings the execution's own NATS identity. A used spare is replaced once its runner
@@ -306,7 +308,8 @@ class _Setup:
     """Only get ready and take the workflow's user, then end (see `Template.probe`)."""
     rehearsing: bool = True
     """Rehearse while waiting for the claim. Not for a fork made for a claim that is already waiting: it would
-    rehearse before its execution instead of while it waits, a delay its execution's own page copies do not need."""
+    rehearse before its execution instead of while it waits, a delay its execution's own page copies do not need;
+    nor while the cores are busy with runs (see `Template._cores_busy`)."""
 
 
 async def _serve_claim(claim_fd: int, setup: _Setup, confinement: Confinement | None) -> int:
@@ -455,6 +458,7 @@ class Template:
         self._pid_namespaces = PidNamespaces() if folders is not None else None
         self._carried_mounts = mounted_inside_tmp() if folders is not None else ()
         self._priority = os.getpriority(os.PRIO_PROCESS, 0)
+        self._cores = len(os.sched_getaffinity(0))
         self._spares: deque[_Fork] = deque()
         self._forks: dict[int, _Fork] = {}
         self._pending_slots: deque[_PendingSlot] = deque()
@@ -505,6 +509,13 @@ class Template:
         if self._refill_at is None:
             self._refill_at = time.monotonic() + REFILL_DELAY_SECONDS
 
+    def _cores_busy(self) -> bool:
+        """Whether as many runs are running as the template may use cores. A rehearsal costs its spare CPU of its
+        own (some 5 ms on a virtual machine) to take page copies off its execution's clock: with every core busy, it
+        takes that CPU from running executions, and queued claims come before it is done."""
+        running = sum(1 for fork in self._forks.values() if fork.execution_id is not None)
+        return running >= self._cores
+
     def _free_uid(self) -> int | None:
         """The lowest runner user no live runner has. A user is free again once its runner's keeper is reaped:
         its PID namespace, and with it every process of that user, has ended then."""
@@ -518,7 +529,11 @@ class Template:
 
     def _fork(self, *, claimed: bool = False) -> _Fork:
         setup = _Setup(
-            self._expected, self._waiting_priority, self._free_uid(), self._user_namespaces, rehearsing=not claimed
+            self._expected,
+            self._waiting_priority,
+            self._free_uid(),
+            self._user_namespaces,
+            rehearsing=not claimed and not self._cores_busy(),
         )
         claim_read, claim_write = os.pipe()
         if self._folders is None or self._pid_namespaces is None:
