@@ -15,6 +15,7 @@ Targets: sync round trip p50 <= 10 ms and p99 <= 25 ms; async throughput >= 150 
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import statistics
@@ -193,7 +194,7 @@ def count_unfinished(db: Engine, ids: list[str]) -> int:
         return int(session.execute(query).scalar_one())
 
 
-def api_figures(tmp: Path) -> dict[str, str]:
+def api_figures(tmp: Path, sync_only: bool = False) -> dict[str, str]:
     workspace = tmp / "workspace"
     workspace.mkdir(parents=True)
     (workspace / "flows.py").write_text(WORKFLOWS)
@@ -218,6 +219,8 @@ def api_figures(tmp: Path) -> dict[str, str]:
         figures["1. sync round trip, CPU per call"] = cpu_per_call(
             machine_before, server.pid, server_before, tree_before, SYNC_CALLS + SYNC_WARM_UP
         )
+        if sync_only:
+            return figures
 
         peak_runner_kb = 0
         start = time.perf_counter()
@@ -378,13 +381,19 @@ def postgres_ingest_figure() -> str:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.executions", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sync", action="store_true", help="measure only the sync round trip (section 1)")
+    sync_only = parser.parse_args().sync
     figures: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="bifrost-bench-executions-") as tmp:
-        figures |= api_figures(Path(tmp))
+        figures |= api_figures(Path(tmp), sync_only)
     with tempfile.TemporaryDirectory(prefix="bifrost-bench-unisolated-") as tmp:
         figures["1. sync round trip p50 / p95 / p99, no sandbox, no NATS identities"] = unisolated_sync_figure(
             Path(tmp)
         )
+    if sync_only:
+        print_figures(figures)
+        return
     with tempfile.TemporaryDirectory(prefix="bifrost-bench-ingest-") as tmp:
         rate = asyncio.run(ingest_lines_per_second(Path(tmp)))
     figures[f"4. ingest of {LOG_LINES:,} log lines, SQLite"] = measured(f"{rate:,.0f} lines/s")

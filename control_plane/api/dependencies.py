@@ -12,6 +12,7 @@ from typing import Annotated
 from fastapi import Depends, Header, HTTPException, Path, Query, Request, status
 from fastapi.security import APIKeyCookie, APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
+from starlette.concurrency import run_in_threadpool
 
 from control_plane.api.errors import status_of_refusal
 from control_plane.data_providers.service import DataProviderService
@@ -33,6 +34,8 @@ SESSION_COOKIE = "bifrost_session"
 AUTHENTICATED_SCOPE_KEY = "bifrost.principal"
 """Where the request guard leaves the principal, or the execution token's claims, it checked before the body
 was read."""
+STARTER_SCOPE_KEY = "bifrost.starter"
+"""Where the request guard leaves the starter of a route that starts a workflow, checked with its principal."""
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -212,11 +215,20 @@ def write_scope(user: Principal, global_scope: bool) -> str | None:
     return None
 
 
-def require_starter(request: Request, services: ServicesDep, credentials: CredentialsDep) -> Starter:
+async def require_starter(request: Request, services: ServicesDep, credentials: CredentialsDep) -> Starter:
     """The caller starting the workflow named in the path, for the organization they act for (only platform
     admins start global runs). 403 when the workflow is restricted to roles the caller lacks there; a platform
-    admin starting a run for an organization they do not belong to is audited. Authenticates the caller unless
-    the request guard already did."""
+    admin starting a run for an organization they do not belong to is audited. Checked here unless the request
+    guard already did."""
+    known = request.scope.get(STARTER_SCOPE_KEY)
+    if isinstance(known, Starter):
+        return known
+    return await run_in_threadpool(authorized_starter, request, services, credentials)
+
+
+def authorized_starter(request: Request, services: Services, credentials: Credentials) -> Starter:
+    """What `require_starter` gives, in one blocking call that authenticates the caller unless the request guard
+    already did."""
     workflow_name = request.path_params.get("name", "")
     with _refusals_answered():
         user = authorize_start(

@@ -33,7 +33,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from control_plane.api import workspace
 from control_plane.api.dependencies import (
     AUTHENTICATED_SCOPE_KEY,
+    STARTER_SCOPE_KEY,
     Services,
+    authorized_starter,
     bearer_of,
     credentials_of,
     require_execution_token,
@@ -118,13 +120,18 @@ class RequestGuard:
         left in the scope for the route)."""
         calls = set(_calls(route.dependant))
         services: Services = scope["app"].state.services
-        request = Request(scope)
+        _, matched = route.matches(scope)
+        request = Request({**scope, **matched})  # with the path parameters the route will get
         try:
             if require_execution_token in calls:
                 scope[AUTHENTICATED_SCOPE_KEY] = await run_in_threadpool(
                     require_execution_token, request, services, await bearer_of(request)
                 )
-            elif calls & {require_user, require_starter}:
+            elif require_starter in calls:
+                # The starter checked in the same worker-thread call: one hand-off less on a sync run's path.
+                credentials = await credentials_of(request)
+                scope[STARTER_SCOPE_KEY] = await run_in_threadpool(authorized_starter, request, services, credentials)
+            elif require_user in calls:
                 credentials = await credentials_of(request)
                 scope[AUTHENTICATED_SCOPE_KEY] = await run_in_threadpool(require_user, request, services, credentials)
         except HTTPException as exc:

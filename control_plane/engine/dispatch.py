@@ -18,7 +18,7 @@ import logging
 import uuid
 from collections.abc import Callable, Coroutine, Mapping
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypedDict
 
 import nats.errors
 from nats.js import JetStreamContext
@@ -31,7 +31,7 @@ from control_plane.engine.tasks import cancel_and_wait
 from control_plane.executions.changes import Announce
 from control_plane.executions.launch import LaunchProblem, LaunchTarget, PayloadLimits, launch_target
 from control_plane.executions.repository import ExecutionRepository
-from control_plane.executions.slots import CLAIM_LEASE, Limits, Slots
+from control_plane.executions.slots import CLAIM_LEASE, Claim, Limits, Slots
 from control_plane.metrics import DISPATCH_LATENCY, QUEUE_DEPTH, RUNNING
 from control_plane.security.encryption import SecretCipher
 from control_plane.security.nats_identities import AccountSigner
@@ -56,6 +56,13 @@ class LaunchOutcome(enum.Enum):
     SKIPPED = "skipped"  # already launched or finished, or closed here
     UNKNOWN = "unknown"  # no such execution
     WAITING = "waiting"  # held back by the concurrency limits (or launched by another replica meanwhile)
+
+
+class LaunchRecord(TypedDict):
+    """The columns of an execution that recording its launch sets."""
+
+    backend: str
+    runner_ref: str | None
 
 
 class LaunchError(Exception):
@@ -88,8 +95,9 @@ class Dispatcher:
         self._nats_signer: AccountSigner | None = None
         self._connected: Callable[[], bool] = lambda: False
         self._wake = asyncio.Event()
-        self._launches: dict[str, asyncio.Future[bool]] = {}
-        """Launches in progress here, by execution: each resolves with whether the launch got recorded."""
+        self._launches: dict[str, asyncio.Future[LaunchRecord | None]] = {}
+        """Launches in progress here, by execution: each resolves with what recording it set, None when it was not
+        recorded."""
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[None]] = set()
         self._total_reached = False
@@ -121,9 +129,9 @@ class Dispatcher:
             await cancel_and_wait(task)
         self._tasks = []
 
-    def launch_in_progress(self, execution_id: str) -> asyncio.Future[bool] | None:
-        """The launch of the execution this dispatcher has under way and not recorded yet: it resolves with
-        whether the launch got recorded."""
+    def launch_in_progress(self, execution_id: str) -> asyncio.Future[LaunchRecord | None] | None:
+        """The launch of the execution this dispatcher has under way and not recorded yet: it resolves with the
+        columns recording it set, None when it was not recorded."""
         return self._launches.get(execution_id)
 
     def capacity_freed(self, _execution_id: str) -> None:
@@ -133,13 +141,11 @@ class Dispatcher:
     async def launch_now(self, execution_id: str, new_row: Mapping[str, Any] | None = None) -> LaunchOutcome:
         """Launch at once if the limits allow (sync requests), recording the execution first when it is `new_row`;
         it waits otherwise. A launch the backend refuses closes the execution."""
-        claim = await asyncio.to_thread(
-            self._slots.claim, self._name, self._limits, utcnow(), most=CLAIM_BATCH, new_row=new_row
-        )
+        claim, target = await asyncio.to_thread(self._claim_and_read, execution_id, new_row)
         claimed = claim.execution_ids
         outcome = LaunchOutcome.WAITING
         if execution_id in claimed:
-            outcome = await self._launch_claimed(execution_id, refusal_closes=True, warm=True)
+            outcome = await self._launch_claimed(execution_id, refusal_closes=True, warm=True, target=target)
         others = [claimed_id for claimed_id in claimed if claimed_id != execution_id]
         if others:  # claimed along with it, as older executions go first: launched without holding up the answer
             self._spawn(self._launch_all(others))
@@ -150,6 +156,13 @@ class Dispatcher:
             if status.is_terminal:
                 return LaunchOutcome.SKIPPED
         return outcome
+
+    def _claim_and_read(
+        self, execution_id: str, new_row: Mapping[str, Any] | None
+    ) -> tuple[Claim, LaunchTarget | None]:
+        """A claim, and when it took the execution, what launching it takes: in one worker-thread call."""
+        claim = self._slots.claim(self._name, self._limits, utcnow(), most=CLAIM_BATCH, new_row=new_row)
+        return claim, self._launch_target(execution_id) if execution_id in claim.execution_ids else None
 
     async def _listen(self, subscription: JetStreamContext.PullSubscription) -> None:
         """Queue messages wake the dispatcher: the executions they name are read from the database."""
@@ -222,11 +235,14 @@ class Dispatcher:
             except Exception:  # the next renewal comes well within the lease
                 logger.exception("renewing the claims of launches under way failed")
 
-    async def _launch_claimed(self, execution_id: str, *, refusal_closes: bool, warm: bool = False) -> LaunchOutcome:
-        """Launch an execution this dispatcher claimed. A launch the backend refuses is tried again later, or,
-        with `refusal_closes` or after too many refusals, closes the execution. `warm`: a sync request's own
-        execution, which a waiting runner may take."""
-        target = await asyncio.to_thread(self._launch_target, execution_id)
+    async def _launch_claimed(
+        self, execution_id: str, *, refusal_closes: bool, warm: bool = False, target: LaunchTarget | None = None
+    ) -> LaunchOutcome:
+        """Launch an execution this dispatcher claimed (`target`: as read since it was claimed). A launch the backend
+        refuses is tried again later, or, with `refusal_closes` or after too many refusals, closes the execution.
+        `warm`: a sync request's own execution, which a waiting runner may take."""
+        if target is None:
+            target = await asyncio.to_thread(self._launch_target, execution_id)
         if target is None:
             return LaunchOutcome.UNKNOWN
         if not target.launchable:
@@ -250,15 +266,14 @@ class Dispatcher:
 
     async def _launch(self, target: LaunchTarget, payload: RunPayload, warm: bool) -> None:
         recorded = self._launches[target.execution_id] = asyncio.get_running_loop().create_future()
-        ok = False
+        record: LaunchRecord | None = None
         try:
-            await self._launch_and_record(target, payload, warm)
-            ok = True
+            record = await self._launch_and_record(target, payload, warm)
         finally:
             del self._launches[target.execution_id]
-            recorded.set_result(ok)
+            recorded.set_result(record)
 
-    async def _launch_and_record(self, target: LaunchTarget, payload: RunPayload, warm: bool) -> None:
+    async def _launch_and_record(self, target: LaunchTarget, payload: RunPayload, warm: bool) -> LaunchRecord:
         timeout_seconds = payload.timeout_seconds
         expires_at = utcnow() + timedelta(seconds=timeout_seconds) + TOKEN_GRACE
         token = self._tokens.issue(
@@ -286,15 +301,17 @@ class Dispatcher:
             await self._backend.launch(spec)
         except Exception as exc:
             raise LaunchError(f"the {self._backend.name} backend could not start the runner: {exc}") from exc
+        record: LaunchRecord = {
+            "backend": self._backend.name,
+            "runner_ref": self._backend.runner_ref(target.execution_id),
+        }
         status = await asyncio.to_thread(
-            self._repository.record_launch,
-            target.execution_id,
-            self._backend.name,
-            self._backend.runner_ref(target.execution_id),
+            self._repository.record_launch, target.execution_id, record["backend"], record["runner_ref"]
         )
         if status is ExecutionStatus.CANCELLED:
             await self._backend.kill(target.execution_id)
         DISPATCH_LATENCY.observe((utcnow() - as_utc(target.due_at)).total_seconds())
+        return record
 
     async def _launch_refused(self, execution_id: str, reason: str, *, refusal_closes: bool) -> None:
         if refusal_closes:

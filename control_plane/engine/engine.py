@@ -31,7 +31,7 @@ from bifrost._internal.protocol import (
 from bifrost._internal.redaction import Redactor
 from control_plane.backends.base import Backend, ClaimChannel, ReadiesRunners, RunEnd, RunnerExit
 from control_plane.db.models import as_utc, utcnow
-from control_plane.engine.dispatch import Dispatcher, LaunchOutcome
+from control_plane.engine.dispatch import Dispatcher, LaunchOutcome, LaunchRecord
 from control_plane.engine.ingest import Ingestor
 from control_plane.engine.live import FinalRow, LiveHub, LiveSubscription
 from control_plane.engine.nats_server import EmbeddedNats, NatsServerError
@@ -389,9 +389,11 @@ class ExecutionEngine:
                     change.final_row = None  # the row as it ended predates the record
             await self._announce_change(change)
 
-    async def _announce_once_launched(self, change: Committed, launch: asyncio.Future[bool]) -> None:
-        change.launched = await asyncio.shield(launch)
-        change.final_row = None  # the row as it ended predates the record
+    async def _announce_once_launched(self, change: Committed, launch: asyncio.Future[LaunchRecord | None]) -> None:
+        record = await asyncio.shield(launch)
+        change.launched = record is not None
+        # The row as it ended predates the record, which is all that changed in it since.
+        change.final_row = None if record is None or change.final_row is None else {**change.final_row, **record}
         await self._announce_change(change)
 
     async def _announce_change(self, change: Committed) -> None:

@@ -8,6 +8,7 @@ import base64
 import contextlib
 import logging
 import os
+import socket
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -233,7 +234,11 @@ async def rehearsal_connection() -> AsyncIterator[NATS]:
             await reader.read()  # all the client sends, until it closes
         writer.close()
 
-    server = await asyncio.start_server(stand_in, "127.0.0.1", 0)
+    # Listening on a socket made here: given a host, uvloop resolves it on libuv's thread pool, whose four threads
+    # would then live on in the runner, and each change of user at its seal (see `confinement`) waits for every
+    # thread of the process.
+    listening = socket.create_server(("127.0.0.1", 0))
+    server = await asyncio.start_server(stand_in, sock=listening)
     async with server:
         port = server.sockets[0].getsockname()[1]
         seed = nkeys.encode_seed(os.urandom(32), nkeys.PREFIX_BYTE_USER).decode()

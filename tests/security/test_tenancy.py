@@ -164,6 +164,11 @@ def test_a_workflow_restricted_to_org_admins(tenants: Tenants) -> None:
             assert refused.status_code == 403
             assert "ping" in refused.json()["detail"]
             assert member_a.post("/api/endpoints/ping").status_code == 403
+            # Refused before its body is read, let alone parsed.
+            unread = member_a.post(
+                "/api/workflows/ping/execute", content=b"{not json", headers={"Content-Type": "application/json"}
+            )
+            assert unread.status_code == 403
             assert member_a.get("/api/workflows/ping/access").json()["roles"] == ["org_admin"]
         with tenants.client("admin_a") as admin_a:
             assert admin_a.post("/api/workflows/ping/execute").status_code == 200
