@@ -220,17 +220,24 @@ class Confinement:
             limit(resource.RLIMIT_NPROC, self.max_processes, self.max_processes)
 
 
-def keep_to_this_run(folders: RunnerFolders, run_fd: int) -> Confinement:
+def mounted_inside_tmp() -> tuple[str, ...]:
+    """The mount points of the sandbox's mounts inside its /tmp (the workspace or the data folder may be there),
+    each with the mounts on it: found once by the template, as the sandbox's mounts do not change, and carried
+    into each run's /tmp by its keeper (see `keep_to_this_run`)."""
+    return tuple(_mounts_inside("/tmp"))
+
+
+def keep_to_this_run(folders: RunnerFolders, run_fd: int, carried_mounts: tuple[str, ...]) -> Confinement:
     """In a runner's keeper, the first process of its PID namespace: enter mount and IPC namespaces of its own
     and arrange them (see the module's documentation), with the run's folder open as `run_fd` (the template
-    renames it as the claim comes). The descriptors returned are the runner's until it seals itself."""
+    renames it as the claim comes) and the sandbox's mounts inside /tmp (`mounted_inside_tmp`) in the run's /tmp
+    too. The descriptors returned are the runner's until it seals itself."""
     _unshare(CLONE_NEWNS | CLONE_NEWIPC)
     # Nothing mounted here may reach the sandbox's other namespaces.
     _mount(None, "/", None, _MS_REC | _MS_PRIVATE)
     cache_fd = os.open(folders.workspace_cache, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     logs_fd = os.open(folders.logs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    # Folders the sandbox shows inside /tmp (the workspace or the data folder may be there) stay where they are.
-    carried = [(path, os.open(path, os.O_PATH | os.O_CLOEXEC)) for path in _mounts_inside("/tmp")]
+    carried = [(path, os.open(path, os.O_PATH | os.O_CLOEXEC)) for path in carried_mounts]
     _bind_from_run_folder(run_fd, "shm", "/dev/shm")
     _bind_from_run_folder(run_fd, "tmp", "/tmp")
     os.chdir("/tmp")  # the working folder was the sandbox's /tmp, which holds every run's folder

@@ -3,7 +3,9 @@
 It imports everything a runner needs once (never any workspace code), then forks one single-use runner per claim. A
 few forks wait ready ("spares"), so starting a run costs a pipe write, not an interpreter start. A spare waits with
 its client for the control plane's API at the URL of the last claim, having rehearsed an execution once (see
-`bifrost_runner.run.rehearse`); a claim sent elsewhere makes a client anew. A spare given a slot (see `RunnerSlot`)
+`bifrost_runner.run.rehearse`) unless it was made while as many runs as the template has cores were running: a
+rehearsal then takes a core from them, and the next claim comes before it pays off. A claim sent elsewhere makes a
+client anew. A spare given a slot (see `RunnerSlot`)
 connects to NATS under its identity while it waits, and serves that slot's execution alone; it is ended unclaimed
 before the identity expires (`SlotDropped`). Spares holding no slot serve the other executions and connect to NATS
 once their claim came: the claim brings the execution's own NATS identity. A used spare is replaced once its runner
@@ -73,6 +75,7 @@ from bifrost_runner.confinement import (
     held_capabilities,
     keep_to_this_run,
     limit,
+    mounted_inside_tmp,
     own_user_namespace,
     set_dumpable,
     set_not_dumpable,
@@ -195,12 +198,17 @@ def _send(message: BaseModel) -> None:
     os.write(sys.stdout.fileno(), message.model_dump_json().encode() + b"\n")
 
 
+_FD_CEILING = 2**31 - 1
+"""Above any descriptor number there can be."""
+
+
 def _close_inherited_fds(keep: set[int]) -> None:
-    for name in os.listdir("/proc/self/fd"):
-        fd = int(name)
-        if fd > 2 and fd not in keep:
-            with contextlib.suppress(OSError):  # the fd of the listing itself, already gone
-                os.close(fd)
+    """Close every descriptor above stderr but those in `keep`: a few `close_range` calls."""
+    low = 3
+    for fd in sorted(keep):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, _FD_CEILING)
 
 
 def _to_devnull(fds: tuple[int, ...]) -> None:
@@ -300,7 +308,8 @@ class _Setup:
     """Only get ready and take the workflow's user, then end (see `Template.probe`)."""
     rehearsing: bool = True
     """Rehearse while waiting for the claim. Not for a fork made for a claim that is already waiting: it would
-    rehearse before its execution instead of while it waits, a delay its execution's own page copies do not need."""
+    rehearse before its execution instead of while it waits, a delay its execution's own page copies do not need;
+    nor while the cores are busy with runs (see `Template._cores_busy`)."""
 
 
 async def _serve_claim(claim_fd: int, setup: _Setup, confinement: Confinement | None) -> int:
@@ -350,13 +359,15 @@ def _runner_process(claim_fd: int, setup: _Setup, confinement: Confinement | Non
     return uvloop.run(_serve_claim(claim_fd, setup, confinement))
 
 
-def _keeper(claim_fd: int, status_fd: int, setup: _Setup, folders: RunnerFolders, run_fd: int) -> NoReturn:
+def _keeper(
+    claim_fd: int, status_fd: int, setup: _Setup, folders: RunnerFolders, run_fd: int, carried_mounts: tuple[str, ...]
+) -> NoReturn:
     """In the fork, the first process of its own PID namespace: give the namespace its own mounts (see
     `confinement`), start the runner, wait for it, then tell the template how it ended and exit, which ends every
     process left in the namespace."""
     os.setsid()
     try:
-        confinement = keep_to_this_run(folders, run_fd)
+        confinement = keep_to_this_run(folders, run_fd, carried_mounts)
         os.close(run_fd)
         confinement.uid = setup.uid
         drop_capabilities(keep=held_capabilities() - {CAP_SYS_ADMIN})
@@ -445,7 +456,9 @@ class Template:
         self._user_namespaces = user_namespaces
         self._folders = folders
         self._pid_namespaces = PidNamespaces() if folders is not None else None
+        self._carried_mounts = mounted_inside_tmp() if folders is not None else ()
         self._priority = os.getpriority(os.PRIO_PROCESS, 0)
+        self._cores = len(os.sched_getaffinity(0))
         self._spares: deque[_Fork] = deque()
         self._forks: dict[int, _Fork] = {}
         self._pending_slots: deque[_PendingSlot] = deque()
@@ -496,6 +509,13 @@ class Template:
         if self._refill_at is None:
             self._refill_at = time.monotonic() + REFILL_DELAY_SECONDS
 
+    def _cores_busy(self) -> bool:
+        """Whether as many runs are running as the template may use cores. A rehearsal costs its spare CPU of its
+        own (some 5 ms on a virtual machine) to take page copies off its execution's clock: with every core busy, it
+        takes that CPU from running executions, and queued claims come before it is done."""
+        running = sum(1 for fork in self._forks.values() if fork.execution_id is not None)
+        return running >= self._cores
+
     def _free_uid(self) -> int | None:
         """The lowest runner user no live runner has. A user is free again once its runner's keeper is reaped:
         its PID namespace, and with it every process of that user, has ended then."""
@@ -509,7 +529,11 @@ class Template:
 
     def _fork(self, *, claimed: bool = False) -> _Fork:
         setup = _Setup(
-            self._expected, self._waiting_priority, self._free_uid(), self._user_namespaces, rehearsing=not claimed
+            self._expected,
+            self._waiting_priority,
+            self._free_uid(),
+            self._user_namespaces,
+            rehearsing=not claimed and not self._cores_busy(),
         )
         claim_read, claim_write = os.pipe()
         if self._folders is None or self._pid_namespaces is None:
@@ -531,9 +555,8 @@ class Template:
         self._selector.register(fork.pidfd, selectors.EVENT_READ)
         return fork
 
-    @staticmethod
     def _confined_fork(
-        setup: _Setup, claim_read: int, claim_write: int, folders: RunnerFolders, pid_namespaces: PidNamespaces
+        self, setup: _Setup, claim_read: int, claim_write: int, folders: RunnerFolders, pid_namespaces: PidNamespaces
     ) -> _Fork:
         run = f"spare-{secrets.token_hex(8)}"
         try:
@@ -551,7 +574,7 @@ class Template:
             pid_namespaces.restore()
             raise
         if pid == 0:
-            _keeper(claim_read, status_write, setup, folders, run_fd)
+            _keeper(claim_read, status_write, setup, folders, run_fd, self._carried_mounts)
         pid_namespaces.restore()
         os.close(claim_read)
         os.close(status_write)
