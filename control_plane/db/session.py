@@ -66,6 +66,15 @@ def _sqlite_connection_class(write_lock: _WriteLock) -> type[sqlite3.Connection]
         def cursor(self, factory: Any = WriteQueuedCursor) -> Any:
             return super().cursor(factory)
 
+        # sqlite3's own shortcuts make their cursors in C, past `cursor`.
+        def execute(self, sql: str, parameters: Any = (), /) -> WriteQueuedCursor:
+            cursor: WriteQueuedCursor = self.cursor()
+            return cursor.execute(sql, parameters)
+
+        def executemany(self, sql: str, seq_of_parameters: Iterable[Any], /) -> WriteQueuedCursor:
+            cursor: WriteQueuedCursor = self.cursor()
+            return cursor.executemany(sql, seq_of_parameters)
+
         def before_statement(self, sql: str) -> None:
             if not self.holds_write_lock and sql.lstrip()[:15].upper().startswith(_SQLITE_WRITES):
                 self.holds_write_lock = write_lock.acquire()
