@@ -29,6 +29,7 @@ from bifrost._internal.protocol import (
     FinishedEvent,
     LogEvent,
     ResultEvent,
+    StartedEvent,
     VariablesEvent,
     events_subject,
     parse_event,
@@ -49,9 +50,9 @@ RETRY_SECONDS = 0.5
 # How long an event after a missing seq waits for the missing one before it is applied anyway: longer than
 # a redelivery takes, so events a crashed control plane had fetched but not acked are never skipped.
 GAP_WAIT_SECONDS = INGEST_ACK_WAIT_SECONDS + 1.0
-# How long a batch that holds the first of an execution's closing events (variables, result, finished: a runner
-# publishes them one after the other) waits for the rest, so that they are stored in one transaction.
-CLOSING_WAIT_SECONDS = 0.005
+# How long a batch that holds an execution's started, variables or result event but not its finished event waits for
+# more: a short workflow's events come in one burst, stored in one transaction so. Any message ends the wait.
+UNFINISHED_WAIT_SECONDS = 0.005
 
 
 @dataclass
@@ -97,8 +98,8 @@ class Ingestor:
         try:
             wait = HELD_POLL_SECONDS if self._held else IDLE_POLL_SECONDS
             events = [await self._hold(message) for message in await next_batch(subscription, FETCH_BATCH, wait)]
-            if _closing_cut_short(events):
-                for message in await next_batch(subscription, FETCH_BATCH, CLOSING_WAIT_SECONDS):
+            if _unfinished(events):
+                for message in await next_batch(subscription, FETCH_BATCH, UNFINISHED_WAIT_SECONDS):
                     await self._hold(message)
         except nats.errors.Error as exc:
             logger.debug("fetching runner events failed (%s); retrying", exc)
@@ -185,10 +186,11 @@ class Ingestor:
             EVENTS_INGESTED.labels(event_type).inc(count)
 
 
-def _closing_cut_short(events: list[Event | None]) -> bool:
-    """Whether an execution's variables or result came without its finished event, which follows them at once."""
-    closing = {event.execution_id for event in events if isinstance(event, VariablesEvent | ResultEvent)}
-    return bool(closing - {event.execution_id for event in events if isinstance(event, FinishedEvent)})
+def _unfinished(events: list[Event | None]) -> bool:
+    """Whether an execution's started, variables or result event came without its finished event (log events
+    alone never wait: a long run's come on and on)."""
+    ending = {event.execution_id for event in events if isinstance(event, StartedEvent | VariablesEvent | ResultEvent)}
+    return bool(ending - {event.execution_id for event in events if isinstance(event, FinishedEvent)})
 
 
 async def _ack_all(messages: list[Msg]) -> None:
