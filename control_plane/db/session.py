@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -12,10 +14,111 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, create_engine
 
+# How long SQLite waits for another process's write lock, and a thread of this one for the in-process lock.
+SQLITE_BUSY_SECONDS = 30.0
+_SQLITE_WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE", "BEGIN IMMEDIATE", "BEGIN EXCLUSIVE")
+
+
+class _WriteLock:
+    """One writer at a time among the connections of one engine, queued on a lock instead of in SQLite's busy
+    handler, which sleeps 1, 2, 5, 10... ms before it looks again. Taken at a transaction's first write and
+    released when it ends. A thread that holds it and writes on a second connection does not wait for itself:
+    it goes on to SQLite, which answers "database is locked" after its busy timeout, as without this lock."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._owner: int | None = None
+
+    def acquire(self) -> bool:
+        if self._owner == threading.get_ident():
+            return False
+        if not self._lock.acquire(timeout=SQLITE_BUSY_SECONDS):
+            return False
+        self._owner = threading.get_ident()
+        return True
+
+    def release(self) -> None:
+        self._owner = None
+        self._lock.release()
+
+
+def _sqlite_connection_class(write_lock: _WriteLock) -> type[sqlite3.Connection]:
+    class WriteQueuedCursor(sqlite3.Cursor):
+        connection: WriteQueuedConnection
+
+        def execute(self, sql: str, parameters: Any = (), /) -> WriteQueuedCursor:
+            self.connection.before_statement(sql)
+            try:
+                return super().execute(sql, parameters)
+            finally:
+                self.connection.after_statement()
+
+        def executemany(self, sql: str, seq_of_parameters: Iterable[Any], /) -> WriteQueuedCursor:
+            self.connection.before_statement(sql)
+            try:
+                return super().executemany(sql, seq_of_parameters)
+            finally:
+                self.connection.after_statement()
+
+    class WriteQueuedConnection(sqlite3.Connection):
+        holds_write_lock = False
+
+        def cursor(self, factory: Any = WriteQueuedCursor) -> Any:
+            return super().cursor(factory)
+
+        # sqlite3's own shortcuts make their cursors in C, past `cursor`.
+        def execute(self, sql: str, parameters: Any = (), /) -> WriteQueuedCursor:
+            cursor: WriteQueuedCursor = self.cursor()
+            return cursor.execute(sql, parameters)
+
+        def executemany(self, sql: str, seq_of_parameters: Iterable[Any], /) -> WriteQueuedCursor:
+            cursor: WriteQueuedCursor = self.cursor()
+            return cursor.executemany(sql, seq_of_parameters)
+
+        def before_statement(self, sql: str) -> None:
+            if not self.holds_write_lock and sql.lstrip()[:15].upper().startswith(_SQLITE_WRITES):
+                self.holds_write_lock = write_lock.acquire()
+
+        def after_statement(self) -> None:
+            # A write outside a transaction (or a BEGIN that failed) holds SQLite's lock no longer.
+            if self.holds_write_lock and not self.in_transaction:
+                self._release()
+
+        def commit(self) -> None:
+            try:
+                super().commit()
+            finally:
+                self._release()
+
+        def rollback(self) -> None:
+            try:
+                super().rollback()
+            finally:
+                self._release()
+
+        def close(self) -> None:
+            try:
+                super().close()
+            finally:
+                self._release()
+
+        def _release(self) -> None:
+            if self.holds_write_lock:
+                self.holds_write_lock = False
+                write_lock.release()
+
+    return WriteQueuedConnection
+
 
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        # The control plane is one process: its writers queue on a lock (see `_WriteLock`); SQLite's busy
+        # timeout remains for other processes that write to the same file (another `bifrost` command).
+        connection_class = _sqlite_connection_class(_WriteLock())
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_SECONDS, "factory": connection_class},
+        )
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

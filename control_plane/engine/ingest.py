@@ -26,8 +26,10 @@ from bifrost._internal.protocol import (
     EVENTS_STREAM,
     EVENTS_SUBJECT_WILDCARD,
     Event,
+    FinishedEvent,
     LogEvent,
     ResultEvent,
+    StartedEvent,
     VariablesEvent,
     events_subject,
     parse_event,
@@ -48,6 +50,10 @@ RETRY_SECONDS = 0.5
 # How long an event after a missing seq waits for the missing one before it is applied anyway: longer than
 # a redelivery takes, so events a crashed control plane had fetched but not acked are never skipped.
 GAP_WAIT_SECONDS = INGEST_ACK_WAIT_SECONDS + 1.0
+# How long a batch that holds an execution's started, variables or result event but not its finished event waits for
+# more: a short workflow's events come in one burst, stored in one transaction so. Any message ends the wait.
+UNFINISHED_WAIT_SECONDS = 0.005
+
 
 @dataclass
 class _HeldEvent:
@@ -91,29 +97,31 @@ class Ingestor:
     async def _step(self, subscription: JetStreamContext.PullSubscription) -> None:
         try:
             wait = HELD_POLL_SECONDS if self._held else IDLE_POLL_SECONDS
-            messages = await next_batch(subscription, FETCH_BATCH, wait)
+            events = [await self._hold(message) for message in await next_batch(subscription, FETCH_BATCH, wait)]
+            if _unfinished(events):
+                for message in await next_batch(subscription, FETCH_BATCH, UNFINISHED_WAIT_SECONDS):
+                    await self._hold(message)
         except nats.errors.Error as exc:
             logger.debug("fetching runner events failed (%s); retrying", exc)
             await asyncio.sleep(RETRY_SECONDS)
             return
-        for message in messages:
-            await self._hold(message)
         if self._held:
             await self._commit()
 
-    async def _hold(self, message: Msg) -> None:
+    async def _hold(self, message: Msg) -> Event | None:
+        """Hold `message`'s event (None: dropped)."""
         try:
             event = parse_event(message.data)
         except ValidationError as exc:
             logger.error("dropping a malformed runner event on %s: %s", message.subject, exc)
             EVENTS_REJECTED.labels("malformed").inc()
             await _settle(message.term())
-            return
+            return None
         if message.subject != events_subject(event.execution_id):
             logger.error("dropping an event of execution %s published on %s", event.execution_id, message.subject)
             EVENTS_REJECTED.labels("wrong_subject").inc()
             await _settle(message.term())
-            return
+            return None
         if self._may_be_unstorable(event, message.data):
             event = self._made_storable(event)
         held = self._held.setdefault(event.execution_id, {})
@@ -121,6 +129,7 @@ class Ingestor:
         if entry is None:
             entry = held[event.seq] = _HeldEvent(event=event, received_at=time.monotonic())
         entry.messages.append(message)
+        return event
 
     def _may_be_unstorable(self, event: Event, data: bytes) -> bool:
         """Cheap, so that the events of a healthy runner are not walked value by value. (An unpaired surrogate
@@ -175,6 +184,13 @@ class Ingestor:
                 del self._held[execution_id]
         for event_type, count in result.event_counts.items():
             EVENTS_INGESTED.labels(event_type).inc(count)
+
+
+def _unfinished(events: list[Event | None]) -> bool:
+    """Whether an execution's started, variables or result event came without its finished event (log events
+    alone never wait: a long run's come on and on)."""
+    ending = {event.execution_id for event in events if isinstance(event, StartedEvent | VariablesEvent | ResultEvent)}
+    return bool(ending - {event.execution_id for event in events if isinstance(event, FinishedEvent)})
 
 
 async def _ack_all(messages: list[Msg]) -> None:

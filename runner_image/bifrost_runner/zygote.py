@@ -9,9 +9,10 @@ client anew. A spare given a slot (see `RunnerSlot`)
 connects to NATS under its identity while it waits, and serves that slot's execution alone; it is ended unclaimed
 before the identity expires (`SlotDropped`). Spares holding no slot serve the other executions and connect to NATS
 once their claim came: the claim brings the execution's own NATS identity. A used spare is replaced once its runner
-ends, or shortly after, so that a new fork does not compete with the run for a core; where the runner can take its
-priority back (see `priority_is_restorable`), a spare gets ready at the lowest CPU priority, so that it never
-competes with running work, and runs its claim at the template's priority. The template reads claims and slots on
+ends, or shortly after, so that a new fork does not compete with the run for a core, and never while a claim waits
+to be read: the claim is served first; where the runner can take its priority back (see `priority_is_restorable`),
+a spare gets ready at the lowest CPU priority from its first instruction on, so that it never competes with running
+work, and runs its claim at the template's priority. The template reads claims and slots on
 stdin, one line each (see `bifrost._internal.protocol.claim_line`), into memory its forks see zeroed, and passes
 each on to its runner reading only its header: no runner finds another execution's secrets in the memory it
 inherits. It writes `TemplateStarted`, then `ForkMade` / `RunnerForked` / `RunnerEnded` / `RunnerForkFailed` /
@@ -34,6 +35,7 @@ import os
 import re
 import resource
 import secrets
+import select
 import selectors
 import shutil
 import signal
@@ -301,6 +303,10 @@ class _Setup:
 
     expected: Expected
     waiting_priority: int | None
+    """The nice value the fork gets ready at, from its first instruction on (None: the template's); it takes
+    `priority` back once its claim came."""
+    priority: int
+    """The template's nice value, which the runner runs its claim at."""
     uid: int | None
     """The user the runner becomes when its workflow starts (confined runners only); None: the template's."""
     own_user_namespace: bool
@@ -315,9 +321,6 @@ class _Setup:
 async def _serve_claim(claim_fd: int, setup: _Setup, confinement: Confinement | None) -> int:
     """Make the API client and the log file where the execution is expected to use them and rehearse while
     waiting for the claim, then run it."""
-    priority = os.getpriority(os.PRIO_PROCESS, 0)
-    if setup.waiting_priority is not None:
-        os.setpriority(os.PRIO_PROCESS, 0, setup.waiting_priority)
     log_folder = confinement.log_folder if confinement is not None else setup.expected.log_folder
     prepared_log = PreparedFile.make(log_folder, os.O_WRONLY | os.O_APPEND) if log_folder else None
     api_url = setup.expected.api_url
@@ -325,7 +328,7 @@ async def _serve_claim(claim_fd: int, setup: _Setup, confinement: Confinement | 
     claim, ready = await _read_claim(claim_fd)
     if setup.waiting_priority is not None:
         # The template restored it before handing the claim over; a thread started meanwhile is seen to here.
-        restore_priority(0, priority)
+        restore_priority(0, setup.priority)
     preconnected = await connecting if connecting else None
     if claim is None:  # the template went away (or retired this spare) before a claim came
         if preconnected is not None:
@@ -337,11 +340,20 @@ async def _serve_claim(claim_fd: int, setup: _Setup, confinement: Confinement | 
     return await run_from_env(preconnected, claim.payload, confinement, ready)
 
 
+def _lower_priority(setup: _Setup) -> None:
+    """A spare's start (its namespaces, its imports, its rehearsal) must not take a core from a run: lowered once
+    the fork is its own process group, so that the template's `restore_priority` reaches it; should the claim come
+    before, the runner takes its priority back itself once it read the claim."""
+    if setup.waiting_priority is not None:
+        os.setpriority(os.PRIO_PROCESS, 0, setup.waiting_priority)
+
+
 def _runner_process(claim_fd: int, setup: _Setup, confinement: Confinement | None) -> int:
     """In the runner: wait for the claim, run the one execution. Unconfined, the runner is the fork itself and
     detaches from the template; confined, its keeper did."""
     if confinement is None:
         os.setsid()
+        _lower_priority(setup)
     if setup.own_user_namespace:
         own_user_namespace()
         set_not_dumpable()
@@ -366,6 +378,7 @@ def _keeper(
     `confinement`), start the runner, wait for it, then tell the template how it ended and exit, which ends every
     process left in the namespace."""
     os.setsid()
+    _lower_priority(setup)  # its runner inherits it
     try:
         confinement = keep_to_this_run(folders, run_fd, carried_mounts)
         os.close(run_fd)
@@ -488,6 +501,9 @@ class Template:
             ):
                 self._refill()
 
+    def _input_waiting(self) -> bool:
+        return bool(select.select([sys.stdin.fileno()], [], [], 0)[0])
+
     def _wants_spares(self) -> bool:
         """Fewer spares holding no slot than wanted, or a slot waiting for a spare: a spare holding a slot is kept
         for that slot's execution alone (the control plane keeps as many slots waiting as it wants spares)."""
@@ -530,7 +546,8 @@ class Template:
     def _fork(self, *, claimed: bool = False) -> _Fork:
         setup = _Setup(
             self._expected,
-            self._waiting_priority,
+            None if claimed else self._waiting_priority,
+            self._priority,
             self._free_uid(),
             self._user_namespaces,
             rehearsing=not claimed and not self._cores_busy(),
@@ -585,12 +602,16 @@ class Template:
         )
 
     def _refill(self) -> None:
-        """Give the slots waiting to spares holding none, and make spares up to the number wanted."""
+        """Give the slots waiting to spares holding none, and make spares up to the number wanted; but a line waiting
+        to be read (a claim, most likely) is served first: a fork takes the template a few ms."""
         self._refill_at = None
         self._held_back = False
         while self._wants_spares():
             spare = next((fork for fork in self._spares if fork.slot is None), None) if self._pending_slots else None
             if spare is None:
+                if self._input_waiting():
+                    self._refill_at = time.monotonic()
+                    return
                 try:
                     spare = self._fork()
                 except OSError as exc:
@@ -769,7 +790,7 @@ class Template:
         """Fork one runner as for a claim, and have it take the user its workflow would run as, then end: 0 when
         all of it worked, else 1, having said what failed on stderr."""
         self._expected = Expected()
-        setup = _Setup(self._expected, None, self._free_uid(), self._user_namespaces, probe=True)
+        setup = _Setup(self._expected, None, self._priority, self._free_uid(), self._user_namespaces, probe=True)
         claim_read, claim_write = os.pipe()
         if self._folders is None or self._pid_namespaces is None:
             print("bifrost runner template: --probe is for confined runners", file=sys.stderr)
