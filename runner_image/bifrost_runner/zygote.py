@@ -1,26 +1,25 @@
 """`python -m bifrost_runner.zygote`: the local backend's runner template.
 
-It imports everything a runner needs once (never any workspace code), then forks one single-use runner per claim. A
-few forks wait ready ("spares"), so starting a run costs a pipe write, not an interpreter start. A spare waits with
-its client for the control plane's API at the URL of the last claim, having rehearsed an execution once (see
-`bifrost_runner.run.rehearse`) unless it was made while as many runs as the template has cores were running: a
-rehearsal then takes a core from them, and the next claim comes before it pays off. A claim sent elsewhere makes a
-client anew. A spare given a slot (see `RunnerSlot`)
-connects to NATS under its identity while it waits, and serves that slot's execution alone; it is ended unclaimed
-before the identity expires (`SlotDropped`). Spares holding no slot serve the other executions and connect to NATS
-once their claim came: the claim brings the execution's own NATS identity. A used spare is replaced once its runner
-ends, or shortly after, so that a new fork does not compete with the run for a core, and never while a claim waits
-to be read: the claim is served first; where the runner can take its priority back (see `priority_is_restorable`),
-a spare gets ready at the lowest CPU priority from its first instruction on, so that it never competes with running
-work, and runs its claim at the template's priority. The template reads claims and slots on
-stdin, one line each (see `bifrost._internal.protocol.claim_line`), into memory its forks see zeroed, and passes
-each on to its runner reading only its header: no runner finds another execution's secrets in the memory it
-inherits. It writes `TemplateStarted`, then `ForkMade` / `RunnerForked` / `RunnerEnded` / `RunnerForkFailed` /
-`SlotDropped` lines on stdout; reaps its runners; and exits when stdin closes, leaving running runners to finish.
-With `--claims-once-moved`, the backend moves each fork into a cgroup of its own once told of it (`ForkMade`), and
-says so (`ForkMoved`); the template hands claims to forks moved first, and holds a claim given to a fork not moved
-yet until it is: no runner runs a moment outside its limits. Started as the first process of a PID namespace (the
-local runners' sandbox), it stays as that namespace's init while the template runs in a child.
+It imports everything a runner needs once (never any workspace code), then forks one single-use runner per claim. A few
+forks wait ready ("spares"), so starting a run costs a pipe write, not an interpreter start. A spare waits with its
+client for the control plane's API at the URL of the last claim, having rehearsed an execution once (see
+`bifrost_runner.run.rehearse`) unless it was made while as many runs as the template has cores were running: a rehearsal
+then takes a core from them, and the next claim comes before it pays off. A claim sent elsewhere makes a client anew. A
+spare given a slot (see `RunnerSlot`) connects to NATS under its identity while it waits, and serves that slot's
+execution alone; it is ended unclaimed before the identity expires (`SlotDropped`). Spares holding no slot serve the
+other executions and connect to NATS once their claim came: the claim brings the execution's own NATS identity. A used
+spare is replaced once its runner ends, or shortly after, so that a new fork does not compete with the run for a core,
+and never while a claim waits to be read: the claim is served first; where the runner can take its priority back (see
+`priority_is_restorable`), a spare gets ready at the lowest CPU priority from its first instruction on, so that it never
+competes with running work, and runs its claim at the template's priority. The template reads claims and slots on stdin,
+one line each (see `bifrost._internal.protocol.claim_line`), into memory its forks see zeroed, and passes each on to its
+runner reading only its header: no runner finds another execution's secrets in the memory it inherits. It writes
+`TemplateStarted`, then `ForkMade` / `RunnerForked` / `RunnerEnded` / `RunnerForkFailed` / `SlotDropped` lines on
+stdout; reaps its runners; and exits when stdin closes, leaving running runners to finish. With `--claims-once-moved`,
+the backend moves each fork into a cgroup of its own once told of it (`ForkMade`), and says so (`ForkMoved`); the
+template hands claims to forks moved first, and holds a claim given to a fork not moved yet until it is: no runner runs
+a moment outside its limits. Started as the first process of a PID namespace (the local runners' sandbox), it stays as
+that namespace's init while the template runs in a child.
 """
 
 from __future__ import annotations
