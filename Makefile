@@ -70,9 +70,10 @@ images: install container-deps ui
 	$(BIN)/python -m bifrost_devtools.images
 
 # How many pytest processes share out the test files (pytest-xdist), a file to one process so that the services a
-# module starts once serve all its tests: 0 runs them all in this one; `make test TEST_WORKERS=auto` starts one per
-# core. The 25 slowest tests are listed at the end, to show where the suite's time goes.
-TEST_WORKERS ?= 0
+# module starts once serve all its tests. Two by default: the suite waits on services and subprocesses so much that
+# two processes take about half the time of one, even on two cores. 0 runs them all in this one; auto starts one
+# per core. The 25 slowest tests are listed at the end, to show where the suite's time goes.
+TEST_WORKERS ?= 2
 
 test: install system-deps lint ui ui-test images
 	$(BIN)/python -m pytest --numprocesses=$(TEST_WORKERS) --dist=loadfile --durations=25

@@ -4,7 +4,6 @@ with Content-Length: bodies past the limit are refused unread, so its RSS should
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -15,16 +14,10 @@ from pathlib import Path
 import httpx
 
 from bench._report import measured
+from bifrost_devtools.services import free_port
 
 BODY_MB = 200
 KEY = "bfk_bench-request-bodies-0123456789"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def _rss_mb(pid: int) -> int:
@@ -39,7 +32,7 @@ def _body() -> Iterator[bytes]:
 
 
 def main() -> None:
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "workspace").mkdir()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -22,11 +23,30 @@ from nats.aio.client import RawCredentials
 from bifrost._internal.protocol import MAX_EVENT_BYTES, nats_credentials_file
 from control_plane.security.nats_identities import AccountSigner, NatsKeys
 
+_LOWEST_PORT = 10_000
+
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback port free now, for a service about to listen on it. Taken at random below the kernel's ephemeral
+    range: a port of that range (what binding port 0 gives) can be taken, before the service binds it, by any
+    process's outgoing connection, and processes sharing the tests out would be given the same ones."""
+    below = _ephemeral_ports_start()
+    for _ in range(100):
+        port = random.randrange(_LOWEST_PORT, below)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free loopback port found between {_LOWEST_PORT} and {below}")
+
+
+def _ephemeral_ports_start() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768  # Linux's default
 
 
 def wait_for_port(port: int, timeout: float = 15.0, process: subprocess.Popen[Any] | None = None) -> None:
