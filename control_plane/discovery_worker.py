@@ -6,6 +6,13 @@ main module in each worker too, which for the control plane is seconds of import
 one pickled list of (path, source) from its stdin, writes the pickled list of (cache entry, `workflows` rows)
 to its stdout (a temporary file), and exits. Both come out as the values the database stores (the rows as
 tuples of column values, their JSON columns as JSON text): the control plane inserts them as they are.
+
+The control plane parses files of a worker's list too, taking them from its end while the worker takes them
+from its start, so that both finish together however long each one's other work (the worker's imports, the
+control plane's recording of the revision) took on a loaded machine. They meet through two counters in a
+shared memory page, each written by one side only: where the worker's files end and where the control plane's
+begin. Each side claims a few files at a time and claims only below (above) the other's counter as it read it;
+both may parse the few files claimed at the same moment, but no file is left out.
 """
 
 from __future__ import annotations
@@ -14,8 +21,10 @@ import contextlib
 import gc
 import json
 import logging
+import mmap
 import os
 import pickle
+import struct
 import subprocess
 import sys
 import tempfile
@@ -51,8 +60,15 @@ Rows = dict[str, Row]
 
 _CACHED = {"workflows": {"__all__": {"form_fields"}}, "data_providers": {"__all__": {"form_fields"}}}
 _BOOTSTRAP = (
-    "import json, sys; sys.path[:] = json.loads(sys.argv[1]); from control_plane.discovery_worker import serve; serve()"
+    "import json, sys; sys.path[:] = json.loads(sys.argv[1]); from control_plane.discovery_worker import serve; "
+    "serve(int(sys.argv[2]))"
 )
+CHUNK = 16
+"""Files claimed at a time, by a worker and by the control plane; the control plane never takes a worker's
+first chunk."""
+_COUNTER = struct.Struct("=i")  # native and aligned: each counter is read and written in one instruction
+_WORKER_END = 0  # offset of the counter the worker writes: it parses the files before it
+_PARENT_START = _COUNTER.size  # offset of the counter the control plane writes: it parses the files from it on
 
 
 def discover(path: str, source: str) -> FileDiscovery:
@@ -140,23 +156,45 @@ class Worker:
     interpreter's lock while the parent's own parsing holds it."""
 
     def __init__(self) -> None:
-        # both live as long as the worker: `stop` closes them
+        # all live as long as the worker: `stop` closes them
         self._answer = tempfile.TemporaryFile()  # noqa: SIM115
         self._errors = tempfile.TemporaryFile()  # noqa: SIM115
+        self._counters_file = tempfile.TemporaryFile()  # noqa: SIM115
+        self._counters_file.truncate(mmap.PAGESIZE)
+        self._counters = mmap.mmap(self._counters_file.fileno(), mmap.PAGESIZE)
+        self._sources: list[tuple[str, str]] = []
         self._process = subprocess.Popen(
-            [sys.executable, "-c", _BOOTSTRAP, json.dumps(sys.path)],
+            [sys.executable, "-c", _BOOTSTRAP, json.dumps(sys.path), str(self._counters_file.fileno())],
             stdin=subprocess.PIPE,
             stdout=self._answer,
             stderr=self._errors,
+            pass_fds=(self._counters_file.fileno(),),
         )
 
-    def discover(self, sources: list[tuple[str, str]]) -> list[tuple[str, Rows]]:
-        """The cache entry and rows of each of `sources`, in order; the worker exits after answering."""
+    def take_from_end(self) -> range | None:
+        """Claim the last few files of the list given to `discover` that nobody claimed yet, for the control
+        plane to parse; None when none are left."""
+        start = _COUNTER.unpack_from(self._counters, _PARENT_START)[0]
+        floor = max(_COUNTER.unpack_from(self._counters, _WORKER_END)[0], CHUNK)
+        if start <= floor:
+            return None
+        new_start = max(start - CHUNK, floor)
+        _COUNTER.pack_into(self._counters, _PARENT_START, new_start)
+        return range(new_start, start)
+
+    def give(self, sources: list[tuple[str, str]]) -> None:
+        """The files for this worker (and `take_from_end`); `discover` sends them."""
+        self._sources = sources
+        _COUNTER.pack_into(self._counters, _PARENT_START, len(sources))
+
+    def discover(self) -> list[tuple[str, Rows]]:
+        """The cache entry and rows of each of the first of the files given, in order, up to where the files
+        the control plane took (`take_from_end`) begin, or a few beyond; the worker exits after answering."""
         stdin = self._process.stdin
         assert stdin is not None
         # One write, which blocks until the worker has read it all (its exit code tells when it died instead)
         with contextlib.suppress(BrokenPipeError), stdin:
-            stdin.write(pickle.dumps(sources, protocol=pickle.HIGHEST_PROTOCOL))
+            stdin.write(pickle.dumps(self._sources, protocol=pickle.HIGHEST_PROTOCOL))
         returncode = self._process.wait()
         message = _read_from_start(self._errors).decode("utf-8", errors="replace").strip()
         if returncode != 0:
@@ -172,6 +210,8 @@ class Worker:
             self._process.wait()
         self._answer.close()
         self._errors.close()
+        self._counters.close()
+        self._counters_file.close()
 
 
 def _read_from_start(file: BinaryIO) -> bytes:
@@ -179,11 +219,17 @@ def _read_from_start(file: BinaryIO) -> bytes:
     return file.read()
 
 
-def serve() -> None:
-    """A worker's life: one batch of sources in, what they hold out, then exit."""
+def serve(counters_descriptor: int) -> None:
+    """A worker's life: one batch of sources in, what those the control plane did not take hold out, then
+    exit."""
     gc.disable()  # everything built here lives until the exit; see `registry._collection_paused`
+    counters = mmap.mmap(counters_descriptor, mmap.PAGESIZE)
     sources: list[tuple[str, str]] = pickle.load(sys.stdin.buffer)
-    answer = [discover_stored(path, source)[1:] for path, source in sources]
+    answer: list[tuple[str, Rows]] = []
+    while (end := len(answer)) < (parent_start := _COUNTER.unpack_from(counters, _PARENT_START)[0]):
+        claimed = min(end + CHUNK, parent_start)
+        _COUNTER.pack_into(counters, _WORKER_END, claimed)
+        answer.extend(discover_stored(path, source)[1:] for path, source in sources[end:claimed])
     sys.stdout.buffer.write(pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL))
     sys.stdout.buffer.flush()
     sys.stderr.flush()

@@ -81,6 +81,7 @@ class Registry:
         self._files: dict[str, FileDiscovery] = {}
         self._etags: dict[str, str] = {}  # the ETag each entry of `_files` was read from
         self._cache_loaded = False
+        self._cache_complete = False  # whether `_files` mirrors the `workflows` table
         self._snapshot = RegistrySnapshot()
         self._poller: asyncio.Task[None] | None = None
         self._scanning = threading.Lock()
@@ -130,15 +131,28 @@ class Registry:
             return self._rescan()
 
     def _rescan(self) -> bool:
-        manifest = self._store.manifest()
+        workers: list[Worker] = []
+        try:
+            if not self._cache_loaded:
+                self._cache_complete, large_scan_likely = self._load_cache()
+                self._cache_loaded = True
+                if large_scan_likely:
+                    # the workers' imports overlap the listing; a small workspace's first start pays only for
+                    # interpreters stopped right after its (short) listing
+                    workers = _start_workers()
+            return self._update(self._store.manifest(), workers)
+        finally:
+            for worker in workers:
+                worker.stop()
+
+    def _update(self, manifest: Manifest, workers: list[Worker]) -> bool:
         revision = manifest.revision
         if self._snapshot.revision == revision:
             return False
-        complete = self._cache_loaded or self._load_cache()
         wanted = {path: etag for path, etag in manifest.files.items() if path.endswith(".py")}
         changed = [path for path, etag in wanted.items() if self._etags.get(path) != etag]
         removed = [path for path in self._etags if path not in wanted]
-        parsed, recorded = self._discover_and_record([(path, wanted[path]) for path in changed], manifest)
+        parsed, recorded = self._discover_and_record([(path, wanted[path]) for path in changed], manifest, workers)
         files, etags = dict(self._files), dict(self._etags)
         touched = [files[path] for path in (*changed, *removed) if path in files]
         for path in removed:
@@ -150,8 +164,8 @@ class Registry:
         snapshot = self._build_snapshot(files, recorded)
         dirty = {info.name for file in (*touched, *(found for found, _, _ in parsed.values())) for info in _infos(file)}
         cached = [(path, wanted[path], parser_version(), encoded) for path, (_, encoded, _) in parsed.items()]
-        self._persist(snapshot, rows, cached, removed, dirty if complete else None)
-        self._files, self._etags, self._snapshot, self._cache_loaded = files, etags, snapshot, True
+        self._persist(snapshot, rows, cached, removed, dirty if self._cache_complete else None)
+        self._files, self._etags, self._snapshot, self._cache_complete = files, etags, snapshot, True
         logger.info(
             "workspace revision %s: %d workflows, %d problems (%d files parsed, %d from the cache)",
             revision[:12],
@@ -162,9 +176,11 @@ class Registry:
         )
         return True
 
-    def _load_cache(self) -> bool:
-        """Take what the database keeps of earlier scans; True when it mirrors the `workflows` table (rows of
-        another discovery version leave it unknown which workflows those files registered)."""
+    def _load_cache(self) -> tuple[bool, bool]:
+        """Take what the database keeps of earlier scans. First: whether it mirrors the `workflows` table (rows of
+        another discovery version leave it unknown which workflows those files registered); second: whether the
+        first scan is likely to parse enough files for worker processes (nothing of this discovery version is
+        kept, and the database keeps no rows at all, or those of at least that many files)."""
         with Session(self._db_engine) as session:
             rows = session.execute(
                 select(
@@ -178,46 +194,58 @@ class Registry:
         decoded = _decode([row.result for row in current]) if current else []
         self._files = {row.path: found for row, found in zip(current, decoded, strict=True)}
         self._etags = {row.path: row.etag for row in current}
-        return bool(rows) and len(current) == len(rows)
+        large_scan_likely = not current and (not rows or len(rows) >= PARALLEL_FROM_FILES) and _cores() > 1
+        return bool(rows) and len(current) == len(rows), large_scan_likely
 
     def _discover_and_record(
-        self, listed: list[tuple[str, str]], manifest: Manifest
+        self, listed: list[tuple[str, str]], manifest: Manifest, started: list[Worker]
     ) -> tuple[dict[str, tuple[FileDiscovery, str, Rows]], str]:
         """What each of the `listed` files (path, ETag) holds, with its cache entry (JSON) and the `workflows` rows
         of its functions; and the revision of `manifest`, recorded in the store. A file changed or removed since
-        the listing is left out: the next poll sees it again."""
+        the listing is left out: the next poll sees it again. `started`: worker processes started already, which
+        the caller stops."""
         cores = _cores()
         if len(listed) < PARALLEL_FROM_FILES or cores < 2:
+            for worker in started:
+                worker.stop()
             items = self._read_all(listed)
             parsed = {path: discover_stored(path, source) for path, source in items}
             return parsed, self._store.record_revision(manifest)
-        workers: list[Worker] = []
+        workers = started or _start_workers()
         try:
-            workers.extend(Worker() for _ in range(cores - 1))
             items = self._read_all(listed)
-            # This process parses a share too: a worker for it would first spend as long importing the SDK
-            given = items[: len(items) - len(items) // cores]
-            shares = [
-                given[index * len(given) // len(workers) : (index + 1) * len(given) // len(workers)]
+            # Each worker takes a part, and this process parses files from the end of each part while its worker
+            # parses from the start: a worker for this process would first spend as long importing the SDK
+            parts = [
+                items[index * len(items) // len(workers) : (index + 1) * len(items) // len(workers)]
                 for index in range(len(workers))
             ]
+            for worker, part in zip(workers, parts, strict=True):
+                worker.give(part)
             with ThreadPoolExecutor(len(workers), thread_name_prefix="bifrost-discovery-worker") as talkers:
-                answers = talkers.map(Worker.discover, workers, shares)
+                answers = talkers.map(Worker.discover, workers)
                 # Recording (a folder keeps a copy of every new file) overlaps the workers' parsing, and comes
                 # before this process's own: a thread doing it beside the parsing would wait for the
                 # interpreter's lock after each of its many system calls. It starts after the last read: a store
                 # may reuse what it read for discovery (S3 archives it).
                 recorded = self._store.record_revision(manifest)
-                own = {path: discover_stored(path, source) for path, source in items[len(given) :]}
-                stored = [entry for answer in answers for entry in answer]
+                own: dict[str, tuple[FileDiscovery, str, Rows]] = {}
+                for worker, part in zip(reversed(workers), reversed(parts), strict=True):
+                    while (taken := worker.take_from_end()) is not None:
+                        own.update(
+                            (path, discover_stored(path, source)) for path, source in part[taken.start : taken.stop]
+                        )
+                stored = [
+                    (path, entry)
+                    for part, answer in zip(parts, answers, strict=True)
+                    for (path, _), entry in zip(part[: len(answer)], answer, strict=True)
+                    if path not in own  # parsed by both: the few files both claimed at the same moment
+                ]
         finally:
             for worker in workers:
                 worker.stop()
-        decoded = _decode([encoded for encoded, _ in stored])
-        parsed = {
-            path: (found, encoded, rows)
-            for (path, _), found, (encoded, rows) in zip(given, decoded, stored, strict=True)
-        }
+        decoded = _decode([encoded for _, (encoded, _) in stored])
+        parsed = {path: (found, encoded, rows) for (path, (encoded, rows)), found in zip(stored, decoded, strict=True)}
         parsed.update(own)
         return parsed, recorded
 
@@ -302,6 +330,10 @@ def parser_version() -> str:
         digest.update(source.relative_to(package).as_posix().encode())
         digest.update(source.read_bytes())
     return digest.hexdigest()[:32]
+
+
+def _start_workers() -> list[Worker]:
+    return [Worker() for _ in range(_cores() - 1)]
 
 
 def _cores() -> int:

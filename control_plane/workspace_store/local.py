@@ -68,6 +68,15 @@ _PLAIN_PATH = re.compile(
 listing checks every other path in full."""
 
 
+_WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
+
+
+def _write_all(descriptor: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(descriptor, view) :]
+
+
 class LocalFolderStore:
     """Files under `root`. ETags are the MD5 of the content, as S3 computes them, so the same files make the
     same revision in a folder and in a bucket; each file is hashed again only when its stat changed."""
@@ -179,10 +188,15 @@ class LocalFolderStore:
             return
         kept = f"{self.root}/{KEPT_FILES_DIR}/{etag}"
         temporary = f"{self.root}/{KEPT_FILES_DIR}/.{etag}.{os.getpid()}.{threading.get_ident()}.partial"
+        # os-level calls: a buffered file object's setup and teardown cost more than the write itself, and a
+        # cold start keeps thousands of copies
         try:
-            with open(temporary, "wb") as file:
-                file.write(data)
-            os.replace(temporary, kept)
+            descriptor = os.open(temporary, _WRITE_FLAGS, 0o644)
+            try:
+                _write_all(descriptor, data)
+            finally:
+                os.close(descriptor)
+            os.rename(temporary, kept)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(temporary)

@@ -209,7 +209,8 @@ def test_entries_of_other_discovery_code_are_parsed_again(db: Engine, workspace:
 def test_files_parsed_by_worker_processes_give_what_one_process_gives(
     db: Engine, workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for index in range(6):
+    count = 4 * discovery_worker.CHUNK  # more than the worker's first chunk: the control plane may take some
+    for index in range(count):
         (workspace / f"flow_{index}.py").write_text(flow(f"flow_{index}", timeout=60 + index))
     (workspace / "broken.py").write_text("from bifrost import workflow\n\n@workflow\ndef oops(:\n    pass\n")
     serial_db = make_engine(f"sqlite:///{tmp_path / 'serial.db'}")
@@ -222,7 +223,7 @@ def test_files_parsed_by_worker_processes_give_what_one_process_gives(
     assert parallel.snapshot.workflows == serial.snapshot.workflows
     assert parallel.snapshot.problems == serial.snapshot.problems
     assert [problem.file for problem in parallel.snapshot.problems] == ["broken.py"]
-    assert stored(db) == {f"flow_{index}": 60 + index for index in range(6)}
+    assert stored(db) == {f"flow_{index}": 60 + index for index in range(count)}
 
 
 @pytest.mark.parametrize("workers", [False, True], ids=["one process", "worker processes"])
