@@ -50,7 +50,7 @@ logger = logging.getLogger(__name__)
 
 PARALLEL_FROM_FILES = 200
 """A scan with at least this many files to parse spreads them over this process and a worker process for each
-other core."""
+other core (see `discovery_worker` for how they share them out)."""
 _READERS = 8  # reads overlap: a store in S3 answers each read in a round trip
 _READS_PER_TASK = 64  # a task per file would cost the thread pool more than a folder's read
 _SQL_BATCH = 500
@@ -202,8 +202,8 @@ class Registry:
     ) -> tuple[dict[str, tuple[FileDiscovery, str, Rows]], str]:
         """What each of the `listed` files (path, ETag) holds, with its cache entry (JSON) and the `workflows` rows
         of its functions; and the revision of `manifest`, recorded in the store. A file changed or removed since
-        the listing is left out: the next poll sees it again. `started`: worker processes started already, which
-        the caller stops."""
+        the listing is left out: the next poll sees it again. `started`: worker processes started for this scan
+        already."""
         cores = _cores()
         if len(listed) < PARALLEL_FROM_FILES or cores < 2:
             for worker in started:

@@ -288,3 +288,21 @@ def test_the_workflows_table_holds_each_function_as_the_registry_describes_it(
     with Session(db) as session:  # stored as every other timestamp is, so that queries compare them
         found = session.exec(select(Workflow.name).where(Workflow.updated_at == rows["greet"].updated_at)).all()
     assert set(found) == {"greet", "moods"}
+
+
+def child_processes() -> set[int]:
+    return {int(pid) for children in Path("/proc/self/task").glob("*/children") for pid in children.read_text().split()}
+
+
+@pytest.mark.parametrize("db", ["sqlite"], indirect=True)
+def test_a_first_start_of_a_small_workspace_leaves_no_worker_process_behind(
+    db: Engine, workspace: Path, parsed: list[str]
+) -> None:
+    (workspace / "greet.py").write_text(flow("greet"))
+    before = child_processes()
+
+    registry = restarted(workspace, db)  # an empty database: workers start before the listing shows one file
+
+    assert set(registry.snapshot.workflows) == {"greet"}
+    assert parsed == ["greet.py"]  # parsed here, not by a worker
+    assert child_processes() <= before
