@@ -3,9 +3,10 @@
 A scan with many files to parse spreads them over worker processes. A worker is a fresh interpreter started
 with `python -c` that imports only this module and the SDK: multiprocessing's spawn would import the parent's
 main module in each worker too, which for the control plane is seconds of imports per worker. A worker reads
-one pickled list of (path, source) from its stdin, writes the pickled list of (cache entry, `workflows` rows)
-to its stdout (a temporary file), and exits. Both come out as the values the database stores (the rows as
-tuples of column values, their JSON columns as JSON text): the control plane inserts them as they are.
+one pickled list of (path, source) from its stdin, writes a pickled list of (cache entry, `workflows` rows)
+for each few files it parsed to its stdout (a temporary file, which the control plane reads meanwhile), and
+exits. Both come out as the values the database stores (the rows as tuples of column values, their JSON
+columns as JSON text): the control plane inserts them as they are.
 
 The control plane parses files of a worker's list too, taking them from its end while the worker takes them
 from its start, so that both finish together however long each one's other work (the worker's imports, the
@@ -69,6 +70,8 @@ first chunk."""
 _COUNTER = struct.Struct("=i")  # native and aligned: each counter is read and written in one instruction
 _WORKER_END = 0  # offset of the counter the worker writes: it parses the files before it
 _PARENT_START = _COUNTER.size  # offset of the counter the control plane writes: it parses the files from it on
+_FRAME = struct.Struct("<Q")
+"""The length of each chunk's pickled answer, before it."""
 
 
 def discover(path: str, source: str) -> FileDiscovery:
@@ -149,11 +152,13 @@ class WorkerError(RuntimeError):
 
 
 class Worker:
-    """One worker process, started at once so that its imports overlap the parent's reading of the sources.
+    """One worker process, started at once so that its imports overlap the parent's listing and reading of the
+    sources.
 
-    Its answer goes to a temporary file, not a pipe: the thread talking to it then waits for its exit and reads
-    the answer in one call each, where draining a pipe takes a read per 64 KiB, and each read waits for the
-    interpreter's lock while the parent's own parsing holds it."""
+    Its answer goes to a temporary file, not a pipe: the thread talking to it only waits for its exit, and the
+    parent's parsing takes what was answered between its own chunks (`collect`) in one read, where draining a
+    pipe from a thread takes a read per 64 KiB, and each read waits for the interpreter's lock while the
+    parent's own parsing holds it."""
 
     def __init__(self) -> None:
         # all live as long as the worker: `stop` closes them
@@ -163,6 +168,7 @@ class Worker:
         self._counters_file.truncate(mmap.PAGESIZE)
         self._counters = mmap.mmap(self._counters_file.fileno(), mmap.PAGESIZE)
         self._sources: list[tuple[str, str]] = []
+        self._collected = 0  # how much of the answer `collect` took
         self._process = subprocess.Popen(
             [sys.executable, "-c", _BOOTSTRAP, json.dumps(sys.path), str(self._counters_file.fileno())],
             stdin=subprocess.PIPE,
@@ -187,9 +193,10 @@ class Worker:
         self._sources = sources
         _COUNTER.pack_into(self._counters, _PARENT_START, len(sources))
 
-    def discover(self) -> list[tuple[str, Rows]]:
-        """The cache entry and rows of each of the first of the files given, in order, up to where the files
-        the control plane took (`take_from_end`) begin, or a few beyond; the worker exits after answering."""
+    def discover(self) -> None:
+        """Send the files given and wait for the worker to answer (see `collect`) for the first of them, in
+        order, up to where the files the control plane took (`take_from_end`) begin, or a few beyond; the
+        worker exits after answering."""
         stdin = self._process.stdin
         assert stdin is not None
         # One write, which blocks until the worker has read it all (its exit code tells when it died instead)
@@ -201,8 +208,24 @@ class Worker:
             raise WorkerError(f"a discovery worker ended with exit code {returncode}: {message}")
         if message:
             logger.warning("a discovery worker reported: %s", message)
-        result: list[tuple[str, Rows]] = pickle.loads(_read_from_start(self._answer))
-        return result
+
+    def collect(self) -> list[tuple[str, Rows]]:
+        """The cache entry and rows of each file the worker answered for since the last call, in order: the
+        control plane takes them while the worker still parses, to decode them meanwhile."""
+        descriptor = self._answer.fileno()
+        # positioned reads: the worker writes through the same open file, whose offset a plain read would move
+        data = os.pread(descriptor, os.fstat(descriptor).st_size - self._collected, self._collected)
+        entries: list[tuple[str, Rows]] = []
+        offset = 0
+        while offset + _FRAME.size <= len(data):
+            (length,) = _FRAME.unpack_from(data, offset)
+            end = offset + _FRAME.size + length
+            if end > len(data):
+                break  # the rest of this chunk is not written yet
+            entries.extend(pickle.loads(memoryview(data)[offset + _FRAME.size : end]))
+            offset = end
+        self._collected += offset
+        return entries
 
     def stop(self) -> None:
         if self._process.poll() is None:
@@ -225,12 +248,16 @@ def serve(counters_descriptor: int) -> None:
     gc.disable()  # everything built here lives until the exit; see `registry._collection_paused`
     counters = mmap.mmap(counters_descriptor, mmap.PAGESIZE)
     sources: list[tuple[str, str]] = pickle.load(sys.stdin.buffer)
-    answer: list[tuple[str, Rows]] = []
-    while (end := len(answer)) < (parent_start := _COUNTER.unpack_from(counters, _PARENT_START)[0]):
+    end = 0
+    while end < (parent_start := _COUNTER.unpack_from(counters, _PARENT_START)[0]):
         claimed = min(end + CHUNK, parent_start)
         _COUNTER.pack_into(counters, _WORKER_END, claimed)
-        answer.extend(discover_stored(path, source)[1:] for path, source in sources[end:claimed])
-    sys.stdout.buffer.write(pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL))
-    sys.stdout.buffer.flush()
+        chunk = pickle.dumps(
+            [discover_stored(path, source)[1:] for path, source in sources[end:claimed]],
+            protocol=pickle.HIGHEST_PROTOCOL,
+        )
+        sys.stdout.buffer.write(_FRAME.pack(len(chunk)) + chunk)
+        sys.stdout.buffer.flush()
+        end = claimed
     sys.stderr.flush()
     os._exit(0)  # no teardown of the many objects built: the process ends here

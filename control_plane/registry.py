@@ -230,22 +230,25 @@ class Registry:
                 # may reuse what it read for discovery (S3 archives it).
                 recorded = self._store.record_revision(manifest)
                 own: dict[str, tuple[FileDiscovery, str, Rows]] = {}
+                answered: list[list[tuple[FileDiscovery, str, Rows]]] = [[] for _ in workers]
                 for worker, part in zip(reversed(workers), reversed(parts), strict=True):
                     while (taken := worker.take_from_end()) is not None:
                         own.update(
                             (path, discover_stored(path, source)) for path, source in part[taken.start : taken.stop]
                         )
-                stored = [
-                    (path, entry)
-                    for part, answer in zip(parts, answers, strict=True)
-                    for (path, _), entry in zip(part[: len(answer)], answer, strict=True)
-                    if path not in own  # parsed by both: the few files both claimed at the same moment
-                ]
+                        _collect(workers, answered)
+                for _ in answers:  # each worker's exit, or its error
+                    pass
+                _collect(workers, answered)
         finally:
             for worker in workers:
                 worker.stop()
-        decoded = _decode([encoded for _, (encoded, _) in stored])
-        parsed = {path: (found, encoded, rows) for (path, (encoded, rows)), found in zip(stored, decoded, strict=True)}
+        parsed = {
+            path: entry
+            for part, got in zip(parts, answered, strict=True)
+            for (path, _), entry in zip(part[: len(got)], got, strict=True)
+            if path not in own  # parsed by both: the few files both claimed at the same moment
+        }
         parsed.update(own)
         return parsed, recorded
 
@@ -356,6 +359,14 @@ def _collection_paused() -> Iterator[None]:
         gc.unfreeze()
         if enabled:
             gc.enable()
+
+
+def _collect(workers: list[Worker], answered: list[list[tuple[FileDiscovery, str, Rows]]]) -> None:
+    """Take and decode what each worker answered since the last call."""
+    for worker, got in zip(workers, answered, strict=True):
+        entries = worker.collect()
+        decoded = _decode([encoded for encoded, _ in entries])
+        got.extend((found, encoded, rows) for found, (encoded, rows) in zip(decoded, entries, strict=True))
 
 
 def _decode(encoded: Sequence[str]) -> list[FileDiscovery]:
