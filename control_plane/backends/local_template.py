@@ -147,9 +147,7 @@ class RunnerTemplate:
 
     def give_slot(self, slot: RunnerSlot) -> None:
         """Have a spare wait with `slot` (see `RunnerSlot`); the template retires it in time."""
-        if self._reader.done():
-            return
-        self._claims.write(slot_line(slot))
+        self._tell(slot_line(slot))
 
     def moved(self, pid: int) -> None:
         """Tell the template that its runner `pid` (here), which `on_fork_made` did not move, is in its cgroup now."""
@@ -157,12 +155,17 @@ class RunnerTemplate:
             inner: int | None = pid
         else:
             inner = next((inner for inner, host in self._host_pids.items() if host == pid), None)
-        if inner is not None and not self._reader.done():
-            self._claims.write(fork_moved_line(inner))
+        if inner is not None:
+            self._tell(fork_moved_line(inner))
+
+    def _tell(self, line: bytes) -> None:
+        """Write `line` to the template, unless it is gone or being stopped: then what it is told matters no more."""
+        if not self._reader.done() and not self._claims.is_closing():
+            self._claims.write(line)
 
     async def fork(self, claim: RunnerClaim) -> int:
         """Start the runner of `claim` (on the spare holding its slot, if one does); its pid."""
-        if self._reader.done():
+        if self._reader.done() or self._claims.is_closing():
             raise TemplateGoneError("the runner template is not running")
         forked: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._forking[claim.execution_id] = forked
@@ -231,7 +234,7 @@ class RunnerTemplate:
                     else:
                         self._host_pids[message.pid] = found
                 if found is not None and self._on_fork_made is not None and await self._on_fork_made(found):
-                    self._claims.write(fork_moved_line(message.pid))
+                    self._tell(fork_moved_line(message.pid))
                 continue
             forked = self._forking.get(message.execution_id)
             if forked is None or forked.done():
